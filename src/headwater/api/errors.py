@@ -1,0 +1,82 @@
+"""Every error leaves the API as Okta's error object with ``Content-Type: application/json``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from headwater.errors import HeadwaterError
+
+__all__ = ["error_response", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: ("E0000003", "The request body was not well-formed."),
+    401: ("E0000011", "Invalid token provided"),
+    403: ("E0000006", "You do not have permission to perform the requested action"),
+    404: ("E0000007", "Not found: Resource not found"),
+    405: ("E0000022", "The endpoint does not support the provided HTTP method"),
+    406: ("E0000008", "The requested resource is not available in the requested format"),
+    413: ("E0000005", "Request payload too large"),
+    415: ("E0000021", "Unsupported media type"),
+    429: ("E0000047", "API call exceeded rate limit due to too many requests."),
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    summary: str,
+    causes: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """Okta's error object; ``errorLink`` repeats the code, ``errorId`` is unique per error."""
+    body: dict[str, Any] = {
+        "errorCode": code,
+        "errorSummary": summary,
+        "errorLink": code,
+        "errorId": "oae" + uuid.uuid4().hex[:19],
+        "errorCauses": [{"errorSummary": c} for c in causes or []],
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_causes(exc: RequestValidationError) -> tuple[str, str, list[str]]:
+    causes = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
+        if error.get("type") == "json_invalid":
+            return "E0000003", "The request body was not well-formed.", []
+        field = ".".join(loc) or "body"
+        causes.append(f"{field}: {error.get('msg', 'invalid value')}")
+    return "E0000001", "Api validation failed: " + (causes[0] if causes else "request"), causes
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HeadwaterError)
+    async def _domain(_: Request, exc: HeadwaterError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.summary, exc.causes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        code, summary, causes = _validation_causes(exc)
+        return error_response(400, code, summary, causes)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, summary = _HTTP_CODES.get(exc.status_code, ("E0000009", "Internal Server Error"))
+        if isinstance(exc.detail, str) and exc.status_code not in (404, 405):
+            summary = exc.detail
+        return error_response(exc.status_code, code, summary, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "E0000009", "Internal Server Error")

@@ -1,0 +1,7 @@
+"""Routes for app_users (to be filled in)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

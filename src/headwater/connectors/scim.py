@@ -1,0 +1,802 @@
+"""An async SCIM 2.0 client: the connector Headwater provisions downstream apps through.
+
+It speaks the planner's types (``AccountAttributes``, ``RemoteAccount``, ``RemoteGroup``) and
+turns every failure into one of the ``connectors.errors`` types, because the reconciler decides
+what to do next (retry, task, quarantine) from the error type alone. Vendor quirks come from
+``ProvisioningSettings`` as data, never as branches on the vendor.
+
+Requests are built with scim2-models where the models fit; responses are read leniently as plain
+JSON (unknown attributes, case variations and missing optional fields are tolerated) because real
+SCIM servers rarely validate against a strict model.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote, urlencode
+
+import httpx
+from pydantic import ValidationError
+from scim2_models import (
+    Context,
+    EnterpriseUser,
+    Group,
+    GroupMember,
+    Manager,
+    Name,
+    PatchOp,
+    PatchOperation,
+    User,
+)
+
+from headwater import __version__
+from headwater.connectors.errors import (
+    AppUnavailableError,
+    ConflictError,
+    DownstreamError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
+from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
+from headwater.domain.settings import MAX_BATCH_SIZE, MembershipMethod, ProvisioningSettings
+
+__all__ = ["RequestHook", "ScimConnector", "escape_filter_value"]
+
+log = logging.getLogger(__name__)
+
+#: ``on_request(method, path_template, status_or_None, seconds)``, called after every request.
+RequestHook = Callable[[str, str, int | None, float], None]
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+SCIM_MEDIA_TYPE = "application/scim+json"
+#: Longest server-supplied text (a SCIM Error ``detail``) carried into an error message.
+MAX_DETAIL = 500
+
+_UserModel = User[EnterpriseUser]
+_T = TypeVar("_T")
+
+
+class _MalformedError(ValueError):
+    """A 2xx response whose body is not the SCIM document the call expects."""
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def escape_filter_value(value: str) -> str:
+    """Escape a value for a double-quoted SCIM filter string (RFC 7644 §3.4.2.2 uses JSON)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _truncate(text: str, limit: int = MAX_DETAIL) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _field(data: Mapping[str, Any], name: str) -> Any:
+    """Read an attribute by name, case-insensitively as RFC 7643 §2.1 says attribute names are."""
+    if name in data:
+        return data[name]
+    folded = name.casefold()
+    for key, value in data.items():
+        if isinstance(key, str) and key.casefold() == folded:
+            return value
+    return None
+
+
+def _as_id(value: Any) -> str | None:
+    """A resource id as a string; some servers send numeric ids despite RFC 7643 §3.1."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return None
+
+
+def _as_bool(value: Any, default: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return default
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), at least 0."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """The server's own explanation of an error: SCIM ``scimType``/``detail``, else common keys.
+
+    Only fields of a JSON body are used, never raw text, so a server that echoes the request
+    (headers included) cannot leak the credentials into our messages.
+    """
+    try:
+        payload = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if not isinstance(payload, Mapping):
+        return ""
+    parts: list[str] = []
+    scim_type = _field(payload, "scimType")
+    if isinstance(scim_type, str) and scim_type:
+        parts.append(scim_type)
+    for key in ("detail", "message", "error_description", "error"):
+        text = _field(payload, key)
+        if isinstance(text, str) and text:
+            parts.append(text)
+            break
+    return _truncate(": ".join(parts))
+
+
+def status_error(response: httpx.Response, method: str, template: str) -> DownstreamError:
+    """The connector error for a non-2xx response; its type tells the reconciler what to do."""
+    status = response.status_code
+    detail = _error_detail(response)
+    where = f"{method} {template}"
+    suffix = f": {detail}" if detail else ""
+    if status in (401, 403):
+        return AppUnavailableError(
+            f"{where}: credentials rejected (HTTP {status}){suffix}", status=status
+        )
+    if status == 429 or status >= 500:
+        return TransientError(
+            f"{where}: HTTP {status}{suffix}",
+            status=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status == 409:
+        return ConflictError(f"{where}: conflict (HTTP 409){suffix}", status=status)
+    if status == 404:
+        return NotFoundError(f"{where}: not found (HTTP 404){suffix}", status=status)
+    if 300 <= status < 400:
+        return AppUnavailableError(
+            f"{where}: unexpected redirect (HTTP {status}); check the base URL", status=status
+        )
+    if 400 <= status < 500:
+        return PermanentError(f"{where}: HTTP {status}{suffix}", status=status)
+    return TransientError(f"{where}: unexpected HTTP {status}{suffix}", status=status)
+
+
+def transport_error(
+    exc: httpx.HTTPError, method: str, template: str, *, probing: bool = False
+) -> DownstreamError:
+    """The connector error for a request that got no usable response.
+
+    ``probing`` is set by ``test_connection``: there an unreachable host means the app as
+    configured is unusable, while mid-run it is just a blip worth retrying.
+    """
+    where = f"{method} {template}"
+    text = _truncate(str(exc), 200)
+    what = type(exc).__name__ + (f": {text}" if text else "")
+    if isinstance(exc, httpx.TimeoutException):
+        return TransientError(f"{where}: timed out ({what})")
+    if isinstance(exc, httpx.ConnectError):
+        if probing:
+            return AppUnavailableError(f"{where}: cannot connect ({what})")
+        return TransientError(f"{where}: connection failed ({what})")
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return AppUnavailableError(f"{where}: unusable base URL ({what})")
+    if isinstance(exc, httpx.LocalProtocolError):
+        return PermanentError(f"{where}: invalid request ({what})")
+    return TransientError(f"{where}: {what}")
+
+
+def _user_payload(attrs: AccountAttributes, *, context: Context) -> dict[str, Any]:
+    """The full SCIM User for ``attrs``: core + enterprise schemas, ``extra`` merged on top."""
+    try:
+        user = _UserModel(
+            user_name=attrs.user_name,
+            external_id=attrs.external_id,
+            active=attrs.active,
+            display_name=attrs.display_name,
+            title=attrs.title,
+        )
+        if attrs.given_name is not None or attrs.family_name is not None:
+            user.name = Name(given_name=attrs.given_name, family_name=attrs.family_name)
+        if (
+            attrs.employee_number is not None
+            or attrs.department is not None
+            or attrs.manager_id is not None
+        ):
+            user[EnterpriseUser] = EnterpriseUser(
+                employee_number=attrs.employee_number,
+                department=attrs.department,
+                manager=Manager(value=attrs.manager_id) if attrs.manager_id else None,
+            )
+    except ValidationError as exc:
+        raise PermanentError(f"invalid account attributes: {_truncate(str(exc), 300)}") from exc
+    payload: dict[str, Any] = user.model_dump(scim_ctx=context)
+    # `active` is always sent: a replace that omits it would leave the account's state unknown.
+    payload["active"] = attrs.active
+    if attrs.email is not None:
+        # Set after the dump: the Email model normalises and rejects reserved domains
+        # (``.local``), and the downstream should get the address exactly as mapped.
+        payload["emails"] = [{"value": attrs.email, "type": "work", "primary": True}]
+    _merge(payload, attrs.extra)
+    schemas = payload.setdefault("schemas", [USER_SCHEMA])
+    for key, value in payload.items():
+        if key.startswith("urn:") and isinstance(value, Mapping) and key not in schemas:
+            schemas.append(key)
+    return payload
+
+
+def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Merge ``extra`` into ``target`` (objects recursively), never carrying a password."""
+    for key, value in extra.items():
+        if key.casefold() == "password":
+            continue
+        current = target.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            _merge(current, value)
+        elif isinstance(value, Mapping):
+            nested: dict[str, Any] = {}
+            _merge(nested, value)
+            target[key] = nested
+        else:
+            target[key] = value
+
+
+def _user_patch_operations(attrs: AccountAttributes) -> list[dict[str, Any]]:
+    """Replace operations for every attribute that has a value (``active`` always).
+
+    Attributes that are None are left alone: a remove of an absent attribute is refused by some
+    servers, and PATCH mode exists precisely to touch only what Headwater manages.
+    """
+    payload = _user_payload(attrs, context=Context.RESOURCE_REPLACEMENT_REQUEST)
+    operations: list[dict[str, Any]] = []
+    for key, value in payload.items():
+        if key == "schemas":
+            continue
+        if key.startswith("urn:") and isinstance(value, Mapping):
+            operations.extend(
+                {"op": "replace", "path": f"{key}:{sub}", "value": sub_value}
+                for sub, sub_value in value.items()
+            )
+        elif key == "name" and isinstance(value, Mapping):
+            operations.extend(
+                {"op": "replace", "path": f"name.{sub}", "value": sub_value}
+                for sub, sub_value in value.items()
+            )
+        else:
+            operations.append({"op": "replace", "path": key, "value": value})
+    return operations
+
+
+def _patch_body(operations: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": list(operations),
+    }
+
+
+def _group_patch(operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Group PatchOp, validated by scim2-models so a malformed path never leaves the process."""
+    model = PatchOp[Group](
+        operations=[PatchOperation[Group].model_validate(op) for op in operations]
+    )
+    body: dict[str, Any] = model.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+    return body
+
+
+def _group_payload(
+    display_name: str, member_ids: Iterable[str], *, context: Context
+) -> dict[str, Any]:
+    members = [GroupMember(value=member) for member in member_ids]
+    payload: dict[str, Any] = Group(display_name=display_name, members=members or None).model_dump(
+        scim_ctx=context
+    )
+    # Always explicit: scim2-models drops an empty list, and some servers need the key.
+    payload["members"] = [{"value": member.value} for member in members]
+    return payload
+
+
+def _member_filter(member_id: str) -> str:
+    return f'members[value eq "{escape_filter_value(member_id)}"]'
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _chunks(values: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+# -- the connector ---------------------------------------------------------------------------
+
+
+class ScimConnector:
+    """One downstream SCIM service provider, reached through one pooled ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None,
+        settings: ProvisioningSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 60.0,
+        on_request: RequestHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self._on_request = on_request
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            auth=auth,
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            headers={
+                "User-Agent": f"Headwater SCIM Client/{__version__}",
+                "Accept": f"{SCIM_MEDIA_TYPE}, application/json",
+                "Content-Type": SCIM_MEDIA_TYPE,
+            },
+        )
+
+    def __repr__(self) -> str:
+        # The base URL only: never the auth object or headers.
+        url = self._client.base_url.copy_with(username=None, password=None)
+        return f"ScimConnector({str(url)!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    @property
+    def _batch_size(self) -> int:
+        return min(max(1, self.settings.membership_batch_size), MAX_BATCH_SIZE)
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _report(self, method: str, template: str, status: int | None, seconds: float) -> None:
+        if self._on_request is None:
+            return
+        try:
+            self._on_request(method, template, status, seconds)
+        except Exception:  # a metrics hook must never fail a provisioning call
+            log.exception("on_request hook failed")
+
+    async def _send(
+        self,
+        method: str,
+        template: str,
+        *,
+        resource_id: str | None = None,
+        params: Mapping[str, str | int] | None = None,
+        body: Mapping[str, Any] | None = None,
+        probing: bool = False,
+    ) -> httpx.Response:
+        """Send one request; transport failures come back as connector errors."""
+        path = template
+        if resource_id is not None:
+            path = template.replace("{id}", quote(resource_id, safe=""))
+        if params:
+            # %20 rather than '+': some servers do not decode '+' in a filter.
+            path = f"{path}?{urlencode(params, quote_via=quote)}"
+        content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        status: int | None = None
+        started = time.perf_counter()
+        try:
+            response = await self._client.request(method, path, content=content)
+            status = response.status_code
+            return response
+        except DownstreamError:  # raised by an auth flow (OAuth token endpoint)
+            raise
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, method, template, probing=probing) from exc
+        finally:
+            self._report(method, template, status, time.perf_counter() - started)
+
+    async def _call(
+        self,
+        method: str,
+        template: str,
+        *,
+        resource_id: str | None = None,
+        params: Mapping[str, str | int] | None = None,
+        body: Mapping[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> dict[str, Any] | None:
+        """Send a request and return its JSON object (None for no body, or a tolerated 404)."""
+        response = await self._send(
+            method, template, resource_id=resource_id, params=params, body=body
+        )
+        if response.status_code == 404 and missing_ok:
+            return None
+        if not 200 <= response.status_code < 300:
+            raise status_error(response, method, template)
+        return self._json(response, method, template)
+
+    @staticmethod
+    def _json(response: httpx.Response, method: str, template: str) -> dict[str, Any] | None:
+        if response.status_code == 204 or not response.content.strip():
+            return None
+        try:
+            payload = response.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise TransientError(
+                f"{method} {template}: malformed response (HTTP {response.status_code}, not JSON)",
+                status=response.status_code,
+            ) from exc
+        if not isinstance(payload, dict):
+            raise TransientError(
+                f"{method} {template}: malformed response (HTTP {response.status_code}, "
+                "not a JSON object)",
+                status=response.status_code,
+            )
+        return payload
+
+    @staticmethod
+    def _parse(
+        parse: Callable[[Any], _T], payload: Any, method: str, template: str, status: int = 200
+    ) -> _T:
+        try:
+            return parse(payload)
+        except _MalformedError as exc:
+            raise TransientError(
+                f"{method} {template}: malformed response ({exc})", status=status
+            ) from exc
+
+    # -- parsing -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _account(payload: Any) -> RemoteAccount:
+        if not isinstance(payload, Mapping):
+            raise _MalformedError("user is not a JSON object")
+        resource_id = _as_id(_field(payload, "id"))
+        user_name = _field(payload, "userName")
+        if resource_id is None:
+            raise _MalformedError("user without id")
+        if not isinstance(user_name, str):
+            raise _MalformedError("user without userName")
+        # RFC 7643 makes `active` optional; a server that omits it has no notion of inactive.
+        return RemoteAccount(
+            id=resource_id,
+            user_name=user_name,
+            active=_as_bool(_field(payload, "active"), default=True),
+        )
+
+    def _group(self, payload: Any) -> RemoteGroup:
+        if not isinstance(payload, Mapping):
+            raise _MalformedError("group is not a JSON object")
+        resource_id = _as_id(_field(payload, "id"))
+        display_name = _field(payload, "displayName")
+        if resource_id is None:
+            raise _MalformedError("group without id")
+        if not isinstance(display_name, str):
+            raise _MalformedError("group without displayName")
+        raw_members = _field(payload, "members")
+        member_ids: frozenset[str] | None
+        if raw_members is None:
+            # Absent means empty only for apps known to return members; otherwise "unknown".
+            member_ids = frozenset() if self.settings.group_members_returned else None
+        elif isinstance(raw_members, list):
+            values = set()
+            for member in raw_members:
+                value = _as_id(_field(member, "value")) if isinstance(member, Mapping) else None
+                if value is None:
+                    raise _MalformedError("group member without value")
+                values.add(value)
+            member_ids = frozenset(values)
+        else:
+            raise _MalformedError("group members is not a list")
+        return RemoteGroup(id=resource_id, display_name=display_name, member_ids=member_ids)
+
+    @staticmethod
+    def _resources(payload: Mapping[str, Any] | None) -> tuple[list[Any], int | None]:
+        if payload is None:
+            return [], None
+        resources = _field(payload, "Resources")
+        if resources is None:
+            resources = []
+        if not isinstance(resources, list):
+            raise _MalformedError("Resources is not a list")
+        return resources, _as_int(_field(payload, "totalResults"))
+
+    # -- paging and search -------------------------------------------------------------------
+
+    async def _search(self, template: str, attribute: str, value: str) -> list[Any]:
+        params: dict[str, str | int] = {
+            "filter": f'{attribute} eq "{escape_filter_value(value)}"',
+            "startIndex": 1,
+            "count": 2,
+        }
+        payload = await self._call("GET", template, params=params, missing_ok=True)
+        resources, _ = self._parse(self._resources, payload, "GET", template)
+        return resources
+
+    async def _pages(self, template: str, page_size: int) -> AsyncIterator[Any]:
+        """Every resource at ``template``, page by page (RFC 7644 §3.4.2.4).
+
+        Paging stops when ``totalResults`` is reached or a page is empty; a short page ends it
+        only when the server gives no total, since servers may cap ``count`` below what we asked.
+        """
+        size = max(1, page_size)
+        start = 1
+        seen: set[str] = set()
+        while True:
+            params: dict[str, str | int] = {"startIndex": start, "count": size}
+            payload = await self._call("GET", template, params=params)
+            resources, total = self._parse(self._resources, payload, "GET", template)
+            fresh = 0
+            for resource in resources:
+                resource_id = (
+                    _as_id(_field(resource, "id")) if isinstance(resource, Mapping) else None
+                )
+                if resource_id is not None:
+                    if resource_id in seen:
+                        continue
+                    seen.add(resource_id)
+                fresh += 1
+                yield resource
+            if not resources:
+                return
+            if total is not None:
+                if start - 1 + len(resources) >= total:
+                    return
+            elif len(resources) < size:
+                return
+            if fresh == 0:
+                raise TransientError(
+                    f"GET {template}: paging did not advance at startIndex={start}; "
+                    "the server seems to ignore startIndex"
+                )
+            start += len(resources)
+
+    @staticmethod
+    def _best_match(resources: list[Any], attribute: str, value: str) -> Any | None:
+        """The result that really matches: exact first, then case-insensitive.
+
+        Guards against servers that ignore or loosely apply the filter: linking the wrong account
+        would be worse than finding none.
+        """
+        folded = value.casefold()
+        loose = None
+        for resource in resources:
+            if not isinstance(resource, Mapping):
+                continue
+            candidate = _field(resource, attribute)
+            if candidate == value:
+                return resource
+            if loose is None and isinstance(candidate, str) and candidate.casefold() == folded:
+                loose = resource
+        return loose
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def test_connection(self) -> None:
+        """Check address and credentials; raise AppUnavailableError with a reason if unusable.
+
+        ``/ServiceProviderConfig`` proves the base URL, but RFC 7644 §4 lets it skip
+        authentication, so ``/Users`` is always read as well to prove the credentials.
+        """
+        config = await self._send("GET", "/ServiceProviderConfig", probing=True)
+        if config.status_code != 404 and not 200 <= config.status_code < 300:
+            raise status_error(config, "GET", "/ServiceProviderConfig")
+        params: dict[str, str | int] = {"startIndex": 1, "count": 1}
+        users = await self._send("GET", "/Users", params=params, probing=True)
+        if users.status_code == 404:
+            raise AppUnavailableError(
+                "GET /Users: not found (HTTP 404); check the base URL", status=404
+            )
+        if not 200 <= users.status_code < 300:
+            raise status_error(users, "GET", "/Users")
+        try:
+            payload = users.json()
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        if not isinstance(payload, Mapping) or (
+            _field(payload, "Resources") is None and _field(payload, "totalResults") is None
+        ):
+            raise AppUnavailableError(
+                "GET /Users: the answer is not a SCIM ListResponse; check the base URL",
+                status=users.status_code,
+            )
+
+    # -- users -------------------------------------------------------------------------------
+
+    async def find_user(self, user_name: str) -> RemoteAccount | None:
+        """The account whose userName equals ``user_name``, or None."""
+        resources = await self._search("/Users", "userName", user_name)
+        match = self._best_match(resources, "userName", user_name)
+        if match is None:
+            return None
+        return self._parse(self._account, match, "GET", "/Users")
+
+    async def get_user(self, user_id: str) -> RemoteAccount | None:
+        payload = await self._call("GET", "/Users/{id}", resource_id=user_id, missing_ok=True)
+        if payload is None:
+            return None
+        return self._parse(self._account, payload, "GET", "/Users/{id}")
+
+    async def create_user(self, attrs: AccountAttributes) -> RemoteAccount:
+        """POST the account; a 409 raises ConflictError so the caller can look it up and link."""
+        body = _user_payload(attrs, context=Context.RESOURCE_CREATION_REQUEST)
+        payload = await self._call("POST", "/Users", body=body)
+        return self._parse(self._account, payload, "POST", "/Users", 201)
+
+    async def replace_user(self, user_id: str, attrs: AccountAttributes) -> RemoteAccount:
+        body = {"id": user_id, **_user_payload(attrs, context=Context.RESOURCE_REPLACEMENT_REQUEST)}
+        payload = await self._call("PUT", "/Users/{id}", resource_id=user_id, body=body)
+        if payload is None:
+            return RemoteAccount(id=user_id, user_name=attrs.user_name, active=attrs.active)
+        return self._parse(self._account, payload, "PUT", "/Users/{id}")
+
+    async def patch_user(self, user_id: str, attrs: AccountAttributes) -> RemoteAccount | None:
+        """PATCH replace of every mapped attribute; None when the server answers 204."""
+        body = _patch_body(_user_patch_operations(attrs))
+        payload = await self._call("PATCH", "/Users/{id}", resource_id=user_id, body=body)
+        if payload is None:
+            return None
+        return self._parse(self._account, payload, "PATCH", "/Users/{id}")
+
+    async def set_active(self, user_id: str, active: bool) -> None:
+        body = _patch_body([{"op": "replace", "path": "active", "value": active}])
+        await self._call("PATCH", "/Users/{id}", resource_id=user_id, body=body)
+
+    async def delete_user(self, user_id: str) -> None:
+        """DELETE the account; one that is already gone counts as deleted."""
+        await self._call("DELETE", "/Users/{id}", resource_id=user_id, missing_ok=True)
+
+    async def list_users(self, page_size: int = 100) -> AsyncIterator[RemoteAccount]:
+        async for resource in self._pages("/Users", page_size):
+            yield self._parse(self._account, resource, "GET", "/Users")
+
+    # -- groups ------------------------------------------------------------------------------
+
+    async def find_group(self, display_name: str) -> RemoteGroup | None:
+        resources = await self._search("/Groups", "displayName", display_name)
+        match = self._best_match(resources, "displayName", display_name)
+        if match is None:
+            return None
+        return self._parse(self._group, match, "GET", "/Groups")
+
+    async def get_group(self, group_id: str) -> RemoteGroup | None:
+        payload = await self._call("GET", "/Groups/{id}", resource_id=group_id, missing_ok=True)
+        if payload is None:
+            return None
+        return self._parse(self._group, payload, "GET", "/Groups/{id}")
+
+    async def list_groups(self, page_size: int = 100) -> AsyncIterator[RemoteGroup]:
+        async for resource in self._pages("/Groups", page_size):
+            yield self._parse(self._group, resource, "GET", "/Groups")
+
+    async def create_group(self, display_name: str) -> RemoteGroup:
+        """POST an empty group; a 409 raises ConflictError so the caller can find and link it."""
+        body = _group_payload(display_name, (), context=Context.RESOURCE_CREATION_REQUEST)
+        payload = await self._call("POST", "/Groups", body=body)
+        return self._parse(self._group, payload, "POST", "/Groups", 201)
+
+    async def rename_group(
+        self, group_id: str, display_name: str, member_ids: Sequence[str] | None = None
+    ) -> None:
+        """Rename a group: PATCH, or for PUT-only apps a full PUT that needs ``member_ids``."""
+        if self.settings.membership_method is MembershipMethod.PUT:
+            if member_ids is None:
+                # A PUT without members would empty the group.
+                raise ValueError("rename_group needs member_ids when membership_method is PUT")
+            await self.replace_group(group_id, display_name, member_ids)
+            return
+        body = _group_patch([{"op": "replace", "path": "displayName", "value": display_name}])
+        await self._call("PATCH", "/Groups/{id}", resource_id=group_id, body=body)
+
+    async def replace_group(
+        self, group_id: str, display_name: str, member_ids: Sequence[str]
+    ) -> None:
+        """PUT the whole group (name and every member), for apps that only take PUT."""
+        body = {
+            "id": group_id,
+            **_group_payload(
+                display_name, _unique(member_ids), context=Context.RESOURCE_REPLACEMENT_REQUEST
+            ),
+        }
+        await self._call("PUT", "/Groups/{id}", resource_id=group_id, body=body)
+
+    async def patch_members(
+        self, group_id: str, *, add: Sequence[str], remove: Sequence[str]
+    ) -> int:
+        """Apply membership changes in batches; return the number of requests sent.
+
+        Removals go first so a batch cap never leaves a group briefly holding both the old and the
+        new members (which some apps price or limit). Each request carries at most
+        ``membership_batch_size`` changes: one per removal, one per added member.
+        """
+        changes: list[tuple[str, str]] = [("remove", m) for m in _unique(remove)]
+        changes += [("add", m) for m in _unique(add)]
+        sent = 0
+        for start in range(0, len(changes), self._batch_size):
+            batch = changes[start : start + self._batch_size]
+            operations: list[dict[str, Any]] = [
+                {"op": "remove", "path": _member_filter(member)}
+                for kind, member in batch
+                if kind == "remove"
+            ]
+            added = [{"value": member} for kind, member in batch if kind == "add"]
+            if added:
+                operations.append({"op": "add", "path": "members", "value": added})
+            await self._call(
+                "PATCH", "/Groups/{id}", resource_id=group_id, body=_group_patch(operations)
+            )
+            sent += 1
+        return sent
+
+    async def replace_members(
+        self, group_id: str, display_name: str, member_ids: Sequence[str]
+    ) -> int:
+        """Make the group hold exactly ``member_ids``; return the number of requests sent.
+
+        PATCH mode: a replace with the first batch, then adds for the rest. PUT mode: one PUT.
+        """
+        members = _unique(member_ids)
+        if self.settings.membership_method is MembershipMethod.PUT:
+            await self.replace_group(group_id, display_name, members)
+            return 1
+        batches = _chunks(members, self._batch_size) or [[]]
+        sent = 0
+        for index, batch in enumerate(batches):
+            value = [{"value": member} for member in batch]
+            operation = {
+                "op": "replace" if index == 0 else "add",
+                "path": "members",
+                "value": value,
+            }
+            await self._call(
+                "PATCH", "/Groups/{id}", resource_id=group_id, body=_group_patch([operation])
+            )
+            sent += 1
+        return sent
+
+    async def delete_group(self, group_id: str) -> None:
+        """DELETE the group; one that is already gone counts as deleted."""
+        await self._call("DELETE", "/Groups/{id}", resource_id=group_id, missing_ok=True)

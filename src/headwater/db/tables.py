@@ -1,0 +1,424 @@
+"""The relational schema, one table per concept, shared by SQLite and PostgreSQL.
+
+Directory (users, groups, memberships), apps and their assignments, the recorded downstream
+state (app user links, pushed groups and their members), the reconcile outbox, tasks, the
+system log, API tokens and console admins. JSON columns hold open-ended documents (profiles,
+settings); everything the engine filters or joins on is a real column with an index.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Admin",
+    "ApiToken",
+    "App",
+    "AppConnection",
+    "AppGroupAssignment",
+    "AppUserAssignment",
+    "AppUserLink",
+    "Base",
+    "Event",
+    "EventTarget",
+    "Group",
+    "HeldOperation",
+    "Membership",
+    "PushMapping",
+    "PushMember",
+    "PushRule",
+    "ReconcileKey",
+    "Task",
+    "User",
+]
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Id = String(32)
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: Timestamp}
+
+
+# --- Directory -------------------------------------------------------------------------------
+
+
+class User(Base):
+    """A directory person; ``profile`` is the whole Okta profile, indexed columns mirror it."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    login: Mapped[str] = mapped_column(String(255))
+    #: Lowercased login: uniqueness and lookups are case-insensitive, as in Okta.
+    login_lower: Mapped[str] = mapped_column(String(255), unique=True)
+    email_lower: Mapped[str | None] = mapped_column(String(255), index=True)
+    profile: Mapped[dict[str, Any]]
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created: Mapped[datetime]
+    activated: Mapped[datetime | None]
+    status_changed: Mapped[datetime | None]
+    last_login: Mapped[datetime | None]
+    last_updated: Mapped[datetime] = mapped_column(index=True)
+    password_changed: Mapped[datetime | None]
+
+
+class Group(Base):
+    """OKTA_GROUP (made here) or APP_GROUP (stands for a group in one downstream app)."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    #: Lowercased name, unique within ``name_scope``.
+    name_lower: Mapped[str] = mapped_column(String(255))
+    #: "okta" for OKTA_GROUP (names unique across the org), the app id for APP_GROUP.
+    name_scope: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str | None] = mapped_column(Text)
+    profile: Mapped[dict[str, Any]]
+    #: For APP_GROUP: the app it lives in and its id downstream.
+    app_id: Mapped[str | None] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime] = mapped_column(index=True)
+    last_membership_updated: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("name_scope", "name_lower"),
+        Index("ix_groups_app_id_external_id", "app_id", "external_id"),
+    )
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    created: Mapped[datetime]
+
+    __table_args__ = (Index("ix_memberships_user_id_group_id", "user_id", "group_id"),)
+
+
+# --- Apps and assignments ---------------------------------------------------------------------
+
+
+class App(Base):
+    """An application instance; ``provisioning`` holds its ProvisioningSettings as JSON."""
+
+    __tablename__ = "apps"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    label: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    sign_on_mode: Mapped[str | None] = mapped_column(String(32))
+    #: The rest of Okta's app document (settings, visibility, accessibility, credentials, ...).
+    document: Mapped[dict[str, Any]]
+    provisioning: Mapped[dict[str, Any]]
+    #: Quarantine: when set, work is held until ``next_probe`` says to try again.
+    quarantined_since: Mapped[datetime | None]
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
+    next_probe: Mapped[datetime | None]
+    probe_interval: Mapped[float] = mapped_column(Float, default=0.0)
+    last_full_reconcile: Mapped[datetime | None]
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime]
+
+
+class AppConnection(Base):
+    """How to reach an app's provisioning endpoint; the secret is encrypted, never returned."""
+
+    __tablename__ = "app_connections"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(2048))
+    auth_scheme: Mapped[str] = mapped_column(String(16))
+    #: Fernet token of the JSON secret (token, password or client secret and its companions).
+    secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime]
+
+
+class AppGroupAssignment(Base):
+    __tablename__ = "app_group_assignments"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: Lower wins when a user is granted the app by several groups.
+    priority: Mapped[int] = mapped_column(Integer)
+    profile: Mapped[dict[str, Any]]
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime]
+
+    __table_args__ = (Index("ix_app_group_assignments_group_id", "group_id"),)
+
+
+class AppUserAssignment(Base):
+    """A direct (scope USER) assignment of an app to a user."""
+
+    __tablename__ = "app_user_assignments"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    profile: Mapped[dict[str, Any]]
+    user_name: Mapped[str | None] = mapped_column(String(255))
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime]
+
+    __table_args__ = (Index("ix_app_user_assignments_user_id", "user_id"),)
+
+
+# --- Recorded downstream state ----------------------------------------------------------------
+
+
+class AppUserLink(Base):
+    """What Headwater knows of one user's downstream account in one app.
+
+    Kept after unassignment, so a later reassignment reactivates the same downstream id.
+    ``state`` is the engine's view: NONE (no account), ACTIVE, INACTIVE, DEPROVISIONING (a
+    deprovision has been decided; no membership may be added from now on), DELETED.
+    """
+
+    __tablename__ = "app_user_links"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    user_name: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    sync_state: Mapped[str] = mapped_column(String(16))
+    #: Last attribute document pushed (AccountAttributes.as_dict), for "nothing changed" checks.
+    last_pushed: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_sync: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime]
+    status_changed: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_app_user_links_app_id_external_id", "app_id", "external_id"),)
+
+
+class PushMapping(Base):
+    """Group Push: keeps a downstream group equal to a source group's provisioned members."""
+
+    __tablename__ = "push_mappings"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    source_group_id: Mapped[str | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="SET NULL"), index=True
+    )
+    #: The APP_GROUP standing for the downstream group (created when first pushed).
+    target_group_id: Mapped[str | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="SET NULL")
+    )
+    #: Name to create or link downstream, when the mapping was made with targetGroupName.
+    target_group_name: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error_summary: Mapped[str | None] = mapped_column(Text)
+    last_push: Mapped[datetime | None]
+    #: Members of the source group skipped because they have no account in the app.
+    skipped_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Next push replaces the whole membership (activation, push now).
+    full_push: Mapped[bool] = mapped_column(Boolean, default=True)
+    rule_id: Mapped[str | None] = mapped_column(ForeignKey("push_rules.id", ondelete="SET NULL"))
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (UniqueConstraint("app_id", "source_group_id"),)
+
+
+class PushMember(Base):
+    """A downstream membership Headwater has pushed (or is about to push: ``pending``)."""
+
+    __tablename__ = "push_members"
+
+    mapping_id: Mapped[str] = mapped_column(
+        ForeignKey("push_mappings.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    external_id: Mapped[str] = mapped_column(String(255))
+    #: True between recording the intent to add and hearing the downstream's answer.
+    pending: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_push_members_user_id", "user_id"),)
+
+
+class PushRule(Base):
+    """Push by rule: every group whose name matches gets a mapping, including later ones."""
+
+    __tablename__ = "push_rules"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    match: Mapped[str] = mapped_column(String(16))  # STARTS_WITH | CONTAINS
+    value: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime]
+
+
+# --- Engine ------------------------------------------------------------------------------------
+
+
+class ReconcileKey(Base):
+    """The outbox: one row per (app, kind, subject) that needs reconciling; duplicates coalesce.
+
+    ``generation`` grows on every enqueue; a worker deletes the row only if the generation it
+    claimed is still current, so a change made while it worked is never lost.
+    """
+
+    __tablename__ = "reconcile_keys"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "user" | "push"
+    subject_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=1)
+    enqueued_at: Mapped[datetime]
+    not_before: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_generation: Mapped[int | None] = mapped_column(BigInteger)
+    lease_until: Mapped[datetime | None]
+    #: Set when this reconcile must read downstream state back (full reconcile, drift check).
+    observe: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_reconcile_keys_not_before", "not_before"),)
+
+
+class Task(Base):
+    """A downstream operation that failed permanently and waits for an admin."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    subject_id: Mapped[str] = mapped_column(Id)
+    operation: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    first_attempt: Mapped[datetime]
+    last_attempt: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("app_id", "kind", "subject_id"),)
+
+
+class HeldOperation(Base):
+    """A deprovision held by the mass-change guard until an admin approves or rejects it."""
+
+    __tablename__ = "held_operations"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    operation: Mapped[str] = mapped_column(String(32))
+    #: HELD until decided; APPROVED lets the reconciler proceed.
+    decision: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime]
+
+
+# --- System log and access --------------------------------------------------------------------
+
+
+class Event(Base):
+    """A system log event, in Okta's LogEvent shape."""
+
+    __tablename__ = "events"
+
+    #: Time-ordered id, so ``ORDER BY id`` is publication order and a cursor.
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    published: Mapped[datetime] = mapped_column(index=True)
+    event_type: Mapped[str] = mapped_column(String(128), index=True)
+    severity: Mapped[str] = mapped_column(String(8))
+    display_message: Mapped[str] = mapped_column(Text)
+    outcome_result: Mapped[str] = mapped_column(String(16))
+    outcome_reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[dict[str, Any]]
+    targets: Mapped[list[Any]]
+    debug: Mapped[dict[str, Any]]
+
+
+class EventTarget(Base):
+    """Index of event targets so ``filter=target.id eq "..."`` is a seek, not a JSON scan."""
+
+    __tablename__ = "event_targets"
+
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class ApiToken(Base):
+    """An SSWS API token; only its SHA-256 is stored (tokens are 160 random bits)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: First characters of the token, to tell tokens apart in listings.
+    token_prefix: Mapped[str] = mapped_column(String(8))
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime]
+    last_used: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+
+
+class Admin(Base):
+    """A console administrator (sign-in with a password hashed by argon2)."""
+
+    __tablename__ = "admins"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created: Mapped[datetime]
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]

@@ -1,0 +1,89 @@
+"""An app's provisioning settings: Okta's feature switches plus Headwater's extensions.
+
+Vendor quirks live here as data (PUT-only groups, members not returned, batch caps), never as
+code branches in the connector or the planner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Deprovision",
+    "MembershipMethod",
+    "ProvisioningSettings",
+    "SuspendAction",
+    "UpdateMethod",
+]
+
+
+class UpdateMethod(StrEnum):
+    PUT = "PUT"
+    PATCH = "PATCH"
+
+
+class Deprovision(StrEnum):
+    DEACTIVATE = "DEACTIVATE"
+    DELETE = "DELETE"
+
+
+class SuspendAction(StrEnum):
+    LEAVE = "LEAVE"
+    DEACTIVATE = "DEACTIVATE"
+
+
+class MembershipMethod(StrEnum):
+    PATCH = "PATCH"
+    PUT = "PUT"
+
+
+MAX_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class ProvisioningSettings:
+    """Everything that shapes what Headwater sends to one app."""
+
+    # Okta's To-App switches (USER_PROVISIONING feature).
+    create_users: bool = True
+    update_users: bool = True
+    deactivate_users: bool = True
+    reactivate_users: bool = True
+    group_push: bool = True
+    # Headwater extensions.
+    user_name_template: str = "${source.login}"
+    update_method: UpdateMethod = UpdateMethod.PUT
+    deprovision: Deprovision = Deprovision.DEACTIVATE
+    on_suspend: SuspendAction = SuspendAction.LEAVE
+    membership_method: MembershipMethod = MembershipMethod.PATCH
+    membership_batch_size: int = 100
+    #: False for apps whose ``GET /Groups/{id}`` never returns ``members``.
+    group_members_returned: bool = True
+    #: Delete the downstream group when its source group is deleted (else leave it).
+    delete_group_with_source: bool = False
+    max_concurrency: int = 8
+    #: Requests per second to this app across all workers; 0 means unlimited.
+    rate_limit_per_second: float = 0.0
+    #: Hold deprovisions above this share of the app's accounts for approval (0 disables).
+    mass_change_threshold: float = 0.2
+    #: Seconds between periodic full reconciles; 0 disables the schedule.
+    full_reconcile_interval: int = 3600
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> ProvisioningSettings:
+        """Build from stored JSON, ignoring unknown keys so old rows keep loading."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in (data or {}).items() if k in known}
+        settings = replace(cls(), **values)
+        return replace(
+            settings,
+            update_method=UpdateMethod(settings.update_method),
+            deprovision=Deprovision(settings.deprovision),
+            on_suspend=SuspendAction(settings.on_suspend),
+            membership_method=MembershipMethod(settings.membership_method),
+        )

@@ -1,0 +1,67 @@
+"""Builds a connector for an app from its stored connection (decrypting the secret in memory)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from headwater.connectors.auth import build_auth
+from headwater.connectors.scim import ScimConnector
+from headwater.crypto import SecretBox
+from headwater.domain.settings import ProvisioningSettings
+
+__all__ = ["ConnectionInfo", "ConnectorFactory", "RequestHook"]
+
+RequestHook = Callable[[str, str, str, int | None, float], None]
+"""Called after every downstream request: (app_id, method, path, status, seconds)."""
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    app_id: str
+    base_url: str
+    auth_scheme: str
+    secret_encrypted: str | None
+
+
+class ConnectorFactory:
+    """Makes SCIM connectors; tests hand in transports that route a base URL in-process."""
+
+    def __init__(
+        self,
+        secrets: SecretBox,
+        *,
+        transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+        on_request: RequestHook | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self._secrets = secrets
+        self.transports = dict(transports or {})
+        self.hooks: list[RequestHook] = [on_request] if on_request else []
+        self.timeout = timeout
+
+    def _transport_for(self, base_url: str) -> httpx.AsyncBaseTransport | None:
+        for prefix, transport in self.transports.items():
+            if base_url.startswith(prefix):
+                return transport
+        return None
+
+    def build(self, connection: ConnectionInfo, settings: ProvisioningSettings) -> ScimConnector:
+        secret = self._secrets.open(connection.secret_encrypted) if connection.secret_encrypted else {}
+        auth = build_auth(connection.auth_scheme, {k: str(v) for k, v in secret.items()})
+        app_id = connection.app_id
+
+        def on_request(method: str, path: str, status: int | None, seconds: float) -> None:
+            for hook in self.hooks:
+                hook(app_id, method, path, status, seconds)
+
+        return ScimConnector(
+            connection.base_url,
+            auth=auth,
+            settings=settings,
+            transport=self._transport_for(connection.base_url),
+            timeout=self.timeout,
+            on_request=on_request,
+        )

@@ -1,0 +1,39 @@
+"""The runtime: everything a process wires together once, passed down explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from headwater.config import Settings
+from headwater.crypto import SecretBox, load_or_create_key
+from headwater.db.engine import Database
+from headwater.db.migrate import upgrade
+from headwater.runtime.connectors import ConnectorFactory
+
+__all__ = ["Runtime"]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    secrets: SecretBox
+    connectors: ConnectorFactory = field(repr=False)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, connectors: ConnectorFactory | None = None, migrate: bool = True
+    ) -> Runtime:
+        database = Database(settings.resolved_database_url())
+        if migrate:
+            upgrade(database)
+        box = SecretBox(load_or_create_key(settings.secret_key, settings.data_dir))
+        return cls(
+            settings=settings,
+            database=database,
+            secrets=box,
+            connectors=connectors or ConnectorFactory(box),
+        )
+
+    def close(self) -> None:
+        self.database.dispose()

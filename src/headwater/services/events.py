@@ -1,0 +1,88 @@
+"""The system log: every write records an event, in the same transaction, with Okta's names."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from headwater import clock, ids
+from headwater.db import tables
+
+__all__ = ["SYSTEM", "Actor", "Target", "record"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: an API token, a console admin, or Headwater itself."""
+
+    id: str
+    type: str
+    alternate_id: str
+    display_name: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "alternateId": self.alternate_id,
+            "displayName": self.display_name,
+            "detailEntry": None,
+        }
+
+
+#: Changes the engine makes on its own (provisioning outcomes, schedules).
+SYSTEM = Actor(
+    id="headwater", type="SystemPrincipal", alternate_id="system", display_name="Headwater"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    type: str
+    alternate_id: str | None = None
+    display_name: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "alternateId": self.alternate_id,
+            "displayName": self.display_name,
+            "detailEntry": None,
+        }
+
+
+def record(
+    session: Session,
+    event_type: str,
+    message: str,
+    *,
+    actor: Actor,
+    targets: list[Target] | tuple[Target, ...] = (),
+    outcome: str = "SUCCESS",
+    reason: str | None = None,
+    severity: str | None = None,
+    debug: dict[str, Any] | None = None,
+) -> tables.Event:
+    """Add one LogEvent to the session (committed with the change it describes)."""
+    event = tables.Event(
+        id=ids.new_id("evt"),
+        uuid=str(uuid.uuid4()),
+        published=clock.utcnow(),
+        event_type=event_type,
+        severity=severity or ("WARN" if outcome == "FAILURE" else "INFO"),
+        display_message=message,
+        outcome_result=outcome,
+        outcome_reason=reason,
+        actor=actor.as_json(),
+        targets=[t.as_json() for t in targets],
+        debug=debug or {},
+    )
+    session.add(event)
+    for target_id in {t.id for t in targets}:
+        session.add(tables.EventTarget(target_id=target_id, event_id=event.id))
+    return event

@@ -1,0 +1,97 @@
+"""SSWS API tokens: 160 random bits shown once, stored as SHA-256, revocable, last use kept.
+
+A fast hash is right here: the token is random, not a password, so there is nothing to
+brute-force, and a slow hash would cost every API call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from headwater import clock, ids
+from headwater.db import tables as t
+from headwater.errors import InvalidRequest, NotFound, Unauthenticated
+from headwater.services import events
+from headwater.services.events import Actor, Target
+
+__all__ = ["authenticate", "create", "hash_token", "list_tokens", "revoke"]
+
+#: Only refresh ``last_used`` this often, so reads do not become writes on every request.
+LAST_USED_GRANULARITY = timedelta(seconds=60)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create(session: Session, name: str, actor: Actor) -> tuple[t.ApiToken, str]:
+    """Create a token; returns the row and the plaintext, which is never stored."""
+    name = name.strip()
+    if not name or len(name) > 255:
+        raise InvalidRequest(causes=["name: must be 1 to 255 characters"])
+    plaintext = "00" + secrets.token_urlsafe(30)
+    now = clock.utcnow()
+    row = t.ApiToken(
+        id=ids.new_id("00T"),
+        name=name,
+        token_hash=hash_token(plaintext),
+        token_prefix=plaintext[:6],
+        created=now,
+        last_updated=now,
+    )
+    session.add(row)
+    events.record(
+        session,
+        "system.api_token.create",
+        f"Create API token {name}",
+        actor=actor,
+        targets=[Target(row.id, "Token", name, name)],
+    )
+    return row, plaintext
+
+
+def authenticate(session: Session, plaintext: str) -> t.ApiToken:
+    """The token row for ``plaintext``; raises Unauthenticated for unknown or expired tokens."""
+    row = session.execute(
+        select(t.ApiToken).where(t.ApiToken.token_hash == hash_token(plaintext))
+    ).scalar_one_or_none()
+    now = clock.utcnow()
+    if row is None or (row.expires_at is not None and clock.as_utc(row.expires_at) < now):
+        raise Unauthenticated()
+    if row.last_used is None or clock.as_utc(row.last_used) + LAST_USED_GRANULARITY < now:
+        session.execute(update(t.ApiToken).where(t.ApiToken.id == row.id).values(last_used=now))
+        row.last_used = now
+    return row
+
+
+def list_tokens(session: Session) -> list[t.ApiToken]:
+    return list(session.execute(select(t.ApiToken).order_by(t.ApiToken.id)).scalars())
+
+
+def find(session: Session, token_id_or_name: str) -> t.ApiToken:
+    row = session.get(t.ApiToken, token_id_or_name)
+    if row is None:
+        row = session.execute(
+            select(t.ApiToken).where(t.ApiToken.name == token_id_or_name).order_by(t.ApiToken.id)
+        ).scalar()
+    if row is None:
+        raise NotFound()
+    return row
+
+
+def revoke(session: Session, token_id_or_name: str, actor: Actor) -> t.ApiToken:
+    row = find(session, token_id_or_name)
+    session.delete(row)
+    events.record(
+        session,
+        "system.api_token.revoke",
+        f"Revoke API token {row.name}",
+        actor=actor,
+        targets=[Target(row.id, "Token", row.name, row.name)],
+    )
+    return row

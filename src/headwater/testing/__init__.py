@@ -1,0 +1,49 @@
+"""Test tools: a real SCIM 2.0 downstream and a fault-injecting proxy to put in front of it.
+
+They live in the package (not under ``tests/``) so that unit, engine, end-to-end and
+benchmark suites, and the subprocesses they start, can all import the same tools.
+
+Names are re-exported lazily: ``python -m headwater.testing.scimserver`` must not find
+its own module already imported by this package (runpy warns about that).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from headwater.testing.faultproxy import (
+        FaultProxy,
+        FaultProxyThread,
+        FaultRule,
+        LoggedRequest,
+    )
+    from headwater.testing.scimserver import ScimServerProcess, free_port, in_process_app
+
+__all__ = [
+    "FaultProxy",
+    "FaultProxyThread",
+    "FaultRule",
+    "LoggedRequest",
+    "ScimServerProcess",
+    "free_port",
+    "in_process_app",
+]
+
+_HOMES = {
+    "FaultProxy": "faultproxy",
+    "FaultProxyThread": "faultproxy",
+    "FaultRule": "faultproxy",
+    "LoggedRequest": "faultproxy",
+    "ScimServerProcess": "scimserver",
+    "free_port": "scimserver",
+    "in_process_app": "scimserver",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

@@ -1,0 +1,207 @@
+"""Shared fixtures: a runtime on SQLite or PostgreSQL, an API client, a token, a live server.
+
+PostgreSQL: ``HEADWATER_TEST_PG_URL`` (default: the local server on 127.0.0.1:5432). A template
+database is migrated once per session; each test gets a fresh copy (``CREATE DATABASE ...
+TEMPLATE``). With ``CI=true`` an unreachable server fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from headwater.api.app import create_app
+from headwater.config import Settings
+from headwater.db.engine import Database
+from headwater.db.migrate import upgrade
+from headwater.runtime.context import Runtime
+from headwater.services import tokens
+from headwater.services.events import SYSTEM
+from headwater.testing.scimserver import free_port
+
+PG_URL = os.environ.get(
+    "HEADWATER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+_counter = itertools.count()
+
+
+def _admin_engine():  # type: ignore[no-untyped-def]
+    return create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """Name of a migrated template database, made once per test session."""
+    try:
+        engine = _admin_engine()
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI and is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    name = f"hw_template_{os.getpid()}"
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    database = Database(url)
+    upgrade(database)
+    database.dispose()
+    yield name
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def _pg_database(template: str) -> tuple[str, str]:
+    name = f"hw_test_{os.getpid()}_{next(_counter)}"
+    engine = _admin_engine()
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    engine.dispose()
+    return name, make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_pg_database(name: str) -> None:
+    engine = _admin_engine()
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def make_runtime(url: str, data_dir: Path) -> Runtime:
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=url,
+        secret_key=Fernet.generate_key().decode(),
+        embedded_worker=False,
+    )
+    return Runtime.from_settings(settings)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database URL: once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hw.db'}"
+        return
+    template = request.getfixturevalue("pg_template")
+    name, url = _pg_database(template)
+    yield url
+    _drop_pg_database(name)
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database URL."""
+    template = request.getfixturevalue("pg_template")
+    name, url = _pg_database(template)
+    yield url
+    _drop_pg_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'hw.db'}"
+
+
+@pytest.fixture
+def runtime(any_db_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime on each database (tests using it run twice)."""
+    rt = make_runtime(any_db_url, tmp_path)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def sqlite_runtime(sqlite_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    rt = make_runtime(sqlite_url, tmp_path)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def api_token(runtime: Runtime) -> str:
+    with runtime.database.transaction() as session:
+        _, plaintext = tokens.create(session, "test-token", SYSTEM)
+    return plaintext
+
+
+@pytest.fixture
+def client(runtime: Runtime, api_token: str) -> Iterator[TestClient]:
+    """An authenticated in-process API client."""
+    app = create_app(runtime, start_worker=False)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        test_client.headers["Authorization"] = f"SSWS {api_token}"
+        yield test_client
+
+
+class LiveServer:
+    """``headwater``'s API served by uvicorn in a thread on a loopback port."""
+
+    def __init__(self, runtime: Runtime, *, start_worker: bool = False) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(runtime, start_worker=start_worker),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("live server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(runtime: Runtime) -> Iterator[LiveServer]:
+    with LiveServer(runtime) as server:
+        yield server
+
+
+@pytest.fixture
+def okta_client(live_server: LiveServer, api_token: str):  # type: ignore[no-untyped-def]
+    """The official Okta SDK pointed at the live server (plain HTTP allowed for tests)."""
+    os.environ["OKTA_TESTING_TESTINGDISABLEHTTPSCHECK"] = "true"
+    from okta.client import Client
+
+    return Client(
+        {
+            "orgUrl": live_server.url,
+            "token": api_token,
+            "authorizationMode": "SSWS",
+            "cache": {"enabled": False},
+            "rateLimit": {"maxRetries": 0},
+            "logging": {"enabled": False},
+        }
+    )

@@ -1,0 +1,49 @@
+"""Fixtures for the test tools: one real scim2-server subprocess, and proxies in front of it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from headwater.testing.faultproxy import FaultProxy, FaultProxyThread
+from headwater.testing.scimserver import ScimServerProcess
+
+from .scimdata import SCIM_HEADERS
+
+
+@pytest.fixture(scope="session")
+def scim_server() -> Iterator[ScimServerProcess]:
+    """One server for the directory: starting one costs about half a second."""
+    with ScimServerProcess() as server:
+        yield server
+    assert not server.running
+
+
+@pytest.fixture
+def server_client(scim_server: ScimServerProcess) -> Iterator[httpx.Client]:
+    """A client talking to the server directly, to check what really reached it."""
+    with httpx.Client(base_url=scim_server.base_url, headers=SCIM_HEADERS, timeout=5) as client:
+        yield client
+
+
+@pytest.fixture
+def proxy(scim_server: ScimServerProcess) -> Iterator[FaultProxyThread]:
+    with FaultProxyThread(scim_server.base_url, seed=1234) as running:
+        yield running
+    assert not [t for t in threading.enumerate() if t.name == "faultproxy"]
+
+
+@pytest.fixture
+def client(proxy: FaultProxyThread) -> Iterator[httpx.Client]:
+    """A client through the proxy; short timeout so a missed fault fails fast."""
+    with httpx.Client(base_url=proxy.base_url, headers=SCIM_HEADERS, timeout=5) as http:
+        yield http
+
+
+@pytest.fixture
+async def aproxy(scim_server: ScimServerProcess) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(scim_server.base_url, seed=99) as running:
+        yield running
