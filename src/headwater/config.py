@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     worker_batch_size: int = 200
     #: Seconds a claimed key stays leased before another worker may take it over.
     lease_seconds: int = 120
+    #: First retry delay in seconds for transient downstream failures (doubles up to a cap).
+    retry_base_seconds: float = 1.0
+    #: Seconds an idle worker waits between polls when no notification arrives.
+    idle_poll_seconds: float = 1.0
     #: Public base URL used in ``_links`` (defaults to the request's own base URL).
     public_url: str | None = None
 

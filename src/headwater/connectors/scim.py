@@ -62,6 +62,8 @@ SCIM_MEDIA_TYPE = "application/scim+json"
 MAX_DETAIL = 500
 
 _UserModel = User[EnterpriseUser]
+#: Top-level keys an ``extra`` mapping may not set: structural or server-owned.
+_RESERVED = frozenset({"schemas", "id", "meta"})
 _T = TypeVar("_T")
 
 
@@ -253,7 +255,7 @@ def _user_payload(attrs: AccountAttributes, *, context: Context) -> dict[str, An
         # Set after the dump: the Email model normalises and rejects reserved domains
         # (``.local``), and the downstream should get the address exactly as mapped.
         payload["emails"] = [{"value": attrs.email, "type": "work", "primary": True}]
-    _merge(payload, attrs.extra)
+    _merge(payload, {k: v for k, v in attrs.extra.items() if k.casefold() not in _RESERVED})
     schemas = payload.setdefault("schemas", [USER_SCHEMA])
     for key, value in payload.items():
         if key.startswith("urn:") and isinstance(value, Mapping) and key not in schemas:
@@ -312,9 +314,12 @@ def _patch_body(operations: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _group_patch(operations: list[dict[str, Any]]) -> dict[str, Any]:
     """A Group PatchOp, validated by scim2-models so a malformed path never leaves the process."""
-    model = PatchOp[Group](
-        operations=[PatchOperation[Group].model_validate(op) for op in operations]
-    )
+    try:
+        model = PatchOp[Group](
+            operations=[PatchOperation[Group].model_validate(op) for op in operations]
+        )
+    except ValidationError as exc:
+        raise PermanentError(f"invalid group patch: {_truncate(str(exc), 300)}") from exc
     body: dict[str, Any] = model.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
     return body
 

@@ -18,9 +18,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
-    String,
     and_,
-    column,
     delete,
     exists,
     false,
@@ -30,7 +28,6 @@ from sqlalchemy import (
     select,
     true,
     update,
-    values,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -44,9 +41,9 @@ __all__ = [
     "ClaimedKey",
     "claim",
     "enqueue_app",
+    "enqueue_group_members_for_app",
     "enqueue_keys",
     "enqueue_membership_change",
-    "enqueue_group_members_for_app",
     "enqueue_push_for_app_users",
     "enqueue_push_for_group",
     "enqueue_push_for_users",

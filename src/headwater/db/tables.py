@@ -41,6 +41,7 @@ __all__ = [
     "Group",
     "HeldOperation",
     "Membership",
+    "Orphan",
     "PushMapping",
     "PushMember",
     "PushRule",
@@ -260,6 +261,10 @@ class PushMapping(Base):
     #: Next push replaces the whole membership (activation, push now).
     full_push: Mapped[bool] = mapped_column(Boolean, default=True)
     rule_id: Mapped[str | None] = mapped_column(ForeignKey("push_rules.id", ondelete="SET NULL"))
+    #: Unlinking with deleteTargetGroup=true: the engine deletes the downstream group, then
+    #: the mapping. Hidden from the API meanwhile.
+    delete_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    delete_target: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime]
     last_updated: Mapped[datetime] = mapped_column(index=True)
 
@@ -282,6 +287,19 @@ class PushMember(Base):
     pending: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (Index("ix_push_members_user_id", "user_id"),)
+
+
+class Orphan(Base):
+    """A member of a pushed group, seen downstream, that belongs to no account Headwater links."""
+
+    __tablename__ = "orphans"
+
+    mapping_id: Mapped[str] = mapped_column(
+        ForeignKey("push_mappings.id", ondelete="CASCADE"), primary_key=True
+    )
+    external_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    seen: Mapped[datetime]
 
 
 class PushRule(Base):

@@ -61,6 +61,9 @@ class ProvisioningSettings:
     membership_batch_size: int = 100
     #: False for apps whose ``GET /Groups/{id}`` never returns ``members``.
     group_members_returned: bool = True
+    #: Remove members of pushed groups that belong to no account Headwater manages (else only
+    #: report them as orphans).
+    remove_unknown_members: bool = False
     #: Delete the downstream group when its source group is deleted (else leave it).
     delete_group_with_source: bool = False
     max_concurrency: int = 8

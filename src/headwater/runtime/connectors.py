@@ -49,7 +49,9 @@ class ConnectorFactory:
         return None
 
     def build(self, connection: ConnectionInfo, settings: ProvisioningSettings) -> ScimConnector:
-        secret = self._secrets.open(connection.secret_encrypted) if connection.secret_encrypted else {}
+        secret = (
+            self._secrets.open(connection.secret_encrypted) if connection.secret_encrypted else {}
+        )
         auth = build_auth(connection.auth_scheme, {k: str(v) for k, v in secret.items()})
         app_id = connection.app_id
 

@@ -2,13 +2,14 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 16:01:01.481432
+Create Date: 2026-11-29 16:09:46.608548
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
 
 revision = "0001"
 down_revision = None
@@ -352,6 +353,8 @@ def upgrade() -> None:
         sa.Column("skipped_count", sa.Integer(), nullable=False),
         sa.Column("full_push", sa.Boolean(), nullable=False),
         sa.Column("rule_id", sa.String(length=32), nullable=True),
+        sa.Column("delete_requested", sa.Boolean(), nullable=False),
+        sa.Column("delete_target", sa.Boolean(), nullable=False),
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_updated", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -391,6 +394,26 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_push_mappings_status"), ["status"], unique=False)
 
     op.create_table(
+        "orphans",
+        sa.Column("mapping_id", sa.String(length=32), nullable=False),
+        sa.Column("external_id", sa.String(length=255), nullable=False),
+        sa.Column("app_id", sa.String(length=32), nullable=False),
+        sa.Column("seen", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["app_id"], ["apps.id"], name=op.f("fk_orphans_app_id_apps"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["mapping_id"],
+            ["push_mappings.id"],
+            name=op.f("fk_orphans_mapping_id_push_mappings"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("mapping_id", "external_id", name=op.f("pk_orphans")),
+    )
+    with op.batch_alter_table("orphans", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_orphans_app_id"), ["app_id"], unique=False)
+
+    op.create_table(
         "push_members",
         sa.Column("mapping_id", sa.String(length=32), nullable=False),
         sa.Column("user_id", sa.String(length=32), nullable=False),
@@ -422,6 +445,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_push_members_user_id")
 
     op.drop_table("push_members")
+    with op.batch_alter_table("orphans", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_orphans_app_id"))
+
+    op.drop_table("orphans")
     with op.batch_alter_table("push_mappings", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_push_mappings_status"))
         batch_op.drop_index(batch_op.f("ix_push_mappings_source_group_id"))

@@ -1,0 +1,288 @@
+"""The planner: desired state + recorded state (+ observed state) → ordered operations. Pure.
+
+One planner serves the worker, the full reconcile and the dry run. Two kinds of keys:
+
+* an account key ``(app, user)`` decides create / link / update / reactivate / deactivate, and
+  before any deactivation or deletion removes the user from every pushed group that still
+  records them (the seed's orphan pitfall, closed whatever order admins act in);
+* a push key ``(app, mapping)`` keeps a downstream group equal to the source group's members who
+  hold an active account in the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from headwater.domain.desired import DesiredAccount
+from headwater.domain.downstream import AccountAttributes, RemoteAccount
+from headwater.domain.operations import (
+    AddMembers,
+    CreateAccount,
+    DeleteAccount,
+    DeleteGroup,
+    EnsureGroup,
+    Operation,
+    RemoveMembers,
+    RenameGroup,
+    ReplaceMembers,
+    SetActive,
+    UpdateAccount,
+)
+from headwater.domain.settings import Deprovision, MembershipMethod, ProvisioningSettings
+
+__all__ = [
+    "UNOBSERVED",
+    "AccountFacts",
+    "AccountPlan",
+    "AccountRecord",
+    "PushFacts",
+    "PushPlan",
+    "PushedMembership",
+    "plan_account",
+    "plan_push",
+]
+
+
+class _Unobserved(Enum):
+    """Marker: the downstream was not read for this reconcile (distinct from "not found")."""
+
+    UNOBSERVED = "UNOBSERVED"
+
+
+UNOBSERVED = _Unobserved.UNOBSERVED
+
+#: Recorded account states (``AppUserLink.state``).
+NONE, ACTIVE, INACTIVE, DEPROVISIONING, DELETED = (
+    "NONE",
+    "ACTIVE",
+    "INACTIVE",
+    "DEPROVISIONING",
+    "DELETED",
+)
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """What Headwater recorded of the account."""
+
+    external_id: str | None
+    state: str
+    last_pushed: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class PushedMembership:
+    """A pushed group that records this user as a member."""
+
+    mapping_id: str
+    group_external_id: str
+    user_external_id: str
+    #: An add is in flight: its outcome is unknown yet.
+    pending: bool = False
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    user_id: str
+    desired: DesiredAccount
+    #: The mapped attributes; ``None`` when the user is not assigned.
+    attributes: AccountAttributes | None
+    record: AccountRecord | None
+    memberships: tuple[PushedMembership, ...] = ()
+    observed: RemoteAccount | _Unobserved | None = UNOBSERVED
+
+
+@dataclass(frozen=True)
+class AccountPlan:
+    operations: tuple[Operation, ...]
+    #: The plan takes the account away; the caller marks it DEPROVISIONING before sending.
+    deprovision: bool = False
+    #: Pushed memberships are still in flight; try again shortly instead of acting now.
+    wait: bool = False
+    reason: str = ""
+
+
+def _exists(record: AccountRecord | None, observed: RemoteAccount | _Unobserved | None) -> bool:
+    if record is None or record.external_id is None or record.state in (NONE, DELETED):
+        return False
+    return observed is not None  # observed None means the downstream lost it
+
+
+def _membership_removals(facts: AccountFacts) -> list[Operation]:
+    return [
+        RemoveMembers(m.mapping_id, m.group_external_id, ((facts.user_id, m.user_external_id),))
+        for m in sorted(facts.memberships, key=lambda m: m.mapping_id)
+    ]
+
+
+def plan_account(facts: AccountFacts, settings: ProvisioningSettings) -> AccountPlan:
+    """Decide what one user's account in one app needs."""
+    desired, record, observed = facts.desired, facts.record, facts.observed
+    if desired.assigned and desired.active and facts.attributes is not None:
+        return _plan_keep(facts, settings)
+    if not _exists(record, observed):
+        # Nothing (left) downstream; still drop memberships recorded against a lost account.
+        removals = _membership_removals(facts) if observed is not None else []
+        return AccountPlan(tuple(removals), reason="no account to deprovision")
+    assert record is not None and record.external_id is not None
+    inactive_downstream = isinstance(observed, RemoteAccount) and not observed.active
+    if record.state == INACTIVE and (inactive_downstream or observed is UNOBSERVED):
+        return AccountPlan(tuple(_membership_removals(facts)), reason="already inactive")
+    if any(m.pending for m in facts.memberships):
+        return AccountPlan((), deprovision=True, wait=True, reason="membership add in flight")
+    operations = _membership_removals(facts)
+    operations.extend(_deprovision_account(facts.user_id, record.external_id, desired, settings))
+    return AccountPlan(tuple(operations), deprovision=True, reason="not assigned or not active")
+
+
+def _deprovision_account(
+    user_id: str, external_id: str, desired: DesiredAccount, settings: ProvisioningSettings
+) -> list[Operation]:
+    if desired.assigned:  # suspended, and the app deactivates suspended users
+        return [SetActive(user_id, external_id, False)]
+    if settings.deprovision is Deprovision.DELETE:
+        return [DeleteAccount(user_id, external_id)]
+    if settings.deactivate_users:
+        return [SetActive(user_id, external_id, False)]
+    return []
+
+
+def _plan_keep(facts: AccountFacts, settings: ProvisioningSettings) -> AccountPlan:
+    record, observed, attributes = facts.record, facts.observed, facts.attributes
+    assert attributes is not None
+    user_id = facts.user_id
+    if not _exists(record, observed):
+        return AccountPlan((CreateAccount(user_id, attributes),), reason="assigned, no account")
+    assert record is not None and record.external_id is not None
+    if facts.desired.leave_alone:
+        return AccountPlan((), reason="suspended: account left alone")
+    inactive_downstream = isinstance(observed, RemoteAccount) and not observed.active
+    if record.state in (INACTIVE, DEPROVISIONING) or inactive_downstream:
+        if not settings.reactivate_users:
+            return AccountPlan((), reason="reactivation disabled for this app")
+        changed = record.last_pushed != attributes.as_dict()
+        operation = SetActive(user_id, record.external_id, True, attributes if changed else None)
+        return AccountPlan((operation,), reason="assigned again: reactivate")
+    if settings.update_users and record.last_pushed != attributes.as_dict():
+        return AccountPlan(
+            (UpdateAccount(user_id, record.external_id, attributes),), reason="profile changed"
+        )
+    return AccountPlan((), reason="in sync")
+
+
+# --- Group Push --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushFacts:
+    mapping_id: str
+    status: str
+    #: The source group's current name; ``None`` when the source group was deleted.
+    source_name: str | None
+    #: A custom downstream name given at creation (else the source name is followed).
+    custom_name: str | None
+    target_external_id: str | None
+    #: The downstream name as last pushed.
+    target_name: str | None
+    #: Source members holding an active account: (user id, account external id).
+    eligible: frozenset[tuple[str, str]]
+    #: Members recorded as pushed: (user id, account external id).
+    recorded: frozenset[tuple[str, str]]
+    full_push: bool = False
+    delete_requested: bool = False
+    delete_target: bool = False
+    #: The downstream group's member ids when read; ``None`` when the group is gone.
+    observed_members: frozenset[str] | _Unobserved | None = UNOBSERVED
+    #: Account external id → user id for every account linked in the app (classifies members).
+    known_accounts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    operations: tuple[Operation, ...]
+    #: Downstream members that belong to no account Headwater manages (reported, not removed).
+    orphans: frozenset[str] = frozenset()
+    #: The mapping goes away once the operations succeed.
+    finalize_delete: bool = False
+    #: The downstream group must be created or linked before members can be pushed.
+    needs_group: bool = False
+    reason: str = ""
+
+
+def plan_push(facts: PushFacts, settings: ProvisioningSettings) -> PushPlan:
+    """Decide what one push mapping's downstream group needs."""
+    if facts.delete_requested:
+        ops: tuple[Operation, ...] = ()
+        if facts.delete_target and facts.target_external_id:
+            ops = (DeleteGroup(facts.mapping_id, facts.target_external_id),)
+        return PushPlan(ops, finalize_delete=True, reason="unlinked")
+    if facts.source_name is None:
+        if settings.delete_group_with_source and facts.target_external_id:
+            return PushPlan(
+                (DeleteGroup(facts.mapping_id, facts.target_external_id),),
+                finalize_delete=False,
+                reason="source group deleted",
+            )
+        return PushPlan((), reason="source group deleted")
+    if facts.status == "INACTIVE" or not settings.group_push:
+        return PushPlan((), reason="mapping inactive")
+    name = facts.custom_name or facts.source_name
+    if facts.target_external_id is None or facts.observed_members is None:
+        return PushPlan(
+            (EnsureGroup(facts.mapping_id, name),), needs_group=True, reason="no downstream group"
+        )
+    group = facts.target_external_id
+    operations: list[Operation] = []
+    if facts.target_name != name:
+        operations.append(RenameGroup(facts.mapping_id, group, name))
+    eligible = sorted(facts.eligible)
+    observed = facts.observed_members
+    if isinstance(observed, frozenset):
+        wanted = {external_id for _, external_id in eligible}
+        add = tuple(m for m in eligible if m[1] not in observed)
+        extra = sorted(observed - wanted)
+        known = [(facts.known_accounts[e], e) for e in extra if e in facts.known_accounts]
+        unknown = frozenset(e for e in extra if e not in facts.known_accounts)
+        remove: list[tuple[str | None, str]] = list(known)
+        if settings.remove_unknown_members:
+            remove.extend((None, e) for e in sorted(unknown))
+            unknown = frozenset()
+        changes = _membership_changes(facts.mapping_id, group, add, tuple(remove))
+        operations.extend(_as_put(changes, facts, name, settings))
+        return PushPlan(tuple(operations), orphans=unknown, reason="compared with downstream")
+    if facts.full_push:
+        operations.append(ReplaceMembers(facts.mapping_id, group, name, tuple(eligible)))
+        return PushPlan(tuple(operations), reason="full push")
+    recorded_ids = {e for _, e in facts.recorded}
+    eligible_ids = {e for _, e in eligible}
+    add = tuple(m for m in eligible if m[1] not in recorded_ids)
+    gone = tuple(sorted((u, e) for u, e in facts.recorded if e not in eligible_ids))
+    changes = _membership_changes(facts.mapping_id, group, add, gone)
+    operations.extend(_as_put(changes, facts, name, settings))
+    return PushPlan(tuple(operations), reason="incremental")
+
+
+def _as_put(
+    changes: list[Operation], facts: PushFacts, name: str, settings: ProvisioningSettings
+) -> list[Operation]:
+    """Apps that only take a full ``PUT`` get the whole eligible membership for any change."""
+    if not changes or settings.membership_method is not MembershipMethod.PUT:
+        return changes
+    assert facts.target_external_id is not None
+    members = tuple(sorted(facts.eligible))
+    return [ReplaceMembers(facts.mapping_id, facts.target_external_id, name, members)]
+
+
+def _membership_changes(
+    mapping_id: str,
+    group: str,
+    add: tuple[tuple[str, str], ...],
+    remove: tuple[tuple[str | None, str], ...],
+) -> list[Operation]:
+    operations: list[Operation] = []
+    if add:
+        operations.append(AddMembers(mapping_id, group, add))
+    if remove:
+        operations.append(RemoveMembers(mapping_id, group, remove))
+    return operations

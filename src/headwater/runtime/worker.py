@@ -1,0 +1,230 @@
+"""The worker loop: claim due keys, reconcile them, repeat; sleep until woken or due.
+
+On PostgreSQL workers wake on ``LISTEN/NOTIFY`` (every enqueue notifies on commit), so an idle
+cluster reacts in milliseconds; SQLite polls. Leases are extended while a batch runs, and a
+worker that dies simply lets its leases expire: its keys are claimed again by whoever is alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from headwater import clock
+from headwater.db import queue
+from headwater.db import tables as t
+from headwater.db.queue import ClaimedKey
+from headwater.domain.settings import ProvisioningSettings
+from headwater.runtime.context import Runtime
+from headwater.services.reconciler import Reconciler
+
+__all__ = ["Worker", "WorkerThread"]
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """One reconcile worker; ``headwater worker`` runs one, ``serve`` embeds one."""
+
+    def __init__(self, runtime: Runtime, *, worker_id: str | None = None) -> None:
+        self.runtime = runtime
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.reconciler = Reconciler(runtime, worker_id=self.worker_id)
+        self._wake = asyncio.Event()
+        self.batches = 0
+
+    # --- one step -------------------------------------------------------------------------
+
+    def _claim(self) -> list[ClaimedKey]:
+        settings = self.runtime.settings
+        with self.runtime.database.transaction() as session:
+            return queue.claim(
+                session,
+                self.worker_id,
+                limit=settings.worker_batch_size,
+                lease_seconds=settings.lease_seconds,
+            )
+
+    async def step(self) -> int:
+        """Claim and reconcile one batch; returns how many keys it held."""
+        keys = await asyncio.to_thread(self._claim)
+        if not keys:
+            return 0
+        heartbeat = asyncio.create_task(self._heartbeat(keys))
+        try:
+            await self.reconciler.reconcile(keys)
+        except Exception:
+            log.exception("reconcile batch failed; keys will be retried")
+            await asyncio.to_thread(self._release, keys)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        self.batches += 1
+        return len(keys)
+
+    def _release(self, keys: Sequence[ClaimedKey]) -> None:
+        with self.runtime.database.transaction() as session:
+            for key in keys:
+                queue.retry_later(session, key, self.runtime.settings.retry_base_seconds)
+
+    async def _heartbeat(self, keys: Sequence[ClaimedKey]) -> None:
+        lease = self.runtime.settings.lease_seconds
+        while True:
+            await asyncio.sleep(max(lease / 3, 0.5))
+            await asyncio.to_thread(self._extend, keys, lease)
+
+    def _extend(self, keys: Sequence[ClaimedKey], lease: float) -> None:
+        until = clock.utcnow() + timedelta(seconds=lease)
+        with self.runtime.database.transaction() as session:
+            for key in keys:
+                session.execute(
+                    update(t.ReconcileKey)
+                    .where(
+                        t.ReconcileKey.app_id == key.app_id,
+                        t.ReconcileKey.kind == key.kind,
+                        t.ReconcileKey.subject_id == key.subject_id,
+                        t.ReconcileKey.claimed_by == self.worker_id,
+                    )
+                    .values(lease_until=until)
+                )
+
+    # --- schedules --------------------------------------------------------------------------
+
+    def schedule_full_reconciles(self) -> int:
+        """Enqueue an observing reconcile for every app whose interval has passed."""
+        now = clock.utcnow()
+        started = 0
+        with self.runtime.database.transaction() as session:
+            query = select(t.App).where(
+                t.App.status == "ACTIVE",
+                or_(t.App.last_full_reconcile.is_(None), t.App.last_full_reconcile < now),
+            )
+            if self.runtime.database.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for app in session.execute(query).scalars():
+                interval = ProvisioningSettings.from_json(app.provisioning).full_reconcile_interval
+                if interval <= 0:
+                    continue
+                last = app.last_full_reconcile
+                if last is not None and clock.as_utc(last) + timedelta(seconds=interval) > now:
+                    continue
+                if last is not None:
+                    queue.enqueue_app(session, app.id, observe=True)
+                    started += 1
+                app.last_full_reconcile = now
+        return started
+
+    # --- loops ------------------------------------------------------------------------------
+
+    async def drain(self, *, timeout: float = 60.0, horizon: float = 0.0) -> None:
+        """Reconcile until no key is due within ``horizon`` seconds (tests, CLI)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if await self.step():
+                continue
+            next_due = await asyncio.to_thread(self._next_due)
+            if next_due is None:
+                return
+            wait = (next_due - clock.utcnow()).total_seconds()
+            if wait > horizon:
+                return
+            if asyncio.get_running_loop().time() + max(wait, 0) > deadline:
+                raise TimeoutError("keys still pending after the drain timeout")
+            await asyncio.sleep(max(wait, 0.01))
+
+    def _next_due(self):  # type: ignore[no-untyped-def]
+        with self.runtime.database.read() as session:
+            return queue.next_due(session)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set."""
+        listener = asyncio.create_task(self._listen(stop))
+        last_schedule = 0.0
+        loop = asyncio.get_running_loop()
+        try:
+            while not stop.is_set():
+                if loop.time() - last_schedule > 30:
+                    last_schedule = loop.time()
+                    await asyncio.to_thread(self.schedule_full_reconciles)
+                if await self.step():
+                    continue
+                self._wake.clear()
+                next_due = await asyncio.to_thread(self._next_due)
+                timeout = self.runtime.settings.idle_poll_seconds
+                if next_due is not None:
+                    timeout = min(timeout, max((next_due - clock.utcnow()).total_seconds(), 0))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wait(stop), timeout=max(timeout, 0.01))
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await self.reconciler.aclose()
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        wake = asyncio.create_task(self._wake.wait())
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({wake, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wake.cancel()
+            stopped.cancel()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """PostgreSQL: wake the loop on every NOTIFY from an enqueue."""
+        if self.runtime.database.dialect != "postgresql":
+            return
+        import psycopg
+
+        url = self.runtime.database.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {queue.CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                await asyncio.sleep(1.0)
+
+
+class WorkerThread:
+    """A Worker on its own event loop in a daemon thread (inside ``headwater serve``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.worker = Worker(runtime)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="headwater-worker", daemon=True)
+        self._ready = threading.Event()
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self.worker.run(self._stop)
+
+        asyncio.run(main())
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=15)

@@ -1,0 +1,603 @@
+"""Directory use-cases: users, their lifecycle, groups and memberships.
+
+Each function works inside the caller's unit of work (``Session``) on behalf of an ``Actor``,
+records the system log event Okta would, and enqueues the reconcile keys the change can affect
+in the same transaction (the outbox), so a committed change is never left unreconciled.
+Fan-out is set-based SQL; nothing here loops over a group's members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from argon2 import PasswordHasher
+from sqlalchemy import CursorResult, Select, delete, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from headwater import clock, ids
+from headwater.db import queue
+from headwater.db import tables as t
+from headwater.domain import lifecycle, profiles
+from headwater.domain.lifecycle import DELETED, Action, Status
+from headwater.errors import Forbidden, InvalidRequest, NotFound
+from headwater.services import push_rules
+from headwater.services.events import Actor, Target, record
+from headwater.services.filtering import (
+    Attribute,
+    ExactAttribute,
+    TextAttribute,
+    TimeAttribute,
+    json_text,
+    where,
+)
+
+__all__ = [
+    "OKTA_GROUP",
+    "add_member",
+    "change_status",
+    "create_group",
+    "create_user",
+    "delete_group",
+    "delete_user",
+    "find_group",
+    "find_user",
+    "group_members_query",
+    "groups_query",
+    "remove_member",
+    "replace_group",
+    "update_user",
+    "user_groups_query",
+    "users_query",
+]
+
+OKTA_GROUP = "OKTA_GROUP"
+APP_GROUP = "APP_GROUP"
+BUILT_IN = "BUILT_IN"
+#: ``name_scope`` of OKTA_GROUPs: their names are unique across the whole directory.
+OKTA_SCOPE = "okta"
+MAX_GROUP_IDS = 20
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+LOGIN_TAKEN = "login: An object with this field already exists in the current organization"
+NAME_TAKEN = "name: An object with this field already exists in the current organization"
+
+_hasher = PasswordHasher()
+
+_LIFECYCLE_MESSAGES = {
+    Action.ACTIVATE: "Activate Okta user",
+    Action.DEACTIVATE: "Deactivate Okta user",
+    Action.SUSPEND: "Suspend Okta user",
+    Action.UNSUSPEND: "Unsuspend Okta user",
+    Action.REACTIVATE: "Reactivate Okta user",
+}
+
+
+# --- Shared helpers ---------------------------------------------------------------------------
+
+
+def _user_target(user: t.User) -> Target:
+    name = f"{user.profile.get('firstName', '')} {user.profile.get('lastName', '')}".strip()
+    return Target(user.id, "User", user.login, name or user.login)
+
+
+def _group_target(group: t.Group) -> Target:
+    return Target(group.id, "UserGroup", group.name, group.name)
+
+
+def _log(
+    session: Session,
+    actor: Actor,
+    event_type: str,
+    message: str,
+    *targets: Target,
+    debug: dict[str, Any] | None = None,
+) -> None:
+    record(session, event_type, message, actor=actor, targets=targets, debug=debug)
+
+
+def _flush_unique(session: Session, cause: str) -> None:
+    """Flush; a unique-index violation becomes Okta's 400 naming the field (the caller's
+    transaction is rolled back by the raise, so nothing half-done is kept)."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise InvalidRequest("Api validation failed: " + cause, [cause]) from exc
+
+
+def _lookup_key(value: str) -> str | None:
+    """A path id or login usable in SQL, or None for values no row can have."""
+    if not value or len(value) > 255 or profiles.check_text(value):
+        return None
+    return value
+
+
+def _text_param(name: str, value: str | None) -> str | None:
+    if value is not None and profiles.check_text(value):
+        raise InvalidRequest(f"Api validation failed: {name}", [f"{name}: invalid characters"])
+    return value
+
+
+def _insert(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+# --- Users ------------------------------------------------------------------------------------
+
+
+def find_user(session: Session, key: str, *, lock: bool = False) -> t.User:
+    """A user by id, else by login (case-insensitively); deleted users do not exist."""
+    checked = _lookup_key(key)
+    if checked is None:
+        raise NotFound()
+    user = session.get(t.User, checked, with_for_update=lock) if len(checked) <= 32 else None
+    if user is None:
+        query = select(t.User).where(t.User.login_lower == checked.lower())
+        user = session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
+    if user is None or user.status == DELETED:
+        raise NotFound()
+    return user
+
+
+def _check_password(password: str | None) -> None:
+    if password is None:
+        return
+    problem = profiles.check_text(password)
+    if problem is None and not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        problem = f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+    if problem:
+        cause = f"password: Password requirements were not met ({problem})"
+        raise InvalidRequest("Api validation failed: password", [cause])
+
+
+def _set_identity(user: t.User, profile: dict[str, Any]) -> None:
+    user.profile = profile
+    user.login = profile["login"]
+    user.login_lower = profile["login"].lower()
+    user.email_lower = profile["email"].lower()
+
+
+def create_user(
+    session: Session,
+    actor: Actor,
+    profile: Mapping[str, Any],
+    *,
+    password: str | None = None,
+    activate: bool = True,
+    group_ids: Sequence[str] = (),
+) -> t.User:
+    """Okta's create: STAGED, or activated (ACTIVE with a password, else PROVISIONED)."""
+    clean = profiles.validate_user_profile(profile)
+    _check_password(password)
+    groups = _groups_for_new_user(session, group_ids)
+    now = clock.utcnow()
+    status = lifecycle.initial_status(activate=activate, has_password=password is not None)
+    user = t.User(
+        id=ids.new_id("00u"),
+        status=status,
+        password_hash=_hasher.hash(password) if password is not None else None,
+        created=now,
+        activated=now if status == Status.ACTIVE else None,
+        status_changed=now if activate else None,
+        last_login=None,
+        last_updated=now,
+        password_changed=now if password is not None else None,
+    )
+    _set_identity(user, clean)
+    session.add(user)
+    _flush_unique(session, LOGIN_TAKEN)
+    _log(session, actor, "user.lifecycle.create", "Create Okta user", _user_target(user))
+    if activate:
+        _log(session, actor, "user.lifecycle.activate", "Activate Okta user", _user_target(user))
+    for group in groups:
+        _insert_membership(session, actor, group, user, now)
+    queue.enqueue_user(session, user.id)
+    return user
+
+
+def _groups_for_new_user(session: Session, group_ids: Sequence[str]) -> list[t.Group]:
+    unique = list(dict.fromkeys(group_ids))
+    if len(unique) > MAX_GROUP_IDS:
+        cause = f"groupIds: at most {MAX_GROUP_IDS} groups"
+        raise InvalidRequest("Api validation failed: groupIds", [cause])
+    groups = []
+    for group_id in unique:
+        try:
+            groups.append(_editable_group(session, group_id))
+        except NotFound as exc:
+            cause = f"groupIds: group {group_id} does not exist"
+            raise InvalidRequest("Api validation failed: groupIds", [cause]) from exc
+    return groups
+
+
+def update_user(
+    session: Session,
+    actor: Actor,
+    key: str,
+    profile: Mapping[str, Any] | None,
+    *,
+    replace: bool,
+    password: str | None = None,
+) -> t.User:
+    """Okta's POST (partial, merged) or PUT (the profile replaced) on a user."""
+    user = find_user(session, key, lock=True)
+    _check_password(password)
+    if profile is not None:
+        _update_profile(session, actor, user, profile, replace=replace)
+    if password is not None:
+        _set_password(session, actor, user, password)
+    return user
+
+
+def _update_profile(
+    session: Session, actor: Actor, user: t.User, changes: Mapping[str, Any], *, replace: bool
+) -> None:
+    new = profiles.validate_user_profile(
+        changes if replace else profiles.merge(user.profile, changes)
+    )
+    old = user.profile
+    changed = sorted(name for name in {*old, *new} if old.get(name) != new.get(name))
+    if not changed:
+        return
+    _set_identity(user, new)
+    user.last_updated = clock.utcnow()
+    _flush_unique(session, LOGIN_TAKEN)
+    _log(
+        session,
+        actor,
+        "user.account.update_profile",
+        "Update user profile for Okta",
+        _user_target(user),
+        debug={"changedAttributes": ",".join(changed)},
+    )
+    queue.enqueue_user(session, user.id)
+
+
+def _set_password(session: Session, actor: Actor, user: t.User, password: str) -> None:
+    now = clock.utcnow()
+    user.password_hash = _hasher.hash(password)
+    user.password_changed = now
+    user.last_updated = now
+    session.flush()
+    _log(session, actor, "user.account.update_password", "Update password", _user_target(user))
+
+
+def change_status(session: Session, actor: Actor, key: str, action: Action) -> t.User:
+    """Run one lifecycle action, or raise the error Okta gives in the user's status."""
+    user = find_user(session, key, lock=True)
+    _apply_action(session, actor, user, action)
+    return user
+
+
+def _apply_action(session: Session, actor: Actor, user: t.User, action: Action) -> None:
+    new = lifecycle.transition(user.status, action, has_password=user.password_hash is not None)
+    now = clock.utcnow()
+    user.status = new
+    user.status_changed = now
+    user.last_updated = now
+    if action is Action.ACTIVATE:
+        user.activated = now if new == Status.ACTIVE else None
+    if action is Action.DEACTIVATE:
+        user.activated = None
+    session.flush()
+    message = _LIFECYCLE_MESSAGES[action]
+    _log(session, actor, f"user.lifecycle.{action.value}", message, _user_target(user))
+    queue.enqueue_user(session, user.id)
+    if action is Action.DEACTIVATE:
+        _remove_direct_assignments(session, actor, user)
+
+
+def _remove_direct_assignments(session: Session, actor: Actor, user: t.User) -> None:
+    """Okta drops every app assignment of a deactivated user (group memberships stay).
+
+    Runs after ``enqueue_user``, so the keys already name these apps."""
+    apps = session.execute(
+        select(t.App.id, t.App.label)
+        .join(t.AppUserAssignment, t.AppUserAssignment.app_id == t.App.id)
+        .where(t.AppUserAssignment.user_id == user.id)
+    ).all()
+    session.execute(delete(t.AppUserAssignment).where(t.AppUserAssignment.user_id == user.id))
+    for app_id, label in apps:
+        _log(
+            session,
+            actor,
+            "application.user_membership.remove",
+            f"Remove user's application membership: {label}",
+            _user_target(user),
+            Target(app_id, "AppInstance", label, label),
+            debug={"reason": "user deactivated"},
+        )
+
+
+def delete_user(session: Session, actor: Actor, key: str) -> None:
+    """Okta's DELETE: deactivates a user who is not DEPROVISIONED, else deletes.
+
+    Deleting frees the login at once and hides the user from every read; the row stays as
+    DELETED until the engine has cleaned up downstream and purges it.
+    """
+    user = find_user(session, key, lock=True)
+    if user.status != Status.DEPROVISIONED:
+        _apply_action(session, actor, user, Action.DEACTIVATE)
+        return
+    now = clock.utcnow()
+    user.status = DELETED
+    user.login_lower = f"{user.id}:deleted"
+    user.status_changed = now
+    user.last_updated = now
+    session.flush()
+    target = _user_target(user)
+    _log(session, actor, "user.lifecycle.delete.initiated", "Delete Okta user", target)
+    # While memberships still exist, this names every app the user's groups assign and every
+    # push mapping they source: the same keys as enqueue_membership_change for each group.
+    queue.enqueue_user(session, user.id)
+    _drop_memberships(session, user.id, now)
+    session.execute(delete(t.AppUserAssignment).where(t.AppUserAssignment.user_id == user.id))
+    _log(session, actor, "user.lifecycle.delete.completed", "Delete Okta user", target)
+
+
+def _drop_memberships(session: Session, user_id: str, now: datetime) -> None:
+    groups_of_user = select(t.Membership.group_id).where(t.Membership.user_id == user_id)
+    session.execute(
+        update(t.Group)
+        .where(t.Group.id.in_(groups_of_user))
+        .values(last_membership_updated=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(delete(t.Membership).where(t.Membership.user_id == user_id))
+
+
+def _user_attribute(name: str) -> Attribute | None:
+    fixed: dict[str, Attribute] = {
+        "id": ExactAttribute(t.User.id),
+        "status": ExactAttribute(t.User.status, upper=True),
+        "created": TimeAttribute(t.User.created),
+        "activated": TimeAttribute(t.User.activated),
+        "statusChanged": TimeAttribute(t.User.status_changed),
+        "lastUpdated": TimeAttribute(t.User.last_updated),
+        "passwordChanged": TimeAttribute(t.User.password_changed),
+        "lastLogin": TimeAttribute(t.User.last_login),
+        "profile.login": TextAttribute(t.User.login_lower, lowered=True),
+        "profile.email": TextAttribute(t.User.email_lower, lowered=True),
+    }
+    if name in fixed:
+        return fixed[name]
+    prefix, _, attribute = name.partition(".")
+    if prefix == "profile" and attribute and "." not in attribute:
+        return TextAttribute(json_text(t.User.profile, attribute))
+    return None
+
+
+def users_query(
+    *, filter: str | None = None, search: str | None = None, q: str | None = None
+) -> Select[t.User]:
+    """Users for ``GET /users``; DEPROVISIONED ones only when a filter or search asks."""
+    query = select(t.User).where(t.User.status != DELETED)
+    conditions = [
+        condition
+        for condition in (where(filter, _user_attribute), where(search, _user_attribute))
+        if condition is not None
+    ]
+    if conditions:
+        query = query.where(*conditions)
+    else:
+        query = query.where(t.User.status != Status.DEPROVISIONED)
+    prefix = _text_param("q", q)
+    if prefix:
+        lowered = prefix.lower()
+        query = query.where(
+            or_(
+                t.User.login_lower.startswith(lowered, autoescape=True),
+                t.User.email_lower.startswith(lowered, autoescape=True),
+                func.lower(json_text(t.User.profile, "firstName")).startswith(
+                    lowered, autoescape=True
+                ),
+                func.lower(json_text(t.User.profile, "lastName")).startswith(
+                    lowered, autoescape=True
+                ),
+            )
+        )
+    return query
+
+
+def user_groups_query(session: Session, key: str) -> Select[t.Group]:
+    user = find_user(session, key)
+    return (
+        select(t.Group)
+        .join(t.Membership, t.Membership.group_id == t.Group.id)
+        .where(t.Membership.user_id == user.id)
+    )
+
+
+# --- Groups -----------------------------------------------------------------------------------
+
+
+def find_group(session: Session, group_id: str, *, lock: bool = False) -> t.Group:
+    checked = _lookup_key(group_id)
+    group = session.get(t.Group, checked, with_for_update=lock) if checked else None
+    if group is None:
+        raise NotFound()
+    return group
+
+
+def _editable_group(session: Session, group_id: str) -> t.Group:
+    """Only OKTA_GROUP memberships belong to the directory; app groups belong to imports."""
+    group = find_group(session, group_id)
+    if group.type != OKTA_GROUP:
+        cause = f"Group memberships of a {group.type} cannot be changed"
+        raise InvalidRequest("Api validation failed: " + cause, [f"groupId: {cause}"])
+    return group
+
+
+def create_group(session: Session, actor: Actor, profile: Mapping[str, Any]) -> t.Group:
+    """A new OKTA_GROUP; names are unique case-insensitively among OKTA_GROUPs."""
+    clean = profiles.validate_group_profile(profile)
+    now = clock.utcnow()
+    group = t.Group(
+        id=ids.new_id("00g"),
+        type=OKTA_GROUP,
+        name_scope=OKTA_SCOPE,
+        app_id=None,
+        external_id=None,
+        created=now,
+        last_updated=now,
+        last_membership_updated=now,
+    )
+    _set_group_profile(group, clean)
+    session.add(group)
+    _flush_unique(session, NAME_TAKEN)
+    _log(session, actor, "group.lifecycle.create", "Create okta group", _group_target(group))
+    push_rules.apply_to_group(session, group.id)
+    return group
+
+
+def _set_group_profile(group: t.Group, profile: dict[str, Any]) -> None:
+    group.profile = profile
+    group.name = profile["name"]
+    group.name_lower = profile["name"].lower()
+    group.description = profile.get("description")
+
+
+def replace_group(
+    session: Session, actor: Actor, group_id: str, profile: Mapping[str, Any]
+) -> t.Group:
+    """Okta's PUT: the profile is replaced; a rename reaches push rules and pushed groups."""
+    group = find_group(session, group_id, lock=True)
+    if group.type != OKTA_GROUP:
+        cause = f"profile: the profile of a {group.type} cannot be changed"
+        raise InvalidRequest("Api validation failed: profile", [cause])
+    clean = profiles.validate_group_profile(profile)
+    if clean == group.profile:
+        return group
+    renamed = clean["name"] != group.name
+    _set_group_profile(group, clean)
+    group.last_updated = clock.utcnow()
+    _flush_unique(session, NAME_TAKEN)
+    _log(session, actor, "group.profile.update", "Update group profile", _group_target(group))
+    if renamed:
+        push_rules.apply_to_group(session, group.id)
+        queue.enqueue_push_for_group(session, group.id)
+    return group
+
+
+def delete_group(session: Session, actor: Actor, group_id: str) -> None:
+    """Delete a group: its members' accounts and its push mappings are re-examined, the
+    mappings it sources are paused (INACTIVE), memberships go with it."""
+    group = find_group(session, group_id, lock=True)
+    if group.type == BUILT_IN:
+        raise Forbidden("Built-in groups cannot be deleted")
+    if group.type == APP_GROUP and _is_push_target(session, group.id):
+        cause = "This app group is the target of a group push mapping and cannot be deleted"
+        raise InvalidRequest("Api validation failed: " + cause, [f"groupId: {cause}"])
+    queue.enqueue_users_of_app_group(session, group.id)
+    queue.enqueue_push_for_group(session, group.id)
+    session.execute(
+        update(t.PushMapping)
+        .where(t.PushMapping.source_group_id == group.id)
+        .values(status="INACTIVE", last_updated=clock.utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    _log(session, actor, "group.lifecycle.delete", "Delete okta group", _group_target(group))
+    session.execute(delete(t.Group).where(t.Group.id == group.id))
+    session.expunge(group)
+
+
+def _is_push_target(session: Session, group_id: str) -> bool:
+    query = select(exists().where(t.PushMapping.target_group_id == group_id))
+    return bool(session.execute(query).scalar())
+
+
+def _group_attribute(name: str) -> Attribute | None:
+    fixed: dict[str, Attribute] = {
+        "id": ExactAttribute(t.Group.id),
+        "type": ExactAttribute(t.Group.type, upper=True),
+        "created": TimeAttribute(t.Group.created),
+        "lastUpdated": TimeAttribute(t.Group.last_updated),
+        "lastMembershipUpdated": TimeAttribute(t.Group.last_membership_updated),
+        "profile.name": TextAttribute(t.Group.name_lower, lowered=True),
+        "profile.description": TextAttribute(t.Group.description),
+    }
+    if name in fixed:
+        return fixed[name]
+    prefix, _, attribute = name.partition(".")
+    if prefix == "profile" and attribute and "." not in attribute:
+        return TextAttribute(json_text(t.Group.profile, attribute))
+    return None
+
+
+def groups_query(
+    *, filter: str | None = None, search: str | None = None, q: str | None = None
+) -> Select[t.Group]:
+    query = select(t.Group)
+    for text in (filter, search):
+        condition = where(text, _group_attribute)
+        if condition is not None:
+            query = query.where(condition)
+    prefix = _text_param("q", q)
+    if prefix:
+        query = query.where(t.Group.name_lower.startswith(prefix.lower(), autoescape=True))
+    return query
+
+
+# --- Memberships ------------------------------------------------------------------------------
+
+
+def _insert_membership(
+    session: Session, actor: Actor, group: t.Group, user: t.User, now: datetime
+) -> bool:
+    """Insert one membership (idempotent, race-safe); True when it is new."""
+    statement = (
+        _insert(session)(t.Membership)
+        .values(group_id=group.id, user_id=user.id, created=now)
+        .on_conflict_do_nothing()
+    )
+    result = cast(CursorResult[Any], session.execute(statement))
+    if result.rowcount == 0:
+        return False
+    group.last_membership_updated = now
+    targets = (_user_target(user), _group_target(group))
+    _log(session, actor, "group.user_membership.add", "Add user to group membership", *targets)
+    return True
+
+
+def add_member(session: Session, actor: Actor, group_id: str, user_key: str) -> None:
+    """Okta's PUT membership (idempotent): only a new membership is logged and enqueued."""
+    group = _editable_group(session, group_id)
+    user = find_user(session, user_key)
+    if _insert_membership(session, actor, group, user, clock.utcnow()):
+        session.flush()
+        queue.enqueue_membership_change(session, group.id, [user.id])
+
+
+def remove_member(session: Session, actor: Actor, group_id: str, user_key: str) -> None:
+    """Okta's DELETE membership; removing a non-member is a quiet success."""
+    group = _editable_group(session, group_id)
+    user = find_user(session, user_key)
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            delete(t.Membership).where(
+                t.Membership.group_id == group.id, t.Membership.user_id == user.id
+            )
+        ),
+    )
+    if result.rowcount == 0:
+        return
+    group.last_membership_updated = clock.utcnow()
+    session.flush()
+    targets = (_user_target(user), _group_target(group))
+    message = "Remove user from group membership"
+    _log(session, actor, "group.user_membership.remove", message, *targets)
+    queue.enqueue_membership_change(session, group.id, [user.id])
+
+
+def group_members_query(session: Session, group_id: str) -> Select[t.User]:
+    group = find_group(session, group_id)
+    return (
+        select(t.User)
+        .join(t.Membership, t.Membership.user_id == t.User.id)
+        .where(t.Membership.group_id == group.id, t.User.status != DELETED)
+    )

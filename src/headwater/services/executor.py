@@ -1,0 +1,161 @@
+"""Sends planned operations through a connector; knows nothing of the database.
+
+Each operation returns what the recorder needs (ids, whether an account was linked or made).
+Create is always lookup-then-POST, and a 409 falls back to lookup-and-link, so a retried or
+crashed create never leaves a duplicate account or group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from headwater.connectors.errors import ConflictError, NotFoundError, PermanentError
+from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
+from headwater.domain.operations import (
+    AddMembers,
+    CreateAccount,
+    DeleteAccount,
+    DeleteGroup,
+    EnsureGroup,
+    Operation,
+    RemoveMembers,
+    RenameGroup,
+    ReplaceMembers,
+    SetActive,
+    UpdateAccount,
+)
+from headwater.domain.settings import MembershipMethod, ProvisioningSettings, UpdateMethod
+
+__all__ = ["AccountResult", "Connector", "GroupResult", "execute"]
+
+
+class Connector(Protocol):
+    """The port the engine needs from a downstream connector."""
+
+    async def find_user(self, user_name: str) -> RemoteAccount | None: ...
+    async def get_user(self, id: str) -> RemoteAccount | None: ...
+    async def create_user(self, attrs: AccountAttributes) -> RemoteAccount: ...
+    async def replace_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount: ...
+    async def patch_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount | None: ...
+    async def set_active(self, id: str, active: bool) -> None: ...
+    async def delete_user(self, id: str) -> None: ...
+    async def find_group(self, display_name: str) -> RemoteGroup | None: ...
+    async def get_group(self, id: str) -> RemoteGroup | None: ...
+    async def create_group(self, display_name: str) -> RemoteGroup: ...
+    async def rename_group(self, id: str, display_name: str) -> None: ...
+    async def patch_members(self, id: str, *, add: list[str], remove: list[str]) -> int: ...
+    async def replace_members(self, id: str, display_name: str, member_ids: list[str]) -> int: ...
+    async def delete_group(self, id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class AccountResult:
+    external_id: str
+    #: True when an existing downstream account was found and linked instead of created.
+    linked: bool = False
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    external_id: str
+    display_name: str
+    linked: bool = False
+
+
+async def _update(
+    connector: Connector, external_id: str, attrs: AccountAttributes, settings: ProvisioningSettings
+) -> None:
+    if settings.update_method is UpdateMethod.PATCH:
+        await connector.patch_user(external_id, attrs)
+    else:
+        await connector.replace_user(external_id, attrs)
+
+
+async def _create_account(
+    connector: Connector, attrs: AccountAttributes, settings: ProvisioningSettings
+) -> AccountResult:
+    found = await connector.find_user(attrs.user_name)
+    if found is None:
+        if not settings.create_users:
+            raise PermanentError("Matching user not found and user creation is disabled")
+        try:
+            created = await connector.create_user(attrs)
+            return AccountResult(created.id)
+        except ConflictError:
+            found = await connector.find_user(attrs.user_name)
+            if found is None:
+                raise
+    await _update(connector, found.id, attrs, settings)
+    return AccountResult(found.id, linked=True)
+
+
+async def _ensure_group(connector: Connector, display_name: str) -> GroupResult:
+    found = await connector.find_group(display_name)
+    if found is not None:
+        return GroupResult(found.id, found.display_name, linked=True)
+    try:
+        created = await connector.create_group(display_name)
+        return GroupResult(created.id, created.display_name)
+    except ConflictError:
+        found = await connector.find_group(display_name)
+        if found is None:
+            raise
+        return GroupResult(found.id, found.display_name, linked=True)
+
+
+async def _remove_members(
+    connector: Connector, op: RemoveMembers, settings: ProvisioningSettings
+) -> None:
+    ids = [external_id for _, external_id in op.members]
+    if settings.membership_method is MembershipMethod.PUT:
+        group = await connector.get_group(op.group_external_id)
+        if group is None:
+            return  # the group is gone, and the memberships with it
+        if group.member_ids is not None:
+            keep = sorted(group.member_ids - set(ids))
+            await connector.replace_members(op.group_external_id, group.display_name, keep)
+            return
+    try:
+        await connector.patch_members(op.group_external_id, add=[], remove=ids)
+    except NotFoundError:
+        return  # the group is gone, and the memberships with it
+
+
+async def execute(
+    op: Operation, connector: Connector, settings: ProvisioningSettings
+) -> AccountResult | GroupResult | None:
+    """Send one operation; raises connector errors unchanged for the caller to classify."""
+    match op:
+        case CreateAccount(_, attrs):
+            return await _create_account(connector, attrs, settings)
+        case UpdateAccount(_, external_id, attrs):
+            await _update(connector, external_id, attrs, settings)
+            return AccountResult(external_id)
+        case SetActive(_, external_id, active, attrs):
+            if attrs is not None:
+                await _update(connector, external_id, replace(attrs, active=active), settings)
+            else:
+                await connector.set_active(external_id, active)
+            return AccountResult(external_id)
+        case DeleteAccount(_, external_id):
+            await connector.delete_user(external_id)
+            return None
+        case EnsureGroup(_, display_name):
+            return await _ensure_group(connector, display_name)
+        case RenameGroup(_, external_id, display_name):
+            await connector.rename_group(external_id, display_name)
+            return None
+        case AddMembers(_, external_id, members):
+            await connector.patch_members(external_id, add=[m[1] for m in members], remove=[])
+            return None
+        case RemoveMembers():
+            await _remove_members(connector, op, settings)
+            return None
+        case ReplaceMembers(_, external_id, display_name, members):
+            await connector.replace_members(external_id, display_name, [m[1] for m in members])
+            return None
+        case DeleteGroup(_, external_id):
+            await connector.delete_group(external_id)
+            return None
+    raise TypeError(op)  # pragma: no cover

@@ -1,0 +1,278 @@
+"""Reads everything the planner needs for a batch of keys, a handful of set-based queries per
+batch whatever its size (no query per user).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from headwater.db import tables as t
+from headwater.domain.desired import DirectGrant, GroupGrant, UserFacts
+from headwater.domain.plan import AccountRecord, PushedMembership
+from headwater.domain.settings import ProvisioningSettings
+
+__all__ = [
+    "AccountSnapshot",
+    "AppSnapshot",
+    "PushSnapshot",
+    "load_accounts",
+    "load_app",
+    "load_push",
+]
+
+
+@dataclass(frozen=True)
+class AppSnapshot:
+    id: str
+    label: str
+    name: str
+    status: str
+    settings: ProvisioningSettings
+    base_url: str | None
+    auth_scheme: str | None
+    secret_encrypted: str | None
+    connection_enabled: bool
+    connection_updated: Any
+    quarantined: bool
+    next_probe: Any
+    probe_interval: float
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    user: UserFacts | None
+    direct: DirectGrant | None
+    groups: tuple[GroupGrant, ...]
+    record: AccountRecord | None
+    user_name: str | None
+    memberships: tuple[PushedMembership, ...]
+    manager_external_id: str | None
+
+
+@dataclass(frozen=True)
+class PushSnapshot:
+    mapping_id: str
+    status: str
+    delete_requested: bool
+    source_group_id: str | None
+    source_name: str | None
+    custom_name: str | None
+    target_group_id: str | None
+    target_external_id: str | None
+    target_name: str | None
+    full_push: bool
+    skipped_count: int
+    eligible: frozenset[tuple[str, str]]
+    recorded: frozenset[tuple[str, str]]
+    source_member_count: int
+
+
+def load_app(session: Session, app_id: str) -> AppSnapshot | None:
+    row = session.execute(
+        select(t.App, t.AppConnection)
+        .outerjoin(t.AppConnection, t.AppConnection.app_id == t.App.id)
+        .where(t.App.id == app_id)
+    ).first()
+    if row is None:
+        return None
+    app, connection = row
+    return AppSnapshot(
+        id=app.id,
+        label=app.label,
+        name=app.name,
+        status=app.status,
+        settings=ProvisioningSettings.from_json(app.provisioning),
+        base_url=connection.base_url if connection else None,
+        auth_scheme=connection.auth_scheme if connection else None,
+        secret_encrypted=connection.secret_encrypted if connection else None,
+        connection_enabled=bool(connection and connection.status == "ENABLED"),
+        connection_updated=connection.last_updated if connection else None,
+        quarantined=app.quarantined_since is not None,
+        next_probe=app.next_probe,
+        probe_interval=app.probe_interval or 0.0,
+    )
+
+
+def load_accounts(session: Session, app_id: str, user_ids: list[str]) -> dict[str, AccountSnapshot]:
+    """Users, grants, recorded accounts and pushed memberships for ``user_ids`` in one app."""
+    users = {
+        row.id: UserFacts(row.id, row.status, dict(row.profile or {}))
+        for row in session.execute(
+            select(t.User.id, t.User.status, t.User.profile).where(t.User.id.in_(user_ids))
+        )
+    }
+    direct = {
+        row.user_id: DirectGrant(dict(row.profile or {}), row.user_name)
+        for row in session.execute(
+            select(
+                t.AppUserAssignment.user_id,
+                t.AppUserAssignment.profile,
+                t.AppUserAssignment.user_name,
+            ).where(t.AppUserAssignment.app_id == app_id, t.AppUserAssignment.user_id.in_(user_ids))
+        )
+    }
+    groups: dict[str, list[GroupGrant]] = defaultdict(list)
+    for row in session.execute(
+        select(
+            t.Membership.user_id,
+            t.AppGroupAssignment.group_id,
+            t.Group.name,
+            t.AppGroupAssignment.priority,
+            t.AppGroupAssignment.profile,
+        )
+        .join(t.AppGroupAssignment, t.AppGroupAssignment.group_id == t.Membership.group_id)
+        .join(t.Group, t.Group.id == t.AppGroupAssignment.group_id)
+        .where(t.AppGroupAssignment.app_id == app_id, t.Membership.user_id.in_(user_ids))
+    ):
+        groups[row.user_id].append(
+            GroupGrant(row.group_id, row.name, row.priority, dict(row.profile or {}))
+        )
+    links = {
+        row.user_id: row
+        for row in session.execute(
+            select(t.AppUserLink).where(
+                t.AppUserLink.app_id == app_id, t.AppUserLink.user_id.in_(user_ids)
+            )
+        ).scalars()
+    }
+    memberships = load_memberships(session, app_id, user_ids)
+    managers = _manager_accounts(session, app_id, users)
+    result = {}
+    for user_id in user_ids:
+        user = users.get(user_id)
+        link = links.get(user_id)
+        manager_ref = str((user.profile if user else {}).get("managerId") or "")
+        result[user_id] = AccountSnapshot(
+            user=user,
+            direct=direct.get(user_id),
+            groups=tuple(sorted(groups.get(user_id, []), key=lambda g: (g.priority, g.group_id))),
+            record=AccountRecord(link.external_id, link.state, link.last_pushed) if link else None,
+            user_name=link.user_name if link else None,
+            memberships=tuple(memberships.get(user_id, ())),
+            manager_external_id=managers.get(manager_ref),
+        )
+    return result
+
+
+def load_memberships(
+    session: Session, app_id: str, user_ids: list[str]
+) -> dict[str, list[PushedMembership]]:
+    """Pushed groups of the app that record these users (pending adds included)."""
+    result: dict[str, list[PushedMembership]] = defaultdict(list)
+    for row in session.execute(
+        select(
+            t.PushMember.user_id,
+            t.PushMember.mapping_id,
+            t.Group.external_id,
+            t.PushMember.external_id.label("member_id"),
+            t.PushMember.pending,
+        )
+        .join(t.PushMapping, t.PushMapping.id == t.PushMember.mapping_id)
+        .join(t.Group, t.Group.id == t.PushMapping.target_group_id)
+        .where(t.PushMapping.app_id == app_id, t.PushMember.user_id.in_(user_ids))
+    ):
+        if row.external_id:
+            result[row.user_id].append(
+                PushedMembership(row.mapping_id, row.external_id, row.member_id, row.pending)
+            )
+    return result
+
+
+def _manager_accounts(session: Session, app_id: str, users: dict[str, UserFacts]) -> dict[str, str]:
+    """managerId → the manager's account id in this app, for the enterprise ``manager``."""
+    manager_ids = {
+        str(u.profile["managerId"]) for u in users.values() if u.profile.get("managerId")
+    }
+    if not manager_ids:
+        return {}
+    rows = session.execute(
+        select(t.AppUserLink.user_id, t.AppUserLink.external_id).where(
+            t.AppUserLink.app_id == app_id,
+            t.AppUserLink.user_id.in_(manager_ids),
+            t.AppUserLink.state == "ACTIVE",
+        )
+    )
+    return {row.user_id: row.external_id for row in rows if row.external_id}
+
+
+def load_push(session: Session, app_id: str, mapping_ids: list[str]) -> dict[str, PushSnapshot]:
+    """Mappings, their source members with active accounts, and what was pushed."""
+    source = t.Group.__table__.alias("source")
+    target = t.Group.__table__.alias("target")
+    rows = session.execute(
+        select(
+            t.PushMapping,
+            source.c.name.label("source_name"),
+            target.c.external_id.label("target_external_id"),
+            target.c.name.label("target_name"),
+        )
+        .outerjoin(source, source.c.id == t.PushMapping.source_group_id)
+        .outerjoin(target, target.c.id == t.PushMapping.target_group_id)
+        .where(t.PushMapping.app_id == app_id, t.PushMapping.id.in_(mapping_ids))
+    ).all()
+    result = {}
+    for mapping, source_name, target_external_id, target_name in rows:
+        eligible: frozenset[tuple[str, str]] = frozenset()
+        count = 0
+        if mapping.source_group_id is not None:
+            eligible = frozenset(
+                (r.user_id, r.external_id)
+                for r in session.execute(
+                    select(t.Membership.user_id, t.AppUserLink.external_id)
+                    .join(
+                        t.AppUserLink,
+                        (t.AppUserLink.user_id == t.Membership.user_id)
+                        & (t.AppUserLink.app_id == app_id),
+                    )
+                    .where(
+                        t.Membership.group_id == mapping.source_group_id,
+                        t.AppUserLink.state == "ACTIVE",
+                        t.AppUserLink.external_id.is_not(None),
+                    )
+                )
+            )
+            count = session.execute(
+                select(func.count())
+                .select_from(t.Membership)
+                .where(t.Membership.group_id == mapping.source_group_id)
+            ).scalar_one()
+        recorded = frozenset(
+            (r.user_id, r.external_id)
+            for r in session.execute(
+                select(t.PushMember.user_id, t.PushMember.external_id).where(
+                    t.PushMember.mapping_id == mapping.id, t.PushMember.pending.is_(False)
+                )
+            )
+        )
+        result[mapping.id] = PushSnapshot(
+            mapping_id=mapping.id,
+            status=mapping.status,
+            delete_requested=mapping.delete_requested,
+            source_group_id=mapping.source_group_id,
+            source_name=source_name,
+            custom_name=mapping.target_group_name,
+            target_group_id=mapping.target_group_id,
+            target_external_id=target_external_id,
+            target_name=target_name,
+            full_push=mapping.full_push,
+            skipped_count=mapping.skipped_count,
+            eligible=eligible,
+            recorded=recorded,
+            source_member_count=int(count),
+        )
+    return result
+
+
+def known_accounts(session: Session, app_id: str) -> dict[str, str]:
+    """Every linked account of the app: external id → user id (for drift classification)."""
+    rows = session.execute(
+        select(t.AppUserLink.external_id, t.AppUserLink.user_id).where(
+            t.AppUserLink.app_id == app_id, t.AppUserLink.external_id.is_not(None)
+        )
+    )
+    return {row.external_id: row.user_id for row in rows}
