@@ -105,7 +105,11 @@ def test_status_answers_without_forwarding(
 def test_status_custom_body(proxy: FaultProxyThread, client: httpx.Client) -> None:
     proxy.status(500, body="boom", headers={"X-Fault": "yes"})
     response = client.get("/Users")
-    assert (response.status_code, response.text, response.headers["x-fault"]) == (500, "boom", "yes")
+    assert (response.status_code, response.text, response.headers["x-fault"]) == (
+        500,
+        "boom",
+        "yes",
+    )
 
 
 def test_retry_after_seconds_and_http_date(proxy: FaultProxyThread, client: httpx.Client) -> None:
@@ -164,9 +168,7 @@ def test_reset_after_upstream_creates_then_drops(
     assert find_user(server_client, name) == 1
     # A naive retry is the duplicate the request log lets tests catch.
     assert client.post("/Users", json=user(name)).status_code == 409
-    forwarded = [
-        e.json()["userName"] for e in proxy.requests("POST", r"/Users$", forwarded=True)
-    ]
+    forwarded = [e.json()["userName"] for e in proxy.requests("POST", r"/Users$", forwarded=True)]
     assert forwarded == [name, name]
 
 
@@ -179,6 +181,17 @@ def test_delay_exceeds_client_timeout(proxy: FaultProxyThread) -> None:
         assert time.monotonic() - started < 0.9
         assert impatient.get("/Users").status_code == 200
     assert proxy.requests()[0].fault == "delay:1"
+
+
+def test_delay_after_upstream_times_out_a_success(
+    proxy: FaultProxyThread, server_client: httpx.Client
+) -> None:
+    proxy.delay(0.5, method="POST", after_upstream=True, times=1)
+    name = unique("slowack")
+    with httpx.Client(base_url=proxy.base_url, timeout=0.25) as impatient:
+        with pytest.raises(httpx.ReadTimeout):
+            impatient.post("/Users", json=user(name))
+    assert find_user(server_client, name) == 1
 
 
 def test_short_delay_only_slows(proxy: FaultProxyThread, client: httpx.Client) -> None:
@@ -285,9 +298,7 @@ def test_times_counts_matching_requests(proxy: FaultProxyThread, client: httpx.C
     assert (rule.hits, rule.remaining, rule.exhausted) == (2, 0, True)
 
 
-def test_first_matching_rule_wins_and_remove(
-    proxy: FaultProxyThread, client: httpx.Client
-) -> None:
+def test_first_matching_rule_wins_and_remove(proxy: FaultProxyThread, client: httpx.Client) -> None:
     first = proxy.status(502, path=r"/Users$")
     proxy.status(504)
     assert client.get("/Users").status_code == 502

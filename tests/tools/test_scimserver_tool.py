@@ -68,6 +68,15 @@ def test_start_failure_reports_child_output() -> None:
     assert not server.running
 
 
+def test_package_reexports() -> None:
+    import headwater.testing as tools
+
+    assert tools.ScimServerProcess is ScimServerProcess
+    assert set(tools.__all__) >= {"FaultProxy", "FaultProxyThread", "in_process_app"}
+    with pytest.raises(AttributeError):
+        _ = tools.nothing_here
+
+
 def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as sock:
@@ -75,7 +84,8 @@ def test_free_port_is_bindable() -> None:
 
 
 async def test_in_process_app_with_asgi_transport() -> None:
-    transport = httpx.ASGITransport(app=in_process_app())
+    app = in_process_app()
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://scim.test/v2", headers=SCIM_HEADERS
     ) as client:
@@ -84,6 +94,7 @@ async def test_in_process_app_with_asgi_transport() -> None:
         user_id = created.json()["id"]
         fetched = await client.get(f"/Users/{user_id}")
         assert fetched.json()["userName"] == "bob"
+    assert [r.id for r in app.storage.resources] == [user_id]
 
     # Every call returns a fresh, empty server.
     transport = httpx.ASGITransport(app=in_process_app())

@@ -21,6 +21,7 @@ __all__ = [
     "USER_STANDARD",
     "TextRule",
     "check_text",
+    "json_schema",
     "merge",
     "validate_group_profile",
     "validate_user_profile",
@@ -170,3 +171,32 @@ def _scalar_problem(value: Any) -> str | None:
             return f"must be at most {MAX_CUSTOM_TEXT} characters"
         return check_text(value)
     return "must be a string, number, boolean or an array of those"
+
+
+def json_schema(standard: Mapping[str, TextRule], *, complete: bool) -> dict[str, Any]:
+    """The rules as JSON Schema, for the OpenAPI document (``complete`` adds ``required``)."""
+    scalar: list[dict[str, Any]] = [
+        {"type": "string", "maxLength": MAX_CUSTOM_TEXT},
+        {"type": "number"},
+        {"type": "boolean"},
+    ]
+    custom = {"anyOf": [*scalar, {"type": "array", "items": {"anyOf": scalar}}, {"type": "null"}]}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {name: _rule_schema(rule) for name, rule in standard.items()},
+        "additionalProperties": custom,
+    }
+    if complete:
+        schema["required"] = [name for name, rule in standard.items() if rule.required]
+    return schema
+
+
+def _rule_schema(rule: TextRule) -> dict[str, Any]:
+    text: dict[str, Any] = {
+        "type": "string",
+        "minLength": rule.min_length,
+        "maxLength": rule.max_length,
+    }
+    if rule.email:
+        text["pattern"] = EMAIL_PATTERN
+    return text if rule.required else {"anyOf": [text, {"type": "null"}]}

@@ -69,6 +69,7 @@ __all__ = [
     "replace_app",
     "save_connection",
     "set_connection_status",
+    "settings_json",
     "settings_of",
     "stored_connection",
     "unassign_group",
@@ -202,9 +203,10 @@ class _AnySource(dict[str, Any]):
 def check_template(template: str, where: str) -> None:
     _require(bool(template.strip()) and len(template) <= 1024, f"{where}: must not be empty")
     try:
-        render_user_name(template, _AnySource())
+        rendered = render_user_name(template, _AnySource())
     except MappingError as exc:
         raise InvalidRequest("Api validation failed: " + where, [f"{where}: {exc}"]) from exc
+    _require("${" not in rendered, f"{where}: unterminated expression")
 
 
 def _document_without_template(document: dict[str, Any]) -> dict[str, Any]:

@@ -187,10 +187,25 @@ class Reconciler:
         await self._db(recorder.release_quarantine, self.runtime.database, app)
         return True
 
+    async def dry_run(
+        self, app: AppSnapshot, keys: list[ClaimedKey], connector: Connector | None
+    ) -> tuple[list[AccountWork], list[PushWork]]:
+        """Plan ``keys`` exactly as a reconcile would, sending nothing. With a connector (a
+        read-only one), downstream state is read back first, as a full reconcile does."""
+        accounts, pushes = await self._prepare(app, keys, finish_missing=False)
+        if connector is not None:
+            await self._observe(app, connector, accounts, pushes)
+        for work in accounts:
+            if work.mapping_error is None:
+                work.plan = plan_account(self.facts_for(work), app.settings)
+        for push in pushes:
+            push.plan = plan_push(_push_facts(push), app.settings)
+        return accounts, pushes
+
     # --- steps ---------------------------------------------------------------------------
 
     async def _prepare(
-        self, app: AppSnapshot, keys: list[ClaimedKey]
+        self, app: AppSnapshot, keys: list[ClaimedKey], *, finish_missing: bool = True
     ) -> tuple[list[AccountWork], list[PushWork]]:
         def load() -> tuple[list[AccountWork], list[PushWork]]:
             user_keys = [k for k in keys if k.kind == queue.USER]
@@ -214,7 +229,7 @@ class Reconciler:
                 if k.subject_id in pushes
             ]
             missing = [k for k in push_keys if k.subject_id not in pushes]
-            if missing:
+            if missing and finish_missing:
                 recorder.finish_all(self.runtime.database, missing)
             return accounts, push_work
 
@@ -376,7 +391,7 @@ def _push_facts(work: PushWork) -> PushFacts:
         recorded=snap.recorded,
         full_push=snap.full_push,
         delete_requested=snap.delete_requested,
-        delete_target=getattr(snap, "delete_target", False),
+        delete_target=snap.delete_target,
         observed_members=work.observed_members,
         known_accounts=work.known_accounts,
     )

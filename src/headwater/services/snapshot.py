@@ -59,6 +59,7 @@ class PushSnapshot:
     mapping_id: str
     status: str
     delete_requested: bool
+    delete_target: bool
     source_group_id: str | None
     source_name: str | None
     custom_name: str | None
@@ -253,6 +254,7 @@ def load_push(session: Session, app_id: str, mapping_ids: list[str]) -> dict[str
             mapping_id=mapping.id,
             status=mapping.status,
             delete_requested=mapping.delete_requested,
+            delete_target=mapping.delete_target,
             source_group_id=mapping.source_group_id,
             source_name=source_name,
             custom_name=mapping.target_group_name,

@@ -19,13 +19,19 @@ if TYPE_CHECKING:
         FaultRule,
         LoggedRequest,
     )
-    from headwater.testing.scimserver import ScimServerProcess, free_port, in_process_app
+    from headwater.testing.scimserver import (
+        ScimApplication,
+        ScimServerProcess,
+        free_port,
+        in_process_app,
+    )
 
 __all__ = [
     "FaultProxy",
     "FaultProxyThread",
     "FaultRule",
     "LoggedRequest",
+    "ScimApplication",
     "ScimServerProcess",
     "free_port",
     "in_process_app",
@@ -36,6 +42,7 @@ _HOMES = {
     "FaultProxyThread": "faultproxy",
     "FaultRule": "faultproxy",
     "LoggedRequest": "faultproxy",
+    "ScimApplication": "scimserver",
     "ScimServerProcess": "scimserver",
     "free_port": "scimserver",
     "in_process_app": "scimserver",

@@ -91,8 +91,11 @@ class LoggedRequest:
     connections. ``fault`` is the label of the fault applied (``"status:503"``, ``"reset"``,
     ``"delay:0.5"``, ``"malformed_json"``, ``"reject_members:400"``, ``"outage:reset"``,
     ...) or None. ``status`` is what the client got (None when the connection was reset
-    or closed), ``upstream_status`` what the upstream answered when the request was
-    forwarded. Fields are filled in as the request progresses.
+    or closed). ``forwarded`` is set once the proxy sends the request upstream (so a
+    request that then failed upstream still counts: it may have been processed);
+    ``upstream_status`` is what the upstream answered, ``error`` why it did not. Fields
+    are filled in as the request progresses and are final once ``done`` is set, which
+    happens before the client gets its answer.
     """
 
     seq: int
@@ -172,12 +175,14 @@ class FaultRule:
     probability: float
     times: int | None
     after_upstream: bool
-    remaining: int | None = None
-    hits: int = 0
-    _make: Callable[[random.Random], _Action] = field(repr=False, default=lambda _: _Reset("reset"))
-    _body_match: Callable[[bytes], bool] | None = field(repr=False, default=None)
-    _pattern: re.Pattern[str] | None = field(repr=False, default=None)
-    _rng: random.Random = field(repr=False, default_factory=random.Random)
+    remaining: int | None = field(init=False, default=None)
+    hits: int = field(init=False, default=0)
+    _make: Callable[[random.Random], _Action] = field(
+        init=False, repr=False, default=lambda _rng: _Reset("reset")
+    )
+    _body_match: Callable[[bytes], bool] | None = field(init=False, repr=False, default=None)
+    _pattern: re.Pattern[str] | None = field(init=False, repr=False, default=None)
+    _rng: random.Random = field(init=False, repr=False, default_factory=random.Random)
 
     @property
     def exhausted(self) -> bool:
@@ -883,6 +888,9 @@ class FaultProxy(FaultControls):
             return _Response(502, [], b"upstream unreachable\n")
         entry.upstream_status = upstream.status_code
         kept = [(k, v) for k, v in upstream.headers.raw if k.decode().lower() not in _NOT_FORWARDED]
+        if request.method == "HEAD":
+            # No body to measure: the upstream's length is the one the client wants.
+            kept += [(k, v) for k, v in upstream.headers.raw if k.lower() == b"content-length"]
         return _Response(upstream.status_code, kept, upstream.content)
 
 
@@ -917,7 +925,7 @@ def _render(response: _Response, *, close: bool, head: bool) -> bytes:
     if b"server" not in names:
         headers.append((b"server", b"headwater-faultproxy"))
     bodiless = response.status < 200 or response.status in (204, 304)
-    if not bodiless:
+    if not bodiless and b"content-length" not in names:
         headers.append((b"content-length", str(len(response.body)).encode()))
     if close:
         headers.append((b"connection", b"close"))

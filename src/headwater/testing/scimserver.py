@@ -27,10 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal
+from typing import IO, Any, Literal, cast
 
 import httpx
 from scim2_models import ScimProvider, UnauthorizedException
@@ -44,7 +44,7 @@ from scim2_server.utils import (
     load_default_service_provider_config,
 )
 
-__all__ = ["ScimServerProcess", "free_port", "in_process_app", "main"]
+__all__ = ["ScimApplication", "ScimServerProcess", "free_port", "in_process_app", "main"]
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 15.0
@@ -65,11 +65,18 @@ def free_port() -> int:
         return port
 
 
-class _BearerTokenASGIApplication(ASGIApplication):
-    """The scim2-server ASGI application, refusing requests without the bearer token.
+Message = MutableMapping[str, Any]
 
-    Without tokens it accepts every request, like the ``scim2-server`` command.
+
+class ScimApplication(ASGIApplication):
+    """The scim2-server ASGI application over in-memory storage, with optional bearer tokens.
+
+    Without tokens it accepts every request, like the ``scim2-server`` command. ``__call__``
+    takes the ASGI types as httpx and Starlette spell them (mutable mappings, where
+    scim2-server says ``dict``), so ``httpx.ASGITransport(app=...)`` type-checks.
     """
+
+    storage: AsyncInMemoryStorage
 
     def __init__(self, provider: ScimProvider, bearer_tokens: Sequence[str]) -> None:
         super().__init__(AsyncInMemoryStorage(), provider)
@@ -82,8 +89,16 @@ class _BearerTokenASGIApplication(ASGIApplication):
         if scheme.lower() != "bearer" or token not in self.bearer_tokens:
             raise UnauthorizedException
 
+    async def __call__(  # type: ignore[override]
+        self,
+        scope: Message,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        await super().__call__(cast(dict[str, Any], scope), cast(Any, receive), send)
 
-def _build_app(bearer_tokens: Sequence[str]) -> ASGIApplication:
+
+def _build_app(bearer_tokens: Sequence[str]) -> ScimApplication:
     config = load_default_service_provider_config()
     if bearer_tokens:
         # Announcing the scheme is what makes 401 answers carry WWW-Authenticate.
@@ -94,14 +109,15 @@ def _build_app(bearer_tokens: Sequence[str]) -> ASGIApplication:
     provider = ScimProvider.from_discovery(
         load_default_schemas().values(), load_default_resource_types().values(), config=config
     )
-    return _BearerTokenASGIApplication(provider, bearer_tokens)
+    return ScimApplication(provider, bearer_tokens)
 
 
-def in_process_app(bearer_token: str | None = None) -> ASGIApplication:
+def in_process_app(bearer_token: str | None = None) -> ScimApplication:
     """Return a fresh, empty scim2-server ASGI application (users and groups of RFC 7643).
 
     Use it with ``httpx.ASGITransport(app=...)`` when a test needs SCIM semantics but no
-    sockets. Resources are served under ``/v2`` (the prefix is optional).
+    sockets. Resources are served under ``/v2`` (the prefix is optional); ``.storage``
+    holds them, for tests that seed or inspect the server directly.
     """
     return _build_app([bearer_token] if bearer_token else [])
 

@@ -1,7 +1,597 @@
-"""Routes for apps (to be filled in)."""
+"""Okta's Apps API: apps, lifecycle, provisioning connection and features, group assignments.
+
+Also ``GET /groups/{id}/apps`` and ``GET /users/{id}/appLinks``, which read assignments. Routes
+only parse, call one use-case in one transaction and render Okta's JSON; the rules live in
+``services.applications``. Connection routes are async because they may test the connection
+over the network; their database work runs in the thread pool, never across that call.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from headwater import clock
+from headwater.api.body import openapi_body, parse
+from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, base_url
+from headwater.api.pagination import clamp_limit, set_link_headers
+from headwater.db import tables as t
+from headwater.domain.settings import ProvisioningSettings
+from headwater.errors import InvalidRequest, NotFound
+from headwater.runtime.context import Runtime
+from headwater.services import applications as apps
+from headwater.services.events import Actor
+
+__all__ = ["app_json", "router"]
+
+router = APIRouter(tags=["Application"])
+
+USER_PROVISIONING = "USER_PROVISIONING"
+
+
+# --- Request bodies ---------------------------------------------------------------------------
+
+
+class AppBody(BaseModel):
+    """Okta's app object; read-only fields (id, status, _links...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    label: StrictStr
+    name: StrictStr | None = None
+    sign_on_mode: StrictStr | None = Field(default=None, alias="signOnMode")
+    settings: dict[str, Any] | None = None
+    visibility: dict[str, Any] | None = None
+    accessibility: dict[str, Any] | None = None
+    credentials: dict[str, Any] | None = None
+    licensing: dict[str, Any] | None = None
+    profile: dict[str, Any] | None = None
+
+    def spec(self) -> apps.AppSpec:
+        document = {
+            key: getattr(self, key) for key in apps.DOCUMENT_KEYS if getattr(self, key) is not None
+        }
+        return apps.AppSpec(self.label, self.name, self.sign_on_mode, document)
+
+
+class ConnectionProfileBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    auth_scheme: StrictStr = Field(alias="authScheme")
+    token: StrictStr | None = None
+    username: StrictStr | None = None
+    password: StrictStr | None = None
+    client_id: StrictStr | None = Field(default=None, alias="clientId")
+    client_secret: StrictStr | None = Field(default=None, alias="clientSecret")
+    token_url: StrictStr | None = Field(default=None, alias="tokenUrl")
+    scope: StrictStr | None = None
+    client_auth: StrictStr | None = Field(default=None, alias="clientAuth")
+
+
+class ConnectionBody(BaseModel):
+    """``TOKEN``, ``BASIC``, ``NONE``, and (Headwater extension) OAuth 2.0 client credentials."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    base_url: StrictStr | None = Field(default=None, alias="baseUrl")
+    profile: ConnectionProfileBody
+
+    def spec(self) -> apps.ConnectionSpec:
+        profile = self.profile
+        scheme = profile.auth_scheme.strip().upper()
+        required, optional = apps.AUTH_SCHEMES.get(scheme, ((), ()))
+        names = (*required, *optional)
+        secret = {name: getattr(profile, name) for name in names if getattr(profile, name)}
+        return apps.ConnectionSpec(scheme, self.base_url, secret)
+
+
+EnabledStatus = Literal["ENABLED", "DISABLED"]
+
+
+class StatusBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    status: EnabledStatus | None = None
+
+
+class PasswordBody(StatusBody):
+    seed: StrictStr | None = None
+    change: StrictStr | None = None
+
+
+class CreateCapabilities(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    lifecycle_create: StatusBody | None = Field(default=None, alias="lifecycleCreate")
+
+
+class UpdateCapabilities(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    profile: StatusBody | None = None
+    lifecycle_deactivate: StatusBody | None = Field(default=None, alias="lifecycleDeactivate")
+    password: PasswordBody | None = None
+
+
+class CapabilitiesBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    create: CreateCapabilities | None = None
+    update: UpdateCapabilities | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """Switches as ProvisioningSettings changes; absent ones are left as they are."""
+        create, update = self.create, self.update
+        pairs = {
+            "create_users": create.lifecycle_create if create else None,
+            "update_users": update.profile if update else None,
+            "deactivate_users": update.lifecycle_deactivate if update else None,
+        }
+        password = update.password if update else None
+        if password is not None and password.status == "ENABLED":
+            cause = "capabilities.update.password.status: password sync is not supported"
+            raise InvalidRequest("Api validation failed: " + cause, [cause])
+        return {
+            name: value.status == "ENABLED"
+            for name, value in pairs.items()
+            if value is not None and value.status is not None
+        }
+
+
+class FeatureBody(CapabilitiesBody):
+    """Okta's feature object (``capabilities`` inside) or the bare capabilities the SDK sends."""
+
+    capabilities: CapabilitiesBody | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return (self.capabilities or CapabilitiesBody()).changes() | super().changes()
+
+
+class GroupAssignmentBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    priority: StrictInt | None = None
+    profile: dict[str, Any] | None = None
+
+
+# --- Rendering --------------------------------------------------------------------------------
+
+
+def _link(href: str, **extra: Any) -> dict[str, Any]:
+    return {"href": href, **extra}
+
+
+def _merged(defaults: dict[str, Any], given: Any) -> dict[str, Any]:
+    """``given`` over ``defaults``, one level of nested dicts deep."""
+    result = dict(defaults)
+    for key, value in (given if isinstance(given, dict) else {}).items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = {**result[key], **value}
+        else:
+            result[key] = value
+    return result
+
+
+def _credentials(document: dict[str, Any], settings: ProvisioningSettings) -> dict[str, Any]:
+    stored = document.get("credentials") or {}
+    template = {"type": "BUILT_IN", **(stored.get("userNameTemplate") or {})}
+    template["template"] = settings.user_name_template
+    return {"signing": {}, **stored, "userNameTemplate": template}
+
+
+def _app_links(app: t.App, base: str) -> dict[str, Any]:
+    url = f"{base}/api/v1/apps/{app.id}"
+    lifecycle = "deactivate" if app.status == apps.ACTIVE else "activate"
+    return {
+        "self": _link(url),
+        "users": _link(f"{url}/users"),
+        "groups": _link(f"{url}/groups"),
+        lifecycle: _link(f"{url}/lifecycle/{lifecycle}", hints={"allow": ["POST"]}),
+        "appLinks": [
+            _link(f"{base}/home/{app.name}/{app.id}/alnk", name=app.name, type="text/html")
+        ],
+    }
+
+
+def app_json(app: t.App, base: str, *, connected: bool) -> dict[str, Any]:
+    """Okta's application object."""
+    document = app.document or {}
+    settings = apps.settings_of(app)
+    body: dict[str, Any] = {
+        "id": app.id,
+        "name": app.name,
+        "label": app.label,
+        "status": app.status,
+        "created": clock.format_okta(app.created),
+        "lastUpdated": clock.format_okta(app.last_updated),
+        "signOnMode": app.sign_on_mode,
+        "accessibility": _merged(
+            {"selfService": False, "errorRedirectUrl": None, "loginRedirectUrl": None},
+            document.get("accessibility"),
+        ),
+        "visibility": _merged(
+            {"autoSubmitToolbar": False, "hide": {"iOS": False, "web": False}},
+            document.get("visibility"),
+        ),
+        "features": apps.app_features(settings, connected),
+        "settings": _merged({"app": {}}, document.get("settings")),
+        "credentials": _credentials(document, settings),
+        "_links": _app_links(app, base),
+    }
+    for key in ("licensing", "profile"):
+        if key in document:
+            body[key] = document[key]
+    return body
+
+
+def _apps_json(session: Session, rows: list[t.App], base: str) -> list[dict[str, Any]]:
+    connected = apps.connected_app_ids(session, [row.id for row in rows])
+    return [app_json(row, base, connected=row.id in connected) for row in rows]
+
+
+def _one_app_json(session: Session, app: t.App, base: str) -> dict[str, Any]:
+    return _apps_json(session, [app], base)[0]
+
+
+def connection_json(row: t.AppConnection, base: str) -> dict[str, Any]:
+    """The connection without any secret: scheme, address and status only."""
+    url = f"{base}/api/v1/apps/{row.app_id}/connections/default"
+    lifecycle = "deactivate" if row.status == apps.ENABLED else "activate"
+    return {
+        "authScheme": row.auth_scheme,
+        "baseUrl": row.base_url,
+        "profile": {"authScheme": row.auth_scheme},
+        "status": row.status,
+        "_links": {
+            "self": _link(url),
+            lifecycle: _link(f"{url}/lifecycle/{lifecycle}", hints={"allow": ["POST"]}),
+        },
+    }
+
+
+def _status(enabled: bool) -> str:
+    return "ENABLED" if enabled else "DISABLED"
+
+
+def feature_json(
+    app_id: str, settings: ProvisioningSettings, connected: bool, base: str
+) -> dict[str, Any]:
+    return {
+        "name": USER_PROVISIONING,
+        "status": _status(connected),
+        "description": "User provisioning settings from Headwater to the downstream app",
+        "capabilities": {
+            "create": {"lifecycleCreate": {"status": _status(settings.create_users)}},
+            "update": {
+                "profile": {"status": _status(settings.update_users)},
+                "lifecycleDeactivate": {"status": _status(settings.deactivate_users)},
+                "password": {"status": "DISABLED", "seed": "RANDOM", "change": "KEEP_EXISTING"},
+            },
+        },
+        "_links": {
+            "self": _link(f"{base}/api/v1/apps/{app_id}/features/{USER_PROVISIONING}"),
+        },
+    }
+
+
+def group_assignment_json(row: t.AppGroupAssignment, base: str) -> dict[str, Any]:
+    app_url = f"{base}/api/v1/apps/{row.app_id}"
+    return {
+        "id": row.group_id,
+        "priority": row.priority,
+        "lastUpdated": clock.format_okta(row.last_updated),
+        "profile": row.profile or {},
+        "_links": {
+            "app": _link(app_url),
+            "self": _link(f"{app_url}/groups/{row.group_id}"),
+            "group": _link(f"{base}/api/v1/groups/{row.group_id}"),
+        },
+    }
+
+
+def _launch_url(app: t.App, base: str) -> str:
+    """Where the app link leads: the bookmark or sign-in URL when the app has one."""
+    settings = (app.document or {}).get("settings") or {}
+    for section, key in (("app", "url"), ("signOn", "loginUrl")):
+        value = (settings.get(section) or {}).get(key)
+        if isinstance(value, str) and value:
+            return value
+    return f"{base}/home/{app.name}/{app.id}/alnk"
+
+
+def app_link_json(user: t.User, app: t.App, order: int, base: str) -> dict[str, Any]:
+    assignment_id = f"{app.id}_{user.id}"
+    return {
+        "id": assignment_id,
+        "label": app.label,
+        "linkUrl": _launch_url(app, base),
+        "logoUrl": None,
+        "appName": app.name,
+        "appInstanceId": app.id,
+        "appAssignmentId": assignment_id,
+        "credentialsSetup": False,
+        "hidden": False,
+        "sortOrder": order,
+    }
+
+
+# --- Apps -------------------------------------------------------------------------------------
+
+
+@router.post("/apps", openapi_extra=openapi_body(AppBody))
+def create_app(
+    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, activate: bool = True
+) -> dict[str, Any]:
+    spec = parse(AppBody, body).spec()
+    with db.transaction() as session:
+        app = apps.create_app(session, actor, spec, activate=activate)
+        return _one_app_json(session, app, base_url(request))
+
+
+@router.get("/apps")
+def list_apps(
+    request: Request,
+    response: Response,
+    db: DbDep,
+    limit: int | None = None,
+    after: str | None = None,
+    q: str | None = None,
+    filter_: str | None = Query(default=None, alias="filter"),
+) -> list[dict[str, Any]]:
+    size = clamp_limit(limit, 20, 200)
+    filters = apps.parse_app_filter(filter_)
+    with db.read() as session:
+        page = apps.list_apps(session, limit=size, after=after, q=q, filters=filters)
+        body = _apps_json(session, list(page), base_url(request))
+    set_link_headers(request, response, page.next_cursor, size)
+    return body
+
+
+@router.get("/apps/{app_id}")
+def get_app(request: Request, db: DbDep, app_id: str) -> dict[str, Any]:
+    with db.read() as session:
+        return _one_app_json(session, apps.get_app(session, app_id), base_url(request))
+
+
+@router.put("/apps/{app_id}", openapi_extra=openapi_body(AppBody))
+def replace_app(
+    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
+) -> dict[str, Any]:
+    spec = parse(AppBody, body).spec()
+    with db.transaction() as session:
+        app = apps.replace_app(session, actor, app_id, spec)
+        return _one_app_json(session, app, base_url(request))
+
+
+@router.delete("/apps/{app_id}", status_code=204)
+def delete_app(db: DbDep, actor: ActorDep, app_id: str) -> Response:
+    with db.transaction() as session:
+        apps.delete_app(session, actor, app_id)
+    return Response(status_code=204)
+
+
+@router.post("/apps/{app_id}/lifecycle/activate")
+def activate_app(db: DbDep, actor: ActorDep, app_id: str) -> dict[str, Any]:
+    with db.transaction() as session:
+        apps.activate_app(session, actor, app_id)
+    return {}
+
+
+@router.post("/apps/{app_id}/lifecycle/deactivate")
+def deactivate_app(db: DbDep, actor: ActorDep, app_id: str) -> dict[str, Any]:
+    with db.transaction() as session:
+        apps.deactivate_app(session, actor, app_id)
+    return {}
+
+
+# --- Provisioning connection ------------------------------------------------------------------
+
+
+def _prepare(runtime: Runtime, app_id: str, spec: apps.ConnectionSpec) -> apps.PreparedConnection:
+    with runtime.database.read() as session:
+        return apps.prepare_connection(session, runtime.secrets, app_id, spec)
+
+
+def _stored(runtime: Runtime, app_id: str) -> apps.PreparedConnection:
+    with runtime.database.read() as session:
+        return apps.stored_connection(session, runtime.secrets, app_id)
+
+
+def _save(
+    runtime: Runtime, actor: Actor, prepared: apps.PreparedConnection, enabled: bool, base: str
+) -> dict[str, Any]:
+    with runtime.database.transaction() as session:
+        row = apps.save_connection(session, actor, prepared, enabled=enabled)
+        return connection_json(row, base)
+
+
+def _set_status(runtime: Runtime, actor: Actor, app_id: str, enabled: bool, base: str) -> Any:
+    with runtime.database.transaction() as session:
+        row = apps.set_connection_status(session, actor, app_id, enabled=enabled)
+        return connection_json(row, base)
+
+
+@router.post("/apps/{app_id}/connections/default", openapi_extra=openapi_body(ConnectionBody))
+async def set_connection(
+    request: Request,
+    runtime: RuntimeDep,
+    actor: ActorDep,
+    body: BodyDep,
+    app_id: str,
+    activate: bool = True,
+) -> dict[str, Any]:
+    """Store the connection; with ``activate`` it is tested first and nothing is stored if
+    the test fails."""
+    spec = parse(ConnectionBody, body).spec()
+    prepared = await run_in_threadpool(_prepare, runtime, app_id, spec)
+    if activate:
+        await apps.probe_connection(runtime.connectors, prepared)
+    base = base_url(request)
+    result: dict[str, Any] = await run_in_threadpool(
+        _save, runtime, actor, prepared, activate, base
+    )
+    return result
+
+
+@router.get("/apps/{app_id}/connections/default")
+def get_connection(request: Request, db: DbDep, app_id: str) -> dict[str, Any]:
+    with db.read() as session:
+        return connection_json(apps.connection(session, app_id), base_url(request))
+
+
+@router.post("/apps/{app_id}/connections/default/lifecycle/activate")
+async def activate_connection(
+    request: Request, runtime: RuntimeDep, actor: ActorDep, app_id: str
+) -> dict[str, Any]:
+    """Test the stored connection; ENABLED only when the downstream accepts it."""
+    prepared = await run_in_threadpool(_stored, runtime, app_id)
+    await apps.probe_connection(runtime.connectors, prepared)
+    base = base_url(request)
+    result: dict[str, Any] = await run_in_threadpool(
+        _set_status, runtime, actor, app_id, True, base
+    )
+    return result
+
+
+@router.post("/apps/{app_id}/connections/default/lifecycle/deactivate")
+def deactivate_connection(
+    request: Request, runtime: RuntimeDep, actor: ActorDep, app_id: str
+) -> dict[str, Any]:
+    result: dict[str, Any] = _set_status(runtime, actor, app_id, False, base_url(request))
+    return result
+
+
+# --- Features and provisioning settings -------------------------------------------------------
+
+
+def _feature_of(session: Session, app_id: str) -> tuple[ProvisioningSettings, bool]:
+    app = apps.get_app(session, app_id)
+    return apps.settings_of(app), bool(apps.connected_app_ids(session, [app_id]))
+
+
+def _check_feature(name: str) -> None:
+    if name != USER_PROVISIONING:
+        raise NotFound(f"Not found: Resource not found: {name} (AppFeature)")
+
+
+@router.get("/apps/{app_id}/features")
+def list_features(request: Request, db: DbDep, app_id: str) -> list[dict[str, Any]]:
+    with db.read() as session:
+        settings, connected = _feature_of(session, app_id)
+    return [feature_json(app_id, settings, connected, base_url(request))]
+
+
+@router.get("/apps/{app_id}/features/{name}")
+def get_feature(request: Request, db: DbDep, app_id: str, name: str) -> dict[str, Any]:
+    with db.read() as session:
+        settings, connected = _feature_of(session, app_id)
+    _check_feature(name)
+    return feature_json(app_id, settings, connected, base_url(request))
+
+
+@router.put("/apps/{app_id}/features/{name}", openapi_extra=openapi_body(FeatureBody))
+def update_feature(
+    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str, name: str
+) -> dict[str, Any]:
+    _check_feature(name)
+    changes = parse(FeatureBody, body).changes()
+    with db.transaction() as session:
+        apps.update_settings(session, actor, app_id, changes)
+        settings, connected = _feature_of(session, app_id)
+    return feature_json(app_id, settings, connected, base_url(request))
+
+
+@router.get("/apps/{app_id}/provisioning/settings", tags=["Headwater extension"])
+def get_provisioning_settings(db: DbDep, app_id: str) -> dict[str, Any]:
+    """Every provisioning setting of the app (Headwater extension)."""
+    with db.read() as session:
+        return apps.settings_json(apps.settings_of(apps.get_app(session, app_id)))
+
+
+@router.put("/apps/{app_id}/provisioning/settings", tags=["Headwater extension"])
+def update_provisioning_settings(
+    db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
+) -> dict[str, Any]:
+    """Change any subset of the settings; omitted ones keep their values (Headwater extension)."""
+    changes = apps.parse_settings_changes(body if body is not None else {})
+    with db.transaction() as session:
+        return apps.settings_json(apps.update_settings(session, actor, app_id, changes))
+
+
+# --- Group assignments ------------------------------------------------------------------------
+
+
+@router.put(
+    "/apps/{app_id}/groups/{group_id}",
+    openapi_extra=openapi_body(GroupAssignmentBody, required=False),
+)
+def assign_group(
+    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str, group_id: str
+) -> dict[str, Any]:
+    parsed = parse(GroupAssignmentBody, body, required=False)
+    spec = apps.GroupAssignmentSpec(parsed.priority, parsed.profile)
+    with db.transaction() as session:
+        row = apps.assign_group(session, actor, app_id, group_id, spec)
+        return group_assignment_json(row, base_url(request))
+
+
+@router.get("/apps/{app_id}/groups/{group_id}")
+def get_group_assignment(request: Request, db: DbDep, app_id: str, group_id: str) -> dict[str, Any]:
+    with db.read() as session:
+        row = apps.group_assignment(session, app_id, group_id)
+        return group_assignment_json(row, base_url(request))
+
+
+@router.get("/apps/{app_id}/groups")
+def list_group_assignments(
+    request: Request,
+    response: Response,
+    db: DbDep,
+    app_id: str,
+    limit: int | None = None,
+    after: str | None = None,
+    q: str | None = None,
+) -> list[dict[str, Any]]:
+    size = clamp_limit(limit, 20, 200)
+    base = base_url(request)
+    with db.read() as session:
+        page = apps.list_group_assignments(session, app_id, limit=size, after=after, q=q)
+        body = [group_assignment_json(row, base) for row in page]
+    set_link_headers(request, response, page.next_cursor, size)
+    return body
+
+
+@router.delete("/apps/{app_id}/groups/{group_id}", status_code=204)
+def unassign_group(db: DbDep, actor: ActorDep, app_id: str, group_id: str) -> Response:
+    with db.transaction() as session:
+        apps.unassign_group(session, actor, app_id, group_id)
+    return Response(status_code=204)
+
+
+@router.get("/groups/{group_id}/apps", tags=["Group"])
+def list_group_apps(
+    request: Request,
+    response: Response,
+    db: DbDep,
+    group_id: str,
+    limit: int | None = None,
+    after: str | None = None,
+) -> list[dict[str, Any]]:
+    size = clamp_limit(limit, 20, 200)
+    with db.read() as session:
+        page = apps.apps_of_group(session, group_id, limit=size, after=after)
+        body = _apps_json(session, list(page), base_url(request))
+    set_link_headers(request, response, page.next_cursor, size)
+    return body
+
+
+@router.get("/users/{user_id}/appLinks", tags=["User"])
+def list_app_links(request: Request, db: DbDep, user_id: str) -> list[dict[str, Any]]:
+    base = base_url(request)
+    with db.read() as session:
+        user, rows = apps.app_links(session, user_id)
+        return [app_link_json(user, app, order, base) for order, app in enumerate(rows)]

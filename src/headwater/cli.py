@@ -1,0 +1,162 @@
+"""The ``headwater`` command: serve, worker, demo, tokens and admin commands."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from headwater import clock
+from headwater.config import Settings
+from headwater.runtime.context import Runtime
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Headwater: an identity lifecycle engine behind Okta's management API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+token_app = typer.Typer(help="Manage SSWS API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+admin_app = typer.Typer(help="Manage console administrators.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _runtime(migrate: bool = True) -> Runtime:
+    return Runtime.from_settings(Settings(), migrate=migrate)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Run a reconcile worker in-process.")
+    ] = True,
+) -> None:
+    """Run the API and console (and, by default, one reconcile worker)."""
+    import uvicorn
+
+    from headwater.api.app import create_app
+
+    runtime = _runtime()
+    api = create_app(runtime, start_worker=worker)
+    uvicorn.run(api, host=host, port=port, log_level="info")
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run a reconcile worker (any number may share one PostgreSQL database)."""
+    from headwater.runtime.worker import Worker
+
+    runtime = _runtime()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        worker = Worker(runtime)
+        err_console.print(f"worker {worker.worker_id} started")
+        await worker.run(stop)
+
+    asyncio.run(main())
+
+
+@token_app.command("create")
+def token_create(name: Annotated[str, typer.Option(help="A name for the token.")]) -> None:
+    """Create an API token; it is printed once, as the last line."""
+    from headwater.errors import HeadwaterError
+    from headwater.services import tokens
+    from headwater.services.events import SYSTEM
+
+    runtime = _runtime()
+    try:
+        with runtime.database.transaction() as session:
+            row, plaintext = tokens.create(session, name, SYSTEM)
+    except HeadwaterError as exc:
+        err_console.print(f"error: {exc.summary} {'; '.join(exc.causes)}")
+        raise typer.Exit(1) from exc
+    err_console.print(f"Created token {row.id} ({row.name}). It is shown only once:")
+    print(plaintext)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List API tokens (never their values)."""
+    from headwater.services import tokens
+
+    runtime = _runtime()
+    with runtime.database.read() as session:
+        rows = tokens.list_tokens(session)
+    table = Table("id", "name", "prefix", "created", "last used")
+    for row in rows:
+        table.add_row(
+            row.id,
+            row.name,
+            row.token_prefix + "…",
+            clock.format_okta(row.created) or "",
+            clock.format_okta(row.last_used) or "never",
+        )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token: Annotated[str, typer.Argument(help="Token id or name.")]) -> None:
+    """Revoke an API token by id or name."""
+    from headwater.errors import NotFound
+    from headwater.services import tokens
+    from headwater.services.events import SYSTEM
+
+    runtime = _runtime()
+    try:
+        with runtime.database.transaction() as session:
+            row = tokens.revoke(session, token, SYSTEM)
+    except NotFound as exc:
+        err_console.print(f"error: no token with id or name {token!r}")
+        raise typer.Exit(1) from exc
+    console.print(f"Revoked {row.id} ({row.name})")
+
+
+@admin_app.command("create")
+def admin_create(
+    username: Annotated[str, typer.Option(help="Sign-in name.")],
+    password: Annotated[
+        str,
+        typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Password."),
+    ],
+) -> None:
+    """Create a console administrator (the password is stored with argon2)."""
+    from headwater.errors import HeadwaterError
+    from headwater.services import admins
+
+    runtime = _runtime()
+    try:
+        with runtime.database.transaction() as session:
+            admin = admins.create(session, username, password)
+    except HeadwaterError as exc:
+        err_console.print(f"error: {'; '.join(exc.causes) or exc.summary}")
+        raise typer.Exit(1) from exc
+    console.print(f"Created admin {admin.username}")
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port for Headwater.")] = 8080,
+) -> None:
+    """Start Headwater with a real downstream SCIM app and the seed's example loaded."""
+    from headwater.demo import run_demo
+
+    run_demo(port=port)
+
+
+def main() -> None:
+    app()

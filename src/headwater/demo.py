@@ -1,0 +1,149 @@
+"""``headwater demo``: Headwater on SQLite, a real downstream SCIM app, and the seed's example.
+
+The example is loaded through Headwater's own API, exactly as an admin script would.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["load_example", "run_demo"]
+
+DEMO_DIR = Path("data") / "demo"
+
+PEOPLE = [
+    ("taylor.smith@example.com", "Taylor", "Smith", "Accountant"),
+    ("alex.johnson@example.com", "Alex", "Johnson", "Controller"),
+    ("jordan.lee@example.com", "Jordan", "Lee", "Payroll Specialist"),
+    ("casey.brown@example.com", "Casey", "Brown", "Marketing Lead"),
+]
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        raise RuntimeError(f"{response.request.method} {response.request.url}: {response.text}")
+    return response.json() if response.content else None
+
+
+def load_example(api: httpx.Client, scim_url: str, scim_token: str) -> dict[str, Any]:
+    """Accounting (assigned to the app) and AppPushGroup (pushed), with Taylor Smith and
+    colleagues, as in the seed; Casey is in neither and shows what is left alone."""
+    users = {}
+    for login, first, last, title in PEOPLE:
+        body = {
+            "profile": {
+                "login": login,
+                "email": login,
+                "firstName": first,
+                "lastName": last,
+                "title": title,
+                "department": "Finance" if first != "Casey" else "Marketing",
+            },
+            "credentials": {"password": {"value": "Demo-" + secrets.token_urlsafe(12)}},
+        }
+        users[first] = _check(api.post("/api/v1/users?activate=true", json=body))["id"]
+    groups = {}
+    for name, description in (
+        ("Accounting", "Assigns the demo app"),
+        ("AppPushGroup", "Pushed to the demo app"),
+    ):
+        body = {"profile": {"name": name, "description": description}}
+        groups[name] = _check(api.post("/api/v1/groups", json=body))["id"]
+    for first in ("Taylor", "Alex", "Jordan"):
+        _check(api.put(f"/api/v1/groups/{groups['Accounting']}/users/{users[first]}"))
+    for first in ("Taylor", "Alex"):
+        _check(api.put(f"/api/v1/groups/{groups['AppPushGroup']}/users/{users[first]}"))
+    app = _check(
+        api.post(
+            "/api/v1/apps?activate=true",
+            json={
+                "name": "scim2headwater",
+                "label": "Demo SCIM App",
+                "signOnMode": "BOOKMARK",
+                "settings": {"app": {"url": scim_url}},
+            },
+        )
+    )
+    _check(
+        api.post(
+            f"/api/v1/apps/{app['id']}/connections/default?activate=true",
+            json={"baseUrl": scim_url, "profile": {"authScheme": "TOKEN", "token": scim_token}},
+        )
+    )
+    _check(api.put(f"/api/v1/apps/{app['id']}/groups/{groups['Accounting']}", json={"priority": 0}))
+    _check(
+        api.post(
+            f"/api/v1/apps/{app['id']}/group-push/mappings",
+            json={"sourceGroupId": groups["AppPushGroup"], "targetGroupName": "AppPushGroup"},
+        )
+    )
+    return {"app": app["id"], "users": users, "groups": groups}
+
+
+def run_demo(*, port: int) -> None:
+    import uvicorn
+
+    from headwater.api.app import create_app
+    from headwater.config import Settings
+    from headwater.runtime.context import Runtime
+    from headwater.services import admins, tokens
+    from headwater.services.events import SYSTEM
+    from headwater.testing.scimserver import ScimServerProcess
+
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    DEMO_DIR.mkdir(parents=True)
+    scim_token = secrets.token_urlsafe(24)
+    downstream = ScimServerProcess(bearer_token=scim_token)
+    downstream.start()
+    settings = Settings(data_dir=DEMO_DIR, database_url=None, idle_poll_seconds=0.2)
+    runtime = Runtime.from_settings(settings)
+    with runtime.database.transaction() as session:
+        _, api_token = tokens.create(session, "demo", SYSTEM)
+    admin_password = secrets.token_urlsafe(12)
+    with runtime.database.transaction() as session:
+        admins.create(session, "admin", admin_password)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(base + "/health")
+        with httpx.Client(base_url=base, headers={"Authorization": f"SSWS {api_token}"}) as api:
+            load_example(api, downstream.base_url, scim_token)
+        print(f"Headwater is running at {base}")
+        print(f"  Console:        {base}/console  (user: admin, password: {admin_password})")
+        print(f"  API:            {base}/api/v1   (OpenAPI: {base}/openapi.json)")
+        print(f"  Downstream app: {downstream.base_url}  (scim2-server, bearer token auth)")
+        print('  Try:  curl -H "Authorization: SSWS $TOKEN" ' + base + "/api/v1/users")
+        print("Press Ctrl-C to stop. Your API token (shown once):")
+        print(api_token, flush=True)
+        while thread.is_alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        downstream.stop()
+        runtime.close()
+
+
+def _wait_for(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
