@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, exists, or_, select, update
 
 from headwater import clock
 from headwater.db import queue
@@ -123,6 +123,22 @@ class Worker:
                 app.last_full_reconcile = now
         return started
 
+    def purge_deleted_users(self) -> int:
+        """Remove deleted users once nothing downstream refers to them any more."""
+        with self.runtime.database.transaction() as session:
+            busy_link = exists().where(
+                t.AppUserLink.user_id == t.User.id,
+                t.AppUserLink.state.in_(["ACTIVE", "DEPROVISIONING"]),
+            )
+            pushed = exists().where(t.PushMember.user_id == t.User.id)
+            queued = exists().where(
+                t.ReconcileKey.kind == queue.USER, t.ReconcileKey.subject_id == t.User.id
+            )
+            result = session.execute(
+                delete(t.User).where(t.User.status == "DELETED", ~busy_link, ~pushed, ~queued)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     # --- loops ------------------------------------------------------------------------------
 
     async def drain(self, *, timeout: float = 60.0, horizon: float = 0.0) -> None:
@@ -155,6 +171,7 @@ class Worker:
                 if loop.time() - last_schedule > 30:
                     last_schedule = loop.time()
                     await asyncio.to_thread(self.schedule_full_reconciles)
+                    await asyncio.to_thread(self.purge_deleted_users)
                 if await self.step():
                     continue
                 self._wake.clear()
