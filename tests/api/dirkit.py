@@ -19,10 +19,8 @@ PASSWORD = "Correct-Horse-42"
 
 
 def profile(login: str, **extra: Any) -> dict[str, Any]:
-    first, _, rest = login.partition("@")
-    return {"login": login, "email": login, "firstName": first.title(), "lastName": "Tester"} | (
-        extra
-    )
+    first = login.partition("@")[0].title()
+    return {"login": login, "email": login, "firstName": first, "lastName": "Tester", **extra}
 
 
 def create_user(
@@ -168,7 +166,9 @@ def counts(runtime: Runtime) -> dict[str, int]:
     tables = [t.User, t.Group, t.Membership, t.Event, t.EventTarget, t.ReconcileKey, t.ApiToken]
     with runtime.database.read() as session:
         return {
-            table.__tablename__: int(session.execute(select(func.count()).select_from(table)).scalar_one())
+            table.__tablename__: int(
+                session.execute(select(func.count()).select_from(table)).scalar_one()
+            )
             for table in tables
         }
 

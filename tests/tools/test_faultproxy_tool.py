@@ -188,9 +188,11 @@ def test_delay_after_upstream_times_out_a_success(
 ) -> None:
     proxy.delay(0.5, method="POST", after_upstream=True, times=1)
     name = unique("slowack")
-    with httpx.Client(base_url=proxy.base_url, timeout=0.25) as impatient:
-        with pytest.raises(httpx.ReadTimeout):
-            impatient.post("/Users", json=user(name))
+    with (
+        httpx.Client(base_url=proxy.base_url, timeout=0.25) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        impatient.post("/Users", json=user(name))
     assert find_user(server_client, name) == 1
 
 
@@ -335,7 +337,7 @@ def test_probability_bounds(proxy: FaultProxyThread, client: httpx.Client) -> No
 
 def mixed_run(scim_server: ScimServerProcess, seed: int) -> list[str]:
     with FaultProxyThread(scim_server.base_url) as proxy:
-        rule = proxy.mixed(0.6, seed, client_timeout=0.5)
+        rule = proxy.mixed(0.6, seed, client_timeout=0.5, max_delay=0.1)
         with httpx.Client(base_url=proxy.base_url, timeout=0.5) as http:
             for _ in range(30):
                 try:
@@ -354,8 +356,20 @@ def test_mixed_faults_are_varied_bounded_and_repeatable(scim_server: ScimServerP
     kinds = {o.split(":")[0] if o.startswith("delay") else o for o in run}
     assert kinds <= {"200", "status:500", "status:503", "status:429", "reset", "delay"}
     assert {"200", "reset", "delay"} <= kinds
-    assert all(float(o.split(":")[1]) < 0.5 for o in run if o.startswith("delay"))
+    assert all(float(o.split(":")[1]) <= 0.1 for o in run if o.startswith("delay"))
     assert mixed_run(scim_server, seed=3) == run
+
+
+def test_mixed_delays_stay_below_the_client_timeout(
+    proxy: FaultProxyThread, client: httpx.Client
+) -> None:
+    proxy.mixed(1.0, 5, client_timeout=0.2, max_delay=10, kinds=["delay"])
+    for _ in range(5):
+        assert client.get("/ServiceProviderConfig", timeout=0.2).status_code == 200
+    delays = [float(e.outcome.split(":")[1]) for e in proxy.requests()]
+    assert len(delays) == 5 and max(delays) <= 0.16
+    with pytest.raises(ValueError):
+        proxy.mixed(0.5, kinds=["teapot"])
 
 
 # -- request log ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from headwater.api.routes import (
     extensions,
     group_push,
     groups,
+    guard,
     health,
     logs,
     tokens,
@@ -61,7 +62,7 @@ def create_app(runtime: Runtime, *, start_worker: bool | None = None) -> FastAPI
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(get_actor)])
-    for module in (users, groups, apps, app_users, group_push, logs, tokens, extensions):
+    for module in (users, groups, apps, app_users, group_push, logs, tokens, extensions, guard):
         api.include_router(module.router)
     app.include_router(api)
     _install_edges(app)

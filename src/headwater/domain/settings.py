@@ -71,6 +71,8 @@ class ProvisioningSettings:
     rate_limit_per_second: float = 0.0
     #: Hold deprovisions above this share of the app's accounts for approval (0 disables).
     mass_change_threshold: float = 0.2
+    #: ...but only once at least this many accounts would go (small apps are not guarded).
+    mass_change_minimum: int = 10
     #: Seconds between periodic full reconciles; 0 disables the schedule.
     full_reconcile_interval: int = 3600
 

@@ -27,7 +27,7 @@ from headwater.domain.operations import (
 )
 from headwater.domain.settings import MembershipMethod, ProvisioningSettings, UpdateMethod
 
-__all__ = ["AccountResult", "Connector", "GroupResult", "execute"]
+__all__ = ["AccountResult", "Connector", "GroupResult", "MembershipResult", "execute"]
 
 
 class Connector(Protocol):
@@ -54,6 +54,13 @@ class AccountResult:
     external_id: str
     #: True when an existing downstream account was found and linked instead of created.
     linked: bool = False
+
+
+@dataclass(frozen=True)
+class MembershipResult:
+    """Members the downstream refused one by one (isolated from their batch)."""
+
+    rejected: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,25 @@ async def _ensure_group(connector: Connector, display_name: str) -> GroupResult:
         return GroupResult(found.id, found.display_name, linked=True)
 
 
+async def _add_isolating(
+    connector: Connector, group_id: str, members: list[tuple[str, str]]
+) -> list[tuple[str, str, str]]:
+    """Add members; when the downstream rejects a batch as bad input, split it until each bad
+    member is alone, so one bad member does not hold back the rest."""
+    try:
+        await connector.patch_members(group_id, add=[m[1] for m in members], remove=[])
+        return []
+    except PermanentError as exc:
+        if isinstance(exc, NotFoundError | ConflictError) or exc.status not in (400, 422):
+            raise
+        if len(members) == 1:
+            user_id, external_id = members[0]
+            return [(user_id, external_id, exc.message)]
+        middle = len(members) // 2
+        first = await _add_isolating(connector, group_id, members[:middle])
+        return first + await _add_isolating(connector, group_id, members[middle:])
+
+
 async def _remove_members(
     connector: Connector, op: RemoveMembers, settings: ProvisioningSettings
 ) -> None:
@@ -124,7 +150,7 @@ async def _remove_members(
 
 async def execute(
     op: Operation, connector: Connector, settings: ProvisioningSettings
-) -> AccountResult | GroupResult | None:
+) -> AccountResult | GroupResult | MembershipResult | None:
     """Send one operation; raises connector errors unchanged for the caller to classify."""
     match op:
         case CreateAccount(_, attrs):
@@ -147,8 +173,8 @@ async def execute(
             await connector.rename_group(external_id, display_name)
             return None
         case AddMembers(_, external_id, members):
-            await connector.patch_members(external_id, add=[m[1] for m in members], remove=[])
-            return None
+            rejected = await _add_isolating(connector, external_id, list(members))
+            return MembershipResult(tuple(rejected))
         case RemoveMembers():
             await _remove_members(connector, op, settings)
             return None

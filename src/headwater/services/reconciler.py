@@ -34,7 +34,7 @@ from headwater.domain.plan import (
 )
 from headwater.domain.retry import RetryPolicy
 from headwater.runtime.connectors import ConnectionInfo
-from headwater.services import recorder, snapshot
+from headwater.services import guard, recorder, snapshot
 from headwater.services.executor import AccountResult, Connector, GroupResult, execute
 from headwater.services.snapshot import AccountSnapshot, AppSnapshot, PushSnapshot
 
@@ -284,7 +284,7 @@ class Reconciler:
                 outcome.error = MappingError(work.mapping_error)
                 continue
             work.plan = plan_account(self.facts_for(work), settings)
-        deprovisions = [w for w in accounts if w.plan is not None and w.plan.deprovision]
+        deprovisions = await self._screen_mass_change(app, accounts)
         if deprovisions:
             await self._db(self._mark_deprovisioning, app, deprovisions)
         for work, outcome in zip(accounts, outcomes, strict=True):
@@ -323,6 +323,30 @@ class Reconciler:
             plans[(push.key.kind, push.key.subject_id)] = push
         for outcome in outcomes:
             outcome.work = plans.get((outcome.key.kind, outcome.key.subject_id))  # type: ignore[attr-defined]
+
+    async def _screen_mass_change(
+        self, app: AppSnapshot, accounts: list[AccountWork]
+    ) -> list[AccountWork]:
+        """Deprovisions that may run now; the rest wait for an admin's decision."""
+        leaving = [w for w in accounts if w.plan is not None and w.plan.deprovision]
+        staying = [
+            w.key.subject_id for w in accounts if w.plan is not None and not w.plan.deprovision
+        ]
+
+        def screen() -> set[str]:
+            with self.runtime.database.transaction() as session:
+                guard.settle(session, app.id, staying)
+                if not leaving:
+                    return set()
+                return guard.screen(
+                    session, app.id, app.label, app.settings, [w.key.subject_id for w in leaving]
+                )
+
+        blocked = await self._db(screen)
+        for work in leaving:
+            if work.key.subject_id in blocked:
+                work.plan = AccountPlan((), reason="held by the mass-change guard")
+        return [w for w in leaving if w.key.subject_id not in blocked]
 
     @staticmethod
     def facts_for(work: AccountWork) -> AccountFacts:

@@ -23,9 +23,9 @@ from headwater.domain import operations as ops
 from headwater.domain.mapping import MappingError
 from headwater.domain.plan import PushPlan
 from headwater.domain.retry import RetryPolicy
-from headwater.services import events
+from headwater.services import events, guard
 from headwater.services.events import SYSTEM, Target
-from headwater.services.executor import AccountResult, GroupResult
+from headwater.services.executor import AccountResult, GroupResult, MembershipResult
 from headwater.services.snapshot import AppSnapshot
 
 if TYPE_CHECKING:
@@ -213,16 +213,20 @@ def _record_outcome(
         _record_done(session, app, operation, result, users, now)
     work = getattr(outcome, "work", None)
     key = outcome.key
+    refused = any(
+        isinstance(result, MembershipResult) and result.rejected for _, result in outcome.done
+    )
     if outcome.error is None:
         if key.kind == queue.PUSH and work is not None and work.plan is not None:
-            _push_succeeded(session, app, work, now)
+            _push_succeeded(session, app, work, now, keep_error=refused)
         elif key.kind == queue.USER:
             _account_succeeded(session, app, key.subject_id, outcome, now)
         if outcome.requeue is not None:
             queue.retry_later(session, key, outcome.requeue, count_attempt=False)
         else:
             queue.finish(session, key)
-            _clear_task(session, app.id, key)
+            if not refused:
+                _clear_task(session, app.id, key)
         return
     _record_failure(session, app, outcome, policy, users, now)
 
@@ -367,14 +371,16 @@ def _record_done(
                 f"Downstream group renamed to {display_name}",
             )
         case ops.AddMembers(mapping_id, _, members):
+            rejected = result.rejected if isinstance(result, MembershipResult) else ()
+            refused = {user_id for user_id, _, _ in rejected}
+            accepted = [m[0] for m in members if m[0] not in refused]
             session.execute(
                 update(t.PushMember)
-                .where(
-                    t.PushMember.mapping_id == mapping_id,
-                    t.PushMember.user_id.in_([m[0] for m in members]),
-                )
+                .where(t.PushMember.mapping_id == mapping_id, t.PushMember.user_id.in_(accepted))
                 .values(pending=False)
             )
+            if rejected:
+                _record_rejected_members(session, app, mapping_id, rejected, users, now)
         case ops.RemoveMembers(mapping_id, _, members):
             known = [m[0] for m in members if m[0] is not None]
             if known:
@@ -410,6 +416,40 @@ def _record_done(
                 "application.provision.group_push.delete_appgroup",
                 "Downstream group deleted",
             )
+
+
+def _record_rejected_members(
+    session: Session,
+    app: AppSnapshot,
+    mapping_id: str,
+    rejected: tuple[tuple[str, str, str], ...],
+    users: dict[str, tuple[str, str]],
+    now: Any,
+) -> None:
+    """Members the downstream refused: forget their pending rows, raise a Task, flag the
+    mapping; the rest of the batch went through."""
+    session.execute(
+        delete(t.PushMember).where(
+            t.PushMember.mapping_id == mapping_id,
+            t.PushMember.user_id.in_([user_id for user_id, _, _ in rejected]),
+        )
+    )
+    summary = "; ".join(f"{external_id}: {message}" for _, external_id, message in rejected)
+    message = f"{len(rejected)} member(s) refused by {app.label}: {summary}"[:2000]
+    mapping = session.get(t.PushMapping, mapping_id)
+    if mapping is not None:
+        mapping.status, mapping.error_summary, mapping.last_updated = "ERROR", message, now
+    key = ClaimedKey(app.id, queue.PUSH, mapping_id, 0, 0, False)
+    _upsert_task(session, app.id, key, "AddMembers", mapping_id, 400, message, 1, now)
+    _push_event(
+        session,
+        app,
+        mapping_id,
+        "application.provision.group_membership.add",
+        message,
+        outcome="FAILURE",
+        reason=message,
+    )
 
 
 def _record_group(
@@ -511,12 +551,16 @@ def _account_succeeded(
         link.last_sync = now
     if work is not None and work.plan is not None and not work.plan.deprovision:
         return
+    if work is not None and work.plan is not None and work.plan.deprovision:
+        guard.settle(session, app.id, [user_id])
     if link is not None and link.state == "DEPROVISIONING" and not outcome.done:
         # Nothing had to be sent (deactivation switched off): the account is ours no more.
         link.state = "INACTIVE"
 
 
-def _push_succeeded(session: Session, app: AppSnapshot, work: Any, now: Any) -> None:
+def _push_succeeded(
+    session: Session, app: AppSnapshot, work: Any, now: Any, *, keep_error: bool = False
+) -> None:
     mapping = session.get(t.PushMapping, work.key.subject_id)
     if mapping is None:
         return
@@ -555,9 +599,10 @@ def _push_succeeded(session: Session, app: AppSnapshot, work: Any, now: Any) -> 
             debug={"skipped": skipped},
         )
     mapping.skipped_count = skipped
-    if mapping.status == "ERROR":
-        mapping.status = "ACTIVE"
-    mapping.error_summary = None
+    if not keep_error:
+        if mapping.status == "ERROR":
+            mapping.status = "ACTIVE"
+        mapping.error_summary = None
     mapping.full_push = False
     mapping.last_push = now
     mapping.last_updated = now
@@ -709,7 +754,6 @@ def _mark_error(
 def _open_task(
     session: Session, app: AppSnapshot, outcome: Outcome, message: str, now: Any
 ) -> None:
-    key = outcome.key
     error = outcome.error
     status = error.status if isinstance(error, DownstreamError) else None
     operation = (
@@ -717,23 +761,41 @@ def _open_task(
         if outcome.failed is not None
         else ("MapAttributes" if isinstance(error, MappingError) else "Reconcile")
     )
+    key = outcome.key
+    _upsert_task(
+        session, app.id, key, operation, key.subject_id, status, message, key.attempts + 1, now
+    )
+
+
+def _upsert_task(
+    session: Session,
+    app_id: str,
+    key: ClaimedKey,
+    operation: str,
+    target: str,
+    status: int | None,
+    message: str,
+    attempts: int,
+    now: Any,
+) -> None:
+    """One open Task per key: a new failure updates it rather than piling up duplicates."""
     task = session.execute(
         select(t.Task).where(
-            t.Task.app_id == app.id, t.Task.kind == key.kind, t.Task.subject_id == key.subject_id
+            t.Task.app_id == app_id, t.Task.kind == key.kind, t.Task.subject_id == key.subject_id
         )
     ).scalar_one_or_none()
     if task is None:
         session.add(
             t.Task(
                 id=ids.new_id("tsk"),
-                app_id=app.id,
+                app_id=app_id,
                 kind=key.kind,
                 subject_id=key.subject_id,
                 operation=operation,
-                target=key.subject_id,
+                target=target,
                 http_status=status,
                 message=message[:2000],
-                attempts=key.attempts + 1,
+                attempts=attempts,
                 first_attempt=now,
                 last_attempt=now,
             )

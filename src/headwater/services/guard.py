@@ -1,0 +1,145 @@
+"""The mass-change guard: deprovisions beyond a share of an app's accounts wait for an admin.
+
+Like Okta's import safeguard and Entra's accidental-deletion threshold: a mistaken group
+unassignment or a broken directory sync must not wipe an app. The guard measures the whole
+pending change (every active account that the directory no longer wants), not one batch.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from headwater import clock
+from headwater.db import queue
+from headwater.db import tables as t
+from headwater.domain.desired import ACCOUNT_STATUSES
+from headwater.domain.settings import ProvisioningSettings, SuspendAction
+from headwater.errors import NotFound
+from headwater.services import events
+from headwater.services.events import SYSTEM, Actor, Target
+
+__all__ = ["decide", "held", "screen"]
+
+HELD, APPROVED, REJECTED = "HELD", "APPROVED", "REJECTED"
+
+
+def _unwanted_active_accounts(session: Session, app_id: str, settings: ProvisioningSettings) -> int:
+    """Active accounts of the app whose user the directory no longer wants there."""
+    keeps = set(ACCOUNT_STATUSES)
+    if settings.on_suspend is SuspendAction.LEAVE:
+        keeps.add("SUSPENDED")
+    direct = exists().where(
+        t.AppUserAssignment.app_id == app_id, t.AppUserAssignment.user_id == t.AppUserLink.user_id
+    )
+    grouped = exists().where(
+        t.Membership.user_id == t.AppUserLink.user_id,
+        t.Membership.group_id == t.AppGroupAssignment.group_id,
+        t.AppGroupAssignment.app_id == app_id,
+    )
+    query = (
+        select(func.count())
+        .select_from(t.AppUserLink)
+        .join(t.User, t.User.id == t.AppUserLink.user_id)
+        .where(
+            t.AppUserLink.app_id == app_id,
+            t.AppUserLink.state == "ACTIVE",
+            or_(t.User.status.not_in(keeps), and_(~direct, ~grouped)),
+        )
+    )
+    return int(session.execute(query).scalar_one())
+
+
+def screen(
+    session: Session, app_id: str, label: str, settings: ProvisioningSettings, user_ids: list[str]
+) -> set[str]:
+    """Users among ``user_ids`` whose deprovision must not run now (held or rejected)."""
+    rows = session.execute(
+        select(t.HeldOperation.user_id, t.HeldOperation.decision).where(
+            t.HeldOperation.app_id == app_id, t.HeldOperation.user_id.in_(user_ids)
+        )
+    )
+    decisions = {row.user_id: row.decision for row in rows}
+    blocked = {u for u, d in decisions.items() if d in (HELD, REJECTED)}
+    undecided = [u for u in user_ids if u not in decisions]
+    if not undecided or settings.mass_change_threshold <= 0:
+        return blocked
+    active = session.execute(
+        select(func.count()).where(t.AppUserLink.app_id == app_id, t.AppUserLink.state == "ACTIVE")
+    ).scalar_one()
+    leaving = _unwanted_active_accounts(session, app_id, settings)
+    tripped = leaving >= settings.mass_change_minimum and leaving > (
+        settings.mass_change_threshold * max(int(active), 1)
+    )
+    if not tripped:
+        return blocked
+    first = not session.execute(
+        select(exists().where(t.HeldOperation.app_id == app_id, t.HeldOperation.decision == HELD))
+    ).scalar()
+    now = clock.utcnow()
+    for user_id in undecided:
+        session.add(
+            t.HeldOperation(
+                app_id=app_id, user_id=user_id, operation="DEPROVISION", decision=HELD, created=now
+            )
+        )
+    if first:
+        events.record(
+            session,
+            "app.headwater.mass_change.held",
+            f"{leaving} of {active} accounts in {label} would be deprovisioned; held for approval",
+            actor=SYSTEM,
+            targets=[Target(app_id, "AppInstance", label, label)],
+            outcome="FAILURE",
+            reason="mass-change threshold exceeded",
+            debug={"leaving": leaving, "active": int(active)},
+        )
+    return blocked | set(undecided)
+
+
+def held(session: Session, app_id: str) -> list[t.HeldOperation]:
+    return list(
+        session.execute(
+            select(t.HeldOperation)
+            .where(t.HeldOperation.app_id == app_id)
+            .order_by(t.HeldOperation.created, t.HeldOperation.user_id)
+        ).scalars()
+    )
+
+
+def decide(
+    session: Session, app_id: str, approve: bool, actor: Actor, user_ids: list[str] | None = None
+) -> int:
+    """Approve (the deprovisions run) or reject (the accounts stay) held operations."""
+    app = session.get(t.App, app_id)
+    if app is None:
+        raise NotFound()
+    condition = [t.HeldOperation.app_id == app_id, t.HeldOperation.decision == HELD]
+    if user_ids is not None:
+        condition.append(t.HeldOperation.user_id.in_(user_ids))
+    targets = list(session.execute(select(t.HeldOperation.user_id).where(*condition)).scalars())
+    if not targets:
+        return 0
+    decision = APPROVED if approve else REJECTED
+    session.execute(update(t.HeldOperation).where(*condition).values(decision=decision))
+    if approve:
+        queue.enqueue_users_for_apps(session, app_id, targets)
+    events.record(
+        session,
+        "app.headwater.mass_change.approved" if approve else "app.headwater.mass_change.rejected",
+        f"{len(targets)} held deprovision(s) in {app.label} {decision.lower()}",
+        actor=actor,
+        targets=[Target(app_id, "AppInstance", app.name, app.label)],
+        debug={"count": len(targets)},
+    )
+    return len(targets)
+
+
+def settle(session: Session, app_id: str, user_ids: list[str]) -> None:
+    """Forget decisions for users whose account is no longer being taken away."""
+    if user_ids:
+        session.execute(
+            delete(t.HeldOperation).where(
+                t.HeldOperation.app_id == app_id, t.HeldOperation.user_id.in_(user_ids)
+            )
+        )
