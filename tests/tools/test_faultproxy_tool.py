@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from headwater.testing.faultproxy import FaultProxy, FaultProxyThread
-from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.scimserver import ScimServerProcess, free_port
 
 from .scimdata import ERROR_SCHEMA, PATCH_SCHEMA, SCIM_HEADERS, add_members, group, unique, user
 
@@ -72,7 +72,7 @@ def test_passthrough_chunked_request_body(client: httpx.Client, proxy: FaultProx
 
 
 def test_upstream_down_answers_502() -> None:
-    with FaultProxyThread("http://127.0.0.1:9/v2") as proxy:
+    with FaultProxyThread(f"http://127.0.0.1:{free_port()}/v2") as proxy:
         response = httpx.get(f"{proxy.base_url}/Users", timeout=5)
         assert response.status_code == 502
         (entry,) = proxy.requests()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,7 +36,7 @@ def error_response(
     code: str,
     summary: str,
     causes: list[str] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """Okta's error object; ``errorLink`` repeats the code, ``errorId`` is unique per error."""
     body: dict[str, Any] = {
@@ -45,7 +46,7 @@ def error_response(
         "errorId": "oae" + uuid.uuid4().hex[:19],
         "errorCauses": [{"errorSummary": c} for c in causes or []],
     }
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
 def _validation_causes(exc: RequestValidationError) -> tuple[str, str, list[str]]:

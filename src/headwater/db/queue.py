@@ -73,7 +73,7 @@ class ClaimedKey:
 
 def _upsert(
     session: Session,
-    rows: Select[Any] | list[tuple[str, str, str]],
+    rows: Select[Any, Any, Any] | list[tuple[str, str, str]],
     *,
     observe: bool,
     delay: float = 0.0,
@@ -129,7 +129,7 @@ def _upsert(
     notify(session)
 
 
-def _keys(app_id: Any, kind: str, subject_id: Any) -> Select[Any]:
+def _keys(app_id: Any, kind: str, subject_id: Any) -> Select[Any, Any, Any]:
     return select(
         app_id.label("app_id"), literal(kind).label("kind"), subject_id.label("subject_id")
     )

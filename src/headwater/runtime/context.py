@@ -9,6 +9,7 @@ from headwater.crypto import SecretBox, load_or_create_key
 from headwater.db.engine import Database
 from headwater.db.migrate import upgrade
 from headwater.runtime.connectors import ConnectorFactory
+from headwater.runtime.metrics import Metrics
 
 __all__ = ["Runtime"]
 
@@ -19,6 +20,7 @@ class Runtime:
     database: Database
     secrets: SecretBox
     connectors: ConnectorFactory = field(repr=False)
+    metrics: Metrics = field(repr=False)
 
     @classmethod
     def from_settings(
@@ -28,11 +30,11 @@ class Runtime:
         if migrate:
             upgrade(database)
         box = SecretBox(load_or_create_key(settings.secret_key, settings.data_dir))
+        metrics = Metrics(database)
+        factory = connectors or ConnectorFactory(box)
+        factory.hooks.append(metrics.observe_request)
         return cls(
-            settings=settings,
-            database=database,
-            secrets=box,
-            connectors=connectors or ConnectorFactory(box),
+            settings=settings, database=database, secrets=box, connectors=factory, metrics=metrics
         )
 
     def close(self) -> None:

@@ -59,8 +59,12 @@ class Worker:
         if not keys:
             return 0
         heartbeat = asyncio.create_task(self._heartbeat(keys))
+        started = asyncio.get_running_loop().time()
         try:
             await self.reconciler.reconcile(keys)
+            metrics = self.runtime.metrics
+            metrics.reconcile_seconds.observe(asyncio.get_running_loop().time() - started)
+            metrics.keys_reconciled.inc(len(keys))
         except Exception:
             log.exception("reconcile batch failed; keys will be retried")
             await asyncio.to_thread(self._release, keys)

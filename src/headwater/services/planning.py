@@ -147,7 +147,7 @@ def explain_user(runtime: Runtime, app_id: str, user_id: str) -> dict[str, Any]:
     desired, attributes, error = account_facts(user_id, snap, app)
     name = user.profile.get("firstName") or user.login
     reasons = [f"{name} is {user.status} in the directory."]
-    grants = []
+    grants: list[dict[str, Any]] = []
     if snap.direct is not None:
         grants.append({"type": "USER", "detail": "assigned directly"})
         reasons.append(f"{name} is assigned to {app.label} directly.")

@@ -35,7 +35,13 @@ from headwater.domain.plan import (
 from headwater.domain.retry import RetryPolicy
 from headwater.runtime.connectors import ConnectionInfo
 from headwater.services import guard, recorder, snapshot
-from headwater.services.executor import AccountResult, Connector, GroupResult, execute
+from headwater.services.executor import (
+    AccountResult,
+    Connector,
+    GroupResult,
+    MembershipResult,
+    execute,
+)
 from headwater.services.snapshot import AccountSnapshot, AppSnapshot, PushSnapshot
 
 if TYPE_CHECKING:
@@ -72,7 +78,7 @@ class Outcome:
     """What happened to one key: operations done, and the error that stopped it, if any."""
 
     key: ClaimedKey
-    done: list[tuple[ops.Operation, AccountResult | GroupResult | None]] = field(
+    done: list[tuple[ops.Operation, AccountResult | GroupResult | MembershipResult | None]] = field(
         default_factory=list
     )
     error: Exception | None = None

@@ -260,7 +260,7 @@ def _record_done(
     session: Session,
     app: AppSnapshot,
     operation: ops.Operation,
-    result: AccountResult | GroupResult | None,
+    result: AccountResult | GroupResult | MembershipResult | None,
     users: dict[str, tuple[str, str]],
     now: Any,
 ) -> None:
@@ -371,7 +371,9 @@ def _record_done(
                 f"Downstream group renamed to {display_name}",
             )
         case ops.AddMembers(mapping_id, _, members):
-            rejected = result.rejected if isinstance(result, MembershipResult) else ()
+            rejected: tuple[tuple[str, str, str], ...] = (
+                result.rejected if isinstance(result, MembershipResult) else ()
+            )
             refused = {user_id for user_id, _, _ in rejected}
             accepted = [m[0] for m in members if m[0] not in refused]
             session.execute(

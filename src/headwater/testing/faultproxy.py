@@ -35,6 +35,7 @@ import email.utils
 import http
 import json
 import logging
+import math
 import random
 import re
 import socket
@@ -224,7 +225,7 @@ def _retry_after_value(value: float | str | dt.datetime) -> str:
         return email.utils.format_datetime(moment.astimezone(dt.UTC), usegmt=True)
     if isinstance(value, str):
         return value
-    return str(max(0, round(value)))
+    return str(max(0, math.ceil(value)))
 
 
 def _answer(
@@ -312,6 +313,7 @@ class _Plan:
         return rule
 
     def outage_active(self) -> OutageMode | None:
+        """Return the current outage mode, ending a timed outage that ran out (lock held)."""
         if self.outage_mode is None:
             return None
         if self.outage_until is not None and time.monotonic() >= self.outage_until:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
-from headwater.api.deps import get_db
+from headwater.api.deps import get_db, get_runtime
 
 router = APIRouter(tags=["Headwater extension"])
 
@@ -18,3 +18,10 @@ def health(request: Request) -> dict[str, Any]:
     with get_db(request).read() as session:
         session.execute(text("SELECT 1"))
     return {"status": "ok"}
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    body = get_runtime(request).metrics.render()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,96 @@
+"""Prometheus metrics: downstream requests and reconcile timings as they happen, queue depth,
+open tasks and quarantined apps read from the database at scrape time.
+
+Labels carry app ids, methods, path templates and status codes only: never user data or
+credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from headwater.db import tables as t
+
+if TYPE_CHECKING:
+    from headwater.db.engine import Database
+
+__all__ = ["Metrics"]
+
+
+class _DatabaseCollector(Collector):
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pending = GaugeMetricFamily(
+            "headwater_pending_keys",
+            "Reconcile keys waiting, by app and kind",
+            labels=["app", "kind"],
+        )
+        tasks = GaugeMetricFamily("headwater_open_tasks", "Open tasks, by app", labels=["app"])
+        quarantined = GaugeMetricFamily(
+            "headwater_quarantined_apps", "Apps whose provisioning is paused by quarantine"
+        )
+        with self.database.read() as session:
+            for app_id, kind, count in session.execute(
+                select(t.ReconcileKey.app_id, t.ReconcileKey.kind, func.count()).group_by(
+                    t.ReconcileKey.app_id, t.ReconcileKey.kind
+                )
+            ):
+                pending.add_metric([app_id, kind], count)
+            for app_id, count in session.execute(
+                select(t.Task.app_id, func.count()).group_by(t.Task.app_id)
+            ):
+                tasks.add_metric([app_id], count)
+            quarantined.add_metric(
+                [],
+                session.execute(
+                    select(func.count()).where(t.App.quarantined_since.is_not(None))
+                ).scalar_one(),
+            )
+        yield pending
+        yield tasks
+        yield quarantined
+
+
+class Metrics:
+    """One registry per runtime (no process globals, so tests stay independent)."""
+
+    def __init__(self, database: Database) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "headwater_downstream_requests",
+            "Requests sent to downstream apps",
+            ["app", "method", "path", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "headwater_downstream_request_seconds",
+            "Downstream request latency",
+            ["app", "method"],
+            registry=self.registry,
+        )
+        self.reconcile_seconds = Histogram(
+            "headwater_reconcile_batch_seconds",
+            "Time to reconcile one batch of keys",
+            registry=self.registry,
+        )
+        self.keys_reconciled = Counter(
+            "headwater_keys_reconciled", "Keys reconciled", registry=self.registry
+        )
+        self.registry.register(_DatabaseCollector(database))
+
+    def observe_request(
+        self, app_id: str, method: str, path: str, status: int | None, seconds: float
+    ) -> None:
+        self.requests.labels(app_id, method, path, str(status or "error")).inc()
+        self.request_seconds.labels(app_id, method).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
