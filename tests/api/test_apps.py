@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+
 from appkit import (
     add_group,
     add_user,
@@ -14,8 +16,6 @@ from appkit import (
     event_rows,
     user_keys,
 )
-from fastapi.testclient import TestClient
-
 from headwater.runtime.context import Runtime
 
 
@@ -49,8 +49,12 @@ def test_create_bookmark_app_returns_okta_shape(client: TestClient) -> None:
 def test_create_inactive_then_activate_and_deactivate(client: TestClient, runtime: Runtime) -> None:
     response = client.post(
         "/api/v1/apps?activate=false",
-        json={"name": "bookmark", "label": "Later", "signOnMode": "BOOKMARK",
-              "settings": {"app": {"url": "https://later.example.com"}}},
+        json={
+            "name": "bookmark",
+            "label": "Later",
+            "signOnMode": "BOOKMARK",
+            "settings": {"app": {"url": "https://later.example.com"}},
+        },
     )
     app = response.json()
     assert app["status"] == "INACTIVE" and "activate" in app["_links"]
@@ -111,9 +115,7 @@ def test_scim_app_takes_username_template_from_credentials(client: TestClient) -
         ([1, 2], "body"),
     ],
 )
-def test_invalid_app_is_refused_and_not_stored(
-    client: TestClient, body: Any, cause: str
-) -> None:
+def test_invalid_app_is_refused_and_not_stored(client: TestClient, body: Any, cause: str) -> None:
     response = client.post("/api/v1/apps", json=body)
     assert response.status_code == 400
     assert error_code(response) == "E0000001"
@@ -148,7 +150,13 @@ def test_list_pages_searches_and_filters(client: TestClient) -> None:
         create_app(client, label)
     pages = _follow(client, "/api/v1/apps?limit=2")
     assert [len(p) for p in pages] == [2, 2, 1]
-    assert sorted(sum(pages, [])) == ["Alpha", "Alpine", "Beta", "Delta", "Gamma"]
+    assert sorted(label for page in pages for label in page) == [
+        "Alpha",
+        "Alpine",
+        "Beta",
+        "Delta",
+        "Gamma",
+    ]
     assert sorted(a["label"] for a in client.get("/api/v1/apps?q=al").json()) == [
         "Alpha",
         "Alpine",
@@ -238,7 +246,12 @@ def test_user_provisioning_feature_maps_to_settings(client: TestClient) -> None:
     assert client.get(f"{url}/INBOUND_PROVISIONING").status_code == 404
     password = {"update": {"password": {"status": "ENABLED"}}}
     assert client.put(f"{url}/USER_PROVISIONING", json=password).status_code == 400
-    assert client.put(f"{url}/USER_PROVISIONING", json={"create": {"lifecycleCreate": {"status": "ON"}}}).status_code == 400
+    assert (
+        client.put(
+            f"{url}/USER_PROVISIONING", json={"create": {"lifecycleCreate": {"status": "ON"}}}
+        ).status_code
+        == 400
+    )
 
 
 def test_provisioning_settings_expose_every_field(client: TestClient) -> None:

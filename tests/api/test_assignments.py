@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+
 from appkit import (
     add_group,
     add_link,
@@ -16,8 +18,6 @@ from appkit import (
     statements,
     user_keys,
 )
-from fastapi.testclient import TestClient
-
 from headwater.runtime.context import Runtime
 
 

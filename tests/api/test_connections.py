@@ -7,10 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from appkit import add_user, clear_keys, create_app, error_code, event_rows, user_keys
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from appkit import add_user, clear_keys, create_app, error_code, event_rows, user_keys
 from headwater.db import tables as t
 from headwater.runtime.context import Runtime
 from headwater.testing.scimserver import in_process_app
@@ -136,13 +136,19 @@ def test_unreachable_downstream_is_reported(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("body", "cause"),
     [
-        ({"baseUrl": "ftp://scim.test", "profile": {"authScheme": "TOKEN", "token": "x"}}, "baseUrl"),
+        (
+            {"baseUrl": "ftp://scim.test", "profile": {"authScheme": "TOKEN", "token": "x"}},
+            "baseUrl",
+        ),
         ({"baseUrl": "https://", "profile": {"authScheme": "TOKEN", "token": "x"}}, "baseUrl"),
         ({"baseUrl": "https://u:p@scim.test", "profile": {"authScheme": "NONE"}}, "baseUrl"),
         ({"profile": {"authScheme": "TOKEN", "token": "x"}}, "baseUrl"),
         ({"baseUrl": BASE, "profile": {"authScheme": "TOKEN"}}, "profile.token"),
         ({"baseUrl": BASE, "profile": {"authScheme": "KERBEROS"}}, "profile.authScheme"),
-        ({"baseUrl": BASE, "profile": {"authScheme": "BASIC", "username": "u"}}, "profile.password"),
+        (
+            {"baseUrl": BASE, "profile": {"authScheme": "BASIC", "username": "u"}},
+            "profile.password",
+        ),
         (
             {"baseUrl": BASE, "profile": {"authScheme": "OAUTH2", "clientId": "c"}},
             "profile.tokenUrl",
@@ -165,7 +171,9 @@ def test_invalid_connection_is_refused(
 def test_other_schemes_are_stored_sealed(client: TestClient, runtime: Runtime) -> None:
     app = create_app(client)
     basic = {"authScheme": "BASIC", "username": "svc", "password": "pa55-word-x"}
-    response = client.post(_url(app["id"]) + "?activate=false", json={"baseUrl": BASE, "profile": basic})
+    response = client.post(
+        _url(app["id"]) + "?activate=false", json={"baseUrl": BASE, "profile": basic}
+    )
     assert response.json()["authScheme"] == "BASIC" and "pa55-word-x" not in response.text
     oauth = {
         "authScheme": "OAUTH2",

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from appkit import add_group, add_user, user_keys
 from headwater.runtime.context import Runtime
 from headwater.testing.scimserver import in_process_app
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from appkit import add_group, add_user, user_keys  # noqa: E402
 
 okta_models = pytest.importorskip("okta.models")
 
@@ -36,13 +32,20 @@ def _bookmark(label: str) -> Any:
     )
 
 
-async def test_sdk_creates_lists_and_reads_apps(okta_client: Any) -> None:
+async def test_sdk_creates_lists_and_reads_apps(
+    okta_client: Any, live_server: Any, api_token: str
+) -> None:
     created = _ok(await okta_client.create_application(_bookmark("Wiki"), activate=True))
     assert type(created).__name__ == "BookmarkApplication"
     assert created.id.startswith("0oa") and created.status == "ACTIVE"
     _ok(await okta_client.create_application(_bookmark("CRM"), activate=False))
+    # A SCIM-only app has no signOnMode; the SDK must still read it in a mixed list.
+    generic = {"name": "scim2headwater", "label": "Downstream"}
+    headers = {"Authorization": f"SSWS {api_token}"}
+    async with httpx.AsyncClient(base_url=live_server.url, headers=headers) as raw:
+        assert (await raw.post("/api/v1/apps", json=generic)).status_code == 200
     listed = _ok(await okta_client.list_applications())
-    assert sorted(app.label for app in listed) == ["CRM", "Wiki"]
+    assert sorted(app.label for app in listed) == ["CRM", "Downstream", "Wiki"]
     fetched = _ok(await okta_client.get_application(created.id))
     assert fetched.settings.app.url == "https://wiki.example.com"
     assert fetched.links.users.href.endswith(f"/apps/{created.id}/users")

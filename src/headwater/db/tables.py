@@ -48,6 +48,7 @@ __all__ = [
     "ReconcileKey",
     "Task",
     "User",
+    "WorkerHeartbeat",
 ]
 
 NAMING = {
@@ -343,6 +344,16 @@ class ReconcileKey(Base):
     observe: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (Index("ix_reconcile_keys_not_before", "not_before"),)
+
+
+class WorkerHeartbeat(Base):
+    """Live workers, so per-app limits can be shared out across the cluster."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started: Mapped[datetime]
+    last_seen: Mapped[datetime] = mapped_column(index=True)
 
 
 class Task(Base):

@@ -11,6 +11,7 @@ from headwater.connectors.auth import build_auth
 from headwater.connectors.scim import ScimConnector
 from headwater.crypto import SecretBox
 from headwater.domain.settings import ProvisioningSettings
+from headwater.runtime.limits import AppLimits, GatedTransport
 
 __all__ = ["ConnectionInfo", "ConnectorFactory", "RequestHook"]
 
@@ -48,7 +49,12 @@ class ConnectorFactory:
                 return transport
         return None
 
-    def build(self, connection: ConnectionInfo, settings: ProvisioningSettings) -> ScimConnector:
+    def build(
+        self,
+        connection: ConnectionInfo,
+        settings: ProvisioningSettings,
+        limits: AppLimits | None = None,
+    ) -> ScimConnector:
         secret = (
             self._secrets.open(connection.secret_encrypted) if connection.secret_encrypted else {}
         )
@@ -59,11 +65,17 @@ class ConnectorFactory:
             for hook in self.hooks:
                 hook(app_id, method, path, status, seconds)
 
+        transport = self._transport_for(connection.base_url)
+        if limits is not None:
+            inner = transport or httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=max(settings.max_concurrency, 1) * 2)
+            )
+            transport = GatedTransport(inner, limits)
         return ScimConnector(
             connection.base_url,
             auth=auth,
             settings=settings,
-            transport=self._transport_for(connection.base_url),
+            transport=transport,
             timeout=self.timeout,
             on_request=on_request,
         )

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 
 from headwater import clock
 from headwater.db import queue
@@ -101,6 +101,31 @@ class Worker:
                     .values(lease_until=until)
                 )
 
+    def heartbeat(self) -> int:
+        """Say we are alive; returns how many workers are (to share per-app limits)."""
+        now = clock.utcnow()
+        with self.runtime.database.transaction() as session:
+            row = session.get(t.WorkerHeartbeat, self.worker_id)
+            if row is None:
+                session.add(t.WorkerHeartbeat(id=self.worker_id, started=now, last_seen=now))
+            else:
+                row.last_seen = now
+            session.execute(
+                delete(t.WorkerHeartbeat).where(
+                    t.WorkerHeartbeat.last_seen < now - timedelta(minutes=10)
+                )
+            )
+            live = session.execute(
+                select(func.count()).where(
+                    t.WorkerHeartbeat.last_seen >= now - timedelta(seconds=30)
+                )
+            ).scalar_one()
+        return max(1, int(live))
+
+    def _sign_off(self) -> None:
+        with self.runtime.database.transaction() as session:
+            session.execute(delete(t.WorkerHeartbeat).where(t.WorkerHeartbeat.id == self.worker_id))
+
     # --- schedules --------------------------------------------------------------------------
 
     def schedule_full_reconciles(self) -> int:
@@ -168,10 +193,13 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set."""
         listener = asyncio.create_task(self._listen(stop))
-        last_schedule = 0.0
+        last_schedule = last_heartbeat = -1e9
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
+                if loop.time() - last_heartbeat > 10:
+                    last_heartbeat = loop.time()
+                    self.reconciler.share = await asyncio.to_thread(self.heartbeat)
                 if loop.time() - last_schedule > 30:
                     last_schedule = loop.time()
                     await asyncio.to_thread(self.schedule_full_reconciles)
@@ -190,6 +218,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
             await self.reconciler.aclose()
+            await asyncio.to_thread(self._sign_off)
 
     async def _wait(self, stop: asyncio.Event) -> None:
         wake = asyncio.create_task(self._wake.wait())

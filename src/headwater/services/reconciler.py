@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from headwater.domain.plan import (
 )
 from headwater.domain.retry import RetryPolicy
 from headwater.runtime.connectors import ConnectionInfo
+from headwater.runtime.limits import AppLimits
 from headwater.services import guard, recorder, snapshot
 from headwater.services.executor import (
     AccountResult,
@@ -124,6 +126,9 @@ class Reconciler:
         self.worker_id = worker_id
         self.policy = policy or RetryPolicy(base=runtime.settings.retry_base_seconds)
         self._connectors: dict[str, tuple[Any, Any]] = {}
+        self.limits: dict[str, AppLimits] = {}
+        #: Live workers sharing each app's limits (kept current by the worker loop).
+        self.share = 1
 
     async def aclose(self) -> None:
         for _, connector in self._connectors.values():
@@ -135,8 +140,24 @@ class Reconciler:
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
 
+    def _limits_for(self, app: AppSnapshot) -> AppLimits:
+        settings = app.settings
+        concurrency = max(1, math.ceil(settings.max_concurrency / self.share))
+        rate = settings.rate_limit_per_second / self.share
+        limits = self.limits.get(app.id)
+        if limits is None or (limits.concurrency, limits.rate) != (concurrency, rate):
+            limits = self.limits[app.id] = AppLimits(concurrency, rate)
+        return limits
+
     async def _connector(self, app: AppSnapshot) -> Connector:
-        fingerprint = (app.base_url, app.auth_scheme, app.connection_updated, app.settings)
+        limits = self._limits_for(app)
+        fingerprint = (
+            app.base_url,
+            app.auth_scheme,
+            app.connection_updated,
+            app.settings,
+            id(limits),
+        )
         cached = self._connectors.get(app.id)
         if cached is not None and cached[0] == fingerprint:
             connector: Connector = cached[1]
@@ -146,7 +167,7 @@ class Reconciler:
         info = ConnectionInfo(
             app.id, app.base_url or "", app.auth_scheme or "NONE", app.secret_encrypted
         )
-        built = self.runtime.connectors.build(info, app.settings)
+        built = self.runtime.connectors.build(info, app.settings, limits)
         self._connectors[app.id] = (fingerprint, built)
         return built
 
@@ -176,6 +197,11 @@ class Reconciler:
             await self._db(recorder.quarantine, database, app, keys, str(exc))
             return
         await self._db(recorder.record, database, app, outcomes, self.policy)
+        limits = self.limits.get(app.id)
+        if limits is not None and limits.failing():
+            # Most recent calls failed: stop hammering; the keys already carry their backoff.
+            limits.reset()
+            await self._db(recorder.quarantine, database, app, [], "most recent requests failed")
 
     async def _probe(self, app: AppSnapshot, keys: list[ClaimedKey]) -> bool:
         """A quarantined app: hold its keys until the probe time, then test the connection."""

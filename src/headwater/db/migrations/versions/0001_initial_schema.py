@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 16:09:46.608548
+Create Date: 2026-11-29 16:15:21.677262
 """
 
 from __future__ import annotations
@@ -103,6 +103,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_users_email_lower"), ["email_lower"], unique=False)
         batch_op.create_index(batch_op.f("ix_users_last_updated"), ["last_updated"], unique=False)
         batch_op.create_index(batch_op.f("ix_users_status"), ["status"], unique=False)
+
+    op.create_table(
+        "workers",
+        sa.Column("id", sa.String(length=128), nullable=False),
+        sa.Column("started", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_workers")),
+    )
+    with op.batch_alter_table("workers", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_workers_last_seen"), ["last_seen"], unique=False)
 
     op.create_table(
         "app_connections",
@@ -492,6 +502,10 @@ def downgrade() -> None:
 
     op.drop_table("app_user_assignments")
     op.drop_table("app_connections")
+    with op.batch_alter_table("workers", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_workers_last_seen"))
+
+    op.drop_table("workers")
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_users_status"))
         batch_op.drop_index(batch_op.f("ix_users_last_updated"))
