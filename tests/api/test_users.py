@@ -111,28 +111,29 @@ def _profile(login: str) -> dict[str, str]:
 GOOD = _profile("a@example.com")
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({"profile": {k: v for k, v in GOOD.items() if k != "login"}}, "login"),
-        ({"profile": {k: v for k, v in GOOD.items() if k != "email"}}, "email"),
-        ({"profile": {**GOOD, "email": "nope"}}, "email"),
-        ({"profile": {**GOOD, "login": "x" * 101}}, "login"),
-        ({"profile": {**GOOD, "firstName": 7}}, "firstName"),
-        ({"profile": {**GOOD, "custom": {"deep": 1}}}, "custom"),
-        ({"profile": "nope"}, "profile"),
-        ({}, "profile"),
-        ({"profile": GOOD, "credentials": {"password": {"value": "1"}}}, "password"),
-        ({"profile": GOOD, "credentials": {"password": {"hash": {"salt": "x"}}}}, "credentials"),
-        ({"profile": GOOD, "groupIds": "00g1"}, "groupIds"),
-    ],
-)
-def test_invalid_profiles_are_400_naming_the_field(
-    client: TestClient, body: dict[str, object], field: str
+INVALID_BODIES: list[tuple[dict[str, object], str]] = [
+    ({"profile": {k: v for k, v in GOOD.items() if k != "login"}}, "login"),
+    ({"profile": {k: v for k, v in GOOD.items() if k != "email"}}, "email"),
+    ({"profile": {**GOOD, "email": "nope"}}, "email"),
+    ({"profile": {**GOOD, "login": "x" * 101}}, "login"),
+    ({"profile": {**GOOD, "firstName": 7}}, "firstName"),
+    ({"profile": {**GOOD, "custom": {"deep": 1}}}, "custom"),
+    ({"profile": "nope"}, "profile"),
+    ({}, "profile"),
+    ({"profile": GOOD, "credentials": {"password": {"value": "1"}}}, "password"),
+    ({"profile": GOOD, "credentials": {"password": {"hash": {"salt": "x"}}}}, "credentials"),
+    ({"profile": GOOD, "groupIds": "00g1"}, "groupIds"),
+]
+
+
+def test_invalid_bodies_are_400_naming_the_field(
+    client: TestClient, subtests: pytest.Subtests
 ) -> None:
-    response = client.post("/api/v1/users", json=body)
-    causes = error(response, 400, "E0000001")["errorCauses"]
-    assert any(field in cause["errorSummary"] for cause in causes), causes
+    for body, field in INVALID_BODIES:
+        with subtests.test(msg=str(body)[:80]):
+            response = client.post("/api/v1/users", json=body)
+            causes = error(response, 400, "E0000001")["errorCauses"]
+            assert any(field in cause["errorSummary"] for cause in causes), causes
     assert client.get("/api/v1/users").json() == []
 
 
@@ -184,34 +185,35 @@ def people(client: TestClient) -> dict[str, str]:
     return ids
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ("", {"ann", "bob", "cyd"}),
-        ('filter=status eq "ACTIVE"', {"ann"}),
-        ('filter=status eq "DEPROVISIONED"', {"dee"}),
-        ('filter=status eq "STAGED" or status eq "PROVISIONED"', {"bob", "cyd"}),
-        ('filter=(status eq "ACTIVE" or status eq "STAGED") and id pr', {"ann", "bob"}),
-        ('filter=profile.login eq "BOB@example.com"', {"bob"}),
-        ('filter=profile.email eq "cyd@corp.example.org"', {"cyd"}),
-        ('filter=lastUpdated gt "2000-01-01T00:00:00.000Z"', {"ann", "bob", "cyd", "dee"}),
-        ('filter=lastUpdated lt "2000-01-01T00:00:00.000Z"', set()),
-        ('search=profile.department eq "sales"', {"ann", "cyd"}),
-        ('search=profile.login sw "c" and status ne "ACTIVE"', {"cyd"}),
-        ("q=an", {"ann"}),
-        ("q=Cyd", {"cyd"}),
-        ("q=tester", {"ann", "bob", "cyd"}),
-        ("q=dee", set()),
-        ("q=%25", set()),
-    ],
-)
+FILTER_CASES: list[tuple[str, set[str]]] = [
+    ("", {"ann", "bob", "cyd"}),
+    ('filter=status eq "ACTIVE"', {"ann"}),
+    ('filter=status eq "DEPROVISIONED"', {"dee"}),
+    ('filter=status eq "STAGED" or status eq "PROVISIONED"', {"bob", "cyd"}),
+    ('filter=(status eq "ACTIVE" or status eq "STAGED") and id pr', {"ann", "bob"}),
+    ('filter=profile.login eq "BOB@example.com"', {"bob"}),
+    ('filter=profile.email eq "cyd@corp.example.org"', {"cyd"}),
+    ('filter=lastUpdated gt "2000-01-01T00:00:00.000Z"', {"ann", "bob", "cyd", "dee"}),
+    ('filter=lastUpdated lt "2000-01-01T00:00:00.000Z"', set()),
+    ('search=profile.department eq "sales"', {"ann", "cyd"}),
+    ('search=profile.login sw "c" and status ne "ACTIVE"', {"cyd"}),
+    ("q=an", {"ann"}),
+    ("q=Cyd", {"cyd"}),
+    ("q=tester", {"ann", "bob", "cyd"}),
+    ("q=dee", set()),
+    ("q=%25", set()),
+]
+
+
 def test_filters_search_and_q(
-    client: TestClient, people: dict[str, str], query: str, expected: set[str]
+    client: TestClient, people: dict[str, str], subtests: pytest.Subtests
 ) -> None:
-    response = client.get(f"/api/v1/users?{quote(query, safe='=&%')}")
-    assert response.status_code == 200, response.text
-    names = {name for name, uid in people.items() if uid in {u["id"] for u in response.json()}}
-    assert names == expected
+    for query, expected in FILTER_CASES:
+        with subtests.test(msg=query):
+            response = client.get(f"/api/v1/users?{quote(query, safe='=&%')}")
+            assert response.status_code == 200, response.text
+            found = {u["id"] for u in response.json()}
+            assert {name for name, uid in people.items() if uid in found} == expected
 
 
 @pytest.mark.parametrize(
@@ -332,27 +334,28 @@ def test_lifecycle_without_password_and_reactivate(client: TestClient) -> None:
     assert _status(client, uid) == "PROVISIONED"
 
 
-@pytest.mark.parametrize(
-    ("setup", "action", "status", "code"),
-    [
-        ([], "activate", 403, "E0000016"),
-        ([], "reactivate", 403, "E0000038"),
-        ([], "unsuspend", 400, "E0000001"),
-        (["deactivate"], "deactivate", 403, "E0000038"),
-        (["deactivate"], "suspend", 400, "E0000001"),
-        (["suspend"], "suspend", 400, "E0000001"),
-        (["suspend"], "activate", 403, "E0000038"),
-    ],
-)
-def test_illegal_lifecycle_calls(
-    client: TestClient, setup: list[str], action: str, status: int, code: str
+ILLEGAL_CALLS: list[tuple[list[str], str, int, str]] = [
+    ([], "activate", 403, "E0000016"),
+    ([], "reactivate", 403, "E0000038"),
+    ([], "unsuspend", 400, "E0000001"),
+    (["deactivate"], "deactivate", 403, "E0000038"),
+    (["deactivate"], "suspend", 400, "E0000001"),
+    (["suspend"], "suspend", 400, "E0000001"),
+    (["suspend"], "activate", 403, "E0000038"),
+]
+
+
+def test_illegal_lifecycle_calls_change_nothing(
+    client: TestClient, subtests: pytest.Subtests
 ) -> None:
-    uid = create_user(client, "ann@example.com", password=PASSWORD)["id"]
-    for step in setup:
-        assert client.post(f"/api/v1/users/{uid}/lifecycle/{step}").status_code == 200
-    before = _status(client, uid)
-    error(client.post(f"/api/v1/users/{uid}/lifecycle/{action}"), status, code)
-    assert _status(client, uid) == before
+    for number, (setup, action, status, code) in enumerate(ILLEGAL_CALLS):
+        with subtests.test(msg=f"{setup} then {action}"):
+            uid = create_user(client, f"user{number}@example.com", password=PASSWORD)["id"]
+            for step in setup:
+                assert client.post(f"/api/v1/users/{uid}/lifecycle/{step}").status_code == 200
+            before = _status(client, uid)
+            error(client.post(f"/api/v1/users/{uid}/lifecycle/{action}"), status, code)
+            assert _status(client, uid) == before
 
 
 def test_lifecycle_accepts_any_empty_body(client: TestClient) -> None:

@@ -8,7 +8,7 @@ errors become a message on the page the admin came from, never Okta's JSON error
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +19,6 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
 from starlette.datastructures import FormData
 
 from headwater import clock
@@ -150,7 +149,7 @@ class ConsoleRoute(APIRoute):
     """Wraps every console endpoint (dependencies included) with the console's error pages
     and writes the session cookie back when it changed."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         inner = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
@@ -165,9 +164,11 @@ class ConsoleRoute(APIRoute):
                 if is_htmx(request):
                     response.headers["HX-Redirect"] = f"{PREFIX}/login"
             except CsrfRejected:
-                context = {"status": 403, "message": "The form expired or did not come from "}
-                context["message"] += "this console. Reload the page and try again."
-                response = render(request, "error.html", context, 403)
+                message = (
+                    "The form expired or did not come from this console. "
+                    "Reload the page and try again."
+                )
+                response = render(request, "error.html", {"status": 403, "message": message}, 403)
             except HeadwaterError as exc:
                 response = _refused(request, exc)
             _save_session(request, response)
@@ -275,8 +276,3 @@ def render(
     )
     return HTMLResponse(html, status_code=status)
 
-
-def csrf_field(request: Request) -> Markup:
-    return Markup('<input type="hidden" name="{}" value="{}">').format(
-        CSRF_FIELD, session_of(request).csrf
-    )

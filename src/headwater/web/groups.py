@@ -1,0 +1,188 @@
+"""Groups: list and search, create, edit, members (added and removed in place with htmx),
+the apps a group assigns and where it is pushed; deleting shows what it will do first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import false, select
+from sqlalchemy.orm import Session
+
+from headwater.api.listing import cursor
+from headwater.api.pagination import fetch_page
+from headwater.db import tables as t
+from headwater.errors import HeadwaterError
+from headwater.services import directory
+from headwater.web import impact
+from headwater.web.core import (
+    PREFIX,
+    AdminDep,
+    ConsoleRoute,
+    FormDep,
+    db_of,
+    error_message,
+    is_htmx,
+    render,
+    see_other,
+    session_of,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(route_class=ConsoleRoute)
+
+PAGE = 50
+MEMBERS_SHOWN = 500
+
+
+@router.get("/groups")
+def groups(request: Request, admin: AdminDep, q: str = "", after: str | None = None) -> Response:
+    with db_of(request).read() as session:
+        query = directory.groups_query(q=q or None)
+        page = fetch_page(session, query, t.Group.id, limit=PAGE, after=cursor(after))
+    context = {
+        "section": "groups",
+        "groups": list(page),
+        "next_cursor": page.next_cursor,
+        "q": q,
+        "error": None,
+        "values": {},
+    }
+    if is_htmx(request) and request.headers.get("hx-target") == "group-rows":
+        return render(request, "partial/group_rows.html", context)
+    return render(request, "groups/list.html", context)
+
+
+@router.post("/groups")
+def create_group(request: Request, admin: AdminDep, form: FormDep) -> Response:
+    profile = {"name": form.get("name"), "description": form.get("description") or None}
+    try:
+        with db_of(request).transaction() as session:
+            group = directory.create_group(session, admin.actor, profile)
+            group_id, name = group.id, group.name
+    except HeadwaterError as exc:
+        with db_of(request).read() as session:
+            page = fetch_page(session, directory.groups_query(), t.Group.id, limit=PAGE, after=None)
+        context = {
+            "section": "groups",
+            "groups": list(page),
+            "next_cursor": page.next_cursor,
+            "q": "",
+            "error": error_message(exc),
+            "values": profile,
+        }
+        return render(request, "groups/list.html", context, exc.status)
+    session_of(request).flash("ok", f"Created group {name}.")
+    return see_other(f"{PREFIX}/groups/{group_id}")
+
+
+def _members(session: Session, group_id: str) -> list[t.User]:
+    query = directory.group_members_query(session, group_id).order_by(t.User.login_lower)
+    return list(session.execute(query.limit(MEMBERS_SHOWN)).scalars())
+
+
+def _group_context(session: Session, group: t.Group) -> dict[str, Any]:
+    assigned = session.execute(
+        select(t.App, t.AppGroupAssignment.priority)
+        .join(t.AppGroupAssignment, t.AppGroupAssignment.app_id == t.App.id)
+        .where(t.AppGroupAssignment.group_id == group.id)
+        .order_by(t.App.label)
+    ).all()
+    pushed = session.execute(
+        select(t.PushMapping, t.App)
+        .join(t.App, t.App.id == t.PushMapping.app_id)
+        .where(t.PushMapping.source_group_id == group.id, t.PushMapping.delete_requested == false())
+        .order_by(t.App.label)
+    ).all()
+    return {
+        "section": "groups",
+        "group": group,
+        "members": _members(session, group.id),
+        "assigned": [(app, priority) for app, priority in assigned],
+        "pushed": [
+            (mapping, app, impact.target_name(session, mapping)) for mapping, app in pushed
+        ],
+        "member_error": None,
+    }
+
+
+@router.get("/groups/{group_id}")
+def group(request: Request, admin: AdminDep, group_id: str) -> Response:
+    with db_of(request).read() as session:
+        context = _group_context(session, directory.find_group(session, group_id))
+    return render(request, "groups/detail.html", context)
+
+
+@router.post("/groups/{group_id}")
+def update_group(request: Request, admin: AdminDep, form: FormDep, group_id: str) -> Response:
+    with db_of(request).transaction() as session:
+        current = directory.find_group(session, group_id)
+        profile = {
+            **current.profile,
+            "name": form.get("name"),
+            "description": form.get("description") or None,
+        }
+        directory.replace_group(session, admin.actor, group_id, profile)
+    session_of(request).flash("ok", "Group saved.")
+    return see_other(f"{PREFIX}/groups/{group_id}")
+
+
+def _members_response(request: Request, group_id: str, error: str | None) -> Response:
+    """htmx gets the members section back in place; a plain form post goes back to the page."""
+    if not is_htmx(request):
+        if error:
+            session_of(request).flash("error", error)
+        return see_other(f"{PREFIX}/groups/{group_id}#members")
+    with db_of(request).read() as session:
+        group = directory.find_group(session, group_id)
+        context = {"group": group, "members": _members(session, group_id), "member_error": error}
+    return render(request, "partial/members.html", context)
+
+
+@router.post("/groups/{group_id}/members")
+def add_member(request: Request, admin: AdminDep, form: FormDep, group_id: str) -> Response:
+    person = form.get("person")
+    error = None
+    try:
+        with db_of(request).transaction() as session:
+            directory.add_member(session, admin.actor, group_id, person)
+    except HeadwaterError as exc:
+        error = f"Could not add {person or 'nobody'}: " + (
+            "no such person" if exc.status == 404 else error_message(exc)
+        )
+    return _members_response(request, group_id, error)
+
+
+@router.post("/groups/{group_id}/members/{user_id}/remove")
+def remove_member(
+    request: Request, admin: AdminDep, form: FormDep, group_id: str, user_id: str
+) -> Response:
+    with db_of(request).transaction() as session:
+        directory.remove_member(session, admin.actor, group_id, user_id)
+    return _members_response(request, group_id, None)
+
+
+@router.get("/groups/{group_id}/delete")
+def confirm_delete(request: Request, admin: AdminDep, group_id: str) -> Response:
+    """Deleting a group takes away every app it assigns: the impact per app, first."""
+    with db_of(request).read() as session:
+        group = directory.find_group(session, group_id)
+        apps = session.execute(
+            select(t.App)
+            .join(t.AppGroupAssignment, t.AppGroupAssignment.app_id == t.App.id)
+            .where(t.AppGroupAssignment.group_id == group_id)
+            .order_by(t.App.label)
+        ).scalars()
+        impacts = [impact.group_removal(session, app, group_id) for app in apps]
+    context = {"section": "groups", "group": group, "impacts": impacts}
+    return render(request, "groups/delete.html", context)
+
+
+@router.post("/groups/{group_id}/delete")
+def delete_group(request: Request, admin: AdminDep, form: FormDep, group_id: str) -> Response:
+    with db_of(request).transaction() as session:
+        name = directory.find_group(session, group_id).name
+        directory.delete_group(session, admin.actor, group_id)
+    session_of(request).flash("ok", f"Deleted group {name}.")
+    return see_other(f"{PREFIX}/groups")
