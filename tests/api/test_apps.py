@@ -328,3 +328,27 @@ def test_settings_enqueue_only_when_desired_state_may_change(
     assert event_rows(runtime, "application.lifecycle.update")[-1].debug == {
         "changedSettings": ["deprovision"]
     }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content"),
+    [
+        ("POST", "/api/v1/apps", b'{"label": "x\\u0000", "name": "n"}'),
+        ("POST", "/api/v1/apps", b'{"label": "x", "name": "n", "settings": {"a": NaN}}'),
+        ("POST", "/api/v1/apps", b"[" * 5000 + b"]" * 5000),
+        ("PUT", "/api/v1/apps/{app}/groups/00gX", b'{"profile": {"x": Infinity}}'),
+        ("POST", "/api/v1/apps/{app}/users", b'{"id": "00u\\u0000"}'),
+        ("GET", "/api/v1/apps?after=%00", b""),
+        ("GET", "/api/v1/apps/{app}/users/%00", b""),
+    ],
+)
+def test_unstorable_input_is_malformed_not_a_server_error(
+    client: TestClient, method: str, path: str, content: bytes
+) -> None:
+    app = create_app(client)
+    url = path.replace("{app}", app["id"])
+    response = client.request(
+        method, url, content=content, headers={"Content-Type": "application/json"}
+    )
+    assert (response.status_code, error_code(response)) == (400, "E0000003")
+    assert [a["label"] for a in client.get("/api/v1/apps").json()] == ["Wiki"]

@@ -97,6 +97,9 @@ async def test_wrong_order_removing_from_the_assignment_group_first_leaves_no_or
         seed = await seeded(client, runtime, scim)
         remove_member(client, seed.accounting, seed.taylor)
         await drain(runtime)
+        # Still in AppPushGroup in the directory, but no longer assigned: membership first.
+        await assert_taylor_gone(scim)
+        assert await scim.member_names("AppPushGroup") == {ALEX, SAM}
         lifecycle(client, seed.taylor, "deactivate")
         await drain(runtime)
         await assert_taylor_gone(scim)
@@ -267,12 +270,15 @@ async def test_deactivating_pauses_and_activating_replaces_the_whole_membership(
         remove_member(client, seed.push_group, seed.sam)
         await drain(runtime)
         assert await scim.member_names("AppPushGroup") == {TAYLOR, ALEX, SAM}
-        # A member added by hand while paused goes too: activation replaces everything known.
+        # Alex removed by hand while paused comes back: activation replaces the membership.
         group = await scim.group_by_name("AppPushGroup")
-        assert group is not None
+        alex = await scim.user_by_name(ALEX)
+        assert group is not None and alex is not None
+        await scim.patch_members(group["id"], remove=[alex["id"]])
         set_mapping_status(client, seed.app, seed.mapping["id"], "ACTIVE")
         await drain(runtime)
         assert await scim.member_names("AppPushGroup") == {TAYLOR, ALEX}
+        assert get_mapping(client, seed.app, seed.mapping["id"])["status"] == "ACTIVE"
 
 
 async def test_deleting_the_source_group_pauses_the_mapping(

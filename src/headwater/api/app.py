@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from headwater import __version__
+from headwater import __version__, web
 from headwater.api.deps import get_actor
 from headwater.api.errors import install_error_handlers
 from headwater.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -75,3 +75,4 @@ def create_app(runtime: Runtime, *, start_worker: bool | None = None) -> FastAPI
 def _install_edges(app: FastAPI) -> None:
     """Unauthenticated edges: health, metrics and the console."""
     app.include_router(health.router)
+    web.install(app)  # the admin console at /console, its static files at /console/static

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -13,9 +13,12 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from headwater.api.pagination import clamp_limit, fetch_page, set_link_headers
 from headwater.errors import InvalidRequest
 
-__all__ = ["MAX_CURSOR", "cursor", "page_response"]
+__all__ = ["MAX_CURSOR", "After", "cursor", "page_response"]
 
 MAX_CURSOR = 64
+
+#: The ``after`` query parameter, documented as what it is: an opaque id-like cursor.
+After = Annotated[str | None, Query(max_length=MAX_CURSOR, pattern="^[A-Za-z0-9]*$")]
 
 
 def cursor(after: str | None) -> str | None:

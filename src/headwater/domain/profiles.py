@@ -29,7 +29,8 @@ __all__ = [
 
 EMAIL_PATTERN = r"^[^\s@]+@[^\s@]+\.[^\s@]+$"
 _EMAIL = re.compile(EMAIL_PATTERN)
-_CUSTOM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+CUSTOM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
+_CUSTOM_NAME = re.compile(CUSTOM_NAME_PATTERN)
 MAX_CUSTOM_TEXT = 4096
 MAX_ARRAY_ITEMS = 200
 #: Integers beyond this lose precision as JSON numbers (Okta's numbers are doubles).
@@ -185,6 +186,7 @@ def json_schema(standard: Mapping[str, TextRule], *, complete: bool) -> dict[str
         "type": "object",
         "properties": {name: _rule_schema(rule) for name, rule in standard.items()},
         "additionalProperties": custom,
+        "propertyNames": {"pattern": CUSTOM_NAME_PATTERN},
     }
     if complete:
         schema["required"] = [name for name, rule in standard.items() if rule.required]

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from sqlalchemy import Select, and_, func, or_, select, union
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
@@ -31,7 +32,7 @@ from headwater.db import tables as t
 from headwater.domain.desired import DirectGrant, GroupGrant, resolve_profile
 from headwater.domain.mapping import MappingError, render_user_name
 from headwater.domain.settings import ProvisioningSettings
-from headwater.errors import AlreadyAssigned, HeadwaterError, InvalidRequest, NotFound
+from headwater.errors import AlreadyAssigned, Conflict, HeadwaterError, InvalidRequest, NotFound
 from headwater.runtime.connectors import ConnectionInfo, ConnectorFactory
 from headwater.services import events
 from headwater.services.events import Actor, Target
@@ -117,15 +118,35 @@ def _require(condition: bool, cause: str) -> None:
         raise InvalidRequest("Api validation failed: " + cause, [cause])
 
 
+def _url_parts(value: str) -> SplitResult | None:
+    """``urlsplit`` that answers None for what it cannot parse (e.g. a broken IPv6 host)."""
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 (validates the port)
+    except ValueError:
+        return None
+    return parts
+
+
 def _is_web_url(value: Any) -> bool:
     if not isinstance(value, str) or len(value) > 2048:
         return False
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    parts = _url_parts(value)
+    return parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _now() -> datetime:
     return clock.utcnow()
+
+
+def _insert(session: Session, row: object, conflict: HeadwaterError | None = None) -> None:
+    """Insert now, in a savepoint: on PostgreSQL two requests can race to the same key, and
+    the loser gets a 409 instead of a server error."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError as exc:
+        raise (conflict or Conflict("The resource was changed concurrently; retry")) from exc
 
 
 # --- Apps -------------------------------------------------------------------------------------
@@ -277,8 +298,8 @@ def create_app(session: Session, actor: Actor, spec: AppSpec, *, activate: bool)
 def replace_app(session: Session, actor: Actor, app_id: str, spec: AppSpec) -> t.App:
     """Okta's PUT: the document is replaced; the name (catalog key) cannot change."""
     app = get_app(session, app_id)
-    name, label, template = _validated(spec)
-    _require(spec.name is None or name == app.name, "name: cannot be changed")
+    name, label, template = _validated(spec if spec.name else replace(spec, name=app.name))
+    _require(name == app.name, "name: cannot be changed")
     settings = settings_of(app)
     template_changed = template is not None and template != settings.user_name_template
     if template is not None and template_changed:
@@ -557,7 +578,9 @@ class PreparedConnection:
 def _check_base_url(base_url: str | None) -> str:
     _require(base_url is not None, "baseUrl: required")
     assert base_url is not None
-    parts = urlsplit(base_url.strip())
+    parts = _url_parts(base_url)
+    _require(parts is not None, "baseUrl: not a valid URL")
+    assert parts is not None
     _require(parts.scheme in ("http", "https"), "baseUrl: must be an http or https URL")
     _require(bool(parts.hostname), "baseUrl: must name a host")
     _require(not parts.username and not parts.password, "baseUrl: must not carry credentials")
@@ -652,15 +675,20 @@ def save_connection(
     info = prepared.info
     app = get_app(session, info.app_id)
     now = _now()
+    values = {
+        "base_url": info.base_url,
+        "auth_scheme": info.auth_scheme,
+        "secret_encrypted": info.secret_encrypted,
+        "status": ENABLED if enabled else DISABLED,
+        "last_updated": now,
+    }
     row = session.get(t.AppConnection, app.id)
     if row is None:
-        row = t.AppConnection(app_id=app.id, created=now)
-        session.add(row)
-    row.base_url = info.base_url
-    row.auth_scheme = info.auth_scheme
-    row.secret_encrypted = info.secret_encrypted
-    row.status = ENABLED if enabled else DISABLED
-    row.last_updated = now
+        row = t.AppConnection(app_id=app.id, created=now, **values)
+        _insert(session, row)
+    else:
+        for key, value in values.items():
+            setattr(row, key, value)
     events.record(
         session,
         "application.lifecycle.update",
@@ -763,8 +791,9 @@ def assign_group(
             priority=_next_priority(session, app_id) if priority is None else priority,
             profile=spec.profile or {},
             created=now,
+            last_updated=now,
         )
-        session.add(row)
+        _insert(session, row)
     else:
         row.priority = row.priority if priority is None else priority
         row.profile = row.profile if spec.profile is None else spec.profile
@@ -908,16 +937,15 @@ def assign_user(
         raise AlreadyAssigned(causes=[f"id: user {user_id} is already assigned to the app"])
     _check_user_name(spec.user_name)
     now = _now()
-    session.add(
-        t.AppUserAssignment(
-            app_id=app_id,
-            user_id=user_id,
-            profile=spec.profile or {},
-            user_name=spec.user_name,
-            created=now,
-            last_updated=now,
-        )
+    row = t.AppUserAssignment(
+        app_id=app_id,
+        user_id=user_id,
+        profile=spec.profile or {},
+        user_name=spec.user_name,
+        created=now,
+        last_updated=now,
     )
+    _insert(session, row, AlreadyAssigned(causes=[f"id: user {user_id} is already assigned"]))
     _record_membership(session, actor, "add", app, user)
     _reconcile_user(session, app_id, user_id)
     return app_user(session, app_id, user_id)
@@ -941,9 +969,14 @@ def update_app_user(
         app_user(session, app_id, user_id)  # 404 unless group-assigned
         now = _now()
         row = t.AppUserAssignment(
-            app_id=app_id, user_id=user_id, profile={}, user_name=None, created=now
+            app_id=app_id,
+            user_id=user_id,
+            profile={},
+            user_name=None,
+            created=now,
+            last_updated=now,
         )
-        session.add(row)
+        _insert(session, row)
     row.profile = _merge_profile(row.profile or {}, spec.profile or {})
     row.user_name = spec.user_name if spec.user_name is not None else row.user_name
     row.last_updated = _now()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import CursorResult, Select, delete, exists, func, or_, select, update
+from sqlalchemy import Select, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -553,9 +553,9 @@ def _insert_membership(
         _insert(session)(t.Membership)
         .values(group_id=group.id, user_id=user.id, created=now)
         .on_conflict_do_nothing()
+        .returning(t.Membership.user_id)
     )
-    result = cast(CursorResult[Any], session.execute(statement))
-    if result.rowcount == 0:
+    if session.execute(statement).first() is None:
         return False
     group.last_membership_updated = now
     targets = (_user_target(user), _group_target(group))
@@ -576,15 +576,12 @@ def remove_member(session: Session, actor: Actor, group_id: str, user_key: str) 
     """Okta's DELETE membership; removing a non-member is a quiet success."""
     group = _editable_group(session, group_id)
     user = find_user(session, user_key)
-    result = cast(
-        CursorResult[Any],
-        session.execute(
-            delete(t.Membership).where(
-                t.Membership.group_id == group.id, t.Membership.user_id == user.id
-            )
-        ),
-    )
-    if result.rowcount == 0:
+    removed = session.execute(
+        delete(t.Membership)
+        .where(t.Membership.group_id == group.id, t.Membership.user_id == user.id)
+        .returning(t.Membership.user_id)
+    ).first()
+    if removed is None:
         return
     group.last_membership_updated = clock.utcnow()
     session.flush()

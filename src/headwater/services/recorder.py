@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -169,7 +169,14 @@ def _insert_pending(
     ]
     for start in range(0, len(rows), 1000):
         stmt = insert(t.PushMember).values(rows[start : start + 1000])
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["mapping_id", "user_id"]))
+        # A member recorded under an account id that changed (the account was recreated):
+        # the row follows the new id, pending, so removing the old id later keeps it.
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["mapping_id", "user_id"],
+            set_={"external_id": stmt.excluded.external_id, "pending": True},
+            where=t.PushMember.external_id != stmt.excluded.external_id,
+        )
+        session.execute(stmt)
 
 
 # --- outcomes ---------------------------------------------------------------------------------
@@ -384,11 +391,13 @@ def _record_done(
             if rejected:
                 _record_rejected_members(session, app, mapping_id, rejected, users, now)
         case ops.RemoveMembers(mapping_id, _, members):
-            known = [m[0] for m in members if m[0] is not None]
+            # Match the account id too: a row already moved to a recreated account stays.
+            known = [(u, e) for u, e in members if u is not None]
             if known:
                 session.execute(
                     delete(t.PushMember).where(
-                        t.PushMember.mapping_id == mapping_id, t.PushMember.user_id.in_(known)
+                        t.PushMember.mapping_id == mapping_id,
+                        tuple_(t.PushMember.user_id, t.PushMember.external_id).in_(known),
                     )
                 )
         case ops.ReplaceMembers(mapping_id, _, _, members):

@@ -8,7 +8,8 @@ errors become a message on the page the admin came from, never Okta's JSON error
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,8 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from headwater import clock
@@ -38,6 +41,7 @@ __all__ = [
     "db_of",
     "error_message",
     "is_htmx",
+    "reading",
     "render",
     "runtime_of",
     "see_other",
@@ -63,6 +67,11 @@ def _when(value: datetime | None) -> str:
     return clock.as_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _dot_breaks(text: str) -> Markup:
+    """Dotted names (event types) may wrap after each dot, not mid-word."""
+    return Markup(".<wbr>").join(text.split("."))
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -72,6 +81,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = _when
+    env.filters["dot_breaks"] = _dot_breaks
     env.globals["prefix"] = PREFIX
     return env
 
@@ -189,6 +199,15 @@ def db_of(request: Request) -> Database:
     return runtime_of(request).database
 
 
+@contextmanager
+def reading(request: Request) -> Iterator[Session]:
+    """A read session whose loaded rows outlive it: they are detached before the closing
+    rollback (which would expire them), so a template can render them afterwards."""
+    with db_of(request).read() as session:
+        yield session
+        session.expunge_all()
+
+
 @dataclass(frozen=True)
 class SignedIn:
     """The signed-in admin; every console write is attributed to ``actor``."""
@@ -275,4 +294,3 @@ def render(
         flashes=flashes,
     )
     return HTMLResponse(html, status_code=status)
-

@@ -23,6 +23,7 @@ from headwater.web.core import (
     db_of,
     error_message,
     is_htmx,
+    reading,
     render,
     see_other,
     session_of,
@@ -38,10 +39,10 @@ MEMBERS_SHOWN = 500
 
 @router.get("/groups")
 def groups(request: Request, admin: AdminDep, q: str = "", after: str | None = None) -> Response:
-    with db_of(request).read() as session:
+    with reading(request) as session:
         query = directory.groups_query(q=q or None)
         page = fetch_page(session, query, t.Group.id, limit=PAGE, after=cursor(after))
-    context = {
+    context: dict[str, Any] = {
         "section": "groups",
         "groups": list(page),
         "next_cursor": page.next_cursor,
@@ -62,7 +63,7 @@ def create_group(request: Request, admin: AdminDep, form: FormDep) -> Response:
             group = directory.create_group(session, admin.actor, profile)
             group_id, name = group.id, group.name
     except HeadwaterError as exc:
-        with db_of(request).read() as session:
+        with reading(request) as session:
             page = fetch_page(session, directory.groups_query(), t.Group.id, limit=PAGE, after=None)
         context = {
             "section": "groups",
@@ -100,16 +101,14 @@ def _group_context(session: Session, group: t.Group) -> dict[str, Any]:
         "group": group,
         "members": _members(session, group.id),
         "assigned": [(app, priority) for app, priority in assigned],
-        "pushed": [
-            (mapping, app, impact.target_name(session, mapping)) for mapping, app in pushed
-        ],
+        "pushed": [(mapping, app, impact.target_name(session, mapping)) for mapping, app in pushed],
         "member_error": None,
     }
 
 
 @router.get("/groups/{group_id}")
 def group(request: Request, admin: AdminDep, group_id: str) -> Response:
-    with db_of(request).read() as session:
+    with reading(request) as session:
         context = _group_context(session, directory.find_group(session, group_id))
     return render(request, "groups/detail.html", context)
 
@@ -134,7 +133,7 @@ def _members_response(request: Request, group_id: str, error: str | None) -> Res
         if error:
             session_of(request).flash("error", error)
         return see_other(f"{PREFIX}/groups/{group_id}#members")
-    with db_of(request).read() as session:
+    with reading(request) as session:
         group = directory.find_group(session, group_id)
         context = {"group": group, "members": _members(session, group_id), "member_error": error}
     return render(request, "partial/members.html", context)
@@ -166,7 +165,7 @@ def remove_member(
 @router.get("/groups/{group_id}/delete")
 def confirm_delete(request: Request, admin: AdminDep, group_id: str) -> Response:
     """Deleting a group takes away every app it assigns: the impact per app, first."""
-    with db_of(request).read() as session:
+    with reading(request) as session:
         group = directory.find_group(session, group_id)
         apps = session.execute(
             select(t.App)

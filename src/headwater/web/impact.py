@@ -52,7 +52,9 @@ class MappingImpact:
     delete_target: bool
 
 
-def _no_other_grant(app_id: str, *, except_group: str | None, keep_direct: bool) -> list[ColumnElement[bool]]:
+def _no_other_grant(
+    app_id: str, *, except_group: str | None, keep_direct: bool
+) -> list[ColumnElement[bool]]:
     """Conditions on ``User.id``: no grant of the app outside the one being removed."""
     other_groups = exists().where(
         t.Membership.user_id == t.User.id,
@@ -130,7 +132,9 @@ def user_removal(session: Session, app: t.App, user_id: str) -> Impact:
     return _measure(session, app, losing)
 
 
-def mapping_removal(session: Session, mapping: t.PushMapping, *, delete_target: bool) -> MappingImpact:
+def mapping_removal(
+    session: Session, mapping: t.PushMapping, *, delete_target: bool
+) -> MappingImpact:
     """Unlinking a mapping: its recorded downstream memberships go with a deleted group, or stay
     (unmanaged from then on) with a kept one."""
     members = session.execute(

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select, union
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import DetachedInstanceError
 
 from headwater.api.listing import cursor
 from headwater.api.pagination import fetch_page
@@ -24,6 +25,7 @@ from headwater.web.core import (
     db_of,
     error_message,
     is_htmx,
+    reading,
     render,
     runtime_of,
     see_other,
@@ -61,10 +63,10 @@ def people(
     """Search as you type: htmx asks for the rows only (``HX-Request``)."""
     status = status if status in STATUS_CHOICES else ""
     filter_ = f'status eq "{status}"' if status else None
-    with db_of(request).read() as session:
+    with reading(request) as session:
         query = directory.users_query(filter=filter_, q=q or None)
         page = fetch_page(session, query, t.User.id, limit=PAGE, after=cursor(after))
-    context = {
+    context: dict[str, Any] = {
         "section": "people",
         "users": list(page),
         "next_cursor": page.next_cursor,
@@ -79,7 +81,8 @@ def people(
 
 @router.get("/people/new")
 def new_person(request: Request, admin: AdminDep) -> Response:
-    context = {"section": "people", "values": {}, "fields": PROFILE_FIELDS, "error": None}
+    context: dict[str, Any] = {"section": "people", "values": {}, "fields": PROFILE_FIELDS}
+    context["error"] = None
     return render(request, "people/new.html", context)
 
 
@@ -130,6 +133,14 @@ def _app_ids(session: Session, user_id: str) -> list[str]:
     return sorted(set(session.execute(union(direct, grouped, linked)).scalars()))
 
 
+def _reasons(request: Request, app_id: str, user_id: str) -> list[str]:
+    """The engine's own explanation; best effort, as the page is useful without it."""
+    try:
+        return list(planning.explain_user(runtime_of(request), app_id, user_id)["reasons"])
+    except (NotFound, DetachedInstanceError):
+        return []
+
+
 def _accounts(request: Request, session: Session, user_id: str) -> list[AppAccount]:
     accounts = []
     for app_id in _app_ids(session, user_id):
@@ -139,11 +150,7 @@ def _accounts(request: Request, session: Session, user_id: str) -> list[AppAccou
         except NotFound:
             view = None
         link = session.get(t.AppUserLink, (app_id, user_id))
-        try:
-            reasons = planning.explain_user(runtime_of(request), app_id, user_id)["reasons"]
-        except NotFound:
-            reasons = []
-        accounts.append(AppAccount(app, view, link, list(reasons)))
+        accounts.append(AppAccount(app, view, link, _reasons(request, app_id, user_id)))
     return sorted(accounts, key=lambda a: a.app.label.lower())
 
 
@@ -165,7 +172,7 @@ def person_context(request: Request, session: Session, user: t.User) -> dict[str
 
 @router.get("/people/{user_id}")
 def person(request: Request, admin: AdminDep, user_id: str) -> Response:
-    with db_of(request).read() as session:
+    with reading(request) as session:
         user = directory.find_user(session, user_id)
         context = person_context(request, session, user)
     return render(request, "people/detail.html", context)

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, base_url
+from headwater.api.deps import ActorDep, DbDep, base_url
 from headwater.api.pagination import clamp_limit, set_link_headers
+from headwater.api.routes.apps import StorableBodyDep, reject_unstorable_url
 from headwater.services import applications as apps
 
 __all__ = ["app_user_json", "router"]
 
-router = APIRouter(tags=["ApplicationUsers"])
+router = APIRouter(tags=["ApplicationUsers"], dependencies=[Depends(reject_unstorable_url)])
 
 
 class CredentialsBody(BaseModel):
@@ -77,7 +78,7 @@ def app_user_json(view: apps.AppUserView, base: str) -> dict[str, Any]:
 
 @router.post("/apps/{app_id}/users", openapi_extra=openapi_body(AppUserAssignBody))
 def assign_user(
-    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
+    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str
 ) -> dict[str, Any]:
     parsed = parse(AppUserAssignBody, body)
     with db.transaction() as session:
@@ -112,7 +113,7 @@ def get_app_user(request: Request, db: DbDep, app_id: str, user_id: str) -> dict
 
 @router.post("/apps/{app_id}/users/{user_id}", openapi_extra=openapi_body(AppUserUpdateBody))
 def update_app_user(
-    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str, user_id: str
+    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str, user_id: str
 ) -> dict[str, Any]:
     spec = parse(AppUserUpdateBody, body).spec()
     with db.transaction() as session:

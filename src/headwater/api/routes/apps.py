@@ -8,9 +8,10 @@ over the network; their database work runs in the thread pool, never across that
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -21,14 +22,45 @@ from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, base_url
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
 from headwater.domain.settings import ProvisioningSettings
-from headwater.errors import InvalidRequest, NotFound
+from headwater.errors import InvalidRequest, MalformedRequest, NotFound
 from headwater.runtime.context import Runtime
 from headwater.services import applications as apps
 from headwater.services.events import Actor
 
-__all__ = ["app_json", "router"]
+__all__ = ["StorableBodyDep", "app_json", "reject_unstorable_url", "router"]
 
-router = APIRouter(tags=["Application"])
+
+def _reject_unstorable(value: Any, where: str = "body") -> None:
+    """NaN, infinities and NUL characters parse as JSON here but no database stores them
+    (PostgreSQL refuses both), so they are refused up front as malformed input."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MalformedRequest(causes=[f"{where}: numbers must be finite"])
+    if isinstance(value, str) and "\x00" in value:
+        raise MalformedRequest(causes=[f"{where}: NUL characters are not allowed"])
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reject_unstorable(key, where)
+            _reject_unstorable(item, f"{where}.{key}")
+    if isinstance(value, list):
+        for item in value:
+            _reject_unstorable(item, where)
+
+
+def reject_unstorable_url(request: Request) -> None:
+    """Path and query strings with NUL characters would fail in the database, not here."""
+    _reject_unstorable(request.url.path, "path")
+    for key, value in request.query_params.multi_items():
+        _reject_unstorable(value, key)
+
+
+async def storable_body(body: BodyDep) -> Any:
+    _reject_unstorable(body)
+    return body
+
+
+StorableBodyDep = Annotated[Any, Depends(storable_body)]
+
+router = APIRouter(tags=["Application"], dependencies=[Depends(reject_unstorable_url)])
 
 USER_PROVISIONING = "USER_PROVISIONING"
 
@@ -324,7 +356,7 @@ def app_link_json(user: t.User, app: t.App, order: int, base: str) -> dict[str, 
 
 @router.post("/apps", openapi_extra=openapi_body(AppBody))
 def create_app(
-    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, activate: bool = True
+    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, activate: bool = True
 ) -> dict[str, Any]:
     spec = parse(AppBody, body).spec()
     with db.transaction() as session:
@@ -359,7 +391,7 @@ def get_app(request: Request, db: DbDep, app_id: str) -> dict[str, Any]:
 
 @router.put("/apps/{app_id}", openapi_extra=openapi_body(AppBody))
 def replace_app(
-    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
+    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str
 ) -> dict[str, Any]:
     spec = parse(AppBody, body).spec()
     with db.transaction() as session:
@@ -420,7 +452,7 @@ async def set_connection(
     request: Request,
     runtime: RuntimeDep,
     actor: ActorDep,
-    body: BodyDep,
+    body: StorableBodyDep,
     app_id: str,
     activate: bool = True,
 ) -> dict[str, Any]:
@@ -495,7 +527,7 @@ def get_feature(request: Request, db: DbDep, app_id: str, name: str) -> dict[str
 
 @router.put("/apps/{app_id}/features/{name}", openapi_extra=openapi_body(FeatureBody))
 def update_feature(
-    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str, name: str
+    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str, name: str
 ) -> dict[str, Any]:
     _check_feature(name)
     changes = parse(FeatureBody, body).changes()
@@ -514,7 +546,7 @@ def get_provisioning_settings(db: DbDep, app_id: str) -> dict[str, Any]:
 
 @router.put("/apps/{app_id}/provisioning/settings", tags=["Headwater extension"])
 def update_provisioning_settings(
-    db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
+    db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str
 ) -> dict[str, Any]:
     """Change any subset of the settings; omitted ones keep their values (Headwater extension)."""
     changes = apps.parse_settings_changes(body if body is not None else {})
@@ -530,7 +562,7 @@ def update_provisioning_settings(
     openapi_extra=openapi_body(GroupAssignmentBody, required=False),
 )
 def assign_group(
-    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str, group_id: str
+    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str, group_id: str
 ) -> dict[str, Any]:
     parsed = parse(GroupAssignmentBody, body, required=False)
     spec = apps.GroupAssignmentSpec(parsed.priority, parsed.profile)

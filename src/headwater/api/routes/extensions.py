@@ -109,9 +109,10 @@ def list_orphans(
     with db.read() as session:
         query = operations.orphans_query(session, app_id, mapping_id, after)
         rows = list(session.execute(query.limit(size + 1)).scalars())
-    following = operations.encode_orphan_cursor(rows[size - 1]) if len(rows) > size else None
+        following = operations.encode_orphan_cursor(rows[size - 1]) if len(rows) > size else None
+        body = [orphan_json(row) for row in rows[:size]]
     set_link_headers(request, response, following, size)
-    return [orphan_json(row) for row in rows[:size]]
+    return body
 
 
 @router.post(APP + "/orphans/remove", openapi_extra=openapi_body(OrphanRemovalBody, required=False))

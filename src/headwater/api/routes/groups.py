@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from headwater.api.body import openapi_body, parse
 from headwater.api.deps import ActorDep, BodyDep, DbDep, base_url
-from headwater.api.listing import page_response
+from headwater.api.listing import After, page_response
 from headwater.api.representations import group_json, user_json
 from headwater.db import tables as t
 from headwater.domain import profiles
@@ -52,7 +52,7 @@ def list_groups(
     request: Request,
     db: DbDep,
     limit: int | None = None,
-    after: str | None = None,
+    after: After = None,
     q: str | None = None,
     filter: str | None = None,
     search: str | None = None,
@@ -104,7 +104,7 @@ def list_group_users(
     db: DbDep,
     group_id: str,
     limit: int | None = None,
-    after: str | None = None,
+    after: After = None,
 ) -> JSONResponse:
     """Members in user-id order (the cursor is a user id)."""
     base = base_url(request)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from headwater import clock
 from headwater.api.deps import DbDep
-from headwater.api.listing import cursor
+from headwater.api.listing import After, cursor
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
 from headwater.domain import profiles
@@ -85,7 +85,7 @@ def list_logs(
     filter: str | None = None,
     q: str | None = None,
     limit: int | None = None,
-    after: str | None = None,
+    after: After = None,
     sortOrder: Literal["ASCENDING", "DESCENDING"] = "ASCENDING",
 ) -> JSONResponse:
     """Events from ``since`` (default: 7 days ago) to ``until``, oldest first by default.

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from headwater.api.body import openapi_body, parse
 from headwater.api.deps import ActorDep, BodyDep, DbDep, base_url
-from headwater.api.listing import page_response
+from headwater.api.listing import After, page_response
 from headwater.api.representations import group_json, user_json
 from headwater.db import tables as t
 from headwater.domain import profiles
@@ -105,7 +105,7 @@ def list_users(
     request: Request,
     db: DbDep,
     limit: int | None = None,
-    after: str | None = None,
+    after: After = None,
     filter: str | None = None,
     search: str | None = None,
     q: str | None = None,
@@ -182,7 +182,7 @@ def list_user_groups(
     db: DbDep,
     user_id: str,
     limit: int | None = None,
-    after: str | None = None,
+    after: After = None,
 ) -> JSONResponse:
     """The groups a user belongs to."""
     base = base_url(request)

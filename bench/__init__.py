@@ -1,0 +1,5 @@
+"""Headwater's benchmarks: ``python -m bench.run [--quick] [--full] [--only NAME]``.
+
+Each benchmark prints its figures and ratios against a baseline measured in the same run;
+results are recorded in ``docs/benchmarks.md``. They are not timed assertions.
+"""

@@ -1,0 +1,539 @@
+"""Shared helpers: run sizes, the report, wall and CPU meters, databases, seeding, the API.
+
+Everything a benchmark needs to set up a world quickly (bulk SQL for the directory, the API
+for apps and connections) and to measure it honestly on a machine where client, server and
+database share the same cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+
+from headwater import clock, ids
+from headwater.api.app import create_app
+from headwater.config import Settings
+from headwater.db import tables as t
+from headwater.db.engine import Database
+from headwater.db.migrate import upgrade
+from headwater.runtime.context import Runtime
+from headwater.services import tokens
+from headwater.services.events import SYSTEM
+
+__all__ = [
+    "PG_URL",
+    "SCIM_HEADERS",
+    "SECRET_KEY",
+    "Context",
+    "Databases",
+    "Meter",
+    "Mode",
+    "PostgresUnavailable",
+    "Report",
+    "RequestCounter",
+    "Usage",
+    "analyze",
+    "api_client",
+    "assign_group",
+    "create_scim_app",
+    "fmt_ms",
+    "login_of",
+    "make_runtime",
+    "median",
+    "ok",
+    "percentile",
+    "scim_user_body",
+    "seed_group",
+    "seed_users",
+    "timed",
+]
+
+PG_URL = os.environ.get(
+    "HEADWATER_BENCH_PG_URL",
+    os.environ.get(
+        "HEADWATER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    ),
+)
+#: One key for the whole run, so worker subprocesses can read what the bench process wrote.
+SECRET_KEY = Fernet.generate_key().decode()
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+SCIM_HEADERS = {
+    "Accept": "application/scim+json, application/json",
+    "Content-Type": "application/scim+json",
+}
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- Run sizes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Sizes of one run: ``quick`` (smoke test), ``default``, or ``full``."""
+
+    name: str
+    directory_users: tuple[int, ...]
+    provision_users: int
+    push_members: int
+    worker_users: int
+    worker_counts: tuple[int, ...]
+    latency_changes: int
+    #: Repetitions of the cheap per-request measurements.
+    samples: int
+    #: Repetitions of whole provisioning runs (the median is reported).
+    runs: int
+
+    @classmethod
+    def pick(cls, *, quick: bool, full: bool) -> Mode:
+        if quick:
+            return cls("quick", (500,), 300, 300, 300, (1, 2), 10, 40, 1)
+        if full:
+            return cls("full", (10_000, 100_000), 100_000, 100_000, 20_000, (1, 2, 4), 50, 300, 1)
+        return cls("default", (10_000,), 10_000, 10_000, 5_000, (1, 2, 4), 50, 300, 1)
+
+
+# --- Statistics and formatting -----------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.2f} ms"
+
+
+class Report:
+    """Prints figures and ratios as they come, and keeps them for ``--json``."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.ratios: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+
+    def section(self, title: str) -> None:
+        print(f"\n== {title} ==", flush=True)
+
+    def line(self, text: str) -> None:
+        print(f"  {text}", flush=True)
+
+    def row(self, bench: str, name: str, text: str, **data: Any) -> None:
+        """One measured figure: printed as ``text``, stored with ``data``."""
+        print(f"  {name:<34} {text}", flush=True)
+        self.rows.append({"bench": bench, "name": name, **data})
+
+    def ratio(self, bench: str, name: str, value: float, explain: str) -> None:
+        """A ratio against a baseline measured in the same run."""
+        print(f"ratio {bench}: {name} = {value:.2f}x   ({explain})", flush=True)
+        self.ratios.append({"bench": bench, "name": name, "value": value, "explain": explain})
+
+    def note(self, text: str) -> None:
+        print(f"  note: {text}", flush=True)
+        self.notes.append(text)
+
+    def dump(self, path: Path, meta: dict[str, Any]) -> None:
+        body = {"meta": meta, "rows": self.rows, "ratios": self.ratios, "notes": self.notes}
+        path.write_text(json.dumps(body, indent=2, default=str))
+
+
+# --- CPU and wall time -------------------------------------------------------------------------
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of every live ``postgres`` process on the machine."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+        except OSError:
+            continue
+        total += _proc_cpu(int(entry.name))
+    return total
+
+
+def _machine_busy() -> float:
+    """Busy CPU seconds of the whole machine, all cores (from ``/proc/stat``)."""
+    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in first]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / _CLK_TCK
+
+
+@dataclass
+class Usage:
+    """Wall time and CPU seconds spent during one measured interval."""
+
+    wall: float = 0.0
+    #: This process, every thread (API, worker, bare client: whichever runs here).
+    cpu_self: float = 0.0
+    #: Named subprocesses (the SCIM server, worker processes).
+    cpu_procs: dict[str, float] = field(default_factory=dict)
+    cpu_postgres: float = 0.0
+    cpu_machine: float = 0.0
+
+    def describe(self) -> str:
+        parts = [f"wall {self.wall:7.2f} s", f"cpu here {self.cpu_self:6.2f} s"]
+        parts += [f"{name} {cpu:6.2f} s" for name, cpu in self.cpu_procs.items()]
+        if self.cpu_postgres:
+            parts.append(f"postgres {self.cpu_postgres:5.2f} s")
+        parts.append(f"machine {self.cpu_machine:6.2f} s")
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "wall": self.wall,
+            "cpu_self": self.cpu_self,
+            "cpu_procs": dict(self.cpu_procs),
+            "cpu_postgres": self.cpu_postgres,
+            "cpu_machine": self.cpu_machine,
+        }
+
+
+class Meter:
+    """Measures wall time and CPU (here, in named processes, postgres, machine-wide)."""
+
+    def __init__(self, pids: dict[str, int] | None = None, *, postgres: bool = False) -> None:
+        self.pids = dict(pids or {})
+        self.postgres = postgres
+        self.usage = Usage()
+
+    def __enter__(self) -> Meter:
+        self._procs = {name: _proc_cpu(pid) for name, pid in self.pids.items()}
+        self._pg = _postgres_cpu() if self.postgres else 0.0
+        self._machine = _machine_busy()
+        self._cpu = time.process_time()
+        self._wall = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        usage = self.usage
+        usage.wall = time.perf_counter() - self._wall
+        usage.cpu_self = time.process_time() - self._cpu
+        usage.cpu_machine = _machine_busy() - self._machine
+        usage.cpu_procs = {
+            name: _proc_cpu(pid) - self._procs[name] for name, pid in self.pids.items()
+        }
+        if self.postgres:
+            usage.cpu_postgres = _postgres_cpu() - self._pg
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], float]:
+    """Call ``fn`` ``repeat`` times; per-call wall seconds, and CPU seconds per call here."""
+    laps = []
+    cpu = time.process_time()
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        laps.append(time.perf_counter() - started)
+    return laps, (time.process_time() - cpu) / max(repeat, 1)
+
+
+# --- Databases ---------------------------------------------------------------------------------
+
+
+class PostgresUnavailable(RuntimeError):
+    """PostgreSQL cannot be reached: the PostgreSQL parts are skipped."""
+
+
+class Databases:
+    """Fresh databases for one run: SQLite files, PostgreSQL copies of a migrated template."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self._count = 0
+        self._template: str | None = None
+        self._pg_names: list[str] = []
+        self._pg_error: str | None = None
+
+    def _admin(self) -> Any:
+        return create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+
+    def sqlite(self) -> str:
+        self._count += 1
+        return f"sqlite:///{self.work_dir / f'bench-{self._count}.db'}"
+
+    def postgres(self) -> str:
+        """A fresh, migrated database; raises PostgresUnavailable when there is no server."""
+        if self._pg_error is not None:
+            raise PostgresUnavailable(self._pg_error)
+        engine = self._admin()
+        try:
+            with engine.connect() as conn:
+                if self._template is None:
+                    name = f"hw_bench_tpl_{os.getpid()}"
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+                    self._pg_names.append(name)
+                    database = Database(self._pg_url(name))
+                    upgrade(database)
+                    database.dispose()
+                    self._template = name
+                self._count += 1
+                name = f"hw_bench_{os.getpid()}_{self._count}"
+                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"'))
+                self._pg_names.insert(0, name)
+        except PostgresUnavailable:
+            raise
+        except Exception as exc:  # any failure to reach the server
+            self._pg_error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            raise PostgresUnavailable(self._pg_error) from exc
+        finally:
+            engine.dispose()
+        return self._pg_url(name)
+
+    @staticmethod
+    def _pg_url(name: str) -> str:
+        return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, url: str) -> None:
+        """Drop one PostgreSQL database early (big runs), or forget a SQLite file."""
+        if url.startswith("sqlite"):
+            path = Path(url.removeprefix("sqlite:///"))
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+            return
+        name = make_url(url).database
+        engine = self._admin()
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            engine.dispose()
+        if name in self._pg_names:
+            self._pg_names.remove(name)
+
+    def close(self) -> None:
+        if not self._pg_names:
+            return
+        engine = self._admin()
+        try:
+            with engine.connect() as conn:
+                for name in self._pg_names:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception as exc:  # cleanup must not hide the results
+            print(f"warning: could not drop benchmark databases: {exc}", file=sys.stderr)
+        finally:
+            engine.dispose()
+        self._pg_names.clear()
+
+
+def make_runtime(url: str, data_dir: Path) -> Runtime:
+    """A runtime without an embedded worker (benchmarks drive workers themselves)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        data_dir=data_dir, database_url=url, secret_key=SECRET_KEY, embedded_worker=False
+    )
+    return Runtime.from_settings(settings)
+
+
+# --- Seeding -------------------------------------------------------------------------------------
+
+
+def login_of(prefix: str, index: int) -> str:
+    return f"{prefix}{index:06d}@example.com"
+
+
+def seed_users(runtime: Runtime, count: int, prefix: str = "user") -> list[str]:
+    """Insert ``count`` ACTIVE users with bulk INSERTs; returns their ids in creation order."""
+    now = clock.utcnow()
+    user_ids: list[str] = []
+    chunk = 5000
+    with runtime.database.transaction() as session:
+        for start in range(0, count, chunk):
+            rows = []
+            for index in range(start, min(start + chunk, count)):
+                login = login_of(prefix, index)
+                user_id = ids.new_id("00u")
+                user_ids.append(user_id)
+                rows.append(
+                    {
+                        "id": user_id,
+                        "status": "ACTIVE",
+                        "login": login,
+                        "login_lower": login,
+                        "email_lower": login,
+                        "profile": {
+                            "login": login,
+                            "email": login,
+                            "firstName": "User",
+                            "lastName": f"{prefix.title()} {index:06d}",
+                        },
+                        "created": now,
+                        "activated": now,
+                        "status_changed": now,
+                        "last_updated": now,
+                    }
+                )
+            session.execute(insert(t.User), rows)
+    return user_ids
+
+
+def seed_group(runtime: Runtime, name: str, member_ids: Sequence[str]) -> str:
+    """Insert an OKTA_GROUP and its memberships with bulk INSERTs."""
+    now = clock.utcnow()
+    group_id = ids.new_id("00g")
+    with runtime.database.transaction() as session:
+        session.execute(
+            insert(t.Group),
+            [
+                {
+                    "id": group_id,
+                    "type": "OKTA_GROUP",
+                    "name": name,
+                    "name_lower": name.lower(),
+                    "name_scope": "okta",
+                    "profile": {"name": name},
+                    "created": now,
+                    "last_updated": now,
+                }
+            ],
+        )
+        for start in range(0, len(member_ids), 10_000):
+            session.execute(
+                insert(t.Membership),
+                [
+                    {"group_id": group_id, "user_id": user_id, "created": now}
+                    for user_id in member_ids[start : start + 10_000]
+                ],
+            )
+    return group_id
+
+
+def analyze(runtime: Runtime) -> None:
+    """Refresh planner statistics after bulk loads (as autovacuum would, eventually)."""
+    with runtime.database.engine.connect() as conn:
+        if runtime.database.dialect == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+        else:
+            conn.execute(text("ANALYZE"))
+            conn.commit()
+
+
+# --- The API -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def api_client(runtime: Runtime) -> Iterator[TestClient]:
+    """Headwater's API in-process, authenticated with a fresh SSWS token."""
+    with runtime.database.transaction() as session:
+        _, plaintext = tokens.create(session, f"bench-{ids.new_id('xxx')}", SYSTEM)
+    app = create_app(runtime, start_worker=False)
+    with TestClient(app, raise_server_exceptions=True) as client:
+        client.headers["Authorization"] = f"SSWS {plaintext}"
+        yield client
+
+
+def ok(response: Any, *statuses: int) -> Any:
+    if response.status_code not in (statuses or (200,)):
+        raise RuntimeError(f"{response.request.method} {response.url}: {response.text[:500]}")
+    return response.json() if response.content else None
+
+
+def create_scim_app(
+    client: TestClient, base_url: str, label: str = "Bench SCIM", **settings: Any
+) -> str:
+    """An active app whose provisioning connection points at ``base_url`` (no auth)."""
+    body = {
+        "name": "scim",
+        "label": label,
+        "signOnMode": "BOOKMARK",
+        "settings": {"app": {"url": "https://app.example.com"}},
+    }
+    app_id: str = ok(client.post("/api/v1/apps?activate=true", json=body))["id"]
+    connection = {"baseUrl": base_url, "profile": {"authScheme": "NONE"}}
+    ok(client.post(f"/api/v1/apps/{app_id}/connections/default?activate=true", json=connection))
+    if settings:
+        current = ok(client.get(f"/api/v1/apps/{app_id}/provisioning/settings"))
+        current.update(settings)
+        ok(client.put(f"/api/v1/apps/{app_id}/provisioning/settings", json=current))
+    return app_id
+
+
+def assign_group(client: TestClient, app_id: str, group_id: str) -> None:
+    ok(client.put(f"/api/v1/apps/{app_id}/groups/{group_id}", json={"priority": 0}))
+
+
+class RequestCounter:
+    """A connector hook counting downstream requests by ``METHOD path-template``."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.failures = 0
+
+    def __call__(
+        self, _app_id: str, method: str, path: str, status: int | None, _seconds: float
+    ) -> None:
+        self.counts[f"{method} {path}"] += 1
+        if status is None or status >= 400:
+            self.failures += 1
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def describe(self) -> str:
+        return ", ".join(f"{key} {n}" for key, n in sorted(self.counts.items()))
+
+
+def scim_user_body(login: str, user_id: str, last_name: str) -> dict[str, Any]:
+    """The SCIM User Headwater sends for a seeded user (same shape, for the bare clients)."""
+    return {
+        "schemas": [USER_SCHEMA],
+        "externalId": user_id,
+        "userName": login,
+        "name": {"familyName": last_name, "givenName": "User"},
+        "displayName": f"User {last_name}",
+        "active": True,
+        "emails": [{"value": login, "type": "work", "primary": True}],
+    }
+
+
+@dataclass
+class Context:
+    """What every benchmark gets: the sizes, the report, databases and a scratch folder."""
+
+    mode: Mode
+    report: Report
+    databases: Databases
+    work_dir: Path
+
+    def data_dir(self, name: str) -> Path:
+        path = self.work_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path

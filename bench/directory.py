@@ -1,0 +1,220 @@
+"""``directory``: the API's everyday calls on a directory of N users, SQLite and PostgreSQL.
+
+Create a user, get a user, list a page of 200 users (page 1, and a page deep in the list reached
+with the ``after`` cursor), add a membership, all through the API in-process. Baseline: a raw SQL
+primary-key ``SELECT`` of the same rows on the same engine, so the ratio is the API's overhead.
+For contrast, the same deep page read with ``OFFSET`` shows what the cursor saves.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from bench.common import (
+    Context,
+    PostgresUnavailable,
+    analyze,
+    api_client,
+    fmt_ms,
+    make_runtime,
+    median,
+    ok,
+    percentile,
+    seed_group,
+    seed_users,
+    timed,
+)
+from headwater.runtime.context import Runtime
+
+__all__ = ["run"]
+
+NAME = "directory"
+PAGE = 200
+
+
+def _measure(
+    ctx: Context,
+    label: str,
+    name: str,
+    fn: Callable[[], Any],
+    repeat: int,
+    **data: Any,
+) -> float:
+    """Time ``fn``; print median, p95, ops/s and CPU per call; return the median."""
+    fn()  # warm-up: compiled statements, caches, pooled connections
+    laps, cpu = timed(fn, repeat)
+    mid = median(laps)
+    ctx.report.row(
+        NAME,
+        f"{label} {name}",
+        f"median {fmt_ms(mid)}  p95 {fmt_ms(percentile(laps, 95))}  "
+        f"{1 / mid:8.0f} ops/s  cpu {fmt_ms(cpu)}/op  (n={repeat})",
+        op=name,
+        target=label,
+        median_s=mid,
+        p95_s=percentile(laps, 95),
+        cpu_s=cpu,
+        n=repeat,
+        **data,
+    )
+    return mid
+
+
+def _cursor_at(runtime: Runtime, position: int) -> str:
+    """The id after which page ``position // PAGE + 1`` starts (read once, not timed)."""
+    with runtime.database.engine.connect() as conn:
+        value = conn.execute(
+            text("SELECT id FROM users ORDER BY id LIMIT 1 OFFSET :n"), {"n": position - 1}
+        ).scalar_one()
+    return str(value)
+
+
+def _bench_one(ctx: Context, db: str, url: str, count: int) -> None:
+    report, samples = ctx.report, ctx.mode.samples
+    label = f"[{db} {count // 1000}k]"
+    runtime = make_runtime(url, ctx.data_dir(f"directory-{db}-{count}"))
+    try:
+        user_ids = seed_users(runtime, count)
+        extra = seed_users(runtime, samples + 1, prefix="member")
+        group_id = seed_group(runtime, "Staff", user_ids[: count // 10])
+        analyze(runtime)
+        rng = random.Random(7)
+        engine = runtime.database.engine
+
+        def pk_select() -> None:
+            with engine.connect() as conn:
+                conn.execute(
+                    text("SELECT * FROM users WHERE id = :id"), {"id": rng.choice(user_ids)}
+                ).one()
+
+        with api_client(runtime) as client:
+            base = _measure(ctx, label, "pk_select (raw SQL baseline)", pk_select, samples)
+            get = _measure(
+                ctx,
+                label,
+                "GET /users/{id}",
+                lambda: ok(client.get(f"/api/v1/users/{rng.choice(user_ids)}")),
+                samples,
+            )
+            created = iter(range(10**6))
+            create = _measure(
+                ctx,
+                label,
+                "POST /users",
+                lambda: ok(client.post("/api/v1/users", json=_new_user(next(created)))),
+                max(samples // 2, 10),
+            )
+            members = iter(extra)
+            member = _measure(
+                ctx,
+                label,
+                "PUT /groups/{id}/users/{id}",
+                lambda: ok(client.put(f"/api/v1/groups/{group_id}/users/{next(members)}"), 204),
+                samples,
+            )
+            deep_page = count // PAGE
+            cursor = _cursor_at(runtime, (deep_page - 1) * PAGE)
+            pages = max(samples // 5, 10)
+            first = _measure(
+                ctx, label, f"GET /users page 1 ({PAGE})", _lister(client, None), pages
+            )
+            deep = _measure(
+                ctx,
+                label,
+                f"GET /users page {deep_page} (after=)",
+                _lister(client, cursor),
+                pages,
+                page=deep_page,
+            )
+            offset = _measure(
+                ctx,
+                label,
+                f"raw SQL page {deep_page} by OFFSET",
+                _offset_page(runtime, (deep_page - 1) * PAGE),
+                pages,
+            )
+            keyset = _measure(
+                ctx,
+                label,
+                f"raw SQL page {deep_page} by cursor",
+                _keyset_page(runtime, cursor),
+                pages,
+            )
+        report.ratio(NAME, f"{label} GET user / pk_select", get / base, "API overhead per read")
+        report.ratio(
+            NAME, f"{label} POST user / pk_select", create / base, "a write with its event"
+        )
+        report.ratio(
+            NAME, f"{label} PUT membership / pk_select", member / base, "write + event + outbox"
+        )
+        report.ratio(
+            NAME,
+            f"{label} list page {deep_page} / page 1",
+            deep / first,
+            "cursor pagination: ~1 means depth is free",
+        )
+        report.ratio(
+            NAME,
+            f"{label} raw OFFSET / raw cursor at page {deep_page}",
+            offset / keyset,
+            "what OFFSET paging would cost instead",
+        )
+    finally:
+        runtime.close()
+        ctx.databases.drop(url)
+
+
+def _new_user(index: int) -> dict[str, Any]:
+    login = f"new{index:06d}@example.com"
+    return {"profile": {"login": login, "email": login, "firstName": "New", "lastName": "User"}}
+
+
+def _lister(client: TestClient, after: str | None) -> Callable[[], None]:
+    params = {"limit": str(PAGE)} | ({"after": after} if after else {})
+
+    def list_page() -> None:
+        body = ok(client.get("/api/v1/users", params=params))
+        if len(body) != PAGE:
+            raise RuntimeError(f"expected a full page, got {len(body)} users")
+
+    return list_page
+
+
+def _offset_page(runtime: Runtime, offset: int) -> Callable[[], None]:
+    sql = text("SELECT * FROM users WHERE status <> 'DEPROVISIONED' ORDER BY id LIMIT :n OFFSET :o")
+
+    def page() -> None:
+        with runtime.database.engine.connect() as conn:
+            conn.execute(sql, {"n": PAGE + 1, "o": offset}).all()
+
+    return page
+
+
+def _keyset_page(runtime: Runtime, after: str) -> Callable[[], None]:
+    sql = text(
+        "SELECT * FROM users WHERE status <> 'DEPROVISIONED' AND id > :a ORDER BY id LIMIT :n"
+    )
+
+    def page() -> None:
+        with runtime.database.engine.connect() as conn:
+            conn.execute(sql, {"n": PAGE + 1, "a": after}).all()
+
+    return page
+
+
+def run(ctx: Context) -> None:
+    """Every size of the mode, on SQLite then PostgreSQL."""
+    for count in ctx.mode.directory_users:
+        ctx.report.section(f"directory: {count:,} users, through the API in-process")
+        _bench_one(ctx, "sqlite", ctx.databases.sqlite(), count)
+        try:
+            url = ctx.databases.postgres()
+        except PostgresUnavailable as exc:
+            ctx.report.note(f"PostgreSQL skipped: {exc}")
+            continue
+        _bench_one(ctx, "postgresql", url, count)

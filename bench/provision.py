@@ -1,0 +1,214 @@
+"""``provision``: assign a group of N users to an app whose downstream is a scim2-server.
+
+Headwater: the ``PUT /api/v1/apps/{app}/groups/{group}`` (one set-based enqueue of N keys) and
+an in-process worker draining the keys until none is pending. Floor: a bare
+``httpx.AsyncClient`` with the same concurrency sending the same requests (``GET /Users?filter=
+userName eq "..."`` then ``POST /Users`` per user) to a fresh scim2-server. Both downstreams are
+real subprocesses on loopback; the ratio is Headwater's wall time over the floor's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from bench.common import (
+    SCIM_HEADERS,
+    Context,
+    Meter,
+    PostgresUnavailable,
+    RequestCounter,
+    Usage,
+    analyze,
+    api_client,
+    assign_group,
+    create_scim_app,
+    login_of,
+    make_runtime,
+    scim_user_body,
+    seed_group,
+    seed_users,
+)
+from headwater.db import queue
+from headwater.runtime.context import Runtime
+from headwater.runtime.worker import Worker
+from headwater.testing.scimserver import ScimServerProcess
+
+__all__ = ["floor_provision", "run", "scim_total"]
+
+NAME = "provision"
+
+
+@dataclass
+class Result:
+    usage: Usage
+    requests: Counter[str]
+    converged: int
+
+
+def scim_total(base_url: str, resource: str = "Users") -> int:
+    """``totalResults`` of a resource listing, read straight from the downstream."""
+    response = httpx.get(f"{base_url}/{resource}", params={"startIndex": 1, "count": 1})
+    response.raise_for_status()
+    return int(response.json()["totalResults"])
+
+
+def _filter_path(login: str) -> str:
+    params = {"filter": f'userName eq "{login}"', "startIndex": 1, "count": 2}
+    return f"Users?{urlencode(params, quote_via=quote)}"
+
+
+async def floor_provision(
+    base_url: str, bodies: list[dict[str, Any]], concurrency: int
+) -> Counter[str]:
+    """Look up then create every user, ``concurrency`` at a time, with a bare client."""
+    counts: Counter[str] = Counter()
+    pending = iter(bodies)
+    limits = httpx.Limits(max_connections=concurrency * 2)
+    async with httpx.AsyncClient(
+        base_url=base_url + "/", limits=limits, timeout=60, headers=SCIM_HEADERS
+    ) as client:
+
+        async def lane() -> None:
+            for body in pending:
+                found = await client.get(_filter_path(body["userName"]))
+                counts["GET /Users"] += 1
+                if found.status_code != 200:
+                    raise RuntimeError(f"lookup failed: {found.status_code} {found.text[:200]}")
+                if found.json().get("totalResults"):
+                    continue
+                created = await client.post("Users", content=json.dumps(body).encode())
+                counts["POST /Users"] += 1
+                if created.status_code != 201:
+                    raise RuntimeError(f"create failed: {created.status_code} {created.text[:200]}")
+
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return counts
+
+
+async def drain(runtime: Runtime, timeout: float = 3600.0) -> None:
+    """Reconcile with one in-process worker until no key is due."""
+    worker = Worker(runtime)
+    try:
+        await worker.drain(timeout=timeout)
+    finally:
+        await worker.reconciler.aclose()
+
+
+def pending(runtime: Runtime) -> int:
+    with runtime.database.read() as session:
+        return queue.pending_count(session)
+
+
+def run_floor(count: int, concurrency: int) -> Result:
+    bodies = [
+        scim_user_body(login_of("user", i), f"00ufloor{i:011d}", f"User {i:06d}")
+        for i in range(count)
+    ]
+    with ScimServerProcess() as server:
+        assert server.pid is not None
+        with Meter({"scim": server.pid}) as meter:
+            counts = asyncio.run(floor_provision(server.base_url, bodies, concurrency))
+        converged = scim_total(server.base_url)
+    return Result(meter.usage, counts, converged)
+
+
+def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float, int]:
+    """Returns the result, the seconds the assignment PUT took, and the concurrency used."""
+    runtime = make_runtime(url, ctx.data_dir(f"provision-{ctx.databases._count}"))
+    try:
+        user_ids = seed_users(runtime, count)
+        group_id = seed_group(runtime, "Everyone", user_ids)
+        analyze(runtime)
+        counter = RequestCounter()
+        runtime.connectors.hooks.append(counter)
+        with ScimServerProcess() as server, api_client(runtime) as client:
+            assert server.pid is not None
+            app_id = create_scim_app(client, server.base_url)
+            asyncio.run(drain(runtime))
+            counter.counts.clear()
+            postgres = runtime.database.dialect == "postgresql"
+            with Meter({"scim": server.pid}, postgres=postgres) as meter:
+                with Meter() as put:
+                    assign_group(client, app_id, group_id)
+                asyncio.run(drain(runtime))
+            left = pending(runtime)
+            if left or counter.failures:
+                raise RuntimeError(f"not converged: {left} keys pending, {counter.failures} errors")
+            converged = scim_total(server.base_url)
+        concurrency = 8
+        return Result(meter.usage, counter.counts, converged), put.usage.wall, concurrency
+    finally:
+        runtime.close()
+        ctx.databases.drop(url)
+
+
+def _describe(counts: Counter[str]) -> str:
+    return ", ".join(f"{key} {n}" for key, n in sorted(counts.items()))
+
+
+def run(ctx: Context) -> None:
+    """Provision N users through Headwater on SQLite (and PostgreSQL), and the floor."""
+    report, count = ctx.report, ctx.mode.provision_users
+    report.section(f"provision: assign a group of {count:,} users to a scim2-server app")
+    targets: list[tuple[str, str]] = [("sqlite", ctx.databases.sqlite())]
+    try:
+        targets.append(("postgresql", ctx.databases.postgres()))
+    except PostgresUnavailable as exc:
+        report.note(f"PostgreSQL skipped: {exc}")
+    floors: list[Result] = []
+    for _ in range(ctx.mode.runs):
+        floors.append(run_floor(count, 8))
+    floor = sorted(floors, key=lambda r: r.usage.wall)[len(floors) // 2]
+    report.row(
+        NAME,
+        "floor (bare httpx, 8 lanes)",
+        f"{floor.usage.describe()}, {count / floor.usage.wall:7.1f} accounts/s",
+        usage=floor.usage.as_dict(),
+        requests=dict(floor.requests),
+        accounts=floor.converged,
+        users=count,
+    )
+    report.line(f"floor requests: {_describe(floor.requests)}")
+    for db, url in targets:
+        results = []
+        for index in range(ctx.mode.runs):
+            if index:
+                url = ctx.databases.sqlite() if db == "sqlite" else ctx.databases.postgres()
+            results.append(run_headwater(ctx, url, count))
+        result, put_seconds, _ = sorted(results, key=lambda r: r[0].usage.wall)[len(results) // 2]
+        wall = result.usage.wall
+        report.row(
+            NAME,
+            f"headwater[{db}]",
+            f"{result.usage.describe()}, {count / wall:7.1f} accounts/s",
+            db=db,
+            usage=result.usage.as_dict(),
+            requests=dict(result.requests),
+            accounts=result.converged,
+            users=count,
+            assignment_put_seconds=put_seconds,
+            runs=[r[0].usage.wall for r in results],
+        )
+        report.line(f"headwater[{db}] requests: {_describe(result.requests)}")
+        report.line(f"headwater[{db}] assignment PUT (enqueue {count:,} keys): {put_seconds:.3f} s")
+        if result.converged != count or floor.converged != count:
+            report.note(f"downstream holds {result.converged} / floor {floor.converged} accounts")
+        report.ratio(
+            NAME,
+            f"headwater[{db}] / floor wall time",
+            wall / floor.usage.wall,
+            f"{wall:.1f} s vs {floor.usage.wall:.1f} s for {count:,} accounts; target < 1.5",
+        )
+        report.ratio(
+            NAME,
+            f"headwater[{db}] / floor client CPU",
+            result.usage.cpu_self / max(floor.usage.cpu_self, 1e-9),
+            f"{result.usage.cpu_self:.1f} s vs {floor.usage.cpu_self:.1f} s in the sending process",
+        )

@@ -1,0 +1,321 @@
+"""Applications: list and create, the General tab (label, lifecycle, reconcile, plan preview)
+and the Provisioning tab (connection with a test button, To-App switches, Headwater settings)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from enum import StrEnum
+from typing import Any, get_type_hints
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from headwater.api.listing import cursor
+from headwater.db import tables as t
+from headwater.domain.settings import ProvisioningSettings
+from headwater.errors import HeadwaterError, InvalidRequest, NotFound
+from headwater.services import applications, operations, planning
+from headwater.web.core import (
+    PREFIX,
+    AdminDep,
+    ConsoleRoute,
+    Form,
+    FormDep,
+    db_of,
+    error_message,
+    reading,
+    render,
+    runtime_of,
+    see_other,
+    session_of,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(route_class=ConsoleRoute)
+
+PAGE = 50
+#: The To-App switches (Okta's USER_PROVISIONING feature), as settings names and labels.
+SWITCHES = (
+    ("create_users", "Create users"),
+    ("update_users", "Update user attributes"),
+    ("deactivate_users", "Deactivate users"),
+    ("reactivate_users", "Reactivate users"),
+    ("group_push", "Group Push"),
+)
+SWITCH_NAMES = frozenset(name for name, _ in SWITCHES)
+#: Secret fields of the connection form, per the service's scheme table.
+SECRET_LABELS = {
+    "token": "Bearer token",
+    "username": "Username",
+    "password": "Password",
+    "token_url": "Token URL",
+    "client_id": "Client id",
+    "client_secret": "Client secret",
+    "scope": "Scope",
+}
+SECRET_FIELDS = frozenset({"token", "password", "client_secret"})
+
+
+# --- List and create ---------------------------------------------------------------------------
+
+
+@router.get("/apps")
+def apps(request: Request, admin: AdminDep, q: str = "", after: str | None = None) -> Response:
+    with reading(request) as session:
+        page = applications.list_apps(session, limit=PAGE, after=cursor(after), q=q or None)
+        connected = applications.connected_app_ids(session, [app.id for app in page])
+    context: dict[str, Any] = {
+        "section": "apps",
+        "apps": list(page),
+        "connected": connected,
+        "next_cursor": page.next_cursor,
+        "q": q,
+        "error": None,
+        "values": {},
+    }
+    return render(request, "apps/list.html", context)
+
+
+def _app_name(form: Form) -> str:
+    """The catalog name: as given, else a slug of the label (Okta generates one too)."""
+    given = form.get("name")
+    return given or (re.sub(r"[^a-z0-9]+", "_", form.get("label").lower()).strip("_") or "app")
+
+
+@router.post("/apps")
+def create_app(request: Request, admin: AdminDep, form: FormDep) -> Response:
+    url = form.get("url")
+    spec = applications.AppSpec(
+        label=form.get("label"),
+        name=_app_name(form),
+        sign_on_mode="BOOKMARK" if url else None,
+        document={"settings": {"app": {"url": url}}} if url else {},
+    )
+    try:
+        with db_of(request).transaction() as session:
+            app = applications.create_app(session, admin.actor, spec, activate=True)
+            app_id, label = app.id, app.label
+    except HeadwaterError as exc:
+        session_of(request).flash("error", error_message(exc))
+        return see_other(f"{PREFIX}/apps")
+    session_of(request).flash("ok", f"Created {label}. Set up its provisioning connection next.")
+    return see_other(f"{PREFIX}/apps/{app_id}/provisioning")
+
+
+# --- General -----------------------------------------------------------------------------------
+
+
+@router.get("/apps/{app_id}")
+def general(request: Request, admin: AdminDep, app_id: str) -> Response:
+    with reading(request) as session:
+        app = applications.get_app(session, app_id)
+        context = {"section": "apps", "tab": "general", "app": app}
+    return render(request, "apps/general.html", context)
+
+
+@router.post("/apps/{app_id}")
+def update_general(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
+    with db_of(request).transaction() as session:
+        app = applications.get_app(session, app_id)
+        spec = applications.AppSpec(
+            label=form.get("label"),
+            name=app.name,
+            sign_on_mode=app.sign_on_mode,
+            document=dict(app.document or {}),
+        )
+        applications.replace_app(session, admin.actor, app_id, spec)
+    session_of(request).flash("ok", "Application saved.")
+    return see_other(f"{PREFIX}/apps/{app_id}")
+
+
+@router.post("/apps/{app_id}/lifecycle/{verb}")
+def app_lifecycle(
+    request: Request, admin: AdminDep, form: FormDep, app_id: str, verb: str
+) -> Response:
+    with db_of(request).transaction() as session:
+        if verb == "activate":
+            applications.activate_app(session, admin.actor, app_id)
+        elif verb == "deactivate":
+            applications.deactivate_app(session, admin.actor, app_id)
+        elif verb == "delete":
+            applications.delete_app(session, admin.actor, app_id)
+        else:
+            raise NotFound()
+    session_of(request).flash("ok", f"Application {verb}d.")
+    return see_other(f"{PREFIX}/apps" if verb == "delete" else f"{PREFIX}/apps/{app_id}")
+
+
+@router.post("/apps/{app_id}/reconcile")
+def reconcile(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
+    with db_of(request).transaction() as session:
+        queued = operations.reconcile_app(session, admin.actor, app_id)
+    session_of(request).flash("ok", f"Full reconcile requested: {queued} key(s) queued.")
+    return see_other(f"{PREFIX}/apps/{app_id}")
+
+
+@router.get("/apps/{app_id}/plan")
+async def plan(request: Request, admin: AdminDep, app_id: str, observe: bool = False) -> Response:
+    """What a reconcile would send now (a dry run through the engine's own planner)."""
+    runtime = runtime_of(request)
+    result = await planning.plan_app(runtime, app_id, observe=observe)
+
+    def load() -> t.App:
+        with reading(request) as session:
+            return applications.get_app(session, app_id)
+
+    app = await run_in_threadpool(load)
+    context = {"section": "apps", "tab": "general", "app": app, "plan": result}
+    return render(request, "apps/plan.html", context)
+
+
+# --- Provisioning --------------------------------------------------------------------------------
+
+
+def _setting_rows(settings: ProvisioningSettings) -> list[dict[str, Any]]:
+    """Every Headwater setting as a form row: its kind decides the input."""
+    kinds = get_type_hints(ProvisioningSettings)
+    rows = []
+    for item in fields(ProvisioningSettings):
+        if item.name in SWITCH_NAMES:
+            continue
+        kind = kinds[item.name]
+        value = getattr(settings, item.name)
+        row: dict[str, Any] = {"name": item.name, "label": item.name.replace("_", " ").capitalize()}
+        if kind is bool:
+            row.update(kind="bool", value=value)
+        elif isinstance(kind, type) and issubclass(kind, StrEnum):
+            row.update(kind="enum", value=str(value), choices=[m.value for m in kind])
+        else:
+            row.update(kind="number" if kind in (int, float) else "text", value=value)
+            row["step"] = "1" if kind is int else "any"
+        rows.append(row)
+    return rows
+
+
+@router.get("/apps/{app_id}/provisioning")
+def provisioning(request: Request, admin: AdminDep, app_id: str) -> Response:
+    with reading(request) as session:
+        app = applications.get_app(session, app_id)
+        connection = session.get(t.AppConnection, app_id)
+        settings = applications.settings_of(app)
+    context = {
+        "section": "apps",
+        "tab": "provisioning",
+        "app": app,
+        "connection": connection,
+        "schemes": list(applications.AUTH_SCHEMES),
+        "secret_labels": SECRET_LABELS,
+        "secret_fields": SECRET_FIELDS,
+        "switches": [(name, label, getattr(settings, name)) for name, label in SWITCHES],
+        "settings": _setting_rows(settings),
+    }
+    return render(request, "apps/provisioning.html", context)
+
+
+def _connection_spec(form: Form) -> applications.ConnectionSpec:
+    """Blank secret fields keep the stored values (the service merges them)."""
+    scheme = form.get("auth_scheme").upper()
+    required, optional = applications.AUTH_SCHEMES.get(scheme, ((), ()))
+    secret = {name: form.raw(name) for name in (*required, *optional) if form.raw(name)}
+    return applications.ConnectionSpec(scheme, form.get("base_url") or None, secret)
+
+
+@router.post("/apps/{app_id}/connection")
+async def save_connection(
+    request: Request, admin: AdminDep, form: FormDep, app_id: str
+) -> Response:
+    """``test`` only probes; ``save`` probes then stores enabled; ``save_disabled`` stores
+    without probing. Nothing is stored when the probe fails."""
+    runtime = runtime_of(request)
+    action = form.get("action")
+    spec = _connection_spec(form)
+
+    def prepare() -> applications.PreparedConnection:
+        with runtime.database.read() as session:
+            return applications.prepare_connection(session, runtime.secrets, app_id, spec)
+
+    def store(prepared: applications.PreparedConnection, enabled: bool) -> None:
+        with runtime.database.transaction() as session:
+            applications.save_connection(session, admin.actor, prepared, enabled=enabled)
+
+    back = see_other(f"{PREFIX}/apps/{app_id}/provisioning")
+    try:
+        prepared = await run_in_threadpool(prepare)
+        if action in ("test", "save"):
+            await applications.probe_connection(runtime.connectors, prepared)
+    except InvalidRequest as exc:
+        session_of(request).flash("error", error_message(exc))
+        return back
+    if action == "test":
+        session_of(request).flash("ok", "Connection test succeeded. Save to use it.")
+        return back
+    await run_in_threadpool(store, prepared, action == "save")
+    state = "saved and enabled" if action == "save" else "saved (disabled)"
+    session_of(request).flash("ok", f"Connection {state}.")
+    return back
+
+
+@router.post("/apps/{app_id}/connection/{verb}")
+async def connection_status(
+    request: Request, admin: AdminDep, form: FormDep, app_id: str, verb: str
+) -> Response:
+    """Enabling tests the stored connection first, as the API does."""
+    if verb not in ("enable", "disable"):
+        raise NotFound()
+    runtime = runtime_of(request)
+
+    def stored() -> applications.PreparedConnection:
+        with runtime.database.read() as session:
+            return applications.stored_connection(session, runtime.secrets, app_id)
+
+    def set_status() -> None:
+        with runtime.database.transaction() as session:
+            enabled = verb == "enable"
+            applications.set_connection_status(session, admin.actor, app_id, enabled=enabled)
+
+    if verb == "enable":
+        await applications.probe_connection(runtime.connectors, await run_in_threadpool(stored))
+    await run_in_threadpool(set_status)
+    session_of(request).flash("ok", f"Connection {verb}d.")
+    return see_other(f"{PREFIX}/apps/{app_id}/provisioning")
+
+
+@router.post("/apps/{app_id}/features")
+def save_features(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
+    """Unchecked boxes are not submitted: every switch is set from the form."""
+    changes = {name: form.checked(name) for name in SWITCH_NAMES}
+    with db_of(request).transaction() as session:
+        applications.update_settings(session, admin.actor, app_id, changes)
+    session_of(request).flash("ok", "Provisioning switches saved.")
+    return see_other(f"{PREFIX}/apps/{app_id}/provisioning")
+
+
+def _settings_body(form: Form) -> dict[str, Any]:
+    """Form text to typed JSON, then the service validates it as the API's body."""
+    body: dict[str, Any] = {}
+    for row in _setting_rows(ProvisioningSettings()):
+        name = row["name"]
+        api_name = name.split("_")[0] + "".join(p.capitalize() for p in name.split("_")[1:])
+        text = form.get(name)
+        try:
+            if row["kind"] == "bool":
+                body[api_name] = form.checked(name)
+            elif row["kind"] == "number":
+                body[api_name] = int(text) if row["step"] == "1" else float(text)
+            else:
+                body[api_name] = text
+        except ValueError:
+            cause = f"{api_name}: must be a number"
+            raise InvalidRequest("Api validation failed: " + cause, [cause]) from None
+    return body
+
+
+@router.post("/apps/{app_id}/settings")
+def save_settings(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
+    changes = applications.parse_settings_changes(_settings_body(form))
+    with db_of(request).transaction() as session:
+        applications.update_settings(session, admin.actor, app_id, changes)
+    session_of(request).flash("ok", "Headwater settings saved.")
+    return see_other(f"{PREFIX}/apps/{app_id}/provisioning")

@@ -1,0 +1,288 @@
+"""Faults between Headwater and a real scim2-server: everything converges, nothing duplicates,
+nothing is orphaned, and every failure is in the system log."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, func, select, update
+from tests.conftest import make_runtime
+from tests.engine.faultkit import (
+    assign_group,
+    converge,
+    creates_per_user_name,
+    downstream_state,
+    proxied_downstream,
+    push_group,
+    seed_app,
+    seed_group,
+    seed_users,
+)
+
+from headwater.db import queue
+from headwater.db import tables as t
+from headwater.runtime.context import Runtime
+from headwater.runtime.worker import Worker
+from headwater.services import guard
+from headwater.services.events import SYSTEM
+
+
+@pytest.fixture
+def fast_runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """SQLite, with retries measured in tens of milliseconds."""
+    runtime = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path)
+    runtime.settings.retry_base_seconds = 0.02
+    yield runtime
+    runtime.close()
+
+
+def _failure_events(runtime: Runtime) -> int:
+    with runtime.database.read() as session:
+        return int(
+            session.execute(
+                select(func.count()).where(
+                    t.Event.outcome_result == "FAILURE", t.Event.event_type.like("application.%")
+                )
+            ).scalar_one()
+        )
+
+
+@pytest.mark.slow
+def test_mixed_faults_converge_exactly(fast_runtime: Runtime) -> None:
+    """2,000 users, 20 pushed groups, 20% of requests failing in assorted ways."""
+    runtime = fast_runtime
+    with proxied_downstream(seed=11) as (server, proxy):
+        users = seed_users(runtime, 2000)
+        everyone = seed_group(runtime, "Everyone here", users)
+        app_id = seed_app(runtime, proxy.base_url, max_concurrency=16)
+        assign_group(runtime, app_id, everyone)
+        pushed = {}
+        for n in range(20):
+            members = users[n * 100 : n * 100 + 100]
+            group_id = seed_group(runtime, f"Team {n:02d}", members)
+            pushed[f"Team {n:02d}"] = {
+                f"user{i:05d}@example.com" for i in range(n * 100, n * 100 + 100)
+            }
+            push_group(runtime, app_id, group_id)
+        rule = proxy.mixed(0.2, seed=3, max_delay=0.05)
+        converge(runtime, timeout=300)
+        proxy.remove(rule)
+        converge(runtime, timeout=60)
+
+        accounts, groups = downstream_state(server.base_url)
+        names = [a["userName"] for a in accounts]
+        assert len(names) == len(set(names)) == 2000
+        assert all(a["active"] for a in accounts)
+        by_id = {a["id"]: a["userName"] for a in accounts}
+        assert {g["displayName"] for g in groups} == set(pushed)
+        for group in groups:
+            members = {by_id[m["value"]] for m in group.get("members", [])}
+            assert members == pushed[group["displayName"]], group["displayName"]
+        assert max(creates_per_user_name(proxy).values()) == 1
+        faults = [e for e in proxy.requests() if e.fault and not e.fault.startswith("delay")]
+        assert faults, "the proxy injected no fault"
+        assert _failure_events(runtime) >= len(faults) * 0.9
+        with runtime.database.read() as session:
+            assert queue.pending_count(session) == 0
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    """A `headwater worker` process is killed at 10 random moments of a 5,000-user run."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    url = f"sqlite:///{tmp_path / 'hw.db'}"
+    runtime = make_runtime(url, tmp_path)
+    env = dict(
+        os.environ,
+        HEADWATER_DATABASE_URL=url,
+        HEADWATER_SECRET_KEY=key,
+        HEADWATER_DATA_DIR=str(tmp_path),
+        HEADWATER_LEASE_SECONDS="2",
+        HEADWATER_RETRY_BASE_SECONDS="0.05",
+        HEADWATER_IDLE_POLL_SECONDS="0.1",
+    )
+    rng = random.Random(5)
+    with proxied_downstream() as (server, proxy):
+        users = seed_users(runtime, 5000)
+        group = seed_group(runtime, "Everyone", users)
+        app_id = seed_app(runtime, proxy.base_url, max_concurrency=16)
+        push_group(runtime, app_id, seed_group(runtime, "Pushed", users[:500]))
+        assign_group(runtime, app_id, group)
+        for _ in range(10):
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "headwater", "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(rng.uniform(0.5, 2.0))
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+        time.sleep(2.1)  # let the dead worker's leases lapse
+        converge(runtime, timeout=300)
+
+        accounts, groups = downstream_state(server.base_url)
+        names = [a["userName"] for a in accounts]
+        assert len(names) == len(set(names)) == 5000
+        assert max(creates_per_user_name(proxy).values()) == 1
+        (pushed,) = groups
+        assert len(pushed.get("members", [])) == 500
+        group_creates = [e for e in proxy.requests("POST", r"/Groups$") if e.upstream_status == 201]
+        assert len(group_creates) == 1
+    runtime.close()
+
+
+def test_bad_member_is_isolated_from_its_batch(fast_runtime: Runtime) -> None:
+    runtime = fast_runtime
+    with proxied_downstream() as (server, proxy):
+        users = seed_users(runtime, 10)
+        app_id = seed_app(runtime, proxy.base_url)
+        assign_group(runtime, app_id, seed_group(runtime, "All", users))
+        converge(runtime)
+        with runtime.database.read() as session:
+            bad_user, bad_external = session.execute(
+                select(t.AppUserLink.user_id, t.AppUserLink.external_id).where(
+                    t.AppUserLink.user_id == users[3]
+                )
+            ).one()
+        proxy.reject_members([bad_external])
+        mapping = push_group(runtime, app_id, seed_group(runtime, "Pushed", users))
+        converge(runtime)
+        _, groups = downstream_state(server.base_url)
+        members = {m["value"] for m in groups[0].get("members", [])}
+        assert len(members) == 9 and bad_external not in members
+        with runtime.database.read() as session:
+            row = session.get(t.PushMapping, mapping)
+            assert row is not None and row.status == "ERROR"
+            assert bad_external in (row.error_summary or "")
+            task = session.execute(select(t.Task).where(t.Task.subject_id == mapping)).scalar_one()
+            assert task.operation == "AddMembers"
+        assert bad_user == users[3]
+
+
+def test_retry_after_is_honoured(fast_runtime: Runtime) -> None:
+    runtime = fast_runtime
+    with proxied_downstream() as (_, proxy):
+        (user,) = seed_users(runtime, 1)
+        app_id = seed_app(runtime, proxy.base_url)
+        proxy.status(429, retry_after=1, method="GET", path=r"/Users$", times=1)
+        assign_group(runtime, app_id, seed_group(runtime, "One", [user]))
+        converge(runtime)
+        lookups = proxy.requests("GET", r"/Users$")
+        assert lookups[0].fault == "status:429"
+        assert lookups[1].time - lookups[0].time >= 1.0
+        assert len(proxy.requests("POST", r"/Users$")) == 1
+
+
+def test_quarantine_then_automatic_recovery(fast_runtime: Runtime) -> None:
+    """A full outage quarantines the app (work held, not dropped); once the app answers the
+    probe, provisioning resumes by itself."""
+    runtime = fast_runtime
+    with proxied_downstream() as (server, proxy):
+        users = seed_users(runtime, 60)
+        app_id = seed_app(runtime, proxy.base_url, max_concurrency=4)
+        proxy.outage_start(mode="503")
+        assign_group(runtime, app_id, seed_group(runtime, "All", users))
+        stop = asyncio.Event()
+        loop = asyncio.new_event_loop()
+        worker = Worker(runtime)
+
+        def run() -> None:
+            loop.run_until_complete(worker.run(stop))
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            _wait(lambda: _quarantined(runtime, app_id), 60, "app was not quarantined")
+            requests_during = proxy.count()
+            time.sleep(1.0)
+            assert proxy.count() - requests_during < 5, "a quarantined app is still hammered"
+            with runtime.database.read() as session:
+                assert queue.pending_count(session, app_id) > 0
+            proxy.outage_end()
+            _wait(lambda: not _quarantined(runtime, app_id), 60, "app did not recover")
+            _wait(lambda: len(downstream_state(server.base_url)[0]) == 60, 60, "no convergence")
+        finally:
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(timeout=20)
+        with runtime.database.read() as session:
+            types = set(session.execute(select(t.Event.event_type)).scalars())
+        assert {"app.headwater.quarantine.start", "app.headwater.quarantine.end"} <= types
+
+
+def _quarantined(runtime: Runtime, app_id: str) -> bool:
+    with runtime.database.read() as session:
+        app = session.get(t.App, app_id)
+        return app is not None and app.quarantined_since is not None
+
+
+def _wait(condition, timeout: float, message: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(message)
+
+
+def test_mass_change_guard_holds_then_releases_on_approval(fast_runtime: Runtime) -> None:
+    runtime = fast_runtime
+    with proxied_downstream() as (server, proxy):
+        users = seed_users(runtime, 50)
+        app_id = seed_app(runtime, proxy.base_url)
+        group = seed_group(runtime, "All", users)
+        assign_group(runtime, app_id, group)
+        converge(runtime)
+        with runtime.database.transaction() as session:
+            queue.enqueue_group_members_for_app(session, group, app_id)
+            session.execute(delete(t.AppGroupAssignment))
+        converge(runtime)
+        accounts, _ = downstream_state(server.base_url)
+        assert all(a["active"] for a in accounts), "the guard let a mass deprovision through"
+        with runtime.database.read() as session:
+            decisions = [h.decision for h in guard.held(session, app_id)]
+            events = set(session.execute(select(t.Event.event_type)).scalars())
+        assert decisions == ["HELD"] * 50
+        assert "app.headwater.mass_change.held" in events
+        with runtime.database.transaction() as session:
+            assert guard.decide(session, app_id, True, SYSTEM) == 50
+        converge(runtime)
+        accounts, _ = downstream_state(server.base_url)
+        assert len(accounts) == 50 and not any(a["active"] for a in accounts)
+        with runtime.database.read() as session:
+            assert guard.held(session, app_id) == []
+        assert proxy.count("PATCH") >= 50
+
+
+def test_rejected_mass_change_keeps_the_accounts(fast_runtime: Runtime) -> None:
+    runtime = fast_runtime
+    with proxied_downstream() as (server, proxy):
+        users = seed_users(runtime, 20)
+        app_id = seed_app(runtime, proxy.base_url)
+        group = seed_group(runtime, "All", users)
+        assign_group(runtime, app_id, group)
+        converge(runtime)
+        with runtime.database.transaction() as session:
+            session.execute(update(t.User).values(status="DEPROVISIONED"))
+            queue.enqueue_app(session, app_id)
+        converge(runtime)
+        with runtime.database.transaction() as session:
+            assert guard.decide(session, app_id, False, SYSTEM) == 20
+            queue.enqueue_app(session, app_id)
+        converge(runtime)
+        accounts, _ = downstream_state(server.base_url)
+        assert all(a["active"] for a in accounts)
+        assert proxy.count("PATCH") == 0
