@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.python import asgi
 
 from headwater.api.app import create_app
 from headwater.runtime.context import Runtime
@@ -34,11 +35,11 @@ def seeded(client: TestClient) -> dict[str, list[str]]:
     return {"user_id": [*users, "seed1@example.com"], "group_id": groups}
 
 
-def _check(case: Any, data: Any, token: str, seeded: dict[str, list[str]]) -> None:
+def _check(case: Any, data: Any, session: Any, token: str, seeded: dict[str, list[str]]) -> None:
     for name, real in seeded.items():
         if name in (case.path_parameters or {}) and data.draw(st.booleans()):
             case.path_parameters[name] = data.draw(st.sampled_from(real))
-    response = case.call(headers={"Authorization": f"SSWS {token}"})
+    response = case.call(session=session, headers={"Authorization": f"SSWS {token}"})
     assert response.status_code < 500, (case.as_curl_command(), response.text)
     if response.status_code >= 400:
         content_type = response.headers.get("content-type", [""])[0]
@@ -57,22 +58,34 @@ def test_no_server_errors(
         key=lambda operation: operation.method.upper() == "DELETE",
     )
     assert len(operations) >= 20
-    for operation in operations:
-        cases = st.one_of(
-            operation.as_strategy(GenerationMode.POSITIVE),
-            operation.as_strategy(GenerationMode.NEGATIVE),
-        )
+    with asgi.get_client(app) as session:
+        for operation in operations:
+            _fuzz(operation, session, api_token, seeded, subtests)
 
-        @given(case=cases, data=st.data())
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        )
-        def run(case: Any, data: Any) -> None:
-            _check(case, data, api_token, seeded)
 
-        with subtests.test(msg=operation.label):
-            run()
+def _fuzz(
+    operation: Any,
+    session: Any,
+    api_token: str,
+    seeded: dict[str, list[str]],
+    subtests: pytest.Subtests,
+) -> None:
+    """One bounded Hypothesis run of valid and invalid requests for one operation."""
+    cases = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    )
+
+    @given(case=cases, data=st.data())
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: Any, data: Any) -> None:
+        _check(case, data, session, api_token, seeded)
+
+    with subtests.test(msg=operation.label):
+        run()

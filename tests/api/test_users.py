@@ -444,3 +444,12 @@ def test_user_groups(client: TestClient) -> None:
     paged = client.get(f"/api/v1/users/{user['id']}/groups?limit=1")
     assert len(paged.json()) == 1 and "next" in link_targets(paged)
     error(client.get("/api/v1/users/00unope/groups"), 404, "E0000007")
+
+
+def test_a_fetched_user_can_be_put_back_unchanged(client: TestClient, runtime: Runtime) -> None:
+    user = create_user(client, "ann@example.com", password=PASSWORD)
+    fetched = client.get(f"/api/v1/users/{user['id']}").json()
+    response = client.put(f"/api/v1/users/{user['id']}", json=fetched)
+    assert response.status_code == 200, response.text
+    assert response.json()["passwordChanged"] == user["passwordChanged"]
+    assert event_types(runtime, user["id"]) == ["user.lifecycle.create", "user.lifecycle.activate"]

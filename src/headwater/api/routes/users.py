@@ -27,8 +27,10 @@ USER_GROUPS_LIMIT = (200, 10000)
 
 
 class PasswordIn(BaseModel):
+    """``{}`` (as a fetched user shows a set password) leaves the password unchanged."""
+
     model_config = ConfigDict(extra="forbid")
-    value: str
+    value: str | None = None
 
 
 class ProviderIn(BaseModel):
