@@ -101,7 +101,7 @@ class Mode:
     @classmethod
     def pick(cls, *, quick: bool, full: bool) -> Mode:
         if quick:
-            return cls("quick", (500,), 300, 300, 300, (1, 2), 10, 40, 1)
+            return cls("quick", (500,), 200, 200, 200, (1, 2), 10, 20, 1)
         if full:
             return cls("full", (10_000, 100_000), 100_000, 100_000, 20_000, (1, 2, 4), 50, 300, 1)
         return cls("default", (10_000,), 10_000, 10_000, 5_000, (1, 2, 4), 50, 300, 1)

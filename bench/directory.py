@@ -76,7 +76,8 @@ def _cursor_at(runtime: Runtime, position: int) -> str:
 
 def _bench_one(ctx: Context, db: str, url: str, count: int) -> None:
     report, samples = ctx.report, ctx.mode.samples
-    label = f"[{db} {count // 1000}k]"
+    size = f"{count // 1000}k" if count % 1000 == 0 else str(count)
+    label = f"[{db} {size}]"
     runtime = make_runtime(url, ctx.data_dir(f"directory-{db}-{count}"))
     try:
         user_ids = seed_users(runtime, count)

@@ -43,7 +43,9 @@ class Downstream:
 
     transport: CountingTransport
     http: httpx.AsyncClient
-    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/scim+json"})
+    headers: dict[str, str] = field(
+        default_factory=lambda: {"Content-Type": "application/scim+json"}
+    )
 
     async def users(self) -> list[dict[str, Any]]:
         response = await self.http.get("/Users", params={"count": 10000})
@@ -96,21 +98,27 @@ class Downstream:
         (await self.http.delete(f"/Groups/{group_id}")).raise_for_status()
 
     async def patch_members(
-        self, group_id: str, *, add: list[str] = (), remove: list[str] = ()  # type: ignore[assignment]
+        self,
+        group_id: str,
+        *,
+        add: list[str] = (),
+        remove: list[str] = (),  # type: ignore[assignment]
     ) -> None:
         operations: list[dict[str, Any]] = [
             {"op": "remove", "path": f'members[value eq "{member}"]'} for member in remove
         ]
         if add:
-            operations.append({"op": "add", "path": "members", "value": [{"value": m} for m in add]})
+            value = [{"value": member} for member in add]
+            operations.append({"op": "add", "path": "members", "value": value})
         body = {"schemas": [PATCH_SCHEMA], "Operations": operations}
         response = await self.http.patch(f"/Groups/{group_id}", json=body, headers=self.headers)
         response.raise_for_status()
 
     def membership_requests(self) -> int:
-        return self.transport.counts[("PATCH", "Groups/{id}")] + self.transport.counts[
-            ("PUT", "Groups/{id}")
-        ]
+        return (
+            self.transport.counts[("PATCH", "Groups/{id}")]
+            + self.transport.counts[("PUT", "Groups/{id}")]
+        )
 
 
 @asynccontextmanager
@@ -170,8 +178,12 @@ def lifecycle(client: TestClient, user_id: str, action: str) -> None:
 
 
 def create_scim_app(client: TestClient, label: str = "Downstream", **settings: Any) -> str:
-    body = {"name": "scim", "label": label, "signOnMode": "BOOKMARK",
-            "settings": {"app": {"url": "https://app.example.com"}}}
+    body = {
+        "name": "scim",
+        "label": label,
+        "signOnMode": "BOOKMARK",
+        "settings": {"app": {"url": "https://app.example.com"}},
+    }
     app_id: str = ok(client.post("/api/v1/apps", json=body))["id"]
     connection = {"baseUrl": BASE, "profile": {"authScheme": "NONE"}}
     ok(client.post(f"/api/v1/apps/{app_id}/connections/default?activate=true", json=connection))

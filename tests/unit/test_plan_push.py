@@ -306,8 +306,6 @@ def test_plan_push_deletion(
 
 
 def test_operations_of_a_plan_are_already_in_sending_order() -> None:
-    plan = plan_push(
-        facts(source_name="Finance", eligible=frozenset({TAYLOR, SAM})), SETTINGS
-    )
+    plan = plan_push(facts(source_name="Finance", eligible=frozenset({TAYLOR, SAM})), SETTINGS)
     ranks = [ops.rank(op) for op in plan.operations]
     assert ranks == sorted(ranks)

@@ -129,6 +129,7 @@ def explain_user(runtime: Runtime, app_id: str, user_id: str) -> dict[str, Any]:
         user = session.get(t.User, user_id)
         if app is None or user is None or user.status == "DELETED":
             raise NotFound()
+        session.expunge(user)  # read after the session ends: keep its loaded attributes
         snap = snapshot.load_accounts(session, app_id, [user_id])[user_id]
         pushes = snapshot.load_push(
             session,

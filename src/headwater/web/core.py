@@ -49,6 +49,19 @@ __all__ = [
 
 PREFIX = "/console"
 TEMPLATES = Path(__file__).parent / "templates"
+#: Console pages hold directory data: never cached, never framed, scripts only from here.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'self'"
+    ),
+    # The same URL answers a page or, to htmx, a fragment.
+    "Vary": "HX-Request, HX-Target",
+}
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
@@ -182,6 +195,7 @@ class ConsoleRoute(APIRoute):
             except HeadwaterError as exc:
                 response = _refused(request, exc)
             _save_session(request, response)
+            response.headers.update(SECURITY_HEADERS)
             return response
 
         return handler
