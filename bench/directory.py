@@ -95,6 +95,13 @@ def _bench_one(ctx: Context, db: str, url: str, count: int) -> None:
 
         with api_client(runtime) as client:
             base = _measure(ctx, label, "pk_select (raw SQL baseline)", pk_select, samples)
+            health = _measure(
+                ctx,
+                label,
+                "GET /health (client + SELECT 1)",
+                lambda: ok(client.get("/health")),
+                samples,
+            )
             get = _measure(
                 ctx,
                 label,
@@ -147,6 +154,12 @@ def _bench_one(ctx: Context, db: str, url: str, count: int) -> None:
                 pages,
             )
         report.ratio(NAME, f"{label} GET user / pk_select", get / base, "API overhead per read")
+        report.ratio(
+            NAME,
+            f"{label} GET user / GET health",
+            get / health,
+            "auth + lookup + rendering over the in-process client's own cost",
+        )
         report.ratio(
             NAME, f"{label} POST user / pk_select", create / base, "a write with its event"
         )

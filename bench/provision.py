@@ -31,11 +31,13 @@ from bench.common import (
     create_scim_app,
     login_of,
     make_runtime,
+    median,
     scim_user_body,
     seed_group,
     seed_users,
 )
 from headwater.db import queue
+from headwater.domain.settings import ProvisioningSettings
 from headwater.runtime.context import Runtime
 from headwater.runtime.worker import Worker
 from headwater.testing.scimserver import ScimServerProcess
@@ -119,8 +121,8 @@ def run_floor(count: int, concurrency: int) -> Result:
     return Result(meter.usage, counts, converged)
 
 
-def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float, int]:
-    """Returns the result, the seconds the assignment PUT took, and the concurrency used."""
+def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
+    """Returns the result and the seconds the assignment PUT itself took."""
     runtime = make_runtime(url, ctx.data_dir(f"provision-{ctx.databases._count}"))
     try:
         user_ids = seed_users(runtime, count)
@@ -142,8 +144,7 @@ def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float, in
             if left or counter.failures:
                 raise RuntimeError(f"not converged: {left} keys pending, {counter.failures} errors")
             converged = scim_total(server.base_url)
-        concurrency = 8
-        return Result(meter.usage, counter.counts, converged), put.usage.wall, concurrency
+        return Result(meter.usage, Counter(counter.counts), converged), put.usage.wall
     finally:
         runtime.close()
         ctx.databases.drop(url)
@@ -153,36 +154,49 @@ def _describe(counts: Counter[str]) -> str:
     return ", ".join(f"{key} {n}" for key, n in sorted(counts.items()))
 
 
+def _middle(results: list[Result]) -> Result:
+    """The run with the median wall time."""
+    return sorted(results, key=lambda r: r.usage.wall)[len(results) // 2]
+
+
 def run(ctx: Context) -> None:
-    """Provision N users through Headwater on SQLite (and PostgreSQL), and the floor."""
-    report, count = ctx.report, ctx.mode.provision_users
-    report.section(f"provision: assign a group of {count:,} users to a scim2-server app")
-    targets: list[tuple[str, str]] = [("sqlite", ctx.databases.sqlite())]
-    try:
-        targets.append(("postgresql", ctx.databases.postgres()))
-    except PostgresUnavailable as exc:
-        report.note(f"PostgreSQL skipped: {exc}")
+    """Provision N users through Headwater on SQLite and PostgreSQL, interleaved with the floor."""
+    report, count, runs = ctx.report, ctx.mode.provision_users, ctx.mode.runs
+    concurrency = ProvisioningSettings().max_concurrency
+    report.section(
+        f"provision: assign a group of {count:,} users to a scim2-server app "
+        f"({runs} run{'s' if runs > 1 else ''} each, median shown)"
+    )
+    databases = ["sqlite", "postgresql"]
     floors: list[Result] = []
-    for _ in range(ctx.mode.runs):
-        floors.append(run_floor(count, 8))
-    floor = sorted(floors, key=lambda r: r.usage.wall)[len(floors) // 2]
+    results: dict[str, list[Result]] = {db: [] for db in databases}
+    puts: dict[str, list[float]] = {db: [] for db in databases}
+    for _ in range(runs):
+        floors.append(run_floor(count, concurrency))
+        for db in list(databases):
+            try:
+                url = ctx.databases.sqlite() if db == "sqlite" else ctx.databases.postgres()
+            except PostgresUnavailable as exc:
+                report.note(f"PostgreSQL skipped: {exc}")
+                databases.remove(db)
+                continue
+            result, put_seconds = run_headwater(ctx, url, count)
+            results[db].append(result)
+            puts[db].append(put_seconds)
+    floor = _middle(floors)
     report.row(
         NAME,
-        "floor (bare httpx, 8 lanes)",
+        f"floor (bare httpx, {concurrency} lanes)",
         f"{floor.usage.describe()}, {count / floor.usage.wall:7.1f} accounts/s",
         usage=floor.usage.as_dict(),
         requests=dict(floor.requests),
         accounts=floor.converged,
         users=count,
+        walls=[r.usage.wall for r in floors],
     )
     report.line(f"floor requests: {_describe(floor.requests)}")
-    for db, url in targets:
-        results = []
-        for index in range(ctx.mode.runs):
-            if index:
-                url = ctx.databases.sqlite() if db == "sqlite" else ctx.databases.postgres()
-            results.append(run_headwater(ctx, url, count))
-        result, put_seconds, _ = sorted(results, key=lambda r: r[0].usage.wall)[len(results) // 2]
+    for db in databases:
+        result = _middle(results[db])
         wall = result.usage.wall
         report.row(
             NAME,
@@ -193,11 +207,13 @@ def run(ctx: Context) -> None:
             requests=dict(result.requests),
             accounts=result.converged,
             users=count,
-            assignment_put_seconds=put_seconds,
-            runs=[r[0].usage.wall for r in results],
+            assignment_put_seconds=median(puts[db]),
+            walls=[r.usage.wall for r in results[db]],
         )
         report.line(f"headwater[{db}] requests: {_describe(result.requests)}")
-        report.line(f"headwater[{db}] assignment PUT (enqueue {count:,} keys): {put_seconds:.3f} s")
+        report.line(
+            f"headwater[{db}] assignment PUT (enqueues {count:,} keys): {median(puts[db]):.3f} s"
+        )
         if result.converged != count or floor.converged != count:
             report.note(f"downstream holds {result.converged} / floor {floor.converged} accounts")
         report.ratio(

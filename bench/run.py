@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import platform
@@ -62,11 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument(
+        "--runs", type=int, help="repeat the whole provision runs (median reported; default 1)"
+    )
     args = parser.parse_args(argv)
 
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.ERROR)
     mode = Mode.pick(quick=args.quick, full=args.full)
+    if args.runs:
+        mode = dataclasses.replace(mode, runs=args.runs)
     machine = _machine()
     print(
         f"headwater benchmarks, {mode.name} mode: {machine['cpu']}, {machine['cores']} cores, "

@@ -1,0 +1,206 @@
+"""``headwater apps ...``, ``assign``, ``unassign`` and ``push``: apps and what they receive."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import func, select
+
+from headwater.commands.common import (
+    cli_actor,
+    err,
+    explain,
+    fail,
+    find_app,
+    find_group,
+    opened,
+    out,
+    when,
+)
+from headwater.db import tables as t
+from headwater.errors import InvalidRequest
+
+__all__ = ["AppArg", "GroupArg", "apps_app", "assign", "push", "unassign"]
+
+#: Where ``apps create`` reads the bearer token when ``--token-prompt`` is not given.
+TOKEN_ENV = "HEADWATER_SCIM_TOKEN"
+
+apps_app = typer.Typer(
+    help="Applications and their SCIM provisioning connections.", no_args_is_help=True
+)
+
+AppArg = Annotated[str, typer.Argument(help="Label, name or id of the app.", show_default=False)]
+GroupArg = Annotated[str, typer.Argument(help="Name or id of the group.", show_default=False)]
+
+
+def _print(message: str) -> None:
+    out().print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+@apps_app.command("list")
+def apps_list() -> None:
+    """List apps with their provisioning connection and the keys waiting for the engine."""
+    with opened() as runtime, runtime.database.read() as session:
+        rows = list(session.execute(select(t.App).order_by(t.App.id)).scalars())
+        connections = {c.app_id: c for c in session.execute(select(t.AppConnection)).scalars()}
+        pending = dict(
+            session.execute(
+                select(t.ReconcileKey.app_id, func.count()).group_by(t.ReconcileKey.app_id)
+            ).tuples()
+        )
+    table = Table("id", "label", "status", "provisioning", "keys queued", "quarantined since")
+    for app in rows:
+        connection = connections.get(app.id)
+        target = f"{connection.base_url} ({connection.status})" if connection else "none"
+        quarantined = when(app.quarantined_since) if app.quarantined_since else ""
+        table.add_row(
+            app.id, app.label, app.status, target, str(pending.get(app.id, 0)), quarantined
+        )
+    out().print(table)
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") or "app"
+
+
+@apps_app.command("create")
+def apps_create(
+    label: Annotated[str, typer.Option(help="Display name of the app.", show_default=False)],
+    scim_url: Annotated[
+        str,
+        typer.Option(
+            "--scim-url",
+            help="SCIM 2.0 base URL, e.g. https://app.example.com/scim/v2.",
+            show_default=False,
+        ),
+    ],
+    token_prompt: Annotated[
+        bool,
+        typer.Option(
+            "--token-prompt",
+            help=f"Ask for the bearer token (hidden) instead of reading ${TOKEN_ENV}.",
+        ),
+    ] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Catalog name [default: the label in lower case, as a slug].",
+                     show_default=False),
+    ] = None,
+) -> None:
+    """Create an active app and its provisioning connection, tested first.
+
+    The bearer token comes from a hidden prompt (--token-prompt) or from $HEADWATER_SCIM_TOKEN,
+    never from the command line; without either, the app is called without authentication.
+    If the connection test fails, the app is removed again and the command exits with 1.
+    """
+    from headwater.services import applications
+
+    token = typer.prompt("Bearer token", hide_input=True) if token_prompt else None
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if token is None:
+        err().print(
+            f"warning: no bearer token (no --token-prompt, ${TOKEN_ENV} unset); "
+            "the app will be called without authentication",
+            markup=False,
+            highlight=False,
+        )
+    connection = applications.ConnectionSpec(
+        "TOKEN" if token else "NONE", scim_url, {"token": token} if token else {}
+    )
+    spec = applications.AppSpec(label=label, name=name or _slug(label))
+    actor = cli_actor()
+    with opened() as runtime:
+        with runtime.database.transaction() as session:
+            app = applications.create_app(session, actor, spec, activate=True)
+            session.flush()
+            prepared = applications.prepare_connection(
+                session, runtime.secrets, app.id, connection
+            )
+            app_id = app.id
+        try:
+            asyncio.run(applications.probe_connection(runtime.connectors, prepared))
+        except InvalidRequest as exc:
+            with runtime.database.transaction() as session:
+                applications.deactivate_app(session, actor, app_id)
+                applications.delete_app(session, actor, app_id)
+            fail(f"{explain(exc)} (the app was not kept)")
+        with runtime.database.transaction() as session:
+            applications.save_connection(session, actor, prepared, enabled=True)
+    auth = "a bearer token" if token else "no authentication"
+    _print(f"Created {label} ({app_id}): provisioning to {scim_url} with {auth}, tested and enabled.")
+
+
+def assign(
+    app: AppArg,
+    group: GroupArg,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=100,
+            help="0-100; the lowest number's app profile wins [default: after the others].",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Assign an app to a group: its members get accounts (or keep them, at a new priority)."""
+    from headwater.services import applications
+
+    with opened() as runtime, runtime.database.transaction() as session:
+        app_row, group_row = find_app(session, app), find_group(session, group)
+        spec = applications.GroupAssignmentSpec(priority=priority)
+        row = applications.assign_group(session, cli_actor(), app_row.id, group_row.id, spec)
+        members = session.execute(
+            select(func.count()).where(t.Membership.group_id == group_row.id)
+        ).scalar_one()
+        message = (
+            f"Assigned {app_row.label} to {group_row.name} at priority {row.priority} "
+            f"({members} members)."
+        )
+    _print(message)
+
+
+def unassign(app: AppArg, group: GroupArg) -> None:
+    """Unassign an app from a group: members with no other grant lose their account (their
+    pushed memberships are removed first)."""
+    from headwater.services import applications
+
+    with opened() as runtime, runtime.database.transaction() as session:
+        app_row, group_row = find_app(session, app), find_group(session, group)
+        if session.get(t.AppGroupAssignment, (app_row.id, group_row.id)) is None:
+            fail(f"{group_row.name} is not assigned to {app_row.label}")
+        applications.unassign_group(session, cli_actor(), app_row.id, group_row.id)
+        message = f"Unassigned {app_row.label} from {group_row.name}."
+    _print(message)
+
+
+def push(
+    app: AppArg,
+    group: GroupArg,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Name of the downstream group [default: the group's name]; an existing "
+            "downstream group of that name is linked.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Push a group to an app (Group Push): the downstream group's members follow it."""
+    from headwater.services import grouppush
+
+    with opened() as runtime, runtime.database.transaction() as session:
+        app_row, group_row = find_app(session, app), find_group(session, group)
+        target = name or group_row.name
+        spec = grouppush.MappingSpec(group_row.id, target_group_name=target)
+        mapping = grouppush.create_mapping(session, cli_actor(), app_row.id, spec)
+        message = (
+            f"Pushing {group_row.name} to {app_row.label} as {target!r} (mapping {mapping.id})."
+        )
+    _print(message)
