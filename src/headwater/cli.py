@@ -1,4 +1,5 @@
-"""The ``headwater`` command: serve, worker, demo, tokens and admin commands."""
+"""The ``headwater`` command: serve, worker, demo, tokens and admin commands, and the
+directory, app and engine commands of ``headwater.commands``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from headwater import clock
+from headwater.commands import apps as apps_commands
+from headwater.commands import directory as directory_commands
+from headwater.commands import engine as engine_commands
+from headwater.commands import reconcile as reconcile_commands
 from headwater.config import Settings
 from headwater.runtime.context import Runtime
 
@@ -25,6 +30,15 @@ token_app = typer.Typer(help="Manage SSWS API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 admin_app = typer.Typer(help="Manage console administrators.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+app.add_typer(directory_commands.users_app, name="users")
+app.add_typer(directory_commands.groups_app, name="groups")
+app.add_typer(apps_commands.apps_app, name="apps")
+app.command("assign")(apps_commands.assign)
+app.command("unassign")(apps_commands.unassign)
+app.command("push")(apps_commands.push)
+app.command("reconcile")(reconcile_commands.reconcile)
+app.command("plan")(engine_commands.plan)
+app.command("status")(engine_commands.status)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -39,22 +39,55 @@ NAMES = ("alpha", "beta", "gamma", "delta")
 user_index = st.integers(0, USERS - 1)
 group_index = st.integers(0, GROUPS - 1)
 
-ACTIONS = st.one_of(
-    st.tuples(st.just("create_user"), user_index),
-    st.tuples(st.just("deactivate"), user_index),
-    st.tuples(st.just("reactivate"), user_index),
+_membership_changes = [
     st.tuples(st.just("add_member"), group_index, user_index),
     st.tuples(st.just("remove_member"), group_index, user_index),
+]
+_grants = [
     st.tuples(st.just("assign_group"), group_index),
     st.tuples(st.just("unassign_group"), group_index),
     st.tuples(st.just("assign_user"), user_index),
     st.tuples(st.just("unassign_user"), user_index),
+]
+_mappings = [
     st.tuples(st.just("push"), group_index),
     st.tuples(st.just("deactivate_mapping"), group_index),
     st.tuples(st.just("activate_mapping"), group_index),
     st.tuples(st.just("delete_mapping"), group_index, st.booleans()),
     st.tuples(st.just("rename"), group_index, st.sampled_from(NAMES)),
+]
+_users = [
+    st.tuples(st.just("create_user"), user_index),
+    st.tuples(st.just("deactivate"), user_index),
+    st.tuples(st.just("reactivate"), user_index),
+]
+#: Memberships and grants are listed twice: they are what makes accounts and pushed members.
+ACTIONS = st.one_of(
+    *_membership_changes,
+    *_membership_changes,
+    *_grants,
+    *_grants,
+    *_mappings,
+    *_users,
     st.tuples(st.just("drain")),
+)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a scenario starts: users 0-2 exist (user 3 only if an action creates it), some
+    in groups; some groups assigned, some pushed."""
+
+    members: frozenset[tuple[int, int]]
+    assigned: frozenset[int]
+    pushed: frozenset[int]
+
+
+STARTS = st.builds(
+    Start,
+    members=st.frozensets(st.tuples(group_index, st.integers(0, USERS - 2)), max_size=7),
+    assigned=st.frozensets(group_index, max_size=2),
+    pushed=st.frozensets(group_index, max_size=2),
 )
 
 
@@ -284,7 +317,9 @@ def fresh_world() -> Iterator[tuple[Runtime, TestClient]]:
             runtime.close()
 
 
-async def run_scenario(runtime: Runtime, client: TestClient, actions: list[Any]) -> None:
+async def run_scenario(
+    runtime: Runtime, client: TestClient, start: Start, actions: list[Any]
+) -> None:
     async with downstream(runtime) as scim:
         app_id = create_scim_app(client, "Property")
         groups = [
@@ -292,6 +327,14 @@ async def run_scenario(runtime: Runtime, client: TestClient, actions: list[Any])
             for i in range(GROUPS)
         ]
         world = World(client, app_id, groups)
+        for index in range(USERS - 1):
+            _create_user(world, index)
+        for group, index in sorted(start.members):
+            _membership("PUT")(world, group, index)
+        for group in sorted(start.assigned):
+            _assign_group(world, group)
+        for group in sorted(start.pushed):
+            _push(world, group)
         for action in actions:
             if act(world, action):
                 await drain(runtime)
@@ -305,7 +348,7 @@ async def run_scenario(runtime: Runtime, client: TestClient, actions: list[Any])
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(actions=st.lists(ACTIONS, min_size=5, max_size=30))
-def test_any_sequence_converges_to_the_desired_state(actions: list[Any]) -> None:
+@given(start=STARTS, actions=st.lists(ACTIONS, min_size=5, max_size=30))
+def test_any_sequence_converges_to_the_desired_state(start: Start, actions: list[Any]) -> None:
     with fresh_world() as (runtime, client):
-        asyncio.run(run_scenario(runtime, client, actions))
+        asyncio.run(run_scenario(runtime, client, start, actions))

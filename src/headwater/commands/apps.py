@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -45,23 +48,34 @@ def _print(message: str) -> None:
 @apps_app.command("list")
 def apps_list() -> None:
     """List apps with their provisioning connection and the keys waiting for the engine."""
+    table = Table("id", "label", "status", "provisioning", "keys queued", "quarantined since")
     with opened() as runtime, runtime.database.read() as session:
-        rows = list(session.execute(select(t.App).order_by(t.App.id)).scalars())
         connections = {c.app_id: c for c in session.execute(select(t.AppConnection)).scalars()}
         pending = dict(
             session.execute(
                 select(t.ReconcileKey.app_id, func.count()).group_by(t.ReconcileKey.app_id)
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
-    table = Table("id", "label", "status", "provisioning", "keys queued", "quarantined since")
-    for app in rows:
-        connection = connections.get(app.id)
-        target = f"{connection.base_url} ({connection.status})" if connection else "none"
-        quarantined = when(app.quarantined_since) if app.quarantined_since else ""
-        table.add_row(
-            app.id, app.label, app.status, target, str(pending.get(app.id, 0)), quarantined
-        )
+        for app in session.execute(select(t.App).order_by(t.App.id)).scalars():
+            connection = connections.get(app.id)
+            target = f"{connection.base_url} ({connection.status})" if connection else "none"
+            quarantined = when(app.quarantined_since) if app.quarantined_since else ""
+            keys = str(pending.get(app.id, 0))
+            table.add_row(app.id, app.label, app.status, target, keys, quarantined)
     out().print(table)
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Mute a logger's warnings while the command reports the same failure itself."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _slug(label: str) -> str:
@@ -88,8 +102,9 @@ def apps_create(
     ] = False,
     name: Annotated[
         str | None,
-        typer.Option(help="Catalog name [default: the label in lower case, as a slug].",
-                     show_default=False),
+        typer.Option(
+            help="Catalog name [default: the label in lower case, as a slug].", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Create an active app and its provisioning connection, tested first.
@@ -118,12 +133,11 @@ def apps_create(
         with runtime.database.transaction() as session:
             app = applications.create_app(session, actor, spec, activate=True)
             session.flush()
-            prepared = applications.prepare_connection(
-                session, runtime.secrets, app.id, connection
-            )
+            prepared = applications.prepare_connection(session, runtime.secrets, app.id, connection)
             app_id = app.id
         try:
-            asyncio.run(applications.probe_connection(runtime.connectors, prepared))
+            with _quiet(applications.log):
+                asyncio.run(applications.probe_connection(runtime.connectors, prepared))
         except InvalidRequest as exc:
             with runtime.database.transaction() as session:
                 applications.deactivate_app(session, actor, app_id)
@@ -132,7 +146,10 @@ def apps_create(
         with runtime.database.transaction() as session:
             applications.save_connection(session, actor, prepared, enabled=True)
     auth = "a bearer token" if token else "no authentication"
-    _print(f"Created {label} ({app_id}): provisioning to {scim_url} with {auth}, tested and enabled.")
+    _print(
+        f"Created {label} ({app_id}): provisioning to {scim_url} with {auth} "
+        "(connection tested and enabled)."
+    )
 
 
 def assign(

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from headwater.commands.common import (
     cli_actor,
     err,
+    explain,
+    fail,
     find_group,
     find_user,
     opened,
@@ -60,13 +62,13 @@ def users_list(
     """List people, oldest first (deactivated people only when --filter asks for them)."""
     from headwater.services import directory
 
+    table = Table("id", "login", "name", "email", "status")
     with opened() as runtime, runtime.database.read() as session:
         query = directory.users_query(filter=filter_, q=search)
         rows = list(session.execute(query.order_by(t.User.id).limit(limit + 1)).scalars())
-    table = Table("id", "login", "name", "email", "status")
-    for user in rows[:limit]:
-        email = str((user.profile or {}).get("email") or "")
-        table.add_row(user.id, user.login, _full_name(user), email, user.status)
+        for user in rows[:limit]:
+            email = str((user.profile or {}).get("email") or "")
+            table.add_row(user.id, user.login, _full_name(user), email, user.status)
     out().print(table)
     _more(len(rows[:limit]), limit, len(rows))
 
@@ -109,13 +111,18 @@ def users_create(
 
 def _change_status(key: str, action_name: str) -> None:
     from headwater.domain.lifecycle import Action
+    from headwater.errors import HeadwaterError
     from headwater.services import directory
 
     action = Action(action_name)
     with opened() as runtime, runtime.database.transaction() as session:
         user = find_user(session, key)
-        directory.change_status(session, cli_actor(), user.id, action)
         login, status = user.login, user.status
+        try:
+            directory.change_status(session, cli_actor(), user.id, action)
+        except HeadwaterError as exc:
+            fail(f"{explain(exc)} ({login} is {status})")
+        status = user.status
     verb = "Activated" if action is Action.ACTIVATE else "Deactivated"
     out().print(f"{verb} {login}, now {status}.", markup=False, highlight=False)
 
@@ -146,6 +153,7 @@ def groups_list(
     """List groups, oldest first, with their member counts."""
     from headwater.services import directory
 
+    table = Table("id", "name", "type", "members", "description")
     with opened() as runtime, runtime.database.read() as session:
         query = directory.groups_query(q=search)
         rows = list(session.execute(query.order_by(t.Group.id).limit(limit + 1)).scalars())
@@ -155,12 +163,13 @@ def groups_list(
                 select(t.Membership.group_id, func.count())
                 .where(t.Membership.group_id.in_([g.id for g in shown]))
                 .group_by(t.Membership.group_id)
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
-    table = Table("id", "name", "type", "members", "description")
-    for group in shown:
-        members = str(counts.get(group.id, 0))
-        table.add_row(group.id, group.name, group.type, members, group.description or "")
+        for group in shown:
+            members = str(counts.get(group.id, 0))
+            table.add_row(group.id, group.name, group.type, members, group.description or "")
     out().print(table)
     _more(len(shown), limit, len(rows))
 

@@ -53,6 +53,7 @@ __all__ = [
     "apps_of_group",
     "assign_group",
     "assign_user",
+    "check_template",
     "connected_app_ids",
     "connection",
     "create_app",

@@ -1,0 +1,124 @@
+"""``headwater reconcile``: 2,000 accounts provisioned into a real scim2-server with a live
+progress bar; ``--no-progress``; exit status 1 when a permanent failure opens a Task."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from clikit import Cli, plain, seed_group
+from sqlalchemy import func, select
+
+from headwater.db import tables as t
+from headwater.runtime.context import Runtime
+from headwater.services import applications
+from headwater.services.events import SYSTEM
+from headwater.testing.scimserver import ScimServerProcess
+
+#: What makes Rich draw its live display as on a terminal, 120 columns wide.
+TERMINAL = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "120"}
+SUMMARY = re.compile(
+    r"Reconciled (?P<app>.+): (?P<done>\d+)/(?P<total>\d+) keys done, (?P<requests>\d+) "
+    r"requests, (?P<errors>\d+) errors, (?P<tasks>\d+) tasks opened, in [\d.]+ s\.$"
+)
+
+
+def connected_app(cli: Cli, downstream: ScimServerProcess, label: str) -> None:
+    result = cli(
+        "apps",
+        "create",
+        "--label",
+        label,
+        "--scim-url",
+        downstream.base_url,
+        env={"HEADWATER_SCIM_TOKEN": downstream.bearer_token},
+    )
+    assert result.exit_code == 0, result.stderr
+
+
+def summary(stdout: str) -> dict[str, str]:
+    last = stdout.strip().splitlines()[-1]
+    match = SUMMARY.match(last)
+    assert match is not None, stdout
+    return match.groupdict()
+
+
+def downstream_count(downstream: ScimServerProcess, domain: str) -> int:
+    response = httpx.get(
+        f"{downstream.base_url}/Users",
+        params={"filter": f'userName ew "@{domain}"', "count": 1},
+        headers={"Authorization": f"Bearer {downstream.bearer_token}"},
+    )
+    response.raise_for_status()
+    return int(response.json()["totalResults"])
+
+
+def test_reconcile_2000_users_with_live_progress(
+    cli: Cli, runtime: Runtime, downstream: ScimServerProcess
+) -> None:
+    seed_group(runtime, "Everyone", 2000, "bulk.example")
+    connected_app(cli, downstream, "Bulk App")
+    assert "(2000 members)" in cli.ok("assign", "Bulk App", "Everyone")
+
+    result = cli("reconcile", "Bulk App", env=TERMINAL)
+
+    assert result.exit_code == 0, result.stderr
+    numbers = summary(result.stdout)
+    assert (numbers["app"], numbers["done"], numbers["total"]) == ("Bulk App", "2000", "2000")
+    assert int(numbers["requests"]) >= 2000
+    assert (numbers["errors"], numbers["tasks"]) == ("0", "0")
+    drawn = plain(result.stderr)
+    assert "2000/2000 keys" in drawn and "100%" in drawn
+    assert re.search(r"\b[1-9]\d?%", drawn), "no intermediate percentage was drawn"
+    assert re.search(r"\b\d+ requests\b", drawn) and "0 errors" in drawn
+    assert downstream_count(downstream, "bulk.example") == 2000
+    with runtime.database.read() as session:
+        assert session.execute(select(func.count()).select_from(t.ReconcileKey)).scalar() == 0
+        workers = session.execute(select(func.count()).select_from(t.WorkerHeartbeat)).scalar()
+        assert workers == 0  # the in-process worker signed off
+
+
+def test_no_progress_prints_only_the_summary(
+    cli: Cli, runtime: Runtime, downstream: ScimServerProcess
+) -> None:
+    seed_group(runtime, "Few", 5, "few.example")
+    connected_app(cli, downstream, "Few App")
+    cli.ok("assign", "Few App", "Few")
+
+    result = cli("reconcile", "Few App", "--no-progress", env=TERMINAL)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.count("\n") == 1
+    assert summary(result.stdout)["done"] == "5"
+    # Again, in sync: a full reconcile reads each account back and changes nothing.
+    again = summary(cli.ok("reconcile", "Few App", "--no-progress"))
+    assert (again["done"], again["requests"], again["tasks"]) == ("5", "5", "0")
+
+
+def test_permanent_failures_exit_with_1(
+    cli: Cli, runtime: Runtime, downstream: ScimServerProcess
+) -> None:
+    seed_group(runtime, "Broken", 3, "broken.example")
+    connected_app(cli, downstream, "Broken App")
+    with runtime.database.transaction() as session:
+        app_id = session.execute(select(t.App.id).where(t.App.label == "Broken App")).scalar_one()
+        changes = {"user_name_template": "${source.nickName}"}  # empty for everyone
+        applications.update_settings(session, SYSTEM, app_id, changes)
+    cli.ok("assign", "Broken App", "Broken")
+
+    result = cli("reconcile", "Broken App", "--no-progress")
+
+    assert result.exit_code == 1
+    assert summary(result.stdout)["tasks"] == "3"
+    assert "3 operation(s) failed permanently" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    # Failing again still counts: the same Tasks are attempted once more.
+    assert cli("reconcile", "Broken App", "--no-progress").exit_code == 1
+
+
+def test_unknown_app(cli: Cli) -> None:
+    result = cli("reconcile", "Nope")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: no app with id, label or name 'Nope'"
+    assert result.stdout == ""
