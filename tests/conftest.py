@@ -49,7 +49,7 @@ def pg_template() -> Iterator[str]:
         engine = _admin_engine()
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required in CI and is unreachable: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")

@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from headwater.db import tables as t
 from headwater.runtime.context import Runtime
 from headwater.runtime.worker import Worker
 from headwater.testing.scimserver import in_process_app
@@ -131,12 +133,19 @@ async def downstream(runtime: Runtime) -> AsyncIterator[Downstream]:
         yield Downstream(transport, http)
 
 
-async def drain(runtime: Runtime, timeout: float = 60.0) -> None:
+async def drain(runtime: Runtime, timeout: float = 60.0, *, settled: bool = True) -> None:
+    """Reconcile until nothing is due; with ``settled``, also insist nothing is left waiting
+    (a key held back by a retry delay means a reconcile failed, which these tests never
+    expect)."""
     worker = Worker(runtime)
     try:
         await worker.drain(timeout=timeout)
     finally:
         await worker.reconciler.aclose()
+    if settled:
+        with runtime.database.read() as session:
+            left = session.execute(select(t.ReconcileKey.kind, t.ReconcileKey.attempts)).all()
+        assert not left, f"keys left after drain: {left}"
 
 
 # --- The directory and apps, through the HTTP API ---------------------------------------------

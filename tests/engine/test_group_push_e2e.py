@@ -404,3 +404,69 @@ async def test_a_thousand_member_push_is_batched(client: TestClient, runtime: Ru
         members = await scim.member_names("Everyone Big")
         assert members is not None and len(members) == 1000
         assert get_mapping(client, app, mapping["id"])["skippedMembers"] == 0
+
+
+async def test_renaming_onto_a_group_kept_downstream_is_a_task_until_fixed(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """Okta's "group already exists": no duplicate name downstream, an error the admin sees."""
+    async with downstream(runtime) as scim:
+        seed = await seeded(client, runtime, scim)
+        kept = create_group(client, "Old Push", [seed.alex])
+        old_mapping = push_group(client, seed.app, kept)
+        await drain(runtime)
+        unlink(client, seed.app, old_mapping["id"], delete_target=False)
+        rename_group(client, kept, "Archived")
+        rename_group(client, seed.push_group, "Old Push")
+        await drain(runtime)
+        mapping = get_mapping(client, seed.app, seed.mapping["id"])
+        assert mapping["status"] == "ERROR" and "already exists" in mapping["errorSummary"]
+        tasks = client.get(f"/api/v1/apps/{seed.app}/tasks").json()
+        assert [task["operation"] for task in tasks] == ["RenameGroup"]
+        assert len([g for g in await scim.groups() if g["displayName"] == "Old Push"]) == 1
+        rename_group(client, seed.push_group, "New Push")
+        await drain(runtime)
+        assert get_mapping(client, seed.app, seed.mapping["id"])["status"] == "ACTIVE"
+        assert client.get(f"/api/v1/apps/{seed.app}/tasks").json() == []
+        assert await scim.member_names("New Push") == {TAYLOR, ALEX, SAM}
+
+
+async def test_renaming_onto_a_stale_app_group_name(client: TestClient, runtime: Runtime) -> None:
+    """The kept group was deleted downstream by hand: its name is free again."""
+    async with downstream(runtime) as scim:
+        seed = await seeded(client, runtime, scim)
+        kept = create_group(client, "Old Push", [seed.alex])
+        old_mapping = push_group(client, seed.app, kept)
+        await drain(runtime)
+        unlink(client, seed.app, old_mapping["id"], delete_target=False)
+        old_group = await scim.group_by_name("Old Push")
+        assert old_group is not None
+        await scim.delete_group(old_group["id"])
+        rename_group(client, kept, "Old Push Two")
+        rename_group(client, seed.push_group, "Old Push")
+        await drain(runtime)
+        assert get_mapping(client, seed.app, seed.mapping["id"])["status"] == "ACTIVE"
+        assert await scim.member_names("Old Push") == {TAYLOR, ALEX, SAM}
+        # Pushing the other group again creates its downstream group under its new name.
+        push_group(client, seed.app, kept)
+        await drain(runtime)
+        assert await scim.member_names("Old Push Two") == {ALEX}
+
+
+async def test_a_put_only_app_gets_whole_groups(client: TestClient, runtime: Runtime) -> None:
+    async with downstream(runtime) as scim:
+        seed = Seed(client)
+        client.put(
+            f"/api/v1/apps/{seed.app}/provisioning/settings", json={"membershipMethod": "PUT"}
+        )
+        await drain(runtime)
+        assert await scim.member_names("AppPushGroup") == {TAYLOR, ALEX, SAM}
+        remove_member(client, seed.push_group, seed.sam)
+        rename_group(client, seed.push_group, "Renamed Push")
+        await drain(runtime)
+        assert await scim.member_names("Renamed Push") == {TAYLOR, ALEX}
+        lifecycle(client, seed.taylor, "deactivate")
+        await drain(runtime)
+        await assert_taylor_gone(scim)
+        assert await scim.member_names("Renamed Push") == {ALEX}
+        assert scim.transport.counts[("PATCH", "Groups/{id}")] == 0

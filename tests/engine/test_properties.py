@@ -226,11 +226,12 @@ HANDLERS: dict[str, Any] = {
 class Desired:
     #: Logins (lowercased) that must hold an active account.
     logins: frozenset[str]
-    #: Visible ACTIVE mappings: downstream name → logins of source members with an account.
+    #: ACTIVE mappings: downstream name → logins of source members with an account.
     groups: dict[str, frozenset[str]]
     #: External ids of downstream groups Headwater still manages (any mapping status).
     managed: frozenset[str]
-    tasks: int
+    #: Messages of open Tasks.
+    tasks: tuple[str, ...]
     keys: int
 
 
@@ -273,14 +274,17 @@ def desired_state(runtime: Runtime, app_id: str) -> Desired:
             ).scalars()
             name = mapping.target_group_name or source.name
             groups[name] = frozenset(wanted[m] for m in members if m in wanted)
-        tasks = len(session.execute(select(t.Task.id)).all())
+        tasks = tuple(session.execute(select(t.Task.message)).scalars())
         keys = len(session.execute(select(t.ReconcileKey.subject_id)).all())
     return Desired(frozenset(wanted.values()), groups, frozenset(managed), tasks, keys)
 
 
 async def check_converged(runtime: Runtime, app_id: str, scim: Downstream) -> None:
     desired = desired_state(runtime, app_id)
-    assert (desired.tasks, desired.keys) == (0, 0)
+    assert desired.keys == 0
+    # The one failure allowed: renaming onto the name of a group left downstream by an unlink
+    # that kept it (Okta's "group already exists"); that mapping is ERROR until an admin acts.
+    assert all("already exists" in message for message in desired.tasks), desired.tasks
     accounts = await scim.users()
     names = [a["userName"].lower() for a in accounts]
     assert len(names) == len(set(names)), f"duplicate accounts: {sorted(names)}"

@@ -78,7 +78,9 @@ class Worker:
     def _release(self, keys: Sequence[ClaimedKey]) -> None:
         with self.runtime.database.transaction() as session:
             for key in keys:
-                queue.retry_later(session, key, self.runtime.settings.retry_base_seconds)
+                queue.retry_later(
+                    session, key, self.runtime.settings.retry_base_seconds * 5, count_attempt=False
+                )
 
     async def _heartbeat(self, keys: Sequence[ClaimedKey]) -> None:
         lease = self.runtime.settings.lease_seconds

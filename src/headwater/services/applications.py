@@ -887,7 +887,7 @@ class UserAssignmentSpec:
 
 def _user(session: Session, user_id: str) -> t.User:
     user = session.get(t.User, user_id)
-    if user is None:
+    if user is None or user.status == "DELETED":
         raise NotFound(f"Not found: Resource not found: {user_id} (User)")
     return user
 

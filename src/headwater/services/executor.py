@@ -7,6 +7,7 @@ crashed create never leaves a duplicate account or group.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -43,7 +44,9 @@ class Connector(Protocol):
     async def find_group(self, display_name: str) -> RemoteGroup | None: ...
     async def get_group(self, id: str) -> RemoteGroup | None: ...
     async def create_group(self, display_name: str) -> RemoteGroup: ...
-    async def rename_group(self, id: str, display_name: str) -> None: ...
+    async def rename_group(
+        self, id: str, display_name: str, member_ids: Sequence[str] | None = None
+    ) -> None: ...
     async def patch_members(self, id: str, *, add: list[str], remove: list[str]) -> int: ...
     async def replace_members(self, id: str, display_name: str, member_ids: list[str]) -> int: ...
     async def delete_group(self, id: str) -> None: ...
@@ -130,6 +133,25 @@ async def _add_isolating(
         return first + await _add_isolating(connector, group_id, members[middle:])
 
 
+async def _rename_group(
+    connector: Connector, op: RenameGroup, settings: ProvisioningSettings
+) -> None:
+    """Never give a group a name another downstream group holds (Okta's "group already
+    exists": a Task, not a duplicate). PUT-only apps get the group's current members back."""
+    holder = await connector.find_group(op.display_name)
+    if holder is not None and holder.id != op.group_external_id:
+        raise ConflictError(f"A group named {op.display_name} already exists in the app")
+    if settings.membership_method is not MembershipMethod.PUT:
+        await connector.rename_group(op.group_external_id, op.display_name)
+        return
+    group = await connector.get_group(op.group_external_id)
+    if group is None:
+        raise NotFoundError("The group no longer exists in the app")
+    if group.member_ids is None:
+        raise PermanentError("Cannot rename: the app takes only PUT and does not return members")
+    await connector.rename_group(op.group_external_id, op.display_name, sorted(group.member_ids))
+
+
 async def _remove_members(
     connector: Connector, op: RemoveMembers, settings: ProvisioningSettings
 ) -> None:
@@ -169,8 +191,8 @@ async def execute(
             return None
         case EnsureGroup(_, display_name):
             return await _ensure_group(connector, display_name)
-        case RenameGroup(_, external_id, display_name):
-            await connector.rename_group(external_id, display_name)
+        case RenameGroup():
+            await _rename_group(connector, op, settings)
             return None
         case AddMembers(_, external_id, members):
             rejected = await _add_isolating(connector, external_id, list(members))

@@ -13,7 +13,6 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from headwater import clock
@@ -22,14 +21,12 @@ from headwater.db import queue
 from headwater.db.queue import ClaimedKey
 from headwater.domain import operations as ops
 from headwater.domain.desired import DesiredAccount, desired_account
-from headwater.domain.downstream import AccountAttributes, RemoteAccount
+from headwater.domain.downstream import AccountAttributes
 from headwater.domain.mapping import MappingError, account_attributes
 from headwater.domain.plan import (
-    UNOBSERVED,
     AccountFacts,
     AccountPlan,
     PushFacts,
-    PushPlan,
     plan_account,
     plan_push,
 )
@@ -38,13 +35,11 @@ from headwater.runtime.connectors import ConnectionInfo
 from headwater.runtime.limits import AppLimits
 from headwater.services import guard, recorder, snapshot
 from headwater.services.executor import (
-    AccountResult,
     Connector,
-    GroupResult,
-    MembershipResult,
     execute,
 )
-from headwater.services.snapshot import AccountSnapshot, AppSnapshot, PushSnapshot
+from headwater.services.snapshot import AccountSnapshot, AppSnapshot
+from headwater.services.work import AccountWork, Outcome, PushWork
 
 if TYPE_CHECKING:
     from headwater.runtime.context import Runtime
@@ -53,40 +48,6 @@ __all__ = ["AccountWork", "Outcome", "PushWork", "Reconciler", "account_facts"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass
-class AccountWork:
-    key: ClaimedKey
-    snapshot: AccountSnapshot
-    desired: DesiredAccount
-    attributes: AccountAttributes | None
-    mapping_error: str | None = None
-    observed: RemoteAccount | Any | None = UNOBSERVED
-    plan: AccountPlan | None = None
-
-
-@dataclass
-class PushWork:
-    key: ClaimedKey
-    snapshot: PushSnapshot
-    observed_members: frozenset[str] | Any | None = UNOBSERVED
-    known_accounts: dict[str, str] = field(default_factory=dict)
-    plan: PushPlan | None = None
-
-
-@dataclass
-class Outcome:
-    """What happened to one key: operations done, and the error that stopped it, if any."""
-
-    key: ClaimedKey
-    done: list[tuple[ops.Operation, AccountResult | GroupResult | MembershipResult | None]] = field(
-        default_factory=list
-    )
-    error: Exception | None = None
-    failed: ops.Operation | None = None
-    #: Reconcile again after this many seconds without counting a failure.
-    requeue: float | None = None
 
 
 def account_facts(
@@ -281,7 +242,12 @@ class Reconciler:
             record = work.snapshot.record
             if work.key.observe and record is not None and record.external_id:
                 async with limit:
-                    work.observed = await connector.get_user(record.external_id)
+                    try:
+                        work.observed = await connector.get_user(record.external_id)
+                    except AppUnavailableError:
+                        raise
+                    except DownstreamError as exc:
+                        work.error = exc
 
         async def observe_push(work: PushWork) -> None:
             snap = work.snapshot
@@ -289,7 +255,13 @@ class Reconciler:
             if not wanted or not snap.target_external_id or snap.status == "INACTIVE":
                 return
             async with limit:
-                group = await connector.get_group(snap.target_external_id)
+                try:
+                    group = await connector.get_group(snap.target_external_id)
+                except AppUnavailableError:
+                    raise
+                except DownstreamError as exc:
+                    work.error = exc
+                    return
             if group is None:
                 work.observed_members = None
             elif group.member_ids is not None and app.settings.group_members_returned:
@@ -310,8 +282,11 @@ class Reconciler:
         outcomes: list[Outcome] = []
         runnable: list[tuple[Outcome, list[ops.Operation]]] = []
         for work in accounts:
-            outcome = Outcome(work.key)
+            outcome = Outcome(work.key, work=work)
             outcomes.append(outcome)
+            if work.error is not None:
+                outcome.error = work.error
+                continue
             if work.mapping_error is not None:
                 outcome.error = MappingError(work.mapping_error)
                 continue
@@ -328,10 +303,13 @@ class Reconciler:
                 runnable.append((outcome, list(work.plan.operations)))
         push_outcomes = []
         for push in pushes:
-            push.plan = plan_push(_push_facts(push), settings)
-            outcome = Outcome(push.key)
-            push_outcomes.append((push, outcome))
+            outcome = Outcome(push.key, work=push)
             outcomes.append(outcome)
+            if push.error is not None:
+                outcome.error = push.error
+                continue
+            push.plan = plan_push(_push_facts(push), settings)
+            push_outcomes.append((push, outcome))
         if push_outcomes:
             await self._db(self._record_intents, app, push_outcomes)
         for push, outcome in push_outcomes:
@@ -341,20 +319,7 @@ class Reconciler:
             runnable.append((outcome, list(push.plan.operations)))
         limit = asyncio.Semaphore(settings.max_concurrency)
         await asyncio.gather(*(self._run(connector, settings, o, p, limit) for o, p in runnable))
-        self._attach_plans(outcomes, accounts, pushes)
         return outcomes
-
-    @staticmethod
-    def _attach_plans(
-        outcomes: list[Outcome], accounts: list[AccountWork], pushes: list[PushWork]
-    ) -> None:
-        plans: dict[tuple[str, str], Any] = {}
-        for account in accounts:
-            plans[(account.key.kind, account.key.subject_id)] = account
-        for push in pushes:
-            plans[(push.key.kind, push.key.subject_id)] = push
-        for outcome in outcomes:
-            outcome.work = plans.get((outcome.key.kind, outcome.key.subject_id))  # type: ignore[attr-defined]
 
     async def _screen_mass_change(
         self, app: AppSnapshot, accounts: list[AccountWork]

@@ -7,7 +7,7 @@ talks to a downstream app.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import and_, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,9 +27,7 @@ from headwater.services import events, guard
 from headwater.services.events import SYSTEM, Target
 from headwater.services.executor import AccountResult, GroupResult, MembershipResult
 from headwater.services.snapshot import AppSnapshot
-
-if TYPE_CHECKING:
-    from headwater.services.reconciler import Outcome
+from headwater.services.work import Outcome
 
 __all__ = [
     "finish_all",
@@ -363,6 +361,7 @@ def _record_done(
         case ops.RenameGroup(mapping_id, _, display_name):
             mapping = session.get(t.PushMapping, mapping_id)
             if mapping is not None and mapping.target_group_id:
+                _free_app_group_name(session, app.id, display_name, mapping.target_group_id)
                 group = session.get(t.Group, mapping.target_group_id)
                 if group is not None:
                     group.name, group.name_lower, group.last_updated = (
@@ -463,6 +462,18 @@ def _record_rejected_members(
     )
 
 
+def _free_app_group_name(session: Session, app_id: str, name: str, keep_id: str | None) -> None:
+    """Another APP_GROUP row of the app recorded under ``name`` is stale: the downstream group
+    just given that name is a different one (a rename checks the name is free downstream). The
+    row is kept (it may be assigned) but stops holding the name, so the unique index holds."""
+    query = select(t.Group).where(t.Group.name_scope == app_id, t.Group.name_lower == name.lower())
+    if keep_id is not None:
+        query = query.where(t.Group.id != keep_id)
+    for stale in session.execute(query).scalars():
+        stale.name_lower = f"{stale.name_lower}#{stale.id}"[:255]
+    session.flush()
+
+
 def _record_group(
     session: Session, app: AppSnapshot, mapping_id: str, result: GroupResult, now: Any
 ) -> None:
@@ -476,6 +487,7 @@ def _record_group(
     ).scalar_one_or_none()
     if group is None and mapping.target_group_id:
         group = session.get(t.Group, mapping.target_group_id)
+    _free_app_group_name(session, app.id, result.display_name, group.id if group else None)
     if group is None:
         group = t.Group(
             id=ids.new_id("00g"),
