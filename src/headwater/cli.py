@@ -109,17 +109,17 @@ def token_list() -> None:
     from headwater.services import tokens
 
     runtime = _runtime()
-    with runtime.database.read() as session:
-        rows = tokens.list_tokens(session)
     table = Table("id", "name", "prefix", "created", "last used")
-    for row in rows:
-        table.add_row(
-            row.id,
-            row.name,
-            row.token_prefix + "…",
-            clock.format_okta(row.created) or "",
-            clock.format_okta(row.last_used) or "never",
-        )
+    # Rows are read inside the session: a read session expires them when it ends.
+    with runtime.database.read() as session:
+        for row in tokens.list_tokens(session):
+            table.add_row(
+                row.id,
+                row.name,
+                row.token_prefix + "…",
+                clock.format_okta(row.created) or "",
+                clock.format_okta(row.last_used) or "never",
+            )
     console.print(table)
 
 

@@ -35,7 +35,12 @@ class Cli:
         self, *args: str, input: str | None = None, env: Mapping[str, str | None] | None = None
     ) -> Result:
         return self.runner.invoke(
-            app, list(args), input=input, env={**self.env, **(env or {})}, catch_exceptions=False
+            app,
+            list(args),
+            input=input,
+            env={**self.env, **(env or {})},
+            catch_exceptions=False,
+            prog_name="headwater",
         )
 
     def ok(self, *args: str, input: str | None = None) -> str:

@@ -4,11 +4,13 @@ progress bar; ``--no-progress``; exit status 1 when a permanent failure opens a 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import httpx
 from clikit import Cli, plain, seed_group
 from sqlalchemy import func, select
 
+from headwater import clock
 from headwater.db import tables as t
 from headwater.runtime.context import Runtime
 from headwater.services import applications
@@ -122,3 +124,43 @@ def test_unknown_app(cli: Cli) -> None:
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: no app with id, label or name 'Nope'"
     assert result.stdout == ""
+
+
+def test_quarantined_app_stops_with_1(
+    cli: Cli, runtime: Runtime, downstream: ScimServerProcess
+) -> None:
+    seed_group(runtime, "Held", 2, "held.example")
+    connected_app(cli, downstream, "Held App")
+    cli.ok("assign", "Held App", "Held")
+    now = clock.utcnow()
+    with runtime.database.transaction() as session:
+        app = session.execute(select(t.App).where(t.App.label == "Held App")).scalar_one()
+        app.quarantined_since = now
+        app.quarantine_reason = "GET /Users: timed out"
+        app.next_probe = now + timedelta(minutes=10)
+
+    result = cli("reconcile", "Held App", "--no-progress")
+
+    assert result.exit_code == 1
+    assert summary(result.stdout)["done"] == "0"
+    assert result.stderr.startswith(
+        "Stopped: the app is quarantined (GET /Users: timed out); next probe "
+    )
+
+
+def test_app_without_connection_sends_nothing(cli: Cli, runtime: Runtime) -> None:
+    seed_group(runtime, "Bookmarks", 2, "bookmark.example")
+    with runtime.database.transaction() as session:
+        spec = applications.AppSpec("Intranet", "intranet")
+        applications.create_app(session, SYSTEM, spec, activate=True)
+    cli.ok("assign", "Intranet", "Bookmarks")
+
+    result = cli("reconcile", "Intranet", "--no-progress")
+
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "note: Intranet has no enabled provisioning connection; "
+        "its keys are finished without sending anything.\n"
+    )
+    numbers = summary(result.stdout)
+    assert (numbers["done"], numbers["total"], numbers["requests"]) == ("2", "2", "0")

@@ -141,21 +141,24 @@ def test_the_page_is_shaped_as_this_test_expects() -> None:
     for name in ("SCIM_URL", "SCIM_TOKEN"):
         assert f"{name}=${{{name}:-" in script[0]
     assert "jq" not in "".join(script)  # jq is no documented prerequisite
-    for route in (
-        'POST "$BASE/api/v1/users?activate=true"',
-        'POST "$BASE/api/v1/groups"',
-        'PUT \\\n    "$BASE/api/v1/groups/$ACCOUNTING/users/$USER_ID"',
-        'POST "$BASE/api/v1/apps?activate=true"',
-        '"$BASE/api/v1/apps/$APP/connections/default?activate=true"',
-        'PUT "$BASE/api/v1/apps/$APP/groups/$ACCOUNTING"',
-        'POST "$BASE/api/v1/apps/$APP/group-push/mappings"',
-        '"$BASE/api/v1/apps/$APP/users"',
-        '"$BASE/api/v1/apps/$APP/plan"',
-        '"$BASE/api/v1/apps/$APP/users/$TAYLOR/explain"',
-        'DELETE \\\n  "$BASE/api/v1/groups/$ACCOUNTING/users/$TAYLOR"',
-        '"$BASE/api/v1/logs"',
+    text = "\n".join(script)
+    for path in (
+        "/api/v1/users?activate=true",
+        '/api/v1/groups"',
+        "/api/v1/groups/$ACCOUNTING/users/$USER_ID",
+        "/api/v1/apps?activate=true",
+        "/api/v1/apps/$APP/connections/default?activate=true",
+        "/api/v1/apps/$APP/groups/$ACCOUNTING",
+        "/api/v1/apps/$APP/group-push/mappings",
+        '/api/v1/apps/$APP/users"',
+        "/api/v1/apps/$APP/plan",
+        "/api/v1/apps/$APP/users/$TAYLOR/explain",
+        "/api/v1/groups/$ACCOUNTING/users/$TAYLOR",
+        "/api/v1/logs",
     ):
-        assert route in "\n".join(script), route
+        assert f'"$BASE{path}' in text, path
+    for method in ("POST", "PUT", "DELETE"):
+        assert f"-X {method}" in text
 
 
 @pytest.mark.skipif(

@@ -11,18 +11,18 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy import func, select
 
 from headwater.commands.common import (
     cli_actor,
-    err,
     explain,
     fail,
     find_app,
     find_group,
+    notice,
     opened,
     out,
+    table,
     when,
 )
 from headwater.db import tables as t
@@ -48,7 +48,7 @@ def _print(message: str) -> None:
 @apps_app.command("list")
 def apps_list() -> None:
     """List apps with their provisioning connection and the keys waiting for the engine."""
-    table = Table("id", "label", "status", "provisioning", "keys queued", "quarantined since")
+    grid = table("id", "label", "status", "provisioning", "keys queued", "quarantined since")
     with opened() as runtime, runtime.database.read() as session:
         connections = {c.app_id: c for c in session.execute(select(t.AppConnection)).scalars()}
         pending = dict(
@@ -63,8 +63,8 @@ def apps_list() -> None:
             target = f"{connection.base_url} ({connection.status})" if connection else "none"
             quarantined = when(app.quarantined_since) if app.quarantined_since else ""
             keys = str(pending.get(app.id, 0))
-            table.add_row(app.id, app.label, app.status, target, keys, quarantined)
-    out().print(table)
+            grid.add_row(app.id, app.label, app.status, target, keys, quarantined)
+    out().print(grid)
 
 
 @contextmanager
@@ -103,7 +103,7 @@ def apps_create(
     name: Annotated[
         str | None,
         typer.Option(
-            help="Catalog name [default: the label in lower case, as a slug].", show_default=False
+            help="Catalog name (default: the label in lower case, as a slug).", show_default=False
         ),
     ] = None,
 ) -> None:
@@ -118,11 +118,9 @@ def apps_create(
     token = typer.prompt("Bearer token", hide_input=True) if token_prompt else None
     token = token or os.environ.get(TOKEN_ENV) or None
     if token is None:
-        err().print(
+        notice(
             f"warning: no bearer token (no --token-prompt, ${TOKEN_ENV} unset); "
-            "the app will be called without authentication",
-            markup=False,
-            highlight=False,
+            "the app will be called without authentication"
         )
     connection = applications.ConnectionSpec(
         "TOKEN" if token else "NONE", scim_url, {"token": token} if token else {}
@@ -160,7 +158,7 @@ def assign(
         typer.Option(
             min=0,
             max=100,
-            help="0-100; the lowest number's app profile wins [default: after the others].",
+            help="0-100; the lowest number's app profile wins (default: after the others).",
             show_default=False,
         ),
     ] = None,
@@ -203,7 +201,7 @@ def push(
         str | None,
         typer.Option(
             "--name",
-            help="Name of the downstream group [default: the group's name]; an existing "
+            help="Name of the downstream group (default: the group's name); an existing "
             "downstream group of that name is linked.",
             show_default=False,
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -10,6 +11,7 @@ from typing import NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -32,25 +34,48 @@ __all__ = [
     "find_user",
     "guarded",
     "mask_url",
+    "notice",
     "open_runtime",
     "opened",
     "out",
+    "table",
     "when",
 ]
 
 
+#: Width of output that goes to a file or a pipe: wide enough never to cut a value.
+PIPE_WIDTH = 1000
+
+
 def out() -> Console:
-    """A console on stdout, made per call so it honours the environment of this run."""
-    return Console()
+    """A console on stdout, made per call so it honours the environment of this run. Output
+    to a file or pipe is not wrapped (unless $COLUMNS says otherwise)."""
+    console = Console()
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        return Console(width=PIPE_WIDTH)
+    return console
 
 
 def err() -> Console:
     return Console(stderr=True)
 
 
+def notice(message: str) -> None:
+    """One line on stderr, printed as is (no markup, no wrapping)."""
+    err().print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def table(*headers: str, title: str | None = None) -> Table:
+    """A table whose cells fold long values (ids, logins, URLs) instead of cutting them."""
+    result = Table(title=title, title_justify="left")
+    for header in headers:
+        result.add_column(header, overflow="fold")
+    return result
+
+
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr and exit with status 1 (no traceback)."""
-    err().print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    notice(f"error: {message}")
     raise typer.Exit(1)
 
 
@@ -76,6 +101,8 @@ def guarded() -> Iterator[None]:
         fail(explain(exc))
     except OperationalError as exc:
         fail(f"database error: {str(exc.orig).strip().splitlines()[0]}")
+    except ArgumentError:
+        fail("HEADWATER_DATABASE_URL is not a database URL Headwater can use")
 
 
 def open_runtime(*, migrate: bool = True) -> Runtime:

@@ -5,19 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from headwater.commands.common import (
     cli_actor,
-    err,
     explain,
     fail,
     find_group,
     find_user,
+    notice,
     opened,
     out,
+    table,
 )
 from headwater.db import tables as t
 
@@ -41,7 +41,7 @@ def _full_name(user: t.User) -> str:
 
 def _more(shown: int, limit: int, total: int) -> None:
     if total > shown:
-        err().print(f"Showing the first {limit}; use --limit or --search to see others.")
+        notice(f"Showing the first {limit}; use --limit or --search to see others.")
 
 
 # --- Users ------------------------------------------------------------------------------------
@@ -62,14 +62,14 @@ def users_list(
     """List people, oldest first (deactivated people only when --filter asks for them)."""
     from headwater.services import directory
 
-    table = Table("id", "login", "name", "email", "status")
+    grid = table("id", "login", "name", "email", "status")
     with opened() as runtime, runtime.database.read() as session:
         query = directory.users_query(filter=filter_, q=search)
         rows = list(session.execute(query.order_by(t.User.id).limit(limit + 1)).scalars())
         for user in rows[:limit]:
             email = str((user.profile or {}).get("email") or "")
-            table.add_row(user.id, user.login, _full_name(user), email, user.status)
-    out().print(table)
+            grid.add_row(user.id, user.login, _full_name(user), email, user.status)
+    out().print(grid)
     _more(len(rows[:limit]), limit, len(rows))
 
 
@@ -81,7 +81,7 @@ def users_create(
     first: Annotated[str, typer.Option(help="First name.", show_default=False)],
     last: Annotated[str, typer.Option(help="Last name.", show_default=False)],
     email: Annotated[
-        str | None, typer.Option(help="Email address [default: the login].", show_default=False)
+        str | None, typer.Option(help="Email address (default: the login).", show_default=False)
     ] = None,
     password_prompt: Annotated[
         bool,
@@ -153,7 +153,7 @@ def groups_list(
     """List groups, oldest first, with their member counts."""
     from headwater.services import directory
 
-    table = Table("id", "name", "type", "members", "description")
+    grid = table("id", "name", "type", "members", "description")
     with opened() as runtime, runtime.database.read() as session:
         query = directory.groups_query(q=search)
         rows = list(session.execute(query.order_by(t.Group.id).limit(limit + 1)).scalars())
@@ -169,8 +169,8 @@ def groups_list(
         )
         for group in shown:
             members = str(counts.get(group.id, 0))
-            table.add_row(group.id, group.name, group.type, members, group.description or "")
-    out().print(table)
+            grid.add_row(group.id, group.name, group.type, members, group.description or "")
+    out().print(grid)
     _more(len(shown), limit, len(rows))
 
 

@@ -9,13 +9,21 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.commands.apps import AppArg
-from headwater.commands.common import fail, find_app, guarded, mask_url, opened, out, when
+from headwater.commands.common import (
+    fail,
+    find_app,
+    guarded,
+    mask_url,
+    opened,
+    out,
+    table,
+    when,
+)
 from headwater.db import tables as t
 
 __all__ = ["LIVE_WORKER_SECONDS", "plan", "status", "status_report"]
@@ -115,10 +123,10 @@ def plan(
             logins, groups = _names(session, operations[:limit])
     console = out()
     if operations:
-        table = Table("op", "user / group", "details", title=f"Plan for {label}")
+        grid = table("op", "user / group", "details", title=f"Plan for {label}")
         for op in operations[:limit]:
-            table.add_row(*_describe(op, logins, groups))
-        console.print(table)
+            grid.add_row(*_describe(op, logins, groups))
+        console.print(grid)
         if len(operations) > limit:
             console.print(f"… and {len(operations) - limit} more (use --json to see all).")
     summary = ", ".join(f"{name} {count}" for name, count in result["summary"].items())
@@ -235,15 +243,15 @@ def _section(title: str, rows: list[dict[str, Any]], columns: dict[str, str]) ->
     if not rows:
         console.print(f"{title}: none", markup=False, highlight=False)
         return
-    table = Table(*columns.values(), title=title, title_justify="left")
+    grid = table(*columns.values(), title=title)
     for row in rows:
         cells = []
         for key in columns:
             value = row.get(key)
             is_time = key in ("since", "nextProbe", "lastAttempt", "started", "lastSeen")
             cells.append(_okta_time(value) if is_time else "" if value is None else str(value))
-        table.add_row(*cells)
-    console.print(table)
+        grid.add_row(*cells)
+    console.print(grid)
 
 
 def status(as_json: JsonOpt = False) -> None:

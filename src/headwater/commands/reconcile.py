@@ -26,7 +26,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from headwater.commands.apps import AppArg
-from headwater.commands.common import cli_actor, err, find_app, opened, when
+from headwater.commands.common import cli_actor, err, find_app, notice, opened, when
 from headwater.db import tables as t
 
 if TYPE_CHECKING:
@@ -149,6 +149,16 @@ async def _work(
         await asyncio.to_thread(_sign_off, runtime, worker.worker_id)
 
 
+def _idle_reason(session: Session, app: t.App) -> str | None:
+    """Why the engine will send nothing to ``app``, if it will not."""
+    if app.status != "ACTIVE":
+        return f"is {app.status}"
+    connection = session.get(t.AppConnection, app.id)
+    if connection is None or connection.status != "ENABLED":
+        return "has no enabled provisioning connection"
+    return None
+
+
 def _task_attempts(session: Session, app_id: str) -> dict[str, int]:
     rows = session.execute(select(t.Task.id, t.Task.attempts).where(t.Task.app_id == app_id))
     return dict(rows.tuples().all())
@@ -194,8 +204,11 @@ def reconcile(
         with runtime.database.transaction() as session:
             row = find_app(session, app)
             app_id, label = row.id, row.label
+            idle = _idle_reason(session, row)
             before = _task_attempts(session, app_id)
             total = operations.reconcile_app(session, cli_actor(), app_id)
+        if idle:
+            notice(f"note: {label} {idle}; its keys are finished without sending anything.")
         tally = Tally(app_id)
         runtime.connectors.hooks.append(tally)
         started = time.monotonic()
@@ -211,7 +224,7 @@ def reconcile(
             else:
                 outcome = asyncio.run(_work(runtime, app_id, total, lambda d: None, timeout))
         except KeyboardInterrupt:
-            err().print("Interrupted; claimed keys return to the queue when their lease ends.")
+            notice("Interrupted; claimed keys return to the queue when their lease ends.")
             raise typer.Exit(130) from None
         with runtime.database.read() as session:
             opened_tasks = _opened_tasks(before, _task_attempts(session, app_id))
@@ -221,15 +234,12 @@ def reconcile(
         f"Reconciled {label}: {done}/{total} keys done, {tally.requests} requests, "
         f"{tally.errors} errors, {opened_tasks} tasks opened, in {elapsed:.1f} s."
     )
-    console = err()
     if outcome.stopped:
-        console.print(f"Stopped: {outcome.stopped}.", markup=False, highlight=False)
+        notice(f"Stopped: {outcome.stopped}.")
     if opened_tasks:
-        console.print(
+        notice(
             f"{opened_tasks} operation(s) failed permanently: see `headwater status` "
-            "and the app's Tasks tab.",
-            markup=False,
-            highlight=False,
+            "and the app's Tasks tab."
         )
     if outcome.stopped or opened_tasks:
         raise typer.Exit(1)

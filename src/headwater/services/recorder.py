@@ -216,6 +216,16 @@ def _record_outcome(
     now = clock.utcnow()
     for operation, result in outcome.done:
         _record_done(session, app, operation, result, users, now)
+        if outcome.key.kind == queue.USER and isinstance(operation, ops.RemoveMembers):
+            _account_event(
+                session,
+                app,
+                outcome.key.subject_id,
+                users,
+                "application.provision.group_push.push_memberships",
+                f"Removed from pushed group {operation.group_external_id} in {app.label} "
+                "before the account is deprovisioned",
+            )
     work = getattr(outcome, "work", None)
     key = outcome.key
     refused = any(

@@ -1,0 +1,149 @@
+"""``headwater apps``, ``assign``, ``unassign``, ``push`` and ``plan`` against a real
+scim2-server; the bearer token never reaches the output."""
+
+from __future__ import annotations
+
+import json
+
+from clikit import Cli, seed_group
+from sqlalchemy import func, select
+
+from headwater.db import tables as t
+from headwater.runtime.context import Runtime
+from headwater.testing.scimserver import ScimServerProcess
+
+
+def create_app(
+    cli: Cli, downstream: ScimServerProcess, label: str, token: str | None = None
+) -> tuple[int, str, str]:
+    result = cli(
+        "apps",
+        "create",
+        "--label",
+        label,
+        "--scim-url",
+        downstream.base_url,
+        env={"HEADWATER_SCIM_TOKEN": token or downstream.bearer_token},
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def count(runtime: Runtime, model: type[t.Base]) -> int:
+    with runtime.database.read() as session:
+        return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def test_apps_create_tests_the_connection_and_never_shows_the_token(
+    cli: Cli, runtime: Runtime, downstream: ScimServerProcess
+) -> None:
+    token = downstream.bearer_token
+    assert token is not None
+    code, out, err = create_app(cli, downstream, "Wiki")
+    assert code == 0, err
+    assert out.startswith("Created Wiki (0oa") and "with a bearer token" in out
+    listed = cli.ok("apps", "list")
+    assert "Wiki" in listed and f"{downstream.base_url} (ENABLED)" in listed
+    assert token not in out + err + listed
+    with runtime.database.read() as session:
+        connection = session.execute(select(t.AppConnection)).scalar_one()
+        assert connection.secret_encrypted and token not in connection.secret_encrypted
+
+    prompted = cli(
+        "apps",
+        "create",
+        "--label",
+        "Docs",
+        "--scim-url",
+        downstream.base_url,
+        "--token-prompt",
+        input=token + "\n",
+        env={"HEADWATER_SCIM_TOKEN": None},
+    )
+    assert prompted.exit_code == 0, prompted.stderr
+    assert token not in prompted.stdout + prompted.stderr
+    assert count(runtime, t.AppConnection) == 2
+
+
+def test_apps_create_keeps_nothing_when_the_test_fails(
+    cli: Cli, runtime: Runtime, downstream: ScimServerProcess
+) -> None:
+    code, out, err = create_app(cli, downstream, "Wiki", token="wrong-token")
+    assert code == 1 and out == ""
+    assert err.startswith("error: GET /Users: credentials rejected (HTTP 401)")
+    assert err.rstrip().endswith("(the app was not kept)") and "wrong-token" not in err
+    anonymous = cli(
+        "apps", "create", "--label", "Wiki", "--scim-url", downstream.base_url,
+        env={"HEADWATER_SCIM_TOKEN": None},
+    )  # fmt: skip
+    assert anonymous.exit_code == 1
+    assert anonymous.stderr.startswith("warning: no bearer token")
+    bad_url = cli("apps", "create", "--label", "Wiki", "--scim-url", "ftp://example.com/scim")
+    assert bad_url.exit_code == 1
+    assert "baseUrl: must be an http or https URL" in bad_url.stderr
+    assert count(runtime, t.App) == 0 and count(runtime, t.AppConnection) == 0
+    assert "Traceback" not in err + anonymous.stderr + bad_url.stderr
+
+
+def test_assign_push_plan_and_unassign(
+    cli: Cli, runtime: Runtime, downstream: ScimServerProcess
+) -> None:
+    seed_group(runtime, "Accounting", 3, "plan.example")
+    seed_group(runtime, "AppPushGroup", 2, "push.example")
+    assert create_app(cli, downstream, "Plan App")[0] == 0
+
+    assigned = cli.ok("assign", "plan app", "accounting", "--priority", "5")
+    assert assigned == "Assigned Plan App to Accounting at priority 5 (3 members).\n"
+    assert count(runtime, t.ReconcileKey) == 3
+    pushed = cli.ok("push", "Plan App", "AppPushGroup", "--name", "Pushed Downstream")
+    assert pushed.startswith("Pushing AppPushGroup to Plan App as 'Pushed Downstream' (mapping gPm")
+    twice = cli("push", "Plan App", "AppPushGroup")
+    assert twice.exit_code == 1 and "already pushed" in twice.stderr
+
+    table = cli.ok("plan", "Plan App")
+    assert "Plan for Plan App" in table
+    assert table.count("│ CREATE_ACCOUNT ") == 3 and "person00000@plan.example" in table
+    assert "CREATE_OR_LINK_GROUP" in table and "downstream name Pushed Downstream" in table
+    assert "4 operation(s): CREATE_ACCOUNT 3, CREATE_OR_LINK_GROUP 1." in table
+    as_json = json.loads(cli.ok("plan", "Plan App", "--json"))
+    assert as_json["summary"] == {"CREATE_ACCOUNT": 3, "CREATE_OR_LINK_GROUP": 1}
+    assert [op["op"] for op in as_json["operations"]][-1] == "CREATE_OR_LINK_GROUP"
+
+    assert "4/4 keys done" in cli.ok("reconcile", "Plan App", "--no-progress")
+    assert cli.ok("plan", "Plan App") == "Nothing to send.\n"
+    assert cli.ok("plan", "Plan App", "--observe") == "Nothing to send.\n"
+
+    assert cli.ok("unassign", "Plan App", "Accounting") == (
+        "Unassigned Plan App from Accounting.\n"
+    )
+    after = cli.ok("plan", "Plan App")
+    assert after.count("│ DEACTIVATE_ACCOUNT ") == 3 and "3 operation(s)" in after
+    again = cli("unassign", "Plan App", "Accounting")
+    assert again.exit_code == 1
+    assert again.stderr == "error: Accounting is not assigned to Plan App\n"
+
+
+def test_unknown_and_ambiguous_names(
+    cli: Cli, runtime: Runtime, downstream: ScimServerProcess
+) -> None:
+    seed_group(runtime, "Team", 1, "team.example")
+    for _ in range(2):
+        assert create_app(cli, downstream, "Twin")[0] == 0
+    with runtime.database.read() as session:
+        twins = sorted(session.execute(select(t.App.id)).scalars())
+
+    ambiguous = cli("assign", "Twin", "Team")
+    assert ambiguous.exit_code == 1
+    assert ambiguous.stderr == f"error: 2 apps are named 'Twin'; use an id: {', '.join(twins)}\n"
+    assert "priority 0" in cli.ok("assign", twins[0], "Team")
+
+    for args, message in (
+        (("assign", "Nope", "Team"), "error: no app with id, label or name 'Nope'\n"),
+        (("assign", twins[1], "Nope"), "error: no group with id or name 'Nope'\n"),
+        (("unassign", "Nope", "Team"), "error: no app with id, label or name 'Nope'\n"),
+        (("push", twins[1], "Nope"), "error: no group with id or name 'Nope'\n"),
+        (("plan", "Nope"), "error: no app with id, label or name 'Nope'\n"),
+    ):
+        result = cli(*args)
+        assert (result.exit_code, result.stderr, result.stdout) == (1, message, "")
+    bad_priority = cli("assign", twins[1], "Team", "--priority", "101")
+    assert bad_priority.exit_code == 2
