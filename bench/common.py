@@ -14,7 +14,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,10 +57,10 @@ __all__ = [
     "median",
     "ok",
     "percentile",
+    "pg_database",
     "scim_user_body",
     "seed_group",
     "seed_users",
-    "timed",
 ]
 
 PG_URL = os.environ.get(
@@ -97,14 +97,27 @@ class Mode:
     samples: int
     #: Repetitions of whole provisioning runs (the median is reported).
     runs: int
+    #: Databases of the ``provision`` benchmark (``workers`` covers PostgreSQL by default).
+    provision_databases: tuple[str, ...]
 
     @classmethod
     def pick(cls, *, quick: bool, full: bool) -> Mode:
         if quick:
-            return cls("quick", (500,), 200, 200, 200, (1, 2), 10, 20, 1)
+            return cls("quick", (500,), 200, 200, 200, (1, 2), 10, 20, 1, ("sqlite", "postgresql"))
         if full:
-            return cls("full", (10_000, 100_000), 100_000, 100_000, 20_000, (1, 2, 4), 50, 300, 1)
-        return cls("default", (10_000,), 10_000, 10_000, 5_000, (1, 2, 4), 50, 300, 1)
+            return cls(
+                "full",
+                (10_000, 100_000),
+                100_000,
+                100_000,
+                20_000,
+                (1, 2, 4),
+                50,
+                300,
+                1,
+                ("sqlite", "postgresql"),
+            )
+        return cls("default", (10_000,), 10_000, 10_000, 3_000, (1, 2, 4), 50, 300, 1, ("sqlite",))
 
 
 # --- Statistics and formatting -----------------------------------------------------------------
@@ -173,14 +186,18 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
-def _postgres_cpu() -> float:
-    """CPU seconds of every live ``postgres`` process on the machine."""
+def _postgres_cpu(database: str) -> float:
+    """CPU seconds of the live PostgreSQL backends serving ``database`` (other databases on
+    the same server, and the server's background processes, are left out)."""
     total = 0.0
+    marker = f" {database} ".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() != "postgres":
+            if (entry / "comm").read_bytes().strip() != b"postgres":
+                continue
+            if marker not in (entry / "cmdline").read_bytes():
                 continue
         except OSError:
             continue
@@ -229,14 +246,15 @@ class Usage:
 class Meter:
     """Measures wall time and CPU (here, in named processes, postgres, machine-wide)."""
 
-    def __init__(self, pids: dict[str, int] | None = None, *, postgres: bool = False) -> None:
+    def __init__(self, pids: dict[str, int] | None = None, *, postgres: str | None = None) -> None:
+        """``postgres``: the name of the database whose backends' CPU to count."""
         self.pids = dict(pids or {})
         self.postgres = postgres
         self.usage = Usage()
 
     def __enter__(self) -> Meter:
         self._procs = {name: _proc_cpu(pid) for name, pid in self.pids.items()}
-        self._pg = _postgres_cpu() if self.postgres else 0.0
+        self._pg = _postgres_cpu(self.postgres) if self.postgres else 0.0
         self._machine = _machine_busy()
         self._cpu = time.process_time()
         self._wall = time.perf_counter()
@@ -251,18 +269,7 @@ class Meter:
             name: _proc_cpu(pid) - self._procs[name] for name, pid in self.pids.items()
         }
         if self.postgres:
-            usage.cpu_postgres = _postgres_cpu() - self._pg
-
-
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], float]:
-    """Call ``fn`` ``repeat`` times; per-call wall seconds, and CPU seconds per call here."""
-    laps = []
-    cpu = time.process_time()
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        laps.append(time.perf_counter() - started)
-    return laps, (time.process_time() - cpu) / max(repeat, 1)
+            usage.cpu_postgres = _postgres_cpu(self.postgres) - self._pg
 
 
 # --- Databases ---------------------------------------------------------------------------------
@@ -352,6 +359,13 @@ class Databases:
         finally:
             engine.dispose()
         self._pg_names.clear()
+
+
+def pg_database(runtime: Runtime) -> str | None:
+    """The PostgreSQL database name of a runtime (None on SQLite), for ``Meter``."""
+    if runtime.database.dialect != "postgresql":
+        return None
+    return runtime.database.engine.url.database
 
 
 def make_runtime(url: str, data_dir: Path) -> Runtime:

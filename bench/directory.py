@@ -9,6 +9,7 @@ For contrast, the same deep page read with ``OFFSET`` shows what the cursor save
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,6 @@ from bench.common import (
     percentile,
     seed_group,
     seed_users,
-    timed,
 )
 from headwater.runtime.context import Runtime
 
@@ -37,32 +37,40 @@ NAME = "directory"
 PAGE = 200
 
 
-def _measure(
-    ctx: Context,
-    label: str,
-    name: str,
-    fn: Callable[[], Any],
-    repeat: int,
-    **data: Any,
-) -> float:
-    """Time ``fn``; print median, p95, ops/s and CPU per call; return the median."""
-    fn()  # warm-up: compiled statements, caches, pooled connections
-    laps, cpu = timed(fn, repeat)
-    mid = median(laps)
-    ctx.report.row(
-        NAME,
-        f"{label} {name}",
-        f"median {fmt_ms(mid)}  p95 {fmt_ms(percentile(laps, 95))}  "
-        f"{1 / mid:8.0f} ops/s  cpu {fmt_ms(cpu)}/op  (n={repeat})",
-        op=name,
-        target=label,
-        median_s=mid,
-        p95_s=percentile(laps, 95),
-        cpu_s=cpu,
-        n=repeat,
-        **data,
-    )
-    return mid
+Probe = tuple[str, Callable[[], Any]]
+
+
+def _measure(ctx: Context, label: str, probes: list[Probe], repeat: int) -> list[float]:
+    """Time each probe ``repeat`` times, calls interleaved (a, b, a, b, ...) so that a change in
+    the machine's load hits every probe alike; print median, p95, ops/s and CPU per call, and
+    return the medians."""
+    for _, fn in probes:
+        fn()  # warm-up: compiled statements, caches, pooled connections
+    laps: list[list[float]] = [[] for _ in probes]
+    cpu = [0.0] * len(probes)
+    for _ in range(repeat):
+        for index, (_, fn) in enumerate(probes):
+            started_cpu, started = time.process_time(), time.perf_counter()
+            fn()
+            laps[index].append(time.perf_counter() - started)
+            cpu[index] += time.process_time() - started_cpu
+    medians = []
+    for (name, _), values, spent in zip(probes, laps, cpu, strict=True):
+        mid, per_call = median(values), spent / repeat
+        medians.append(mid)
+        ctx.report.row(
+            NAME,
+            f"{label} {name}",
+            f"median {fmt_ms(mid)}  p95 {fmt_ms(percentile(values, 95))}  "
+            f"{1 / mid:8.0f} ops/s  cpu {fmt_ms(per_call)}/op  (n={repeat})",
+            op=name,
+            target=label,
+            median_s=mid,
+            p95_s=percentile(values, 95),
+            cpu_s=per_call,
+            n=repeat,
+        )
+    return medians
 
 
 def _cursor_at(runtime: Runtime, position: int) -> str:
@@ -81,7 +89,7 @@ def _bench_one(ctx: Context, db: str, url: str, count: int) -> None:
     runtime = make_runtime(url, ctx.data_dir(f"directory-{db}-{count}"))
     try:
         user_ids = seed_users(runtime, count)
-        extra = seed_users(runtime, samples + 1, prefix="member")
+        extra = seed_users(runtime, samples, prefix="member")
         group_id = seed_group(runtime, "Staff", user_ids[: count // 10])
         analyze(runtime)
         rng = random.Random(7)
@@ -94,64 +102,53 @@ def _bench_one(ctx: Context, db: str, url: str, count: int) -> None:
                 ).one()
 
         with api_client(runtime) as client:
-            base = _measure(ctx, label, "pk_select (raw SQL baseline)", pk_select, samples)
-            health = _measure(
+            base, health, get = _measure(
                 ctx,
                 label,
-                "GET /health (client + SELECT 1)",
-                lambda: ok(client.get("/health")),
-                samples,
-            )
-            get = _measure(
-                ctx,
-                label,
-                "GET /users/{id}",
-                lambda: ok(client.get(f"/api/v1/users/{rng.choice(user_ids)}")),
+                [
+                    ("pk_select (raw SQL baseline)", pk_select),
+                    ("GET /health (client + SELECT 1)", lambda: ok(client.get("/health"))),
+                    (
+                        "GET /users/{id}",
+                        lambda: ok(client.get(f"/api/v1/users/{rng.choice(user_ids)}")),
+                    ),
+                ],
                 samples,
             )
             created = iter(range(10**6))
-            create = _measure(
-                ctx,
-                label,
-                "POST /users",
-                lambda: ok(client.post("/api/v1/users", json=_new_user(next(created)))),
-                max(samples // 2, 10),
-            )
             members = iter(extra)
-            member = _measure(
+            create, member = _measure(
                 ctx,
                 label,
-                "PUT /groups/{id}/users/{id}",
-                lambda: ok(client.put(f"/api/v1/groups/{group_id}/users/{next(members)}"), 204),
-                samples,
+                [
+                    (
+                        "POST /users",
+                        lambda: ok(client.post("/api/v1/users", json=_new_user(next(created)))),
+                    ),
+                    (
+                        "PUT /groups/{id}/users/{id}",
+                        lambda: ok(
+                            client.put(f"/api/v1/groups/{group_id}/users/{next(members)}"), 204
+                        ),
+                    ),
+                ],
+                samples // 2,
             )
             deep_page = count // PAGE
             cursor = _cursor_at(runtime, (deep_page - 1) * PAGE)
-            pages = max(samples // 5, 10)
-            first = _measure(
-                ctx, label, f"GET /users page 1 ({PAGE})", _lister(client, None), pages
-            )
-            deep = _measure(
+            first, deep, offset, keyset = _measure(
                 ctx,
                 label,
-                f"GET /users page {deep_page} (after=)",
-                _lister(client, cursor),
-                pages,
-                page=deep_page,
-            )
-            offset = _measure(
-                ctx,
-                label,
-                f"raw SQL page {deep_page} by OFFSET",
-                _offset_page(runtime, (deep_page - 1) * PAGE),
-                pages,
-            )
-            keyset = _measure(
-                ctx,
-                label,
-                f"raw SQL page {deep_page} by cursor",
-                _keyset_page(runtime, cursor),
-                pages,
+                [
+                    (f"GET /users page 1 ({PAGE})", _lister(client, None)),
+                    (f"GET /users page {deep_page} (after=)", _lister(client, cursor)),
+                    (
+                        f"raw SQL page {deep_page} by OFFSET",
+                        _offset_page(runtime, (deep_page - 1) * PAGE),
+                    ),
+                    (f"raw SQL page {deep_page} by cursor", _keyset_page(runtime, cursor)),
+                ],
+                max(samples // 5, 10),
             )
         report.ratio(NAME, f"{label} GET user / pk_select", get / base, "API overhead per read")
         report.ratio(

@@ -32,6 +32,7 @@ from bench.common import (
     login_of,
     make_runtime,
     median,
+    pg_database,
     scim_user_body,
     seed_group,
     seed_users,
@@ -135,8 +136,7 @@ def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
             app_id = create_scim_app(client, server.base_url)
             asyncio.run(drain(runtime))
             counter.counts.clear()
-            postgres = runtime.database.dialect == "postgresql"
-            with Meter({"scim": server.pid}, postgres=postgres) as meter:
+            with Meter({"scim": server.pid}, postgres=pg_database(runtime)) as meter:
                 with Meter() as put:
                     assign_group(client, app_id, group_id)
                 asyncio.run(drain(runtime))
@@ -167,12 +167,13 @@ def run(ctx: Context) -> None:
         f"provision: assign a group of {count:,} users to a scim2-server app "
         f"({runs} run{'s' if runs > 1 else ''} each, median shown)"
     )
-    databases = ["sqlite", "postgresql"]
+    databases = list(ctx.mode.provision_databases)
     floors: list[Result] = []
     results: dict[str, list[Result]] = {db: [] for db in databases}
     puts: dict[str, list[float]] = {db: [] for db in databases}
-    for _ in range(runs):
+    for index in range(runs):
         floors.append(run_floor(count, concurrency))
+        report.line(f"run {index + 1}: floor {floors[-1].usage.wall:.1f} s")
         for db in list(databases):
             try:
                 url = ctx.databases.sqlite() if db == "sqlite" else ctx.databases.postgres()
@@ -183,6 +184,7 @@ def run(ctx: Context) -> None:
             result, put_seconds = run_headwater(ctx, url, count)
             results[db].append(result)
             puts[db].append(put_seconds)
+            report.line(f"run {index + 1}: headwater[{db}] {result.usage.wall:.1f} s")
     floor = _middle(floors)
     report.row(
         NAME,

@@ -32,6 +32,7 @@ from bench.common import (
     login_of,
     make_runtime,
     ok,
+    pg_database,
     scim_user_body,
     seed_group,
     seed_users,
@@ -147,8 +148,7 @@ def run_headwater(ctx: Context, url: str, count: int) -> Result:
             _record_accounts(runtime, app_id, group_id, user_ids, external)
             analyze(runtime)
             counter.counts.clear()
-            postgres = runtime.database.dialect == "postgresql"
-            with Meter({"scim": server.pid}, postgres=postgres) as meter:
+            with Meter({"scim": server.pid}, postgres=pg_database(runtime)) as meter:
                 body = {"sourceGroupId": group_id, "targetGroupName": GROUP}
                 ok(client.post(f"/api/v1/apps/{app_id}/group-push/mappings", json=body), 201)
                 asyncio.run(drain(runtime))

@@ -44,6 +44,7 @@ from bench.common import (
     median,
     ok,
     percentile,
+    pg_database,
     seed_group,
     seed_users,
 )
@@ -144,7 +145,7 @@ def _throughput(ctx: Context, count: int, users: int) -> Throughput:
             log_dir = ctx.data_dir(f"workers-{count}-logs")
             with worker_processes(runtime, url, count, log_dir, settle=settle) as processes:
                 pids = {"scim": server.pid} | {f"w{i}": p.pid for i, p in enumerate(processes)}
-                with Meter(pids, postgres=True) as meter:
+                with Meter(pids, postgres=pg_database(runtime)) as meter:
                     assign_group(client, app_id, group_id)
                     while pending(runtime):
                         time.sleep(0.02)

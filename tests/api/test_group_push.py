@@ -204,6 +204,11 @@ def test_unknown_ids_are_not_found(client: TestClient) -> None:
     error(create(client, app_id, sourceGroupId=group_id, targetGroupId="00gnope"), 404, "E0000007")
     error(client.get(url(app_id, "/gPmnope")), 404, "E0000007")
     error(client.get(url("0oanope")), 404, "E0000007")
+    # Ids no row can have never reach SQL (a NUL would upset PostgreSQL).
+    error(client.get(url(app_id, "/gPm%00x")), 404, "E0000007")
+    error(create(client, app_id, sourceGroupId="00g\u0000", targetGroupName="x"), 404, "E0000007")
+    assert ok(client.get(url(app_id), params={"sourceGroupId": "00g\x00"})) == []
+    error(client.delete(f"/api/v1/apps/{app_id}/tasks/tsk%00"), 404, "E0000007")
 
 
 def test_a_group_is_pushed_once_per_app(client: TestClient) -> None:

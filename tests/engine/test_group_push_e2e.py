@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 from pushkit import (
+    ORIGIN,
     Downstream,
     add_member,
     assign_group,
@@ -178,14 +180,17 @@ async def test_unlink_keeping_the_downstream_group(client: TestClient, runtime: 
     async with downstream(runtime) as scim:
         seed = await seeded(client, runtime, scim)
         mapping_id = seed.mapping["id"]
+        target_id = get_mapping(client, seed.app, mapping_id)["targetGroupId"]
         unlink(client, seed.app, mapping_id, delete_target=False)
         assert client.get(f"{mappings_url(seed.app)}/{mapping_id}").status_code == 404
         remove_member(client, seed.push_group, seed.alex)
+        lifecycle(client, seed.sam, "deactivate")
         await drain(runtime)
         # No longer managed: the group and its members stay as they were.
         assert await scim.member_names("AppPushGroup") == {TAYLOR, ALEX, SAM}
-        target = client.get(f"/api/v1/groups/{seed.mapping['targetGroupId'] or ''}")
-        assert target.status_code in (200, 404)
+        # Its APP_GROUP stays too, standing for the group still there downstream.
+        target = client.get(f"/api/v1/groups/{target_id}").json()
+        assert (target["type"], target["profile"]["name"]) == ("APP_GROUP", "AppPushGroup")
 
 
 async def test_unlink_deleting_the_downstream_group(client: TestClient, runtime: Runtime) -> None:
@@ -470,3 +475,69 @@ async def test_a_put_only_app_gets_whole_groups(client: TestClient, runtime: Run
         await assert_taylor_gone(scim)
         assert await scim.member_names("Renamed Push") == {ALEX}
         assert scim.transport.counts[("PATCH", "Groups/{id}")] == 0
+
+
+class RefusingAdds(httpx.AsyncBaseTransport):
+    """In front of the real server: membership PATCHes that add are answered 409 while
+    ``refusing`` is set (a permanent refusal the batch isolation does not split)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.refusing = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        adding = request.method == "PATCH" and b'"op":"add"' in request.content.replace(b" ", b"")
+        if self.refusing and "/Groups/" in request.url.path and adding:
+            body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "409"}
+            return httpx.Response(409, json=body)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_refused_push_never_blocks_a_deprovision(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """A failed add leaves its outcome unknown; the member's deprovision still goes through
+    (removing the membership first) instead of waiting for an add that will never finish."""
+    async with downstream(runtime) as scim:
+        seed = await seeded(client, runtime, scim)
+        refusing = RefusingAdds(runtime.connectors.transports[ORIGIN])
+        runtime.connectors.transports[ORIGIN] = refusing
+        refusing.refusing = True
+        pat = create_user(client, "pat.kim@example.com", "Pat", "Kim")
+        add_member(client, seed.accounting, pat)
+        add_member(client, seed.push_group, pat)
+        await drain(runtime)
+        mapping = get_mapping(client, seed.app, seed.mapping["id"])
+        assert mapping["status"] == "ERROR" and mapping["errorSummary"]
+        assert len(client.get(f"/api/v1/apps/{seed.app}/tasks").json()) == 1
+        lifecycle(client, pat, "deactivate")
+        await drain(runtime, timeout=20)
+        account = await scim.user_by_name("pat.kim@example.com")
+        assert account is not None and account["active"] is False
+        assert await scim.member_names("AppPushGroup") == {TAYLOR, ALEX, SAM}
+        # With Pat gone there is nothing left to push: the mapping recovered on its own.
+        assert get_mapping(client, seed.app, seed.mapping["id"])["status"] == "ACTIVE"
+        assert client.get(f"/api/v1/apps/{seed.app}/tasks").json() == []
+
+
+async def test_retrying_a_push_task_pushes_the_group_again(
+    client: TestClient, runtime: Runtime
+) -> None:
+    async with downstream(runtime) as scim:
+        seed = await seeded(client, runtime, scim)
+        refusing = RefusingAdds(runtime.connectors.transports[ORIGIN])
+        runtime.connectors.transports[ORIGIN] = refusing
+        refusing.refusing = True
+        pat = create_user(client, "pat.kim@example.com", "Pat", "Kim")
+        add_member(client, seed.accounting, pat)
+        add_member(client, seed.push_group, pat)
+        await drain(runtime)
+        (task,) = client.get(f"/api/v1/apps/{seed.app}/tasks").json()
+        assert task["target"]["id"] == seed.mapping["id"]
+        refusing.refusing = False
+        retried = client.post(f"/api/v1/apps/{seed.app}/tasks/{task['id']}/retry")
+        assert retried.status_code == 202
+        await drain(runtime)
+        assert get_mapping(client, seed.app, seed.mapping["id"])["status"] == "ACTIVE"
+        assert client.get(f"/api/v1/apps/{seed.app}/tasks").json() == []
+        assert await scim.member_names("AppPushGroup") == {TAYLOR, ALEX, SAM, "pat.kim@example.com"}

@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pushkit import Downstream, create_scim_app, downstream, drain
 from sqlalchemy import select
 
-from conftest import make_runtime
 from headwater.api.app import create_app
+from headwater.config import Settings
 from headwater.db import tables as t
 from headwater.runtime.context import Runtime
 from headwater.services import tokens
@@ -310,7 +311,13 @@ async def check_converged(runtime: Runtime, app_id: str, scim: Downstream) -> No
 def fresh_world() -> Iterator[tuple[Runtime, TestClient]]:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory)
-        runtime = make_runtime(f"sqlite:///{path / 'hw.db'}", path)
+        config = Settings(
+            data_dir=path,
+            database_url=f"sqlite:///{path / 'hw.db'}",
+            secret_key=Fernet.generate_key().decode(),
+            embedded_worker=False,
+        )
+        runtime = Runtime.from_settings(config)
         with runtime.database.transaction() as session:
             _, token = tokens.create(session, "property", SYSTEM)
         try:

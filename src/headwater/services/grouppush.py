@@ -35,9 +35,12 @@ __all__ = [
     "delete_mapping",
     "get_app",
     "get_mapping",
+    "mapping_target",
     "mappings_query",
+    "plausible_id",
     "push_now",
     "pushed_names",
+    "request_deletion_values",
     "set_status",
 ]
 
@@ -45,6 +48,7 @@ ACTIVE, INACTIVE, ERROR = "ACTIVE", "INACTIVE", "ERROR"
 STATUSES = (ACTIVE, INACTIVE, ERROR)
 OKTA_GROUP, APP_GROUP = "OKTA_GROUP", "APP_GROUP"
 MAX_NAME = 255
+MAX_ID = 64
 EVENT_PREFIX = "application.provision.group_push"
 
 
@@ -64,6 +68,14 @@ class MappingFilter:
     status: str | None = None
     #: Mappings updated at or after this instant.
     last_updated: datetime | None = None
+
+
+def plausible_id(value: str | None) -> bool:
+    """Ids are short and alphanumeric; anything else matches no row and never reaches SQL
+    (a NUL would make PostgreSQL fail the query instead of finding nothing)."""
+    if not value or len(value) > MAX_ID:
+        return False
+    return value.isascii() and value.isalnum()
 
 
 def _invalid(cause: str) -> InvalidRequest:
@@ -93,7 +105,7 @@ def _enqueue(session: Session, mapping: t.PushMapping) -> None:
 
 def get_app(session: Session, app_id: str) -> t.App:
     """The app, or 404 (kept here so the directory's import of rules stays cycle-free)."""
-    app = session.get(t.App, app_id) if app_id else None
+    app = session.get(t.App, app_id) if plausible_id(app_id) else None
     if app is None:
         raise NotFound(f"Not found: Resource not found: {app_id} (AppInstance)")
     return app
@@ -103,7 +115,11 @@ def get_mapping(
     session: Session, app_id: str, mapping_id: str, *, lock: bool = False
 ) -> t.PushMapping:
     """A visible mapping of the app, or 404 (mappings being deleted are gone already)."""
-    mapping = session.get(t.PushMapping, mapping_id, with_for_update=lock) if mapping_id else None
+    mapping = (
+        session.get(t.PushMapping, mapping_id, with_for_update=lock)
+        if plausible_id(mapping_id)
+        else None
+    )
     if mapping is None or mapping.app_id != app_id or mapping.delete_requested:
         raise NotFound(f"Not found: Resource not found: {mapping_id} (GroupPushMapping)")
     return mapping
@@ -116,7 +132,8 @@ def mappings_query(session: Session, app_id: str, filters: MappingFilter) -> Sel
         t.PushMapping.app_id == app_id, t.PushMapping.delete_requested == false()
     )
     if filters.source_group_id is not None:
-        query = query.where(t.PushMapping.source_group_id == filters.source_group_id)
+        wanted = filters.source_group_id if plausible_id(filters.source_group_id) else None
+        query = query.where(t.PushMapping.source_group_id == wanted)
     if filters.status is not None:
         if filters.status not in STATUSES:
             raise _invalid("status: must be one of ACTIVE, INACTIVE, ERROR")
@@ -180,7 +197,7 @@ def add_mapping(
 
 
 def _source_group(session: Session, group_id: str) -> t.Group:
-    group = session.get(t.Group, group_id) if group_id else None
+    group = session.get(t.Group, group_id) if plausible_id(group_id) else None
     if group is None:
         raise NotFound(f"Not found: Resource not found: {group_id} (UserGroup)")
     if group.type != OKTA_GROUP:
@@ -210,7 +227,7 @@ def _custom_name(name: str, source: t.Group) -> str | None:
 
 
 def _linkable_app_group(session: Session, app_id: str, group_id: str) -> t.Group:
-    group = session.get(t.Group, group_id) if group_id else None
+    group = session.get(t.Group, group_id) if plausible_id(group_id) else None
     if group is None:
         raise NotFound(f"Not found: Resource not found: {group_id} (UserGroup)")
     if group.type != APP_GROUP or group.app_id != app_id or not group.external_id:

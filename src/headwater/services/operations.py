@@ -30,7 +30,7 @@ from headwater.runtime.connectors import ConnectionInfo
 from headwater.services import events, snapshot
 from headwater.services.events import Actor, Target
 from headwater.services.executor import execute
-from headwater.services.grouppush import get_app, get_mapping
+from headwater.services.grouppush import get_app, get_mapping, plausible_id
 
 if TYPE_CHECKING:
     from headwater.runtime.context import Runtime
@@ -77,7 +77,7 @@ def tasks_query(session: Session, app_id: str) -> Select[t.Task]:
 
 
 def _task(session: Session, app_id: str, task_id: str) -> t.Task:
-    task = session.get(t.Task, task_id) if task_id else None
+    task = session.get(t.Task, task_id) if plausible_id(task_id) else None
     if task is None or task.app_id != app_id:
         raise NotFound(f"Not found: Resource not found: {task_id} (Task)")
     return task

@@ -84,7 +84,7 @@ def _matching(rule: t.PushRule) -> ColumnElement[bool]:
 
 
 def get_rule(session: Session, app_id: str, rule_id: str) -> t.PushRule:
-    rule = session.get(t.PushRule, rule_id) if rule_id else None
+    rule = session.get(t.PushRule, rule_id) if grouppush.plausible_id(rule_id) else None
     if rule is None or rule.app_id != app_id:
         raise NotFound(f"Not found: Resource not found: {rule_id} (GroupPushRule)")
     return rule

@@ -636,7 +636,9 @@ def _push_succeeded(
         if mapping.status == "ERROR":
             mapping.status = "ACTIVE"
         mapping.error_summary = None
-    mapping.full_push = False
+    if work.snapshot.full_push:
+        # Only the full push this reconcile did; one requested meanwhile is still owed.
+        mapping.full_push = False
     mapping.last_push = now
     mapping.last_updated = now
     _store_orphans(session, app.id, mapping.id, plan.orphans, observed=work.observed_members)
@@ -692,7 +694,20 @@ def _record_failure(
     _failure_event(session, app, outcome, users, message)
     _mark_error(session, app, key, message, error_state=True)
     _open_task(session, app, outcome, message, now)
+    if key.kind == queue.PUSH:
+        _settle_pending(session, key.subject_id)
     queue.finish(session, key)
+
+
+def _settle_pending(session: Session, mapping_id: str) -> None:
+    """Adds whose outcome is unknown after a final failure count as sent: a deprovision then
+    removes them first (removing a non-member is harmless) instead of waiting for an answer
+    that will never come. The retry of the Task pushes the whole membership again."""
+    session.execute(
+        update(t.PushMember)
+        .where(t.PushMember.mapping_id == mapping_id, t.PushMember.pending.is_(True))
+        .values(pending=False)
+    )
 
 
 def _recover_not_found(session: Session, app: AppSnapshot, outcome: Outcome) -> bool:
