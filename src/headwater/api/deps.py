@@ -43,9 +43,16 @@ def get_actor(request: Request) -> Actor:
     token = _token_from_header(request.headers.get("authorization"))
     if token is None:
         raise Unauthenticated()
-    with get_db(request).transaction() as session:
-        row = tokens.authenticate(session, token)
+    database = get_db(request)
+    # A read: on SQLite a write transaction here would queue every GET behind the worker's
+    # writes. ``last_used`` is written at most once a minute, in its own short transaction.
+    with database.read() as session:
+        row = tokens.authenticate(session, token, refresh=False)
         actor = Actor(id=row.id, type="Token", alternate_id=row.name, display_name=row.name)
+        stale = tokens.needs_touch(row)
+    if stale:
+        with database.transaction() as session:
+            tokens.touch(session, actor.id)
     request.state.actor = actor
     return actor
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -320,29 +321,28 @@ def claim(
     rows = session.execute(query).all()
     if not rows:
         return []
-    lease = now + timedelta(seconds=lease_seconds)
-    claimed = []
-    for row in rows:
-        session.execute(
-            update(t.ReconcileKey)
-            .where(
-                t.ReconcileKey.app_id == row.app_id,
-                t.ReconcileKey.kind == row.kind,
-                t.ReconcileKey.subject_id == row.subject_id,
-            )
-            .values(
-                claimed_by=worker_id,
-                claimed_generation=row.generation,
-                lease_until=lease,
-                observe=false(),
+    # One UPDATE for the batch. The rows are ours until commit (locked FOR UPDATE on
+    # PostgreSQL; SQLite has one writer), so the generation read above is the current one.
+    key = t.ReconcileKey
+    session.execute(
+        update(key)
+        .where(
+            tuple_(key.app_id, key.kind, key.subject_id).in_(
+                [(row.app_id, row.kind, row.subject_id) for row in rows]
             )
         )
-        claimed.append(
-            ClaimedKey(
-                row.app_id, row.kind, row.subject_id, row.generation, row.attempts, row.observe
-            )
+        .values(
+            claimed_by=worker_id,
+            claimed_generation=key.generation,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            observe=false(),
         )
-    return claimed
+        .execution_options(synchronize_session=False)
+    )
+    return [
+        ClaimedKey(row.app_id, row.kind, row.subject_id, row.generation, row.attempts, row.observe)
+        for row in rows
+    ]
 
 
 def finish(session: Session, key: ClaimedKey) -> None:

@@ -190,6 +190,19 @@ def record(
         )
         for outcome in outcomes:
             _record_outcome(session, app, outcome, policy, user_names)
+        # Accounts made or (re)activated may now join pushed groups: one set-based enqueue for
+        # the whole batch rather than one INSERT ... SELECT per account.
+        joined = session.info.pop(_JOINED, None)
+        if joined:
+            queue.enqueue_push_for_app_users(session, app.id, sorted(joined))
+
+
+#: ``session.info`` key: users whose account became active in this ``record`` transaction.
+_JOINED = "headwater.recorder.joined"
+
+
+def _push_later(session: Session, user_id: str) -> None:
+    session.info.setdefault(_JOINED, set()).add(user_id)
 
 
 def _user_labels(session: Session, user_ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -305,7 +318,7 @@ def _record_done(
                 else "application.provision.user.push",
                 f"Account {verb} in {app.label} ({result.external_id})",
             )
-            queue.enqueue_push_for_app_users(session, app.id, [user_id])
+            _push_later(session, user_id)
         case ops.UpdateAccount(user_id, _, attrs):
             _upsert_link(
                 session,
@@ -345,7 +358,7 @@ def _record_done(
                 else "application.provision.user.deactivate",
                 f"Account {'reactivated' if active else 'deactivated'} in {app.label}",
             )
-            queue.enqueue_push_for_app_users(session, app.id, [user_id])
+            _push_later(session, user_id)
         case ops.DeleteAccount(user_id, _):
             _upsert_link(
                 session,

@@ -19,7 +19,7 @@ from headwater.errors import InvalidRequest, NotFound, Unauthenticated
 from headwater.services import events
 from headwater.services.events import Actor, Target
 
-__all__ = ["authenticate", "create", "hash_token", "list_tokens", "revoke"]
+__all__ = ["authenticate", "create", "hash_token", "list_tokens", "needs_touch", "revoke", "touch"]
 
 #: Only refresh ``last_used`` this often, so reads do not become writes on every request.
 LAST_USED_GRANULARITY = timedelta(seconds=60)
@@ -55,18 +55,34 @@ def create(session: Session, name: str, actor: Actor) -> tuple[t.ApiToken, str]:
     return row, plaintext
 
 
-def authenticate(session: Session, plaintext: str) -> t.ApiToken:
-    """The token row for ``plaintext``; raises Unauthenticated for unknown or expired tokens."""
+def authenticate(session: Session, plaintext: str, *, refresh: bool = True) -> t.ApiToken:
+    """The token row for ``plaintext``; raises Unauthenticated for unknown or expired tokens.
+
+    With ``refresh``, ``last_used`` is updated when it is older than the granularity."""
     row = session.execute(
         select(t.ApiToken).where(t.ApiToken.token_hash == hash_token(plaintext))
     ).scalar_one_or_none()
     now = clock.utcnow()
     if row is None or (row.expires_at is not None and clock.as_utc(row.expires_at) < now):
         raise Unauthenticated()
-    if row.last_used is None or clock.as_utc(row.last_used) + LAST_USED_GRANULARITY < now:
-        session.execute(update(t.ApiToken).where(t.ApiToken.id == row.id).values(last_used=now))
+    if refresh and needs_touch(row):
+        touch(session, row.id)
         row.last_used = now
     return row
+
+
+def needs_touch(row: t.ApiToken) -> bool:
+    """``last_used`` is older than its granularity (or was never set)."""
+    return (
+        row.last_used is None
+        or clock.as_utc(row.last_used) + LAST_USED_GRANULARITY < clock.utcnow()
+    )
+
+
+def touch(session: Session, token_id: str) -> None:
+    session.execute(
+        update(t.ApiToken).where(t.ApiToken.id == token_id).values(last_used=clock.utcnow())
+    )
 
 
 def list_tokens(session: Session) -> list[t.ApiToken]:
