@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/headwater demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench testing
-	$(BIN)/ruff format --check src tests bench testing
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
