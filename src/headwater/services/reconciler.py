@@ -13,6 +13,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from headwater import clock
@@ -206,11 +207,13 @@ class Reconciler:
             with self.runtime.database.read() as session:
                 snaps = snapshot.load_accounts(session, app.id, [k.subject_id for k in user_keys])
                 pushes = snapshot.load_push(session, app.id, [k.subject_id for k in push_keys])
-                known = (
-                    snapshot.known_accounts(session, app.id)
-                    if any(k.observe or pushes.get(k.subject_id, None) for k in push_keys)
-                    else {}
+                # Only a push that reads its group back needs every linked account of the
+                # app (to tell known members from orphans); skip that scan otherwise.
+                reads_back = any(
+                    k.observe or (k.subject_id in pushes and pushes[k.subject_id].full_push)
+                    for k in push_keys
                 )
+                known = snapshot.known_accounts(session, app.id) if reads_back else {}
             accounts = []
             for key in user_keys:
                 snap = snaps[key.subject_id]
@@ -419,8 +422,6 @@ def _push_facts(work: PushWork) -> PushFacts:
 
 
 def _with_memberships(snap: AccountSnapshot, memberships: tuple[Any, ...]) -> AccountSnapshot:
-    from dataclasses import replace
-
     return replace(snap, memberships=memberships)
 
 

@@ -612,11 +612,9 @@ def _push_succeeded(
         return
     plan: PushPlan = work.plan
     if plan.finalize_delete:
-        target = mapping.target_group_id
+        # A kept downstream group keeps its APP_GROUP row: it still stands for that group.
         session.delete(mapping)
         session.flush()
-        if target is not None and not mapping.delete_target:
-            pass  # the APP_GROUP stays: it still stands for the kept downstream group
         _push_event(
             session,
             app,
