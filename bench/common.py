@@ -30,10 +30,10 @@ from headwater.api.app import create_app
 from headwater.config import Settings
 from headwater.db import tables as t
 from headwater.db.engine import Database
+from headwater.db.events import SYSTEM
 from headwater.db.migrate import upgrade
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.services import tokens
-from headwater.services.events import SYSTEM
 
 __all__ = [
     "PG_URL",

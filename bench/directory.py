@@ -29,7 +29,7 @@ from bench.common import (
     seed_group,
     seed_users,
 )
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 __all__ = ["run"]
 

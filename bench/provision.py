@@ -37,10 +37,10 @@ from bench.common import (
     seed_group,
     seed_users,
 )
-from headwater.db import queue
+from headwater.db import outbox
 from headwater.domain.settings import ProvisioningSettings
-from headwater.runtime.context import Runtime
-from headwater.runtime.worker import Worker
+from headwater.engine.worker import Worker
+from headwater.runtime import Runtime
 from headwater.testing.scimserver import ScimServerProcess
 
 __all__ = ["floor_provision", "run", "scim_total"]
@@ -106,7 +106,7 @@ async def drain(runtime: Runtime, timeout: float = 3600.0) -> None:
 
 def pending(runtime: Runtime) -> int:
     with runtime.database.read() as session:
-        return queue.pending_count(session)
+        return outbox.pending_count(session)
 
 
 def run_floor(count: int, concurrency: int) -> Result:

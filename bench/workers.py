@@ -50,7 +50,7 @@ from bench.common import (
 )
 from bench.provision import pending, scim_total
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.testing.faultproxy import FaultProxyThread
 from headwater.testing.scimserver import ScimServerProcess
 

@@ -12,7 +12,7 @@ from sqlalchemy import delete, event, select
 
 from headwater import clock, ids
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 
 def add_user(runtime: Runtime, login: str, status: str = "ACTIVE", **profile: Any) -> str:

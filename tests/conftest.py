@@ -25,10 +25,10 @@ from sqlalchemy.engine import make_url
 from headwater.api.app import create_app
 from headwater.config import Settings
 from headwater.db.engine import Database
+from headwater.db.events import SYSTEM
 from headwater.db.migrate import upgrade
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.services import tokens
-from headwater.services.events import SYSTEM
 from headwater.testing.scimserver import free_port
 
 PG_URL = os.environ.get(

@@ -24,9 +24,9 @@ from headwater.api.app import create_app
 from headwater.config import Settings
 from headwater.db import queue
 from headwater.demo import load_example
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.services import admins, tokens
-from headwater.services.events import SYSTEM
+from headwater.db.events import SYSTEM
 from headwater.testing.scimserver import ScimServerProcess, free_port
 
 OUT = Path(__file__).parent
@@ -59,7 +59,7 @@ def _settle(runtime: Runtime, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with runtime.database.read() as session:
-            if queue.pending_count(session) == 0:
+            if outbox.pending_count(session) == 0:
                 return
         time.sleep(0.3)
     raise RuntimeError("the worker did not converge")

@@ -17,7 +17,7 @@ from headwater.commands import directory as directory_commands
 from headwater.commands import engine as engine_commands
 from headwater.commands import reconcile as reconcile_commands
 from headwater.config import Settings
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 __all__ = ["app", "main"]
 
@@ -69,7 +69,7 @@ def serve(
 @app.command("worker")
 def worker_command() -> None:
     """Run a reconcile worker (any number may share one PostgreSQL database)."""
-    from headwater.runtime.worker import Worker
+    from headwater.engine.worker import Worker
 
     runtime = _runtime()
 
@@ -88,9 +88,9 @@ def worker_command() -> None:
 @token_app.command("create")
 def token_create(name: Annotated[str, typer.Option(help="A name for the token.")]) -> None:
     """Create an API token; it is printed once, as the last line."""
+    from headwater.db.events import SYSTEM
     from headwater.errors import HeadwaterError
     from headwater.services import tokens
-    from headwater.services.events import SYSTEM
 
     runtime = _runtime()
     try:
@@ -126,9 +126,9 @@ def token_list() -> None:
 @token_app.command("revoke")
 def token_revoke(token: Annotated[str, typer.Argument(help="Token id or name.")]) -> None:
     """Revoke an API token by id or name."""
+    from headwater.db.events import SYSTEM
     from headwater.errors import NotFound
     from headwater.services import tokens
-    from headwater.services.events import SYSTEM
 
     runtime = _runtime()
     try:

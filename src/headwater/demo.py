@@ -92,9 +92,9 @@ def run_demo(*, port: int) -> None:
 
     from headwater.api.app import create_app
     from headwater.config import Settings
-    from headwater.runtime.context import Runtime
+    from headwater.db.events import SYSTEM
+    from headwater.runtime import Runtime
     from headwater.services import admins, tokens
-    from headwater.services.events import SYSTEM
     from headwater.testing.scimserver import ScimServerProcess
 
     shutil.rmtree(DEMO_DIR, ignore_errors=True)

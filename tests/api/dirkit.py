@@ -13,7 +13,7 @@ from sqlalchemy import delete, event, func, select
 
 from headwater import clock, ids
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 PASSWORD = "Correct-Horse-42"
 

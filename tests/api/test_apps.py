@@ -16,7 +16,7 @@ from appkit import (
     event_rows,
     user_keys,
 )
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 
 def _all_hrefs(links: dict[str, Any]) -> list[Any]:

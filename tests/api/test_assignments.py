@@ -22,11 +22,11 @@ from appkit import (
     user_keys,
 )
 from conftest import make_runtime
+from headwater.db.events import SYSTEM
 from headwater.errors import HeadwaterError
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.services import applications
 from headwater.services.applications import UserAssignmentSpec
-from headwater.services.events import SYSTEM
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from appkit import add_user, clear_keys, create_app, error_code, event_rows, user_keys
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.testing.scimserver import in_process_app
 
 GOOD_TOKEN = "good-token-7f3a9c1e5b"

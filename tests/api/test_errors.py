@@ -10,7 +10,7 @@ import pytest
 from dirkit import counts, create_group, create_user, error
 from fastapi.testclient import TestClient
 
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 GOOD = {"login": "ann@example.com", "email": "ann@example.com", "firstName": "A", "lastName": "B"}
 

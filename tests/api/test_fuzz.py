@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.python import asgi
 
 from headwater.api.app import create_app
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 EXAMPLES = 25
 FUZZED = r"^/api/v1/(users|groups)"

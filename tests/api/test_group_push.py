@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from headwater import clock, ids
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 okta_models = pytest.importorskip("okta.models")
 

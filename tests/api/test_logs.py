@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from headwater import clock
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 
 def _logs(client: TestClient, query: str = "") -> list[dict[str, Any]]:

@@ -10,8 +10,8 @@ import httpx
 from fastapi.testclient import TestClient
 from tests.engine.faultkit import assign_group, seed_app, seed_group, seed_users
 
-from headwater.runtime.context import Runtime
-from headwater.runtime.worker import Worker
+from headwater.engine.worker import Worker
+from headwater.runtime import Runtime
 from headwater.testing.scimserver import in_process_app
 
 

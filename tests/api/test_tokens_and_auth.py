@@ -11,9 +11,9 @@ from sqlalchemy import update
 
 from headwater import clock
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.db.events import SYSTEM
+from headwater.runtime import Runtime
 from headwater.services import tokens
-from headwater.services.events import SYSTEM
 
 
 def _token_row(runtime: Runtime, token: str) -> t.ApiToken:

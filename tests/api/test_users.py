@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 # --- Create ------------------------------------------------------------------------------------
 

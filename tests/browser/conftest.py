@@ -18,7 +18,7 @@ import pytest
 from consolekit import ADMIN, PASSWORD
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.services import admins
 from headwater.testing.scimserver import ScimServerProcess
 

@@ -10,8 +10,8 @@ import pytest
 from consolekit import ADMIN, PASSWORD, sign_in
 from playwright.sync_api import Page, expect
 
+from headwater.db.events import SYSTEM
 from headwater.services import applications
-from headwater.services.events import SYSTEM
 
 pytestmark = pytest.mark.browser
 

@@ -13,8 +13,8 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from headwater.db import tables as t
+from headwater.db.events import SYSTEM
 from headwater.services import applications, directory
-from headwater.services.events import SYSTEM
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ from headwater import clock, ids
 from headwater.cli import app
 from headwater.config import Settings
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -12,7 +12,7 @@ import pytest
 from clikit import Cli
 from cryptography.fernet import Fernet
 
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.testing.scimserver import ScimServerProcess
 
 

@@ -9,7 +9,7 @@ from clikit import Cli, seed_group
 from sqlalchemy import func, select
 
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.testing.scimserver import ScimServerProcess
 
 

@@ -7,7 +7,7 @@ from clikit import Cli
 from sqlalchemy import func, select
 
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 
 def user_status(runtime: Runtime, login: str) -> str:

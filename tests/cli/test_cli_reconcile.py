@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from headwater import clock
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.db.events import SYSTEM
+from headwater.runtime import Runtime
 from headwater.services import applications
-from headwater.services.events import SYSTEM
 from headwater.testing.scimserver import ScimServerProcess
 
 #: What makes Rich draw its live display as on a terminal, 120 columns wide.

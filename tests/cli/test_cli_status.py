@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from headwater import clock, ids
 from headwater.commands.common import mask_url
-from headwater.db import queue
+from headwater.db import outbox
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.db.events import SYSTEM
+from headwater.runtime import Runtime
 from headwater.services import applications, tokens
-from headwater.services.events import SYSTEM
 
 
 def seed_engine_state(runtime: Runtime) -> dict[str, str]:
@@ -31,8 +31,8 @@ def seed_engine_state(runtime: Runtime) -> dict[str, str]:
             session, SYSTEM, applications.AppSpec("Wiki", "wiki"), activate=True
         )
         session.flush()
-        queue.enqueue_users_for_apps(session, payroll.id, users[:3])
-        queue.enqueue_keys(session, [(payroll.id, queue.USER, users[3])], delay=3600)
+        outbox.enqueue_users_for_apps(session, payroll.id, users[:3])
+        outbox.enqueue_keys(session, [(payroll.id, outbox.USER, users[3])], delay=3600)
         wiki.quarantined_since = now - timedelta(minutes=5)
         wiki.quarantine_reason = "GET /Users: credentials rejected (HTTP 401)"
         wiki.next_probe = now + timedelta(minutes=1)
@@ -40,7 +40,7 @@ def seed_engine_state(runtime: Runtime) -> dict[str, str]:
             t.Task(
                 id=ids.new_id("tsk"),
                 app_id=payroll.id,
-                kind=queue.USER,
+                kind=outbox.USER,
                 subject_id=users[0],
                 operation="CREATE_ACCOUNT",
                 message="userName: already taken",

@@ -13,10 +13,10 @@ import httpx
 from sqlalchemy import insert
 
 from headwater import clock, ids
-from headwater.db import queue
+from headwater.db import outbox
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
-from headwater.runtime.worker import Worker
+from headwater.engine.worker import Worker
+from headwater.runtime import Runtime
 from headwater.testing.faultproxy import FaultProxyThread
 from headwater.testing.scimserver import ScimServerProcess
 
@@ -127,7 +127,7 @@ def assign_group(runtime: Runtime, app_id: str, group_id: str) -> None:
             )
         )
         session.flush()
-        queue.enqueue_users_of_app_group(session, group_id, app_id)
+        outbox.enqueue_users_of_app_group(session, group_id, app_id)
 
 
 def push_group(runtime: Runtime, app_id: str, group_id: str) -> str:
@@ -147,7 +147,7 @@ def push_group(runtime: Runtime, app_id: str, group_id: str) -> str:
             )
         )
         session.flush()
-        queue.enqueue_keys(session, [(app_id, queue.PUSH, mapping_id)])
+        outbox.enqueue_keys(session, [(app_id, outbox.PUSH, mapping_id)])
     return mapping_id
 
 

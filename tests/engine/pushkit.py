@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
-from headwater.runtime.worker import Worker
+from headwater.engine.worker import Worker
+from headwater.runtime import Runtime
 from headwater.testing.scimserver import in_process_app
 
 ORIGIN = "http://scim.test"

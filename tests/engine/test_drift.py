@@ -19,7 +19,7 @@ from pushkit import (
     reconcile,
 )
 
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 TAYLOR = "taylor.smith@example.com"
 ALEX = "alex.jones@example.com"

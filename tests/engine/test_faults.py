@@ -24,12 +24,12 @@ from tests.engine.faultkit import (
     seed_users,
 )
 
-from headwater.db import queue
+from headwater.db import outbox
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
-from headwater.runtime.worker import Worker
-from headwater.services import guard
-from headwater.services.events import SYSTEM
+from headwater.db.events import SYSTEM
+from headwater.engine import guard
+from headwater.engine.worker import Worker
+from headwater.runtime import Runtime
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_mixed_faults_converge_exactly(fast_runtime: Runtime) -> None:
         assert faults, "the proxy injected no fault"
         assert _failure_events(runtime) >= len(faults) * 0.9
         with runtime.database.read() as session:
-            assert queue.pending_count(session) == 0
+            assert outbox.pending_count(session) == 0
 
 
 @pytest.mark.slow
@@ -211,7 +211,7 @@ def test_quarantine_then_automatic_recovery(fast_runtime: Runtime) -> None:
             time.sleep(1.0)
             assert proxy.count() - requests_during < 5, "a quarantined app is still hammered"
             with runtime.database.read() as session:
-                assert queue.pending_count(session, app_id) > 0
+                assert outbox.pending_count(session, app_id) > 0
             proxy.outage_end()
             _wait(lambda: not _quarantined(runtime, app_id), 60, "app did not recover")
             _wait(lambda: len(downstream_state(server.base_url)[0]) == 60, 60, "no convergence")
@@ -247,7 +247,7 @@ def test_mass_change_guard_holds_then_releases_on_approval(fast_runtime: Runtime
         assign_group(runtime, app_id, group)
         converge(runtime)
         with runtime.database.transaction() as session:
-            queue.enqueue_group_members_for_app(session, group, app_id)
+            outbox.enqueue_group_members_for_app(session, group, app_id)
             session.execute(delete(t.AppGroupAssignment))
         converge(runtime)
         accounts, _ = downstream_state(server.base_url)
@@ -277,11 +277,11 @@ def test_rejected_mass_change_keeps_the_accounts(fast_runtime: Runtime) -> None:
         converge(runtime)
         with runtime.database.transaction() as session:
             session.execute(update(t.User).values(status="DEPROVISIONED"))
-            queue.enqueue_app(session, app_id)
+            outbox.enqueue_app(session, app_id)
         converge(runtime)
         with runtime.database.transaction() as session:
             assert guard.decide(session, app_id, False, SYSTEM) == 20
-            queue.enqueue_app(session, app_id)
+            outbox.enqueue_app(session, app_id)
         converge(runtime)
         accounts, _ = downstream_state(server.base_url)
         assert all(a["active"] for a in accounts)

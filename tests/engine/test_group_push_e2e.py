@@ -38,7 +38,7 @@ from sqlalchemy import insert
 
 from headwater import clock, ids
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 TAYLOR = "taylor.smith@example.com"
 ALEX = "alex.jones@example.com"

@@ -29,9 +29,9 @@ from sqlalchemy import select
 from headwater.api.app import create_app
 from headwater.config import Settings
 from headwater.db import tables as t
-from headwater.runtime.context import Runtime
+from headwater.db.events import SYSTEM
+from headwater.runtime import Runtime
 from headwater.services import tokens
-from headwater.services.events import SYSTEM
 
 USERS = 4
 GROUPS = 3

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from headwater.db import queue
-from headwater.runtime.context import Runtime
-from headwater.runtime.worker import Worker
+from headwater.db import outbox
+from headwater.engine.worker import Worker
+from headwater.runtime import Runtime
 from headwater.testing.scimserver import in_process_app
 
 SCIM = "http://scim.test"
@@ -172,7 +172,7 @@ def test_assigning_a_group_creates_exactly_its_active_members(
 
     downstream.requests.clear()
     with runtime.database.transaction() as session:
-        queue.enqueue_app(session, world["app"])
+        outbox.enqueue_app(session, world["app"])
     converge(runtime)
     assert downstream.writes() == []
 

@@ -26,8 +26,8 @@ from tests.engine.faultkit import (
     seed_users,
 )
 
-from headwater.db import queue
-from headwater.runtime.context import Runtime
+from headwater.db import outbox
+from headwater.runtime import Runtime
 from headwater.testing.faultproxy import FaultProxyThread
 
 pytestmark = pytest.mark.postgres
@@ -70,7 +70,7 @@ def wait_until_drained(runtime: Runtime, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with runtime.database.read() as session:
-            if queue.pending_count(session) == 0:
+            if outbox.pending_count(session) == 0:
                 return
         time.sleep(0.2)
     raise AssertionError("keys still pending")

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from appkit import add_group, add_user, user_keys
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.testing.scimserver import in_process_app
 
 okta_models = pytest.importorskip("okta.models")

@@ -23,7 +23,7 @@ from headwater.api.routes import (
     tokens,
     users,
 )
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 
 __all__ = ["create_app"]
 
@@ -40,7 +40,7 @@ def create_app(runtime: Runtime, *, start_worker: bool | None = None) -> FastAPI
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker = None
         if run_worker:
-            from headwater.runtime.worker import WorkerThread
+            from headwater.engine.worker import WorkerThread
 
             worker = WorkerThread(runtime)
             worker.start()

@@ -8,12 +8,12 @@ from fastapi import Depends, Request
 
 from headwater.api.body import json_body
 from headwater.db.engine import Database
+from headwater.db.events import Actor
 from headwater.errors import Unauthenticated
 from headwater.services import tokens
-from headwater.services.events import Actor
 
 if TYPE_CHECKING:
-    from headwater.runtime.context import Runtime
+    from headwater.runtime import Runtime
 
 __all__ = ["ActorDep", "BodyDep", "DbDep", "RuntimeDep", "base_url"]
 

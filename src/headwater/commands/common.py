@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from headwater import clock
 from headwater.config import Settings
 from headwater.db import tables as t
+from headwater.db.events import Actor
 from headwater.errors import HeadwaterError, NotFound
-from headwater.runtime.context import Runtime
-from headwater.services.events import Actor
+from headwater.runtime import Runtime
 
 __all__ = [
     "cli_actor",

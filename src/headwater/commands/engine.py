@@ -105,14 +105,14 @@ def plan(
 ) -> None:
     """Show what a reconcile of the app would send now, in order; nothing is sent."""
     from headwater.connectors.errors import DownstreamError
-    from headwater.services import planning
+    from headwater.engine import preview
 
     with opened() as runtime:
         with runtime.database.read() as session:
             row = find_app(session, app)
             app_id, label = row.id, row.label
         try:
-            result = asyncio.run(planning.plan_app(runtime, app_id, observe=observe))
+            result = asyncio.run(preview.plan_app(runtime, app_id, observe=observe))
         except DownstreamError as exc:
             fail(f"could not read {label} back: {exc.message}")
         if as_json:

@@ -27,13 +27,14 @@ from sqlalchemy.orm import Session
 
 from headwater.commands.apps import AppArg
 from headwater.commands.common import cli_actor, err, find_app, notice, opened, when
+from headwater.db import outbox
 from headwater.db import tables as t
 
 if TYPE_CHECKING:
     from rich.progress import Task
 
-    from headwater.runtime.context import Runtime
-    from headwater.runtime.worker import Worker
+    from headwater.engine.worker import Worker
+    from headwater.runtime import Runtime
 
 __all__ = ["Tally", "reconcile"]
 
@@ -82,14 +83,13 @@ class _CountColumn(ProgressColumn):
 
 def _app_worker(runtime: Runtime, app_id: str) -> Worker:
     """A reconcile worker that claims only ``app_id``'s keys."""
-    from headwater.db import queue
-    from headwater.runtime.worker import Worker
+    from headwater.engine.worker import Worker
 
     class AppWorker(Worker):
-        def _claim(self) -> list[queue.ClaimedKey]:
+        def _claim(self) -> list[outbox.ClaimedKey]:
             settings = self.runtime.settings
             with self.runtime.database.transaction() as session:
-                return queue.claim(
+                return outbox.claim(
                     session,
                     self.worker_id,
                     limit=settings.worker_batch_size,
@@ -102,10 +102,9 @@ def _app_worker(runtime: Runtime, app_id: str) -> Worker:
 
 def _queue_state(runtime: Runtime, app_id: str) -> tuple[int, t.App | None]:
     """Keys still pending for the app, and the app if it is quarantined."""
-    from headwater.db import queue
 
     with runtime.database.read() as session:
-        pending = queue.pending_count(session, app_id)
+        pending = outbox.pending_count(session, app_id)
         app = session.get(t.App, app_id)
         if app is not None:
             session.expunge(app)

@@ -27,15 +27,14 @@ from headwater import clock, ids
 from headwater.api.pagination import Page, fetch_page
 from headwater.connectors.errors import DownstreamError
 from headwater.crypto import SecretBox
-from headwater.db import queue
+from headwater.db import events, outbox
 from headwater.db import tables as t
+from headwater.db.events import Actor, Target
 from headwater.domain.desired import DirectGrant, GroupGrant, resolve_profile
 from headwater.domain.mapping import MappingError, render_user_name
 from headwater.domain.settings import ProvisioningSettings
+from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
 from headwater.errors import AlreadyAssigned, Conflict, HeadwaterError, InvalidRequest, NotFound
-from headwater.runtime.connectors import ConnectionInfo, ConnectorFactory
-from headwater.services import events
-from headwater.services.events import Actor, Target
 
 __all__ = [
     "AUTH_SCHEMES",
@@ -292,7 +291,7 @@ def create_app(session: Session, actor: Actor, spec: AppSpec, *, activate: bool)
     if activate:
         session.flush()
         _record_lifecycle(session, actor, app, "activate")
-        queue.enqueue_app(session, app.id)
+        outbox.enqueue_app(session, app.id)
     return app
 
 
@@ -318,7 +317,7 @@ def replace_app(session: Session, actor: Actor, app_id: str, spec: AppSpec) -> t
     )
     if template_changed:
         session.flush()
-        queue.enqueue_app(session, app.id)
+        outbox.enqueue_app(session, app.id)
     return app
 
 
@@ -340,7 +339,7 @@ def activate_app(session: Session, actor: Actor, app_id: str) -> t.App:
         app.last_updated = _now()
         _record_lifecycle(session, actor, app, "activate")
         session.flush()
-        queue.enqueue_app(session, app.id)
+        outbox.enqueue_app(session, app.id)
     return app
 
 
@@ -531,7 +530,7 @@ def update_settings(
     )
     if set(changed) - _TUNING_ONLY:
         session.flush()
-        queue.enqueue_app(session, app.id)
+        outbox.enqueue_app(session, app.id)
     return after
 
 
@@ -699,7 +698,7 @@ def save_connection(
         debug={"baseUrl": info.base_url, "authScheme": info.auth_scheme, "status": row.status},
     )
     session.flush()
-    queue.enqueue_app(session, app.id)
+    outbox.enqueue_app(session, app.id)
     return row
 
 
@@ -723,7 +722,7 @@ def set_connection_status(
         debug={"status": status},
     )
     if enabled:
-        queue.enqueue_app(session, app_id)
+        outbox.enqueue_app(session, app_id)
     return row
 
 
@@ -767,8 +766,8 @@ def group_assignment(session: Session, app_id: str, group_id: str) -> t.AppGroup
 def _reconcile_group_grant(session: Session, app_id: str, group_id: str) -> None:
     """Members' accounts and the app's pushed groups may change with any group grant."""
     session.flush()
-    queue.enqueue_users_of_app_group(session, group_id, app_id)
-    queue.enqueue_push_for_app_users(session, app_id, None)
+    outbox.enqueue_users_of_app_group(session, group_id, app_id)
+    outbox.enqueue_push_for_app_users(session, app_id, None)
 
 
 def assign_group(
@@ -825,8 +824,8 @@ def unassign_group(session: Session, actor: Actor, app_id: str, group_id: str) -
         actor=actor,
         targets=[_app_target(app), _group_target(group)],
     )
-    queue.enqueue_group_members_for_app(session, group_id, app_id)
-    queue.enqueue_push_for_app_users(session, app_id, None)
+    outbox.enqueue_group_members_for_app(session, group_id, app_id)
+    outbox.enqueue_push_for_app_users(session, app_id, None)
 
 
 def _priority_cursor(text: str) -> tuple[int, str]:
@@ -922,8 +921,8 @@ def _record_membership(session: Session, actor: Actor, verb: str, app: t.App, us
 
 def _reconcile_user(session: Session, app_id: str, user_id: str) -> None:
     session.flush()
-    queue.enqueue_users_for_apps(session, app_id, [user_id])
-    queue.enqueue_push_for_app_users(session, app_id, [user_id])
+    outbox.enqueue_users_for_apps(session, app_id, [user_id])
+    outbox.enqueue_push_for_app_users(session, app_id, [user_id])
 
 
 def assign_user(

@@ -19,13 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
-from headwater.db import queue
+from headwater.db import outbox
 from headwater.db import tables as t
+from headwater.db.events import Actor, Target, record
 from headwater.domain import lifecycle, profiles
 from headwater.domain.lifecycle import DELETED, Action, Status
 from headwater.errors import Forbidden, InvalidRequest, NotFound
 from headwater.services import push_rules
-from headwater.services.events import Actor, Target, record
 from headwater.services.filtering import (
     Attribute,
     ExactAttribute,
@@ -195,7 +195,7 @@ def create_user(
         _log(session, actor, "user.lifecycle.activate", "Activate Okta user", _user_target(user))
     for group in groups:
         _insert_membership(session, actor, group, user, now)
-    queue.enqueue_user(session, user.id)
+    outbox.enqueue_user(session, user.id)
     return user
 
 
@@ -254,7 +254,7 @@ def _update_profile(
         _user_target(user),
         debug={"changedAttributes": ",".join(changed)},
     )
-    queue.enqueue_user(session, user.id)
+    outbox.enqueue_user(session, user.id)
 
 
 def _set_password(session: Session, actor: Actor, user: t.User, password: str) -> None:
@@ -286,7 +286,7 @@ def _apply_action(session: Session, actor: Actor, user: t.User, action: Action) 
     session.flush()
     message = _LIFECYCLE_MESSAGES[action]
     _log(session, actor, f"user.lifecycle.{action.value}", message, _user_target(user))
-    queue.enqueue_user(session, user.id)
+    outbox.enqueue_user(session, user.id)
     if action is Action.DEACTIVATE:
         _remove_direct_assignments(session, actor, user)
 
@@ -333,7 +333,7 @@ def delete_user(session: Session, actor: Actor, key: str) -> None:
     _log(session, actor, "user.lifecycle.delete.initiated", "Delete Okta user", target)
     # While memberships still exist, this names every app the user's groups assign and every
     # push mapping they source: the same keys as enqueue_membership_change for each group.
-    queue.enqueue_user(session, user.id)
+    outbox.enqueue_user(session, user.id)
     _drop_memberships(session, user.id, now)
     session.execute(delete(t.AppUserAssignment).where(t.AppUserAssignment.user_id == user.id))
     _log(session, actor, "user.lifecycle.delete.completed", "Delete Okta user", target)
@@ -479,7 +479,7 @@ def replace_group(
     _log(session, actor, "group.profile.update", "Update group profile", _group_target(group))
     if renamed:
         push_rules.apply_to_group(session, group.id)
-        queue.enqueue_push_for_group(session, group.id)
+        outbox.enqueue_push_for_group(session, group.id)
     return group
 
 
@@ -492,8 +492,8 @@ def delete_group(session: Session, actor: Actor, group_id: str) -> None:
     if group.type == APP_GROUP and _is_push_target(session, group.id):
         cause = "This app group is the target of a group push mapping and cannot be deleted"
         raise InvalidRequest("Api validation failed: " + cause, [f"groupId: {cause}"])
-    queue.enqueue_users_of_app_group(session, group.id)
-    queue.enqueue_push_for_group(session, group.id)
+    outbox.enqueue_users_of_app_group(session, group.id)
+    outbox.enqueue_push_for_group(session, group.id)
     session.execute(
         update(t.PushMapping)
         .where(t.PushMapping.source_group_id == group.id)
@@ -569,7 +569,7 @@ def add_member(session: Session, actor: Actor, group_id: str, user_key: str) -> 
     user = find_user(session, user_key)
     if _insert_membership(session, actor, group, user, clock.utcnow()):
         session.flush()
-        queue.enqueue_membership_change(session, group.id, [user.id])
+        outbox.enqueue_membership_change(session, group.id, [user.id])
 
 
 def remove_member(session: Session, actor: Actor, group_id: str, user_key: str) -> None:
@@ -588,7 +588,7 @@ def remove_member(session: Session, actor: Actor, group_id: str, user_key: str) 
     targets = (_user_target(user), _group_target(group))
     message = "Remove user from group membership"
     _log(session, actor, "group.user_membership.remove", message, *targets)
-    queue.enqueue_membership_change(session, group.id, [user.id])
+    outbox.enqueue_membership_change(session, group.id, [user.id])
 
 
 def group_members_query(session: Session, group_id: str) -> Select[t.User]:

@@ -17,12 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
-from headwater.db import queue
+from headwater.db import events, outbox
 from headwater.db import tables as t
+from headwater.db.events import Actor, Target
 from headwater.domain import profiles
 from headwater.errors import GroupPushError, InvalidRequest, NotFound
-from headwater.services import events
-from headwater.services.events import Actor, Target
 
 __all__ = [
     "ACTIVE",
@@ -97,7 +96,7 @@ def _log(
 
 
 def _enqueue(session: Session, mapping: t.PushMapping) -> None:
-    queue.enqueue_keys(session, [(mapping.app_id, queue.PUSH, mapping.id)])
+    outbox.enqueue_keys(session, [(mapping.app_id, outbox.PUSH, mapping.id)])
 
 
 # --- Reading -----------------------------------------------------------------------------------
@@ -372,7 +371,7 @@ def _unlink_keeping_group(session: Session, mapping: t.PushMapping) -> None:
     session.execute(
         delete(t.Task).where(
             t.Task.app_id == mapping.app_id,
-            t.Task.kind == queue.PUSH,
+            t.Task.kind == outbox.PUSH,
             t.Task.subject_id == mapping.id,
         )
     )

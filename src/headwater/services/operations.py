@@ -22,18 +22,18 @@ from sqlalchemy import ColumnElement, Select, and_, delete, or_, select, tuple_,
 from sqlalchemy.orm import Session
 
 from headwater.connectors.errors import DownstreamError
-from headwater.db import queue
+from headwater.db import events, outbox
 from headwater.db import tables as t
+from headwater.db.events import Actor, Target
 from headwater.domain.operations import RemoveMembers
+from headwater.engine import snapshot
+from headwater.engine.connectors import ConnectionInfo
+from headwater.engine.executor import execute
 from headwater.errors import InvalidRequest, NotFound
-from headwater.runtime.connectors import ConnectionInfo
-from headwater.services import events, snapshot
-from headwater.services.events import Actor, Target
-from headwater.services.executor import execute
 from headwater.services.grouppush import get_app, get_mapping, plausible_id
 
 if TYPE_CHECKING:
-    from headwater.runtime.context import Runtime
+    from headwater.runtime import Runtime
 
 __all__ = [
     "OrphanBatch",
@@ -63,9 +63,9 @@ def _log(session: Session, actor: Actor, event_type: str, message: str, app_id: 
 def reconcile_app(session: Session, actor: Actor, app_id: str) -> int:
     """Enqueue every key of the app, reading the downstream back; returns the keys queued."""
     get_app(session, app_id)
-    queue.enqueue_app(session, app_id, observe=True)
+    outbox.enqueue_app(session, app_id, observe=True)
     _log(session, actor, "app.headwater.reconcile.requested", "Full reconcile requested", app_id)
-    return queue.pending_count(session, app_id)
+    return outbox.pending_count(session, app_id)
 
 
 # --- Tasks -------------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def _retry(session: Session, tasks: list[t.Task]) -> int:
     "Retry All Groups" pushes each failing group again."""
     if not tasks:
         return 0
-    pushes = [task.subject_id for task in tasks if task.kind == queue.PUSH]
+    pushes = [task.subject_id for task in tasks if task.kind == outbox.PUSH]
     if pushes:
         session.execute(
             update(t.PushMapping)
@@ -96,7 +96,7 @@ def _retry(session: Session, tasks: list[t.Task]) -> int:
             .values(full_push=True)
             .execution_options(synchronize_session=False)
         )
-    queue.enqueue_keys(session, [(task.app_id, task.kind, task.subject_id) for task in tasks])
+    outbox.enqueue_keys(session, [(task.app_id, task.kind, task.subject_id) for task in tasks])
     session.execute(delete(t.Task).where(t.Task.id.in_([task.id for task in tasks])))
     return len(tasks)
 

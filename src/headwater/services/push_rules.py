@@ -15,12 +15,12 @@ from sqlalchemy import ColumnElement, Select, false, select, update
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
-from headwater.db import queue
+from headwater.db import events, outbox
 from headwater.db import tables as t
+from headwater.db.events import SYSTEM, Actor, Target
 from headwater.domain import profiles
 from headwater.errors import InvalidRequest, NotFound
-from headwater.services import events, grouppush
-from headwater.services.events import SYSTEM, Actor, Target
+from headwater.services import grouppush
 
 __all__ = [
     "MATCHES",
@@ -199,7 +199,7 @@ def _retire_mappings(session: Session, rule: t.PushRule) -> None:
         .values(**grouppush.request_deletion_values())
         .execution_options(synchronize_session=False)
     )
-    queue.enqueue_keys(session, [(rule.app_id, queue.PUSH, m) for m in mapping_ids])
+    outbox.enqueue_keys(session, [(rule.app_id, outbox.PUSH, m) for m in mapping_ids])
 
 
 # --- Groups created or renamed -----------------------------------------------------------------

@@ -14,10 +14,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
+from headwater.db import events
 from headwater.db import tables as t
+from headwater.db.events import Actor, Target
 from headwater.errors import InvalidRequest, NotFound, Unauthenticated
-from headwater.services import events
-from headwater.services.events import Actor, Target
 
 __all__ = ["authenticate", "create", "hash_token", "list_tokens", "needs_touch", "revoke", "touch"]
 

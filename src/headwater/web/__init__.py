@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from headwater.crypto import load_or_create_key
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.web.core import PREFIX
 from headwater.web.routes import router
 from headwater.web.session import SessionCodec, derive_key

@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from headwater.api.listing import cursor
 from headwater.db import tables as t
 from headwater.domain.settings import ProvisioningSettings
+from headwater.engine import preview
 from headwater.errors import HeadwaterError, InvalidRequest, NotFound
-from headwater.services import applications, operations, planning
+from headwater.services import applications, operations
 from headwater.web.core import (
     PREFIX,
     AdminDep,
@@ -159,7 +160,7 @@ def reconcile(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> 
 async def plan(request: Request, admin: AdminDep, app_id: str, observe: bool = False) -> Response:
     """What a reconcile would send now (a dry run through the engine's own planner)."""
     runtime = runtime_of(request)
-    result = await planning.plan_app(runtime, app_id, observe=observe)
+    result = await preview.plan_app(runtime, app_id, observe=observe)
 
     def load() -> t.App:
         with reading(request) as session:

@@ -27,9 +27,9 @@ from starlette.datastructures import FormData
 from headwater import clock
 from headwater.db import tables as t
 from headwater.db.engine import Database
+from headwater.db.events import Actor
 from headwater.errors import HeadwaterError
-from headwater.runtime.context import Runtime
-from headwater.services.events import Actor
+from headwater.runtime import Runtime
 from headwater.web.session import COOKIE, ConsoleSession, SessionCodec
 
 __all__ = [

@@ -14,8 +14,9 @@ from headwater.api.listing import cursor
 from headwater.api.pagination import fetch_page
 from headwater.db import tables as t
 from headwater.domain.lifecycle import Action, Status, allowed_actions
+from headwater.engine import preview
 from headwater.errors import HeadwaterError, NotFound
-from headwater.services import applications, directory, planning
+from headwater.services import applications, directory
 from headwater.web.core import (
     PREFIX,
     AdminDep,
@@ -136,7 +137,7 @@ def _app_ids(session: Session, user_id: str) -> list[str]:
 def _reasons(request: Request, app_id: str, user_id: str) -> list[str]:
     """The engine's own explanation; best effort, as the page is useful without it."""
     try:
-        return list(planning.explain_user(runtime_of(request), app_id, user_id)["reasons"])
+        return list(preview.explain_user(runtime_of(request), app_id, user_id)["reasons"])
     except (NotFound, DetachedInstanceError):
         return []
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from headwater.db import tables as t
-from headwater.services import applications, guard, operations
+from headwater.engine import guard
+from headwater.services import applications, operations
 from headwater.web.core import (
     PREFIX,
     AdminDep,

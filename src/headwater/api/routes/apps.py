@@ -21,11 +21,11 @@ from headwater.api.body import openapi_body, parse
 from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, base_url
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
+from headwater.db.events import Actor
 from headwater.domain.settings import ProvisioningSettings
 from headwater.errors import InvalidRequest, MalformedRequest, NotFound
-from headwater.runtime.context import Runtime
+from headwater.runtime import Runtime
 from headwater.services import applications as apps
-from headwater.services.events import Actor
 
 __all__ = ["StorableBodyDep", "app_json", "reject_unstorable_url", "router"]
 

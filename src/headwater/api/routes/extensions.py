@@ -17,7 +17,8 @@ from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, base_url
 from headwater.api.listing import page_response
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
-from headwater.services import operations, planning
+from headwater.engine import preview
+from headwater.services import operations
 
 __all__ = ["router"]
 
@@ -82,13 +83,13 @@ def reconcile(db: DbDep, actor: ActorDep, app_id: str) -> JSONResponse:
 async def plan(runtime: RuntimeDep, app_id: str, observe: bool = False) -> dict[str, Any]:
     """The operations a reconcile would send now, in order; nothing is sent. ``observe=true``
     reads the downstream first (what a full reconcile would repair)."""
-    return await planning.plan_app(runtime, app_id, observe=observe)
+    return await preview.plan_app(runtime, app_id, observe=observe)
 
 
 @router.get(APP + "/users/{user_id}/explain")
 def explain(runtime: RuntimeDep, app_id: str, user_id: str) -> dict[str, Any]:
     """Why the user has (or lacks) an account in the app, and each pushed membership."""
-    return planning.explain_user(runtime, app_id, user_id)
+    return preview.explain_user(runtime, app_id, user_id)
 
 
 # --- Orphans ----------------------------------------------------------------------------------

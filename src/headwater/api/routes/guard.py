@@ -11,8 +11,8 @@ from headwater import clock
 from headwater.api.body import openapi_body, parse
 from headwater.api.deps import ActorDep, BodyDep, DbDep
 from headwater.db import tables as t
+from headwater.engine import guard
 from headwater.errors import NotFound
-from headwater.services import guard
 
 router = APIRouter(tags=["Headwater extension"])
 

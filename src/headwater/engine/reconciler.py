@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from headwater import clock
 from headwater.connectors.errors import AppUnavailableError, DownstreamError
-from headwater.db import queue
-from headwater.db.queue import ClaimedKey
+from headwater.db import outbox
+from headwater.db.outbox import ClaimedKey
 from headwater.domain import operations as ops
 from headwater.domain.desired import DesiredAccount, desired_account
 from headwater.domain.downstream import AccountAttributes
@@ -32,18 +32,18 @@ from headwater.domain.plan import (
     plan_push,
 )
 from headwater.domain.retry import RetryPolicy
-from headwater.runtime.connectors import ConnectionInfo
-from headwater.runtime.limits import AppLimits
-from headwater.services import guard, recorder, snapshot
-from headwater.services.executor import (
+from headwater.engine import guard, recorder, snapshot
+from headwater.engine.connectors import ConnectionInfo
+from headwater.engine.executor import (
     Connector,
     execute,
 )
-from headwater.services.snapshot import AccountSnapshot, AppSnapshot
-from headwater.services.work import AccountWork, Outcome, PushWork
+from headwater.engine.limits import AppLimits
+from headwater.engine.snapshot import AccountSnapshot, AppSnapshot
+from headwater.engine.work import AccountWork, Outcome, PushWork
 
 if TYPE_CHECKING:
-    from headwater.runtime.context import Runtime
+    from headwater.runtime import Runtime
 
 __all__ = ["AccountWork", "Outcome", "PushWork", "Reconciler", "account_facts"]
 
@@ -202,8 +202,8 @@ class Reconciler:
         self, app: AppSnapshot, keys: list[ClaimedKey], *, finish_missing: bool = True
     ) -> tuple[list[AccountWork], list[PushWork]]:
         def load() -> tuple[list[AccountWork], list[PushWork]]:
-            user_keys = [k for k in keys if k.kind == queue.USER]
-            push_keys = [k for k in keys if k.kind == queue.PUSH]
+            user_keys = [k for k in keys if k.kind == outbox.USER]
+            push_keys = [k for k in keys if k.kind == outbox.PUSH]
             with self.runtime.database.read() as session:
                 snaps = snapshot.load_accounts(session, app.id, [k.subject_id for k in user_keys])
                 pushes = snapshot.load_push(session, app.id, [k.subject_id for k in push_keys])

@@ -11,13 +11,12 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from headwater import clock
-from headwater.db import queue
+from headwater.db import events, outbox
 from headwater.db import tables as t
+from headwater.db.events import SYSTEM, Actor, Target
 from headwater.domain.desired import ACCOUNT_STATUSES
 from headwater.domain.settings import ProvisioningSettings, SuspendAction
 from headwater.errors import NotFound
-from headwater.services import events
-from headwater.services.events import SYSTEM, Actor, Target
 
 __all__ = ["decide", "held", "screen"]
 
@@ -123,7 +122,7 @@ def decide(
     decision = APPROVED if approve else REJECTED
     session.execute(update(t.HeldOperation).where(*condition).values(decision=decision))
     if approve:
-        queue.enqueue_users_for_apps(session, app_id, targets)
+        outbox.enqueue_users_for_apps(session, app_id, targets)
     events.record(
         session,
         "app.headwater.mass_change.approved" if approve else "app.headwater.mass_change.rejected",

@@ -15,19 +15,19 @@ from sqlalchemy.orm import Session
 
 from headwater import clock, ids
 from headwater.connectors.errors import DownstreamError, NotFoundError, TransientError
-from headwater.db import queue
+from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.engine import Database
-from headwater.db.queue import ClaimedKey
+from headwater.db.events import SYSTEM, Target
+from headwater.db.outbox import ClaimedKey
 from headwater.domain import operations as ops
 from headwater.domain.mapping import MappingError
 from headwater.domain.plan import PushPlan
 from headwater.domain.retry import RetryPolicy
-from headwater.services import events, guard
-from headwater.services.events import SYSTEM, Target
-from headwater.services.executor import AccountResult, GroupResult, MembershipResult
-from headwater.services.snapshot import AppSnapshot
-from headwater.services.work import Outcome
+from headwater.engine import guard
+from headwater.engine.executor import AccountResult, GroupResult, MembershipResult
+from headwater.engine.snapshot import AppSnapshot
+from headwater.engine.work import Outcome
 
 __all__ = [
     "finish_all",
@@ -47,13 +47,13 @@ PROBE_MAX = 900.0
 def finish_all(database: Database, keys: list[ClaimedKey]) -> None:
     with database.transaction() as session:
         for key in keys:
-            queue.finish(session, key)
+            outbox.finish(session, key)
 
 
 def hold(database: Database, keys: list[ClaimedKey], delay: float) -> None:
     with database.transaction() as session:
         for key in keys:
-            queue.retry_later(session, key, delay, count_attempt=False)
+            outbox.retry_later(session, key, delay, count_attempt=False)
 
 
 def _app_target(app: AppSnapshot) -> Target:
@@ -74,7 +74,7 @@ def quarantine(database: Database, app: AppSnapshot, keys: list[ClaimedKey], rea
         row.probe_interval = interval
         row.next_probe = now + timedelta(seconds=interval)
         for key in keys:
-            queue.retry_later(session, key, interval, count_attempt=False)
+            outbox.retry_later(session, key, interval, count_attempt=False)
         if first:
             events.record(
                 session,
@@ -103,7 +103,7 @@ def release_quarantine(database: Database, app: AppSnapshot) -> None:
             actor=SYSTEM,
             targets=[_app_target(app)],
         )
-        queue.enqueue_app(session, app.id)
+        outbox.enqueue_app(session, app.id)
 
 
 def mark_deprovisioning(session: Session, app_id: str, user_ids: list[str]) -> None:
@@ -194,7 +194,7 @@ def record(
         # the whole batch rather than one INSERT ... SELECT per account.
         joined = session.info.pop(_JOINED, None)
         if joined:
-            queue.enqueue_push_for_app_users(session, app.id, sorted(joined))
+            outbox.enqueue_push_for_app_users(session, app.id, sorted(joined))
 
 
 #: ``session.info`` key: users whose account became active in this ``record`` transaction.
@@ -229,7 +229,7 @@ def _record_outcome(
     now = clock.utcnow()
     for operation, result in outcome.done:
         _record_done(session, app, operation, result, users, now)
-        if outcome.key.kind == queue.USER and isinstance(operation, ops.RemoveMembers):
+        if outcome.key.kind == outbox.USER and isinstance(operation, ops.RemoveMembers):
             _account_event(
                 session,
                 app,
@@ -245,14 +245,14 @@ def _record_outcome(
         isinstance(result, MembershipResult) and result.rejected for _, result in outcome.done
     )
     if outcome.error is None:
-        if key.kind == queue.PUSH and work is not None and work.plan is not None:
+        if key.kind == outbox.PUSH and work is not None and work.plan is not None:
             _push_succeeded(session, app, work, now, keep_error=refused)
-        elif key.kind == queue.USER:
+        elif key.kind == outbox.USER:
             _account_succeeded(session, app, key.subject_id, outcome, now)
         if outcome.requeue is not None:
-            queue.retry_later(session, key, outcome.requeue, count_attempt=False)
+            outbox.retry_later(session, key, outcome.requeue, count_attempt=False)
         else:
-            queue.finish(session, key)
+            outbox.finish(session, key)
             if not refused:
                 _clear_task(session, app.id, key)
         return
@@ -472,7 +472,7 @@ def _record_rejected_members(
     mapping = session.get(t.PushMapping, mapping_id)
     if mapping is not None:
         mapping.status, mapping.error_summary, mapping.last_updated = "ERROR", message, now
-    key = ClaimedKey(app.id, queue.PUSH, mapping_id, 0, 0, False)
+    key = ClaimedKey(app.id, outbox.PUSH, mapping_id, 0, 0, False)
     _upsert_task(session, app.id, key, "AddMembers", mapping_id, 400, message, 1, now)
     _push_event(
         session,
@@ -692,22 +692,22 @@ def _record_failure(
     assert error is not None
     message = str(error) or type(error).__name__
     if isinstance(error, NotFoundError) and _recover_not_found(session, app, outcome):
-        queue.retry_later(session, key, 0.0, count_attempt=False)
+        outbox.retry_later(session, key, 0.0, count_attempt=False)
         return
     if isinstance(error, TransientError):
         decision = policy.decide(key.attempts + 1, error.retry_after)
         if decision.retry:
             _failure_event(session, app, outcome, users, message + " (will retry)")
-            queue.retry_later(session, key, decision.delay)
+            outbox.retry_later(session, key, decision.delay)
             _mark_error(session, app, key, message, error_state=False)
             return
         message = f"gave up after {key.attempts + 1} attempts: {message}"
     _failure_event(session, app, outcome, users, message)
     _mark_error(session, app, key, message, error_state=True)
     _open_task(session, app, outcome, message, now)
-    if key.kind == queue.PUSH:
+    if key.kind == outbox.PUSH:
         _settle_pending(session, key.subject_id)
-    queue.finish(session, key)
+    outbox.finish(session, key)
 
 
 def _settle_pending(session: Session, mapping_id: str) -> None:
@@ -756,7 +756,7 @@ def _failure_event(
 ) -> None:
     failed = outcome.failed
     name = type(failed).__name__ if failed is not None else "Plan"
-    if outcome.key.kind == queue.USER:
+    if outcome.key.kind == outbox.USER:
         _account_event(
             session,
             app,
@@ -794,7 +794,7 @@ _ACCOUNT_FAILURE_EVENTS = {
 def _mark_error(
     session: Session, app: AppSnapshot, key: ClaimedKey, message: str, *, error_state: bool
 ) -> None:
-    if key.kind == queue.USER:
+    if key.kind == outbox.USER:
         _upsert_link(
             session,
             app.id,

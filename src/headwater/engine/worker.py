@@ -19,12 +19,12 @@ from datetime import timedelta
 from sqlalchemy import delete, exists, func, or_, select, update
 
 from headwater import clock
-from headwater.db import queue
+from headwater.db import outbox
 from headwater.db import tables as t
-from headwater.db.queue import ClaimedKey
+from headwater.db.outbox import ClaimedKey
 from headwater.domain.settings import ProvisioningSettings
-from headwater.runtime.context import Runtime
-from headwater.services.reconciler import Reconciler
+from headwater.engine.reconciler import Reconciler
+from headwater.runtime import Runtime
 
 __all__ = ["Worker", "WorkerThread"]
 
@@ -46,7 +46,7 @@ class Worker:
     def _claim(self) -> list[ClaimedKey]:
         settings = self.runtime.settings
         with self.runtime.database.transaction() as session:
-            return queue.claim(
+            return outbox.claim(
                 session,
                 self.worker_id,
                 limit=settings.worker_batch_size,
@@ -78,7 +78,7 @@ class Worker:
     def _release(self, keys: Sequence[ClaimedKey]) -> None:
         with self.runtime.database.transaction() as session:
             for key in keys:
-                queue.retry_later(
+                outbox.retry_later(
                     session, key, self.runtime.settings.retry_base_seconds * 5, count_attempt=False
                 )
 
@@ -149,7 +149,7 @@ class Worker:
                 if last is not None and clock.as_utc(last) + timedelta(seconds=interval) > now:
                     continue
                 if last is not None:
-                    queue.enqueue_app(session, app.id, observe=True)
+                    outbox.enqueue_app(session, app.id, observe=True)
                     started += 1
                 app.last_full_reconcile = now
         return started
@@ -163,7 +163,7 @@ class Worker:
             )
             pushed = exists().where(t.PushMember.user_id == t.User.id)
             queued = exists().where(
-                t.ReconcileKey.kind == queue.USER, t.ReconcileKey.subject_id == t.User.id
+                t.ReconcileKey.kind == outbox.USER, t.ReconcileKey.subject_id == t.User.id
             )
             result = session.execute(
                 delete(t.User).where(t.User.status == "DELETED", ~busy_link, ~pushed, ~queued)
@@ -190,7 +190,7 @@ class Worker:
 
     def _next_due(self):  # type: ignore[no-untyped-def]
         with self.runtime.database.read() as session:
-            return queue.next_due(session)
+            return outbox.next_due(session)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set."""
@@ -243,7 +243,7 @@ class Worker:
             try:
                 conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
                 async with conn:
-                    await conn.execute(f"LISTEN {queue.CHANNEL}")
+                    await conn.execute(f"LISTEN {outbox.CHANNEL}")
                     async for _ in conn.notifies():
                         self._wake.set()
             except asyncio.CancelledError:

@@ -8,8 +8,8 @@ from headwater.config import Settings
 from headwater.crypto import SecretBox, load_or_create_key
 from headwater.db.engine import Database
 from headwater.db.migrate import upgrade
-from headwater.runtime.connectors import ConnectorFactory
-from headwater.runtime.metrics import Metrics
+from headwater.engine.connectors import ConnectorFactory
+from headwater.engine.metrics import Metrics
 
 __all__ = ["Runtime"]
 

@@ -11,7 +11,7 @@ from headwater.connectors.auth import build_auth
 from headwater.connectors.scim import ScimConnector
 from headwater.crypto import SecretBox
 from headwater.domain.settings import ProvisioningSettings
-from headwater.runtime.limits import AppLimits, GatedTransport
+from headwater.engine.limits import AppLimits, GatedTransport
 
 __all__ = ["ConnectionInfo", "ConnectorFactory", "RequestHook"]
 

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headwater.connectors.errors import DownstreamError
-from headwater.db.queue import ClaimedKey
+from headwater.db.outbox import ClaimedKey
 from headwater.domain import operations as ops
 from headwater.domain.desired import DesiredAccount
 from headwater.domain.downstream import AccountAttributes, RemoteAccount
 from headwater.domain.plan import UNOBSERVED, AccountPlan, PushPlan
-from headwater.services.executor import AccountResult, GroupResult, MembershipResult
-from headwater.services.snapshot import AccountSnapshot, PushSnapshot
+from headwater.engine.executor import AccountResult, GroupResult, MembershipResult
+from headwater.engine.snapshot import AccountSnapshot, PushSnapshot
 
 __all__ = ["AccountWork", "Outcome", "PushWork"]
 

@@ -11,15 +11,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from headwater.db import queue
+from headwater.db import outbox
 from headwater.db import tables as t
-from headwater.db.queue import ClaimedKey
+from headwater.db.outbox import ClaimedKey
 from headwater.domain import operations as ops
+from headwater.engine import snapshot
+from headwater.engine.connectors import ConnectionInfo
+from headwater.engine.reconciler import Reconciler, account_facts
 from headwater.errors import NotFound
-from headwater.runtime.connectors import ConnectionInfo
-from headwater.runtime.context import Runtime
-from headwater.services import snapshot
-from headwater.services.reconciler import Reconciler, account_facts
+from headwater.runtime import Runtime
 
 __all__ = ["ReadOnlyConnector", "explain_user", "plan_app"]
 
@@ -79,8 +79,8 @@ async def plan_app(runtime: Runtime, app_id: str, *, observe: bool = False) -> d
     if app is None:
         raise NotFound()
     users, mappings = await asyncio.to_thread(app_subjects, runtime, app_id)
-    keys = [ClaimedKey(app_id, queue.USER, u, 0, 0, observe) for u in users]
-    keys += [ClaimedKey(app_id, queue.PUSH, m, 0, 0, observe) for m in mappings]
+    keys = [ClaimedKey(app_id, outbox.USER, u, 0, 0, observe) for u in users]
+    keys += [ClaimedKey(app_id, outbox.PUSH, m, 0, 0, observe) for m in mappings]
     reconciler = Reconciler(runtime, worker_id="plan")
     connector = None
     if observe and app.base_url:
