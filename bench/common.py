@@ -26,13 +26,13 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from headwater import clock, ids
-from headwater.api.app import create_app
 from headwater.config import Settings
 from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import SYSTEM
 from headwater.db.migrate import upgrade
 from headwater.runtime import Runtime
+from headwater.server import create_app
 from headwater.services import tokens
 
 __all__ = [

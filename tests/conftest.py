@@ -22,12 +22,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from headwater.api.app import create_app
 from headwater.config import Settings
 from headwater.db.engine import Database
 from headwater.db.events import SYSTEM
 from headwater.db.migrate import upgrade
 from headwater.runtime import Runtime
+from headwater.server import create_app
 from headwater.services import tokens
 from headwater.testing.scimserver import free_port
 

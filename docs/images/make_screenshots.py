@@ -20,7 +20,7 @@ import httpx
 import uvicorn
 from playwright.sync_api import Page, sync_playwright
 
-from headwater.api.app import create_app
+from headwater.server import create_app
 from headwater.config import Settings
 from headwater.db import queue
 from headwater.demo import load_example

@@ -59,7 +59,7 @@ def serve(
     """Run the API and console (and, by default, one reconcile worker)."""
     import uvicorn
 
-    from headwater.api.app import create_app
+    from headwater.server import create_app
 
     runtime = _runtime()
     api = create_app(runtime, start_worker=worker)

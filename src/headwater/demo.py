@@ -90,10 +90,10 @@ def load_example(api: httpx.Client, scim_url: str, scim_token: str) -> dict[str,
 def run_demo(*, port: int) -> None:
     import uvicorn
 
-    from headwater.api.app import create_app
     from headwater.config import Settings
     from headwater.db.events import SYSTEM
     from headwater.runtime import Runtime
+    from headwater.server import create_app
     from headwater.services import admins, tokens
     from headwater.testing.scimserver import ScimServerProcess
 

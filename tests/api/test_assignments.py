@@ -25,8 +25,8 @@ from conftest import make_runtime
 from headwater.db.events import SYSTEM
 from headwater.errors import HeadwaterError
 from headwater.runtime import Runtime
-from headwater.services import applications
-from headwater.services.applications import UserAssignmentSpec
+from headwater.services import apps, assignments
+from headwater.services.assignments import UserAssignmentSpec
 
 
 @pytest.fixture
@@ -351,22 +351,20 @@ def test_racing_direct_assignments_end_in_one_409(pg_url: str, tmp_path: Path) -
     runtime = make_runtime(pg_url, tmp_path)
     try:
         with runtime.database.transaction() as session:
-            app = applications.create_app(
-                session, SYSTEM, applications.AppSpec("Race", "race"), activate=True
-            )
+            app = apps.create_app(session, SYSTEM, apps.AppSpec("Race", "race"), activate=True)
         user = add_user(runtime, "race@example.com")
         outcomes: list[str] = []
 
         def second_request() -> None:
             try:
                 with runtime.database.transaction() as other:
-                    applications.assign_user(other, SYSTEM, app.id, user, UserAssignmentSpec())
+                    assignments.assign_user(other, SYSTEM, app.id, user, UserAssignmentSpec())
                 outcomes.append("assigned")
             except HeadwaterError as exc:
                 outcomes.append(exc.code)
 
         with runtime.database.transaction() as first:
-            applications.assign_user(first, SYSTEM, app.id, user, UserAssignmentSpec())
+            assignments.assign_user(first, SYSTEM, app.id, user, UserAssignmentSpec())
             racer = threading.Thread(target=second_request)
             racer.start()
             time.sleep(0.3)  # the racer now waits on the primary key held by this transaction

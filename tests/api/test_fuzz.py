@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.python import asgi
 
-from headwater.api.app import create_app
 from headwater.runtime import Runtime
+from headwater.server import create_app
 
 EXAMPLES = 25
 FUZZED = r"^/api/v1/(users|groups)"

@@ -11,7 +11,7 @@ from consolekit import ADMIN, PASSWORD, sign_in
 from playwright.sync_api import Page, expect
 
 from headwater.db.events import SYSTEM
-from headwater.services import applications
+from headwater.services import apps
 
 pytestmark = pytest.mark.browser
 
@@ -69,8 +69,8 @@ UNLABELLED = """() => [...document.querySelectorAll(
 
 def test_every_field_on_the_main_pages_has_a_label(page: Page, console: Any) -> None:
     with console.runtime.database.transaction() as session:
-        spec = applications.AppSpec(label="Labelled", name="labelled")
-        app_id = applications.create_app(session, SYSTEM, spec, activate=True).id
+        spec = apps.AppSpec(label="Labelled", name="labelled")
+        app_id = apps.create_app(session, SYSTEM, spec, activate=True).id
     page.goto("/console/login")
     assert page.evaluate(UNLABELLED) == []
     sign_in(page)

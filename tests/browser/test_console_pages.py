@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
-from headwater.services import applications, directory
+from headwater.services import apps, directory
 
 pytestmark = pytest.mark.browser
 
@@ -30,8 +30,8 @@ def seed(console: Any) -> dict[str, str]:
             ids[first] = user.id
         for name in ("Finance", "Payroll"):
             ids[name] = directory.create_group(session, SYSTEM, {"name": name}).id
-        spec = applications.AppSpec(label="Ledger", name="ledger")
-        ids["app"] = applications.create_app(session, SYSTEM, spec, activate=True).id
+        spec = apps.AppSpec(label="Ledger", name="ledger")
+        ids["app"] = apps.create_app(session, SYSTEM, spec, activate=True).id
     return ids
 
 

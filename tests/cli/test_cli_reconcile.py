@@ -14,7 +14,7 @@ from headwater import clock
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
-from headwater.services import applications
+from headwater.services import apps
 from headwater.testing.scimserver import ScimServerProcess
 
 #: What makes Rich draw its live display as on a terminal, 120 columns wide.
@@ -106,7 +106,7 @@ def test_permanent_failures_exit_with_1(
     with runtime.database.transaction() as session:
         app_id = session.execute(select(t.App.id).where(t.App.label == "Broken App")).scalar_one()
         changes = {"user_name_template": "${source.nickName}"}  # empty for everyone
-        applications.update_settings(session, SYSTEM, app_id, changes)
+        apps.update_settings(session, SYSTEM, app_id, changes)
     cli.ok("assign", "Broken App", "Broken")
 
     result = cli("reconcile", "Broken App", "--no-progress")
@@ -151,8 +151,8 @@ def test_quarantined_app_stops_with_1(
 def test_app_without_connection_sends_nothing(cli: Cli, runtime: Runtime) -> None:
     seed_group(runtime, "Bookmarks", 2, "bookmark.example")
     with runtime.database.transaction() as session:
-        spec = applications.AppSpec("Intranet", "intranet")
-        applications.create_app(session, SYSTEM, spec, activate=True)
+        spec = apps.AppSpec("Intranet", "intranet")
+        apps.create_app(session, SYSTEM, spec, activate=True)
     cli.ok("assign", "Intranet", "Bookmarks")
 
     result = cli("reconcile", "Intranet", "--no-progress")

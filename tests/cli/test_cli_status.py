@@ -15,7 +15,7 @@ from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
-from headwater.services import applications, tokens
+from headwater.services import apps, tokens
 
 
 def seed_engine_state(runtime: Runtime) -> dict[str, str]:
@@ -24,12 +24,10 @@ def seed_engine_state(runtime: Runtime) -> dict[str, str]:
     users = seed_group(runtime, "Staff", 4, "status.example")
     now = clock.utcnow()
     with runtime.database.transaction() as session:
-        payroll = applications.create_app(
-            session, SYSTEM, applications.AppSpec("Payroll", "payroll"), activate=True
+        payroll = apps.create_app(
+            session, SYSTEM, apps.AppSpec("Payroll", "payroll"), activate=True
         )
-        wiki = applications.create_app(
-            session, SYSTEM, applications.AppSpec("Wiki", "wiki"), activate=True
-        )
+        wiki = apps.create_app(session, SYSTEM, apps.AppSpec("Wiki", "wiki"), activate=True)
         session.flush()
         outbox.enqueue_users_for_apps(session, payroll.id, users[:3])
         outbox.enqueue_keys(session, [(payroll.id, outbox.USER, users[3])], delay=3600)

@@ -27,9 +27,9 @@ from tests.engine.faultkit import (
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
-from headwater.engine import guard
 from headwater.engine.worker import Worker
 from headwater.runtime import Runtime
+from headwater.services import held_operations
 
 
 @pytest.fixture
@@ -253,17 +253,17 @@ def test_mass_change_guard_holds_then_releases_on_approval(fast_runtime: Runtime
         accounts, _ = downstream_state(server.base_url)
         assert all(a["active"] for a in accounts), "the guard let a mass deprovision through"
         with runtime.database.read() as session:
-            decisions = [h.decision for h in guard.held(session, app_id)]
+            decisions = [h.decision for h in held_operations.held(session, app_id)]
             events = set(session.execute(select(t.Event.event_type)).scalars())
         assert decisions == ["HELD"] * 50
         assert "app.headwater.mass_change.held" in events
         with runtime.database.transaction() as session:
-            assert guard.decide(session, app_id, True, SYSTEM) == 50
+            assert held_operations.decide(session, app_id, True, SYSTEM) == 50
         converge(runtime)
         accounts, _ = downstream_state(server.base_url)
         assert len(accounts) == 50 and not any(a["active"] for a in accounts)
         with runtime.database.read() as session:
-            assert guard.held(session, app_id) == []
+            assert held_operations.held(session, app_id) == []
         assert proxy.count("PATCH") >= 50
 
 
@@ -280,7 +280,7 @@ def test_rejected_mass_change_keeps_the_accounts(fast_runtime: Runtime) -> None:
             outbox.enqueue_app(session, app_id)
         converge(runtime)
         with runtime.database.transaction() as session:
-            assert guard.decide(session, app_id, False, SYSTEM) == 20
+            assert held_operations.decide(session, app_id, False, SYSTEM) == 20
             outbox.enqueue_app(session, app_id)
         converge(runtime)
         accounts, _ = downstream_state(server.base_url)

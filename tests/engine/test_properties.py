@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 from pushkit import Downstream, create_scim_app, downstream, drain
 from sqlalchemy import select
 
-from headwater.api.app import create_app
 from headwater.config import Settings
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
+from headwater.server import create_app
 from headwater.services import tokens
 
 USERS = 4

@@ -1,13 +1,14 @@
-"""The FastAPI application factory: one Runtime in, a configured app out."""
+"""The REST API: one Runtime in, a FastAPI app with Okta's routes and Headwater's extensions out.
+
+``headwater.server`` adds the console and the embedded worker around it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from headwater import __version__, web
+from headwater import __version__
 from headwater.api.deps import get_actor
 from headwater.api.errors import install_error_handlers
 from headwater.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -25,31 +26,15 @@ from headwater.api.routes import (
 )
 from headwater.runtime import Runtime
 
-__all__ = ["create_app"]
+__all__ = ["create_api"]
 
 DESCRIPTION = """Okta's management API shapes for users, groups, apps, assignments, app users,
 Group Push mappings and the system log. Routes tagged *Headwater extension* do not exist in Okta.
 Authenticate with `Authorization: SSWS <token>`."""
 
 
-def create_app(runtime: Runtime, *, start_worker: bool | None = None) -> FastAPI:
-    """Build the API (and console) around an already wired runtime."""
-    run_worker = runtime.settings.embedded_worker if start_worker is None else start_worker
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        worker = None
-        if run_worker:
-            from headwater.engine.worker import WorkerThread
-
-            worker = WorkerThread(runtime)
-            worker.start()
-        try:
-            yield
-        finally:
-            if worker is not None:
-                worker.stop()
-
+def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
+    """Build the API around an already wired runtime (``lifespan``: the server's, if any)."""
     app = FastAPI(
         title="Headwater",
         version=__version__,
@@ -65,14 +50,8 @@ def create_app(runtime: Runtime, *, start_worker: bool | None = None) -> FastAPI
     for module in (users, groups, apps, app_users, group_push, logs, tokens, extensions, guard):
         api.include_router(module.router)
     app.include_router(api)
-    _install_edges(app)
+    app.include_router(health.router)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
-
-
-def _install_edges(app: FastAPI) -> None:
-    """Unauthenticated edges: health, metrics and the console."""
-    app.include_router(health.router)
-    web.install(app)  # the admin console at /console, its static files at /console/static

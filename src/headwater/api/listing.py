@@ -10,24 +10,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from headwater.api.pagination import clamp_limit, fetch_page, set_link_headers
-from headwater.errors import InvalidRequest
+from headwater.api.pagination import clamp_limit, set_link_headers
+from headwater.db.paging import MAX_CURSOR, checked_cursor, fetch_page
 
-__all__ = ["MAX_CURSOR", "After", "cursor", "page_response"]
-
-MAX_CURSOR = 64
+__all__ = ["After", "page_response"]
 
 #: The ``after`` query parameter, documented as what it is: an opaque id-like cursor.
 After = Annotated[str | None, Query(max_length=MAX_CURSOR, pattern="^[A-Za-z0-9]*$")]
-
-
-def cursor(after: str | None) -> str | None:
-    """Cursors are ids: anything else cannot match a row and is refused (never sent to SQL)."""
-    if after is None or after == "":
-        return None
-    if len(after) > MAX_CURSOR or not after.isascii() or not after.isalnum():
-        raise InvalidRequest("Api validation failed: after", ["after: not a valid cursor"])
-    return after
 
 
 def page_response(
@@ -45,7 +34,7 @@ def page_response(
 
     ``sizes`` is (default, maximum) page size; larger limits are capped as Okta does."""
     size = clamp_limit(limit, *sizes)
-    page = fetch_page(session, query, id_column, limit=size, after=cursor(after))
+    page = fetch_page(session, query, id_column, limit=size, after=checked_cursor(after))
     response = JSONResponse([render(row) for row in page])
     set_link_headers(request, response, page.next_cursor, size)
     return response

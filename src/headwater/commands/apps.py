@@ -113,7 +113,7 @@ def apps_create(
     never from the command line; without either, the app is called without authentication.
     If the connection test fails, the app is removed again and the command exits with 1.
     """
-    from headwater.services import applications
+    from headwater.services import apps, connections
 
     token = typer.prompt("Bearer token", hide_input=True) if token_prompt else None
     token = token or os.environ.get(TOKEN_ENV) or None
@@ -122,27 +122,27 @@ def apps_create(
             f"warning: no bearer token (no --token-prompt, ${TOKEN_ENV} unset); "
             "the app will be called without authentication"
         )
-    connection = applications.ConnectionSpec(
+    connection = connections.ConnectionSpec(
         "TOKEN" if token else "NONE", scim_url, {"token": token} if token else {}
     )
-    spec = applications.AppSpec(label=label, name=name or _slug(label))
+    spec = apps.AppSpec(label=label, name=name or _slug(label))
     actor = cli_actor()
     with opened() as runtime:
         with runtime.database.transaction() as session:
-            app = applications.create_app(session, actor, spec, activate=True)
+            app = apps.create_app(session, actor, spec, activate=True)
             session.flush()
-            prepared = applications.prepare_connection(session, runtime.secrets, app.id, connection)
+            prepared = connections.prepare_connection(session, runtime.secrets, app.id, connection)
             app_id = app.id
         try:
-            with _quiet(applications.log):
-                asyncio.run(applications.probe_connection(runtime.connectors, prepared))
+            with _quiet(connections.log):
+                asyncio.run(connections.probe_connection(runtime.connectors, prepared))
         except InvalidRequest as exc:
             with runtime.database.transaction() as session:
-                applications.deactivate_app(session, actor, app_id)
-                applications.delete_app(session, actor, app_id)
+                apps.deactivate_app(session, actor, app_id)
+                apps.delete_app(session, actor, app_id)
             fail(f"{explain(exc)} (the app was not kept)")
         with runtime.database.transaction() as session:
-            applications.save_connection(session, actor, prepared, enabled=True)
+            connections.save_connection(session, actor, prepared, enabled=True)
     auth = "a bearer token" if token else "no authentication"
     _print(
         f"Created {label} ({app_id}): provisioning to {scim_url} with {auth} "
@@ -164,12 +164,12 @@ def assign(
     ] = None,
 ) -> None:
     """Assign an app to a group: its members get accounts (or keep them, at a new priority)."""
-    from headwater.services import applications
+    from headwater.services import assignments
 
     with opened() as runtime, runtime.database.transaction() as session:
         app_row, group_row = find_app(session, app), find_group(session, group)
-        spec = applications.GroupAssignmentSpec(priority=priority)
-        row = applications.assign_group(session, cli_actor(), app_row.id, group_row.id, spec)
+        spec = assignments.GroupAssignmentSpec(priority=priority)
+        row = assignments.assign_group(session, cli_actor(), app_row.id, group_row.id, spec)
         members = session.execute(
             select(func.count()).where(t.Membership.group_id == group_row.id)
         ).scalar_one()
@@ -183,13 +183,13 @@ def assign(
 def unassign(app: AppArg, group: GroupArg) -> None:
     """Unassign an app from a group: members with no other grant lose their account (their
     pushed memberships are removed first)."""
-    from headwater.services import applications
+    from headwater.services import assignments
 
     with opened() as runtime, runtime.database.transaction() as session:
         app_row, group_row = find_app(session, app), find_group(session, group)
         if session.get(t.AppGroupAssignment, (app_row.id, group_row.id)) is None:
             fail(f"{group_row.name} is not assigned to {app_row.label}")
-        applications.unassign_group(session, cli_actor(), app_row.id, group_row.id)
+        assignments.unassign_group(session, cli_actor(), app_row.id, group_row.id)
         message = f"Unassigned {app_row.label} from {group_row.name}."
     _print(message)
 

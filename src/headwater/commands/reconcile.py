@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from headwater.commands.apps import AppArg
 from headwater.commands.common import cli_actor, err, find_app, notice, opened, when
-from headwater.db import outbox
+from headwater.db import leases, outbox
 from headwater.db import tables as t
 
 if TYPE_CHECKING:
@@ -86,10 +86,10 @@ def _app_worker(runtime: Runtime, app_id: str) -> Worker:
     from headwater.engine.worker import Worker
 
     class AppWorker(Worker):
-        def _claim(self) -> list[outbox.ClaimedKey]:
+        def _claim(self) -> list[leases.ClaimedKey]:
             settings = self.runtime.settings
             with self.runtime.database.transaction() as session:
-                return outbox.claim(
+                return leases.claim(
                     session,
                     self.worker_id,
                     limit=settings.worker_batch_size,
@@ -197,7 +197,7 @@ def reconcile(
     summary line. Exits with 1 if an operation failed permanently (a Task was opened), or if
     keys are left when the app is quarantined or the timeout passes.
     """
-    from headwater.services import operations
+    from headwater.services import tasks
 
     with opened() as runtime:
         with runtime.database.transaction() as session:
@@ -205,7 +205,7 @@ def reconcile(
             app_id, label = row.id, row.label
             idle = _idle_reason(session, row)
             before = _task_attempts(session, app_id)
-            total = operations.reconcile_app(session, cli_actor(), app_id)
+            total = tasks.reconcile_app(session, cli_actor(), app_id)
         if idle:
             notice(f"note: {label} {idle}; its keys are finished without sending anything.")
         tally = Tally(app_id)

@@ -1,34 +1,24 @@
-"""The reconcile outbox: enqueue keys with set-based SQL, claim them in batches, finish them.
+"""The reconcile outbox: which keys a change touches, enqueued with set-based SQL.
 
 Keys, not deltas: a row says "(app, kind, subject) may be out of date", nothing more. Every
 enqueue is one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` in the caller's transaction, so
-assigning a 100k-member group writes its keys in one statement, atomically with the change.
-
-Claiming leases rows to one worker (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has a single
-writer). Finishing deletes the row only if nobody re-enqueued it meanwhile (same generation);
-otherwise the lease is dropped and the key is claimed again.
+assigning a 100k-member group writes its keys in one statement, atomically with the change, and
+wakes idle workers when it commits. Claiming and finishing keys is ``leases``' job.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
-    and_,
-    delete,
     exists,
-    false,
     func,
     literal,
     or_,
     select,
     true,
-    tuple_,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -39,8 +29,6 @@ from headwater.db import tables as t
 __all__ = [
     "PUSH",
     "USER",
-    "ClaimedKey",
-    "claim",
     "enqueue_app",
     "enqueue_group_members_for_app",
     "enqueue_keys",
@@ -51,25 +39,13 @@ __all__ = [
     "enqueue_user",
     "enqueue_users_for_apps",
     "enqueue_users_of_app_group",
-    "finish",
     "notify",
     "pending_count",
-    "retry_later",
 ]
 
 USER = "user"
 PUSH = "push"
 CHANNEL = "headwater_keys"
-
-
-@dataclass(frozen=True)
-class ClaimedKey:
-    app_id: str
-    kind: str
-    subject_id: str
-    generation: int
-    attempts: int
-    observe: bool
 
 
 def _upsert(
@@ -274,133 +250,11 @@ def enqueue_app(session: Session, app_id: str, *, observe: bool = False) -> None
     _upsert(session, _keys(literal(app_id), PUSH, sub.c.subject_id), observe=observe)
 
 
-# --- Workers ---------------------------------------------------------------------------------
-
-
-def _due(now: datetime) -> ColumnElement[bool]:
-    return and_(
-        t.ReconcileKey.not_before <= now,
-        or_(t.ReconcileKey.lease_until.is_(None), t.ReconcileKey.lease_until < now),
-    )
-
-
-def claim(
-    session: Session,
-    worker_id: str,
-    *,
-    limit: int,
-    lease_seconds: float,
-    app_ids: list[str] | None = None,
-    exclude_app_ids: list[str] | None = None,
-) -> list[ClaimedKey]:
-    """Lease up to ``limit`` due keys to ``worker_id`` and return them.
-
-    User keys come before push keys of the same age, so accounts exist before memberships are
-    pushed. On PostgreSQL, rows locked by another claimer are skipped, never waited for.
-    """
-    now = clock.utcnow()
-    query = (
-        select(
-            t.ReconcileKey.app_id,
-            t.ReconcileKey.kind,
-            t.ReconcileKey.subject_id,
-            t.ReconcileKey.generation,
-            t.ReconcileKey.attempts,
-            t.ReconcileKey.observe,
-        )
-        .where(_due(now))
-        .order_by(t.ReconcileKey.not_before, t.ReconcileKey.kind.desc())
-        .limit(limit)
-    )
-    if app_ids is not None:
-        query = query.where(t.ReconcileKey.app_id.in_(app_ids))
-    if exclude_app_ids:
-        query = query.where(t.ReconcileKey.app_id.not_in(exclude_app_ids))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = session.execute(query).all()
-    if not rows:
-        return []
-    # One UPDATE for the batch. The rows are ours until commit (locked FOR UPDATE on
-    # PostgreSQL; SQLite has one writer), so the generation read above is the current one.
-    key = t.ReconcileKey
-    session.execute(
-        update(key)
-        .where(
-            tuple_(key.app_id, key.kind, key.subject_id).in_(
-                [(row.app_id, row.kind, row.subject_id) for row in rows]
-            )
-        )
-        .values(
-            claimed_by=worker_id,
-            claimed_generation=key.generation,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            observe=false(),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return [
-        ClaimedKey(row.app_id, row.kind, row.subject_id, row.generation, row.attempts, row.observe)
-        for row in rows
-    ]
-
-
-def finish(session: Session, key: ClaimedKey) -> None:
-    """The key is reconciled: drop it, unless it was enqueued again while we worked."""
-    session.execute(
-        delete(t.ReconcileKey).where(
-            t.ReconcileKey.app_id == key.app_id,
-            t.ReconcileKey.kind == key.kind,
-            t.ReconcileKey.subject_id == key.subject_id,
-            t.ReconcileKey.generation == key.generation,
-        )
-    )
-    session.execute(
-        update(t.ReconcileKey)
-        .where(
-            t.ReconcileKey.app_id == key.app_id,
-            t.ReconcileKey.kind == key.kind,
-            t.ReconcileKey.subject_id == key.subject_id,
-        )
-        .values(claimed_by=None, claimed_generation=None, lease_until=None)
-    )
-
-
-def retry_later(
-    session: Session, key: ClaimedKey, delay: float, *, count_attempt: bool = True
-) -> None:
-    """Release the key, due again after ``delay`` seconds (backoff, rate limits, quarantine)."""
-    due = clock.utcnow() + timedelta(seconds=delay)
-    values: dict[str, Any] = {
-        "claimed_by": None,
-        "claimed_generation": None,
-        "lease_until": None,
-        "not_before": due,
-    }
-    if count_attempt:
-        values["attempts"] = t.ReconcileKey.attempts + 1
-    session.execute(
-        update(t.ReconcileKey)
-        .where(
-            t.ReconcileKey.app_id == key.app_id,
-            t.ReconcileKey.kind == key.kind,
-            t.ReconcileKey.subject_id == key.subject_id,
-        )
-        .values(**values)
-    )
-
-
 def pending_count(session: Session, app_id: str | None = None) -> int:
     query = select(func.count()).select_from(t.ReconcileKey)
     if app_id is not None:
         query = query.where(t.ReconcileKey.app_id == app_id)
     return int(session.execute(query).scalar_one())
-
-
-def next_due(session: Session) -> datetime | None:
-    """When the earliest key becomes due (for the worker's sleep)."""
-    value = session.execute(select(func.min(t.ReconcileKey.not_before))).scalar_one_or_none()
-    return clock.as_utc(value) if value is not None else None
 
 
 def notify(session: Session) -> None:

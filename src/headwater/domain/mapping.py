@@ -11,8 +11,9 @@ import re
 from typing import Any
 
 from headwater.domain.downstream import AccountAttributes
+from headwater.errors import InvalidRequest
 
-__all__ = ["MappingError", "account_attributes", "render_user_name"]
+__all__ = ["MappingError", "account_attributes", "check_user_name_template", "render_user_name"]
 
 
 class MappingError(ValueError):
@@ -110,3 +111,26 @@ def _text(value: Any) -> str | None:
     if value is None or value == "":
         return None
     return str(value)
+
+
+class _AnySource(dict[str, Any]):
+    """A profile where every attribute has a value, to check a template's syntax alone."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return "sample"
+
+
+def check_user_name_template(template: str, where: str) -> None:
+    """Refuse (Okta's 400 naming ``where``) a template that cannot render for any user."""
+
+    def refuse(problem: str) -> InvalidRequest:
+        return InvalidRequest("Api validation failed: " + where, [f"{where}: {problem}"])
+
+    if not template.strip() or len(template) > 1024:
+        raise refuse("must be 1 to 1024 characters")
+    try:
+        rendered = render_user_name(template, _AnySource())
+    except MappingError as exc:
+        raise refuse(str(exc)) from exc
+    if "${" in rendered:
+        raise refuse("unterminated expression")

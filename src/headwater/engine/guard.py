@@ -7,20 +7,18 @@ pending change (every active account that the directory no longer wants), not on
 
 from __future__ import annotations
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from headwater import clock
-from headwater.db import events, outbox
+from headwater.db import events
 from headwater.db import tables as t
-from headwater.db.events import SYSTEM, Actor, Target
+from headwater.db.events import SYSTEM, Target
 from headwater.domain.desired import ACCOUNT_STATUSES
 from headwater.domain.settings import ProvisioningSettings, SuspendAction
-from headwater.errors import NotFound
+from headwater.domain.states import HoldDecision
 
-__all__ = ["decide", "held", "screen"]
-
-HELD, APPROVED, REJECTED = "HELD", "APPROVED", "REJECTED"
+__all__ = ["screen", "settle"]
 
 
 def _unwanted_active_accounts(session: Session, app_id: str, settings: ProvisioningSettings) -> int:
@@ -59,7 +57,7 @@ def screen(
         )
     )
     decisions = {row.user_id: row.decision for row in rows}
-    blocked = {u for u, d in decisions.items() if d in (HELD, REJECTED)}
+    blocked = {u for u, d in decisions.items() if d in (HoldDecision.HELD, HoldDecision.REJECTED)}
     undecided = [u for u in user_ids if u not in decisions]
     if not undecided or settings.mass_change_threshold <= 0:
         return blocked
@@ -73,13 +71,21 @@ def screen(
     if not tripped:
         return blocked
     first = not session.execute(
-        select(exists().where(t.HeldOperation.app_id == app_id, t.HeldOperation.decision == HELD))
+        select(
+            exists().where(
+                t.HeldOperation.app_id == app_id, t.HeldOperation.decision == HoldDecision.HELD
+            )
+        )
     ).scalar()
     now = clock.utcnow()
     for user_id in undecided:
         session.add(
             t.HeldOperation(
-                app_id=app_id, user_id=user_id, operation="DEPROVISION", decision=HELD, created=now
+                app_id=app_id,
+                user_id=user_id,
+                operation="DEPROVISION",
+                decision=HoldDecision.HELD,
+                created=now,
             )
         )
     if first:
@@ -94,44 +100,6 @@ def screen(
             debug={"leaving": leaving, "active": int(active)},
         )
     return blocked | set(undecided)
-
-
-def held(session: Session, app_id: str) -> list[t.HeldOperation]:
-    return list(
-        session.execute(
-            select(t.HeldOperation)
-            .where(t.HeldOperation.app_id == app_id)
-            .order_by(t.HeldOperation.created, t.HeldOperation.user_id)
-        ).scalars()
-    )
-
-
-def decide(
-    session: Session, app_id: str, approve: bool, actor: Actor, user_ids: list[str] | None = None
-) -> int:
-    """Approve (the deprovisions run) or reject (the accounts stay) held operations."""
-    app = session.get(t.App, app_id)
-    if app is None:
-        raise NotFound()
-    condition = [t.HeldOperation.app_id == app_id, t.HeldOperation.decision == HELD]
-    if user_ids is not None:
-        condition.append(t.HeldOperation.user_id.in_(user_ids))
-    targets = list(session.execute(select(t.HeldOperation.user_id).where(*condition)).scalars())
-    if not targets:
-        return 0
-    decision = APPROVED if approve else REJECTED
-    session.execute(update(t.HeldOperation).where(*condition).values(decision=decision))
-    if approve:
-        outbox.enqueue_users_for_apps(session, app_id, targets)
-    events.record(
-        session,
-        "app.headwater.mass_change.approved" if approve else "app.headwater.mass_change.rejected",
-        f"{len(targets)} held deprovision(s) in {app.label} {decision.lower()}",
-        actor=actor,
-        targets=[Target(app_id, "AppInstance", app.name, app.label)],
-        debug={"count": len(targets)},
-    )
-    return len(targets)
 
 
 def settle(session: Session, app_id: str, user_ids: list[str]) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from headwater.db import outbox
 from headwater.db import tables as t
-from headwater.db.outbox import ClaimedKey
+from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
 from headwater.engine import snapshot
 from headwater.engine.connectors import ConnectionInfo

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from headwater import clock
 from headwater.connectors.errors import AppUnavailableError, DownstreamError
 from headwater.db import outbox
-from headwater.db.outbox import ClaimedKey
+from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
 from headwater.domain.desired import DesiredAccount, desired_account
 from headwater.domain.downstream import AccountAttributes

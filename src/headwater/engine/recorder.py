@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 
 from headwater import clock, ids
 from headwater.connectors.errors import DownstreamError, NotFoundError, TransientError
-from headwater.db import events, outbox
+from headwater.db import events, leases, outbox
 from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import SYSTEM, Target
-from headwater.db.outbox import ClaimedKey
+from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
 from headwater.domain.mapping import MappingError
 from headwater.domain.plan import PushPlan
@@ -47,13 +47,13 @@ PROBE_MAX = 900.0
 def finish_all(database: Database, keys: list[ClaimedKey]) -> None:
     with database.transaction() as session:
         for key in keys:
-            outbox.finish(session, key)
+            leases.finish(session, key)
 
 
 def hold(database: Database, keys: list[ClaimedKey], delay: float) -> None:
     with database.transaction() as session:
         for key in keys:
-            outbox.retry_later(session, key, delay, count_attempt=False)
+            leases.retry_later(session, key, delay, count_attempt=False)
 
 
 def _app_target(app: AppSnapshot) -> Target:
@@ -74,7 +74,7 @@ def quarantine(database: Database, app: AppSnapshot, keys: list[ClaimedKey], rea
         row.probe_interval = interval
         row.next_probe = now + timedelta(seconds=interval)
         for key in keys:
-            outbox.retry_later(session, key, interval, count_attempt=False)
+            leases.retry_later(session, key, interval, count_attempt=False)
         if first:
             events.record(
                 session,
@@ -250,9 +250,9 @@ def _record_outcome(
         elif key.kind == outbox.USER:
             _account_succeeded(session, app, key.subject_id, outcome, now)
         if outcome.requeue is not None:
-            outbox.retry_later(session, key, outcome.requeue, count_attempt=False)
+            leases.retry_later(session, key, outcome.requeue, count_attempt=False)
         else:
-            outbox.finish(session, key)
+            leases.finish(session, key)
             if not refused:
                 _clear_task(session, app.id, key)
         return
@@ -692,13 +692,13 @@ def _record_failure(
     assert error is not None
     message = str(error) or type(error).__name__
     if isinstance(error, NotFoundError) and _recover_not_found(session, app, outcome):
-        outbox.retry_later(session, key, 0.0, count_attempt=False)
+        leases.retry_later(session, key, 0.0, count_attempt=False)
         return
     if isinstance(error, TransientError):
         decision = policy.decide(key.attempts + 1, error.retry_after)
         if decision.retry:
             _failure_event(session, app, outcome, users, message + " (will retry)")
-            outbox.retry_later(session, key, decision.delay)
+            leases.retry_later(session, key, decision.delay)
             _mark_error(session, app, key, message, error_state=False)
             return
         message = f"gave up after {key.attempts + 1} attempts: {message}"
@@ -707,7 +707,7 @@ def _record_failure(
     _open_task(session, app, outcome, message, now)
     if key.kind == outbox.PUSH:
         _settle_pending(session, key.subject_id)
-    outbox.finish(session, key)
+    leases.finish(session, key)
 
 
 def _settle_pending(session: Session, mapping_id: str) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headwater.connectors.errors import DownstreamError
-from headwater.db.outbox import ClaimedKey
+from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
 from headwater.domain.desired import DesiredAccount
 from headwater.domain.downstream import AccountAttributes, RemoteAccount

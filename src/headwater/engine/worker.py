@@ -16,12 +16,12 @@ import threading
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import delete, exists, or_, select
 
 from headwater import clock
-from headwater.db import outbox
+from headwater.db import leases, outbox
 from headwater.db import tables as t
-from headwater.db.outbox import ClaimedKey
+from headwater.db.leases import ClaimedKey
 from headwater.domain.settings import ProvisioningSettings
 from headwater.engine.reconciler import Reconciler
 from headwater.runtime import Runtime
@@ -46,7 +46,7 @@ class Worker:
     def _claim(self) -> list[ClaimedKey]:
         settings = self.runtime.settings
         with self.runtime.database.transaction() as session:
-            return outbox.claim(
+            return leases.claim(
                 session,
                 self.worker_id,
                 limit=settings.worker_batch_size,
@@ -78,7 +78,7 @@ class Worker:
     def _release(self, keys: Sequence[ClaimedKey]) -> None:
         with self.runtime.database.transaction() as session:
             for key in keys:
-                outbox.retry_later(
+                leases.retry_later(
                     session, key, self.runtime.settings.retry_base_seconds * 5, count_attempt=False
                 )
 
@@ -89,44 +89,17 @@ class Worker:
             await asyncio.to_thread(self._extend, keys, lease)
 
     def _extend(self, keys: Sequence[ClaimedKey], lease: float) -> None:
-        until = clock.utcnow() + timedelta(seconds=lease)
         with self.runtime.database.transaction() as session:
-            for key in keys:
-                session.execute(
-                    update(t.ReconcileKey)
-                    .where(
-                        t.ReconcileKey.app_id == key.app_id,
-                        t.ReconcileKey.kind == key.kind,
-                        t.ReconcileKey.subject_id == key.subject_id,
-                        t.ReconcileKey.claimed_by == self.worker_id,
-                    )
-                    .values(lease_until=until)
-                )
+            leases.extend(session, self.worker_id, keys, lease)
 
     def heartbeat(self) -> int:
         """Say we are alive; returns how many workers are (to share per-app limits)."""
-        now = clock.utcnow()
         with self.runtime.database.transaction() as session:
-            row = session.get(t.WorkerHeartbeat, self.worker_id)
-            if row is None:
-                session.add(t.WorkerHeartbeat(id=self.worker_id, started=now, last_seen=now))
-            else:
-                row.last_seen = now
-            session.execute(
-                delete(t.WorkerHeartbeat).where(
-                    t.WorkerHeartbeat.last_seen < now - timedelta(minutes=10)
-                )
-            )
-            live = session.execute(
-                select(func.count()).where(
-                    t.WorkerHeartbeat.last_seen >= now - timedelta(seconds=30)
-                )
-            ).scalar_one()
-        return max(1, int(live))
+            return leases.beat(session, self.worker_id)
 
     def _sign_off(self) -> None:
         with self.runtime.database.transaction() as session:
-            session.execute(delete(t.WorkerHeartbeat).where(t.WorkerHeartbeat.id == self.worker_id))
+            leases.sign_off(session, self.worker_id)
 
     # --- schedules --------------------------------------------------------------------------
 
@@ -190,7 +163,7 @@ class Worker:
 
     def _next_due(self):  # type: ignore[no-untyped-def]
         with self.runtime.database.read() as session:
-            return outbox.next_due(session)
+            return leases.next_due(session)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set."""

@@ -22,6 +22,8 @@ from headwater.db import tables as t
 from headwater.db.events import Actor, Target
 from headwater.domain import profiles
 from headwater.errors import GroupPushError, InvalidRequest, NotFound
+from headwater.services.apps import get_app
+from headwater.services.validation import plausible_id
 
 __all__ = [
     "ACTIVE",
@@ -32,11 +34,9 @@ __all__ = [
     "add_mapping",
     "create_mapping",
     "delete_mapping",
-    "get_app",
     "get_mapping",
     "mapping_target",
     "mappings_query",
-    "plausible_id",
     "push_now",
     "pushed_names",
     "request_deletion_values",
@@ -69,14 +69,6 @@ class MappingFilter:
     last_updated: datetime | None = None
 
 
-def plausible_id(value: str | None) -> bool:
-    """Ids are short and alphanumeric; anything else matches no row and never reaches SQL
-    (a NUL would make PostgreSQL fail the query instead of finding nothing)."""
-    if not value or len(value) > MAX_ID:
-        return False
-    return value.isascii() and value.isalnum()
-
-
 def _invalid(cause: str) -> InvalidRequest:
     return InvalidRequest("Api validation failed: " + cause, [cause])
 
@@ -100,14 +92,6 @@ def _enqueue(session: Session, mapping: t.PushMapping) -> None:
 
 
 # --- Reading -----------------------------------------------------------------------------------
-
-
-def get_app(session: Session, app_id: str) -> t.App:
-    """The app, or 404 (kept here so the directory's import of rules stays cycle-free)."""
-    app = session.get(t.App, app_id) if plausible_id(app_id) else None
-    if app is None:
-        raise NotFound(f"Not found: Resource not found: {app_id} (AppInstance)")
-    return app
 
 
 def get_mapping(

@@ -21,6 +21,8 @@ from headwater.db.events import SYSTEM, Actor, Target
 from headwater.domain import profiles
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services import grouppush
+from headwater.services.apps import get_app
+from headwater.services.validation import plausible_id
 
 __all__ = [
     "MATCHES",
@@ -84,20 +86,20 @@ def _matching(rule: t.PushRule) -> ColumnElement[bool]:
 
 
 def get_rule(session: Session, app_id: str, rule_id: str) -> t.PushRule:
-    rule = session.get(t.PushRule, rule_id) if grouppush.plausible_id(rule_id) else None
+    rule = session.get(t.PushRule, rule_id) if plausible_id(rule_id) else None
     if rule is None or rule.app_id != app_id:
         raise NotFound(f"Not found: Resource not found: {rule_id} (GroupPushRule)")
     return rule
 
 
 def rules_query(session: Session, app_id: str) -> Select[t.PushRule]:
-    grouppush.get_app(session, app_id)
+    get_app(session, app_id)
     return select(t.PushRule).where(t.PushRule.app_id == app_id)
 
 
 def create_rule(session: Session, actor: Actor, app_id: str, spec: RuleSpec) -> t.PushRule:
     """Store the rule; an ACTIVE rule maps every matching group at once."""
-    grouppush.get_app(session, app_id)
+    get_app(session, app_id)
     if spec.match not in MATCHES:
         raise _invalid("match: must be STARTS_WITH or CONTAINS")
     if spec.status not in (grouppush.ACTIVE, grouppush.INACTIVE):

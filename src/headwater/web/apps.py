@@ -11,12 +11,12 @@ from typing import Any, get_type_hints
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from headwater.api.listing import cursor
 from headwater.db import tables as t
-from headwater.domain.settings import ProvisioningSettings
+from headwater.db.paging import checked_cursor
+from headwater.domain.settings import ProvisioningSettings, check_changes, public_name
 from headwater.engine import preview
 from headwater.errors import HeadwaterError, InvalidRequest, NotFound
-from headwater.services import applications, operations
+from headwater.services import apps, connections, tasks
 from headwater.web.core import (
     PREFIX,
     AdminDep,
@@ -63,10 +63,10 @@ SECRET_FIELDS = frozenset({"token", "password", "client_secret"})
 
 
 @router.get("/apps")
-def apps(request: Request, admin: AdminDep, q: str = "", after: str | None = None) -> Response:
+def app_list(request: Request, admin: AdminDep, q: str = "", after: str | None = None) -> Response:
     with reading(request) as session:
-        page = applications.list_apps(session, limit=PAGE, after=cursor(after), q=q or None)
-        connected = applications.connected_app_ids(session, [app.id for app in page])
+        page = apps.list_apps(session, limit=PAGE, after=checked_cursor(after), q=q or None)
+        connected = apps.connected_app_ids(session, [app.id for app in page])
     context: dict[str, Any] = {
         "section": "apps",
         "apps": list(page),
@@ -88,7 +88,7 @@ def _app_name(form: Form) -> str:
 @router.post("/apps")
 def create_app(request: Request, admin: AdminDep, form: FormDep) -> Response:
     url = form.get("url")
-    spec = applications.AppSpec(
+    spec = apps.AppSpec(
         label=form.get("label"),
         name=_app_name(form),
         sign_on_mode="BOOKMARK" if url else None,
@@ -96,7 +96,7 @@ def create_app(request: Request, admin: AdminDep, form: FormDep) -> Response:
     )
     try:
         with db_of(request).transaction() as session:
-            app = applications.create_app(session, admin.actor, spec, activate=True)
+            app = apps.create_app(session, admin.actor, spec, activate=True)
             app_id, label = app.id, app.label
     except HeadwaterError as exc:
         session_of(request).flash("error", error_message(exc))
@@ -111,7 +111,7 @@ def create_app(request: Request, admin: AdminDep, form: FormDep) -> Response:
 @router.get("/apps/{app_id}")
 def general(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
-        app = applications.get_app(session, app_id)
+        app = apps.get_app(session, app_id)
         context = {"section": "apps", "tab": "general", "app": app}
     return render(request, "apps/general.html", context)
 
@@ -119,14 +119,14 @@ def general(request: Request, admin: AdminDep, app_id: str) -> Response:
 @router.post("/apps/{app_id}")
 def update_general(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     with db_of(request).transaction() as session:
-        app = applications.get_app(session, app_id)
-        spec = applications.AppSpec(
+        app = apps.get_app(session, app_id)
+        spec = apps.AppSpec(
             label=form.get("label"),
             name=app.name,
             sign_on_mode=app.sign_on_mode,
             document=dict(app.document or {}),
         )
-        applications.replace_app(session, admin.actor, app_id, spec)
+        apps.replace_app(session, admin.actor, app_id, spec)
     session_of(request).flash("ok", "Application saved.")
     return see_other(f"{PREFIX}/apps/{app_id}")
 
@@ -137,11 +137,11 @@ def app_lifecycle(
 ) -> Response:
     with db_of(request).transaction() as session:
         if verb == "activate":
-            applications.activate_app(session, admin.actor, app_id)
+            apps.activate_app(session, admin.actor, app_id)
         elif verb == "deactivate":
-            applications.deactivate_app(session, admin.actor, app_id)
+            apps.deactivate_app(session, admin.actor, app_id)
         elif verb == "delete":
-            applications.delete_app(session, admin.actor, app_id)
+            apps.delete_app(session, admin.actor, app_id)
         else:
             raise NotFound()
     session_of(request).flash("ok", f"Application {verb}d.")
@@ -151,7 +151,7 @@ def app_lifecycle(
 @router.post("/apps/{app_id}/reconcile")
 def reconcile(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     with db_of(request).transaction() as session:
-        queued = operations.reconcile_app(session, admin.actor, app_id)
+        queued = tasks.reconcile_app(session, admin.actor, app_id)
     session_of(request).flash("ok", f"Full reconcile requested: {queued} key(s) queued.")
     return see_other(f"{PREFIX}/apps/{app_id}")
 
@@ -164,7 +164,7 @@ async def plan(request: Request, admin: AdminDep, app_id: str, observe: bool = F
 
     def load() -> t.App:
         with reading(request) as session:
-            return applications.get_app(session, app_id)
+            return apps.get_app(session, app_id)
 
     app = await run_in_threadpool(load)
     context = {"section": "apps", "tab": "general", "app": app, "plan": result}
@@ -198,15 +198,15 @@ def _setting_rows(settings: ProvisioningSettings) -> list[dict[str, Any]]:
 @router.get("/apps/{app_id}/provisioning")
 def provisioning(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
-        app = applications.get_app(session, app_id)
+        app = apps.get_app(session, app_id)
         connection = session.get(t.AppConnection, app_id)
-        settings = applications.settings_of(app)
+        settings = apps.settings_of(app)
     context = {
         "section": "apps",
         "tab": "provisioning",
         "app": app,
         "connection": connection,
-        "schemes": list(applications.AUTH_SCHEMES),
+        "schemes": list(connections.AUTH_SCHEMES),
         "secret_labels": SECRET_LABELS,
         "secret_fields": SECRET_FIELDS,
         "switches": [(name, label, getattr(settings, name)) for name, label in SWITCHES],
@@ -215,12 +215,12 @@ def provisioning(request: Request, admin: AdminDep, app_id: str) -> Response:
     return render(request, "apps/provisioning.html", context)
 
 
-def _connection_spec(form: Form) -> applications.ConnectionSpec:
+def _connection_spec(form: Form) -> connections.ConnectionSpec:
     """Blank secret fields keep the stored values (the service merges them)."""
     scheme = form.get("auth_scheme").upper()
-    required, optional = applications.AUTH_SCHEMES.get(scheme, ((), ()))
+    required, optional = connections.AUTH_SCHEMES.get(scheme, ((), ()))
     secret = {name: form.raw(name) for name in (*required, *optional) if form.raw(name)}
-    return applications.ConnectionSpec(scheme, form.get("base_url") or None, secret)
+    return connections.ConnectionSpec(scheme, form.get("base_url") or None, secret)
 
 
 @router.post("/apps/{app_id}/connection")
@@ -233,19 +233,19 @@ async def save_connection(
     action = form.get("action")
     spec = _connection_spec(form)
 
-    def prepare() -> applications.PreparedConnection:
+    def prepare() -> connections.PreparedConnection:
         with runtime.database.read() as session:
-            return applications.prepare_connection(session, runtime.secrets, app_id, spec)
+            return connections.prepare_connection(session, runtime.secrets, app_id, spec)
 
-    def store(prepared: applications.PreparedConnection, enabled: bool) -> None:
+    def store(prepared: connections.PreparedConnection, enabled: bool) -> None:
         with runtime.database.transaction() as session:
-            applications.save_connection(session, admin.actor, prepared, enabled=enabled)
+            connections.save_connection(session, admin.actor, prepared, enabled=enabled)
 
     back = see_other(f"{PREFIX}/apps/{app_id}/provisioning")
     try:
         prepared = await run_in_threadpool(prepare)
         if action in ("test", "save"):
-            await applications.probe_connection(runtime.connectors, prepared)
+            await connections.probe_connection(runtime.connectors, prepared)
     except InvalidRequest as exc:
         session_of(request).flash("error", error_message(exc))
         return back
@@ -267,17 +267,17 @@ async def connection_status(
         raise NotFound()
     runtime = runtime_of(request)
 
-    def stored() -> applications.PreparedConnection:
+    def stored() -> connections.PreparedConnection:
         with runtime.database.read() as session:
-            return applications.stored_connection(session, runtime.secrets, app_id)
+            return connections.stored_connection(session, runtime.secrets, app_id)
 
     def set_status() -> None:
         with runtime.database.transaction() as session:
             enabled = verb == "enable"
-            applications.set_connection_status(session, admin.actor, app_id, enabled=enabled)
+            connections.set_connection_status(session, admin.actor, app_id, enabled=enabled)
 
     if verb == "enable":
-        await applications.probe_connection(runtime.connectors, await run_in_threadpool(stored))
+        await connections.probe_connection(runtime.connectors, await run_in_threadpool(stored))
     await run_in_threadpool(set_status)
     session_of(request).flash("ok", f"Connection {verb}d.")
     return see_other(f"{PREFIX}/apps/{app_id}/provisioning")
@@ -288,35 +288,34 @@ def save_features(request: Request, admin: AdminDep, form: FormDep, app_id: str)
     """Unchecked boxes are not submitted: every switch is set from the form."""
     changes = {name: form.checked(name) for name in SWITCH_NAMES}
     with db_of(request).transaction() as session:
-        applications.update_settings(session, admin.actor, app_id, changes)
+        apps.update_settings(session, admin.actor, app_id, changes)
     session_of(request).flash("ok", "Provisioning switches saved.")
     return see_other(f"{PREFIX}/apps/{app_id}/provisioning")
 
 
 def _settings_body(form: Form) -> dict[str, Any]:
-    """Form text to typed JSON, then the service validates it as the API's body."""
+    """Form text to typed values by setting name, validated like the API's body afterwards."""
     body: dict[str, Any] = {}
     for row in _setting_rows(ProvisioningSettings()):
         name = row["name"]
-        api_name = name.split("_")[0] + "".join(p.capitalize() for p in name.split("_")[1:])
         text = form.get(name)
         try:
             if row["kind"] == "bool":
-                body[api_name] = form.checked(name)
+                body[name] = form.checked(name)
             elif row["kind"] == "number":
-                body[api_name] = int(text) if row["step"] == "1" else float(text)
+                body[name] = int(text) if row["step"] == "1" else float(text)
             else:
-                body[api_name] = text
+                body[name] = text
         except ValueError:
-            cause = f"{api_name}: must be a number"
+            cause = f"{public_name(name)}: must be a number"
             raise InvalidRequest("Api validation failed: " + cause, [cause]) from None
     return body
 
 
 @router.post("/apps/{app_id}/settings")
 def save_settings(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
-    changes = applications.parse_settings_changes(_settings_body(form))
+    changes = check_changes(_settings_body(form))
     with db_of(request).transaction() as session:
-        applications.update_settings(session, admin.actor, app_id, changes)
+        apps.update_settings(session, admin.actor, app_id, changes)
     session_of(request).flash("ok", "Headwater settings saved.")
     return see_other(f"{PREFIX}/apps/{app_id}/provisioning")

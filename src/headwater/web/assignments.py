@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from headwater.db import tables as t
 from headwater.errors import InvalidRequest, NotFound
-from headwater.services import applications, directory
+from headwater.services import app_users, apps, assignments, directory
 from headwater.web import impact
 from headwater.web.core import (
     PREFIX,
@@ -49,7 +49,7 @@ def group_suggestions(session: Session) -> list[str]:
 
 
 def _assigned(session: Session, app_id: str) -> list[tuple[t.AppGroupAssignment, t.Group]]:
-    page = applications.list_group_assignments(session, app_id, limit=GROUPS_SHOWN, after=None)
+    page = assignments.list_group_assignments(session, app_id, limit=GROUPS_SHOWN, after=None)
     groups = {
         g.id: g
         for g in session.execute(
@@ -60,10 +60,10 @@ def _assigned(session: Session, app_id: str) -> list[tuple[t.AppGroupAssignment,
 
 
 @router.get("/apps/{app_id}/assignments")
-def assignments(request: Request, admin: AdminDep, app_id: str) -> Response:
+def assignments_page(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
-        app = applications.get_app(session, app_id)
-        users = applications.list_app_users(session, app_id, limit=USERS_SHOWN, after=None)
+        app = apps.get_app(session, app_id)
+        users = app_users.list_app_users(session, app_id, limit=USERS_SHOWN, after=None)
         context = {
             "section": "apps",
             "tab": "assignments",
@@ -80,8 +80,8 @@ def assignments(request: Request, admin: AdminDep, app_id: str) -> Response:
 def assign_group(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     with db_of(request).transaction() as session:
         group = find_okta_group(session, form.get("group"))
-        spec = applications.GroupAssignmentSpec()
-        applications.assign_group(session, admin.actor, app_id, group.id, spec)
+        spec = assignments.GroupAssignmentSpec()
+        assignments.assign_group(session, admin.actor, app_id, group.id, spec)
         name = group.name
     session_of(request).flash("ok", f"Assigned to {name}.")
     return see_other(f"{PREFIX}/apps/{app_id}/assignments")
@@ -91,7 +91,7 @@ def _new_priorities(rows: list[t.AppGroupAssignment], index: int, other: int) ->
     """Swap two neighbours' priorities; equal priorities are first spread out as 0, 1, 2..."""
     current = {row.group_id: row.priority for row in rows}
     if rows[index].priority == rows[other].priority:
-        if len(rows) > applications.MAX_PRIORITY + 1:
+        if len(rows) > assignments.MAX_PRIORITY + 1:
             cause = "priority: too many groups share a priority to reorder them"
             raise InvalidRequest("Api validation failed: " + cause, [cause])
         current = {row.group_id: position for position, row in enumerate(rows)}
@@ -118,8 +118,8 @@ def move_group(
         other = index + step
         if 0 <= other < len(rows):
             for gid, priority in _new_priorities(rows, index, other).items():
-                spec = applications.GroupAssignmentSpec(priority=priority)
-                applications.assign_group(session, admin.actor, app_id, gid, spec)
+                spec = assignments.GroupAssignmentSpec(priority=priority)
+                assignments.assign_group(session, admin.actor, app_id, gid, spec)
     return see_other(f"{PREFIX}/apps/{app_id}/assignments#assigned-groups")
 
 
@@ -128,8 +128,8 @@ def confirm_unassign_group(
     request: Request, admin: AdminDep, app_id: str, group_id: str
 ) -> Response:
     with reading(request) as session:
-        app = applications.get_app(session, app_id)
-        applications.group_assignment(session, app_id, group_id)
+        app = apps.get_app(session, app_id)
+        assignments.group_assignment(session, app_id, group_id)
         group = directory.find_group(session, group_id)
         context = {
             "section": "apps",
@@ -149,7 +149,7 @@ def unassign_group(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, group_id: str
 ) -> Response:
     with db_of(request).transaction() as session:
-        applications.unassign_group(session, admin.actor, app_id, group_id)
+        assignments.unassign_group(session, admin.actor, app_id, group_id)
     session_of(request).flash("ok", "Group unassigned; the engine is applying the change.")
     return see_other(f"{PREFIX}/apps/{app_id}/assignments")
 
@@ -158,8 +158,8 @@ def unassign_group(
 def assign_user(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     with db_of(request).transaction() as session:
         user = directory.find_user(session, form.get("person"))
-        spec = applications.UserAssignmentSpec()
-        applications.assign_user(session, admin.actor, app_id, user.id, spec)
+        spec = assignments.UserAssignmentSpec()
+        assignments.assign_user(session, admin.actor, app_id, user.id, spec)
         login = user.login
     session_of(request).flash("ok", f"Assigned {login} directly.")
     return see_other(f"{PREFIX}/apps/{app_id}/assignments")
@@ -168,7 +168,7 @@ def assign_user(request: Request, admin: AdminDep, form: FormDep, app_id: str) -
 @router.get("/apps/{app_id}/users/{user_id}/unassign")
 def confirm_unassign_user(request: Request, admin: AdminDep, app_id: str, user_id: str) -> Response:
     with reading(request) as session:
-        app = applications.get_app(session, app_id)
+        app = apps.get_app(session, app_id)
         user = directory.find_user(session, user_id)
         context = {
             "section": "apps",
@@ -188,6 +188,6 @@ def unassign_user(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, user_id: str
 ) -> Response:
     with db_of(request).transaction() as session:
-        applications.unassign_user(session, admin.actor, app_id, user_id)
+        assignments.unassign_user(session, admin.actor, app_id, user_id)
     session_of(request).flash("ok", "Direct assignment removed.")
     return see_other(f"{PREFIX}/apps/{app_id}/assignments")

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import false, select
 from sqlalchemy.orm import Session
 
-from headwater.api.listing import cursor
-from headwater.api.pagination import fetch_page
 from headwater.db import tables as t
+from headwater.db.paging import checked_cursor, fetch_page
 from headwater.errors import HeadwaterError
 from headwater.services import directory
 from headwater.web import impact
@@ -41,7 +40,7 @@ MEMBERS_SHOWN = 500
 def groups(request: Request, admin: AdminDep, q: str = "", after: str | None = None) -> Response:
     with reading(request) as session:
         query = directory.groups_query(q=q or None)
-        page = fetch_page(session, query, t.Group.id, limit=PAGE, after=cursor(after))
+        page = fetch_page(session, query, t.Group.id, limit=PAGE, after=checked_cursor(after))
     context: dict[str, Any] = {
         "section": "groups",
         "groups": list(page),

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from headwater import clock
-from headwater.api.listing import cursor
 from headwater.db import tables as t
+from headwater.db.paging import checked_cursor
 from headwater.errors import InvalidRequest
 from headwater.services import system_log
 from headwater.web.core import AdminDep, ConsoleRoute, reading, render
@@ -85,7 +85,7 @@ def logs(
             q=q.strip() or None,
         )
         page = system_log.fetch_events(
-            session, query, ascending=False, after=cursor(after), limit=LOG_PAGE
+            session, query, ascending=False, after=checked_cursor(after), limit=LOG_PAGE
         )
         types = _event_types(session)
     params = {

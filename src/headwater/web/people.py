@@ -10,13 +10,12 @@ from sqlalchemy import select, union
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import DetachedInstanceError
 
-from headwater.api.listing import cursor
-from headwater.api.pagination import fetch_page
 from headwater.db import tables as t
+from headwater.db.paging import checked_cursor, fetch_page
 from headwater.domain.lifecycle import Action, Status, allowed_actions
 from headwater.engine import preview
 from headwater.errors import HeadwaterError, NotFound
-from headwater.services import applications, directory
+from headwater.services import app_users, apps, directory
 from headwater.web.core import (
     PREFIX,
     AdminDep,
@@ -66,7 +65,7 @@ def people(
     filter_ = f'status eq "{status}"' if status else None
     with reading(request) as session:
         query = directory.users_query(filter=filter_, q=q or None)
-        page = fetch_page(session, query, t.User.id, limit=PAGE, after=cursor(after))
+        page = fetch_page(session, query, t.User.id, limit=PAGE, after=checked_cursor(after))
     context: dict[str, Any] = {
         "section": "people",
         "users": list(page),
@@ -115,7 +114,7 @@ class AppAccount:
     """One app of a person: why they have it and what the downstream account looks like."""
 
     app: t.App
-    view: applications.AppUserView | None
+    view: app_users.AppUserView | None
     link: t.AppUserLink | None
     reasons: list[str]
 
@@ -145,9 +144,9 @@ def _reasons(request: Request, app_id: str, user_id: str) -> list[str]:
 def _accounts(request: Request, session: Session, user_id: str) -> list[AppAccount]:
     accounts = []
     for app_id in _app_ids(session, user_id):
-        app = applications.get_app(session, app_id)
+        app = apps.get_app(session, app_id)
         try:
-            view: applications.AppUserView | None = applications.app_user(session, app_id, user_id)
+            view: app_users.AppUserView | None = app_users.app_user(session, app_id, user_id)
         except NotFound:
             view = None
         link = session.get(t.AppUserLink, (app_id, user_id))

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from headwater.db import tables as t
-from headwater.services import applications, grouppush, operations, push_rules
+from headwater.engine import orphans
+from headwater.services import apps, grouppush, push_rules, tasks
 from headwater.web import impact
 from headwater.web.assignments import find_okta_group, group_suggestions
 from headwater.web.core import (
@@ -89,16 +90,16 @@ def _linkable(session: Session, app_id: str) -> list[t.Group]:
 @router.get("/apps/{app_id}/push")
 def push_groups(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
-        app = applications.get_app(session, app_id)
+        app = apps.get_app(session, app_id)
         rules = list(session.execute(push_rules.rules_query(session, app_id)).scalars())
         orphans = session.execute(
-            operations.orphans_query(session, app_id, None, None).limit(ORPHANS_SHOWN)
+            tasks.orphans_query(session, app_id, None, None).limit(ORPHANS_SHOWN)
         ).scalars()
         context = {
             "section": "apps",
             "tab": "push",
             "app": app,
-            "group_push_on": applications.settings_of(app).group_push,
+            "group_push_on": apps.settings_of(app).group_push,
             "rows": _rows(session, app_id),
             "rules": rules,
             "matches": push_rules.MATCHES,
@@ -153,7 +154,7 @@ def confirm_unlink(
     request: Request, admin: AdminDep, app_id: str, mapping_id: str, delete_target: bool = False
 ) -> Response:
     with reading(request) as session:
-        app = applications.get_app(session, app_id)
+        app = apps.get_app(session, app_id)
         mapping = grouppush.get_mapping(session, app_id, mapping_id)
         effect = impact.mapping_removal(session, mapping, delete_target=delete_target)
     if delete_target:
@@ -224,7 +225,7 @@ def delete_rule(
 async def remove_orphans(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     """Members of pushed groups that Headwater does not manage, removed on request only."""
     mapping_id = form.get("mapping_id") or None
-    result = await operations.remove_orphans(
+    result = await orphans.remove_orphans(
         runtime_of(request), admin.actor, app_id, mapping_id=mapping_id
     )
     session = session_of(request)

@@ -6,8 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from headwater.db import tables as t
-from headwater.engine import guard
-from headwater.services import applications, operations
+from headwater.services import apps, held_operations, tasks
 from headwater.web.core import (
     PREFIX,
     AdminDep,
@@ -28,12 +27,12 @@ SHOWN = 200
 
 
 @router.get("/apps/{app_id}/tasks")
-def tasks(request: Request, admin: AdminDep, app_id: str) -> Response:
+def tasks_page(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
-        app = applications.get_app(session, app_id)
-        query = operations.tasks_query(session, app_id).order_by(t.Task.last_attempt.desc())
+        app = apps.get_app(session, app_id)
+        query = tasks.tasks_query(session, app_id).order_by(t.Task.last_attempt.desc())
         rows = list(session.execute(query.limit(SHOWN)).scalars())
-        held = [h for h in guard.held(session, app_id) if h.decision == "HELD"]
+        held = [h for h in held_operations.held(session, app_id) if h.decision == "HELD"]
         context = {"section": "apps", "tab": "tasks", "app": app, "tasks": rows, "held": held}
     return render(request, "apps/tasks.html", context)
 
@@ -45,7 +44,7 @@ def _back(app_id: str) -> Response:
 @router.post("/apps/{app_id}/tasks/retry-all")
 def retry_all(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     with db_of(request).transaction() as session:
-        count = operations.retry_all_tasks(session, admin.actor, app_id)
+        count = tasks.retry_all_tasks(session, admin.actor, app_id)
     session_of(request).flash("ok", f"{count} task(s) queued again.")
     return _back(app_id)
 
@@ -53,7 +52,7 @@ def retry_all(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> 
 @router.post("/apps/{app_id}/tasks/{task_id}/retry")
 def retry(request: Request, admin: AdminDep, form: FormDep, app_id: str, task_id: str) -> Response:
     with db_of(request).transaction() as session:
-        operations.retry_task(session, admin.actor, app_id, task_id)
+        tasks.retry_task(session, admin.actor, app_id, task_id)
     session_of(request).flash("ok", "Task queued again.")
     return _back(app_id)
 
@@ -63,7 +62,7 @@ def dismiss(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, task_id: str
 ) -> Response:
     with db_of(request).transaction() as session:
-        operations.dismiss_task(session, admin.actor, app_id, task_id)
+        tasks.dismiss_task(session, admin.actor, app_id, task_id)
     session_of(request).flash("ok", "Task dismissed.")
     return _back(app_id)
 
@@ -72,7 +71,7 @@ def dismiss(
 def decide_held(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     approve = form.get("decision") == "approve"
     with db_of(request).transaction() as session:
-        count = guard.decide(session, app_id, approve, admin.actor)
+        count = held_operations.decide(session, app_id, approve, admin.actor)
     verb = "approved" if approve else "rejected"
     session_of(request).flash("ok", f"{count} held deprovision(s) {verb}.")
     return _back(app_id)

@@ -16,7 +16,7 @@ from headwater.api.body import openapi_body, parse
 from headwater.api.deps import ActorDep, DbDep, base_url
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.api.routes.apps import StorableBodyDep, reject_unstorable_url
-from headwater.services import applications as apps
+from headwater.services import app_users, assignments
 
 __all__ = ["app_user_json", "router"]
 
@@ -37,9 +37,9 @@ class AppUserUpdateBody(BaseModel):
     credentials: CredentialsBody | None = None
     profile: dict[str, Any] | None = None
 
-    def spec(self) -> apps.UserAssignmentSpec:
+    def spec(self) -> assignments.UserAssignmentSpec:
         user_name = self.credentials.user_name if self.credentials else None
-        return apps.UserAssignmentSpec(self.profile, user_name)
+        return assignments.UserAssignmentSpec(self.profile, user_name)
 
 
 class AppUserAssignBody(AppUserUpdateBody):
@@ -47,7 +47,7 @@ class AppUserAssignBody(AppUserUpdateBody):
     scope: StrictStr | None = None
 
 
-def app_user_json(view: apps.AppUserView, base: str) -> dict[str, Any]:
+def app_user_json(view: app_users.AppUserView, base: str) -> dict[str, Any]:
     """Okta's app user; the group link names the group whose profile won."""
     links: dict[str, Any] = {
         "app": {"href": f"{base}/api/v1/apps/{view.app_id}"},
@@ -82,7 +82,7 @@ def assign_user(
 ) -> dict[str, Any]:
     parsed = parse(AppUserAssignBody, body)
     with db.transaction() as session:
-        view = apps.assign_user(session, actor, app_id, parsed.id, parsed.spec())
+        view = assignments.assign_user(session, actor, app_id, parsed.id, parsed.spec())
         return app_user_json(view, base_url(request))
 
 
@@ -99,7 +99,7 @@ def list_app_users(
     size = clamp_limit(limit, 50, 500)
     base = base_url(request)
     with db.read() as session:
-        page = apps.list_app_users(session, app_id, limit=size, after=after, q=q)
+        page = app_users.list_app_users(session, app_id, limit=size, after=after, q=q)
         body = [app_user_json(view, base) for view in page]
     set_link_headers(request, response, page.next_cursor, size)
     return body
@@ -108,7 +108,7 @@ def list_app_users(
 @router.get("/apps/{app_id}/users/{user_id}")
 def get_app_user(request: Request, db: DbDep, app_id: str, user_id: str) -> dict[str, Any]:
     with db.read() as session:
-        return app_user_json(apps.app_user(session, app_id, user_id), base_url(request))
+        return app_user_json(app_users.app_user(session, app_id, user_id), base_url(request))
 
 
 @router.post("/apps/{app_id}/users/{user_id}", openapi_extra=openapi_body(AppUserUpdateBody))
@@ -117,12 +117,12 @@ def update_app_user(
 ) -> dict[str, Any]:
     spec = parse(AppUserUpdateBody, body).spec()
     with db.transaction() as session:
-        view = apps.update_app_user(session, actor, app_id, user_id, spec)
+        view = assignments.update_app_user(session, actor, app_id, user_id, spec)
         return app_user_json(view, base_url(request))
 
 
 @router.delete("/apps/{app_id}/users/{user_id}", status_code=204)
 def unassign_user(db: DbDep, actor: ActorDep, app_id: str, user_id: str) -> Response:
     with db.transaction() as session:
-        apps.unassign_user(session, actor, app_id, user_id)
+        assignments.unassign_user(session, actor, app_id, user_id)
     return Response(status_code=204)

@@ -2,7 +2,7 @@
 
 Also ``GET /groups/{id}/apps`` and ``GET /users/{id}/appLinks``, which read assignments. Routes
 only parse, call one use-case in one transaction and render Okta's JSON; the rules live in
-``services.applications``. Connection routes are async because they may test the connection
+``services`` (apps, connections, assignments). Connection routes are async because they may test the connection
 over the network; their database work runs in the thread pool, never across that call.
 """
 
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from headwater import clock
+from headwater.api import wire
 from headwater.api.body import openapi_body, parse
 from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, base_url
 from headwater.api.pagination import clamp_limit, set_link_headers
@@ -25,7 +26,7 @@ from headwater.db.events import Actor
 from headwater.domain.settings import ProvisioningSettings
 from headwater.errors import InvalidRequest, MalformedRequest, NotFound
 from headwater.runtime import Runtime
-from headwater.services import applications as apps
+from headwater.services import app_users, apps, assignments, connections
 
 __all__ = ["StorableBodyDep", "app_json", "reject_unstorable_url", "router"]
 
@@ -112,13 +113,13 @@ class ConnectionBody(BaseModel):
     base_url: StrictStr | None = Field(default=None, alias="baseUrl")
     profile: ConnectionProfileBody
 
-    def spec(self) -> apps.ConnectionSpec:
+    def spec(self) -> connections.ConnectionSpec:
         profile = self.profile
         scheme = profile.auth_scheme.strip().upper()
-        required, optional = apps.AUTH_SCHEMES.get(scheme, ((), ()))
+        required, optional = connections.AUTH_SCHEMES.get(scheme, ((), ()))
         names = (*required, *optional)
         secret = {name: getattr(profile, name) for name in names if getattr(profile, name)}
-        return apps.ConnectionSpec(scheme, self.base_url, secret)
+        return connections.ConnectionSpec(scheme, self.base_url, secret)
 
 
 EnabledStatus = Literal["ENABLED", "DISABLED"]
@@ -272,7 +273,7 @@ def _one_app_json(session: Session, app: t.App, base: str) -> dict[str, Any]:
 def connection_json(row: t.AppConnection, base: str) -> dict[str, Any]:
     """The connection without any secret: scheme, address and status only."""
     url = f"{base}/api/v1/apps/{row.app_id}/connections/default"
-    lifecycle = "deactivate" if row.status == apps.ENABLED else "activate"
+    lifecycle = "deactivate" if row.status == connections.ENABLED else "activate"
     return {
         "authScheme": row.auth_scheme,
         "baseUrl": row.base_url,
@@ -375,7 +376,7 @@ def list_apps(
     filter_: str | None = Query(default=None, alias="filter"),
 ) -> list[dict[str, Any]]:
     size = clamp_limit(limit, 20, 200)
-    filters = apps.parse_app_filter(filter_)
+    filters = wire.parse_app_filter(filter_)
     with db.read() as session:
         page = apps.list_apps(session, limit=size, after=after, q=q, filters=filters)
         body = _apps_json(session, list(page), base_url(request))
@@ -423,27 +424,33 @@ def deactivate_app(db: DbDep, actor: ActorDep, app_id: str) -> dict[str, Any]:
 # --- Provisioning connection ------------------------------------------------------------------
 
 
-def _prepare(runtime: Runtime, app_id: str, spec: apps.ConnectionSpec) -> apps.PreparedConnection:
+def _prepare(
+    runtime: Runtime, app_id: str, spec: connections.ConnectionSpec
+) -> connections.PreparedConnection:
     with runtime.database.read() as session:
-        return apps.prepare_connection(session, runtime.secrets, app_id, spec)
+        return connections.prepare_connection(session, runtime.secrets, app_id, spec)
 
 
-def _stored(runtime: Runtime, app_id: str) -> apps.PreparedConnection:
+def _stored(runtime: Runtime, app_id: str) -> connections.PreparedConnection:
     with runtime.database.read() as session:
-        return apps.stored_connection(session, runtime.secrets, app_id)
+        return connections.stored_connection(session, runtime.secrets, app_id)
 
 
 def _save(
-    runtime: Runtime, actor: Actor, prepared: apps.PreparedConnection, enabled: bool, base: str
+    runtime: Runtime,
+    actor: Actor,
+    prepared: connections.PreparedConnection,
+    enabled: bool,
+    base: str,
 ) -> dict[str, Any]:
     with runtime.database.transaction() as session:
-        row = apps.save_connection(session, actor, prepared, enabled=enabled)
+        row = connections.save_connection(session, actor, prepared, enabled=enabled)
         return connection_json(row, base)
 
 
 def _set_status(runtime: Runtime, actor: Actor, app_id: str, enabled: bool, base: str) -> Any:
     with runtime.database.transaction() as session:
-        row = apps.set_connection_status(session, actor, app_id, enabled=enabled)
+        row = connections.set_connection_status(session, actor, app_id, enabled=enabled)
         return connection_json(row, base)
 
 
@@ -461,7 +468,7 @@ async def set_connection(
     spec = parse(ConnectionBody, body).spec()
     prepared = await run_in_threadpool(_prepare, runtime, app_id, spec)
     if activate:
-        await apps.probe_connection(runtime.connectors, prepared)
+        await connections.probe_connection(runtime.connectors, prepared)
     base = base_url(request)
     result: dict[str, Any] = await run_in_threadpool(
         _save, runtime, actor, prepared, activate, base
@@ -472,7 +479,7 @@ async def set_connection(
 @router.get("/apps/{app_id}/connections/default")
 def get_connection(request: Request, db: DbDep, app_id: str) -> dict[str, Any]:
     with db.read() as session:
-        return connection_json(apps.connection(session, app_id), base_url(request))
+        return connection_json(connections.connection(session, app_id), base_url(request))
 
 
 @router.post("/apps/{app_id}/connections/default/lifecycle/activate")
@@ -481,7 +488,7 @@ async def activate_connection(
 ) -> dict[str, Any]:
     """Test the stored connection; ENABLED only when the downstream accepts it."""
     prepared = await run_in_threadpool(_stored, runtime, app_id)
-    await apps.probe_connection(runtime.connectors, prepared)
+    await connections.probe_connection(runtime.connectors, prepared)
     base = base_url(request)
     result: dict[str, Any] = await run_in_threadpool(
         _set_status, runtime, actor, app_id, True, base
@@ -541,7 +548,7 @@ def update_feature(
 def get_provisioning_settings(db: DbDep, app_id: str) -> dict[str, Any]:
     """Every provisioning setting of the app (Headwater extension)."""
     with db.read() as session:
-        return apps.settings_json(apps.settings_of(apps.get_app(session, app_id)))
+        return wire.settings_json(apps.settings_of(apps.get_app(session, app_id)))
 
 
 @router.put("/apps/{app_id}/provisioning/settings", tags=["Headwater extension"])
@@ -549,9 +556,9 @@ def update_provisioning_settings(
     db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str
 ) -> dict[str, Any]:
     """Change any subset of the settings; omitted ones keep their values (Headwater extension)."""
-    changes = apps.parse_settings_changes(body if body is not None else {})
+    changes = wire.parse_settings_changes(body if body is not None else {})
     with db.transaction() as session:
-        return apps.settings_json(apps.update_settings(session, actor, app_id, changes))
+        return wire.settings_json(apps.update_settings(session, actor, app_id, changes))
 
 
 # --- Group assignments ------------------------------------------------------------------------
@@ -565,16 +572,16 @@ def assign_group(
     request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str, group_id: str
 ) -> dict[str, Any]:
     parsed = parse(GroupAssignmentBody, body, required=False)
-    spec = apps.GroupAssignmentSpec(parsed.priority, parsed.profile)
+    spec = assignments.GroupAssignmentSpec(parsed.priority, parsed.profile)
     with db.transaction() as session:
-        row = apps.assign_group(session, actor, app_id, group_id, spec)
+        row = assignments.assign_group(session, actor, app_id, group_id, spec)
         return group_assignment_json(row, base_url(request))
 
 
 @router.get("/apps/{app_id}/groups/{group_id}")
 def get_group_assignment(request: Request, db: DbDep, app_id: str, group_id: str) -> dict[str, Any]:
     with db.read() as session:
-        row = apps.group_assignment(session, app_id, group_id)
+        row = assignments.group_assignment(session, app_id, group_id)
         return group_assignment_json(row, base_url(request))
 
 
@@ -591,7 +598,7 @@ def list_group_assignments(
     size = clamp_limit(limit, 20, 200)
     base = base_url(request)
     with db.read() as session:
-        page = apps.list_group_assignments(session, app_id, limit=size, after=after, q=q)
+        page = assignments.list_group_assignments(session, app_id, limit=size, after=after, q=q)
         body = [group_assignment_json(row, base) for row in page]
     set_link_headers(request, response, page.next_cursor, size)
     return body
@@ -600,7 +607,7 @@ def list_group_assignments(
 @router.delete("/apps/{app_id}/groups/{group_id}", status_code=204)
 def unassign_group(db: DbDep, actor: ActorDep, app_id: str, group_id: str) -> Response:
     with db.transaction() as session:
-        apps.unassign_group(session, actor, app_id, group_id)
+        assignments.unassign_group(session, actor, app_id, group_id)
     return Response(status_code=204)
 
 
@@ -615,7 +622,7 @@ def list_group_apps(
 ) -> list[dict[str, Any]]:
     size = clamp_limit(limit, 20, 200)
     with db.read() as session:
-        page = apps.apps_of_group(session, group_id, limit=size, after=after)
+        page = assignments.apps_of_group(session, group_id, limit=size, after=after)
         body = _apps_json(session, list(page), base_url(request))
     set_link_headers(request, response, page.next_cursor, size)
     return body
@@ -625,5 +632,5 @@ def list_group_apps(
 def list_app_links(request: Request, db: DbDep, user_id: str) -> list[dict[str, Any]]:
     base = base_url(request)
     with db.read() as session:
-        user, rows = apps.app_links(session, user_id)
+        user, rows = app_users.app_links(session, user_id)
         return [app_link_json(user, app, order, base) for order, app in enumerate(rows)]

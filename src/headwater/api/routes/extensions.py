@@ -17,8 +17,8 @@ from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, base_url
 from headwater.api.listing import page_response
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
-from headwater.engine import preview
-from headwater.services import operations
+from headwater.engine import orphans, preview
+from headwater.services import tasks
 
 __all__ = ["router"]
 
@@ -75,7 +75,7 @@ def orphan_json(orphan: t.Orphan) -> dict[str, Any]:
 def reconcile(db: DbDep, actor: ActorDep, app_id: str) -> JSONResponse:
     """Reconcile every user and pushed group of the app, reading the downstream back (drift)."""
     with db.transaction() as session:
-        count = operations.reconcile_app(session, actor, app_id)
+        count = tasks.reconcile_app(session, actor, app_id)
     return JSONResponse({"enqueued": count}, status_code=202)
 
 
@@ -108,9 +108,9 @@ def list_orphans(
     """Members of pushed groups, seen downstream, that belong to no account Headwater links."""
     size = clamp_limit(limit, *PAGE_SIZES)
     with db.read() as session:
-        query = operations.orphans_query(session, app_id, mapping_id, after)
+        query = tasks.orphans_query(session, app_id, mapping_id, after)
         rows = list(session.execute(query.limit(size + 1)).scalars())
-        following = operations.encode_orphan_cursor(rows[size - 1]) if len(rows) > size else None
+        following = tasks.encode_orphan_cursor(rows[size - 1]) if len(rows) > size else None
         body = [orphan_json(row) for row in rows[:size]]
     set_link_headers(request, response, following, size)
     return body
@@ -123,7 +123,7 @@ async def remove_orphans(
     """Remove recorded orphans from their downstream groups (all, one mapping's, or the listed
     external ids); returns how many were removed and any per-mapping errors."""
     parsed = parse(OrphanRemovalBody, body, required=False)
-    return await operations.remove_orphans(
+    return await orphans.remove_orphans(
         runtime, actor, app_id, mapping_id=parsed.mapping_id, external_ids=parsed.external_ids
     )
 
@@ -141,7 +141,7 @@ def list_tasks(
         return page_response(
             request,
             session,
-            operations.tasks_query(session, app_id),
+            tasks.tasks_query(session, app_id),
             t.Task.id,
             lambda row: task_json(row, base),
             limit=limit,
@@ -153,19 +153,19 @@ def list_tasks(
 @router.post(APP + "/tasks/retry", status_code=202)
 def retry_all_tasks(db: DbDep, actor: ActorDep, app_id: str) -> JSONResponse:
     with db.transaction() as session:
-        count = operations.retry_all_tasks(session, actor, app_id)
+        count = tasks.retry_all_tasks(session, actor, app_id)
     return JSONResponse({"enqueued": count}, status_code=202)
 
 
 @router.post(APP + "/tasks/{task_id}/retry", status_code=202)
 def retry_task(db: DbDep, actor: ActorDep, app_id: str, task_id: str) -> JSONResponse:
     with db.transaction() as session:
-        count = operations.retry_task(session, actor, app_id, task_id)
+        count = tasks.retry_task(session, actor, app_id, task_id)
     return JSONResponse({"enqueued": count}, status_code=202)
 
 
 @router.delete(APP + "/tasks/{task_id}", status_code=204)
 def dismiss_task(db: DbDep, actor: ActorDep, app_id: str, task_id: str) -> Response:
     with db.transaction() as session:
-        operations.dismiss_task(session, actor, app_id, task_id)
+        tasks.dismiss_task(session, actor, app_id, task_id)
     return Response(status_code=204)

@@ -11,8 +11,8 @@ from headwater import clock
 from headwater.api.body import openapi_body, parse
 from headwater.api.deps import ActorDep, BodyDep, DbDep
 from headwater.db import tables as t
-from headwater.engine import guard
 from headwater.errors import NotFound
+from headwater.services import held_operations
 
 router = APIRouter(tags=["Headwater extension"])
 
@@ -36,14 +36,14 @@ def list_held(app_id: str, db: DbDep) -> list[dict[str, Any]]:
                 "decision": row.decision,
                 "created": clock.format_okta(row.created),
             }
-            for row in guard.held(session, app_id)
+            for row in held_operations.held(session, app_id)
         ]
 
 
 def _decide(app_id: str, approve: bool, body: Any, db: DbDep, actor: ActorDep) -> dict[str, int]:
     decision = parse(Decision, body, required=False)
     with db.transaction() as session:
-        count = guard.decide(session, app_id, approve, actor, decision.userIds)
+        count = held_operations.decide(session, app_id, approve, actor, decision.userIds)
     return {"decided": count}
 
 

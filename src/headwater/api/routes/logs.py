@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 
 from headwater import clock
 from headwater.api.deps import DbDep
-from headwater.api.listing import After, cursor
+from headwater.api.listing import After
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
+from headwater.db.paging import checked_cursor
 from headwater.domain import profiles
 from headwater.errors import InvalidRequest
 from headwater.services import system_log
@@ -98,7 +99,7 @@ def list_logs(
         raise InvalidRequest("Api validation failed: q", ["q: invalid characters"])
     size = clamp_limit(limit, *LOGS_LIMIT)
     ascending = sortOrder == "ASCENDING"
-    position = cursor(after)
+    position = checked_cursor(after)
     with db.read() as session:
         query = system_log.events_query(since=start, until=end, filter=filter, q=q)
         page = system_log.fetch_events(

@@ -1,0 +1,212 @@
+"""Leases on reconcile keys: claim a batch, extend it while working, finish or retry later.
+
+Claiming leases rows to one worker (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has a single
+writer). Finishing deletes the row only if nobody re-enqueued it meanwhile (same generation);
+otherwise the lease is dropped and the key is claimed again. A worker that dies simply stops
+extending its leases, and whoever is alive claims its keys when they run out.
+
+Live workers also sign in here (a heartbeat row), so per-app limits can be shared among them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from headwater import clock
+from headwater.db import tables as t
+
+__all__ = [
+    "ClaimedKey",
+    "beat",
+    "claim",
+    "extend",
+    "finish",
+    "next_due",
+    "retry_later",
+    "sign_off",
+]
+
+
+@dataclass(frozen=True)
+class ClaimedKey:
+    app_id: str
+    kind: str
+    subject_id: str
+    generation: int
+    attempts: int
+    observe: bool
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        t.ReconcileKey.not_before <= now,
+        or_(t.ReconcileKey.lease_until.is_(None), t.ReconcileKey.lease_until < now),
+    )
+
+
+def claim(
+    session: Session,
+    worker_id: str,
+    *,
+    limit: int,
+    lease_seconds: float,
+    app_ids: list[str] | None = None,
+    exclude_app_ids: list[str] | None = None,
+) -> list[ClaimedKey]:
+    """Lease up to ``limit`` due keys to ``worker_id`` and return them.
+
+    User keys come before push keys of the same age, so accounts exist before memberships are
+    pushed. On PostgreSQL, rows locked by another claimer are skipped, never waited for.
+    """
+    now = clock.utcnow()
+    query = (
+        select(
+            t.ReconcileKey.app_id,
+            t.ReconcileKey.kind,
+            t.ReconcileKey.subject_id,
+            t.ReconcileKey.generation,
+            t.ReconcileKey.attempts,
+            t.ReconcileKey.observe,
+        )
+        .where(_due(now))
+        .order_by(t.ReconcileKey.not_before, t.ReconcileKey.kind.desc())
+        .limit(limit)
+    )
+    if app_ids is not None:
+        query = query.where(t.ReconcileKey.app_id.in_(app_ids))
+    if exclude_app_ids:
+        query = query.where(t.ReconcileKey.app_id.not_in(exclude_app_ids))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = session.execute(query).all()
+    if not rows:
+        return []
+    # One UPDATE for the batch. The rows are ours until commit (locked FOR UPDATE on
+    # PostgreSQL; SQLite has one writer), so the generation read above is the current one.
+    key = t.ReconcileKey
+    session.execute(
+        update(key)
+        .where(
+            tuple_(key.app_id, key.kind, key.subject_id).in_(
+                [(row.app_id, row.kind, row.subject_id) for row in rows]
+            )
+        )
+        .values(
+            claimed_by=worker_id,
+            claimed_generation=key.generation,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            observe=false(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return [
+        ClaimedKey(row.app_id, row.kind, row.subject_id, row.generation, row.attempts, row.observe)
+        for row in rows
+    ]
+
+
+def finish(session: Session, key: ClaimedKey) -> None:
+    """The key is reconciled: drop it, unless it was enqueued again while we worked."""
+    session.execute(
+        delete(t.ReconcileKey).where(
+            t.ReconcileKey.app_id == key.app_id,
+            t.ReconcileKey.kind == key.kind,
+            t.ReconcileKey.subject_id == key.subject_id,
+            t.ReconcileKey.generation == key.generation,
+        )
+    )
+    session.execute(
+        update(t.ReconcileKey)
+        .where(
+            t.ReconcileKey.app_id == key.app_id,
+            t.ReconcileKey.kind == key.kind,
+            t.ReconcileKey.subject_id == key.subject_id,
+        )
+        .values(claimed_by=None, claimed_generation=None, lease_until=None)
+    )
+
+
+def retry_later(
+    session: Session, key: ClaimedKey, delay: float, *, count_attempt: bool = True
+) -> None:
+    """Release the key, due again after ``delay`` seconds (backoff, rate limits, quarantine)."""
+    due = clock.utcnow() + timedelta(seconds=delay)
+    values: dict[str, Any] = {
+        "claimed_by": None,
+        "claimed_generation": None,
+        "lease_until": None,
+        "not_before": due,
+    }
+    if count_attempt:
+        values["attempts"] = t.ReconcileKey.attempts + 1
+    session.execute(
+        update(t.ReconcileKey)
+        .where(
+            t.ReconcileKey.app_id == key.app_id,
+            t.ReconcileKey.kind == key.kind,
+            t.ReconcileKey.subject_id == key.subject_id,
+        )
+        .values(**values)
+    )
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the earliest key becomes due (for the worker's sleep)."""
+    value = session.execute(select(func.min(t.ReconcileKey.not_before))).scalar_one_or_none()
+    return clock.as_utc(value) if value is not None else None
+
+
+def extend(
+    session: Session, worker_id: str, keys: Sequence[ClaimedKey], lease_seconds: float
+) -> None:
+    """Keep the leases of a batch that is still being worked on."""
+    until = clock.utcnow() + timedelta(seconds=lease_seconds)
+    key = t.ReconcileKey
+    session.execute(
+        update(key)
+        .where(
+            tuple_(key.app_id, key.kind, key.subject_id).in_(
+                [(k.app_id, k.kind, k.subject_id) for k in keys]
+            ),
+            key.claimed_by == worker_id,
+        )
+        .values(lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+
+
+#: A worker that has not beaten for this long no longer counts as live.
+LIVE_SECONDS = 30
+#: Heartbeat rows older than this are deleted.
+FORGET_SECONDS = 600
+
+
+def beat(session: Session, worker_id: str) -> int:
+    """Record that ``worker_id`` is alive; returns how many workers are."""
+    now = clock.utcnow()
+    row = session.get(t.WorkerHeartbeat, worker_id)
+    if row is None:
+        session.add(t.WorkerHeartbeat(id=worker_id, started=now, last_seen=now))
+    else:
+        row.last_seen = now
+    session.execute(
+        delete(t.WorkerHeartbeat).where(
+            t.WorkerHeartbeat.last_seen < now - timedelta(seconds=FORGET_SECONDS)
+        )
+    )
+    live = session.execute(
+        select(func.count()).where(
+            t.WorkerHeartbeat.last_seen >= now - timedelta(seconds=LIVE_SECONDS)
+        )
+    ).scalar_one()
+    return max(1, int(live))
+
+
+def sign_off(session: Session, worker_id: str) -> None:
+    session.execute(delete(t.WorkerHeartbeat).where(t.WorkerHeartbeat.id == worker_id))

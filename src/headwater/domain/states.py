@@ -1,0 +1,80 @@
+"""Every stored state as an enum: a misspelt state is a type error, not a silent mismatch.
+
+Values are what the database holds and the API shows (Okta's spelling where Okta has one).
+The user lifecycle lives in ``lifecycle.Status``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "AppStatus",
+    "ConnectionStatus",
+    "GroupType",
+    "HoldDecision",
+    "KeyKind",
+    "LinkState",
+    "MappingStatus",
+    "SyncState",
+]
+
+
+class KeyKind(StrEnum):
+    """What a reconcile key names: a user's account in an app, or a push mapping."""
+
+    USER = "user"
+    PUSH = "push"
+
+
+class LinkState(StrEnum):
+    """A user's downstream account as Headwater recorded it (``AppUserLink.state``)."""
+
+    NONE = "NONE"
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    #: Being taken away: no push may add the account to a group from now on.
+    DEPROVISIONING = "DEPROVISIONING"
+    DELETED = "DELETED"
+
+
+class SyncState(StrEnum):
+    """Okta's app user ``syncState``."""
+
+    SYNCING = "SYNCING"
+    SYNCHRONIZED = "SYNCHRONIZED"
+    OUT_OF_SYNC = "OUT_OF_SYNC"
+    ERROR = "ERROR"
+    DISABLED = "DISABLED"
+
+
+class MappingStatus(StrEnum):
+    """A Group Push mapping's ``status``."""
+
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    ERROR = "ERROR"
+
+
+class AppStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+
+
+class ConnectionStatus(StrEnum):
+    ENABLED = "ENABLED"
+    DISABLED = "DISABLED"
+
+
+class GroupType(StrEnum):
+    OKTA_GROUP = "OKTA_GROUP"
+    APP_GROUP = "APP_GROUP"
+    BUILT_IN = "BUILT_IN"
+
+
+class HoldDecision(StrEnum):
+    """An admin's decision on a deprovision held by the mass-change guard."""
+
+    HELD = "HELD"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"

@@ -1,0 +1,226 @@
+"""An app's provisioning connection: validated, sealed, tested, stored, switched on and off.
+
+Secrets are sealed before they reach a row and never leave this module in clear; a message a
+downstream sends back is scrubbed of them before anyone sees it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from headwater import clock
+from headwater.connectors.errors import DownstreamError
+from headwater.crypto import SecretBox
+from headwater.db import events, outbox
+from headwater.db import tables as t
+from headwater.db.events import Actor
+from headwater.domain.settings import ProvisioningSettings
+from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
+from headwater.errors import InvalidRequest, NotFound
+from headwater.services.apps import app_target, get_app, settings_of
+from headwater.services.validation import insert_or_conflict, is_web_url, require, url_parts
+
+log = logging.getLogger(__name__)
+
+ENABLED = "ENABLED"
+
+
+DISABLED = "DISABLED"
+
+
+#: Secret fields each scheme needs (as ``connectors.auth.build_auth`` reads them), then optional.
+AUTH_SCHEMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "TOKEN": (("token",), ()),
+    "BASIC": (("username", "password"), ()),
+    "OAUTH2": (("token_url", "client_id", "client_secret"), ("scope", "client_auth")),
+    "NONE": ((), ()),
+}
+
+
+#: API (camelCase) names of the secret fields, for error messages.
+SECRET_FIELD_NAMES = {
+    "token": "token",
+    "username": "username",
+    "password": "password",
+    "token_url": "tokenUrl",
+    "client_id": "clientId",
+    "client_secret": "clientSecret",
+    "scope": "scope",
+    "client_auth": "clientAuth",
+}
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """A connection as sent; ``secret`` values are credentials and stay out of repr."""
+
+    auth_scheme: str
+    base_url: str | None = None
+    secret: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class PreparedConnection:
+    """A validated connection, sealed, not yet stored (it may be tested first)."""
+
+    info: ConnectionInfo
+    settings: ProvisioningSettings
+    #: Plain secret values, only to scrub them from any message a downstream sends back.
+    hidden: tuple[str, ...] = field(repr=False)
+
+
+def _check_base_url(base_url: str | None) -> str:
+    require(base_url is not None, "baseUrl: required")
+    assert base_url is not None
+    parts = url_parts(base_url)
+    require(parts is not None, "baseUrl: not a valid URL")
+    assert parts is not None
+    require(parts.scheme in ("http", "https"), "baseUrl: must be an http or https URL")
+    require(bool(parts.hostname), "baseUrl: must name a host")
+    require(not parts.username and not parts.password, "baseUrl: must not carry credentials")
+    require(len(base_url) <= 2048, "baseUrl: must be at most 2048 characters")
+    return base_url.strip()
+
+
+def _merged_secret(
+    spec: ConnectionSpec, existing: t.AppConnection | None, box: SecretBox
+) -> dict[str, str]:
+    """The new secret; fields left out keep their stored values when the scheme is unchanged."""
+    required, optional = AUTH_SCHEMES[spec.auth_scheme]
+    kept: dict[str, Any] = {}
+    if existing is not None and existing.auth_scheme == spec.auth_scheme:
+        kept = box.open(existing.secret_encrypted) if existing.secret_encrypted else {}
+    secret = {k: str(v) for k, v in {**kept, **spec.secret}.items() if k in required + optional}
+    missing = [SECRET_FIELD_NAMES[k] for k in required if not secret.get(k)]
+    require(not missing, f"profile.{', profile.'.join(missing)}: required")
+    if spec.auth_scheme == "OAUTH2":
+        require(is_web_url(secret["token_url"]), "profile.tokenUrl: must be an http(s) URL")
+        auth_style = secret.get("client_auth", "basic")
+        require(auth_style in ("basic", "post"), "profile.clientAuth: must be basic or post")
+    return secret
+
+
+def prepare_connection(
+    session: Session, box: SecretBox, app_id: str, spec: ConnectionSpec
+) -> PreparedConnection:
+    """Validate and seal a new connection for ``app_id`` without storing it."""
+    app = get_app(session, app_id)
+    require(spec.auth_scheme in AUTH_SCHEMES, "profile.authScheme: unsupported value")
+    existing = session.get(t.AppConnection, app_id)
+    base_url = spec.base_url if spec.base_url is not None or existing is None else existing.base_url
+    base_url = _check_base_url(base_url)
+    secret = _merged_secret(spec, existing, box)
+    sealed = box.seal(secret) if secret else None
+    info = ConnectionInfo(app.id, base_url, spec.auth_scheme, sealed)
+    return PreparedConnection(info, settings_of(app), tuple(secret.values()))
+
+
+def stored_connection(session: Session, box: SecretBox, app_id: str) -> PreparedConnection:
+    """The app's stored connection, ready to test."""
+    app = get_app(session, app_id)
+    row = connection(session, app_id)
+    info = ConnectionInfo(app.id, row.base_url, row.auth_scheme, row.secret_encrypted)
+    hidden: tuple[str, ...] = ()
+    if row.secret_encrypted is not None:
+        # An undecryptable secret is reported by the probe itself.
+        with contextlib.suppress(ValueError):
+            hidden = tuple(str(v) for v in box.open(row.secret_encrypted).values())
+    return PreparedConnection(info, settings_of(app), hidden)
+
+
+def _scrub(message: str, hidden: Sequence[str]) -> str:
+    """Defence in depth: a downstream could echo a credential in its error text."""
+    for value in hidden:
+        if len(value) >= 4:
+            message = message.replace(value, "***")
+    return message
+
+
+async def probe_connection(connectors: ConnectorFactory, prepared: PreparedConnection) -> None:
+    """Reach the app with these credentials; InvalidRequest with the cause when it fails."""
+    try:
+        connector = connectors.build(prepared.info, prepared.settings)
+    except ValueError as exc:
+        raise InvalidRequest(
+            "Connection test failed: " + _scrub(str(exc), prepared.hidden)
+        ) from None
+    try:
+        await connector.test_connection()
+    except DownstreamError as exc:
+        reason = _scrub(exc.message, prepared.hidden)
+        log.warning("connection test failed for app %s: %s", prepared.info.app_id, reason)
+        raise InvalidRequest("Connection test failed: " + reason, [reason]) from None
+    finally:
+        await connector.aclose()
+
+
+def connection(session: Session, app_id: str) -> t.AppConnection:
+    get_app(session, app_id)
+    row = session.get(t.AppConnection, app_id)
+    if row is None:
+        raise NotFound(f"Not found: Resource not found: {app_id} (ProvisioningConnection)")
+    return row
+
+
+def save_connection(
+    session: Session, actor: Actor, prepared: PreparedConnection, *, enabled: bool
+) -> t.AppConnection:
+    """Store a prepared connection (replacing any previous one) and reconcile the app."""
+    info = prepared.info
+    app = get_app(session, info.app_id)
+    now = clock.utcnow()
+    values = {
+        "base_url": info.base_url,
+        "auth_scheme": info.auth_scheme,
+        "secret_encrypted": info.secret_encrypted,
+        "status": ENABLED if enabled else DISABLED,
+        "last_updated": now,
+    }
+    row = session.get(t.AppConnection, app.id)
+    if row is None:
+        row = t.AppConnection(app_id=app.id, created=now, **values)
+        insert_or_conflict(session, row)
+    else:
+        for key, value in values.items():
+            setattr(row, key, value)
+    events.record(
+        session,
+        "application.lifecycle.update",
+        f"Update provisioning connection of {app.label}",
+        actor=actor,
+        targets=[app_target(app)],
+        debug={"baseUrl": info.base_url, "authScheme": info.auth_scheme, "status": row.status},
+    )
+    session.flush()
+    outbox.enqueue_app(session, app.id)
+    return row
+
+
+def set_connection_status(
+    session: Session, actor: Actor, app_id: str, *, enabled: bool
+) -> t.AppConnection:
+    row = connection(session, app_id)
+    app = get_app(session, app_id)
+    status = ENABLED if enabled else DISABLED
+    if row.status == status:
+        return row
+    row.status = status
+    row.last_updated = clock.utcnow()
+    verb = "Activate" if enabled else "Deactivate"
+    events.record(
+        session,
+        "application.lifecycle.update",
+        f"{verb} provisioning connection of {app.label}",
+        actor=actor,
+        targets=[app_target(app)],
+        debug={"status": status},
+    )
+    if enabled:
+        outbox.enqueue_app(session, app_id)
+    return row
