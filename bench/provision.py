@@ -39,7 +39,6 @@ from bench.common import (
 )
 from headwater.db import outbox
 from headwater.domain.settings import ProvisioningSettings
-from headwater.engine.worker import Worker
 from headwater.runtime import Runtime
 from headwater.testing.scimserver import ScimServerProcess
 
@@ -97,7 +96,7 @@ async def floor_provision(
 
 async def drain(runtime: Runtime, timeout: float = 3600.0) -> None:
     """Reconcile with one in-process worker until no key is due."""
-    worker = Worker(runtime)
+    worker = runtime.worker()
     try:
         await worker.drain(timeout=timeout)
     finally:

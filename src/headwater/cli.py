@@ -69,7 +69,6 @@ def serve(
 @app.command("worker")
 def worker_command() -> None:
     """Run a reconcile worker (any number may share one PostgreSQL database)."""
-    from headwater.engine.worker import Worker
 
     runtime = _runtime()
 
@@ -78,7 +77,7 @@ def worker_command() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        worker = Worker(runtime)
+        worker = runtime.worker()
         err_console.print(f"worker {worker.worker_id} started")
         await worker.run(stop)
 

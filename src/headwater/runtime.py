@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from headwater.config import Settings
 from headwater.crypto import SecretBox, load_or_create_key
@@ -10,6 +12,9 @@ from headwater.db.engine import Database
 from headwater.db.migrate import upgrade
 from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.metrics import Metrics
+
+if TYPE_CHECKING:
+    from headwater.engine.worker import Worker
 
 __all__ = ["Runtime"]
 
@@ -36,6 +41,14 @@ class Runtime:
         return cls(
             settings=settings, database=database, secrets=box, connectors=factory, metrics=metrics
         )
+
+    def worker(
+        self, *, worker_id: str | None = None, app_ids: Sequence[str] | None = None
+    ) -> Worker:
+        """A reconcile worker wired to this runtime (``app_ids``: claim only those apps)."""
+        from headwater.engine.worker import Worker
+
+        return Worker(self, worker_id=worker_id, app_ids=app_ids)
 
     def close(self) -> None:
         self.database.dispose()

@@ -10,7 +10,6 @@ import httpx
 from fastapi.testclient import TestClient
 from tests.engine.faultkit import assign_group, seed_app, seed_group, seed_users
 
-from headwater.engine.worker import Worker
 from headwater.runtime import Runtime
 from headwater.testing.scimserver import in_process_app
 
@@ -38,7 +37,7 @@ def test_metrics_report_requests_queue_and_no_secrets(
     assert _value(before.text, "headwater_pending_keys", app=app_id, kind="user") == 3
 
     async def converge() -> None:
-        worker = Worker(runtime)
+        worker = runtime.worker()
         try:
             await worker.drain(timeout=60)
         finally:

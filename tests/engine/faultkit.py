@@ -15,7 +15,6 @@ from sqlalchemy import insert
 from headwater import clock, ids
 from headwater.db import outbox
 from headwater.db import tables as t
-from headwater.engine.worker import Worker
 from headwater.runtime import Runtime
 from headwater.testing.faultproxy import FaultProxyThread
 from headwater.testing.scimserver import ScimServerProcess
@@ -155,7 +154,7 @@ def converge(runtime: Runtime, timeout: float = 120.0, horizon: float = 30.0) ->
     """Run a worker until nothing is due within ``horizon`` seconds (backoffs included)."""
 
     async def run() -> None:
-        worker = Worker(runtime)
+        worker = runtime.worker()
         try:
             await worker.drain(timeout=timeout, horizon=horizon)
         finally:

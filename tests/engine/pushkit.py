@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from headwater.db import tables as t
-from headwater.engine.worker import Worker
 from headwater.runtime import Runtime
 from headwater.testing.scimserver import in_process_app
 
@@ -137,7 +136,7 @@ async def drain(runtime: Runtime, timeout: float = 60.0, *, settled: bool = True
     """Reconcile until nothing is due; with ``settled``, also insist nothing is left waiting
     (a key held back by a retry delay means a reconcile failed, which these tests never
     expect)."""
-    worker = Worker(runtime)
+    worker = runtime.worker()
     try:
         await worker.drain(timeout=timeout)
     finally:

@@ -27,7 +27,6 @@ from tests.engine.faultkit import (
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
-from headwater.engine.worker import Worker
 from headwater.runtime import Runtime
 from headwater.services import held_operations
 
@@ -198,7 +197,7 @@ def test_quarantine_then_automatic_recovery(fast_runtime: Runtime) -> None:
         assign_group(runtime, app_id, seed_group(runtime, "All", users))
         stop = asyncio.Event()
         loop = asyncio.new_event_loop()
-        worker = Worker(runtime)
+        worker = runtime.worker()
 
         def run() -> None:
             loop.run_until_complete(worker.run(stop))

@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from headwater.db import outbox
-from headwater.engine.worker import Worker
 from headwater.runtime import Runtime
 from headwater.testing.scimserver import in_process_app
 
@@ -78,7 +77,7 @@ def downstream(runtime: Runtime) -> Downstream:
 
 def converge(runtime: Runtime) -> None:
     async def run() -> None:
-        worker = Worker(runtime)
+        worker = runtime.worker()
         try:
             await worker.drain(timeout=60)
         finally:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from headwater.commands.apps import AppArg
 from headwater.commands.common import cli_actor, err, find_app, notice, opened, when
-from headwater.db import leases, outbox
+from headwater.db import outbox
 from headwater.db import tables as t
 
 if TYPE_CHECKING:
@@ -83,21 +83,7 @@ class _CountColumn(ProgressColumn):
 
 def _app_worker(runtime: Runtime, app_id: str) -> Worker:
     """A reconcile worker that claims only ``app_id``'s keys."""
-    from headwater.engine.worker import Worker
-
-    class AppWorker(Worker):
-        def _claim(self) -> list[leases.ClaimedKey]:
-            settings = self.runtime.settings
-            with self.runtime.database.transaction() as session:
-                return leases.claim(
-                    session,
-                    self.worker_id,
-                    limit=settings.worker_batch_size,
-                    lease_seconds=settings.lease_seconds,
-                    app_ids=[app_id],
-                )
-
-    return AppWorker(runtime, worker_id=f"cli:{socket.gethostname()}:{os.getpid()}")
+    return runtime.worker(worker_id=f"cli:{socket.gethostname()}:{os.getpid()}", app_ids=[app_id])
 
 
 def _queue_state(runtime: Runtime, app_id: str) -> tuple[int, t.App | None]:

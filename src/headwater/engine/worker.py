@@ -34,8 +34,15 @@ log = logging.getLogger(__name__)
 class Worker:
     """One reconcile worker; ``headwater worker`` runs one, ``serve`` embeds one."""
 
-    def __init__(self, runtime: Runtime, *, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        worker_id: str | None = None,
+        app_ids: Sequence[str] | None = None,
+    ) -> None:
         self.runtime = runtime
+        self.app_ids = list(app_ids) if app_ids is not None else None
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.reconciler = Reconciler(runtime, worker_id=self.worker_id)
         self._wake = asyncio.Event()
@@ -51,6 +58,7 @@ class Worker:
                 self.worker_id,
                 limit=settings.worker_batch_size,
                 lease_seconds=settings.lease_seconds,
+                app_ids=self.app_ids,
             )
 
     async def step(self) -> int:
@@ -230,7 +238,7 @@ class WorkerThread:
     """A Worker on its own event loop in a daemon thread (inside ``headwater serve``)."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.worker = Worker(runtime)
+        self.worker = runtime.worker()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._main, name="headwater-worker", daemon=True)

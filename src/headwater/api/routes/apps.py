@@ -2,8 +2,9 @@
 
 Also ``GET /groups/{id}/apps`` and ``GET /users/{id}/appLinks``, which read assignments. Routes
 only parse, call one use-case in one transaction and render Okta's JSON; the rules live in
-``services`` (apps, connections, assignments). Connection routes are async because they may test the connection
-over the network; their database work runs in the thread pool, never across that call.
+``services`` (apps, connections, assignments). Connection routes are async because they may
+test the connection over the network; their database work runs in the thread pool, never
+across that call.
 """
 
 from __future__ import annotations
