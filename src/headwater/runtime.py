@@ -48,7 +48,14 @@ class Runtime:
         """A reconcile worker wired to this runtime (``app_ids``: claim only those apps)."""
         from headwater.engine.worker import Worker
 
-        return Worker(self, worker_id=worker_id, app_ids=app_ids)
+        return Worker(
+            self.database,
+            self.connectors,
+            self.settings,
+            self.metrics,
+            worker_id=worker_id,
+            app_ids=app_ids,
+        )
 
     def close(self) -> None:
         self.database.dispose()

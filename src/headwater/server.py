@@ -29,7 +29,7 @@ def create_app(runtime: Runtime, *, start_worker: bool | None = None) -> FastAPI
         if run_worker:
             from headwater.engine.worker import WorkerThread
 
-            worker = WorkerThread(runtime)
+            worker = WorkerThread(runtime.worker())
             worker.start()
         try:
             yield

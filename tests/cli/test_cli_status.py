@@ -14,6 +14,7 @@ from headwater.commands.common import mask_url
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
+from headwater.domain.states import KeyKind
 from headwater.runtime import Runtime
 from headwater.services import apps, tokens
 
@@ -30,7 +31,7 @@ def seed_engine_state(runtime: Runtime) -> dict[str, str]:
         wiki = apps.create_app(session, SYSTEM, apps.AppSpec("Wiki", "wiki"), activate=True)
         session.flush()
         outbox.enqueue_users_for_apps(session, payroll.id, users[:3])
-        outbox.enqueue_keys(session, [(payroll.id, outbox.USER, users[3])], delay=3600)
+        outbox.enqueue_keys(session, [(payroll.id, KeyKind.USER, users[3])], delay=3600)
         wiki.quarantined_since = now - timedelta(minutes=5)
         wiki.quarantine_reason = "GET /Users: credentials rejected (HTTP 401)"
         wiki.next_probe = now + timedelta(minutes=1)
@@ -38,7 +39,7 @@ def seed_engine_state(runtime: Runtime) -> dict[str, str]:
             t.Task(
                 id=ids.new_id("tsk"),
                 app_id=payroll.id,
-                kind=outbox.USER,
+                kind=KeyKind.USER,
                 subject_id=users[0],
                 operation="CREATE_ACCOUNT",
                 message="userName: already taken",

@@ -15,6 +15,7 @@ from sqlalchemy import insert
 from headwater import clock, ids
 from headwater.db import outbox
 from headwater.db import tables as t
+from headwater.domain.states import KeyKind
 from headwater.runtime import Runtime
 from headwater.testing.faultproxy import FaultProxyThread
 from headwater.testing.scimserver import ScimServerProcess
@@ -146,7 +147,7 @@ def push_group(runtime: Runtime, app_id: str, group_id: str) -> str:
             )
         )
         session.flush()
-        outbox.enqueue_keys(session, [(app_id, outbox.PUSH, mapping_id)])
+        outbox.enqueue_keys(session, [(app_id, KeyKind.PUSH, mapping_id)])
     return mapping_id
 
 

@@ -112,7 +112,9 @@ def plan(
             row = find_app(session, app)
             app_id, label = row.id, row.label
         try:
-            result = asyncio.run(preview.plan_app(runtime, app_id, observe=observe))
+            result = asyncio.run(
+                preview.plan_app(runtime.database, runtime.connectors, app_id, observe=observe)
+            )
         except DownstreamError as exc:
             fail(f"could not read {label} back: {exc.message}")
         if as_json:

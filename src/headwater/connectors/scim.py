@@ -16,7 +16,7 @@ import email.utils
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -561,44 +561,6 @@ class ScimConnector:
         resources, _ = self._parse(self._resources, payload, "GET", template)
         return resources
 
-    async def _pages(self, template: str, page_size: int) -> AsyncIterator[Any]:
-        """Every resource at ``template``, page by page (RFC 7644 §3.4.2.4).
-
-        Paging stops when ``totalResults`` is reached or a page is empty; a short page ends it
-        only when the server gives no total, since servers may cap ``count`` below what we asked.
-        """
-        size = max(1, page_size)
-        start = 1
-        seen: set[str] = set()
-        while True:
-            params: dict[str, str | int] = {"startIndex": start, "count": size}
-            payload = await self._call("GET", template, params=params)
-            resources, total = self._parse(self._resources, payload, "GET", template)
-            fresh = 0
-            for resource in resources:
-                resource_id = (
-                    _as_id(_field(resource, "id")) if isinstance(resource, Mapping) else None
-                )
-                if resource_id is not None:
-                    if resource_id in seen:
-                        continue
-                    seen.add(resource_id)
-                fresh += 1
-                yield resource
-            if not resources:
-                return
-            if total is not None:
-                if start - 1 + len(resources) >= total:
-                    return
-            elif len(resources) < size:
-                return
-            if fresh == 0:
-                raise TransientError(
-                    f"GET {template}: paging did not advance at startIndex={start}; "
-                    "the server seems to ignore startIndex"
-                )
-            start += len(resources)
-
     @staticmethod
     def _best_match(resources: list[Any], attribute: str, value: str) -> Any | None:
         """The result that really matches: exact first, then case-insensitive.
@@ -694,10 +656,6 @@ class ScimConnector:
         """DELETE the account; one that is already gone counts as deleted."""
         await self._call("DELETE", "/Users/{id}", resource_id=user_id, missing_ok=True)
 
-    async def list_users(self, page_size: int = 100) -> AsyncIterator[RemoteAccount]:
-        async for resource in self._pages("/Users", page_size):
-            yield self._parse(self._account, resource, "GET", "/Users")
-
     # -- groups ------------------------------------------------------------------------------
 
     async def find_group(self, display_name: str) -> RemoteGroup | None:
@@ -713,25 +671,24 @@ class ScimConnector:
             return None
         return self._parse(self._group, payload, "GET", "/Groups/{id}")
 
-    async def list_groups(self, page_size: int = 100) -> AsyncIterator[RemoteGroup]:
-        async for resource in self._pages("/Groups", page_size):
-            yield self._parse(self._group, resource, "GET", "/Groups")
-
     async def create_group(self, display_name: str) -> RemoteGroup:
         """POST an empty group; a 409 raises ConflictError so the caller can find and link it."""
         body = _group_payload(display_name, (), context=Context.RESOURCE_CREATION_REQUEST)
         payload = await self._call("POST", "/Groups", body=body)
         return self._parse(self._group, payload, "POST", "/Groups", 201)
 
-    async def rename_group(
-        self, group_id: str, display_name: str, member_ids: Sequence[str] | None = None
-    ) -> None:
-        """Rename a group: PATCH, or for PUT-only apps a full PUT that needs ``member_ids``."""
+    async def rename_group(self, group_id: str, display_name: str) -> None:
+        """Rename a group: one PATCH, or for PUT-only apps a PUT carrying the current members
+        (read first: a PUT without them would empty the group)."""
         if self.settings.membership_method is MembershipMethod.PUT:
-            if member_ids is None:
-                # A PUT without members would empty the group.
-                raise ValueError("rename_group needs member_ids when membership_method is PUT")
-            await self.replace_group(group_id, display_name, member_ids)
+            group = await self.get_group(group_id)
+            if group is None:
+                raise NotFoundError("The group no longer exists in the app", status=404)
+            if group.member_ids is None:
+                raise PermanentError(
+                    "Cannot rename: the app takes only PUT and does not return members"
+                )
+            await self.replace_group(group_id, display_name, sorted(group.member_ids))
             return
         body = _group_patch([{"op": "replace", "path": "displayName", "value": display_name}])
         await self._call("PATCH", "/Groups/{id}", resource_id=group_id, body=body)
@@ -775,6 +732,24 @@ class ScimConnector:
             )
             sent += 1
         return sent
+
+    async def remove_members(self, group_id: str, member_ids: Sequence[str]) -> None:
+        """Take members out of a group; a group that is gone holds nobody any more.
+
+        PUT-only apps get the group's current members minus these (when the app returns
+        members; otherwise PATCH is the only way to say it)."""
+        if self.settings.membership_method is MembershipMethod.PUT:
+            group = await self.get_group(group_id)
+            if group is None:
+                return
+            if group.member_ids is not None:
+                keep = sorted(group.member_ids - set(member_ids))
+                await self.replace_group(group_id, group.display_name, keep)
+                return
+        try:
+            await self.patch_members(group_id, add=[], remove=member_ids)
+        except NotFoundError:
+            return
 
     async def replace_members(
         self, group_id: str, display_name: str, member_ids: Sequence[str]

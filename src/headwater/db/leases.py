@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.domain.states import KeyKind
 
 __all__ = [
     "ClaimedKey",
@@ -35,8 +36,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ClaimedKey:
+    """A key leased to this worker, as it stood when claimed."""
+
     app_id: str
-    kind: str
+    kind: KeyKind
     subject_id: str
     generation: int
     attempts: int
@@ -106,7 +109,14 @@ def claim(
         .execution_options(synchronize_session=False)
     )
     return [
-        ClaimedKey(row.app_id, row.kind, row.subject_id, row.generation, row.attempts, row.observe)
+        ClaimedKey(
+            row.app_id,
+            KeyKind(row.kind),
+            row.subject_id,
+            row.generation,
+            row.attempts,
+            row.observe,
+        )
         for row in rows
     ]
 

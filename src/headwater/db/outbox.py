@@ -12,7 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
+    CompoundSelect,
     Select,
+    String,
     exists,
     func,
     literal,
@@ -25,10 +27,11 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.domain.states import KeyKind
 
 __all__ = [
-    "PUSH",
-    "USER",
+    "app_mapping_subjects",
+    "app_user_subjects",
     "enqueue_app",
     "enqueue_group_members_for_app",
     "enqueue_keys",
@@ -43,8 +46,6 @@ __all__ = [
     "pending_count",
 ]
 
-USER = "user"
-PUSH = "push"
 CHANNEL = "headwater_keys"
 
 
@@ -106,10 +107,13 @@ def _upsert(
     notify(session)
 
 
-def _keys(app_id: Any, kind: str, subject_id: Any) -> Select[Any, Any, Any]:
-    return select(
-        app_id.label("app_id"), literal(kind).label("kind"), subject_id.label("subject_id")
-    )
+def _kind(kind: KeyKind) -> Any:
+    """A key kind as an SQL string literal (a bare enum would bind its name, not its value)."""
+    return literal(kind.value, String)
+
+
+def _keys(app_id: Any, kind: KeyKind, subject_id: Any) -> Select[Any, Any, Any]:
+    return select(app_id.label("app_id"), _kind(kind).label("kind"), subject_id.label("subject_id"))
 
 
 def enqueue_keys(
@@ -134,13 +138,13 @@ def enqueue_user(session: Session, user_id: str) -> None:
     )
     linked = select(t.AppUserLink.app_id.label("app_id")).where(t.AppUserLink.user_id == user_id)
     apps = direct.union(via_group, linked).subquery()
-    _upsert(session, _keys(apps.c.app_id, USER, literal(user_id)), observe=False)
+    _upsert(session, _keys(apps.c.app_id, KeyKind.USER, literal(user_id)), observe=False)
     enqueue_push_for_users(session, [user_id])
 
 
 def enqueue_users_for_apps(session: Session, app_id: str, user_ids: list[str]) -> None:
     """Keys for some users of one app (direct assignment changes, explicit requests)."""
-    enqueue_keys(session, [(app_id, USER, uid) for uid in user_ids])
+    enqueue_keys(session, [(app_id, KeyKind.USER, uid) for uid in user_ids])
 
 
 def enqueue_users_of_app_group(session: Session, group_id: str, app_id: str | None = None) -> None:
@@ -151,7 +155,7 @@ def enqueue_users_of_app_group(session: Session, group_id: str, app_id: str | No
     query = (
         select(
             t.AppGroupAssignment.app_id.label("app_id"),
-            literal(USER).label("kind"),
+            _kind(KeyKind.USER).label("kind"),
             t.Membership.user_id.label("subject_id"),
         )
         .join(t.Membership, t.Membership.group_id == t.AppGroupAssignment.group_id)
@@ -167,7 +171,7 @@ def enqueue_group_members_for_app(session: Session, group_id: str, app_id: str) 
     (used right after an unassignment, when the assignment row is already gone)."""
     query = select(
         literal(app_id).label("app_id"),
-        literal(USER).label("kind"),
+        _kind(KeyKind.USER).label("kind"),
         t.Membership.user_id.label("subject_id"),
     ).where(t.Membership.group_id == group_id)
     _upsert(session, query, observe=False)
@@ -177,7 +181,7 @@ def enqueue_push_for_group(session: Session, group_id: str) -> None:
     """Every push mapping whose source group is ``group_id``."""
     query = select(
         t.PushMapping.app_id.label("app_id"),
-        literal(PUSH).label("kind"),
+        _kind(KeyKind.PUSH).label("kind"),
         t.PushMapping.id.label("subject_id"),
     ).where(t.PushMapping.source_group_id == group_id)
     _upsert(session, query, observe=False)
@@ -188,7 +192,7 @@ def enqueue_push_for_users(session: Session, user_ids: list[str]) -> None:
     in_source = (
         select(
             t.PushMapping.app_id.label("app_id"),
-            literal(PUSH).label("kind"),
+            _kind(KeyKind.PUSH).label("kind"),
             t.PushMapping.id.label("subject_id"),
         )
         .join(t.Membership, t.Membership.group_id == t.PushMapping.source_group_id)
@@ -197,7 +201,7 @@ def enqueue_push_for_users(session: Session, user_ids: list[str]) -> None:
     pushed = (
         select(
             t.PushMapping.app_id.label("app_id"),
-            literal(PUSH).label("kind"),
+            _kind(KeyKind.PUSH).label("kind"),
             t.PushMapping.id.label("subject_id"),
         )
         .join(t.PushMember, t.PushMember.mapping_id == t.PushMapping.id)
@@ -211,7 +215,7 @@ def enqueue_push_for_app_users(session: Session, app_id: str, user_ids: list[str
     """Push mappings of one app that involve these users (or all the app's mappings)."""
     query = select(
         t.PushMapping.app_id.label("app_id"),
-        literal(PUSH).label("kind"),
+        _kind(KeyKind.PUSH).label("kind"),
         t.PushMapping.id.label("subject_id"),
     ).where(t.PushMapping.app_id == app_id)
     if user_ids is not None:
@@ -229,11 +233,10 @@ def enqueue_push_for_app_users(session: Session, app_id: str, user_ids: list[str
     _upsert(session, query, observe=False)
 
 
-def enqueue_app(session: Session, app_id: str, *, observe: bool = False) -> None:
-    """Every key of one app: assigned users (direct or by group), linked users, push mappings.
+def app_user_subjects(app_id: str) -> CompoundSelect[str]:
+    """Every user with a key in the app: assigned (directly or by group) or holding an account.
 
-    ``observe`` asks the reconciler to read the downstream state back (full reconcile).
-    """
+    The set a full reconcile visits; previews plan over the same set."""
     direct = select(t.AppUserAssignment.user_id.label("subject_id")).where(
         t.AppUserAssignment.app_id == app_id
     )
@@ -243,11 +246,23 @@ def enqueue_app(session: Session, app_id: str, *, observe: bool = False) -> None
         .where(t.AppGroupAssignment.app_id == app_id)
     )
     linked = select(t.AppUserLink.user_id.label("subject_id")).where(t.AppUserLink.app_id == app_id)
-    users = direct.union(via_group, linked).subquery()
-    _upsert(session, _keys(literal(app_id), USER, users.c.subject_id), observe=observe)
-    mappings = select(t.PushMapping.id.label("subject_id")).where(t.PushMapping.app_id == app_id)
-    sub = mappings.subquery()
-    _upsert(session, _keys(literal(app_id), PUSH, sub.c.subject_id), observe=observe)
+    return direct.union(via_group, linked)
+
+
+def app_mapping_subjects(app_id: str) -> Select[str]:
+    """Every push mapping of the app."""
+    return select(t.PushMapping.id.label("subject_id")).where(t.PushMapping.app_id == app_id)
+
+
+def enqueue_app(session: Session, app_id: str, *, observe: bool = False) -> None:
+    """Every key of one app: assigned users (direct or by group), linked users, push mappings.
+
+    ``observe`` asks the reconciler to read the downstream state back (full reconcile).
+    """
+    users = app_user_subjects(app_id).subquery()
+    _upsert(session, _keys(literal(app_id), KeyKind.USER, users.c.subject_id), observe=observe)
+    mappings = app_mapping_subjects(app_id).subquery()
+    _upsert(session, _keys(literal(app_id), KeyKind.PUSH, mappings.c.subject_id), observe=observe)
 
 
 def pending_count(session: Session, app_id: str | None = None) -> int:
@@ -271,7 +286,7 @@ def enqueue_membership_change(session: Session, group_id: str, user_ids: list[st
     apps = (
         select(
             t.AppGroupAssignment.app_id.label("app_id"),
-            literal(USER).label("kind"),
+            _kind(KeyKind.USER).label("kind"),
             t.User.id.label("subject_id"),
         )
         .join(t.User, t.User.id.in_(user_ids))

@@ -30,6 +30,7 @@ from headwater.domain.operations import (
     UpdateAccount,
 )
 from headwater.domain.settings import Deprovision, MembershipMethod, ProvisioningSettings
+from headwater.domain.states import LinkState, MappingStatus
 
 __all__ = [
     "UNOBSERVED",
@@ -39,26 +40,26 @@ __all__ = [
     "PushFacts",
     "PushPlan",
     "PushedMembership",
+    "Unobserved",
     "plan_account",
     "plan_push",
 ]
 
 
-class _Unobserved(Enum):
+class Unobserved(Enum):
     """Marker: the downstream was not read for this reconcile (distinct from "not found")."""
 
     UNOBSERVED = "UNOBSERVED"
 
 
-UNOBSERVED = _Unobserved.UNOBSERVED
+UNOBSERVED = Unobserved.UNOBSERVED
 
-#: Recorded account states (``AppUserLink.state``).
 NONE, ACTIVE, INACTIVE, DEPROVISIONING, DELETED = (
-    "NONE",
-    "ACTIVE",
-    "INACTIVE",
-    "DEPROVISIONING",
-    "DELETED",
+    LinkState.NONE,
+    LinkState.ACTIVE,
+    LinkState.INACTIVE,
+    LinkState.DEPROVISIONING,
+    LinkState.DELETED,
 )
 
 
@@ -67,7 +68,7 @@ class AccountRecord:
     """What Headwater recorded of the account."""
 
     external_id: str | None
-    state: str
+    state: LinkState
     last_pushed: dict[str, object] | None = None
 
 
@@ -90,7 +91,9 @@ class AccountFacts:
     attributes: AccountAttributes | None
     record: AccountRecord | None
     memberships: tuple[PushedMembership, ...] = ()
-    observed: RemoteAccount | _Unobserved | None = UNOBSERVED
+    observed: RemoteAccount | Unobserved | None = UNOBSERVED
+    #: The mass-change guard holds this user's deprovision for an admin's decision.
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class AccountPlan:
     reason: str = ""
 
 
-def _exists(record: AccountRecord | None, observed: RemoteAccount | _Unobserved | None) -> bool:
+def _exists(record: AccountRecord | None, observed: RemoteAccount | Unobserved | None) -> bool:
     if record is None or record.external_id is None or record.state in (NONE, DELETED):
         return False
     return observed is not None  # observed None means the downstream lost it
@@ -129,6 +132,8 @@ def plan_account(facts: AccountFacts, settings: ProvisioningSettings) -> Account
     inactive_downstream = isinstance(observed, RemoteAccount) and not observed.active
     if record.state == INACTIVE and (inactive_downstream or observed is UNOBSERVED):
         return AccountPlan(tuple(_membership_removals(facts)), reason="already inactive")
+    if facts.held:
+        return AccountPlan((), reason="held by the mass-change guard")
     if any(m.pending for m in facts.memberships):
         return AccountPlan((), deprovision=True, wait=True, reason="membership add in flight")
     operations = _membership_removals(facts)
@@ -177,7 +182,7 @@ def _plan_keep(facts: AccountFacts, settings: ProvisioningSettings) -> AccountPl
 @dataclass(frozen=True)
 class PushFacts:
     mapping_id: str
-    status: str
+    status: MappingStatus
     #: The source group's current name; ``None`` when the source group was deleted.
     source_name: str | None
     #: A custom downstream name given at creation (else the source name is followed).
@@ -193,9 +198,12 @@ class PushFacts:
     delete_requested: bool = False
     delete_target: bool = False
     #: The downstream group's member ids when read; ``None`` when the group is gone.
-    observed_members: frozenset[str] | _Unobserved | None = UNOBSERVED
+    observed_members: frozenset[str] | Unobserved | None = UNOBSERVED
     #: Account external id → user id for every account linked in the app (classifies members).
     known_accounts: dict[str, str] = field(default_factory=dict)
+    #: Users that may be added now (their account is still active under a lock taken just
+    #: before sending); ``None`` admits every eligible member.
+    admitted: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +233,7 @@ def plan_push(facts: PushFacts, settings: ProvisioningSettings) -> PushPlan:
                 reason="source group deleted",
             )
         return PushPlan((), reason="source group deleted")
-    if facts.status == "INACTIVE" or not settings.group_push:
+    if facts.status == MappingStatus.INACTIVE or not settings.group_push:
         return PushPlan((), reason="mapping inactive")
     name = facts.custom_name or facts.source_name
     if facts.target_external_id is None or facts.observed_members is None:
@@ -237,10 +245,11 @@ def plan_push(facts: PushFacts, settings: ProvisioningSettings) -> PushPlan:
     if facts.target_name != name:
         operations.append(RenameGroup(facts.mapping_id, group, name))
     eligible = sorted(facts.eligible)
+    addable = [m for m in eligible if facts.admitted is None or m[0] in facts.admitted]
     observed = facts.observed_members
     if isinstance(observed, frozenset):
         wanted = {external_id for _, external_id in eligible}
-        add = tuple(m for m in eligible if m[1] not in observed)
+        add = tuple(m for m in addable if m[1] not in observed)
         extra = sorted(observed - wanted)
         known = [(facts.known_accounts[e], e) for e in extra if e in facts.known_accounts]
         unknown = frozenset(e for e in extra if e not in facts.known_accounts)
@@ -249,29 +258,32 @@ def plan_push(facts: PushFacts, settings: ProvisioningSettings) -> PushPlan:
             remove.extend((None, e) for e in sorted(unknown))
             unknown = frozenset()
         changes = _membership_changes(facts.mapping_id, group, add, tuple(remove))
-        operations.extend(_as_put(changes, facts, name, settings))
+        operations.extend(_as_put(changes, facts, addable, name, settings))
         return PushPlan(tuple(operations), orphans=unknown, reason="compared with downstream")
     if facts.full_push:
-        operations.append(ReplaceMembers(facts.mapping_id, group, name, tuple(eligible)))
+        operations.append(ReplaceMembers(facts.mapping_id, group, name, tuple(addable)))
         return PushPlan(tuple(operations), reason="full push")
     recorded_ids = {e for _, e in facts.recorded}
     eligible_ids = {e for _, e in eligible}
-    add = tuple(m for m in eligible if m[1] not in recorded_ids)
+    add = tuple(m for m in addable if m[1] not in recorded_ids)
     gone = tuple(sorted((u, e) for u, e in facts.recorded if e not in eligible_ids))
     changes = _membership_changes(facts.mapping_id, group, add, gone)
-    operations.extend(_as_put(changes, facts, name, settings))
+    operations.extend(_as_put(changes, facts, addable, name, settings))
     return PushPlan(tuple(operations), reason="incremental")
 
 
 def _as_put(
-    changes: list[Operation], facts: PushFacts, name: str, settings: ProvisioningSettings
+    changes: list[Operation],
+    facts: PushFacts,
+    addable: list[tuple[str, str]],
+    name: str,
+    settings: ProvisioningSettings,
 ) -> list[Operation]:
     """Apps that only take a full ``PUT`` get the whole eligible membership for any change."""
     if not changes or settings.membership_method is not MembershipMethod.PUT:
         return changes
     assert facts.target_external_id is not None
-    members = tuple(sorted(facts.eligible))
-    return [ReplaceMembers(facts.mapping_id, facts.target_external_id, name, members)]
+    return [ReplaceMembers(facts.mapping_id, facts.target_external_id, name, tuple(addable))]
 
 
 def _membership_changes(

@@ -7,12 +7,10 @@ crashed create never leaves a duplicate account or group.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 from headwater.connectors.errors import ConflictError, NotFoundError, PermanentError
-from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
+from headwater.domain.downstream import AccountAttributes
 from headwater.domain.operations import (
     AddMembers,
     CreateAccount,
@@ -26,30 +24,16 @@ from headwater.domain.operations import (
     SetActive,
     UpdateAccount,
 )
-from headwater.domain.settings import MembershipMethod, ProvisioningSettings, UpdateMethod
+from headwater.domain.settings import ProvisioningSettings, UpdateMethod
+from headwater.engine.ports import Connector
 
-__all__ = ["AccountResult", "Connector", "GroupResult", "MembershipResult", "execute"]
-
-
-class Connector(Protocol):
-    """The port the engine needs from a downstream connector."""
-
-    async def find_user(self, user_name: str) -> RemoteAccount | None: ...
-    async def get_user(self, id: str) -> RemoteAccount | None: ...
-    async def create_user(self, attrs: AccountAttributes) -> RemoteAccount: ...
-    async def replace_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount: ...
-    async def patch_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount | None: ...
-    async def set_active(self, id: str, active: bool) -> None: ...
-    async def delete_user(self, id: str) -> None: ...
-    async def find_group(self, display_name: str) -> RemoteGroup | None: ...
-    async def get_group(self, id: str) -> RemoteGroup | None: ...
-    async def create_group(self, display_name: str) -> RemoteGroup: ...
-    async def rename_group(
-        self, id: str, display_name: str, member_ids: Sequence[str] | None = None
-    ) -> None: ...
-    async def patch_members(self, id: str, *, add: list[str], remove: list[str]) -> int: ...
-    async def replace_members(self, id: str, display_name: str, member_ids: list[str]) -> int: ...
-    async def delete_group(self, id: str) -> None: ...
+__all__ = [
+    "AccountResult",
+    "GroupResult",
+    "MembershipResult",
+    "OperationResult",
+    "execute",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +55,9 @@ class GroupResult:
     external_id: str
     display_name: str
     linked: bool = False
+
+
+OperationResult = AccountResult | GroupResult | MembershipResult | None
 
 
 async def _update(
@@ -133,46 +120,18 @@ async def _add_isolating(
         return first + await _add_isolating(connector, group_id, members[middle:])
 
 
-async def _rename_group(
-    connector: Connector, op: RenameGroup, settings: ProvisioningSettings
-) -> None:
+async def _rename_group(connector: Connector, op: RenameGroup) -> None:
     """Never give a group a name another downstream group holds (Okta's "group already
-    exists": a Task, not a duplicate). PUT-only apps get the group's current members back."""
+    exists": a Task, not a duplicate)."""
     holder = await connector.find_group(op.display_name)
     if holder is not None and holder.id != op.group_external_id:
         raise ConflictError(f"A group named {op.display_name} already exists in the app")
-    if settings.membership_method is not MembershipMethod.PUT:
-        await connector.rename_group(op.group_external_id, op.display_name)
-        return
-    group = await connector.get_group(op.group_external_id)
-    if group is None:
-        raise NotFoundError("The group no longer exists in the app")
-    if group.member_ids is None:
-        raise PermanentError("Cannot rename: the app takes only PUT and does not return members")
-    await connector.rename_group(op.group_external_id, op.display_name, sorted(group.member_ids))
-
-
-async def _remove_members(
-    connector: Connector, op: RemoveMembers, settings: ProvisioningSettings
-) -> None:
-    ids = [external_id for _, external_id in op.members]
-    if settings.membership_method is MembershipMethod.PUT:
-        group = await connector.get_group(op.group_external_id)
-        if group is None:
-            return  # the group is gone, and the memberships with it
-        if group.member_ids is not None:
-            keep = sorted(group.member_ids - set(ids))
-            await connector.replace_members(op.group_external_id, group.display_name, keep)
-            return
-    try:
-        await connector.patch_members(op.group_external_id, add=[], remove=ids)
-    except NotFoundError:
-        return  # the group is gone, and the memberships with it
+    await connector.rename_group(op.group_external_id, op.display_name)
 
 
 async def execute(
     op: Operation, connector: Connector, settings: ProvisioningSettings
-) -> AccountResult | GroupResult | MembershipResult | None:
+) -> OperationResult:
     """Send one operation; raises connector errors unchanged for the caller to classify."""
     match op:
         case CreateAccount(_, attrs):
@@ -192,13 +151,13 @@ async def execute(
         case EnsureGroup(_, display_name):
             return await _ensure_group(connector, display_name)
         case RenameGroup():
-            await _rename_group(connector, op, settings)
+            await _rename_group(connector, op)
             return None
         case AddMembers(_, external_id, members):
             rejected = await _add_isolating(connector, external_id, list(members))
             return MembershipResult(tuple(rejected))
-        case RemoveMembers():
-            await _remove_members(connector, op, settings)
+        case RemoveMembers(_, external_id, members):
+            await connector.remove_members(external_id, [m[1] for m in members])
             return None
         case ReplaceMembers(_, external_id, display_name, members):
             await connector.replace_members(external_id, display_name, [m[1] for m in members])

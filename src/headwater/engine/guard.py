@@ -1,24 +1,24 @@
-"""The mass-change guard: deprovisions beyond a share of an app's accounts wait for an admin.
-
-Like Okta's import safeguard and Entra's accidental-deletion threshold: a mistaken group
-unassignment or a broken directory sync must not wipe an app. The guard measures the whole
-pending change (every active account that the directory no longer wants), not one batch.
-"""
+"""The mass-change guard in the engine: reads what the pure verdict needs (``domain.mass_change``)
+and, in the live path, records the holds it decides. Previews call ``assess`` only."""
 
 from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from headwater import clock
-from headwater.db import events
 from headwater.db import tables as t
-from headwater.db.events import SYSTEM, Target
 from headwater.domain.desired import ACCOUNT_STATUSES
+from headwater.domain.mass_change import GuardVerdict, judge
 from headwater.domain.settings import ProvisioningSettings, SuspendAction
-from headwater.domain.states import HoldDecision
+from headwater.domain.states import HoldDecision, LinkState
+from headwater.engine import trail
+from headwater.engine.snapshot import AppSnapshot
 
-__all__ = ["screen", "settle"]
+__all__ = ["Assessment", "assess", "screen", "settle"]
 
 
 def _unwanted_active_accounts(session: Session, app_id: str, settings: ProvisioningSettings) -> int:
@@ -40,48 +40,76 @@ def _unwanted_active_accounts(session: Session, app_id: str, settings: Provision
         .join(t.User, t.User.id == t.AppUserLink.user_id)
         .where(
             t.AppUserLink.app_id == app_id,
-            t.AppUserLink.state == "ACTIVE",
+            t.AppUserLink.state == LinkState.ACTIVE,
             or_(t.User.status.not_in(keeps), and_(~direct, ~grouped)),
         )
     )
     return int(session.execute(query).scalar_one())
 
 
-def screen(
-    session: Session, app_id: str, label: str, settings: ProvisioningSettings, user_ids: list[str]
-) -> set[str]:
-    """Users among ``user_ids`` whose deprovision must not run now (held or rejected)."""
+def _active_accounts(session: Session, app_id: str) -> int:
+    return int(
+        session.execute(
+            select(func.count()).where(
+                t.AppUserLink.app_id == app_id, t.AppUserLink.state == LinkState.ACTIVE
+            )
+        ).scalar_one()
+    )
+
+
+@dataclass(frozen=True)
+class Assessment:
+    verdict: GuardVerdict
+    unwanted: int = 0
+    active: int = 0
+
+
+def assess(session: Session, app: AppSnapshot, leaving: Collection[str]) -> Assessment:
+    """The guard's verdict on ``leaving`` users, read-only (previews use it as it is)."""
+    if not leaving:
+        return Assessment(GuardVerdict(frozenset(), frozenset()))
     rows = session.execute(
         select(t.HeldOperation.user_id, t.HeldOperation.decision).where(
-            t.HeldOperation.app_id == app_id, t.HeldOperation.user_id.in_(user_ids)
+            t.HeldOperation.app_id == app.id, t.HeldOperation.user_id.in_(list(leaving))
         )
     )
-    decisions = {row.user_id: row.decision for row in rows}
-    blocked = {u for u, d in decisions.items() if d in (HoldDecision.HELD, HoldDecision.REJECTED)}
-    undecided = [u for u in user_ids if u not in decisions]
-    if not undecided or settings.mass_change_threshold <= 0:
-        return blocked
-    active = session.execute(
-        select(func.count()).where(t.AppUserLink.app_id == app_id, t.AppUserLink.state == "ACTIVE")
-    ).scalar_one()
-    leaving = _unwanted_active_accounts(session, app_id, settings)
-    tripped = leaving >= settings.mass_change_minimum and leaving > (
-        settings.mass_change_threshold * max(int(active), 1)
-    )
-    if not tripped:
-        return blocked
+    decisions = {row.user_id: HoldDecision(row.decision) for row in rows}
+    unwanted = active = 0
+    if any(u not in decisions for u in leaving) and app.settings.mass_change_threshold > 0:
+        # Only an undecided deprovision can trip the guard: count the app only then.
+        unwanted = _unwanted_active_accounts(session, app.id, app.settings)
+        active = _active_accounts(session, app.id)
+    verdict = judge(leaving, decisions, unwanted=unwanted, active=active, settings=app.settings)
+    return Assessment(verdict, unwanted, active)
+
+
+def screen(
+    session: Session, app: AppSnapshot, leaving: Collection[str], staying: Collection[str]
+) -> frozenset[str]:
+    """Record the guard's verdict; returns the leaving users whose deprovision must wait.
+
+    Users no longer leaving (``staying``) lose any decision recorded for them."""
+    settle(session, app.id, list(staying))
+    assessment = assess(session, app, leaving)
+    verdict = assessment.verdict
+    if verdict.newly_held:
+        _hold(session, app, verdict.newly_held, assessment)
+    return verdict.blocked
+
+
+def _hold(session: Session, app: AppSnapshot, users: frozenset[str], seen: Assessment) -> None:
     first = not session.execute(
         select(
             exists().where(
-                t.HeldOperation.app_id == app_id, t.HeldOperation.decision == HoldDecision.HELD
+                t.HeldOperation.app_id == app.id, t.HeldOperation.decision == HoldDecision.HELD
             )
         )
     ).scalar()
     now = clock.utcnow()
-    for user_id in undecided:
+    for user_id in sorted(users):
         session.add(
             t.HeldOperation(
-                app_id=app_id,
+                app_id=app.id,
                 user_id=user_id,
                 operation="DEPROVISION",
                 decision=HoldDecision.HELD,
@@ -89,17 +117,16 @@ def screen(
             )
         )
     if first:
-        events.record(
+        trail.app_event(
             session,
+            app,
             "app.headwater.mass_change.held",
-            f"{leaving} of {active} accounts in {label} would be deprovisioned; held for approval",
-            actor=SYSTEM,
-            targets=[Target(app_id, "AppInstance", label, label)],
+            f"{seen.unwanted} of {seen.active} accounts in {app.label} would be deprovisioned; "
+            "held for approval",
             outcome="FAILURE",
             reason="mass-change threshold exceeded",
-            debug={"leaving": leaving, "active": int(active)},
+            debug={"leaving": seen.unwanted, "active": seen.active},
         )
-    return blocked | set(undecided)
 
 
 def settle(session: Session, app_id: str, user_ids: list[str]) -> None:

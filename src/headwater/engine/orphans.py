@@ -10,25 +10,34 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
+from headwater import clock
 from headwater.connectors.errors import DownstreamError
 from headwater.db import events
 from headwater.db import tables as t
+from headwater.db.engine import Database
 from headwater.db.events import Actor, Target
 from headwater.domain.operations import RemoveMembers
 from headwater.engine import snapshot
-from headwater.engine.connectors import ConnectionInfo
+from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
 from headwater.engine.executor import execute
 from headwater.errors import InvalidRequest, NotFound
 
-if TYPE_CHECKING:
-    from headwater.runtime import Runtime
+__all__ = ["OrphanBatch", "remember", "remove_orphans"]
 
-__all__ = ["OrphanBatch", "remove_orphans"]
+
+def remember(session: Session, app_id: str, mapping_id: str, found: frozenset[str]) -> None:
+    """Replace the orphans recorded for a pushed group with those its last read-back found."""
+    session.execute(delete(t.Orphan).where(t.Orphan.mapping_id == mapping_id))
+    now = clock.utcnow()
+    for external_id in sorted(found):
+        session.add(
+            t.Orphan(mapping_id=mapping_id, app_id=app_id, external_id=external_id, seen=now)
+        )
 
 
 def _check_mapping(session: Session, app_id: str, mapping_id: str) -> None:
@@ -77,9 +86,9 @@ def _orphan_batches(
 
 
 def _prepare_removal(
-    runtime: Runtime, app_id: str, mapping_id: str | None, external_ids: list[str] | None
+    database: Database, app_id: str, mapping_id: str | None, external_ids: list[str] | None
 ) -> tuple[snapshot.AppSnapshot, list[OrphanBatch]]:
-    with runtime.database.read() as session:
+    with database.read() as session:
         app = snapshot.load_app(session, app_id)
         if app is None:
             raise NotFound(f"Not found: Resource not found: {app_id} (AppInstance)")
@@ -89,11 +98,11 @@ def _prepare_removal(
         return app, _orphan_batches(session, app_id, mapping_id, external_ids)
 
 
-def _forget_orphans(runtime: Runtime, actor: Actor, app_id: str, done: list[OrphanBatch]) -> None:
+def _forget_orphans(database: Database, actor: Actor, app_id: str, done: list[OrphanBatch]) -> None:
     if not done:
         return
     keys = [(b.mapping_id, e) for b in done for e in b.external_ids]
-    with runtime.database.transaction() as session:
+    with database.transaction() as session:
         session.execute(
             delete(t.Orphan).where(tuple_(t.Orphan.mapping_id, t.Orphan.external_id).in_(keys))
         )
@@ -109,12 +118,12 @@ def _forget_orphans(runtime: Runtime, actor: Actor, app_id: str, done: list[Orph
 
 
 async def _send_removals(
-    runtime: Runtime, app: snapshot.AppSnapshot, batches: list[OrphanBatch]
+    connectors: ConnectorFactory, app: snapshot.AppSnapshot, batches: list[OrphanBatch]
 ) -> tuple[list[OrphanBatch], list[dict[str, Any]]]:
     info = ConnectionInfo(
         app.id, app.base_url or "", app.auth_scheme or "NONE", app.secret_encrypted
     )
-    connector = runtime.connectors.build(info, app.settings)
+    connector = connectors.build(info, app.settings)
     done: list[OrphanBatch] = []
     errors: list[dict[str, Any]] = []
     try:
@@ -133,7 +142,8 @@ async def _send_removals(
 
 
 async def remove_orphans(
-    runtime: Runtime,
+    database: Database,
+    connectors: ConnectorFactory,
     actor: Actor,
     app_id: str,
     *,
@@ -143,8 +153,8 @@ async def remove_orphans(
     """Remove recorded orphans downstream (all of the app's, one mapping's, or the listed
     ones), then forget them; failures are reported per mapping and the orphans are kept."""
     app, batches = await asyncio.to_thread(
-        _prepare_removal, runtime, app_id, mapping_id, external_ids
+        _prepare_removal, database, app_id, mapping_id, external_ids
     )
-    done, errors = await _send_removals(runtime, app, batches)
-    await asyncio.to_thread(_forget_orphans, runtime, actor, app_id, done)
+    done, errors = await _send_removals(connectors, app, batches)
+    await asyncio.to_thread(_forget_orphans, database, actor, app_id, done)
     return {"removed": sum(len(b.external_ids) for b in done), "errors": errors}

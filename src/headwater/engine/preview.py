@@ -1,103 +1,165 @@
-"""Plan and explain: what a reconcile would send now, and why a user has what they have.
+"""Previews: what a reconcile would send now (the plan) and why a user has what they have.
 
-Both reuse the reconciler's own snapshot and planner, so the preview is exactly what a real
-reconcile would do; a read-only connector refuses every write.
+A preview runs the reconciler's own steps (load, read back, plan, the guard's verdict) without
+writing anything, so for the same state it shows exactly the operations a reconcile sends. A
+read-only connector refuses every write, should anything try one.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 
 from headwater.db import outbox
 from headwater.db import tables as t
+from headwater.db.engine import Database
 from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
-from headwater.engine import snapshot
-from headwater.engine.connectors import ConnectionInfo
-from headwater.engine.reconciler import Reconciler, account_facts
+from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
+from headwater.domain.lifecycle import DELETED
+from headwater.domain.states import KeyKind
+from headwater.engine import guard, observe, snapshot
+from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
+from headwater.engine.ports import Connector
+from headwater.engine.snapshot import AppSnapshot
+from headwater.engine.work import Batch, account_work
+from headwater.engine.work import load as load_work
 from headwater.errors import NotFound
-from headwater.runtime import Runtime
 
-__all__ = ["ReadOnlyConnector", "explain_user", "plan_app"]
+__all__ = ["ReadOnlyConnector", "explain_user", "plan_app", "plan_batch"]
 
+#: Keys planned per read transaction.
 CHUNK = 500
 
 
+class DryRunRefused(PermissionError):
+    """A preview tried to write downstream."""
+
+
 class ReadOnlyConnector:
-    """Delegates reads to a real connector and refuses every write (dry runs)."""
+    """Delegates reads to a real connector and refuses every write (previews)."""
 
-    _READS = frozenset(
-        {
-            "find_user",
-            "get_user",
-            "find_group",
-            "get_group",
-            "list_users",
-            "list_groups",
-            "test_connection",
-            "aclose",
-        }
-    )
-
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Connector) -> None:
         self._inner = inner
 
-    def __getattr__(self, name: str) -> Any:
-        if name not in self._READS:
-            raise PermissionError(f"dry run: {name} refused")
-        return getattr(self._inner, name)
+    async def test_connection(self) -> None:
+        await self._inner.test_connection()
+
+    async def find_user(self, user_name: str) -> RemoteAccount | None:
+        return await self._inner.find_user(user_name)
+
+    async def get_user(self, id: str) -> RemoteAccount | None:
+        return await self._inner.get_user(id)
+
+    async def find_group(self, display_name: str) -> RemoteGroup | None:
+        return await self._inner.find_group(display_name)
+
+    async def get_group(self, id: str) -> RemoteGroup | None:
+        return await self._inner.get_group(id)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def create_user(self, attrs: AccountAttributes) -> RemoteAccount:
+        raise DryRunRefused("dry run: create_user refused")
+
+    async def replace_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount:
+        raise DryRunRefused("dry run: replace_user refused")
+
+    async def patch_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount | None:
+        raise DryRunRefused("dry run: patch_user refused")
+
+    async def set_active(self, id: str, active: bool) -> None:
+        raise DryRunRefused("dry run: set_active refused")
+
+    async def delete_user(self, id: str) -> None:
+        raise DryRunRefused("dry run: delete_user refused")
+
+    async def create_group(self, display_name: str) -> RemoteGroup:
+        raise DryRunRefused("dry run: create_group refused")
+
+    async def rename_group(self, id: str, display_name: str) -> None:
+        raise DryRunRefused("dry run: rename_group refused")
+
+    async def delete_group(self, id: str) -> None:
+        raise DryRunRefused("dry run: delete_group refused")
+
+    async def patch_members(self, id: str, *, add: Sequence[str], remove: Sequence[str]) -> int:
+        raise DryRunRefused("dry run: patch_members refused")
+
+    async def remove_members(self, id: str, member_ids: Sequence[str]) -> None:
+        raise DryRunRefused("dry run: remove_members refused")
+
+    async def replace_members(self, id: str, display_name: str, member_ids: Sequence[str]) -> int:
+        raise DryRunRefused("dry run: replace_members refused")
 
 
-def app_subjects(runtime: Runtime, app_id: str) -> tuple[list[str], list[str]]:
-    """Every user and push mapping a full reconcile of the app would visit."""
-    with runtime.database.read() as session:
-        direct = select(t.AppUserAssignment.user_id).where(t.AppUserAssignment.app_id == app_id)
-        grouped = (
-            select(t.Membership.user_id)
-            .join(t.AppGroupAssignment, t.AppGroupAssignment.group_id == t.Membership.group_id)
-            .where(t.AppGroupAssignment.app_id == app_id)
-        )
-        linked = select(t.AppUserLink.user_id).where(t.AppUserLink.app_id == app_id)
-        users = sorted(set(session.execute(direct.union(grouped, linked)).scalars()))
-        mappings = list(
-            session.execute(
-                select(t.PushMapping.id)
-                .where(t.PushMapping.app_id == app_id)
-                .order_by(t.PushMapping.id)
-            ).scalars()
-        )
+def _read_batch(database: Database, app: AppSnapshot, keys: list[ClaimedKey]) -> Batch:
+    with database.read() as session:
+        return load_work(session, app, keys)
+
+
+def _held(database: Database, app: AppSnapshot, batch: Batch) -> frozenset[str]:
+    with database.read() as session:
+        leaving = [w.key.subject_id for w in batch.leaving()]
+        return guard.assess(session, app, leaving).verdict.blocked
+
+
+async def plan_batch(
+    database: Database, app: AppSnapshot, keys: list[ClaimedKey], connector: Connector | None
+) -> Batch:
+    """Plan ``keys`` as a reconcile would, sending nothing and writing nothing. With a
+    (read-only) connector, the downstream is read back first, as a full reconcile does."""
+    batch = await asyncio.to_thread(_read_batch, database, app, keys)
+    if connector is not None:
+        await observe.read_back(app, connector, batch.accounts, batch.pushes)
+    batch.plan_accounts(app.settings)
+    if batch.leaving():
+        batch.hold(await asyncio.to_thread(_held, database, app, batch))
+        batch.plan_accounts(app.settings)
+    batch.plan_pushes(app.settings)
+    return batch
+
+
+def _subjects(database: Database, app_id: str) -> tuple[list[str], list[str]]:
+    """Every user and push mapping a full reconcile of the app would visit (the outbox's
+    own query)."""
+    with database.read() as session:
+        users = sorted(set(session.execute(outbox.app_user_subjects(app_id)).scalars()))
+        mappings = sorted(session.execute(outbox.app_mapping_subjects(app_id)).scalars())
     return users, mappings
 
 
-async def plan_app(runtime: Runtime, app_id: str, *, observe: bool = False) -> dict[str, Any]:
+async def plan_app(
+    database: Database, connectors: ConnectorFactory, app_id: str, *, observe: bool = False
+) -> dict[str, Any]:
     """The operations a reconcile of ``app_id`` would send now, in sending order."""
-    with runtime.database.read() as session:
+    with database.read() as session:
         app = snapshot.load_app(session, app_id)
     if app is None:
         raise NotFound()
-    users, mappings = await asyncio.to_thread(app_subjects, runtime, app_id)
-    keys = [ClaimedKey(app_id, outbox.USER, u, 0, 0, observe) for u in users]
-    keys += [ClaimedKey(app_id, outbox.PUSH, m, 0, 0, observe) for m in mappings]
-    reconciler = Reconciler(runtime, worker_id="plan")
-    connector = None
+    users, mappings = await asyncio.to_thread(_subjects, database, app_id)
+    keys = [ClaimedKey(app_id, KeyKind.USER, u, 0, 0, observe) for u in users]
+    keys += [ClaimedKey(app_id, KeyKind.PUSH, m, 0, 0, observe) for m in mappings]
+    connector: Connector | None = None
     if observe and app.base_url:
         info = ConnectionInfo(app.id, app.base_url, app.auth_scheme or "NONE", app.secret_encrypted)
-        connector = ReadOnlyConnector(runtime.connectors.build(info, app.settings))
+        connector = ReadOnlyConnector(connectors.build(info, app.settings))
     planned: list[ops.Operation] = []
     waiting: list[dict[str, Any]] = []
     orphans: list[dict[str, Any]] = []
     try:
         for start in range(0, len(keys), CHUNK):
-            accounts, pushes = await reconciler.dry_run(app, keys[start : start + CHUNK], connector)
-            for work in accounts:
+            batch = await plan_batch(database, app, keys[start : start + CHUNK], connector)
+            for work in batch.accounts:
                 if work.mapping_error:
                     waiting.append({"userId": work.key.subject_id, "error": work.mapping_error})
                 elif work.plan is not None:
                     planned.extend(work.plan.operations)
-            for push in pushes:
+            for push in batch.pushes:
                 if push.plan is not None:
                     planned.extend(push.plan.operations)
                     orphans.extend(
@@ -122,30 +184,25 @@ async def plan_app(runtime: Runtime, app_id: str, *, observe: bool = False) -> d
     }
 
 
-def explain_user(runtime: Runtime, app_id: str, user_id: str) -> dict[str, Any]:
+def explain_user(database: Database, app_id: str, user_id: str) -> dict[str, Any]:
     """Why the user has (or lacks) an account in the app, and each pushed membership."""
-    with runtime.database.read() as session:
+    with database.read() as session:
         app = snapshot.load_app(session, app_id)
         user = session.get(t.User, user_id)
-        if app is None or user is None or user.status == "DELETED":
+        if app is None or user is None or user.status == DELETED:
             raise NotFound()
         session.expunge(user)  # read after the session ends: keep its loaded attributes
         snap = snapshot.load_accounts(session, app_id, [user_id])[user_id]
         pushes = snapshot.load_push(
-            session,
-            app_id,
-            list(
-                session.execute(
-                    select(t.PushMapping.id).where(t.PushMapping.app_id == app_id)
-                ).scalars()
-            ),
+            session, app_id, list(session.execute(outbox.app_mapping_subjects(app_id)).scalars())
         )
         in_groups = set(
             session.execute(
                 select(t.Membership.group_id).where(t.Membership.user_id == user_id)
             ).scalars()
         )
-    desired, attributes, error = account_facts(user_id, snap, app)
+    work = account_work(ClaimedKey(app_id, KeyKind.USER, user_id, 0, 0, False), snap, app)
+    desired, attributes, error = work.desired, work.attributes, work.mapping_error
     name = user.profile.get("firstName") or user.login
     reasons = [f"{name} is {user.status} in the directory."]
     grants: list[dict[str, Any]] = []

@@ -1,9 +1,20 @@
 """The reconciler: claimed keys in, downstream converged and outcomes recorded.
 
-For each app in a batch: read a snapshot (short read transaction), optionally read the
-downstream back, plan with pure functions, record intents (short write transaction), send the
-operations through the connector with bounded concurrency, then record outcomes (another short
-write transaction). No transaction is open while a request is in flight.
+For each app in a batch, in order:
+
+1. **load** what the planner needs (one short read transaction, set-based queries);
+2. **read back** the downstream where asked (full reconcile, push now);
+3. **plan** with pure functions (``domain.plan``);
+4. **guard and intents** (one short write transaction): the mass-change guard's verdict and the
+   DEPROVISIONING marks become facts, and the accounts are planned again with them; pushed
+   groups are planned again with the members still admitted, whose adds are recorded pending;
+5. **send** the operations through the connector, each key's in order, keys in parallel within
+   the app's limits;
+6. **decide** each key's fate (``domain.fate``) and **record** everything (one short write
+   transaction).
+
+No transaction is open while a request is in flight. Previews run steps 1 to 4 without writing
+(``preview``), so the plan they show is the plan that is sent for the same state.
 """
 
 from __future__ import annotations
@@ -11,67 +22,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import ParamSpec, TypeVar
 
-from headwater import clock
+from headwater import clock, ids
+from headwater.config import Settings
 from headwater.connectors.errors import AppUnavailableError, DownstreamError
-from headwater.db import outbox
-from headwater.db.leases import ClaimedKey
-from headwater.domain import operations as ops
-from headwater.domain.desired import DesiredAccount, desired_account
-from headwater.domain.downstream import AccountAttributes
-from headwater.domain.mapping import MappingError, account_attributes
-from headwater.domain.plan import (
-    AccountFacts,
-    AccountPlan,
-    PushFacts,
-    plan_account,
-    plan_push,
-)
+from headwater.db import leases
+from headwater.db.engine import Database
+from headwater.domain.fate import ErrorClass, Fate, decide
+from headwater.domain.mapping import MappingError
 from headwater.domain.retry import RetryPolicy
-from headwater.engine import guard, recorder, snapshot
-from headwater.engine.connectors import ConnectionInfo
-from headwater.engine.executor import (
-    Connector,
-    execute,
-)
+from headwater.domain.states import AppStatus
+from headwater.engine import guard, intents, observe, quarantine, recorder, snapshot, trail
+from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
+from headwater.engine.executor import MembershipResult, execute
+from headwater.engine.failures import classify, retry_after
 from headwater.engine.limits import AppLimits
-from headwater.engine.snapshot import AccountSnapshot, AppSnapshot
-from headwater.engine.work import AccountWork, Outcome, PushWork
+from headwater.engine.metrics import Metrics
+from headwater.engine.ports import Connector
+from headwater.engine.snapshot import AppSnapshot
+from headwater.engine.work import AccountWork, Batch, Outcome, PushWork, Work
+from headwater.engine.work import load as load_work
 
-if TYPE_CHECKING:
-    from headwater.runtime import Runtime
-
-__all__ = ["AccountWork", "Outcome", "PushWork", "Reconciler", "account_facts"]
+__all__ = ["Reconciler"]
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def account_facts(
-    user_id: str, snap: AccountSnapshot, app: AppSnapshot
-) -> tuple[DesiredAccount, AccountAttributes | None, str | None]:
-    """Desired state and mapped attributes of one user (a mapping failure is returned, not
-    raised: it becomes a Task)."""
-    desired = desired_account(snap.user, snap.direct, snap.groups, app.settings)
-    if not desired.assigned or snap.user is None:
-        return desired, None, None
-    try:
-        attributes = account_attributes(
-            user_id,
-            snap.user.profile,
-            desired.app_profile,
-            user_name_template=app.settings.user_name_template,
-            user_name_override=snap.direct.user_name if snap.direct else None,
-            active=desired.active,
-            manager_id=snap.manager_external_id,
-        )
-    except MappingError as exc:
-        return desired, None, str(exc)
-    return desired, attributes, None
 
 
 class Reconciler:
@@ -79,15 +60,20 @@ class Reconciler:
 
     def __init__(
         self,
-        runtime: Runtime,
+        database: Database,
+        connectors: ConnectorFactory,
+        settings: Settings,
+        metrics: Metrics,
         *,
-        worker_id: str,
         policy: RetryPolicy | None = None,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.runtime = runtime
-        self.worker_id = worker_id
-        self.policy = policy or RetryPolicy(base=runtime.settings.retry_base_seconds)
-        self._connectors: dict[str, tuple[Any, Any]] = {}
+        self.database = database
+        self.connectors = connectors
+        self.metrics = metrics
+        self.policy = policy or RetryPolicy(base=settings.retry_base_seconds)
+        self.jitter = jitter
+        self._connectors: dict[str, tuple[tuple[object, ...], Connector]] = {}
         self.limits: dict[str, AppLimits] = {}
         #: Live workers sharing each app's limits (kept current by the worker loop).
         self.share = 1
@@ -97,10 +83,11 @@ class Reconciler:
             await connector.aclose()
         self._connectors.clear()
 
-    # --- database helpers (run in a thread so the event loop keeps sending) -------------
+    async def _db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Database work runs in a thread, so the event loop keeps sending meanwhile."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
+    # --- connectors ---------------------------------------------------------------------------
 
     def _limits_for(self, app: AppSnapshot) -> AppLimits:
         settings = app.settings
@@ -112,6 +99,7 @@ class Reconciler:
         return limits
 
     async def _connector(self, app: AppSnapshot) -> Connector:
+        """The app's connector, kept across batches while its connection is unchanged."""
         limits = self._limits_for(app)
         fingerprint = (
             app.base_url,
@@ -122,309 +110,216 @@ class Reconciler:
         )
         cached = self._connectors.get(app.id)
         if cached is not None and cached[0] == fingerprint:
-            connector: Connector = cached[1]
-            return connector
+            return cached[1]
         if cached is not None:
             await cached[1].aclose()
         info = ConnectionInfo(
             app.id, app.base_url or "", app.auth_scheme or "NONE", app.secret_encrypted
         )
-        built = self.runtime.connectors.build(info, app.settings, limits)
+        built = self.connectors.build(info, app.settings, limits)
         self._connectors[app.id] = (fingerprint, built)
         return built
 
-    # --- entry point --------------------------------------------------------------------
+    # --- entry point --------------------------------------------------------------------------
 
-    async def reconcile(self, keys: list[ClaimedKey]) -> None:
-        by_app: dict[str, list[ClaimedKey]] = defaultdict(list)
+    async def reconcile(self, keys: Sequence[leases.ClaimedKey]) -> None:
+        """Reconcile one claimed batch; each app's keys go their own way."""
+        reconcile_id = ids.new_id("rcn")
+        by_app: dict[str, list[leases.ClaimedKey]] = defaultdict(list)
         for key in keys:
             by_app[key.app_id].append(key)
-        await asyncio.gather(*(self._reconcile_app(a, k) for a, k in by_app.items()))
+        await asyncio.gather(*(self._reconcile_app(reconcile_id, a, k) for a, k in by_app.items()))
 
-    async def _reconcile_app(self, app_id: str, keys: list[ClaimedKey]) -> None:
-        database = self.runtime.database
-        app = await self._db(_read, database, snapshot.load_app, app_id)
-        if app is None or app.status != "ACTIVE" or not app.connection_enabled:
+    async def _reconcile_app(
+        self, reconcile_id: str, app_id: str, keys: list[leases.ClaimedKey]
+    ) -> None:
+        database = self.database
+        app = await self._db(_read_app, database, app_id)
+        if app is None or app.status != AppStatus.ACTIVE or not app.connection_enabled:
             # Nothing to send; activating the app or its connection enqueues every key again.
             await self._db(recorder.finish_all, database, keys)
             return
         if app.quarantined and not await self._probe(app, keys):
             return
         connector = await self._connector(app)
+        batch = await self._db(_load, database, app, keys)
+        if batch.gone:
+            await self._db(recorder.finish_all, database, batch.gone)
         try:
-            accounts, pushes = await self._prepare(app, keys)
-            await self._observe(app, connector, accounts, pushes)
-            outcomes = await self._plan_and_apply(app, connector, accounts, pushes)
+            await observe.read_back(app, connector, batch.accounts, batch.pushes)
         except AppUnavailableError as exc:
-            await self._db(recorder.quarantine, database, app, keys, str(exc))
+            await self._db(_quarantine, database, app, keys, str(exc))
             return
-        await self._db(recorder.record, database, app, outcomes, self.policy)
+        batch.plan_accounts(app.settings)
+        await self._db(self._guard_and_mark, app, batch)
+        batch.plan_pushes(app.settings)
+        await self._db(self._admit_and_record_pending, app, batch)
+        outcomes = await self._send(app, connector, batch)
+        fates = [(outcome, self._fate(outcome)) for outcome in outcomes]
+        await self._db(recorder.record, database, app, fates)
+        for outcome, fate in fates:
+            trail.log_outcome(reconcile_id, outcome, fate)
         limits = self.limits.get(app.id)
         if limits is not None and limits.failing():
             # Most recent calls failed: stop hammering; the keys already carry their backoff.
             limits.reset()
-            await self._db(recorder.quarantine, database, app, [], "most recent requests failed")
+            await self._db(_quarantine, database, app, [], "most recent requests failed")
 
-    async def _probe(self, app: AppSnapshot, keys: list[ClaimedKey]) -> bool:
+    async def _probe(self, app: AppSnapshot, keys: list[leases.ClaimedKey]) -> bool:
         """A quarantined app: hold its keys until the probe time, then test the connection."""
         now = clock.utcnow()
         if app.next_probe is not None and clock.as_utc(app.next_probe) > now:
             delay = (clock.as_utc(app.next_probe) - now).total_seconds()
-            await self._db(recorder.hold, self.runtime.database, keys, delay)
+            await self._db(_hold, self.database, keys, delay)
             return False
         connector = await self._connector(app)
         try:
-            await connector.test_connection()  # type: ignore[attr-defined]
+            await connector.test_connection()
         except DownstreamError as exc:
-            await self._db(recorder.quarantine, self.runtime.database, app, keys, str(exc))
+            await self._db(_quarantine, self.database, app, keys, str(exc))
             return False
-        await self._db(recorder.release_quarantine, self.runtime.database, app)
+        await self._db(_leave_quarantine, self.database, app)
         return True
 
-    async def dry_run(
-        self, app: AppSnapshot, keys: list[ClaimedKey], connector: Connector | None
-    ) -> tuple[list[AccountWork], list[PushWork]]:
-        """Plan ``keys`` exactly as a reconcile would, sending nothing. With a connector (a
-        read-only one), downstream state is read back first, as a full reconcile does."""
-        accounts, pushes = await self._prepare(app, keys, finish_missing=False)
-        if connector is not None:
-            await self._observe(app, connector, accounts, pushes)
-        for work in accounts:
-            if work.mapping_error is None:
-                work.plan = plan_account(self.facts_for(work), app.settings)
-        for push in pushes:
-            push.plan = plan_push(_push_facts(push), app.settings)
-        return accounts, pushes
+    # --- steps --------------------------------------------------------------------------------
 
-    # --- steps ---------------------------------------------------------------------------
+    def _guard_and_mark(self, app: AppSnapshot, batch: Batch) -> None:
+        """The guard's verdict and the DEPROVISIONING marks, as facts; then plan again."""
+        leaving = batch.leaving()
+        if not leaving and not batch.staying():
+            return
+        with self.database.transaction() as session:
+            blocked = guard.screen(
+                session,
+                app,
+                [w.key.subject_id for w in leaving],
+                [w.key.subject_id for w in batch.staying()],
+            )
+            admitted = [w for w in leaving if w.key.subject_id not in blocked]
+            fresh = (
+                intents.mark_deprovisioning(session, app.id, [w.key.subject_id for w in admitted])
+                if admitted
+                else {}
+            )
+        batch.hold(blocked)
+        for work in admitted:
+            # Memberships as they stand under the mark: what the removals must cover.
+            memberships = tuple(fresh.get(work.key.subject_id, ()))
+            work.snapshot = replace(work.snapshot, memberships=memberships)
+        if leaving:
+            batch.plan_accounts(app.settings)
 
-    async def _prepare(
-        self, app: AppSnapshot, keys: list[ClaimedKey], *, finish_missing: bool = True
-    ) -> tuple[list[AccountWork], list[PushWork]]:
-        def load() -> tuple[list[AccountWork], list[PushWork]]:
-            user_keys = [k for k in keys if k.kind == outbox.USER]
-            push_keys = [k for k in keys if k.kind == outbox.PUSH]
-            with self.runtime.database.read() as session:
-                snaps = snapshot.load_accounts(session, app.id, [k.subject_id for k in user_keys])
-                pushes = snapshot.load_push(session, app.id, [k.subject_id for k in push_keys])
-                # Only a push that reads its group back needs every linked account of the
-                # app (to tell known members from orphans); skip that scan otherwise.
-                reads_back = any(
-                    k.observe or (k.subject_id in pushes and pushes[k.subject_id].full_push)
-                    for k in push_keys
-                )
-                known = snapshot.known_accounts(session, app.id) if reads_back else {}
-            accounts = []
-            for key in user_keys:
-                snap = snaps[key.subject_id]
-                desired, attributes, error = account_facts(key.subject_id, snap, app)
-                accounts.append(AccountWork(key, snap, desired, attributes, error))
-            push_work = [
-                PushWork(k, pushes[k.subject_id], known_accounts=known)
-                for k in push_keys
-                if k.subject_id in pushes
-            ]
-            missing = [k for k in push_keys if k.subject_id not in pushes]
-            if missing and finish_missing:
-                recorder.finish_all(self.runtime.database, missing)
-            return accounts, push_work
+    def _admit_and_record_pending(self, app: AppSnapshot, batch: Batch) -> None:
+        """Members may be added only while their account stays active: read that under a lock,
+        plan the pushes again with it, and record their adds pending, all in one transaction."""
+        candidates = {
+            m[0]
+            for work in batch.pushes
+            if work.plan is not None
+            for op in intents.adds_of(work.plan)
+            for m in op.members
+        }
+        if not candidates:
+            return
+        with self.database.transaction() as session:
+            admitted = intents.admitted_members(session, app.id, candidates)
+            for work in batch.pushes:
+                if work.plan is not None and intents.adds_of(work.plan):
+                    work.admitted = admitted
+            batch.plan_pushes(app.settings)
+            for work in batch.pushes:
+                if work.plan is not None:
+                    intents.record_pending(session, work.plan)
 
-        return await self._db(load)
-
-    async def _observe(
-        self,
-        app: AppSnapshot,
-        connector: Connector,
-        accounts: list[AccountWork],
-        pushes: list[PushWork],
-    ) -> None:
-        """Read the downstream back where asked (full reconcile, push now, new links)."""
+    async def _send(self, app: AppSnapshot, connector: Connector, batch: Batch) -> list[Outcome]:
+        """Send each key's operations in order; keys run in parallel within the app's limit.
+        Once the app is found unavailable, nothing more is sent to it."""
+        unavailable = asyncio.Event()
         limit = asyncio.Semaphore(app.settings.max_concurrency)
+        outcomes = [_outcome_before_sending(work) for work in batch.items]
 
-        async def observe_account(work: AccountWork) -> None:
-            record = work.snapshot.record
-            if work.key.observe and record is not None and record.external_id:
-                async with limit:
-                    try:
-                        work.observed = await connector.get_user(record.external_id)
-                    except AppUnavailableError:
-                        raise
-                    except DownstreamError as exc:
-                        work.error = exc
-
-        async def observe_push(work: PushWork) -> None:
-            snap = work.snapshot
-            wanted = work.key.observe or snap.full_push
-            if not wanted or not snap.target_external_id or snap.status == "INACTIVE":
+        async def run(outcome: Outcome) -> None:
+            plan = outcome.work.plan
+            if outcome.error is not None or plan is None or not plan.operations:
                 return
             async with limit:
-                try:
-                    group = await connector.get_group(snap.target_external_id)
-                except AppUnavailableError:
-                    raise
-                except DownstreamError as exc:
-                    work.error = exc
-                    return
-            if group is None:
-                work.observed_members = None
-            elif group.member_ids is not None and app.settings.group_members_returned:
-                work.observed_members = group.member_ids
+                for operation in plan.operations:
+                    if unavailable.is_set():
+                        outcome.error = AppUnavailableError("the app stopped answering")
+                        outcome.error_class = ErrorClass.UNAVAILABLE
+                        return
+                    try:
+                        result = await execute(operation, connector, app.settings)
+                    except (DownstreamError, MappingError) as exc:
+                        outcome.error, outcome.failed = exc, operation
+                        outcome.error_class = classify(exc, operation)
+                        if outcome.error_class is ErrorClass.UNAVAILABLE:
+                            unavailable.set()
+                        return
+                    outcome.done.append((operation, result))
 
-        await asyncio.gather(
-            *(observe_account(w) for w in accounts), *(observe_push(w) for w in pushes)
-        )
-
-    async def _plan_and_apply(
-        self,
-        app: AppSnapshot,
-        connector: Connector,
-        accounts: list[AccountWork],
-        pushes: list[PushWork],
-    ) -> list[Outcome]:
-        settings = app.settings
-        outcomes: list[Outcome] = []
-        runnable: list[tuple[Outcome, list[ops.Operation]]] = []
-        for work in accounts:
-            outcome = Outcome(work.key, work=work)
-            outcomes.append(outcome)
-            if work.error is not None:
-                outcome.error = work.error
-                continue
-            if work.mapping_error is not None:
-                outcome.error = MappingError(work.mapping_error)
-                continue
-            work.plan = plan_account(self.facts_for(work), settings)
-        deprovisions = await self._screen_mass_change(app, accounts)
-        if deprovisions:
-            await self._db(self._mark_deprovisioning, app, deprovisions)
-        for work, outcome in zip(accounts, outcomes, strict=True):
-            if work.plan is None:
-                continue
-            if work.plan.wait:
-                outcome.requeue = 1.0
-            elif work.plan.operations:
-                runnable.append((outcome, list(work.plan.operations)))
-        push_outcomes = []
-        for push in pushes:
-            outcome = Outcome(push.key, work=push)
-            outcomes.append(outcome)
-            if push.error is not None:
-                outcome.error = push.error
-                continue
-            push.plan = plan_push(_push_facts(push), settings)
-            push_outcomes.append((push, outcome))
-        if push_outcomes:
-            await self._db(self._record_intents, app, push_outcomes)
-        for push, outcome in push_outcomes:
-            assert push.plan is not None
-            if push.plan.needs_group:
-                outcome.requeue = 0.0
-            runnable.append((outcome, list(push.plan.operations)))
-        limit = asyncio.Semaphore(settings.max_concurrency)
-        await asyncio.gather(*(self._run(connector, settings, o, p, limit) for o, p in runnable))
+        await asyncio.gather(*(run(o) for o in outcomes))
         return outcomes
 
-    async def _screen_mass_change(
-        self, app: AppSnapshot, accounts: list[AccountWork]
-    ) -> list[AccountWork]:
-        """Deprovisions that may run now; the rest wait for an admin's decision."""
-        leaving = [w for w in accounts if w.plan is not None and w.plan.deprovision]
-        staying = [
-            w.key.subject_id for w in accounts if w.plan is not None and not w.plan.deprovision
-        ]
-
-        def screen() -> set[str]:
-            with self.runtime.database.transaction() as session:
-                guard.settle(session, app.id, staying)
-                if not leaving:
-                    return set()
-                return guard.screen(
-                    session, app.id, app.label, app.settings, [w.key.subject_id for w in leaving]
-                )
-
-        blocked = await self._db(screen)
-        for work in leaving:
-            if work.key.subject_id in blocked:
-                work.plan = AccountPlan((), reason="held by the mass-change guard")
-        return [w for w in leaving if w.key.subject_id not in blocked]
-
-    @staticmethod
-    def facts_for(work: AccountWork) -> AccountFacts:
-        snap = work.snapshot
-        return AccountFacts(
-            user_id=work.key.subject_id,
-            desired=work.desired,
-            attributes=work.attributes,
-            record=snap.record,
-            memberships=snap.memberships,
-            observed=work.observed,
+    def _fate(self, outcome: Outcome) -> Fate:
+        error = outcome.error
+        return decide(
+            error=outcome.error_class,
+            attempts=outcome.key.attempts,
+            policy=self.policy,
+            jitter=self.jitter(),
+            message=(str(error) or type(error).__name__) if error is not None else "",
+            retry_after=retry_after(error),
+            requeue=outcome.requeue,
+            refused=any(
+                isinstance(result, MembershipResult) and result.rejected
+                for _, result in outcome.done
+            ),
         )
 
-    def _mark_deprovisioning(self, app: AppSnapshot, works: list[AccountWork]) -> None:
-        """Mark accounts DEPROVISIONING (no push may add them from now on), then re-read their
-        memberships under that mark and plan again: what we remove is complete."""
-        user_ids = [w.key.subject_id for w in works]
-        with self.runtime.database.transaction() as session:
-            recorder.mark_deprovisioning(session, app.id, user_ids)
-            fresh = snapshot.load_memberships(session, app.id, user_ids)
-        for work in works:
-            work.snapshot = _with_memberships(
-                work.snapshot, tuple(fresh.get(work.key.subject_id, ()))
-            )
-            work.plan = plan_account(self.facts_for(work), app.settings)
 
-    def _record_intents(self, app: AppSnapshot, pushes: list[tuple[PushWork, Outcome]]) -> None:
-        """Record pending memberships before any add is sent; drop members whose account is
-        being deprovisioned (they must not be added back)."""
-        with self.runtime.database.transaction() as session:
-            for push, _ in pushes:
-                assert push.plan is not None
-                push.plan = recorder.record_push_intents(session, app.id, push.plan)
-
-    async def _run(
-        self,
-        connector: Connector,
-        settings: Any,
-        outcome: Outcome,
-        operations: Iterable[ops.Operation],
-        limit: asyncio.Semaphore,
-    ) -> None:
-        async with limit:
-            for operation in operations:
-                try:
-                    result = await execute(operation, connector, settings)
-                except AppUnavailableError:
-                    raise
-                except (DownstreamError, MappingError) as exc:
-                    outcome.error = exc
-                    outcome.failed = operation
-                    return
-                outcome.done.append((operation, result))
+def _outcome_before_sending(work: Work) -> Outcome:
+    """An outcome with what is known before anything is sent: a read-back or mapping failure,
+    or a plan that asks to look again later."""
+    outcome = Outcome(work)
+    if work.error is not None:
+        outcome.error = work.error
+        outcome.error_class = classify(work.error, None)
+    elif isinstance(work, AccountWork) and work.mapping_error is not None:
+        outcome.error = MappingError(work.mapping_error)
+        outcome.error_class = ErrorClass.PERMANENT
+    elif isinstance(work, AccountWork) and work.plan is not None and work.plan.wait:
+        outcome.requeue = 1.0
+    elif isinstance(work, PushWork) and work.plan is not None and work.plan.needs_group:
+        outcome.requeue = 0.0
+    return outcome
 
 
-def _push_facts(work: PushWork) -> PushFacts:
-    snap = work.snapshot
-    return PushFacts(
-        mapping_id=snap.mapping_id,
-        status=snap.status,
-        source_name=snap.source_name,
-        custom_name=snap.custom_name,
-        target_external_id=snap.target_external_id,
-        target_name=snap.target_name,
-        eligible=snap.eligible,
-        recorded=snap.recorded,
-        full_push=snap.full_push,
-        delete_requested=snap.delete_requested,
-        delete_target=snap.delete_target,
-        observed_members=work.observed_members,
-        known_accounts=work.known_accounts,
-    )
+# --- short transactions (run in a thread) -------------------------------------------------------
 
 
-def _with_memberships(snap: AccountSnapshot, memberships: tuple[Any, ...]) -> AccountSnapshot:
-    return replace(snap, memberships=memberships)
-
-
-def _read(database: Any, fn: Callable[..., T], *args: Any) -> T:
+def _read_app(database: Database, app_id: str) -> AppSnapshot | None:
     with database.read() as session:
-        return fn(session, *args)
+        return snapshot.load_app(session, app_id)
+
+
+def _load(database: Database, app: AppSnapshot, keys: Sequence[leases.ClaimedKey]) -> Batch:
+    with database.read() as session:
+        return load_work(session, app, keys)
+
+
+def _hold(database: Database, keys: Sequence[leases.ClaimedKey], delay: float) -> None:
+    with database.transaction() as session:
+        quarantine.hold(session, keys, delay)
+
+
+def _quarantine(
+    database: Database, app: AppSnapshot, keys: Sequence[leases.ClaimedKey], reason: str
+) -> None:
+    with database.transaction() as session:
+        quarantine.enter(session, app, keys, reason)
+
+
+def _leave_quarantine(database: Database, app: AppSnapshot) -> None:
+    with database.transaction() as session:
+        quarantine.leave(session, app)

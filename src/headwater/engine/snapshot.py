@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -15,6 +15,7 @@ from headwater.db import tables as t
 from headwater.domain.desired import DirectGrant, GroupGrant, UserFacts
 from headwater.domain.plan import AccountRecord, PushedMembership
 from headwater.domain.settings import ProvisioningSettings
+from headwater.domain.states import AppStatus, ConnectionStatus, LinkState, MappingStatus
 
 __all__ = [
     "AccountSnapshot",
@@ -31,15 +32,15 @@ class AppSnapshot:
     id: str
     label: str
     name: str
-    status: str
+    status: AppStatus
     settings: ProvisioningSettings
     base_url: str | None
     auth_scheme: str | None
     secret_encrypted: str | None
     connection_enabled: bool
-    connection_updated: Any
+    connection_updated: datetime | None
     quarantined: bool
-    next_probe: Any
+    next_probe: datetime | None
     probe_interval: float
 
 
@@ -57,7 +58,7 @@ class AccountSnapshot:
 @dataclass(frozen=True)
 class PushSnapshot:
     mapping_id: str
-    status: str
+    status: MappingStatus
     delete_requested: bool
     delete_target: bool
     source_group_id: str | None
@@ -86,12 +87,12 @@ def load_app(session: Session, app_id: str) -> AppSnapshot | None:
         id=app.id,
         label=app.label,
         name=app.name,
-        status=app.status,
+        status=AppStatus(app.status),
         settings=ProvisioningSettings.from_json(app.provisioning),
         base_url=connection.base_url if connection else None,
         auth_scheme=connection.auth_scheme if connection else None,
         secret_encrypted=connection.secret_encrypted if connection else None,
-        connection_enabled=bool(connection and connection.status == "ENABLED"),
+        connection_enabled=bool(connection and connection.status == ConnectionStatus.ENABLED),
         connection_updated=connection.last_updated if connection else None,
         quarantined=app.quarantined_since is not None,
         next_probe=app.next_probe,
@@ -152,7 +153,11 @@ def load_accounts(session: Session, app_id: str, user_ids: list[str]) -> dict[st
             user=user,
             direct=direct.get(user_id),
             groups=tuple(sorted(groups.get(user_id, []), key=lambda g: (g.priority, g.group_id))),
-            record=AccountRecord(link.external_id, link.state, link.last_pushed) if link else None,
+            record=(
+                AccountRecord(link.external_id, LinkState(link.state), link.last_pushed)
+                if link
+                else None
+            ),
             user_name=link.user_name if link else None,
             memberships=tuple(memberships.get(user_id, ())),
             manager_external_id=managers.get(manager_ref),
@@ -195,7 +200,7 @@ def _manager_accounts(session: Session, app_id: str, users: dict[str, UserFacts]
         select(t.AppUserLink.user_id, t.AppUserLink.external_id).where(
             t.AppUserLink.app_id == app_id,
             t.AppUserLink.user_id.in_(manager_ids),
-            t.AppUserLink.state == "ACTIVE",
+            t.AppUserLink.state == LinkState.ACTIVE,
         )
     )
     return {row.user_id: row.external_id for row in rows if row.external_id}
@@ -232,7 +237,7 @@ def load_push(session: Session, app_id: str, mapping_ids: list[str]) -> dict[str
                     )
                     .where(
                         t.Membership.group_id == mapping.source_group_id,
-                        t.AppUserLink.state == "ACTIVE",
+                        t.AppUserLink.state == LinkState.ACTIVE,
                         t.AppUserLink.external_id.is_not(None),
                     )
                 )
@@ -252,7 +257,7 @@ def load_push(session: Session, app_id: str, mapping_ids: list[str]) -> dict[str
         )
         result[mapping.id] = PushSnapshot(
             mapping_id=mapping.id,
-            status=mapping.status,
+            status=MappingStatus(mapping.status),
             delete_requested=mapping.delete_requested,
             delete_target=mapping.delete_target,
             source_group_id=mapping.source_group_id,

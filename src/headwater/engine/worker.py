@@ -14,21 +14,25 @@ import os
 import socket
 import threading
 from collections.abc import Sequence
-from datetime import timedelta
-
-from sqlalchemy import delete, exists, or_, select
+from datetime import datetime
 
 from headwater import clock
+from headwater.config import Settings
 from headwater.db import leases, outbox
-from headwater.db import tables as t
+from headwater.db.engine import Database
 from headwater.db.leases import ClaimedKey
-from headwater.domain.settings import ProvisioningSettings
+from headwater.engine import schedule
+from headwater.engine.connectors import ConnectorFactory
+from headwater.engine.metrics import Metrics
 from headwater.engine.reconciler import Reconciler
-from headwater.runtime import Runtime
 
 __all__ = ["Worker", "WorkerThread"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds between heartbeats, and between housekeeping runs.
+HEARTBEAT_EVERY = 10.0
+HOUSEKEEPING_EVERY = 30.0
 
 
 class Worker:
@@ -36,28 +40,33 @@ class Worker:
 
     def __init__(
         self,
-        runtime: Runtime,
+        database: Database,
+        connectors: ConnectorFactory,
+        settings: Settings,
+        metrics: Metrics,
         *,
         worker_id: str | None = None,
         app_ids: Sequence[str] | None = None,
     ) -> None:
-        self.runtime = runtime
-        self.app_ids = list(app_ids) if app_ids is not None else None
+        self.database = database
+        self.settings = settings
+        self.metrics = metrics
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.reconciler = Reconciler(runtime, worker_id=self.worker_id)
+        #: Claim only these apps' keys (``headwater reconcile APP``); None: every app.
+        self.app_ids = list(app_ids) if app_ids is not None else None
+        self.reconciler = Reconciler(database, connectors, settings, metrics)
         self._wake = asyncio.Event()
         self.batches = 0
 
-    # --- one step -------------------------------------------------------------------------
+    # --- one step -----------------------------------------------------------------------------
 
     def _claim(self) -> list[ClaimedKey]:
-        settings = self.runtime.settings
-        with self.runtime.database.transaction() as session:
+        with self.database.transaction() as session:
             return leases.claim(
                 session,
                 self.worker_id,
-                limit=settings.worker_batch_size,
-                lease_seconds=settings.lease_seconds,
+                limit=self.settings.worker_batch_size,
+                lease_seconds=self.settings.lease_seconds,
                 app_ids=self.app_ids,
             )
 
@@ -66,13 +75,12 @@ class Worker:
         keys = await asyncio.to_thread(self._claim)
         if not keys:
             return 0
-        heartbeat = asyncio.create_task(self._heartbeat(keys))
+        heartbeat = asyncio.create_task(self._keep_leases(keys))
         started = asyncio.get_running_loop().time()
         try:
             await self.reconciler.reconcile(keys)
-            metrics = self.runtime.metrics
-            metrics.reconcile_seconds.observe(asyncio.get_running_loop().time() - started)
-            metrics.keys_reconciled.inc(len(keys))
+            self.metrics.reconcile_seconds.observe(asyncio.get_running_loop().time() - started)
+            self.metrics.keys_reconciled.inc(len(keys))
         except Exception:
             log.exception("reconcile batch failed; keys will be retried")
             await asyncio.to_thread(self._release, keys)
@@ -84,74 +92,36 @@ class Worker:
         return len(keys)
 
     def _release(self, keys: Sequence[ClaimedKey]) -> None:
-        with self.runtime.database.transaction() as session:
+        with self.database.transaction() as session:
             for key in keys:
                 leases.retry_later(
-                    session, key, self.runtime.settings.retry_base_seconds * 5, count_attempt=False
+                    session, key, self.settings.retry_base_seconds * 5, count_attempt=False
                 )
 
-    async def _heartbeat(self, keys: Sequence[ClaimedKey]) -> None:
-        lease = self.runtime.settings.lease_seconds
+    async def _keep_leases(self, keys: Sequence[ClaimedKey]) -> None:
+        lease = self.settings.lease_seconds
         while True:
             await asyncio.sleep(max(lease / 3, 0.5))
             await asyncio.to_thread(self._extend, keys, lease)
 
     def _extend(self, keys: Sequence[ClaimedKey], lease: float) -> None:
-        with self.runtime.database.transaction() as session:
+        with self.database.transaction() as session:
             leases.extend(session, self.worker_id, keys, lease)
 
     def heartbeat(self) -> int:
         """Say we are alive; returns how many workers are (to share per-app limits)."""
-        with self.runtime.database.transaction() as session:
+        with self.database.transaction() as session:
             return leases.beat(session, self.worker_id)
 
     def _sign_off(self) -> None:
-        with self.runtime.database.transaction() as session:
+        with self.database.transaction() as session:
             leases.sign_off(session, self.worker_id)
 
-    # --- schedules --------------------------------------------------------------------------
+    def _next_due(self) -> datetime | None:
+        with self.database.read() as session:
+            return leases.next_due(session)
 
-    def schedule_full_reconciles(self) -> int:
-        """Enqueue an observing reconcile for every app whose interval has passed."""
-        now = clock.utcnow()
-        started = 0
-        with self.runtime.database.transaction() as session:
-            query = select(t.App).where(
-                t.App.status == "ACTIVE",
-                or_(t.App.last_full_reconcile.is_(None), t.App.last_full_reconcile < now),
-            )
-            if self.runtime.database.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            for app in session.execute(query).scalars():
-                interval = ProvisioningSettings.from_json(app.provisioning).full_reconcile_interval
-                if interval <= 0:
-                    continue
-                last = app.last_full_reconcile
-                if last is not None and clock.as_utc(last) + timedelta(seconds=interval) > now:
-                    continue
-                if last is not None:
-                    outbox.enqueue_app(session, app.id, observe=True)
-                    started += 1
-                app.last_full_reconcile = now
-        return started
-
-    def purge_deleted_users(self) -> int:
-        """Remove deleted users once nothing downstream refers to them any more."""
-        with self.runtime.database.transaction() as session:
-            busy_link = exists().where(
-                t.AppUserLink.user_id == t.User.id,
-                t.AppUserLink.state.in_(["ACTIVE", "DEPROVISIONING"]),
-            )
-            pushed = exists().where(t.PushMember.user_id == t.User.id)
-            queued = exists().where(
-                t.ReconcileKey.kind == outbox.USER, t.ReconcileKey.subject_id == t.User.id
-            )
-            result = session.execute(
-                delete(t.User).where(t.User.status == "DELETED", ~busy_link, ~pushed, ~queued)
-            )
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-    # --- loops ------------------------------------------------------------------------------
+    # --- loops --------------------------------------------------------------------------------
 
     async def drain(self, *, timeout: float = 60.0, horizon: float = 0.0) -> None:
         """Reconcile until no key is due within ``horizon`` seconds (tests, CLI)."""
@@ -169,29 +139,25 @@ class Worker:
                 raise TimeoutError("keys still pending after the drain timeout")
             await asyncio.sleep(max(wait, 0.01))
 
-    def _next_due(self):  # type: ignore[no-untyped-def]
-        with self.runtime.database.read() as session:
-            return leases.next_due(session)
-
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set."""
         listener = asyncio.create_task(self._listen(stop))
-        last_schedule = last_heartbeat = -1e9
+        last_housekeeping = last_heartbeat = -1e9
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
-                if loop.time() - last_heartbeat > 10:
+                if loop.time() - last_heartbeat > HEARTBEAT_EVERY:
                     last_heartbeat = loop.time()
                     self.reconciler.share = await asyncio.to_thread(self.heartbeat)
-                if loop.time() - last_schedule > 30:
-                    last_schedule = loop.time()
-                    await asyncio.to_thread(self.schedule_full_reconciles)
-                    await asyncio.to_thread(self.purge_deleted_users)
+                if loop.time() - last_housekeeping > HOUSEKEEPING_EVERY:
+                    last_housekeeping = loop.time()
+                    await asyncio.to_thread(schedule.start_full_reconciles, self.database)
+                    await asyncio.to_thread(schedule.purge_deleted_users, self.database)
                 if await self.step():
                     continue
                 self._wake.clear()
                 next_due = await asyncio.to_thread(self._next_due)
-                timeout = self.runtime.settings.idle_poll_seconds
+                timeout = self.settings.idle_poll_seconds
                 if next_due is not None:
                     timeout = min(timeout, max((next_due - clock.utcnow()).total_seconds(), 0))
                 with contextlib.suppress(TimeoutError):
@@ -214,11 +180,11 @@ class Worker:
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """PostgreSQL: wake the loop on every NOTIFY from an enqueue."""
-        if self.runtime.database.dialect != "postgresql":
+        if self.database.dialect != "postgresql":
             return
         import psycopg
 
-        url = self.runtime.database.engine.url.set(drivername="postgresql")
+        url = self.database.engine.url.set(drivername="postgresql")
         dsn = url.render_as_string(hide_password=False)
         while not stop.is_set():
             try:
@@ -237,8 +203,8 @@ class Worker:
 class WorkerThread:
     """A Worker on its own event loop in a daemon thread (inside ``headwater serve``)."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.worker = runtime.worker()
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._main, name="headwater-worker", daemon=True)

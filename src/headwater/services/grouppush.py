@@ -21,6 +21,7 @@ from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
 from headwater.domain import profiles
+from headwater.domain.states import KeyKind
 from headwater.errors import GroupPushError, InvalidRequest, NotFound
 from headwater.services.apps import get_app
 from headwater.services.validation import plausible_id
@@ -88,7 +89,7 @@ def _log(
 
 
 def _enqueue(session: Session, mapping: t.PushMapping) -> None:
-    outbox.enqueue_keys(session, [(mapping.app_id, outbox.PUSH, mapping.id)])
+    outbox.enqueue_keys(session, [(mapping.app_id, KeyKind.PUSH, mapping.id)])
 
 
 # --- Reading -----------------------------------------------------------------------------------
@@ -355,7 +356,7 @@ def _unlink_keeping_group(session: Session, mapping: t.PushMapping) -> None:
     session.execute(
         delete(t.Task).where(
             t.Task.app_id == mapping.app_id,
-            t.Task.kind == outbox.PUSH,
+            t.Task.kind == KeyKind.PUSH,
             t.Task.subject_id == mapping.id,
         )
     )

@@ -19,6 +19,7 @@ from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Actor, Target
 from headwater.domain import profiles
+from headwater.domain.states import KeyKind
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services import grouppush
 from headwater.services.apps import get_app
@@ -201,7 +202,7 @@ def _retire_mappings(session: Session, rule: t.PushRule) -> None:
         .values(**grouppush.request_deletion_values())
         .execution_options(synchronize_session=False)
     )
-    outbox.enqueue_keys(session, [(rule.app_id, outbox.PUSH, m) for m in mapping_ids])
+    outbox.enqueue_keys(session, [(rule.app_id, KeyKind.PUSH, m) for m in mapping_ids])
 
 
 # --- Groups created or renamed -----------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
+from headwater.domain.states import KeyKind
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services.apps import get_app
 from headwater.services.validation import plausible_id
@@ -77,7 +78,7 @@ def _retry(session: Session, tasks: list[t.Task]) -> int:
     "Retry All Groups" pushes each failing group again."""
     if not tasks:
         return 0
-    pushes = [task.subject_id for task in tasks if task.kind == outbox.PUSH]
+    pushes = [task.subject_id for task in tasks if task.kind == KeyKind.PUSH]
     if pushes:
         session.execute(
             update(t.PushMapping)

@@ -160,7 +160,7 @@ def reconcile(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> 
 async def plan(request: Request, admin: AdminDep, app_id: str, observe: bool = False) -> Response:
     """What a reconcile would send now (a dry run through the engine's own planner)."""
     runtime = runtime_of(request)
-    result = await preview.plan_app(runtime, app_id, observe=observe)
+    result = await preview.plan_app(runtime.database, runtime.connectors, app_id, observe=observe)
 
     def load() -> t.App:
         with reading(request) as session:

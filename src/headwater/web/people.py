@@ -136,7 +136,7 @@ def _app_ids(session: Session, user_id: str) -> list[str]:
 def _reasons(request: Request, app_id: str, user_id: str) -> list[str]:
     """The engine's own explanation; best effort, as the page is useful without it."""
     try:
-        return list(preview.explain_user(runtime_of(request), app_id, user_id)["reasons"])
+        return list(preview.explain_user(runtime_of(request).database, app_id, user_id)["reasons"])
     except (NotFound, DetachedInstanceError):
         return []
 

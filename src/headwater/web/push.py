@@ -225,8 +225,9 @@ def delete_rule(
 async def remove_orphans(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     """Members of pushed groups that Headwater does not manage, removed on request only."""
     mapping_id = form.get("mapping_id") or None
+    runtime = runtime_of(request)
     result = await orphans.remove_orphans(
-        runtime_of(request), admin.actor, app_id, mapping_id=mapping_id
+        runtime.database, runtime.connectors, admin.actor, app_id, mapping_id=mapping_id
     )
     session = session_of(request)
     session.flash("ok", f"{result['removed']} unknown member(s) removed.")

@@ -83,13 +83,13 @@ def reconcile(db: DbDep, actor: ActorDep, app_id: str) -> JSONResponse:
 async def plan(runtime: RuntimeDep, app_id: str, observe: bool = False) -> dict[str, Any]:
     """The operations a reconcile would send now, in order; nothing is sent. ``observe=true``
     reads the downstream first (what a full reconcile would repair)."""
-    return await preview.plan_app(runtime, app_id, observe=observe)
+    return await preview.plan_app(runtime.database, runtime.connectors, app_id, observe=observe)
 
 
 @router.get(APP + "/users/{user_id}/explain")
 def explain(runtime: RuntimeDep, app_id: str, user_id: str) -> dict[str, Any]:
     """Why the user has (or lacks) an account in the app, and each pushed membership."""
-    return preview.explain_user(runtime, app_id, user_id)
+    return preview.explain_user(runtime.database, app_id, user_id)
 
 
 # --- Orphans ----------------------------------------------------------------------------------
@@ -124,7 +124,12 @@ async def remove_orphans(
     external ids); returns how many were removed and any per-mapping errors."""
     parsed = parse(OrphanRemovalBody, body, required=False)
     return await orphans.remove_orphans(
-        runtime, actor, app_id, mapping_id=parsed.mapping_id, external_ids=parsed.external_ids
+        runtime.database,
+        runtime.connectors,
+        actor,
+        app_id,
+        mapping_id=parsed.mapping_id,
+        external_ids=parsed.external_ids,
     )
 
 

@@ -1,0 +1,53 @@
+"""The port the engine needs from a downstream connector, and nothing more.
+
+``connectors.scim.ScimConnector`` is the adapter behind it today; the read-only connector used
+by previews wraps any adapter. Operations address accounts and groups by the downstream's ids;
+every failure is raised as a ``connectors.errors.DownstreamError`` subclass, whose type decides
+what happens to the key (see ``domain.fate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
+
+__all__ = ["Connector"]
+
+
+@runtime_checkable
+class Connector(Protocol):
+    async def test_connection(self) -> None:
+        """Raise ``AppUnavailableError`` with a reason unless the app is reachable and the
+        credentials are accepted."""
+
+    # accounts
+    async def find_user(self, user_name: str) -> RemoteAccount | None: ...
+    async def get_user(self, id: str) -> RemoteAccount | None: ...
+    async def create_user(self, attrs: AccountAttributes) -> RemoteAccount: ...
+    async def replace_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount: ...
+    async def patch_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount | None: ...
+    async def set_active(self, id: str, active: bool) -> None: ...
+    async def delete_user(self, id: str) -> None: ...
+
+    # groups
+    async def find_group(self, display_name: str) -> RemoteGroup | None: ...
+    async def get_group(self, id: str) -> RemoteGroup | None: ...
+    async def create_group(self, display_name: str) -> RemoteGroup: ...
+    async def rename_group(self, id: str, display_name: str) -> None: ...
+    async def delete_group(self, id: str) -> None: ...
+
+    # memberships
+    async def patch_members(self, id: str, *, add: Sequence[str], remove: Sequence[str]) -> int:
+        """Add and remove in batches the app accepts; returns the requests sent."""
+        ...
+
+    async def remove_members(self, id: str, member_ids: Sequence[str]) -> None:
+        """Take members out; a group that is gone holds nobody."""
+
+    async def replace_members(
+        self, id: str, display_name: str, member_ids: Sequence[str]
+    ) -> int: ...
+
+    async def aclose(self) -> None: ...
