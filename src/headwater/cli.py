@@ -48,6 +48,12 @@ def _runtime(migrate: bool = True) -> Runtime:
     return Runtime.from_settings(Settings(), migrate=migrate)
 
 
+def _logging(settings: Settings) -> None:
+    from headwater import logs
+
+    logs.configure(settings.log_format, settings.log_level)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -62,8 +68,10 @@ def serve(
     from headwater.server import create_app
 
     runtime = _runtime()
+    _logging(runtime.settings)
     api = create_app(runtime, start_worker=worker)
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    # uvicorn's own loggers propagate to the handler configured above.
+    uvicorn.run(api, host=host, port=port, log_config=None, log_level="info")
 
 
 @app.command("worker")
@@ -71,6 +79,7 @@ def worker_command() -> None:
     """Run a reconcile worker (any number may share one PostgreSQL database)."""
 
     runtime = _runtime()
+    _logging(runtime.settings)
 
     async def main() -> None:
         stop = asyncio.Event()

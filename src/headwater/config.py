@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,10 @@ class Settings(BaseSettings):
     idle_poll_seconds: float = 1.0
     #: Public base URL used in ``_links`` (defaults to the request's own base URL).
     public_url: str | None = None
+    #: ``text`` for people, ``json`` for a log pipeline (every field of engine records).
+    log_format: Literal["text", "json"] = "text"
+    #: Lowest level logged (DEBUG, INFO, WARNING, ERROR).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -25,6 +25,7 @@ from headwater.commands.common import (
     when,
 )
 from headwater.db import tables as t
+from headwater.domain.states import HoldDecision
 
 __all__ = ["LIVE_WORKER_SECONDS", "plan", "status", "status_report"]
 
@@ -223,7 +224,7 @@ def status_report(session: Session) -> dict[str, Any]:
         {"appId": app_id, "label": labels.get(app_id, app_id), "held": int(count)}
         for app_id, count in session.execute(
             select(t.HeldOperation.app_id, func.count())
-            .where(t.HeldOperation.decision == "HELD")
+            .where(t.HeldOperation.decision == HoldDecision.HELD)
             .group_by(t.HeldOperation.app_id)
         ).tuples()
     ]

@@ -29,6 +29,7 @@ from headwater.commands.apps import AppArg
 from headwater.commands.common import cli_actor, err, find_app, notice, opened, when
 from headwater.db import outbox
 from headwater.db import tables as t
+from headwater.domain.states import AppStatus, ConnectionStatus
 
 if TYPE_CHECKING:
     from rich.progress import Task
@@ -136,10 +137,10 @@ async def _work(
 
 def _idle_reason(session: Session, app: t.App) -> str | None:
     """Why the engine will send nothing to ``app``, if it will not."""
-    if app.status != "ACTIVE":
+    if app.status != AppStatus.ACTIVE:
         return f"is {app.status}"
     connection = session.get(t.AppConnection, app.id)
-    if connection is None or connection.status != "ENABLED":
+    if connection is None or connection.status != ConnectionStatus.ENABLED:
         return "has no enabled provisioning connection"
     return None
 

@@ -331,7 +331,7 @@ class ReconcileKey(Base):
     __tablename__ = "reconcile_keys"
 
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "user" | "push"
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # a KeyKind
     subject_id: Mapped[str] = mapped_column(Id, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger, default=1)
     enqueued_at: Mapped[datetime]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from headwater.domain.lifecycle import Status
 from headwater.domain.settings import ProvisioningSettings, SuspendAction
 
 __all__ = [
@@ -24,7 +25,13 @@ __all__ = [
 
 #: Directory statuses whose users keep their downstream accounts active.
 ACCOUNT_STATUSES = frozenset(
-    {"ACTIVE", "PROVISIONED", "RECOVERY", "PASSWORD_EXPIRED", "LOCKED_OUT"}
+    {
+        Status.ACTIVE,
+        Status.PROVISIONED,
+        Status.RECOVERY,
+        Status.PASSWORD_EXPIRED,
+        Status.LOCKED_OUT,
+    }
 )
 
 
@@ -95,7 +102,7 @@ def desired_account(
     has_grant = direct is not None or bool(groups)
     if user is None or not has_grant:
         return DesiredAccount(False, False, scope, profile, winner, direct, groups)
-    if user.status == "SUSPENDED":
+    if user.status == Status.SUSPENDED:
         if settings.on_suspend is SuspendAction.DEACTIVATE:
             return DesiredAccount(True, False, scope, profile, winner, direct, groups)
         return DesiredAccount(True, True, scope, profile, winner, direct, groups, leave_alone=True)

@@ -48,22 +48,6 @@ class AccountAttributes:
             "extra": dict(sorted(self.extra.items())),
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AccountAttributes:
-        return cls(
-            user_name=data["userName"],
-            external_id=data["externalId"],
-            active=bool(data.get("active", True)),
-            given_name=data.get("givenName"),
-            family_name=data.get("familyName"),
-            display_name=data.get("displayName"),
-            email=data.get("email"),
-            title=data.get("title"),
-            department=data.get("department"),
-            employee_number=data.get("employeeNumber"),
-            manager_id=data.get("managerId"),
-            extra=dict(data.get("extra") or {}),
-        )
 
 
 @dataclass(frozen=True)

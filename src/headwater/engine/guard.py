@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from headwater import clock
 from headwater.db import tables as t
 from headwater.domain.desired import ACCOUNT_STATUSES
+from headwater.domain.lifecycle import Status
 from headwater.domain.mass_change import GuardVerdict, judge
 from headwater.domain.settings import ProvisioningSettings, SuspendAction
 from headwater.domain.states import HoldDecision, LinkState
@@ -25,7 +26,7 @@ def _unwanted_active_accounts(session: Session, app_id: str, settings: Provision
     """Active accounts of the app whose user the directory no longer wants there."""
     keeps = set(ACCOUNT_STATUSES)
     if settings.on_suspend is SuspendAction.LEAVE:
-        keeps.add("SUSPENDED")
+        keeps.add(Status.SUSPENDED)
     direct = exists().where(
         t.AppUserAssignment.app_id == app_id, t.AppUserAssignment.user_id == t.AppUserLink.user_id
     )

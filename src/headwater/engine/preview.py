@@ -8,10 +8,13 @@ read-only connector refuses every write, should anything try one.
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
 from headwater.db import outbox
 from headwater.db import tables as t
@@ -20,16 +23,24 @@ from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
 from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
 from headwater.domain.lifecycle import DELETED
-from headwater.domain.states import KeyKind
+from headwater.domain.plan import plan_account
+from headwater.domain.states import KeyKind, LinkState
 from headwater.engine import guard, observe, snapshot
 from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
 from headwater.engine.ports import Connector
-from headwater.engine.snapshot import AppSnapshot
+from headwater.engine.snapshot import AppSnapshot, Without
 from headwater.engine.work import Batch, account_work
 from headwater.engine.work import load as load_work
 from headwater.errors import NotFound
 
-__all__ = ["ReadOnlyConnector", "explain_user", "plan_app", "plan_batch"]
+__all__ = [
+    "ReadOnlyConnector",
+    "RemovalImpact",
+    "explain_user",
+    "plan_app",
+    "plan_batch",
+    "removal_impact",
+]
 
 #: Keys planned per read transaction.
 CHUNK = 500
@@ -184,6 +195,48 @@ async def plan_app(
     }
 
 
+@dataclass(frozen=True)
+class RemovalImpact:
+    """What taking a grant away would do in one app, by the planner's own reckoning."""
+
+    #: People left with no grant for the app.
+    people: int
+    #: Accounts the plan would take away (deactivate or delete, per the app's settings).
+    accounts: int
+    #: Memberships in pushed groups removed first.
+    memberships: int
+    #: Some of the people's logins, in login order.
+    sample: tuple[str, ...]
+
+
+def removal_impact(
+    session: Session, app: AppSnapshot, subjects: Select[Any], without: Without, *, sample: int
+) -> RemovalImpact:
+    """A what-if run of the planner: ``subjects`` (a query of user ids) planned as if the grants
+    in ``without`` were gone. Read-only; the mass-change guard is left out (this is what the
+    change means once approved)."""
+    user_ids = list(session.execute(subjects).scalars())
+    people = accounts = memberships = 0
+    logins: list[str] = []
+    for start in range(0, len(user_ids), CHUNK):
+        chunk = user_ids[start : start + CHUNK]
+        snaps = snapshot.load_accounts(session, app.id, chunk, without=without)
+        for user_id in chunk:
+            key = ClaimedKey(app.id, KeyKind.USER, user_id, 0, 0, False)
+            work = account_work(key, snaps[user_id], app)
+            if work.desired.assigned or work.snapshot.user is None:
+                continue
+            people += 1
+            logins.append(str(work.snapshot.user.profile.get("login") or user_id))
+            plan = plan_account(work.facts(), app.settings)
+            accounts += plan.deprovision
+            memberships += sum(
+                len(op.members) for op in plan.operations if isinstance(op, ops.RemoveMembers)
+            )
+    first = heapq.nsmallest(sample, logins, key=str.lower)
+    return RemovalImpact(people, accounts, memberships, tuple(first))
+
+
 def explain_user(database: Database, app_id: str, user_id: str) -> dict[str, Any]:
     """Why the user has (or lacks) an account in the app, and each pushed membership."""
     with database.read() as session:
@@ -235,7 +288,7 @@ def explain_user(database: Database, app_id: str, user_id: str) -> dict[str, Any
         "scope": desired.scope,
         "userName": attributes.user_name if attributes else snap.user_name,
         "externalId": record.external_id if record else None,
-        "state": record.state if record else "NONE",
+        "state": record.state if record else LinkState.NONE,
         "mappingError": error,
     }
     if desired.assigned and not desired.active:

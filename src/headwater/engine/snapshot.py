@@ -21,6 +21,7 @@ __all__ = [
     "AccountSnapshot",
     "AppSnapshot",
     "PushSnapshot",
+    "Without",
     "load_accounts",
     "load_app",
     "load_push",
@@ -100,26 +101,44 @@ def load_app(session: Session, app_id: str) -> AppSnapshot | None:
     )
 
 
-def load_accounts(session: Session, app_id: str, user_ids: list[str]) -> dict[str, AccountSnapshot]:
+@dataclass(frozen=True)
+class Without:
+    """Grants a what-if leaves out, as if they had been removed (previews of a removal)."""
+
+    #: This group no longer assigns the app.
+    group_id: str | None = None
+    #: Direct assignments no longer count.
+    direct: bool = False
+
+
+def load_accounts(
+    session: Session, app_id: str, user_ids: list[str], *, without: Without | None = None
+) -> dict[str, AccountSnapshot]:
     """Users, grants, recorded accounts and pushed memberships for ``user_ids`` in one app."""
+    without = without or Without()
     users = {
         row.id: UserFacts(row.id, row.status, dict(row.profile or {}))
         for row in session.execute(
             select(t.User.id, t.User.status, t.User.profile).where(t.User.id.in_(user_ids))
         )
     }
-    direct = {
-        row.user_id: DirectGrant(dict(row.profile or {}), row.user_name)
-        for row in session.execute(
-            select(
-                t.AppUserAssignment.user_id,
-                t.AppUserAssignment.profile,
-                t.AppUserAssignment.user_name,
-            ).where(t.AppUserAssignment.app_id == app_id, t.AppUserAssignment.user_id.in_(user_ids))
-        )
-    }
+    direct: dict[str, DirectGrant] = {}
+    if not without.direct:
+        direct = {
+            row.user_id: DirectGrant(dict(row.profile or {}), row.user_name)
+            for row in session.execute(
+                select(
+                    t.AppUserAssignment.user_id,
+                    t.AppUserAssignment.profile,
+                    t.AppUserAssignment.user_name,
+                ).where(
+                    t.AppUserAssignment.app_id == app_id,
+                    t.AppUserAssignment.user_id.in_(user_ids),
+                )
+            )
+        }
     groups: dict[str, list[GroupGrant]] = defaultdict(list)
-    for row in session.execute(
+    grants = (
         select(
             t.Membership.user_id,
             t.AppGroupAssignment.group_id,
@@ -130,7 +149,10 @@ def load_accounts(session: Session, app_id: str, user_ids: list[str]) -> dict[st
         .join(t.AppGroupAssignment, t.AppGroupAssignment.group_id == t.Membership.group_id)
         .join(t.Group, t.Group.id == t.AppGroupAssignment.group_id)
         .where(t.AppGroupAssignment.app_id == app_id, t.Membership.user_id.in_(user_ids))
-    ):
+    )
+    if without.group_id is not None:
+        grants = grants.where(t.AppGroupAssignment.group_id != without.group_id)
+    for row in session.execute(grants):
         groups[row.user_id].append(
             GroupGrant(row.group_id, row.name, row.priority, dict(row.profile or {}))
         )

@@ -192,7 +192,8 @@ def log_outcome(reconcile_id: str, outcome: Outcome, fate: Fate) -> None:
     level = logging.WARNING if isinstance(fate, Task | Quarantine) else logging.INFO
     log.log(
         level,
-        "key %s/%s/%s: sent %s%s → %s",
+        "%s key %s/%s/%s: sent %s%s → %s",
+        reconcile_id,
         key.app_id,
         key.kind.value,
         key.subject_id,

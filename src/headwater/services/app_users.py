@@ -17,6 +17,7 @@ from headwater.db.paging import Page
 from headwater.domain.desired import DirectGrant, GroupGrant, resolve_profile
 from headwater.domain.mapping import MappingError, render_user_name
 from headwater.domain.settings import ProvisioningSettings
+from headwater.domain.states import LinkState, SyncState
 from headwater.errors import NotFound
 from headwater.services.apps import ACTIVE, connected_app_ids, get_app, settings_of
 from headwater.services.validation import prefix_pattern
@@ -52,12 +53,12 @@ class AppUserView:
     @property
     def status(self) -> str:
         if not self.connected and self.link is None:
-            return "ACTIVE"  # sign-on only: nothing to provision
+            return "ACTIVE"  # sign-on only: nothing to provision (Okta's app user status)
         if self.link is None or self.link.external_id is None:
             return "STAGED"
-        if self.link.state == "ACTIVE":
+        if self.link.state == LinkState.ACTIVE:
             return "PROVISIONED"
-        if self.link.state in ("INACTIVE", "DEPROVISIONING"):
+        if self.link.state in (LinkState.INACTIVE, LinkState.DEPROVISIONING):
             return "INACTIVE"
         return "STAGED"
 
@@ -65,7 +66,7 @@ class AppUserView:
     def sync_state(self) -> str:
         if self.link is not None:
             return self.link.sync_state
-        return "SYNCING" if self.connected else "DISABLED"
+        return SyncState.SYNCING if self.connected else SyncState.DISABLED
 
     @property
     def user_name(self) -> str:

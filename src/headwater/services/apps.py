@@ -22,13 +22,14 @@ from headwater.db.events import Actor, Target
 from headwater.db.paging import Page, fetch_page
 from headwater.domain.mapping import check_user_name_template
 from headwater.domain.settings import ProvisioningSettings, public_name
+from headwater.domain.states import AppStatus
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services.validation import is_web_url, plausible_id, prefix_pattern, require
 
-ACTIVE = "ACTIVE"
+ACTIVE = AppStatus.ACTIVE
 
 
-INACTIVE = "INACTIVE"
+INACTIVE = AppStatus.INACTIVE
 
 
 SIGN_ON_MODES = frozenset(

@@ -17,6 +17,7 @@ from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
 from headwater.db.paging import Page, fetch_page
+from headwater.domain.lifecycle import DELETED, Status
 from headwater.errors import AlreadyAssigned, HeadwaterError, NotFound
 from headwater.services.app_users import AppUserView, app_user
 from headwater.services.apps import app_target, get_app
@@ -187,7 +188,7 @@ class UserAssignmentSpec:
 
 def _user(session: Session, user_id: str) -> t.User:
     user = session.get(t.User, user_id)
-    if user is None or user.status == "DELETED":
+    if user is None or user.status == DELETED:
         raise NotFound(f"Not found: Resource not found: {user_id} (User)")
     return user
 
@@ -232,7 +233,7 @@ def assign_user(
     """A direct (scope USER) assignment; STAGED users may be assigned but get no account."""
     app = get_app(session, app_id)
     user = _user(session, user_id)
-    if user.status == "DEPROVISIONED":
+    if user.status == Status.DEPROVISIONED:
         raise InactiveUser(causes=[f"id: user {user_id} is deactivated"])
     if session.get(t.AppUserAssignment, (app_id, user_id)) is not None:
         raise AlreadyAssigned(causes=[f"id: user {user_id} is already assigned to the app"])

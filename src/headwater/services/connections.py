@@ -21,6 +21,7 @@ from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor
 from headwater.domain.settings import ProvisioningSettings
+from headwater.domain.states import ConnectionStatus
 from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services.apps import app_target, get_app, settings_of
@@ -28,10 +29,10 @@ from headwater.services.validation import insert_or_conflict, is_web_url, requir
 
 log = logging.getLogger(__name__)
 
-ENABLED = "ENABLED"
+ENABLED = ConnectionStatus.ENABLED
 
 
-DISABLED = "DISABLED"
+DISABLED = ConnectionStatus.DISABLED
 
 
 #: Secret fields each scheme needs (as ``connectors.auth.build_auth`` reads them), then optional.

@@ -24,6 +24,7 @@ from headwater.db import tables as t
 from headwater.db.events import Actor, Target, record
 from headwater.domain import lifecycle, profiles
 from headwater.domain.lifecycle import DELETED, Action, Status
+from headwater.domain.states import GroupType, MappingStatus
 from headwater.errors import Forbidden, InvalidRequest, NotFound
 from headwater.services import push_rules
 from headwater.services.filtering import (
@@ -54,9 +55,9 @@ __all__ = [
     "users_query",
 ]
 
-OKTA_GROUP = "OKTA_GROUP"
-APP_GROUP = "APP_GROUP"
-BUILT_IN = "BUILT_IN"
+OKTA_GROUP = GroupType.OKTA_GROUP
+APP_GROUP = GroupType.APP_GROUP
+BUILT_IN = GroupType.BUILT_IN
 #: ``name_scope`` of OKTA_GROUPs: their names are unique across the whole directory.
 OKTA_SCOPE = "okta"
 MAX_GROUP_IDS = 20
@@ -497,7 +498,7 @@ def delete_group(session: Session, actor: Actor, group_id: str) -> None:
     session.execute(
         update(t.PushMapping)
         .where(t.PushMapping.source_group_id == group.id)
-        .values(status="INACTIVE", last_updated=clock.utcnow())
+        .values(status=MappingStatus.INACTIVE, last_updated=clock.utcnow())
         .execution_options(synchronize_session=False)
     )
     _log(session, actor, "group.lifecycle.delete", "Delete okta group", _group_target(group))

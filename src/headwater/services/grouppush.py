@@ -21,7 +21,7 @@ from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
 from headwater.domain import profiles
-from headwater.domain.states import KeyKind
+from headwater.domain.states import GroupType, KeyKind, MappingStatus
 from headwater.errors import GroupPushError, InvalidRequest, NotFound
 from headwater.services.apps import get_app
 from headwater.services.validation import plausible_id
@@ -44,9 +44,9 @@ __all__ = [
     "set_status",
 ]
 
-ACTIVE, INACTIVE, ERROR = "ACTIVE", "INACTIVE", "ERROR"
+ACTIVE, INACTIVE, ERROR = MappingStatus.ACTIVE, MappingStatus.INACTIVE, MappingStatus.ERROR
 STATUSES = (ACTIVE, INACTIVE, ERROR)
-OKTA_GROUP, APP_GROUP = "OKTA_GROUP", "APP_GROUP"
+OKTA_GROUP, APP_GROUP = GroupType.OKTA_GROUP, GroupType.APP_GROUP
 MAX_NAME = 255
 MAX_ID = 64
 EVENT_PREFIX = "application.provision.group_push"

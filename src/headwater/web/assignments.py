@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headwater.db import tables as t
+from headwater.domain.states import GroupType
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services import app_users, apps, assignments, directory
 from headwater.web import impact
@@ -35,7 +36,9 @@ SUGGESTIONS = 200
 def find_okta_group(session: Session, name: str) -> t.Group:
     """A group by its exact name (any case), as an admin types it."""
     group = session.execute(
-        select(t.Group).where(t.Group.name_lower == name.lower(), t.Group.type == "OKTA_GROUP")
+        select(t.Group).where(
+            t.Group.name_lower == name.lower(), t.Group.type == GroupType.OKTA_GROUP
+        )
     ).scalar_one_or_none()
     if group is None:
         cause = f"group: no group is named {name!r}"
@@ -44,7 +47,11 @@ def find_okta_group(session: Session, name: str) -> t.Group:
 
 
 def group_suggestions(session: Session) -> list[str]:
-    query = select(t.Group.name).where(t.Group.type == "OKTA_GROUP").order_by(t.Group.name_lower)
+    query = (
+        select(t.Group.name)
+        .where(t.Group.type == GroupType.OKTA_GROUP)
+        .order_by(t.Group.name_lower)
+    )
     return list(session.execute(query.limit(SUGGESTIONS)).scalars())
 
 

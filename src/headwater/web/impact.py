@@ -1,22 +1,23 @@
 """What a risky change will do downstream, shown before the admin confirms it.
 
-The engine's planner works on the state *after* a change, which does not exist yet while the
-admin is still deciding; so the impact is computed here directly from today's rows: the people
-who would be left with no grant for the app, how many of them hold an active account, and how
-many pushed memberships Headwater has recorded for them (those are removed first, then the
-accounts go). Read-only queries; nothing here writes.
+The engine's own planner answers, in a what-if run: today's state with the grant left out
+(``engine.preview.removal_impact``), so the page says what the reconcile will do (who loses
+access, which accounts go, which pushed memberships are removed first), not a second guess of
+it. Read-only; nothing here writes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from headwater.db import tables as t
-from headwater.domain.lifecycle import DELETED
-from headwater.domain.settings import Deprovision, ProvisioningSettings
+from headwater.domain.settings import Deprovision
+from headwater.engine import preview, snapshot
+from headwater.engine.snapshot import Without
 
 __all__ = ["Impact", "MappingImpact", "group_removal", "mapping_removal", "user_removal"]
 
@@ -52,84 +53,33 @@ class MappingImpact:
     delete_target: bool
 
 
-def _no_other_grant(
-    app_id: str, *, except_group: str | None, keep_direct: bool
-) -> list[ColumnElement[bool]]:
-    """Conditions on ``User.id``: no grant of the app outside the one being removed."""
-    other_groups = exists().where(
-        t.Membership.user_id == t.User.id,
-        t.Membership.group_id == t.AppGroupAssignment.group_id,
-        t.AppGroupAssignment.app_id == app_id,
-        *(() if except_group is None else (t.AppGroupAssignment.group_id != except_group,)),
-    )
-    conditions: list[ColumnElement[bool]] = [~other_groups]
-    if keep_direct:
-        direct = exists().where(
-            t.AppUserAssignment.app_id == app_id, t.AppUserAssignment.user_id == t.User.id
-        )
-        conditions.append(~direct)
-    return conditions
-
-
-def _measure(session: Session, app: t.App, losing: Select[str]) -> Impact:
-    ids = losing.subquery()
-    people = session.execute(select(func.count()).select_from(ids)).scalar_one()
-    accounts = session.execute(
-        select(func.count())
-        .select_from(t.AppUserLink)
-        .where(
-            t.AppUserLink.app_id == app.id,
-            t.AppUserLink.state == "ACTIVE",
-            t.AppUserLink.user_id.in_(select(ids.c.id)),
-        )
-    ).scalar_one()
-    memberships = session.execute(
-        select(func.count())
-        .select_from(t.PushMember)
-        .join(t.PushMapping, t.PushMapping.id == t.PushMember.mapping_id)
-        .where(t.PushMapping.app_id == app.id, t.PushMember.user_id.in_(select(ids.c.id)))
-    ).scalar_one()
-    sample = session.execute(
-        select(t.User.login)
-        .where(t.User.id.in_(select(ids.c.id)))
-        .order_by(t.User.login_lower)
-        .limit(SAMPLE)
-    ).scalars()
-    settings = ProvisioningSettings.from_json(app.provisioning)
+def _impact(session: Session, app: t.App, subjects: Select[Any], without: Without) -> Impact:
+    view = snapshot.load_app(session, app.id)
+    assert view is not None
+    found = preview.removal_impact(session, view, subjects, without, sample=SAMPLE)
+    settings = view.settings
     return Impact(
         app_id=app.id,
         app_label=app.label,
-        people=int(people),
-        accounts=int(accounts),
-        memberships=int(memberships),
-        sample=tuple(sample),
+        people=found.people,
+        accounts=found.accounts,
+        memberships=found.memberships,
+        sample=found.sample,
         deprovision=str(settings.deprovision),
         deactivation_on=settings.deactivate_users,
     )
 
 
 def group_removal(session: Session, app: t.App, group_id: str) -> Impact:
-    """Unassigning ``group_id`` from ``app`` (or deleting the group): members left with no
-    direct assignment and no other assigned group lose their account."""
-    losing = (
-        select(t.User.id)
-        .join(t.Membership, t.Membership.user_id == t.User.id)
-        .where(
-            t.Membership.group_id == group_id,
-            t.User.status != DELETED,
-            *_no_other_grant(app.id, except_group=group_id, keep_direct=True),
-        )
-    )
-    return _measure(session, app, losing)
+    """Unassigning ``group_id`` from ``app`` (or deleting the group), planned for its members."""
+    members = select(t.Membership.user_id).where(t.Membership.group_id == group_id)
+    return _impact(session, app, members, Without(group_id=group_id))
 
 
 def user_removal(session: Session, app: t.App, user_id: str) -> Impact:
     """Removing a direct assignment: the account goes unless a group still grants the app."""
-    losing = select(t.User.id).where(
-        t.User.id == user_id,
-        *_no_other_grant(app.id, except_group=None, keep_direct=False),
-    )
-    return _measure(session, app, losing)
+    user = select(t.User.id).where(t.User.id == user_id)
+    return _impact(session, app, user, Without(direct=True))
 
 
 def mapping_removal(

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from headwater import clock
 from headwater.db import tables as t
 from headwater.db.paging import checked_cursor
+from headwater.domain.states import HoldDecision
 from headwater.errors import InvalidRequest
 from headwater.services import system_log
 from headwater.web.core import AdminDep, ConsoleRoute, reading, render
@@ -117,7 +118,7 @@ def _health_rows(session: Session) -> list[dict[str, Any]]:
     held = dict(
         session.execute(
             select(t.HeldOperation.app_id, func.count())
-            .where(t.HeldOperation.decision == "HELD")
+            .where(t.HeldOperation.decision == HoldDecision.HELD)
             .group_by(t.HeldOperation.app_id)
         ).all()
     )

@@ -48,7 +48,14 @@ PROFILE_FIELDS = (
     ("mobilePhone", "Mobile phone", False),
 )
 #: Status filter choices ("" lists everyone but deactivated people, as Okta's list does).
-STATUS_CHOICES = ("", "STAGED", "PROVISIONED", "ACTIVE", "SUSPENDED", "DEPROVISIONED")
+STATUS_CHOICES = (
+    "",
+    Status.STAGED,
+    Status.PROVISIONED,
+    Status.ACTIVE,
+    Status.SUSPENDED,
+    Status.DEPROVISIONED,
+)
 
 
 def _profile_from(form: Form) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from headwater.db import tables as t
+from headwater.domain.states import GroupType
 from headwater.engine import orphans
 from headwater.services import apps, grouppush, push_rules, tasks
 from headwater.web import impact
@@ -78,7 +79,7 @@ def _linkable(session: Session, app_id: str) -> list[t.Group]:
             select(t.Group)
             .where(
                 t.Group.app_id == app_id,
-                t.Group.type == "APP_GROUP",
+                t.Group.type == GroupType.APP_GROUP,
                 t.Group.id.not_in(targeted),
             )
             .order_by(t.Group.name_lower)

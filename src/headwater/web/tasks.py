@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from headwater.db import tables as t
+from headwater.domain.states import HoldDecision
 from headwater.services import apps, held_operations, tasks
 from headwater.web.core import (
     PREFIX,
@@ -32,7 +33,7 @@ def tasks_page(request: Request, admin: AdminDep, app_id: str) -> Response:
         app = apps.get_app(session, app_id)
         query = tasks.tasks_query(session, app_id).order_by(t.Task.last_attempt.desc())
         rows = list(session.execute(query.limit(SHOWN)).scalars())
-        held = [h for h in held_operations.held(session, app_id) if h.decision == "HELD"]
+        held = [h for h in held_operations.held(session, app_id) if h.decision == HoldDecision.HELD]
         context = {"section": "apps", "tab": "tasks", "app": app, "tasks": rows, "held": held}
     return render(request, "apps/tasks.html", context)
 

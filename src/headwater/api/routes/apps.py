@@ -25,6 +25,7 @@ from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
 from headwater.db.events import Actor
 from headwater.domain.settings import ProvisioningSettings
+from headwater.domain.states import ConnectionStatus
 from headwater.errors import InvalidRequest, MalformedRequest, NotFound
 from headwater.runtime import Runtime
 from headwater.services import app_users, apps, assignments, connections
@@ -166,11 +167,11 @@ class CapabilitiesBody(BaseModel):
             "deactivate_users": update.lifecycle_deactivate if update else None,
         }
         password = update.password if update else None
-        if password is not None and password.status == "ENABLED":
+        if password is not None and password.status == ConnectionStatus.ENABLED:
             cause = "capabilities.update.password.status: password sync is not supported"
             raise InvalidRequest("Api validation failed: " + cause, [cause])
         return {
-            name: value.status == "ENABLED"
+            name: value.status == ConnectionStatus.ENABLED
             for name, value in pairs.items()
             if value is not None and value.status is not None
         }

@@ -17,6 +17,7 @@ from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, base_url
 from headwater.api.listing import page_response
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
+from headwater.domain.states import KeyKind
 from headwater.engine import orphans, preview
 from headwater.services import tasks
 
@@ -42,7 +43,7 @@ class OrphanRemovalBody(BaseModel):
 
 def _subject_href(task: t.Task, base: str) -> str:
     app_url = f"{base}/api/v1/apps/{task.app_id}"
-    if task.kind == "push":
+    if task.kind == KeyKind.PUSH:
         return f"{app_url}/group-push/mappings/{task.subject_id}"
     return f"{app_url}/users/{task.subject_id}"
 
