@@ -1,8 +1,8 @@
-"""The downstream operations a plan is made of, in the order they must be sent.
+"""The downstream operations a plan is made of.
 
-Creates come before memberships and removals before deactivations: ``RANK`` sorts any mix of
-operations so an account never leaves while a pushed group still lists it, and a member is
-never added before its account exists.
+Each key's plan lists its operations in the order they are sent (an account's membership
+removals before its deactivation). Across keys, ``rank`` gives the order a whole preview is
+shown in: creates, group creates, member adds, member removals, deactivations, deletes.
 """
 
 from __future__ import annotations
