@@ -272,46 +272,6 @@ async def test_delete_user_tolerates_missing(scim: ScimConnector) -> None:
     await scim.delete_user(created.id)  # already gone: fine
 
 
-async def test_list_users_pages(scim: ScimConnector, harness: ScimHarness) -> None:
-    ids = await make_users(scim, 25)
-    harness.transport.clear()
-    listed = [account async for account in scim.list_users(page_size=10)]
-    assert sorted(a.id for a in listed) == sorted(ids)
-    assert [s.query for s in harness.transport.sent] == [
-        "startIndex=1&count=10",
-        "startIndex=11&count=10",
-        "startIndex=21&count=10",
-    ]
-
-
-async def test_list_users_exact_multiple_of_page_size(
-    scim: ScimConnector, harness: ScimHarness
-) -> None:
-    await make_users(scim, 20)
-    harness.transport.clear()
-    assert len([a async for a in scim.list_users(page_size=10)]) == 20
-    assert harness.transport.count("GET") == 2  # totalResults ends it, no empty third page
-
-
-async def test_list_users_empty(scim: ScimConnector) -> None:
-    assert [a async for a in scim.list_users()] == []
-
-
-@pytest.mark.parametrize("provider", [{"max_results": 4}], indirect=True)
-async def test_list_users_when_server_caps_count(harness: ScimHarness) -> None:
-    """scim2-server bounds count by filter.maxResults: short pages must not end the listing."""
-    scim = harness.make()
-    await make_users(scim, 10)
-    harness.transport.clear()
-    listed = [a async for a in scim.list_users(page_size=100)]
-    assert len({a.id for a in listed}) == 10
-    assert [s.query for s in harness.transport.sent] == [
-        "startIndex=1&count=100",
-        "startIndex=5&count=100",
-        "startIndex=9&count=100",
-    ]
-
-
 # -- groups ----------------------------------------------------------------------------------
 
 
@@ -426,23 +386,24 @@ async def test_rename_group(scim: ScimConnector, harness: ScimHarness) -> None:
     assert await scim.get_group(group.id) == RemoteGroup(group.id, "After", frozenset({"keep"}))
 
 
-async def test_rename_group_in_put_mode_needs_members(harness: ScimHarness) -> None:
+async def test_rename_group_in_put_mode_keeps_the_members(harness: ScimHarness) -> None:
+    """A PUT-only app is renamed with a PUT that carries the members it holds now."""
     scim = harness.make(ProvisioningSettings(membership_method=MembershipMethod.PUT))
     group = await scim.create_group("Before")
-    with pytest.raises(ValueError, match="member_ids"):
-        await scim.rename_group(group.id, "After")
-    await scim.rename_group(group.id, "After", ["keep"])
-    assert harness.transport.sent[-1].method == "PUT"
+    await scim.replace_members(group.id, "Before", ["keep"])
+    harness.transport.clear()
+    await scim.rename_group(group.id, "After")
+    assert [r.method for r in harness.transport.sent] == ["GET", "PUT"]
     assert await scim.get_group(group.id) == RemoteGroup(group.id, "After", frozenset({"keep"}))
 
 
-async def test_list_groups_pages(scim: ScimConnector, harness: ScimHarness) -> None:
-    created = {(await scim.create_group(f"group-{n}")).id for n in range(7)}
-    harness.transport.clear()
-    listed = [g async for g in scim.list_groups(page_size=3)]
-    assert {g.id for g in listed} == created
-    assert all(g.member_ids == frozenset() for g in listed)
-    assert harness.transport.count("GET") == 3
+async def test_remove_members_in_put_mode_puts_the_rest(harness: ScimHarness) -> None:
+    scim = harness.make(ProvisioningSettings(membership_method=MembershipMethod.PUT))
+    group = await scim.create_group("Team")
+    await scim.replace_members(group.id, "Team", ["a", "b"])
+    await scim.remove_members(group.id, ["a"])
+    assert await scim.get_group(group.id) == RemoteGroup(group.id, "Team", frozenset({"b"}))
+    await scim.remove_members("gone", ["b"])  # a group that is gone holds nobody
 
 
 async def test_delete_group_tolerates_missing(scim: ScimConnector) -> None:
