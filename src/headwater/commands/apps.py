@@ -113,6 +113,7 @@ def apps_create(
     never from the command line; without either, the app is called without authentication.
     If the connection test fails, the app is removed again and the command exits with 1.
     """
+    from headwater.engine import connection_test
     from headwater.services import apps, connections
 
     token = typer.prompt("Bearer token", hide_input=True) if token_prompt else None
@@ -135,7 +136,7 @@ def apps_create(
             app_id = app.id
         try:
             with _quiet(connections.log):
-                asyncio.run(connections.probe_connection(runtime.connectors, prepared))
+                asyncio.run(connection_test.probe(runtime.connectors, prepared))
         except InvalidRequest as exc:
             with runtime.database.transaction() as session:
                 apps.deactivate_app(session, actor, app_id)

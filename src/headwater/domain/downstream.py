@@ -49,7 +49,6 @@ class AccountAttributes:
         }
 
 
-
 @dataclass(frozen=True)
 class RemoteAccount:
     """A downstream account as the downstream reports it."""

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import httpx
 
 from headwater.connectors.auth import build_auth
 from headwater.connectors.scim import ScimConnector
 from headwater.crypto import SecretBox
+from headwater.domain.connection import ConnectionInfo
 from headwater.domain.settings import ProvisioningSettings
 from headwater.engine.limits import AppLimits, GatedTransport
 
-__all__ = ["ConnectionInfo", "ConnectorFactory", "RequestHook"]
+__all__ = ["ConnectorFactory", "RequestHook"]
 
 RequestHook = Callable[[str, str, str, int | None, float], None]
 """Called after every downstream request: (app_id, method, path, status, seconds)."""
-
-
-@dataclass(frozen=True)
-class ConnectionInfo:
-    app_id: str
-    base_url: str
-    auth_scheme: str
-    secret_encrypted: str | None
 
 
 class ConnectorFactory:
@@ -36,12 +28,10 @@ class ConnectorFactory:
         *,
         transports: dict[str, httpx.AsyncBaseTransport] | None = None,
         on_request: RequestHook | None = None,
-        timeout: float = 60.0,
     ) -> None:
         self._secrets = secrets
         self.transports = dict(transports or {})
         self.hooks: list[RequestHook] = [on_request] if on_request else []
-        self.timeout = timeout
 
     def _transport_for(self, base_url: str) -> httpx.AsyncBaseTransport | None:
         for prefix, transport in self.transports.items():
@@ -76,6 +66,5 @@ class ConnectorFactory:
             auth=auth,
             settings=settings,
             transport=transport,
-            timeout=self.timeout,
             on_request=on_request,
         )

@@ -21,9 +21,10 @@ from headwater.db import events
 from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import Actor, Target
+from headwater.domain.connection import ConnectionInfo
 from headwater.domain.operations import RemoveMembers
 from headwater.engine import snapshot
-from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
+from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.executor import execute
 from headwater.errors import InvalidRequest, NotFound
 

@@ -21,12 +21,13 @@ from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
+from headwater.domain.connection import ConnectionInfo
 from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.plan import plan_account
 from headwater.domain.states import KeyKind, LinkState
 from headwater.engine import guard, observe, snapshot
-from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
+from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.ports import Connector
 from headwater.engine.snapshot import AppSnapshot, Without
 from headwater.engine.work import Batch, account_work

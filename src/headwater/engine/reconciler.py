@@ -23,22 +23,22 @@ import asyncio
 import logging
 import math
 import random
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import ParamSpec, TypeVar
 
-from headwater import clock, ids
+from headwater import clock
 from headwater.config import Settings
 from headwater.connectors.errors import AppUnavailableError, DownstreamError
 from headwater.db import leases
 from headwater.db.engine import Database
+from headwater.domain.connection import ConnectionInfo
 from headwater.domain.fate import ErrorClass, Fate, decide
 from headwater.domain.mapping import MappingError
 from headwater.domain.retry import RetryPolicy
 from headwater.domain.states import AppStatus
 from headwater.engine import guard, intents, observe, quarantine, recorder, snapshot, trail
-from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
+from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.executor import MembershipResult, execute
 from headwater.engine.failures import classify, retry_after
 from headwater.engine.limits import AppLimits
@@ -122,17 +122,10 @@ class Reconciler:
 
     # --- entry point --------------------------------------------------------------------------
 
-    async def reconcile(self, keys: Sequence[leases.ClaimedKey]) -> None:
-        """Reconcile one claimed batch; each app's keys go their own way."""
-        reconcile_id = ids.new_id("rcn")
-        by_app: dict[str, list[leases.ClaimedKey]] = defaultdict(list)
-        for key in keys:
-            by_app[key.app_id].append(key)
-        await asyncio.gather(*(self._reconcile_app(reconcile_id, a, k) for a, k in by_app.items()))
-
-    async def _reconcile_app(
+    async def reconcile_app(
         self, reconcile_id: str, app_id: str, keys: list[leases.ClaimedKey]
     ) -> None:
+        """Reconcile one app's claimed keys (the worker runs one app per lane)."""
         database = self.database
         app = await self._db(_read_app, database, app_id)
         if app is None or app.status != AppStatus.ACTIVE or not app.connection_enabled:

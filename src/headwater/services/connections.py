@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from headwater import clock
-from headwater.connectors.errors import DownstreamError
 from headwater.crypto import SecretBox
 from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor
-from headwater.domain.settings import ProvisioningSettings
+from headwater.domain.connection import ConnectionInfo, PreparedConnection
 from headwater.domain.states import ConnectionStatus
-from headwater.engine.connectors import ConnectionInfo, ConnectorFactory
-from headwater.errors import InvalidRequest, NotFound
+from headwater.errors import NotFound
 from headwater.services.apps import app_target, get_app, settings_of
 from headwater.services.validation import insert_or_conflict, is_web_url, require, url_parts
 
@@ -64,16 +61,6 @@ class ConnectionSpec:
     auth_scheme: str
     base_url: str | None = None
     secret: dict[str, str] = field(default_factory=dict, repr=False)
-
-
-@dataclass(frozen=True)
-class PreparedConnection:
-    """A validated connection, sealed, not yet stored (it may be tested first)."""
-
-    info: ConnectionInfo
-    settings: ProvisioningSettings
-    #: Plain secret values, only to scrub them from any message a downstream sends back.
-    hidden: tuple[str, ...] = field(repr=False)
 
 
 def _check_base_url(base_url: str | None) -> str:
@@ -133,32 +120,6 @@ def stored_connection(session: Session, box: SecretBox, app_id: str) -> Prepared
         with contextlib.suppress(ValueError):
             hidden = tuple(str(v) for v in box.open(row.secret_encrypted).values())
     return PreparedConnection(info, settings_of(app), hidden)
-
-
-def _scrub(message: str, hidden: Sequence[str]) -> str:
-    """Defence in depth: a downstream could echo a credential in its error text."""
-    for value in hidden:
-        if len(value) >= 4:
-            message = message.replace(value, "***")
-    return message
-
-
-async def probe_connection(connectors: ConnectorFactory, prepared: PreparedConnection) -> None:
-    """Reach the app with these credentials; InvalidRequest with the cause when it fails."""
-    try:
-        connector = connectors.build(prepared.info, prepared.settings)
-    except ValueError as exc:
-        raise InvalidRequest(
-            "Connection test failed: " + _scrub(str(exc), prepared.hidden)
-        ) from None
-    try:
-        await connector.test_connection()
-    except DownstreamError as exc:
-        reason = _scrub(exc.message, prepared.hidden)
-        log.warning("connection test failed for app %s: %s", prepared.info.app_id, reason)
-        raise InvalidRequest("Connection test failed: " + reason, [reason]) from None
-    finally:
-        await connector.aclose()
 
 
 def connection(session: Session, app_id: str) -> t.AppConnection:

@@ -13,8 +13,9 @@ from starlette.concurrency import run_in_threadpool
 
 from headwater.db import tables as t
 from headwater.db.paging import checked_cursor
+from headwater.domain.connection import PreparedConnection
 from headwater.domain.settings import ProvisioningSettings, check_changes, public_name
-from headwater.engine import preview
+from headwater.engine import connection_test, preview
 from headwater.errors import HeadwaterError, InvalidRequest, NotFound
 from headwater.services import apps, connections, tasks
 from headwater.web.core import (
@@ -233,11 +234,11 @@ async def save_connection(
     action = form.get("action")
     spec = _connection_spec(form)
 
-    def prepare() -> connections.PreparedConnection:
+    def prepare() -> PreparedConnection:
         with runtime.database.read() as session:
             return connections.prepare_connection(session, runtime.secrets, app_id, spec)
 
-    def store(prepared: connections.PreparedConnection, enabled: bool) -> None:
+    def store(prepared: PreparedConnection, enabled: bool) -> None:
         with runtime.database.transaction() as session:
             connections.save_connection(session, admin.actor, prepared, enabled=enabled)
 
@@ -245,7 +246,7 @@ async def save_connection(
     try:
         prepared = await run_in_threadpool(prepare)
         if action in ("test", "save"):
-            await connections.probe_connection(runtime.connectors, prepared)
+            await connection_test.probe(runtime.connectors, prepared)
     except InvalidRequest as exc:
         session_of(request).flash("error", error_message(exc))
         return back
@@ -267,7 +268,7 @@ async def connection_status(
         raise NotFound()
     runtime = runtime_of(request)
 
-    def stored() -> connections.PreparedConnection:
+    def stored() -> PreparedConnection:
         with runtime.database.read() as session:
             return connections.stored_connection(session, runtime.secrets, app_id)
 
@@ -277,7 +278,7 @@ async def connection_status(
             connections.set_connection_status(session, admin.actor, app_id, enabled=enabled)
 
     if verb == "enable":
-        await connections.probe_connection(runtime.connectors, await run_in_threadpool(stored))
+        await connection_test.probe(runtime.connectors, await run_in_threadpool(stored))
     await run_in_threadpool(set_status)
     session_of(request).flash("ok", f"Connection {verb}d.")
     return see_other(f"{PREFIX}/apps/{app_id}/provisioning")

@@ -24,8 +24,10 @@ from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, base_url
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
 from headwater.db.events import Actor
+from headwater.domain.connection import PreparedConnection
 from headwater.domain.settings import ProvisioningSettings
 from headwater.domain.states import ConnectionStatus
+from headwater.engine import connection_test
 from headwater.errors import InvalidRequest, MalformedRequest, NotFound
 from headwater.runtime import Runtime
 from headwater.services import app_users, apps, assignments, connections
@@ -426,14 +428,12 @@ def deactivate_app(db: DbDep, actor: ActorDep, app_id: str) -> dict[str, Any]:
 # --- Provisioning connection ------------------------------------------------------------------
 
 
-def _prepare(
-    runtime: Runtime, app_id: str, spec: connections.ConnectionSpec
-) -> connections.PreparedConnection:
+def _prepare(runtime: Runtime, app_id: str, spec: connections.ConnectionSpec) -> PreparedConnection:
     with runtime.database.read() as session:
         return connections.prepare_connection(session, runtime.secrets, app_id, spec)
 
 
-def _stored(runtime: Runtime, app_id: str) -> connections.PreparedConnection:
+def _stored(runtime: Runtime, app_id: str) -> PreparedConnection:
     with runtime.database.read() as session:
         return connections.stored_connection(session, runtime.secrets, app_id)
 
@@ -441,7 +441,7 @@ def _stored(runtime: Runtime, app_id: str) -> connections.PreparedConnection:
 def _save(
     runtime: Runtime,
     actor: Actor,
-    prepared: connections.PreparedConnection,
+    prepared: PreparedConnection,
     enabled: bool,
     base: str,
 ) -> dict[str, Any]:
@@ -470,7 +470,7 @@ async def set_connection(
     spec = parse(ConnectionBody, body).spec()
     prepared = await run_in_threadpool(_prepare, runtime, app_id, spec)
     if activate:
-        await connections.probe_connection(runtime.connectors, prepared)
+        await connection_test.probe(runtime.connectors, prepared)
     base = base_url(request)
     result: dict[str, Any] = await run_in_threadpool(
         _save, runtime, actor, prepared, activate, base
@@ -490,7 +490,7 @@ async def activate_connection(
 ) -> dict[str, Any]:
     """Test the stored connection; ENABLED only when the downstream accepts it."""
     prepared = await run_in_threadpool(_stored, runtime, app_id)
-    await connections.probe_connection(runtime.connectors, prepared)
+    await connection_test.probe(runtime.connectors, prepared)
     base = base_url(request)
     result: dict[str, Any] = await run_in_threadpool(
         _set_status, runtime, actor, app_id, True, base
