@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     retry_base_seconds: float = 1.0
     #: Seconds an idle worker waits between polls when no notification arrives.
     idle_poll_seconds: float = 1.0
+    #: Apps one worker reconciles at once (each in its own lane).
+    worker_lanes: int = 32
+    #: A worker loop that has not gone round for this many seconds is reported stuck.
+    worker_stuck_seconds: float = 120.0
     #: Public base URL used in ``_links`` (defaults to the request's own base URL).
     public_url: str | None = None
     #: ``text`` for people, ``json`` for a log pipeline (every field of engine records).

@@ -24,13 +24,14 @@ def create_app(runtime: Runtime, *, start_worker: bool | None = None) -> FastAPI
     run_worker = runtime.settings.embedded_worker if start_worker is None else start_worker
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if run_worker:
             from headwater.engine.worker import WorkerThread
 
             worker = WorkerThread(runtime.worker())
             worker.start()
+            app.state.worker = worker  # /health reports its liveness
         try:
             yield
         finally:

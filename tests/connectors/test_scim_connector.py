@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -120,7 +121,8 @@ def _closed_port() -> int:
 
 async def test_connection_refused() -> None:
     url = f"http://127.0.0.1:{_closed_port()}/scim/v2"
-    async with ScimConnector(url, auth=None, settings=ProvisioningSettings(), timeout=5) as scim:
+    settings = ProvisioningSettings(connect_timeout=5, request_timeout=5)
+    async with ScimConnector(url, auth=None, settings=settings) as scim:
         with pytest.raises(AppUnavailableError, match="cannot connect"):
             await scim.test_connection()
         # Outside the probe, a refused connection is a blip worth retrying.
@@ -473,3 +475,27 @@ async def test_extra_cannot_override_structure(scim: ScimConnector, harness: Sci
     body = harness.transport.sent[-1].body
     assert "id" not in body and "PASSWORD" not in body
     assert body["schemas"][0] == "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+async def test_a_server_that_never_answers_times_out_within_the_request_timeout() -> None:
+    """It accepts the connection and the request, then says nothing: the app's total request
+    timeout ends the call, as a transient failure."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(30)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = ProvisioningSettings(connect_timeout=1, request_timeout=1)
+    try:
+        async with ScimConnector(
+            f"http://127.0.0.1:{port}/scim/v2", auth=None, settings=settings
+        ) as scim:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(TransientError, match="no answer within 1 s"):
+                await scim.get_user("x")
+            assert asyncio.get_running_loop().time() - started < 3
+    finally:
+        server.close()

@@ -45,14 +45,16 @@ def workers(
         HEADWATER_WORKER_BATCH_SIZE="50",
         HEADWATER_IDLE_POLL_SECONDS="0.5",
     )
+    # Workers log a line per key: to files, since an unread pipe would fill and block them.
+    logs = [(data_dir / f"worker-{n}.log").open("wb") for n in range(count)]
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "headwater", "worker"],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=log,
         )
-        for _ in range(count)
+        for log in logs
     ]
     try:
         yield processes
@@ -64,6 +66,9 @@ def workers(
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+        for log in logs:
+            log.close()
 
 
 def wait_until_drained(runtime: Runtime, timeout: float = 240) -> None:

@@ -12,6 +12,7 @@ SCIM servers rarely validate against a strict model.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
@@ -361,16 +362,19 @@ class ScimConnector:
         auth: httpx.Auth | None,
         settings: ProvisioningSettings,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 60.0,
         on_request: RequestHook | None = None,
     ) -> None:
         self.settings = settings
         self._on_request = on_request
+        #: Each request, all of it, whatever the app does (a server that accepts and then
+        #: trickles or never answers cannot hold a worker longer than this).
+        self._deadline = settings.request_timeout
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             auth=auth,
             transport=transport,
-            timeout=httpx.Timeout(timeout),
+            # httpx times single reads; the deadline above bounds the whole request first.
+            timeout=httpx.Timeout(settings.request_timeout + 1, connect=settings.connect_timeout),
             follow_redirects=False,
             headers={
                 "User-Agent": f"Headwater SCIM Client/{__version__}",
@@ -433,11 +437,15 @@ class ScimConnector:
         status: int | None = None
         started = time.perf_counter()
         try:
-            response = await self._client.request(method, path, content=content)
+            async with asyncio.timeout(self._deadline):
+                response = await self._client.request(method, path, content=content)
             status = response.status_code
             return response
         except DownstreamError:  # raised by an auth flow (OAuth token endpoint)
             raise
+        except TimeoutError as exc:
+            message = f"{method} {template}: no answer within {self._deadline:g} s"
+            raise TransientError(message) from exc
         except httpx.HTTPError as exc:
             raise transport_error(exc, method, template, probing=probing) from exc
         finally:

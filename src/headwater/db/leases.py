@@ -15,7 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from headwater import clock
@@ -28,9 +39,11 @@ __all__ = [
     "claim",
     "extend",
     "finish",
+    "forget_workers",
     "next_due",
     "retry_later",
     "sign_off",
+    "workers",
 ]
 
 
@@ -47,9 +60,19 @@ class ClaimedKey:
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
+    """Due now, and not held by a live worker: a lease ends when it runs out, or at once when
+    the worker holding it no longer beats (its heartbeat row is stale or gone)."""
+    holder_alive = exists().where(
+        t.WorkerHeartbeat.id == t.ReconcileKey.claimed_by,
+        t.WorkerHeartbeat.last_seen >= now - timedelta(seconds=LIVE_SECONDS),
+    )
     return and_(
         t.ReconcileKey.not_before <= now,
-        or_(t.ReconcileKey.lease_until.is_(None), t.ReconcileKey.lease_until < now),
+        or_(
+            t.ReconcileKey.lease_until.is_(None),
+            t.ReconcileKey.lease_until < now,
+            ~holder_alive,
+        ),
     )
 
 
@@ -166,9 +189,13 @@ def retry_later(
     )
 
 
-def next_due(session: Session) -> datetime | None:
-    """When the earliest key becomes due (for the worker's sleep)."""
-    value = session.execute(select(func.min(t.ReconcileKey.not_before))).scalar_one_or_none()
+def next_due(session: Session, exclude_app_ids: Sequence[str] = ()) -> datetime | None:
+    """When the earliest key becomes due (for the worker's sleep), leaving out apps the worker
+    is busy with."""
+    query = select(func.min(t.ReconcileKey.not_before))
+    if exclude_app_ids:
+        query = query.where(t.ReconcileKey.app_id.not_in(list(exclude_app_ids)))
+    value = session.execute(query).scalar_one_or_none()
     return clock.as_utc(value) if value is not None else None
 
 
@@ -219,4 +246,17 @@ def beat(session: Session, worker_id: str) -> int:
 
 
 def sign_off(session: Session, worker_id: str) -> None:
-    session.execute(delete(t.WorkerHeartbeat).where(t.WorkerHeartbeat.id == worker_id))
+    """A worker stops: its row goes, and any lease it still holds ends now."""
+    forget_workers(session, [worker_id])
+
+
+def workers(session: Session) -> list[tuple[str, datetime]]:
+    """Every worker that signed in, with when it last beat."""
+    rows = session.execute(select(t.WorkerHeartbeat.id, t.WorkerHeartbeat.last_seen))
+    return [(row.id, clock.as_utc(row.last_seen)) for row in rows]
+
+
+def forget_workers(session: Session, worker_ids: Sequence[str]) -> None:
+    """Workers known to be dead: their rows go, so their leases end at once (see ``_due``)."""
+    if worker_ids:
+        session.execute(delete(t.WorkerHeartbeat).where(t.WorkerHeartbeat.id.in_(list(worker_ids))))

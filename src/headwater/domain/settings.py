@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, get_type_hints
 
@@ -82,23 +82,30 @@ class ProvisioningSettings:
     mass_change_minimum: int = 10
     #: Seconds between periodic full reconciles; 0 disables the schedule.
     full_reconcile_interval: int = 3600
+    #: Seconds to open a connection to the app.
+    connect_timeout: float = 10.0
+    #: Seconds one request may take in all (connect, send, wait, read), whatever the app does.
+    request_timeout: float = 60.0
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> ProvisioningSettings:
-        """Build from stored JSON, ignoring unknown keys so old rows keep loading."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in (data or {}).items() if k in known}
-        settings = replace(cls(), **values)
-        return replace(
-            settings,
-            update_method=UpdateMethod(settings.update_method),
-            deprovision=Deprovision(settings.deprovision),
-            on_suspend=SuspendAction(settings.on_suspend),
-            membership_method=MembershipMethod(settings.membership_method),
-        )
+        """Build from stored JSON. Unknown keys are ignored so old rows keep loading; a stored
+        value out of bounds is brought into them and one of the wrong type falls back to the
+        default, so no stored row can stop the engine."""
+        kinds = get_type_hints(cls)
+        defaults = cls()
+        values: dict[str, Any] = {}
+        for name, value in (data or {}).items():
+            if name not in kinds:
+                continue
+            try:
+                values[name] = _checked(name, kinds[name], _clamped(name, value))
+            except InvalidRequest:
+                values[name] = getattr(defaults, name)
+        return replace(defaults, **values)
 
 
 def public_name(field_name: str) -> str:
@@ -107,14 +114,35 @@ def public_name(field_name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-#: Inclusive bounds for numeric settings (None: unbounded on that side).
-BOUNDS: dict[str, tuple[float | None, float | None]] = {
+#: Inclusive bounds of every numeric setting (documented in docs/api.md).
+BOUNDS: dict[str, tuple[float, float]] = {
     "membership_batch_size": (1, MAX_BATCH_SIZE),
-    "max_concurrency": (1, None),
-    "rate_limit_per_second": (0, None),
+    "max_concurrency": (1, 256),
+    "rate_limit_per_second": (0, 10_000),
     "mass_change_threshold": (0, 1),
-    "full_reconcile_interval": (0, None),
+    "mass_change_minimum": (0, 1_000_000),
+    "full_reconcile_interval": (0, 31_536_000),
+    "connect_timeout": (1, 60),
+    "request_timeout": (1, 600),
 }
+#: Numeric settings where 0 means "off" and any other value must reach this minimum.
+OFF_OR_AT_LEAST: dict[str, float] = {"full_reconcile_interval": 60}
+#: Longest text setting.
+MAX_TEXT = 1024
+
+
+def _clamped(name: str, value: Any) -> Any:
+    """A stored number brought into its bounds (rows written before the bounds existed)."""
+    if name not in BOUNDS or isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if not math.isfinite(value):
+        return value
+    low, high = BOUNDS[name]
+    value = min(max(value, low), high)
+    floor = OFF_OR_AT_LEAST.get(name)
+    if floor is not None and 0 < value < floor:
+        value = floor
+    return int(value) if isinstance(getattr(ProvisioningSettings(), name), int) else value
 
 
 def _refuse(cause: str) -> InvalidRequest:
@@ -136,16 +164,25 @@ def _checked(name: str, kind: Any, value: Any) -> Any:
     if kind is str:
         if not isinstance(value, str) or not value.strip():
             raise _refuse(f"{where}: must be a string")
+        if len(value) > MAX_TEXT:
+            raise _refuse(f"{where}: must be at most {MAX_TEXT} characters")
         return value
     numeric = (int,) if kind is int else (int, float)
     if not isinstance(value, numeric) or isinstance(value, bool) or not math.isfinite(value):
         raise _refuse(f"{where}: must be {'an integer' if kind is int else 'a number'}")
-    low, high = BOUNDS.get(name, (None, None))
-    if low is not None and value < low:
-        raise _refuse(f"{where}: must be at least {low}")
-    if high is not None and value > high:
-        raise _refuse(f"{where}: must be at most {high}")
-    return value
+    low, high = BOUNDS[name]
+    if value < low:
+        raise _refuse(f"{where}: must be at least {_number(low)}")
+    if value > high:
+        raise _refuse(f"{where}: must be at most {_number(high)}")
+    floor = OFF_OR_AT_LEAST.get(name)
+    if floor is not None and 0 < value < floor:
+        raise _refuse(f"{where}: must be 0 (off) or at least {_number(floor)}")
+    return float(value) if kind is float else value
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:

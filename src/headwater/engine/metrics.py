@@ -84,6 +84,12 @@ class Metrics:
         self.keys_reconciled = Counter(
             "headwater_keys_reconciled", "Keys reconciled", registry=self.registry
         )
+        self.reconcile_failures = Counter(
+            "headwater_reconcile_failures",
+            "Reconciles of an app that failed unexpectedly (their keys are retried later)",
+            ["app"],
+            registry=self.registry,
+        )
         self.registry.register(_DatabaseCollector(database))
 
     def observe_request(

@@ -9,34 +9,66 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import threading
+import time
+from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from headwater import clock
+from sqlalchemy.orm import Session
+
+from headwater import clock, ids
 from headwater.config import Settings
-from headwater.db import leases, outbox
+from headwater.db import events, leases, outbox
+from headwater.db import tables as t
 from headwater.db.engine import Database
+from headwater.db.events import SYSTEM, Target
 from headwater.db.leases import ClaimedKey
 from headwater.engine import schedule
 from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.metrics import Metrics
 from headwater.engine.reconciler import Reconciler
 
-__all__ = ["Worker", "WorkerThread"]
+__all__ = ["Liveness", "Worker", "WorkerThread"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds between heartbeats, and between housekeeping runs.
 HEARTBEAT_EVERY = 10.0
 HOUSEKEEPING_EVERY = 30.0
+#: Longest wait before a failing app's keys are tried again.
+CRASH_BACKOFF_MAX = 600.0
+#: Pause after an error in the loop itself (the database away).
+LOOP_ERROR_PAUSE = 2.0
+#: Seconds a stopping worker gives its running lanes.
+STOP_GRACE = 10.0
+
+
+@dataclass
+class Liveness:
+    """What ``/health`` says of a worker."""
+
+    alive: bool
+    #: Seconds since the loop last went round (a stuck loop stops counting).
+    loop_age: float
+    #: Seconds since the worker last beat in the heartbeat table.
+    heartbeat_age: float | None
+    stuck: bool
+    last_error: dict[str, str] | None
 
 
 class Worker:
-    """One reconcile worker; ``headwater worker`` runs one, ``serve`` embeds one."""
+    """One reconcile worker; ``headwater worker`` runs one, ``serve`` embeds one.
+
+    Each app's keys go through their own lane: a slow or hanging app holds only its own keys,
+    and an exception in one app's reconcile is logged, recorded against that app and retried
+    later, while every other app goes on.
+    """
 
     def __init__(
         self,
@@ -57,8 +89,17 @@ class Worker:
         self.reconciler = Reconciler(database, connectors, settings, metrics)
         self._wake = asyncio.Event()
         self.batches = 0
+        #: Keys in flight, by app (one lane per app).
+        self._in_flight: dict[str, list[ClaimedKey]] = {}
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        #: Failed reconciles in a row, by app (their keys back off further each time).
+        self._crashes: dict[str, int] = {}
+        self._last_beat = -1e9
+        self._last_tick = time.monotonic()
+        self._last_beat_wall: datetime | None = None
+        self.last_error: dict[str, str] | None = None
 
-    # --- one step -----------------------------------------------------------------------------
+    # --- leases and heartbeat -----------------------------------------------------------------
 
     def _claim(self) -> list[ClaimedKey]:
         with self.database.transaction() as session:
@@ -68,50 +109,57 @@ class Worker:
                 limit=self.settings.worker_batch_size,
                 lease_seconds=self.settings.lease_seconds,
                 app_ids=self.app_ids,
+                exclude_app_ids=list(self._in_flight),
             )
-
-    async def step(self) -> int:
-        """Claim and reconcile one batch; returns how many keys it held."""
-        keys = await asyncio.to_thread(self._claim)
-        if not keys:
-            return 0
-        heartbeat = asyncio.create_task(self._keep_leases(keys))
-        started = asyncio.get_running_loop().time()
-        try:
-            await self.reconciler.reconcile(keys)
-            self.metrics.reconcile_seconds.observe(asyncio.get_running_loop().time() - started)
-            self.metrics.keys_reconciled.inc(len(keys))
-        except Exception:
-            log.exception("reconcile batch failed; keys will be retried")
-            await asyncio.to_thread(self._release, keys)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-        self.batches += 1
-        return len(keys)
-
-    def _release(self, keys: Sequence[ClaimedKey]) -> None:
-        with self.database.transaction() as session:
-            for key in keys:
-                leases.retry_later(
-                    session, key, self.settings.retry_base_seconds * 5, count_attempt=False
-                )
-
-    async def _keep_leases(self, keys: Sequence[ClaimedKey]) -> None:
-        lease = self.settings.lease_seconds
-        while True:
-            await asyncio.sleep(max(lease / 3, 0.5))
-            await asyncio.to_thread(self._extend, keys, lease)
-
-    def _extend(self, keys: Sequence[ClaimedKey], lease: float) -> None:
-        with self.database.transaction() as session:
-            leases.extend(session, self.worker_id, keys, lease)
 
     def heartbeat(self) -> int:
         """Say we are alive; returns how many workers are (to share per-app limits)."""
         with self.database.transaction() as session:
-            return leases.beat(session, self.worker_id)
+            if self._last_beat_wall is None:
+                self._forget_dead_neighbours(session)
+            live = leases.beat(session, self.worker_id)
+        self._last_beat_wall = clock.utcnow()
+        return live
+
+    def _forget_dead_neighbours(self, session: Session) -> None:
+        """Workers of this host whose process is gone (a predecessor killed before it could
+        sign off): their leases end now, not when they run out."""
+        host = socket.gethostname()
+        dead = []
+        for worker_id, _ in leases.workers(session):
+            name, _, rest = worker_id.partition(":")
+            pid_text = rest.partition(":")[0]
+            if name != host or not pid_text.isdigit() or int(pid_text) == os.getpid():
+                continue
+            if not _process_alive(int(pid_text)):
+                dead.append(worker_id)
+        if dead:
+            log.info("releasing the leases of %d dead worker(s) of this host", len(dead))
+            leases.forget_workers(session, dead)
+
+    async def _beat_if_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_beat >= HEARTBEAT_EVERY:
+            self._last_beat = loop.time()
+            self.reconciler.share = await asyncio.to_thread(self.heartbeat)
+
+    async def _keeper(self) -> None:
+        """Beat and extend the leases of every key in flight while lanes run."""
+        lease = self.settings.lease_seconds
+        every = min(max(lease / 3, 0.5), HEARTBEAT_EVERY)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._beat_if_due()
+                keys = [key for group in self._in_flight.values() for key in group]
+                if keys:
+                    await asyncio.to_thread(self._extend, keys, lease)
+            except Exception:
+                log.warning("could not extend leases; will try again", exc_info=True)
+
+    def _extend(self, keys: Sequence[ClaimedKey], lease: float) -> None:
+        with self.database.transaction() as session:
+            leases.extend(session, self.worker_id, keys, lease)
 
     def _sign_off(self) -> None:
         with self.database.transaction() as session:
@@ -119,7 +167,61 @@ class Worker:
 
     def _next_due(self) -> datetime | None:
         with self.database.read() as session:
-            return leases.next_due(session)
+            return leases.next_due(session, list(self._in_flight))
+
+    # --- lanes --------------------------------------------------------------------------------
+
+    async def _lane(self, app_id: str, keys: list[ClaimedKey]) -> None:
+        """One app's keys, start to finish; whatever goes wrong stays with this app."""
+        self._in_flight[app_id] = keys
+        started = time.monotonic()
+        try:
+            await self.reconciler.reconcile_app(ids.new_id("rcn"), app_id, keys)
+            self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+            self.metrics.keys_reconciled.inc(len(keys))
+            self._crashes.pop(app_id, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._app_failed(app_id, keys, exc)
+        finally:
+            self._in_flight.pop(app_id, None)
+
+    async def _app_failed(self, app_id: str, keys: list[ClaimedKey], exc: Exception) -> None:
+        crashes = self._crashes[app_id] = self._crashes.get(app_id, 0) + 1
+        delay = min(CRASH_BACKOFF_MAX, self.settings.retry_base_seconds * 5 * 2 ** (crashes - 1))
+        summary = f"{type(exc).__name__}: {_short(str(exc))}"
+        log.error(
+            "reconcile of app %s failed (%s); its %d key(s) retry in %.0f s",
+            app_id,
+            summary,
+            len(keys),
+            delay,
+            exc_info=exc,
+            extra={"app_id": app_id, "crashes": crashes},
+        )
+        self.last_error = {"at": clock.utcnow().isoformat(), "appId": app_id, "message": summary}
+        self.metrics.reconcile_failures.labels(app_id).inc()
+        try:
+            await asyncio.to_thread(_release, self.database, app_id, keys, delay, summary, crashes)
+        except Exception:
+            log.exception("could not release the keys of app %s; their leases will end", app_id)
+
+    async def step(self) -> int:
+        """Claim one batch and reconcile it to the end, app lanes side by side (tests, CLI)."""
+        await self._beat_if_due()
+        keys = await asyncio.to_thread(self._claim)
+        if not keys:
+            return 0
+        keeper = asyncio.create_task(self._keeper())
+        try:
+            await asyncio.gather(*(self._lane(a, k) for a, k in _by_app(keys).items()))
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        self.batches += 1
+        return len(keys)
 
     # --- loops --------------------------------------------------------------------------------
 
@@ -140,34 +242,91 @@ class Worker:
             await asyncio.sleep(max(wait, 0.01))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set."""
+        """Run until ``stop`` is set: claim for idle apps, start their lanes, sleep until a lane
+        ends, a key is enqueued (NOTIFY) or the next key is due."""
         listener = asyncio.create_task(self._listen(stop))
-        last_housekeeping = last_heartbeat = -1e9
+        keeper = asyncio.create_task(self._keeper())
+        last_housekeeping = -1e9
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
-                if loop.time() - last_heartbeat > HEARTBEAT_EVERY:
-                    last_heartbeat = loop.time()
-                    self.reconciler.share = await asyncio.to_thread(self.heartbeat)
-                if loop.time() - last_housekeeping > HOUSEKEEPING_EVERY:
-                    last_housekeeping = loop.time()
-                    await asyncio.to_thread(schedule.start_full_reconciles, self.database)
-                    await asyncio.to_thread(schedule.purge_deleted_users, self.database)
-                if await self.step():
-                    continue
+                self._last_tick = time.monotonic()
                 self._wake.clear()
-                next_due = await asyncio.to_thread(self._next_due)
+                try:
+                    await self._beat_if_due()
+                    if loop.time() - last_housekeeping > HOUSEKEEPING_EVERY:
+                        last_housekeeping = loop.time()
+                        await asyncio.to_thread(schedule.start_full_reconciles, self.database)
+                        await asyncio.to_thread(schedule.purge_deleted_users, self.database)
+                    if len(self._lanes) < self.settings.worker_lanes and self._start_lanes(
+                        await asyncio.to_thread(self._claim)
+                    ):
+                        continue
+                    next_due = await asyncio.to_thread(self._next_due)
+                except Exception as exc:
+                    # The database went away, most likely: say so, wait a little, go on.
+                    log.exception("worker loop error; retrying")
+                    self.last_error = {
+                        "at": clock.utcnow().isoformat(),
+                        "appId": "",
+                        "message": f"{type(exc).__name__}: {_short(str(exc))}",
+                    }
+                    next_due = clock.utcnow() + timedelta(seconds=LOOP_ERROR_PAUSE)
                 timeout = self.settings.idle_poll_seconds
                 if next_due is not None:
                     timeout = min(timeout, max((next_due - clock.utcnow()).total_seconds(), 0))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wait(stop), timeout=max(timeout, 0.01))
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            await self._stop_lanes()
+            for task in (listener, keeper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.reconciler.aclose()
-            await asyncio.to_thread(self._sign_off)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._sign_off)
+
+    def _start_lanes(self, keys: list[ClaimedKey]) -> bool:
+        for app_id, app_keys in _by_app(keys).items():
+            self._in_flight[app_id] = app_keys  # excluded from the next claim at once
+            lane = asyncio.create_task(self._lane(app_id, app_keys))
+            self._lanes[app_id] = lane
+            lane.add_done_callback(functools.partial(self._lane_done, app_id))
+        if keys:
+            self.batches += 1
+        return bool(keys)
+
+    def _lane_done(self, app_id: str, _: asyncio.Task[None]) -> None:
+        self._lanes.pop(app_id, None)
+        self._wake.set()
+
+    async def _stop_lanes(self) -> None:
+        """Let running lanes finish their requests (bounded); keys left in flight are released
+        by signing off."""
+        lanes = list(self._lanes.values())
+        if not lanes:
+            return
+        _, pending = await asyncio.wait(lanes, timeout=STOP_GRACE)
+        for lane in pending:
+            lane.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    def liveness(self) -> Liveness:
+        loop_age = time.monotonic() - self._last_tick
+        beat_age = (
+            (clock.utcnow() - self._last_beat_wall).total_seconds()
+            if self._last_beat_wall is not None
+            else None
+        )
+        return Liveness(
+            alive=True,
+            loop_age=loop_age,
+            heartbeat_age=beat_age,
+            stuck=loop_age > self.settings.worker_stuck_seconds,
+            last_error=self.last_error,
+        )
 
     async def _wait(self, stop: asyncio.Event) -> None:
         wake = asyncio.create_task(self._wake.wait())
@@ -200,6 +359,52 @@ class Worker:
                 await asyncio.sleep(1.0)
 
 
+def _by_app(keys: Sequence[ClaimedKey]) -> dict[str, list[ClaimedKey]]:
+    by_app: dict[str, list[ClaimedKey]] = defaultdict(list)
+    for key in keys:
+        by_app[key.app_id].append(key)
+    return by_app
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _release(
+    database: Database,
+    app_id: str,
+    keys: Sequence[ClaimedKey],
+    delay: float,
+    summary: str,
+    crashes: int,
+) -> None:
+    """Put a failed app's keys back, later; say so in the system log (once per failing run)."""
+    with database.transaction() as session:
+        for key in keys:
+            leases.retry_later(session, key, delay, count_attempt=False)
+        if crashes == 1 and session.get(t.App, app_id) is not None:
+            events.record(
+                session,
+                "app.headwater.reconcile.failed",
+                f"Reconcile failed and will be retried: {summary}",
+                actor=SYSTEM,
+                targets=[Target(app_id, "AppInstance")],
+                outcome="FAILURE",
+                reason=summary,
+            )
+
+
 class WorkerThread:
     """A Worker on its own event loop in a daemon thread (inside ``headwater serve``)."""
 
@@ -222,6 +427,12 @@ class WorkerThread:
     def start(self) -> None:
         self._thread.start()
         self._ready.wait(timeout=10)
+
+    def liveness(self) -> Liveness:
+        """The worker's liveness; a thread that died (it should not) is not alive."""
+        found = self.worker.liveness()
+        found.alive = self._thread.is_alive()
+        return found
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
