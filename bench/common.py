@@ -41,6 +41,7 @@ __all__ = [
     "SECRET_KEY",
     "Context",
     "Databases",
+    "IncompleteRun",
     "Meter",
     "Mode",
     "PostgresUnavailable",
@@ -58,6 +59,7 @@ __all__ = [
     "ok",
     "percentile",
     "pg_database",
+    "require_complete",
     "scim_user_body",
     "seed_group",
     "seed_users",
@@ -138,6 +140,21 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:8.2f} ms"
+
+
+class IncompleteRun(RuntimeError):
+    """A measured run did less work than asked (fewer accounts or members downstream, keys left
+    pending, failed requests). Its wall time would flatter it, so the benchmark stops there:
+    ``bench.run`` exits non-zero and no ratio of that benchmark is printed or recorded."""
+
+
+def require_complete(what: str, done: int, asked: int, unit: str) -> None:
+    """Raise IncompleteRun unless ``done == asked``."""
+    if done != asked:
+        raise IncompleteRun(
+            f"{what}: the downstream holds {done:,} {unit}, {asked:,} were asked for; "
+            "a run that does less work than asked is not comparable"
+        )
 
 
 class Report:

@@ -5,6 +5,10 @@ an in-process worker draining the keys until none is pending. Floor: a bare
 ``httpx.AsyncClient`` with the same concurrency sending the same requests (``GET /Users?filter=
 userName eq "..."`` then ``POST /Users`` per user) to a fresh scim2-server. Both downstreams are
 real subprocesses on loopback; the ratio is Headwater's wall time over the floor's.
+
+Every run must leave exactly N accounts downstream (and, for Headwater, no key pending and no
+failed request); otherwise the benchmark fails with ``IncompleteRun`` rather than report a
+ratio for less work.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import httpx
 from bench.common import (
     SCIM_HEADERS,
     Context,
+    IncompleteRun,
     Meter,
     PostgresUnavailable,
     RequestCounter,
@@ -33,6 +38,7 @@ from bench.common import (
     make_runtime,
     median,
     pg_database,
+    require_complete,
     scim_user_body,
     seed_group,
     seed_users,
@@ -118,6 +124,7 @@ def run_floor(count: int, concurrency: int) -> Result:
         with Meter({"scim": server.pid}) as meter:
             counts = asyncio.run(floor_provision(server.base_url, bodies, concurrency))
         converged = scim_total(server.base_url)
+    require_complete(f"{NAME}: floor", converged, count, "accounts")
     return Result(meter.usage, counts, converged)
 
 
@@ -141,8 +148,14 @@ def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
                 asyncio.run(drain(runtime))
             left = pending(runtime)
             if left or counter.failures:
-                raise RuntimeError(f"not converged: {left} keys pending, {counter.failures} errors")
+                raise IncompleteRun(
+                    f"{NAME}: headwater[{runtime.database.dialect}] did not converge: "
+                    f"{left} keys pending, {counter.failures} failed requests"
+                )
             converged = scim_total(server.base_url)
+        require_complete(
+            f"{NAME}: headwater[{runtime.database.dialect}]", converged, count, "accounts"
+        )
         return Result(meter.usage, Counter(counter.counts), converged), put.usage.wall
     finally:
         runtime.close()
@@ -215,8 +228,6 @@ def run(ctx: Context) -> None:
         report.line(
             f"headwater[{db}] assignment PUT (enqueues {count:,} keys): {median(puts[db]):.3f} s"
         )
-        if result.converged != count or floor.converged != count:
-            report.note(f"downstream holds {result.converged} / floor {floor.converged} accounts")
         report.ratio(
             NAME,
             f"headwater[{db}] / floor wall time",

@@ -6,6 +6,10 @@ then an in-process worker drained until no key is pending. Floor: a bare client 
 same requests (find the group by name, create it, then the batched membership PATCHes, one at a
 time) to a fresh scim2-server holding the same users. scim2-server copies the whole group on
 every PATCH, so each PATCH costs time in proportion to the group's size; requests are counted.
+
+Every run must leave the downstream group with exactly N members (and, for Headwater, no key
+pending and no failed request); otherwise the benchmark fails with ``IncompleteRun`` rather
+than report a ratio for less work.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy import insert
 from bench.common import (
     SCIM_HEADERS,
     Context,
+    IncompleteRun,
     Meter,
     RequestCounter,
     Usage,
@@ -33,6 +38,7 @@ from bench.common import (
     make_runtime,
     ok,
     pg_database,
+    require_complete,
     scim_user_body,
     seed_group,
     seed_users,
@@ -130,6 +136,7 @@ def run_floor(count: int) -> Result:
         with Meter({"scim": server.pid}) as meter:
             counts = asyncio.run(floor_push(server.base_url, external))
         members = group_members(server.base_url, GROUP)
+    require_complete(f"{NAME}: floor", members, count, "group members")
     return Result(meter.usage, counts, members)
 
 
@@ -154,8 +161,12 @@ def run_headwater(ctx: Context, url: str, count: int) -> Result:
                 asyncio.run(drain(runtime))
             left = pending(runtime)
             if left or counter.failures:
-                raise RuntimeError(f"not converged: {left} keys pending, {counter.failures} errors")
+                raise IncompleteRun(
+                    f"{NAME}: headwater[sqlite] did not converge: {left} keys pending, "
+                    f"{counter.failures} failed requests"
+                )
             members = group_members(server.base_url, GROUP)
+        require_complete(f"{NAME}: headwater[sqlite]", members, count, "group members")
         return Result(meter.usage, Counter(counter.counts), members)
     finally:
         runtime.close()
@@ -230,8 +241,6 @@ def run(ctx: Context) -> None:
         size=count,
     )
     report.line(f"headwater[sqlite] requests: {_describe(result.requests)}")
-    if result.members != count or floor.members != count:
-        report.note(f"downstream group holds {result.members} / floor {floor.members} members")
     report.ratio(
         NAME,
         "headwater[sqlite] / floor wall time",
