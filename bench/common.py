@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
@@ -56,6 +56,7 @@ __all__ = [
     "login_of",
     "make_runtime",
     "median",
+    "median_run",
     "ok",
     "percentile",
     "pg_database",
@@ -97,7 +98,7 @@ class Mode:
     latency_changes: int
     #: Repetitions of the cheap per-request measurements.
     samples: int
-    #: Repetitions of whole provisioning runs (the median is reported).
+    #: Repetitions of whole ``provision`` and ``push`` runs (the median run is reported).
     runs: int
     #: Databases of the ``provision`` benchmark (``workers`` covers PostgreSQL by default).
     provision_databases: tuple[str, ...]
@@ -155,6 +156,19 @@ def require_complete(what: str, done: int, asked: int, unit: str) -> None:
             f"{what}: the downstream holds {done:,} {unit}, {asked:,} were asked for; "
             "a run that does less work than asked is not comparable"
         )
+
+
+class _Timed(Protocol):
+    @property
+    def usage(self) -> Usage: ...
+
+
+TimedRun = TypeVar("TimedRun", bound=_Timed)
+
+
+def median_run(runs: Sequence[TimedRun]) -> TimedRun:
+    """The run with the median wall time (the upper of the two middle ones for an even count)."""
+    return sorted(runs, key=lambda run: run.usage.wall)[len(runs) // 2]
 
 
 class Report:

@@ -37,6 +37,7 @@ from bench.common import (
     login_of,
     make_runtime,
     median,
+    median_run,
     pg_database,
     require_complete,
     scim_user_body,
@@ -166,11 +167,6 @@ def _describe(counts: Counter[str]) -> str:
     return ", ".join(f"{key} {n}" for key, n in sorted(counts.items()))
 
 
-def _middle(results: list[Result]) -> Result:
-    """The run with the median wall time."""
-    return sorted(results, key=lambda r: r.usage.wall)[len(results) // 2]
-
-
 def run(ctx: Context) -> None:
     """Provision N users through Headwater on SQLite and PostgreSQL, interleaved with the floor."""
     report, count, runs = ctx.report, ctx.mode.provision_users, ctx.mode.runs
@@ -197,7 +193,7 @@ def run(ctx: Context) -> None:
             results[db].append(result)
             puts[db].append(put_seconds)
             report.line(f"run {index + 1}: headwater[{db}] {result.usage.wall:.1f} s")
-    floor = _middle(floors)
+    floor = median_run(floors)
     report.row(
         NAME,
         f"floor (bare httpx, {concurrency} lanes)",
@@ -210,7 +206,7 @@ def run(ctx: Context) -> None:
     )
     report.line(f"floor requests: {_describe(floor.requests)}")
     for db in databases:
-        result = _middle(results[db])
+        result = median_run(results[db])
         wall = result.usage.wall
         report.row(
             NAME,

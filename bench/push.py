@@ -7,9 +7,10 @@ same requests (find the group by name, create it, then the batched membership PA
 time) to a fresh scim2-server holding the same users. scim2-server copies the whole group on
 every PATCH, so each PATCH costs time in proportion to the group's size; requests are counted.
 
-Every run must leave the downstream group with exactly N members (and, for Headwater, no key
-pending and no failed request); otherwise the benchmark fails with ``IncompleteRun`` rather
-than report a ratio for less work.
+``--runs N`` repeats floor and Headwater runs, interleaved; the run with the median wall time
+is reported. Every run must leave the downstream group with exactly N members (and, for
+Headwater, no key pending and no failed request); otherwise the benchmark fails with
+``IncompleteRun`` rather than report a ratio for less work.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from bench.common import (
     create_scim_app,
     login_of,
     make_runtime,
+    median_run,
     ok,
     pg_database,
     require_complete,
@@ -215,10 +217,21 @@ def _describe(counts: Counter[str]) -> str:
 
 
 def run(ctx: Context) -> None:
-    """Push an N-member group through Headwater (SQLite) and through the bare floor."""
-    report, count = ctx.report, ctx.mode.push_members
-    report.section(f"push: Group Push of a {count:,}-member group (accounts already exist)")
-    floor = run_floor(count)
+    """Push an N-member group through Headwater (SQLite) and through the bare floor, ``runs``
+    times each, interleaved; the run with the median wall time of each is reported."""
+    report, count, runs = ctx.report, ctx.mode.push_members, ctx.mode.runs
+    report.section(
+        f"push: Group Push of a {count:,}-member group (accounts already exist; "
+        f"{runs} run{'s' if runs > 1 else ''} each, median shown)"
+    )
+    floors: list[Result] = []
+    results: list[Result] = []
+    for index in range(runs):
+        floors.append(run_floor(count))
+        report.line(f"run {index + 1}: floor {floors[-1].usage.wall:.1f} s")
+        results.append(run_headwater(ctx, ctx.databases.sqlite(), count))
+        report.line(f"run {index + 1}: headwater[sqlite] {results[-1].usage.wall:.1f} s")
+    floor, result = median_run(floors), median_run(results)
     report.row(
         NAME,
         "floor (bare httpx, sequential)",
@@ -227,9 +240,9 @@ def run(ctx: Context) -> None:
         requests=dict(floor.requests),
         members=floor.members,
         size=count,
+        walls=[r.usage.wall for r in floors],
     )
     report.line(f"floor requests: {_describe(floor.requests)}")
-    result = run_headwater(ctx, ctx.databases.sqlite(), count)
     report.row(
         NAME,
         "headwater[sqlite]",
@@ -239,6 +252,7 @@ def run(ctx: Context) -> None:
         requests=dict(result.requests),
         members=result.members,
         size=count,
+        walls=[r.usage.wall for r in results],
     )
     report.line(f"headwater[sqlite] requests: {_describe(result.requests)}")
     report.ratio(

@@ -6,6 +6,7 @@ Not a timed assertion: the figures are whatever this machine gives; only the sha
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -126,3 +127,20 @@ def test_bench_run_exits_non_zero_on_an_incomplete_run(
     assert "error: provision: floor: the downstream holds 19 accounts" in err
     assert "benchmark 'provision' failed" in err
     assert not results.exists()
+
+
+@pytest.mark.e2e
+def test_push_honours_runs(tmp_path: Path) -> None:
+    """``--runs 3``: three floor and three Headwater runs, the median one reported."""
+    databases = Databases(tmp_path)
+    ctx = Context(dataclasses.replace(TINY, runs=3), Report(), databases, tmp_path)
+    try:
+        push.run(ctx)
+    finally:
+        databases.close()
+    rows = {row["name"]: row for row in ctx.report.rows}
+    for name in ("floor (bare httpx, sequential)", "headwater[sqlite]"):
+        walls = rows[name]["walls"]
+        assert len(walls) == 3
+        assert rows[name]["usage"]["wall"] == sorted(walls)[1]
+    assert len(ctx.report.ratios) == 3
