@@ -13,6 +13,8 @@ import httpx
 import pytest
 from demokit import Demo
 
+from headwater.testing.scimserver import ScimServerProcess
+
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
@@ -48,3 +50,14 @@ def test_the_demo_stops_with_its_scim_server(tmp_path: Path, signum: signal.Sign
         assert not accepts_connections(demo.scim_port)
         assert not accepts_connections(demo.port)
         assert "Traceback" not in demo.output, demo.output
+
+
+@pytest.mark.parametrize("backend", ["uvicorn", "cli"])
+def test_the_downstream_takes_a_token_that_starts_with_a_dash(backend: str) -> None:
+    """The demo's random SCIM token (``secrets.token_urlsafe``) starts with "-" once in 64
+    runs; the SCIM server must not take it for an option and refuse to start."""
+    token = "-starts-with-a-dash"
+    with ScimServerProcess(bearer_token=token, backend=backend) as server:  # type: ignore[arg-type]
+        url = server.base_url + "/Users"
+        assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert httpx.get(url, headers={"Authorization": "Bearer other"}).status_code == 401
