@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
@@ -41,6 +41,7 @@ __all__ = [
     "SECRET_KEY",
     "Context",
     "Databases",
+    "IncompleteRun",
     "Meter",
     "Mode",
     "PostgresUnavailable",
@@ -55,9 +56,11 @@ __all__ = [
     "login_of",
     "make_runtime",
     "median",
+    "median_run",
     "ok",
     "percentile",
     "pg_database",
+    "require_complete",
     "scim_user_body",
     "seed_group",
     "seed_users",
@@ -95,7 +98,7 @@ class Mode:
     latency_changes: int
     #: Repetitions of the cheap per-request measurements.
     samples: int
-    #: Repetitions of whole provisioning runs (the median is reported).
+    #: Repetitions of whole ``provision`` and ``push`` runs (the median run is reported).
     runs: int
     #: Databases of the ``provision`` benchmark (``workers`` covers PostgreSQL by default).
     provision_databases: tuple[str, ...]
@@ -138,6 +141,34 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:8.2f} ms"
+
+
+class IncompleteRun(RuntimeError):
+    """A measured run did less work than asked (fewer accounts or members downstream, keys left
+    pending, failed requests). Its wall time would flatter it, so the benchmark stops there:
+    ``bench.run`` exits non-zero and no ratio of that benchmark is printed or recorded."""
+
+
+def require_complete(what: str, done: int, asked: int, unit: str) -> None:
+    """Raise IncompleteRun unless ``done == asked``."""
+    if done != asked:
+        raise IncompleteRun(
+            f"{what}: the downstream holds {done:,} {unit}, {asked:,} were asked for; "
+            "a run that does less work than asked is not comparable"
+        )
+
+
+class _Timed(Protocol):
+    @property
+    def usage(self) -> Usage: ...
+
+
+TimedRun = TypeVar("TimedRun", bound=_Timed)
+
+
+def median_run(runs: Sequence[TimedRun]) -> TimedRun:
+    """The run with the median wall time (the upper of the two middle ones for an even count)."""
+    return sorted(runs, key=lambda run: run.usage.wall)[len(runs) // 2]
 
 
 class Report:

@@ -5,6 +5,10 @@ an in-process worker draining the keys until none is pending. Floor: a bare
 ``httpx.AsyncClient`` with the same concurrency sending the same requests (``GET /Users?filter=
 userName eq "..."`` then ``POST /Users`` per user) to a fresh scim2-server. Both downstreams are
 real subprocesses on loopback; the ratio is Headwater's wall time over the floor's.
+
+Every run must leave exactly N accounts downstream (and, for Headwater, no key pending and no
+failed request); otherwise the benchmark fails with ``IncompleteRun`` rather than report a
+ratio for less work.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import httpx
 from bench.common import (
     SCIM_HEADERS,
     Context,
+    IncompleteRun,
     Meter,
     PostgresUnavailable,
     RequestCounter,
@@ -32,7 +37,9 @@ from bench.common import (
     login_of,
     make_runtime,
     median,
+    median_run,
     pg_database,
+    require_complete,
     scim_user_body,
     seed_group,
     seed_users,
@@ -118,6 +125,7 @@ def run_floor(count: int, concurrency: int) -> Result:
         with Meter({"scim": server.pid}) as meter:
             counts = asyncio.run(floor_provision(server.base_url, bodies, concurrency))
         converged = scim_total(server.base_url)
+    require_complete(f"{NAME}: floor", converged, count, "accounts")
     return Result(meter.usage, counts, converged)
 
 
@@ -141,8 +149,14 @@ def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
                 asyncio.run(drain(runtime))
             left = pending(runtime)
             if left or counter.failures:
-                raise RuntimeError(f"not converged: {left} keys pending, {counter.failures} errors")
+                raise IncompleteRun(
+                    f"{NAME}: headwater[{runtime.database.dialect}] did not converge: "
+                    f"{left} keys pending, {counter.failures} failed requests"
+                )
             converged = scim_total(server.base_url)
+        require_complete(
+            f"{NAME}: headwater[{runtime.database.dialect}]", converged, count, "accounts"
+        )
         return Result(meter.usage, Counter(counter.counts), converged), put.usage.wall
     finally:
         runtime.close()
@@ -151,11 +165,6 @@ def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
 
 def _describe(counts: Counter[str]) -> str:
     return ", ".join(f"{key} {n}" for key, n in sorted(counts.items()))
-
-
-def _middle(results: list[Result]) -> Result:
-    """The run with the median wall time."""
-    return sorted(results, key=lambda r: r.usage.wall)[len(results) // 2]
 
 
 def run(ctx: Context) -> None:
@@ -184,7 +193,7 @@ def run(ctx: Context) -> None:
             results[db].append(result)
             puts[db].append(put_seconds)
             report.line(f"run {index + 1}: headwater[{db}] {result.usage.wall:.1f} s")
-    floor = _middle(floors)
+    floor = median_run(floors)
     report.row(
         NAME,
         f"floor (bare httpx, {concurrency} lanes)",
@@ -197,7 +206,7 @@ def run(ctx: Context) -> None:
     )
     report.line(f"floor requests: {_describe(floor.requests)}")
     for db in databases:
-        result = _middle(results[db])
+        result = median_run(results[db])
         wall = result.usage.wall
         report.row(
             NAME,
@@ -215,8 +224,6 @@ def run(ctx: Context) -> None:
         report.line(
             f"headwater[{db}] assignment PUT (enqueues {count:,} keys): {median(puts[db]):.3f} s"
         )
-        if result.converged != count or floor.converged != count:
-            report.note(f"downstream holds {result.converged} / floor {floor.converged} accounts")
         report.ratio(
             NAME,
             f"headwater[{db}] / floor wall time",

@@ -6,6 +6,11 @@ then an in-process worker drained until no key is pending. Floor: a bare client 
 same requests (find the group by name, create it, then the batched membership PATCHes, one at a
 time) to a fresh scim2-server holding the same users. scim2-server copies the whole group on
 every PATCH, so each PATCH costs time in proportion to the group's size; requests are counted.
+
+``--runs N`` repeats floor and Headwater runs, interleaved; the run with the median wall time
+is reported. Every run must leave the downstream group with exactly N members (and, for
+Headwater, no key pending and no failed request); otherwise the benchmark fails with
+``IncompleteRun`` rather than report a ratio for less work.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy import insert
 from bench.common import (
     SCIM_HEADERS,
     Context,
+    IncompleteRun,
     Meter,
     RequestCounter,
     Usage,
@@ -31,8 +37,10 @@ from bench.common import (
     create_scim_app,
     login_of,
     make_runtime,
+    median_run,
     ok,
     pg_database,
+    require_complete,
     scim_user_body,
     seed_group,
     seed_users,
@@ -130,6 +138,7 @@ def run_floor(count: int) -> Result:
         with Meter({"scim": server.pid}) as meter:
             counts = asyncio.run(floor_push(server.base_url, external))
         members = group_members(server.base_url, GROUP)
+    require_complete(f"{NAME}: floor", members, count, "group members")
     return Result(meter.usage, counts, members)
 
 
@@ -154,8 +163,12 @@ def run_headwater(ctx: Context, url: str, count: int) -> Result:
                 asyncio.run(drain(runtime))
             left = pending(runtime)
             if left or counter.failures:
-                raise RuntimeError(f"not converged: {left} keys pending, {counter.failures} errors")
+                raise IncompleteRun(
+                    f"{NAME}: headwater[sqlite] did not converge: {left} keys pending, "
+                    f"{counter.failures} failed requests"
+                )
             members = group_members(server.base_url, GROUP)
+        require_complete(f"{NAME}: headwater[sqlite]", members, count, "group members")
         return Result(meter.usage, Counter(counter.counts), members)
     finally:
         runtime.close()
@@ -204,10 +217,21 @@ def _describe(counts: Counter[str]) -> str:
 
 
 def run(ctx: Context) -> None:
-    """Push an N-member group through Headwater (SQLite) and through the bare floor."""
-    report, count = ctx.report, ctx.mode.push_members
-    report.section(f"push: Group Push of a {count:,}-member group (accounts already exist)")
-    floor = run_floor(count)
+    """Push an N-member group through Headwater (SQLite) and through the bare floor, ``runs``
+    times each, interleaved; the run with the median wall time of each is reported."""
+    report, count, runs = ctx.report, ctx.mode.push_members, ctx.mode.runs
+    report.section(
+        f"push: Group Push of a {count:,}-member group (accounts already exist; "
+        f"{runs} run{'s' if runs > 1 else ''} each, median shown)"
+    )
+    floors: list[Result] = []
+    results: list[Result] = []
+    for index in range(runs):
+        floors.append(run_floor(count))
+        report.line(f"run {index + 1}: floor {floors[-1].usage.wall:.1f} s")
+        results.append(run_headwater(ctx, ctx.databases.sqlite(), count))
+        report.line(f"run {index + 1}: headwater[sqlite] {results[-1].usage.wall:.1f} s")
+    floor, result = median_run(floors), median_run(results)
     report.row(
         NAME,
         "floor (bare httpx, sequential)",
@@ -216,9 +240,9 @@ def run(ctx: Context) -> None:
         requests=dict(floor.requests),
         members=floor.members,
         size=count,
+        walls=[r.usage.wall for r in floors],
     )
     report.line(f"floor requests: {_describe(floor.requests)}")
-    result = run_headwater(ctx, ctx.databases.sqlite(), count)
     report.row(
         NAME,
         "headwater[sqlite]",
@@ -228,10 +252,9 @@ def run(ctx: Context) -> None:
         requests=dict(result.requests),
         members=result.members,
         size=count,
+        walls=[r.usage.wall for r in results],
     )
     report.line(f"headwater[sqlite] requests: {_describe(result.requests)}")
-    if result.members != count or floor.members != count:
-        report.note(f"downstream group holds {result.members} / floor {floor.members} members")
     report.ratio(
         NAME,
         "headwater[sqlite] / floor wall time",

@@ -1,7 +1,9 @@
 """Entry point: ``python -m bench.run [--quick] [--full] [--only NAME] [--json FILE]``.
 
 ``--quick`` uses small sizes (the smoke test runs it); the default sizes take a few minutes;
-``--full`` adds the 100k cases. Every benchmark prints its figures and ``ratio`` lines.
+``--full`` adds the 100k cases; ``--runs N`` repeats the provision and push runs (median run
+reported). Every benchmark prints its figures and ``ratio`` lines. A run that does less work
+than asked (``IncompleteRun``) stops the benchmarks: exit status 1, no ratio for it, no JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import directory, provision, push, workers
-from bench.common import PG_URL, Context, Databases, Mode, Report
+from bench.common import PG_URL, Context, Databases, IncompleteRun, Mode, Report
 
 BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "directory": directory.run,
@@ -50,6 +52,13 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     size = parser.add_mutually_exclusive_group()
@@ -64,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(
-        "--runs", type=int, help="repeat the whole provision runs (median reported; default 1)"
+        "--runs",
+        type=_positive,
+        help="repeat the whole provision and push runs (median run reported; default 1)",
     )
     args = parser.parse_args(argv)
 
@@ -94,6 +105,15 @@ def main(argv: list[str] | None = None) -> int:
                 began = time.perf_counter()
                 BENCHMARKS[name](ctx)
                 print(f"  ({name} took {time.perf_counter() - began:.1f} s)", flush=True)
+        except IncompleteRun as exc:
+            print(f"\nerror: {exc}", file=sys.stderr, flush=True)
+            print(
+                f"benchmark {name!r} failed: none of its ratios is reported"
+                + (f"; {args.json} not written" if args.json is not None else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
         finally:
             databases.close()
     elapsed = time.perf_counter() - started

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -87,7 +89,17 @@ def load_example(api: httpx.Client, scim_url: str, scim_token: str) -> dict[str,
     return {"app": app["id"], "users": users, "groups": groups}
 
 
+class _Stop(Exception):
+    """SIGTERM asks the demo to stop: raised in the main thread, handled like Ctrl-C."""
+
+
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
 def run_demo(*, port: int) -> None:
+    """Run until Ctrl-C (SIGINT) or SIGTERM; either stops Headwater's server and its worker,
+    then the downstream scim2-server child process, before returning."""
     import uvicorn
 
     from headwater.config import Settings
@@ -101,21 +113,26 @@ def run_demo(*, port: int) -> None:
     DEMO_DIR.mkdir(parents=True)
     scim_token = secrets.token_urlsafe(24)
     downstream = ScimServerProcess(bearer_token=scim_token)
-    downstream.start()
-    settings = Settings(data_dir=DEMO_DIR, database_url=None, idle_poll_seconds=0.2)
-    runtime = Runtime.from_settings(settings)
-    with runtime.database.transaction() as session:
-        _, api_token = tokens.create(session, "demo", SYSTEM)
-    admin_password = secrets.token_urlsafe(12)
-    with runtime.database.transaction() as session:
-        admins.create(session, "admin", admin_password)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
+    runtime: Runtime | None = None
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+    previous = signal.signal(signal.SIGTERM, _stop_on_signal)
     try:
+        downstream.start()
+        settings = Settings(data_dir=DEMO_DIR, database_url=None, idle_poll_seconds=0.2)
+        runtime = Runtime.from_settings(settings)
+        with runtime.database.transaction() as session:
+            _, api_token = tokens.create(session, "demo", SYSTEM)
+        admin_password = secrets.token_urlsafe(12)
+        with runtime.database.transaction() as session:
+            admins.create(session, "admin", admin_password)
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+        )
+        # Not the main thread: uvicorn leaves the signal handlers to us.
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{port}"
         _wait_for(base + "/health")
         with httpx.Client(base_url=base, headers={"Authorization": f"SSWS {api_token}"}) as api:
             load_example(api, downstream.base_url, scim_token)
@@ -128,13 +145,23 @@ def run_demo(*, port: int) -> None:
         print(api_token, flush=True)
         while thread.is_alive():
             time.sleep(0.5)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stop):
         pass
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        downstream.stop()
-        runtime.close()
+        # A second Ctrl-C or SIGTERM must not cut the shutdown short and leave the child behind.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if server is not None:
+                server.should_exit = True
+            if thread is not None:
+                thread.join(timeout=10)
+            downstream.stop()
+            if runtime is not None:
+                runtime.close()
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_for(url: str, timeout: float = 20.0) -> None:

@@ -200,7 +200,9 @@ class ScimServerProcess:
                 args = [str(cli), "--hostname", LOOPBACK, "--port", str(self._port)]
                 pass_fds = ()
             if self.bearer_token:
-                args += ["--bearer-token", self.bearer_token]
+                # One argument: a token may start with "-" (token_urlsafe does, 1 time in 64),
+                # which argparse would take for an option in "--bearer-token", token.
+                args.append(f"--bearer-token={self.bearer_token}")
             args += self.extra_args
             self._process = subprocess.Popen(
                 args,
