@@ -29,6 +29,9 @@ test: lint typecheck
 	$(BIN)/pytest -q --ignore=tests/browser
 	$(BIN)/pytest -q tests/browser
 
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
