@@ -175,7 +175,15 @@ def demo(
     port: Annotated[int, typer.Option(help="Port for Headwater.")] = 8080,
 ) -> None:
     """Start Headwater with a real downstream SCIM app and the seed's example loaded."""
+    import importlib.util
+
     from headwater.demo import run_demo
+
+    if importlib.util.find_spec("scim2_server") is None:
+        typer.echo(
+            "headwater demo needs the scim2-server package: pip install 'headwater[demo]'", err=True
+        )
+        raise typer.Exit(1)
 
     run_demo(port=port)
 

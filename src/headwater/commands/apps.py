@@ -54,9 +54,7 @@ def apps_list() -> None:
         pending = dict(
             session.execute(
                 select(t.ReconcileKey.app_id, func.count()).group_by(t.ReconcileKey.app_id)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         for app in session.execute(select(t.App).order_by(t.App.id)).scalars():
             connection = connections.get(app.id)

@@ -163,9 +163,7 @@ def groups_list(
                 select(t.Membership.group_id, func.count())
                 .where(t.Membership.group_id.in_([g.id for g in shown]))
                 .group_by(t.Membership.group_id)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         for group in shown:
             members = str(counts.get(group.id, 0))

@@ -56,7 +56,7 @@ def _names(session: Session, operations: list[dict[str, Any]]) -> tuple[dict[str
     logins: dict[str, str] = {}
     for chunk in _chunks(user_ids):
         rows = session.execute(select(t.User.id, t.User.login).where(t.User.id.in_(chunk)))
-        logins.update(rows.tuples().all())
+        logins.update(rows.all())
     groups = dict(
         session.execute(
             select(t.PushMapping.id, func.coalesce(t.Group.name, t.PushMapping.target_group_name))
@@ -64,9 +64,7 @@ def _names(session: Session, operations: list[dict[str, Any]]) -> tuple[dict[str
             .where(
                 t.PushMapping.id.in_({op["mappingId"] for op in operations if "mappingId" in op})
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     return logins, groups
 
@@ -161,7 +159,7 @@ def _schema(database: Any) -> dict[str, Any]:
 def status_report(session: Session) -> dict[str, Any]:
     """The engine's health, as plain data (for ``status`` and its ``--json``)."""
     now = clock.utcnow()
-    labels = dict(session.execute(select(t.App.id, t.App.label)).tuples().all())
+    labels = dict(session.execute(select(t.App.id, t.App.label)).all())
     keys = t.ReconcileKey
     due = func.sum(case((keys.not_before <= now, 1), else_=0))
     claimed = func.sum(case((keys.lease_until > now, 1), else_=0))
@@ -175,7 +173,7 @@ def status_report(session: Session) -> dict[str, Any]:
         }
         for app_id, count, due_now, busy in session.execute(
             select(keys.app_id, func.count(), due, claimed).group_by(keys.app_id)
-        ).tuples()
+        )
     ]
     quarantined = [
         {
@@ -192,7 +190,7 @@ def status_report(session: Session) -> dict[str, Any]:
     tasks = []
     for app_id, count, latest in session.execute(
         select(t.Task.app_id, func.count(), func.max(t.Task.last_attempt)).group_by(t.Task.app_id)
-    ).tuples():
+    ):
         last = session.execute(
             select(t.Task.message)
             .where(t.Task.app_id == app_id)
@@ -226,7 +224,7 @@ def status_report(session: Session) -> dict[str, Any]:
             select(t.HeldOperation.app_id, func.count())
             .where(t.HeldOperation.decision == HoldDecision.HELD)
             .group_by(t.HeldOperation.app_id)
-        ).tuples()
+        )
     ]
     return {
         "pendingKeys": pending,

@@ -147,7 +147,7 @@ def _idle_reason(session: Session, app: t.App) -> str | None:
 
 def _task_attempts(session: Session, app_id: str) -> dict[str, int]:
     rows = session.execute(select(t.Task.id, t.Task.attempts).where(t.Task.app_id == app_id))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def _opened_tasks(before: dict[str, int], after: dict[str, int]) -> int:
