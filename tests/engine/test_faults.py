@@ -217,6 +217,7 @@ def test_quarantine_then_automatic_recovery(fast_runtime: Runtime) -> None:
         finally:
             loop.call_soon_threadsafe(stop.set)
             thread.join(timeout=20)
+            loop.close()
         with runtime.database.read() as session:
             types = set(session.execute(select(t.Event.event_type)).scalars())
         assert {"app.headwater.quarantine.start", "app.headwater.quarantine.end"} <= types
