@@ -481,10 +481,11 @@ async def test_a_server_that_never_answers_times_out_within_the_request_timeout(
     """It accepts the connection and the request, then says nothing: the app's total request
     timeout ends the call, as a transient failure."""
 
+    writers: list[asyncio.StreamWriter] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         await reader.read(65536)
-        await asyncio.sleep(30)
-        writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -498,4 +499,7 @@ async def test_a_server_that_never_answers_times_out_within_the_request_timeout(
                 await scim.get_user("x")
             assert asyncio.get_running_loop().time() - started < 3
     finally:
+        for writer in writers:
+            writer.close()
         server.close()
+        await server.wait_closed()

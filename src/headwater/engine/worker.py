@@ -46,7 +46,7 @@ CRASH_BACKOFF_MAX = 600.0
 #: Pause after an error in the loop itself (the database away).
 LOOP_ERROR_PAUSE = 2.0
 #: Seconds a stopping worker gives its running lanes.
-STOP_GRACE = 10.0
+STOP_GRACE = 5.0
 
 
 @dataclass
