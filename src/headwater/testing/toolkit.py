@@ -126,6 +126,7 @@ __all__ = [
     "scim_group",
     "scim_patch_members",
     "scim_user",
+    "sdk_ok",
     "set_mapping_status",
     "sign_in",
     "statements",
@@ -730,6 +731,14 @@ def assert_okta_error(
         summaries = [cause["errorSummary"] for cause in body["errorCauses"]]
         assert any(cause_contains in summary for summary in summaries), body
     return body
+
+
+def sdk_ok(result: tuple[Any, ...]) -> Any:
+    """An official Okta SDK answer, ``(data, response, error)`` or ``(response, error)``: fail
+    loudly on an error; the data, if any."""
+    *data, error = result
+    assert error is None, error
+    return data[0] if len(data) == 2 else None
 
 
 def links(response: httpx.Response) -> dict[str, str]:
