@@ -45,7 +45,7 @@ from headwater.config import Settings
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Actor
 from headwater.domain.lifecycle import Action
-from headwater.domain.settings import check_changes
+from headwater.domain.settings import ProvisioningSettings, check_changes
 from headwater.runtime import Runtime
 from headwater.services import (
     apps,
@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     from fastapi.testclient import TestClient
     from playwright.sync_api import Page
     from typer.testing import Result
+
+    from headwater.connectors.scim import ScimConnector
 
 __all__ = [
     "ADMIN",
@@ -135,6 +137,7 @@ __all__ = [
     "unique",
     "unlink_mapping",
     "update_settings",
+    "update_user",
     "wait_for",
 ]
 
@@ -334,6 +337,12 @@ def create_user(
         return user.id
 
 
+def update_user(runtime: Runtime, user_id: str, **changes: Any) -> None:
+    """Merge ``changes`` into the user's profile (Okta's partial POST; ``None`` removes)."""
+    with runtime.database.transaction() as session:
+        directory.update_user(session, SYSTEM, user_id, changes, replace=False)
+
+
 def numbered_profile(
     prefix: str, index: int, *, digits: int = 5, domain: str = "example.com"
 ) -> dict[str, str]:
@@ -352,18 +361,20 @@ def create_users(
     count: int,
     *,
     prefix: str = "user",
+    start: int = 0,
     digits: int = 5,
     domain: str = "example.com",
     group_ids: Sequence[str] = (),
     chunk: int = 2000,
 ) -> list[str]:
-    """``count`` PROVISIONED users (:func:`numbered_profile`), each created by the service,
-    optionally straight into ``group_ids``; ``chunk`` users per transaction. Returns the ids in
-    creation order."""
+    """``count`` PROVISIONED users numbered from ``start`` (:func:`numbered_profile`), each
+    created by the service, optionally straight into ``group_ids``; ``chunk`` users per
+    transaction. Returns the ids in creation order."""
     created: list[str] = []
-    for start in range(0, count, chunk):
+    numbers = range(start, start + count)
+    for first in range(0, count, chunk):
         with runtime.database.transaction() as session:
-            for index in range(start, min(start + chunk, count)):
+            for index in numbers[first : first + chunk]:
                 profile = numbered_profile(prefix, index, digits=digits, domain=domain)
                 user = directory.create_user(session, SYSTEM, profile, group_ids=group_ids)
                 created.append(user.id)
@@ -973,7 +984,9 @@ class InProcessScim:
     """A fresh, empty scim2-server served in-process at ``http://<host>/v2`` (no sockets).
 
     ``transport`` records what Headwater (or a connector) sent; ``scim`` reads the server
-    directly. :meth:`serve` routes a runtime's connectors for this host here.
+    directly. :meth:`serve` routes a runtime's connectors for this host here; :meth:`connector`
+    makes a bare connector to it (close them with :meth:`aclose`). ``max_results`` lowers the
+    server's ``filter.maxResults`` (the page size it grants at most).
     """
 
     def __init__(
@@ -992,10 +1005,37 @@ class InProcessScim:
         self.base_url = f"{self.origin}/v2"
         self.transport = RecordingTransport(httpx.ASGITransport(app=self.app))
         self.scim = ScimReader(self.base_url, token=bearer_token, app=self.app)
+        self._connectors: list[ScimConnector] = []
 
     def serve(self, runtime: Runtime) -> InProcessScim:
         runtime.connectors.transports[self.origin + "/"] = self.transport
         return self
+
+    def connector(
+        self,
+        settings: ProvisioningSettings | None = None,
+        *,
+        auth: httpx.Auth | None = None,
+        base_url: str | None = None,
+        **options: Any,
+    ) -> ScimConnector:
+        """A :class:`~headwater.connectors.scim.ScimConnector` to this server, recorded."""
+        from headwater.connectors.scim import ScimConnector
+
+        connector = ScimConnector(
+            base_url or self.base_url + "/",
+            auth=auth,
+            settings=settings or ProvisioningSettings(),
+            transport=self.transport,
+            **options,
+        )
+        self._connectors.append(connector)
+        return connector
+
+    async def aclose(self) -> None:
+        for connector in self._connectors:
+            await connector.aclose()
+        self._connectors.clear()
 
 
 @contextlib.contextmanager
