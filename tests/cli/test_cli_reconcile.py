@@ -38,10 +38,6 @@ def people(runtime: Runtime, group: str, count: int, domain: str) -> None:
     )
 
 
-def connected_app(runtime: Runtime, downstream: ScimServerProcess, label: str) -> str:
-    return create_scim_app(runtime, downstream.base_url, label, token=downstream.bearer_token)
-
-
 def summary(stdout: str) -> dict[str, str]:
     last = stdout.strip().splitlines()[-1]
     match = SUMMARY.match(last)
@@ -59,7 +55,7 @@ def test_reconcile_2000_users_with_live_progress(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:
     people(runtime, "Everyone", 2000, "bulk.example")
-    connected_app(runtime, downstream, "Bulk App")
+    create_scim_app(runtime, downstream.base_url, "Bulk App", token=downstream.bearer_token)
     assert "(2000 members)" in cli.ok("assign", "Bulk App", "Everyone")
 
     result = cli("reconcile", "Bulk App", env=TERMINAL)
@@ -84,7 +80,7 @@ def test_no_progress_prints_only_the_summary(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:
     people(runtime, "Few", 5, "few.example")
-    connected_app(runtime, downstream, "Few App")
+    create_scim_app(runtime, downstream.base_url, "Few App", token=downstream.bearer_token)
     cli.ok("assign", "Few App", "Few")
 
     result = cli("reconcile", "Few App", "--no-progress", env=TERMINAL)
@@ -102,7 +98,9 @@ def test_permanent_failures_exit_with_1(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:
     people(runtime, "Broken", 3, "broken.example")
-    app_id = connected_app(runtime, downstream, "Broken App")
+    app_id = create_scim_app(
+        runtime, downstream.base_url, "Broken App", token=downstream.bearer_token
+    )
     update_settings(runtime, app_id, user_name_template="${source.nickName}")  # empty for all
     cli.ok("assign", "Broken App", "Broken")
 
@@ -127,7 +125,9 @@ def test_quarantined_app_stops_with_1(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:
     people(runtime, "Held", 2, "held.example")
-    app_id = connected_app(runtime, downstream, "Held App")
+    app_id = create_scim_app(
+        runtime, downstream.base_url, "Held App", token=downstream.bearer_token
+    )
     cli.ok("assign", "Held App", "Held")
     now = clock.utcnow()
     # Quarantine as the engine records it (engine state: no service quarantines an app).

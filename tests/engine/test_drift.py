@@ -27,11 +27,6 @@ ALEX = "alex.jones@example.com"
 PAT = "pat.kim@example.com"
 
 
-@pytest.fixture
-def downstream(runtime: Runtime) -> InProcessScim:
-    return InProcessScim().serve(runtime)
-
-
 @dataclass
 class Pushed:
     """Accounting (Taylor, Alex, Pat) assigned; AppPushGroup (Taylor, Alex) pushed."""

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 
 from headwater.runtime import Runtime
@@ -48,11 +47,6 @@ from headwater.testing.toolkit import (
 TAYLOR = "taylor.smith@example.com"
 ALEX = "alex.jones@example.com"
 SAM = "sam.lee@example.com"
-
-
-@pytest.fixture
-def downstream(runtime: Runtime) -> InProcessScim:
-    return InProcessScim().serve(runtime)
 
 
 def mappings_url(app_id: str) -> str:

@@ -30,11 +30,6 @@ ALEX = "alex.johnson@example.com"
 
 
 @pytest.fixture
-def downstream(runtime: Runtime) -> InProcessScim:
-    return InProcessScim().serve(runtime)
-
-
-@pytest.fixture
 def world(runtime: Runtime, downstream: InProcessScim) -> dict[str, str]:
     """Taylor and Alex (provisioned) and Sam (staged) in Accounting; an app, nothing assigned."""
     taylor = create_user(runtime, TAYLOR, title="Accountant", department="Finance")
