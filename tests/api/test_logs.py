@@ -113,6 +113,7 @@ def test_since_until_and_default_window(
     client: TestClient, runtime: Runtime, story: dict[str, str]
 ) -> None:
     old = clock.utcnow() - timedelta(days=8)
+    # Time travel, written directly: no service backdates an event.
     with runtime.database.transaction() as session:
         session.execute(
             update(t.Event)

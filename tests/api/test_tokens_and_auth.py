@@ -78,6 +78,7 @@ def test_last_used_is_recorded(client: TestClient, runtime: Runtime, api_token: 
     first = _token_row(runtime, api_token).last_used
     assert first is not None
     stale = clock.utcnow() - timedelta(hours=1)
+    # Time travel, written directly: no service can make a token's last use an hour old.
     with runtime.database.transaction() as session:
         session.execute(update(t.ApiToken).values(last_used=stale))
     client.get("/api/v1/users")
@@ -130,6 +131,7 @@ def test_revoked_token_is_401(client: TestClient, runtime: Runtime, api_token: s
 
 
 def test_expired_token_is_401(client: TestClient, runtime: Runtime, api_token: str) -> None:
+    # Time travel, written directly: no service makes a token that has already expired.
     with runtime.database.transaction() as session:
         session.execute(update(t.ApiToken).values(expires_at=clock.utcnow() - timedelta(seconds=1)))
     assert_okta_error(client.get("/api/v1/users"), 401, "E0000011")
