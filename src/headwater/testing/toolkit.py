@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import itertools
 import json
 import os
@@ -43,7 +44,7 @@ from sqlalchemy import delete, event, func, select
 from headwater import clock, ids
 from headwater.config import Settings
 from headwater.db import tables as t
-from headwater.db.events import SYSTEM, Actor
+from headwater.db.events import SYSTEM
 from headwater.domain.lifecycle import Action
 from headwater.domain.settings import ProvisioningSettings, check_changes
 from headwater.runtime import Runtime
@@ -53,7 +54,6 @@ from headwater.services import (
     connections,
     directory,
     grouppush,
-    tasks,
     tokens,
 )
 from headwater.testing.faultproxy import FaultProxyThread
@@ -118,7 +118,6 @@ __all__ = [
     "queued",
     "queued_keys",
     "queued_subjects",
-    "reconcile_app",
     "record_app_group",
     "remove_member",
     "rename_group",
@@ -167,8 +166,6 @@ def require_module(name: str) -> Any:
     import pytest
 
     try:
-        import importlib
-
         return importlib.import_module(name)
     except ImportError as exc:
         if IN_CI:
@@ -298,7 +295,9 @@ def unique(prefix: str) -> str:
 # --- Seeding, through the services only -------------------------------------------------------
 
 
-def _profile(login: str, first: str | None, last: str | None, extra: Mapping[str, Any]) -> Any:
+def _profile(
+    login: str, first: str | None, last: str | None, extra: Mapping[str, Any]
+) -> dict[str, Any]:
     local = login.partition("@")[0]
     given, dot, family = local.partition(".")
     return {
@@ -319,7 +318,6 @@ def create_user(
     password: str | None = None,
     activate: bool = True,
     group_ids: Sequence[str] = (),
-    actor: Actor = SYSTEM,
     **profile: Any,
 ) -> str:
     """One user, as Okta's create: ACTIVE with a password, else PROVISIONED; STAGED unless
@@ -328,7 +326,7 @@ def create_user(
     with runtime.database.transaction() as session:
         user = directory.create_user(
             session,
-            actor,
+            SYSTEM,
             _profile(login, first, last, profile),
             password=password,
             activate=activate,
@@ -394,16 +392,15 @@ def create_group(
     members: Iterable[str] = (),
     *,
     description: str | None = None,
-    actor: Actor = SYSTEM,
 ) -> str:
     """An OKTA_GROUP (push rules apply to it) with ``members`` added; returns the id."""
     profile: dict[str, Any] = {"name": name}
     if description is not None:
         profile["description"] = description
     with runtime.database.transaction() as session:
-        group = directory.create_group(session, actor, profile)
+        group = directory.create_group(session, SYSTEM, profile)
         for user_id in members:
-            directory.add_member(session, actor, group.id, user_id)
+            directory.add_member(session, SYSTEM, group.id, user_id)
         return group.id
 
 
@@ -546,12 +543,6 @@ def unlink_mapping(runtime: Runtime, app_id: str, mapping_id: str, *, delete_tar
     set_mapping_status(runtime, app_id, mapping_id, grouppush.INACTIVE)
     with runtime.database.transaction() as session:
         grouppush.delete_mapping(session, SYSTEM, app_id, mapping_id, delete_target=delete_target)
-
-
-def reconcile_app(runtime: Runtime, app_id: str) -> int:
-    """Enqueue every key of the app, reading downstream state back (a full reconcile)."""
-    with runtime.database.transaction() as session:
-        return tasks.reconcile_app(session, SYSTEM, app_id)
 
 
 def record_app_group(
@@ -724,7 +715,7 @@ def ok(response: httpx.Response, *statuses: int) -> Any:
     return response.json() if response.content else None
 
 
-OKTA_ERROR_KEYS = {"errorCode", "errorSummary", "errorLink", "errorId", "errorCauses"}
+_OKTA_ERROR_KEYS = {"errorCode", "errorSummary", "errorLink", "errorId", "errorCauses"}
 
 
 def assert_okta_error(
@@ -737,7 +728,7 @@ def assert_okta_error(
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body: dict[str, Any] = response.json()
     assert body.get("errorCode") == code, body
-    assert set(body) == OKTA_ERROR_KEYS, body
+    assert set(body) == _OKTA_ERROR_KEYS, body
     if cause_contains is not None:
         summaries = [cause["errorSummary"] for cause in body["errorCauses"]]
         assert any(cause_contains in summary for summary in summaries), body
