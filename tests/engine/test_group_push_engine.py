@@ -25,6 +25,7 @@ from headwater.testing.toolkit import (
     ERROR_SCHEMA,
     InProcessScim,
     add_member,
+    assert_okta_error,
     assign_group,
     assign_user,
     change_status,
@@ -313,7 +314,7 @@ def test_deleting_the_source_group_pauses_the_mapping(
     # delete_group_with_source is off by default: the downstream group stays.
     assert downstream.scim.members("AppPushGroup") == {TAYLOR, ALEX, SAM}
     response = client.patch(f"{mappings_url(seed.app)}/{seed.mapping}", json={"status": "ACTIVE"})
-    assert response.json()["errorCode"] == "E0000027"
+    assert_okta_error(response, 400, "E0000027")
 
 
 def test_deleting_the_source_group_deletes_downstream_when_the_app_says_so(
