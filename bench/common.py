@@ -1,8 +1,9 @@
-"""Shared helpers: run sizes, the report, wall and CPU meters, databases, seeding, the API.
+"""Shared helpers: run sizes, the report, wall and CPU meters, databases, request counting.
 
-Everything a benchmark needs to set up a world quickly (bulk SQL for the directory, the API
-for apps and connections) and to measure it honestly on a machine where client, server and
-database share the same cores.
+Setting up a world (runtimes, users and groups through the services, apps with a SCIM
+connection, API clients, converging) uses the test toolkit, ``headwater.testing.toolkit``, so
+benchmarks and tests build their worlds the same way. What is here is only what measuring
+needs, on a machine where client, server and database share the same cores.
 """
 
 from __future__ import annotations
@@ -14,30 +15,23 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from cryptography.fernet import Fernet
-from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from headwater import clock, ids
-from headwater.config import Settings
-from headwater.db import tables as t
 from headwater.db.engine import Database
-from headwater.db.events import SYSTEM
 from headwater.db.migrate import upgrade
 from headwater.runtime import Runtime
-from headwater.server import create_app
-from headwater.services import tokens
+from headwater.testing.toolkit import numbered_profile, scim_user
 
 __all__ = [
+    "DIGITS",
     "PG_URL",
-    "SCIM_HEADERS",
     "SECRET_KEY",
     "Context",
     "Databases",
@@ -49,21 +43,14 @@ __all__ = [
     "RequestCounter",
     "Usage",
     "analyze",
-    "api_client",
-    "assign_group",
-    "create_scim_app",
     "fmt_ms",
     "login_of",
-    "make_runtime",
     "median",
     "median_run",
-    "ok",
     "percentile",
     "pg_database",
     "require_complete",
     "scim_user_body",
-    "seed_group",
-    "seed_users",
 ]
 
 PG_URL = os.environ.get(
@@ -74,11 +61,8 @@ PG_URL = os.environ.get(
 )
 #: One key for the whole run, so worker subprocesses can read what the bench process wrote.
 SECRET_KEY = Fernet.generate_key().decode()
-USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-SCIM_HEADERS = {
-    "Accept": "application/scim+json, application/json",
-    "Content-Type": "application/scim+json",
-}
+#: Digits in the numbered logins of seeded users (``user000042@example.com``).
+DIGITS = 6
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -399,86 +383,12 @@ def pg_database(runtime: Runtime) -> str | None:
     return runtime.database.engine.url.database
 
 
-def make_runtime(url: str, data_dir: Path) -> Runtime:
-    """A runtime without an embedded worker (benchmarks drive workers themselves)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(
-        data_dir=data_dir, database_url=url, secret_key=SECRET_KEY, embedded_worker=False
-    )
-    return Runtime.from_settings(settings)
-
-
-# --- Seeding -------------------------------------------------------------------------------------
+# --- Seeded users ------------------------------------------------------------------------------
 
 
 def login_of(prefix: str, index: int) -> str:
-    return f"{prefix}{index:06d}@example.com"
-
-
-def seed_users(runtime: Runtime, count: int, prefix: str = "user") -> list[str]:
-    """Insert ``count`` ACTIVE users with bulk INSERTs; returns their ids in creation order."""
-    now = clock.utcnow()
-    user_ids: list[str] = []
-    chunk = 5000
-    with runtime.database.transaction() as session:
-        for start in range(0, count, chunk):
-            rows = []
-            for index in range(start, min(start + chunk, count)):
-                login = login_of(prefix, index)
-                user_id = ids.new_id("00u")
-                user_ids.append(user_id)
-                rows.append(
-                    {
-                        "id": user_id,
-                        "status": "ACTIVE",
-                        "login": login,
-                        "login_lower": login,
-                        "email_lower": login,
-                        "profile": {
-                            "login": login,
-                            "email": login,
-                            "firstName": "User",
-                            "lastName": f"{prefix.title()} {index:06d}",
-                        },
-                        "created": now,
-                        "activated": now,
-                        "status_changed": now,
-                        "last_updated": now,
-                    }
-                )
-            session.execute(insert(t.User), rows)
-    return user_ids
-
-
-def seed_group(runtime: Runtime, name: str, member_ids: Sequence[str]) -> str:
-    """Insert an OKTA_GROUP and its memberships with bulk INSERTs."""
-    now = clock.utcnow()
-    group_id = ids.new_id("00g")
-    with runtime.database.transaction() as session:
-        session.execute(
-            insert(t.Group),
-            [
-                {
-                    "id": group_id,
-                    "type": "OKTA_GROUP",
-                    "name": name,
-                    "name_lower": name.lower(),
-                    "name_scope": "okta",
-                    "profile": {"name": name},
-                    "created": now,
-                    "last_updated": now,
-                }
-            ],
-        )
-        for start in range(0, len(member_ids), 10_000):
-            session.execute(
-                insert(t.Membership),
-                [
-                    {"group_id": group_id, "user_id": user_id, "created": now}
-                    for user_id in member_ids[start : start + 10_000]
-                ],
-            )
-    return group_id
+    """The login the toolkit's ``create_users(..., prefix=prefix, digits=DIGITS)`` gives."""
+    return numbered_profile(prefix, index, digits=DIGITS)["login"]
 
 
 def analyze(runtime: Runtime) -> None:
@@ -491,48 +401,7 @@ def analyze(runtime: Runtime) -> None:
             conn.commit()
 
 
-# --- The API -------------------------------------------------------------------------------------
-
-
-@contextmanager
-def api_client(runtime: Runtime) -> Iterator[TestClient]:
-    """Headwater's API in-process, authenticated with a fresh SSWS token."""
-    with runtime.database.transaction() as session:
-        _, plaintext = tokens.create(session, f"bench-{ids.new_id('xxx')}", SYSTEM)
-    app = create_app(runtime, start_worker=False)
-    with TestClient(app, raise_server_exceptions=True) as client:
-        client.headers["Authorization"] = f"SSWS {plaintext}"
-        yield client
-
-
-def ok(response: Any, *statuses: int) -> Any:
-    if response.status_code not in (statuses or (200,)):
-        raise RuntimeError(f"{response.request.method} {response.url}: {response.text[:500]}")
-    return response.json() if response.content else None
-
-
-def create_scim_app(
-    client: TestClient, base_url: str, label: str = "Bench SCIM", **settings: Any
-) -> str:
-    """An active app whose provisioning connection points at ``base_url`` (no auth)."""
-    body = {
-        "name": "scim",
-        "label": label,
-        "signOnMode": "BOOKMARK",
-        "settings": {"app": {"url": "https://app.example.com"}},
-    }
-    app_id: str = ok(client.post("/api/v1/apps?activate=true", json=body))["id"]
-    connection = {"baseUrl": base_url, "profile": {"authScheme": "NONE"}}
-    ok(client.post(f"/api/v1/apps/{app_id}/connections/default?activate=true", json=connection))
-    if settings:
-        current = ok(client.get(f"/api/v1/apps/{app_id}/provisioning/settings"))
-        current.update(settings)
-        ok(client.put(f"/api/v1/apps/{app_id}/provisioning/settings", json=current))
-    return app_id
-
-
-def assign_group(client: TestClient, app_id: str, group_id: str) -> None:
-    ok(client.put(f"/api/v1/apps/{app_id}/groups/{group_id}", json={"priority": 0}))
+# --- Requests ----------------------------------------------------------------------------------
 
 
 class RequestCounter:
@@ -558,15 +427,14 @@ class RequestCounter:
 
 def scim_user_body(login: str, user_id: str, last_name: str) -> dict[str, Any]:
     """The SCIM User Headwater sends for a seeded user (same shape, for the bare clients)."""
-    return {
-        "schemas": [USER_SCHEMA],
-        "externalId": user_id,
-        "userName": login,
-        "name": {"familyName": last_name, "givenName": "User"},
-        "displayName": f"User {last_name}",
-        "active": True,
-        "emails": [{"value": login, "type": "work", "primary": True}],
-    }
+    return scim_user(
+        login,
+        externalId=user_id,
+        name={"familyName": last_name, "givenName": "User"},
+        displayName=f"User {last_name}",
+        active=True,
+        emails=[{"value": login, "type": "work", "primary": True}],
+    )
 
 
 @dataclass

@@ -17,19 +17,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from bench.common import (
+    DIGITS,
+    SECRET_KEY,
     Context,
     PostgresUnavailable,
     analyze,
-    api_client,
     fmt_ms,
-    make_runtime,
     median,
-    ok,
     percentile,
-    seed_group,
-    seed_users,
 )
 from headwater.runtime import Runtime
+from headwater.testing.toolkit import api_client, create_group, create_users, make_runtime, ok
 
 __all__ = ["run"]
 
@@ -86,11 +84,13 @@ def _bench_one(ctx: Context, db: str, url: str, count: int) -> None:
     report, samples = ctx.report, ctx.mode.samples
     size = f"{count // 1000}k" if count % 1000 == 0 else str(count)
     label = f"[{db} {size}]"
-    runtime = make_runtime(url, ctx.data_dir(f"directory-{db}-{count}"))
+    runtime = make_runtime(url, ctx.data_dir(f"directory-{db}-{count}"), secret_key=SECRET_KEY)
     try:
-        user_ids = seed_users(runtime, count)
-        extra = seed_users(runtime, samples, prefix="member")
-        group_id = seed_group(runtime, "Staff", user_ids[: count // 10])
+        group_id = create_group(runtime, "Staff")
+        staff = count // 10
+        user_ids = create_users(runtime, staff, digits=DIGITS, group_ids=[group_id])
+        user_ids += create_users(runtime, count - staff, start=staff, digits=DIGITS)
+        extra = create_users(runtime, samples, prefix="member", digits=DIGITS)
         analyze(runtime)
         rng = random.Random(7)
         engine = runtime.database.engine
@@ -101,7 +101,7 @@ def _bench_one(ctx: Context, db: str, url: str, count: int) -> None:
                     text("SELECT * FROM users WHERE id = :id"), {"id": rng.choice(user_ids)}
                 ).one()
 
-        with api_client(runtime) as client:
+        with api_client(runtime, raise_server_exceptions=True) as client:
             base, health, get = _measure(
                 ctx,
                 label,

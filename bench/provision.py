@@ -23,7 +23,8 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from bench.common import (
-    SCIM_HEADERS,
+    DIGITS,
+    SECRET_KEY,
     Context,
     IncompleteRun,
     Meter,
@@ -31,23 +32,27 @@ from bench.common import (
     RequestCounter,
     Usage,
     analyze,
-    api_client,
-    assign_group,
-    create_scim_app,
     login_of,
-    make_runtime,
     median,
     median_run,
     pg_database,
     require_complete,
     scim_user_body,
-    seed_group,
-    seed_users,
 )
 from headwater.db import outbox
 from headwater.domain.settings import ProvisioningSettings
 from headwater.runtime import Runtime
 from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.toolkit import (
+    SCIM_HEADERS,
+    api_client,
+    converge,
+    create_group,
+    create_scim_app,
+    create_users,
+    make_runtime,
+    ok,
+)
 
 __all__ = ["floor_provision", "run", "scim_total"]
 
@@ -101,15 +106,6 @@ async def floor_provision(
     return counts
 
 
-async def drain(runtime: Runtime, timeout: float = 3600.0) -> None:
-    """Reconcile with one in-process worker until no key is due."""
-    worker = runtime.worker()
-    try:
-        await worker.drain(timeout=timeout)
-    finally:
-        await worker.reconciler.aclose()
-
-
 def pending(runtime: Runtime) -> int:
     with runtime.database.read() as session:
         return outbox.pending_count(session)
@@ -131,22 +127,27 @@ def run_floor(count: int, concurrency: int) -> Result:
 
 def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
     """Returns the result and the seconds the assignment PUT itself took."""
-    runtime = make_runtime(url, ctx.data_dir(f"provision-{ctx.databases._count}"))
+    data_dir = ctx.data_dir(f"provision-{ctx.databases._count}")
+    runtime = make_runtime(url, data_dir, secret_key=SECRET_KEY)
     try:
-        user_ids = seed_users(runtime, count)
-        group_id = seed_group(runtime, "Everyone", user_ids)
+        group_id = create_group(runtime, "Everyone")
+        create_users(runtime, count, digits=DIGITS, group_ids=[group_id])
         analyze(runtime)
         counter = RequestCounter()
         runtime.connectors.hooks.append(counter)
-        with ScimServerProcess() as server, api_client(runtime) as client:
+        with (
+            ScimServerProcess() as server,
+            api_client(runtime, raise_server_exceptions=True) as client,
+        ):
             assert server.pid is not None
-            app_id = create_scim_app(client, server.base_url)
-            asyncio.run(drain(runtime))
+            app_id = create_scim_app(runtime, server.base_url, "Bench SCIM")
+            converge(runtime, timeout=3600, settled=False)
             counter.counts.clear()
             with Meter({"scim": server.pid}, postgres=pg_database(runtime)) as meter:
-                with Meter() as put:
-                    assign_group(client, app_id, group_id)
-                asyncio.run(drain(runtime))
+                with Meter() as put:  # the API call itself is measured too
+                    assignment = {"priority": 0}
+                    ok(client.put(f"/api/v1/apps/{app_id}/groups/{group_id}", json=assignment))
+                converge(runtime, timeout=3600, settled=False)
             left = pending(runtime)
             if left or counter.failures:
                 raise IncompleteRun(

@@ -35,25 +35,19 @@ from urllib.parse import unquote
 from sqlalchemy import select
 
 from bench.common import (
+    DIGITS,
     SECRET_KEY,
     Context,
     Meter,
     PostgresUnavailable,
     Usage,
     analyze,
-    api_client,
-    assign_group,
-    create_scim_app,
     fmt_ms,
     login_of,
-    make_runtime,
     median,
-    ok,
     percentile,
     pg_database,
     require_complete,
-    seed_group,
-    seed_users,
 )
 from bench.provision import pending, scim_total
 from headwater.config import Settings
@@ -62,6 +56,15 @@ from headwater.db import tables as t
 from headwater.runtime import Runtime
 from headwater.testing.faultproxy import FaultProxyThread
 from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.toolkit import (
+    api_client,
+    assign_group,
+    create_group,
+    create_scim_app,
+    create_users,
+    make_runtime,
+    ok,
+)
 
 __all__ = ["run"]
 
@@ -142,20 +145,24 @@ def worker_processes(
 
 def _throughput(ctx: Context, count: int, users: int) -> Throughput:
     url = ctx.databases.postgres()
-    runtime = make_runtime(url, ctx.data_dir(f"workers-{count}"))
+    runtime = make_runtime(url, ctx.data_dir(f"workers-{count}"), secret_key=SECRET_KEY)
     try:
-        user_ids = seed_users(runtime, users)
-        group_id = seed_group(runtime, "Everyone", user_ids)
+        group_id = create_group(runtime, "Everyone")
+        create_users(runtime, users, digits=DIGITS, group_ids=[group_id])
         analyze(runtime)
-        with ScimServerProcess() as server, api_client(runtime) as client:
+        with (
+            ScimServerProcess() as server,
+            api_client(runtime, raise_server_exceptions=True) as client,
+        ):
             assert server.pid is not None
-            app_id = create_scim_app(client, server.base_url)
+            app_id = create_scim_app(runtime, server.base_url, "Bench SCIM")
             settle = ctx.mode.name != "quick"
             log_dir = ctx.data_dir(f"workers-{count}-logs")
             with worker_processes(runtime, url, count, log_dir, settle=settle) as processes:
                 pids = {"scim": server.pid} | {f"w{i}": p.pid for i, p in enumerate(processes)}
                 with Meter(pids, postgres=pg_database(runtime)) as meter:
-                    assign_group(client, app_id, group_id)
+                    assignment = {"priority": 0}
+                    ok(client.put(f"/api/v1/apps/{app_id}/groups/{group_id}", json=assignment))
                     while pending(runtime):
                         time.sleep(0.02)
             converged = scim_total(server.base_url)
@@ -198,19 +205,19 @@ def _latency(ctx: Context, changes: int, poll: float) -> tuple[Latencies, Latenc
     a random pause spanning a whole poll interval: a worker restarts its idle wait whenever it
     finishes some work, so fixed short pauses would always land at the same point of its cycle."""
     url = ctx.databases.postgres()
-    runtime = make_runtime(url, ctx.data_dir("latency"))
+    runtime = make_runtime(url, ctx.data_dir("latency"), secret_key=SECRET_KEY)
     rng = random.Random(11)
     notified, polled = Latencies(), Latencies()
     try:
-        user_ids = seed_users(runtime, 2 * changes, prefix="lat")
-        group_id = seed_group(runtime, "Latency", [])
+        user_ids = create_users(runtime, 2 * changes, prefix="lat", digits=DIGITS)
+        group_id = create_group(runtime, "Latency")
         with (
             ScimServerProcess() as server,
             FaultProxyThread(server.base_url) as proxy,
-            api_client(runtime) as client,
+            api_client(runtime, raise_server_exceptions=True) as client,
         ):
-            app_id = create_scim_app(client, proxy.base_url)
-            assign_group(client, app_id, group_id)
+            app_id = create_scim_app(runtime, proxy.base_url, "Bench SCIM")
+            assign_group(runtime, app_id, group_id)
             log_dir = ctx.data_dir("latency-logs")
             with worker_processes(runtime, url, 1, log_dir, settle=False):
                 time.sleep(0.5)  # the LISTEN connection is up; the worker is idle

@@ -9,32 +9,23 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
-from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from headwater.config import Settings
 from headwater.db.engine import Database
-from headwater.db.events import SYSTEM
 from headwater.db.migrate import upgrade
 from headwater.runtime import Runtime
-from headwater.server import create_app
-from headwater.services import tokens
-from headwater.testing.scimserver import free_port
+from headwater.testing.toolkit import IN_CI, LiveServer, api_client, make_runtime, require_module
+from headwater.testing.toolkit import api_token as new_api_token
 
 PG_URL = os.environ.get(
     "HEADWATER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-IN_CI = os.environ.get("CI", "").lower() == "true"
 _counter = itertools.count()
 
 
@@ -83,16 +74,6 @@ def _drop_pg_database(name: str) -> None:
     engine.dispose()
 
 
-def make_runtime(url: str, data_dir: Path) -> Runtime:
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=url,
-        secret_key=Fernet.generate_key().decode(),
-        embedded_worker=False,
-    )
-    return Runtime.from_settings(settings)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database URL: once on SQLite, once on PostgreSQL."""
@@ -136,51 +117,14 @@ def sqlite_runtime(sqlite_url: str, tmp_path: Path) -> Iterator[Runtime]:
 
 @pytest.fixture
 def api_token(runtime: Runtime) -> str:
-    with runtime.database.transaction() as session:
-        _, plaintext = tokens.create(session, "test-token", SYSTEM)
-    return plaintext
+    return new_api_token(runtime, "test-token")
 
 
 @pytest.fixture
 def client(runtime: Runtime, api_token: str) -> Iterator[TestClient]:
     """An authenticated in-process API client."""
-    app = create_app(runtime, start_worker=False)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        test_client.headers["Authorization"] = f"SSWS {api_token}"
+    with api_client(runtime, api_token) as test_client:
         yield test_client
-
-
-class LiveServer:
-    """``headwater``'s API served by uvicorn in a thread on a loopback port."""
-
-    def __init__(self, runtime: Runtime, *, start_worker: bool = False) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(runtime, start_worker=start_worker),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("live server did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -193,9 +137,8 @@ def live_server(runtime: Runtime) -> Iterator[LiveServer]:
 def okta_client(live_server: LiveServer, api_token: str):  # type: ignore[no-untyped-def]
     """The official Okta SDK pointed at the live server (plain HTTP allowed for tests)."""
     os.environ["OKTA_TESTING_TESTINGDISABLEHTTPSCHECK"] = "true"
-    from okta.client import Client
-
-    return Client(
+    okta_client_module = require_module("okta.client")
+    return okta_client_module.Client(
         {
             "orgUrl": live_server.url,
             "token": api_token,

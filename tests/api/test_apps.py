@@ -7,16 +7,26 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from appkit import (
-    add_group,
-    add_user,
+from headwater.runtime import Runtime
+from headwater.testing.toolkit import (
+    assert_okta_error,
+    assign_group,
+    assign_user,
     clear_keys,
     create_app,
-    error_code,
-    event_rows,
-    user_keys,
+    create_group,
+    create_user,
+    events,
+    links,
+    queued_subjects,
 )
-from headwater.runtime import Runtime
+
+BOOKMARK = {
+    "name": "bookmark",
+    "label": "Team Wiki",
+    "signOnMode": "BOOKMARK",
+    "settings": {"app": {"url": "https://wiki.example.com"}},
+}
 
 
 def _all_hrefs(links: dict[str, Any]) -> list[Any]:
@@ -28,7 +38,9 @@ def _all_hrefs(links: dict[str, Any]) -> list[Any]:
 
 
 def test_create_bookmark_app_returns_okta_shape(client: TestClient) -> None:
-    app = create_app(client, "Team Wiki")
+    response = client.post("/api/v1/apps", json=BOOKMARK)
+    assert response.status_code == 200, response.text
+    app = response.json()
     assert app["id"].startswith("0oa")
     assert (app["name"], app["label"], app["status"]) == ("bookmark", "Team Wiki", "ACTIVE")
     assert app["signOnMode"] == "BOOKMARK"
@@ -63,7 +75,7 @@ def test_create_inactive_then_activate_and_deactivate(client: TestClient, runtim
     assert client.get(f"/api/v1/apps/{app['id']}").json()["status"] == "ACTIVE"
     assert client.post(f"/api/v1/apps/{app['id']}/lifecycle/deactivate").json() == {}
     assert client.get(f"/api/v1/apps/{app['id']}").json()["status"] == "INACTIVE"
-    types = [e.event_type for e in event_rows(runtime, "application.lifecycle")]
+    types = [e.event_type for e in events(runtime, "application.lifecycle")]
     assert types == [
         "application.lifecycle.create",
         "application.lifecycle.activate",
@@ -117,8 +129,7 @@ def test_scim_app_takes_username_template_from_credentials(client: TestClient) -
 )
 def test_invalid_app_is_refused_and_not_stored(client: TestClient, body: Any, cause: str) -> None:
     response = client.post("/api/v1/apps", json=body)
-    assert response.status_code == 400
-    assert error_code(response) == "E0000001"
+    assert_okta_error(response, 400, "E0000001")
     causes = [c["errorSummary"] for c in response.json()["errorCauses"]]
     assert any(c.startswith(cause) for c in causes), causes
     assert client.get("/api/v1/apps").json() == []
@@ -128,27 +139,20 @@ def test_malformed_json_and_unknown_app(client: TestClient) -> None:
     broken = client.post(
         "/api/v1/apps", content=b"{nope", headers={"Content-Type": "application/json"}
     )
-    assert (broken.status_code, error_code(broken)) == (400, "E0000003")
-    missing = client.get("/api/v1/apps/0oaMissing")
-    assert (missing.status_code, error_code(missing)) == (404, "E0000007")
+    assert_okta_error(broken, 400, "E0000003")
+    assert_okta_error(client.get("/api/v1/apps/0oaMissing"), 404, "E0000007")
 
 
-def _follow(client: TestClient, url: str) -> list[list[str]]:
-    pages = []
+def test_list_pages_searches_and_filters(client: TestClient, runtime: Runtime) -> None:
+    for label in ("Alpha", "Beta", "Alpine", "Gamma", "Delta"):
+        create_app(runtime, label)
+    pages, url = [], "/api/v1/apps?limit=2"
     while url:
         response = client.get(url)
         pages.append([a["label"] for a in response.json()])
-        links = response.headers.get_list("link")
-        assert 'rel="self"' in links[0]
-        nexts = [link for link in links if 'rel="next"' in link]
-        url = nexts[0].split(">")[0].lstrip("<") if nexts else ""
-    return pages
-
-
-def test_list_pages_searches_and_filters(client: TestClient) -> None:
-    for label in ("Alpha", "Beta", "Alpine", "Gamma", "Delta"):
-        create_app(client, label)
-    pages = _follow(client, "/api/v1/apps?limit=2")
+        found = links(response)
+        assert next(iter(found)) == "self"
+        url = found.get("next", "")
     assert [len(p) for p in pages] == [2, 2, 1]
     assert sorted(label for page in pages for label in page) == [
         "Alpha",
@@ -166,12 +170,11 @@ def test_list_pages_searches_and_filters(client: TestClient) -> None:
     active = client.get('/api/v1/apps?filter=status eq "ACTIVE"').json()
     inactive = client.get('/api/v1/apps?filter=status eq "INACTIVE"').json()
     assert (len(active), [a["label"] for a in inactive]) == (4, ["Beta"])
-    bad = client.get('/api/v1/apps?filter=label co "x"')
-    assert (bad.status_code, error_code(bad)) == (400, "E0000001")
+    assert_okta_error(client.get('/api/v1/apps?filter=label co "x"'), 400, "E0000001")
 
 
-def test_replace_app_updates_document_but_not_name(client: TestClient) -> None:
-    app = create_app(client)
+def test_replace_app_updates_document_but_not_name(client: TestClient, runtime: Runtime) -> None:
+    app = client.get(f"/api/v1/apps/{create_app(runtime)}").json()
     body = {
         **{k: app[k] for k in ("name", "signOnMode", "visibility", "accessibility")},
         "label": "Renamed",
@@ -188,9 +191,9 @@ def test_replace_app_updates_document_but_not_name(client: TestClient) -> None:
 
 
 def test_template_change_reconciles_assigned_users(client: TestClient, runtime: Runtime) -> None:
-    app = create_app(client)
-    user = add_user(runtime, "ana@example.com")
-    client.put(f"/api/v1/apps/{app['id']}/groups/{add_group(runtime, 'Staff', [user])}")
+    app_id = create_app(runtime)
+    user = create_user(runtime, "ana@example.com")
+    assign_group(runtime, app_id, create_group(runtime, "Staff", [user]))
     clear_keys(runtime)
     body = {
         "name": "bookmark",
@@ -199,28 +202,28 @@ def test_template_change_reconciles_assigned_users(client: TestClient, runtime: 
         "settings": {"app": {"url": "https://wiki.example.com"}},
         "credentials": {"userNameTemplate": {"template": "${source.email}"}},
     }
-    client.put(f"/api/v1/apps/{app['id']}", json=body)
-    assert user_keys(runtime, app["id"]) == {user}
+    client.put(f"/api/v1/apps/{app_id}", json=body)
+    assert queued_subjects(runtime, app_id) == {user}
 
 
 def test_delete_requires_inactive_app(client: TestClient, runtime: Runtime) -> None:
-    app = create_app(client)
-    refused = client.delete(f"/api/v1/apps/{app['id']}")
-    assert (refused.status_code, error_code(refused)) == (400, "E0000001")
-    assert "deactivated before deletion" in refused.json()["errorSummary"]
-    client.post(f"/api/v1/apps/{app['id']}/lifecycle/deactivate")
-    deleted = client.delete(f"/api/v1/apps/{app['id']}")
+    app_id = create_app(runtime)
+    refused = client.delete(f"/api/v1/apps/{app_id}")
+    body = assert_okta_error(refused, 400, "E0000001")
+    assert "deactivated before deletion" in body["errorSummary"]
+    client.post(f"/api/v1/apps/{app_id}/lifecycle/deactivate")
+    deleted = client.delete(f"/api/v1/apps/{app_id}")
     assert (deleted.status_code, deleted.content) == (204, b"")
-    assert client.get(f"/api/v1/apps/{app['id']}").status_code == 404
-    assert event_rows(runtime, "application.lifecycle.delete")[0].targets[0]["id"] == app["id"]
+    assert client.get(f"/api/v1/apps/{app_id}").status_code == 404
+    assert events(runtime, "application.lifecycle.delete")[0].targets[0]["id"] == app_id
 
 
 # --- Features and settings --------------------------------------------------------------------
 
 
-def test_user_provisioning_feature_maps_to_settings(client: TestClient) -> None:
-    app = create_app(client)
-    url = f"/api/v1/apps/{app['id']}/features"
+def test_user_provisioning_feature_maps_to_settings(client: TestClient, runtime: Runtime) -> None:
+    app_id = create_app(runtime)
+    url = f"/api/v1/apps/{app_id}/features"
     (feature,) = client.get(url).json()
     assert feature["name"] == "USER_PROVISIONING"
     assert feature["capabilities"]["create"]["lifecycleCreate"]["status"] == "ENABLED"
@@ -237,7 +240,7 @@ def test_user_provisioning_feature_maps_to_settings(client: TestClient) -> None:
     assert updated["capabilities"]["update"]["password"]["status"] == "DISABLED"
     # The SDK sends the bare capabilities object.
     client.put(f"{url}/USER_PROVISIONING", json={"update": {"profile": {"status": "DISABLED"}}})
-    settings = client.get(f"/api/v1/apps/{app['id']}/provisioning/settings").json()
+    settings = client.get(f"/api/v1/apps/{app_id}/provisioning/settings").json()
     assert (settings["createUsers"], settings["updateUsers"], settings["deactivateUsers"]) == (
         False,
         False,
@@ -254,9 +257,9 @@ def test_user_provisioning_feature_maps_to_settings(client: TestClient) -> None:
     )
 
 
-def test_provisioning_settings_expose_every_field(client: TestClient) -> None:
-    app = create_app(client)
-    url = f"/api/v1/apps/{app['id']}/provisioning/settings"
+def test_provisioning_settings_expose_every_field(client: TestClient, runtime: Runtime) -> None:
+    app_id = create_app(runtime)
+    url = f"/api/v1/apps/{app_id}/provisioning/settings"
     settings = client.get(url).json()
     assert settings["updateMethod"] == "PUT" and settings["membershipBatchSize"] == 100
     changes = {
@@ -302,30 +305,28 @@ def test_provisioning_settings_expose_every_field(client: TestClient) -> None:
     ],
 )
 def test_invalid_settings_name_the_field_and_change_nothing(
-    client: TestClient, body: dict[str, Any], field: str
+    client: TestClient, runtime: Runtime, body: dict[str, Any], field: str
 ) -> None:
-    app = create_app(client)
-    url = f"/api/v1/apps/{app['id']}/provisioning/settings"
+    url = f"/api/v1/apps/{create_app(runtime)}/provisioning/settings"
     before = client.get(url).json()
     response = client.put(url, json=body)
-    assert (response.status_code, error_code(response)) == (400, "E0000001")
-    assert field in response.json()["errorSummary"]
+    assert field in assert_okta_error(response, 400, "E0000001")["errorSummary"]
     assert client.get(url).json() == before
 
 
 def test_settings_enqueue_only_when_desired_state_may_change(
     client: TestClient, runtime: Runtime
 ) -> None:
-    app = create_app(client)
-    user = add_user(runtime, "bo@example.com")
-    client.post(f"/api/v1/apps/{app['id']}/users", json={"id": user})
-    url = f"/api/v1/apps/{app['id']}/provisioning/settings"
+    app_id = create_app(runtime)
+    user = create_user(runtime, "bo@example.com")
+    assign_user(runtime, app_id, user)
+    url = f"/api/v1/apps/{app_id}/provisioning/settings"
     clear_keys(runtime)
     client.put(url, json={"maxConcurrency": 3, "rateLimitPerSecond": 10})
-    assert user_keys(runtime, app["id"]) == set()
+    assert queued_subjects(runtime, app_id) == set()
     client.put(url, json={"deprovision": "DELETE"})
-    assert user_keys(runtime, app["id"]) == {user}
-    assert event_rows(runtime, "application.lifecycle.update")[-1].debug == {
+    assert queued_subjects(runtime, app_id) == {user}
+    assert events(runtime, "application.lifecycle.update")[-1].debug == {
         "changedSettings": ["deprovision"]
     }
 
@@ -343,12 +344,11 @@ def test_settings_enqueue_only_when_desired_state_may_change(
     ],
 )
 def test_unstorable_input_is_malformed_not_a_server_error(
-    client: TestClient, method: str, path: str, content: bytes
+    client: TestClient, runtime: Runtime, method: str, path: str, content: bytes
 ) -> None:
-    app = create_app(client)
-    url = path.replace("{app}", app["id"])
+    url = path.replace("{app}", create_app(runtime))
     response = client.request(
         method, url, content=content, headers={"Content-Type": "application/json"}
     )
-    assert (response.status_code, error_code(response)) == (400, "E0000003")
+    assert_okta_error(response, 400, "E0000003")
     assert [a["label"] for a in client.get("/api/v1/apps").json()] == ["Wiki"]

@@ -5,15 +5,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
-from appkit import add_user, clear_keys, create_app, error_code, event_rows, user_keys
 from headwater.db import tables as t
 from headwater.runtime import Runtime
-from headwater.testing.scimserver import in_process_app
+from headwater.testing.toolkit import (
+    InProcessScim,
+    assert_okta_error,
+    assign_user,
+    clear_keys,
+    create_app,
+    create_user,
+    events,
+    queued_subjects,
+)
 
 GOOD_TOKEN = "good-token-7f3a9c1e5b"
 WRONG_TOKEN = "wrong-token-c0ffee4d2a"
@@ -23,8 +29,7 @@ BASE = "http://scim.test/v2"
 @pytest.fixture(autouse=True)
 def scim_server(runtime: Runtime) -> None:
     """A real scim2-server that accepts only GOOD_TOKEN, reached in-process."""
-    app = in_process_app(bearer_token=GOOD_TOKEN)
-    runtime.connectors.transports["http://scim.test"] = httpx.ASGITransport(app=app)
+    InProcessScim(bearer_token=GOOD_TOKEN).serve(runtime)
 
 
 def _token_body(token: str | None = GOOD_TOKEN, base: str = BASE) -> dict[str, Any]:
@@ -47,41 +52,39 @@ def _stored(runtime: Runtime, app_id: str) -> t.AppConnection | None:
 
 def _everything_logged(runtime: Runtime) -> str:
     """Every event row, as text."""
-    with runtime.database.read() as session:
-        rows = session.execute(select(t.Event)).scalars()
-        return " ".join(
-            f"{r.display_message} {r.outcome_reason} {r.actor} {r.targets} {r.debug}" for r in rows
-        )
+    return " ".join(
+        f"{r.display_message} {r.outcome_reason} {r.actor} {r.targets} {r.debug}"
+        for r in events(runtime)
+    )
 
 
 def test_good_connection_activates(client: TestClient, runtime: Runtime) -> None:
-    app = create_app(client)
-    response = client.post(_url(app["id"]) + "?activate=true", json=_token_body())
+    app_id = create_app(runtime)
+    response = client.post(_url(app_id) + "?activate=true", json=_token_body())
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["authScheme"], body["baseUrl"], body["status"]) == ("TOKEN", BASE, "ENABLED")
     assert body["profile"] == {"authScheme": "TOKEN"}
     assert isinstance(body["_links"]["self"]["href"], str)
-    fetched = client.get(_url(app["id"]))
+    fetched = client.get(_url(app_id))
     assert fetched.json() == body
     for text in (response.text, fetched.text, _everything_logged(runtime)):
         assert GOOD_TOKEN not in text
-    row = _stored(runtime, app["id"])
+    row = _stored(runtime, app_id)
     assert row is not None and row.secret_encrypted is not None
     assert GOOD_TOKEN not in row.secret_encrypted
     assert runtime.secrets.open(row.secret_encrypted) == {"token": GOOD_TOKEN}
-    features = client.get(f"/api/v1/apps/{app['id']}").json()["features"]
+    features = client.get(f"/api/v1/apps/{app_id}").json()["features"]
     assert features[0] == "SCIM_PROVISIONING" and "PUSH_NEW_USERS" in features
 
 
 def test_wrong_token_fails_clearly_without_leaking(
     client: TestClient, runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app(client)
+    app_id = create_app(runtime)
     caplog.set_level(logging.DEBUG)
-    response = client.post(_url(app["id"]), json=_token_body(WRONG_TOKEN))
-    assert (response.status_code, error_code(response)) == (400, "E0000001")
-    summary = response.json()["errorSummary"]
+    response = client.post(_url(app_id), json=_token_body(WRONG_TOKEN))
+    summary = assert_okta_error(response, 400, "E0000001")["errorSummary"]
     assert summary.startswith("Connection test failed:")
     assert "credentials rejected (HTTP 401)" in summary
     assert WRONG_TOKEN not in response.text
@@ -89,46 +92,46 @@ def test_wrong_token_fails_clearly_without_leaking(
     assert WRONG_TOKEN not in caplog.text
     assert "credentials rejected" in caplog.text
     # Nothing half-written: a refused connection is not stored.
-    assert client.get(_url(app["id"])).status_code == 404
+    assert client.get(_url(app_id)).status_code == 404
 
 
 def test_stored_connection_is_tested_on_activate(
     client: TestClient, runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app(client)
+    app_id = create_app(runtime)
     caplog.set_level(logging.DEBUG)
-    stored = client.post(_url(app["id"]) + "?activate=false", json=_token_body(WRONG_TOKEN))
+    stored = client.post(_url(app_id) + "?activate=false", json=_token_body(WRONG_TOKEN))
     assert stored.json()["status"] == "DISABLED"
-    failed = client.post(_url(app["id"]) + "/lifecycle/activate")
+    failed = client.post(_url(app_id) + "/lifecycle/activate")
     assert failed.status_code == 400
     assert "credentials rejected (HTTP 401)" in failed.json()["errorSummary"]
-    assert client.get(_url(app["id"])).json()["status"] == "DISABLED"
+    assert client.get(_url(app_id)).json()["status"] == "DISABLED"
     for text in (stored.text, failed.text, _everything_logged(runtime), caplog.text):
         assert WRONG_TOKEN not in text
-    client.post(_url(app["id"]) + "?activate=false", json=_token_body(GOOD_TOKEN))
-    activated = client.post(_url(app["id"]) + "/lifecycle/activate")
+    client.post(_url(app_id) + "?activate=false", json=_token_body(GOOD_TOKEN))
+    activated = client.post(_url(app_id) + "/lifecycle/activate")
     assert (activated.status_code, activated.json()["status"]) == (200, "ENABLED")
-    deactivated = client.post(_url(app["id"]) + "/lifecycle/deactivate")
+    deactivated = client.post(_url(app_id) + "/lifecycle/deactivate")
     assert deactivated.json()["status"] == "DISABLED"
 
 
 def test_omitted_secret_is_kept_for_the_same_scheme(client: TestClient, runtime: Runtime) -> None:
-    app = create_app(client)
-    client.post(_url(app["id"]), json=_token_body())
-    moved = client.post(_url(app["id"]), json=_token_body(None, base=BASE + "/"))
+    app_id = create_app(runtime)
+    client.post(_url(app_id), json=_token_body())
+    moved = client.post(_url(app_id), json=_token_body(None, base=BASE + "/"))
     assert (moved.status_code, moved.json()["baseUrl"]) == (200, BASE + "/")
-    row = _stored(runtime, app["id"])
+    row = _stored(runtime, app_id)
     assert row is not None and runtime.secrets.open(row.secret_encrypted or "") == {
         "token": GOOD_TOKEN
     }
-    basic = client.post(_url(app["id"]), json={"baseUrl": BASE, "profile": {"authScheme": "BASIC"}})
+    basic = client.post(_url(app_id), json={"baseUrl": BASE, "profile": {"authScheme": "BASIC"}})
     assert basic.status_code == 400  # a new scheme needs its own credentials
 
 
-def test_unreachable_downstream_is_reported(client: TestClient) -> None:
-    app = create_app(client)
+def test_unreachable_downstream_is_reported(client: TestClient, runtime: Runtime) -> None:
+    app_id = create_app(runtime)
     body = _token_body(base="http://127.0.0.1:9/scim")
-    response = client.post(_url(app["id"]), json=body)
+    response = client.post(_url(app_id), json=body)
     assert response.status_code == 400
     assert "cannot connect" in response.json()["errorSummary"]
 
@@ -160,19 +163,19 @@ def test_unreachable_downstream_is_reported(client: TestClient) -> None:
 def test_invalid_connection_is_refused(
     client: TestClient, runtime: Runtime, body: dict[str, Any], cause: str
 ) -> None:
-    app = create_app(client)
-    response = client.post(_url(app["id"]) + "?activate=false", json=body)
-    assert (response.status_code, error_code(response)) == (400, "E0000001")
+    app_id = create_app(runtime)
+    response = client.post(_url(app_id) + "?activate=false", json=body)
+    assert_okta_error(response, 400, "E0000001")
     causes = [c["errorSummary"] for c in response.json()["errorCauses"]]
     assert any(c.startswith(cause) for c in causes), causes
-    assert _stored(runtime, app["id"]) is None
+    assert _stored(runtime, app_id) is None
 
 
 def test_other_schemes_are_stored_sealed(client: TestClient, runtime: Runtime) -> None:
-    app = create_app(client)
+    app_id = create_app(runtime)
     basic = {"authScheme": "BASIC", "username": "svc", "password": "pa55-word-x"}
     response = client.post(
-        _url(app["id"]) + "?activate=false", json={"baseUrl": BASE, "profile": basic}
+        _url(app_id) + "?activate=false", json={"baseUrl": BASE, "profile": basic}
     )
     assert response.json()["authScheme"] == "BASIC" and "pa55-word-x" not in response.text
     oauth = {
@@ -182,8 +185,8 @@ def test_other_schemes_are_stored_sealed(client: TestClient, runtime: Runtime) -
         "tokenUrl": "https://idp.example.com/token",
         "scope": "scim",
     }
-    client.post(_url(app["id"]) + "?activate=false", json={"baseUrl": BASE, "profile": oauth})
-    row = _stored(runtime, app["id"])
+    client.post(_url(app_id) + "?activate=false", json={"baseUrl": BASE, "profile": oauth})
+    row = _stored(runtime, app_id)
     assert row is not None and row.auth_scheme == "OAUTH2"
     assert runtime.secrets.open(row.secret_encrypted or "") == {
         "client_id": "cid",
@@ -191,22 +194,22 @@ def test_other_schemes_are_stored_sealed(client: TestClient, runtime: Runtime) -
         "token_url": "https://idp.example.com/token",
         "scope": "scim",
     }
-    none = client.post(_url(app["id"]), json={"baseUrl": BASE, "profile": {"authScheme": "NONE"}})
+    none = client.post(_url(app_id), json={"baseUrl": BASE, "profile": {"authScheme": "NONE"}})
     assert none.status_code == 400  # the server wants a token, so the test fails
     assert "oauth-secret-x" not in _everything_logged(runtime)
 
 
 def test_connection_changes_enqueue_the_app(client: TestClient, runtime: Runtime) -> None:
-    app = create_app(client)
-    user = add_user(runtime, "cy@example.com")
-    client.post(f"/api/v1/apps/{app['id']}/users", json={"id": user})
+    app_id = create_app(runtime)
+    user = create_user(runtime, "cy@example.com")
+    assign_user(runtime, app_id, user)
     clear_keys(runtime)
-    client.post(_url(app["id"]) + "?activate=false", json=_token_body())
-    assert user_keys(runtime, app["id"]) == {user}
+    client.post(_url(app_id) + "?activate=false", json=_token_body())
+    assert queued_subjects(runtime, app_id) == {user}
     clear_keys(runtime)
-    client.post(_url(app["id"]) + "/lifecycle/activate")
-    assert user_keys(runtime, app["id"]) == {user}
-    updates = [e.display_message for e in event_rows(runtime, "application.lifecycle.update")]
+    client.post(_url(app_id) + "/lifecycle/activate")
+    assert queued_subjects(runtime, app_id) == {user}
+    updates = [e.display_message for e in events(runtime, "application.lifecycle.update")]
     assert updates == [
         "Update provisioning connection of Wiki",
         "Activate provisioning connection of Wiki",

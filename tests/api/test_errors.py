@@ -7,19 +7,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dirkit import counts, create_group, create_user, error
 from fastapi.testclient import TestClient
 
 from headwater.runtime import Runtime
+from headwater.testing.toolkit import assert_okta_error, create_group, create_user, row_counts
 
 GOOD = {"login": "ann@example.com", "email": "ann@example.com", "firstName": "A", "lastName": "B"}
 
 
 @pytest.fixture
-def existing(client: TestClient) -> dict[str, str]:
+def existing(runtime: Runtime) -> dict[str, str]:
     return {
-        "user": create_user(client, "ann@example.com")["id"],
-        "group": create_group(client, "Accounting")["id"],
+        "user": create_user(runtime, "ann@example.com"),
+        "group": create_group(runtime, "Accounting"),
     }
 
 
@@ -171,13 +171,13 @@ def test_refusals_are_okta_errors_and_change_nothing(
 ) -> None:
     for name, call, status, code, cause in REFUSALS:
         with subtests.test(msg=name):
-            before = counts(runtime)
-            body = error(call(client, existing), status, code)
+            before = row_counts(runtime)
+            body = assert_okta_error(call(client, existing), status, code)
             assert body["errorId"] and body["errorLink"] == code
             if cause is not None:
                 summaries = " ".join(c["errorSummary"] for c in body["errorCauses"])
                 assert cause in summaries, body
-            assert counts(runtime) == before
+            assert row_counts(runtime) == before
 
 
 def test_error_ids_are_unique(client: TestClient) -> None:

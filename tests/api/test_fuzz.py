@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from dirkit import create_group, create_user
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -21,17 +19,17 @@ from schemathesis.python import asgi
 
 from headwater.runtime import Runtime
 from headwater.server import create_app
+from headwater.testing.toolkit import create_group, create_user
 
 EXAMPLES = 25
 FUZZED = r"^/api/v1/(users|groups)"
 
 
 @pytest.fixture
-def seeded(client: TestClient) -> dict[str, list[str]]:
+def seeded(runtime: Runtime) -> dict[str, list[str]]:
     """A few real ids for path parameters (and a login, which also works as a user id)."""
-    users = [create_user(client, f"seed{i}@example.com")["id"] for i in range(2)]
-    groups = [create_group(client, f"Seed{i}")["id"] for i in range(2)]
-    client.put(f"/api/v1/groups/{groups[0]}/users/{users[0]}")
+    users = [create_user(runtime, f"seed{i}@example.com") for i in range(2)]
+    groups = [create_group(runtime, "Seed0", [users[0]]), create_group(runtime, "Seed1")]
     return {"user_id": [*users, "seed1@example.com"], "group_id": groups}
 
 

@@ -7,13 +7,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from dirkit import PASSWORD, create_group, create_user, error, link_targets
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from headwater import clock
 from headwater.db import tables as t
 from headwater.runtime import Runtime
+from headwater.testing.toolkit import USER_PASSWORD, assert_okta_error, links, ok
 
 
 def _logs(client: TestClient, query: str = "") -> list[dict[str, Any]]:
@@ -25,12 +25,22 @@ def _logs(client: TestClient, query: str = "") -> list[dict[str, Any]]:
 
 @pytest.fixture
 def story(client: TestClient) -> dict[str, str]:
-    """Ann is created, joins Accounting, is suspended; Bob is created staged."""
-    ann = create_user(client, "ann@example.com", password=PASSWORD)["id"]
-    bob = create_user(client, "bob@example.com", activate=False)["id"]
-    group = create_group(client, "Accounting")["id"]
-    client.put(f"/api/v1/groups/{group}/users/{ann}")
-    client.post(f"/api/v1/users/{ann}/lifecycle/suspend")
+    """Ann is created, joins Accounting, is suspended; Bob is created staged.
+
+    Told through the API, not the services: the log must show the API token as the actor."""
+
+    def profile(login: str) -> dict[str, str]:
+        first = login.partition("@")[0].title()
+        return {"login": login, "email": login, "firstName": first, "lastName": "Tester"}
+
+    credentials = {"password": {"value": USER_PASSWORD}}
+    body = {"profile": profile("ann@example.com"), "credentials": credentials}
+    ann = ok(client.post("/api/v1/users", json=body))["id"]
+    body = {"profile": profile("bob@example.com")}
+    bob = ok(client.post("/api/v1/users?activate=false", json=body))["id"]
+    group = ok(client.post("/api/v1/groups", json={"profile": {"name": "Accounting"}}))["id"]
+    ok(client.put(f"/api/v1/groups/{group}/users/{ann}"), 204)
+    ok(client.post(f"/api/v1/users/{ann}/lifecycle/suspend"))
     return {"ann": ann, "bob": bob, "group": group}
 
 
@@ -96,13 +106,14 @@ def test_target_id_filter(client: TestClient, story: dict[str, str]) -> None:
     )
     assert len(both) == 1
     prefix = client.get("/api/v1/logs?" + quote('filter=target.id sw "00u"', safe="="))
-    error(prefix, 400, "E0000001")
+    assert_okta_error(prefix, 400, "E0000001")
 
 
 def test_since_until_and_default_window(
     client: TestClient, runtime: Runtime, story: dict[str, str]
 ) -> None:
     old = clock.utcnow() - timedelta(days=8)
+    # Time travel, written directly: no service backdates an event.
     with runtime.database.transaction() as session:
         session.execute(
             update(t.Event)
@@ -116,8 +127,8 @@ def test_since_until_and_default_window(
     assert [e["eventType"] for e in _logs(client, f"since={since}&until={until}")] == [
         "system.api_token.create"
     ]
-    error(client.get("/api/v1/logs?since=yesterday"), 400, "E0000001")
-    error(client.get("/api/v1/logs?sortOrder=SIDEWAYS"), 400, "E0000001")
+    assert_okta_error(client.get("/api/v1/logs?since=yesterday"), 400, "E0000001")
+    assert_okta_error(client.get("/api/v1/logs?sortOrder=SIDEWAYS"), 400, "E0000001")
 
 
 def test_paging_both_ways_and_polling(client: TestClient, story: dict[str, str]) -> None:
@@ -128,17 +139,17 @@ def test_paging_both_ways_and_polling(client: TestClient, story: dict[str, str])
         while url:
             response = client.get(url)
             seen += [e["uuid"] for e in response.json()]
-            url = link_targets(response).get("next", "")
+            url = links(response).get("next", "")
         assert seen == expected
     poll = client.get("/api/v1/logs?limit=100")
-    cursor_url = link_targets(poll)["next"]
+    cursor_url = links(poll)["next"]
     assert client.get(cursor_url).json() == []
-    assert "next" in link_targets(client.get(cursor_url))
+    assert "next" in links(client.get(cursor_url))
     client.post(f"/api/v1/users/{story['ann']}/lifecycle/unsuspend")
     assert [e["eventType"] for e in client.get(cursor_url).json()] == ["user.lifecycle.unsuspend"]
 
 
 def test_bad_parameters_are_400(client: TestClient) -> None:
     for query in ("filter=eventType eq", 'filter=nope eq "x"', "after=%00", "limit=many"):
-        error(client.get(f"/api/v1/logs?{quote(query, safe='=%')}"), 400, "E0000001")
+        assert_okta_error(client.get(f"/api/v1/logs?{quote(query, safe='=%')}"), 400, "E0000001")
     assert client.get("/api/v1/logs?limit=5000").status_code == 200

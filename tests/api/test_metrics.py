@@ -3,15 +3,24 @@ secrets."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
-import httpx
 from fastapi.testclient import TestClient
-from tests.engine.faultkit import assign_group, seed_app, seed_group, seed_users
 
 from headwater.runtime import Runtime
-from headwater.testing.scimserver import in_process_app
+from headwater.testing.toolkit import (
+    InProcessScim,
+    ScimReader,
+    assign_group,
+    converge,
+    create_group,
+    create_scim_app,
+    create_users,
+    events,
+)
+
+TOKEN = "metrics-token-4b1f9e"
+ROTATED = "rotated-token-77c0d2"
 
 
 def _value(text: str, name: str, **labels: str) -> float:
@@ -23,27 +32,21 @@ def _value(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"{name} {labels} not in metrics")
 
 
-def test_metrics_report_requests_queue_and_no_secrets(
+def test_metrics_report_requests_queue_quarantine_and_no_secrets(
     client: TestClient, runtime: Runtime, api_token: str
 ) -> None:
-    runtime.connectors.transports["http://scim.test"] = httpx.ASGITransport(app=in_process_app())
-    users = seed_users(runtime, 3)
-    app_id = seed_app(runtime, "http://scim.test")
-    assign_group(runtime, app_id, seed_group(runtime, "All", users))
+    downstream = InProcessScim().serve(runtime)
+    users = create_users(runtime, 3)
+    group = create_group(runtime, "All", users)
+    app_id = create_scim_app(runtime, downstream.base_url)
+    assign_group(runtime, app_id, group)
 
     before = client.get("/metrics")
     assert before.status_code == 200
     assert before.headers["content-type"].startswith("text/plain")
     assert _value(before.text, "headwater_pending_keys", app=app_id, kind="user") == 3
 
-    async def converge() -> None:
-        worker = runtime.worker()
-        try:
-            await worker.drain(timeout=60)
-        finally:
-            await worker.reconciler.aclose()
-
-    asyncio.run(converge())
+    converge(runtime)
     text = client.get("/metrics").text
     assert (
         _value(text, "headwater_downstream_requests_total", app=app_id, method="POST", status="201")
@@ -54,3 +57,18 @@ def test_metrics_report_requests_queue_and_no_secrets(
     assert re.search(r"headwater_reconcile_batch_seconds_count \d", text)
     assert api_token not in text
     assert f'headwater_pending_keys{{app="{app_id}"' not in text  # the queue drained
+
+    # A second app whose downstream rotates its token after the connection was tested: every
+    # call is refused (401), so the engine quarantines the app and holds its keys.
+    locked = InProcessScim("locked.test", bearer_token=TOKEN).serve(runtime)
+    locked_app = create_scim_app(runtime, locked.base_url, "Locked", token=TOKEN)
+    locked.app.bearer_tokens = frozenset({ROTATED})
+    assign_group(runtime, locked_app, group)
+    converge(runtime, settled=False)
+    text = client.get("/metrics").text
+    assert _value(text, "headwater_quarantined_apps") == 1
+    assert _value(text, "headwater_pending_keys", app=locked_app, kind="user") == 3
+    assert "app.headwater.quarantine.start" in [e.event_type for e in events(runtime)]
+    assert ScimReader(locked.base_url, token=ROTATED, app=locked.app).users() == []
+    for secret in (api_token, TOKEN, ROTATED):
+        assert secret not in text

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from dirkit import error, event_types
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -14,6 +13,7 @@ from headwater.db import tables as t
 from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
 from headwater.services import tokens
+from headwater.testing.toolkit import assert_okta_error, event_types
 
 
 def _token_row(runtime: Runtime, token: str) -> t.ApiToken:
@@ -45,7 +45,7 @@ def test_missing_or_wrong_token_is_401(
     for header in BAD_HEADERS:
         with subtests.test(msg=str(header)):
             headers = {} if header is None else {"Authorization": header.format(token=api_token)}
-            body = error(client.get("/api/v1/users", headers=headers), 401, "E0000011")
+            body = assert_okta_error(client.get("/api/v1/users", headers=headers), 401, "E0000011")
             assert body["errorSummary"] == "Invalid token provided"
 
 
@@ -65,8 +65,10 @@ def test_unauthenticated_writes_change_nothing(client: TestClient, runtime: Runt
             "lastName": "B",
         }
     }
-    error(client.post("/api/v1/users", json=body), 401, "E0000011")
-    error(client.post("/api/v1/groups", json={"profile": {"name": "G"}}), 401, "E0000011")
+    assert_okta_error(client.post("/api/v1/users", json=body), 401, "E0000011")
+    assert_okta_error(
+        client.post("/api/v1/groups", json={"profile": {"name": "G"}}), 401, "E0000011"
+    )
     assert event_types(runtime) == ["system.api_token.create"]
 
 
@@ -76,6 +78,7 @@ def test_last_used_is_recorded(client: TestClient, runtime: Runtime, api_token: 
     first = _token_row(runtime, api_token).last_used
     assert first is not None
     stale = clock.utcnow() - timedelta(hours=1)
+    # Time travel, written directly: no service can make a token's last use an hour old.
     with runtime.database.transaction() as session:
         session.execute(update(t.ApiToken).values(last_used=stale))
     client.get("/api/v1/users")
@@ -111,7 +114,7 @@ def test_list_and_get_tokens_never_show_secrets(
     for secret in (api_token, plaintext, row.token_hash, tokens.hash_token(plaintext)):
         assert secret not in text
     assert client.get(f"/api/v1/api-tokens/{second_id}").json()["name"] == "deploy-script"
-    error(client.get("/api/v1/api-tokens/00Tnope"), 404, "E0000007")
+    assert_okta_error(client.get("/api/v1/api-tokens/00Tnope"), 404, "E0000007")
 
 
 def test_revoked_token_is_401(client: TestClient, runtime: Runtime, api_token: str) -> None:
@@ -119,18 +122,19 @@ def test_revoked_token_is_401(client: TestClient, runtime: Runtime, api_token: s
         other, other_plaintext = tokens.create(session, "other", SYSTEM)
         other_id = other.id
     assert client.delete(f"/api/v1/api-tokens/{other_id}").status_code == 204
-    error(client.delete(f"/api/v1/api-tokens/{other_id}"), 404, "E0000007")
+    assert_okta_error(client.delete(f"/api/v1/api-tokens/{other_id}"), 404, "E0000007")
     response = client.get("/api/v1/users", headers={"Authorization": f"SSWS {other_plaintext}"})
-    error(response, 401, "E0000011")
-    assert "system.api_token.revoke" in event_types(runtime, other_id)
+    assert_okta_error(response, 401, "E0000011")
+    assert "system.api_token.revoke" in event_types(runtime, target_id=other_id)
     assert client.delete("/api/v1/api-tokens/current").status_code == 204
-    error(client.get("/api/v1/users"), 401, "E0000011")
+    assert_okta_error(client.get("/api/v1/users"), 401, "E0000011")
 
 
 def test_expired_token_is_401(client: TestClient, runtime: Runtime, api_token: str) -> None:
+    # Time travel, written directly: no service makes a token that has already expired.
     with runtime.database.transaction() as session:
         session.execute(update(t.ApiToken).values(expires_at=clock.utcnow() - timedelta(seconds=1)))
-    error(client.get("/api/v1/users"), 401, "E0000011")
+    assert_okta_error(client.get("/api/v1/users"), 401, "E0000011")
 
 
 def test_health_needs_no_token(client: TestClient) -> None:

@@ -11,16 +11,14 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import pytest
-from consolekit import ADMIN, PASSWORD
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from headwater.runtime import Runtime
 from headwater.services import admins
 from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.toolkit import ADMIN, ADMIN_PASSWORD, IN_CI, LiveServer
 
 CHROMIUM = Path(os.environ.get("HEADWATER_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -37,7 +35,7 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        if os.environ.get("CI", "").lower() == "true":
+        if IN_CI:
             pytest.fail(f"Chromium is required in CI: {CHROMIUM} is missing")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     with sync_playwright() as playwright:
@@ -48,30 +46,19 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def _root_conftest(config: pytest.Config) -> ModuleType:
-    """The suite's top conftest, as pytest loaded it (its ``LiveServer`` is reused here)."""
-    wanted = Path(__file__).resolve().parents[1] / "conftest.py"
-    for plugin in config.pluginmanager.get_plugins():
-        if isinstance(plugin, ModuleType) and Path(plugin.__file__ or "").resolve() == wanted:
-            return plugin
-    raise RuntimeError("tests/conftest.py is not loaded")
-
-
 @pytest.fixture
-def console(request: pytest.FixtureRequest, sqlite_runtime: Runtime) -> Iterator[Any]:
+def console(sqlite_runtime: Runtime) -> Iterator[LiveServer]:
     """Headwater with its worker, on SQLite, and one console admin (``.url``, ``.runtime``)."""
     sqlite_runtime.settings.idle_poll_seconds = 0.2
     sqlite_runtime.settings.retry_base_seconds = 0.2
     with sqlite_runtime.database.transaction() as session:
-        admins.create(session, ADMIN, PASSWORD)
-    live_server = _root_conftest(request.config).LiveServer
-    with live_server(sqlite_runtime, start_worker=True) as server:
-        server.runtime = sqlite_runtime
+        admins.create(session, ADMIN, ADMIN_PASSWORD)
+    with LiveServer(sqlite_runtime, start_worker=True) as server:
         yield server
 
 
 @pytest.fixture
-def page(browser: Browser, console: Any) -> Iterator[Page]:
+def page(browser: Browser, console: LiveServer) -> Iterator[Page]:
     context = browser.new_context(base_url=console.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(10_000)
     tab = context.new_page()

@@ -4,14 +4,11 @@ form field on the main pages has a label."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
-from consolekit import ADMIN, PASSWORD, sign_in
 from playwright.sync_api import Page, expect
 
-from headwater.db.events import SYSTEM
-from headwater.services import apps
+from headwater.testing.toolkit import ADMIN, ADMIN_PASSWORD, LiveServer, create_app, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -44,7 +41,7 @@ def test_sign_in_and_create_a_group_with_the_keyboard(page: Page) -> None:
     tab_to(page, "f-username")
     page.keyboard.type(ADMIN)
     page.keyboard.press("Tab")
-    page.keyboard.type(PASSWORD)
+    page.keyboard.type(ADMIN_PASSWORD)
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"/console/people$"))
 
@@ -67,10 +64,8 @@ UNLABELLED = """() => [...document.querySelectorAll(
   .map(el => el.outerHTML)"""
 
 
-def test_every_field_on_the_main_pages_has_a_label(page: Page, console: Any) -> None:
-    with console.runtime.database.transaction() as session:
-        spec = apps.AppSpec(label="Labelled", name="labelled")
-        app_id = apps.create_app(session, SYSTEM, spec, activate=True).id
+def test_every_field_on_the_main_pages_has_a_label(page: Page, console: LiveServer) -> None:
+    app_id = create_app(console.runtime, "Labelled")
     page.goto("/console/login")
     assert page.evaluate(UNLABELLED) == []
     sign_in(page)

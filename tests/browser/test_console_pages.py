@@ -5,37 +5,33 @@ JavaScript (htmx only enhances them)."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
-from consolekit import sign_in
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from headwater.db import tables as t
-from headwater.db.events import SYSTEM
-from headwater.services import apps, directory
+from headwater.testing.toolkit import LiveServer, create_app, create_group, create_user, sign_in
 
 pytestmark = pytest.mark.browser
 
 
-def seed(console: Any) -> dict[str, str]:
+def seed(console: LiveServer) -> dict[str, str]:
     """Two people, two groups and an app, made through the services (not under test here)."""
-    with console.runtime.database.transaction() as session:
-        ids = {}
-        for first in ("Robin", "Riley"):
-            login = f"{first.lower()}@example.com"
-            profile = {"login": login, "email": login, "firstName": first, "lastName": "Park"}
-            user = directory.create_user(session, SYSTEM, profile, password="Pa55word-x1")
-            ids[first] = user.id
-        for name in ("Finance", "Payroll"):
-            ids[name] = directory.create_group(session, SYSTEM, {"name": name}).id
-        spec = apps.AppSpec(label="Ledger", name="ledger")
-        ids["app"] = apps.create_app(session, SYSTEM, spec, activate=True).id
+    runtime = console.runtime
+    ids = {
+        first: create_user(
+            runtime, f"{first.lower()}@example.com", last="Park", password="Pa55word-x1"
+        )
+        for first in ("Robin", "Riley")
+    }
+    for name in ("Finance", "Payroll"):
+        ids[name] = create_group(runtime, name)
+    ids["app"] = create_app(runtime, "Ledger")
     return ids
 
 
-def test_lifecycle_buttons_follow_okta_rules(page: Page, console: Any) -> None:
+def test_lifecycle_buttons_follow_okta_rules(page: Page, console: LiveServer) -> None:
     ids = seed(console)
     sign_in(page)
     page.goto(f"/console/people/{ids['Robin']}")
@@ -57,7 +53,7 @@ def test_lifecycle_buttons_follow_okta_rules(page: Page, console: Any) -> None:
     expect(page.locator("#people-rows")).to_contain_text("No people match")
 
 
-def test_search_as_you_type_swaps_only_the_rows(page: Page, console: Any) -> None:
+def test_search_as_you_type_swaps_only_the_rows(page: Page, console: LiveServer) -> None:
     seed(console)
     sign_in(page)
     rows = page.locator("#people-rows tr")
@@ -68,7 +64,7 @@ def test_search_as_you_type_swaps_only_the_rows(page: Page, console: Any) -> Non
     expect(page).to_have_url(re.compile(r"q=rob"))
 
 
-def test_groups_are_reordered_by_swapping_priorities(page: Page, console: Any) -> None:
+def test_groups_are_reordered_by_swapping_priorities(page: Page, console: LiveServer) -> None:
     ids = seed(console)
     sign_in(page)
     page.goto(f"/console/apps/{ids['app']}/assignments")
@@ -86,7 +82,7 @@ def test_groups_are_reordered_by_swapping_priorities(page: Page, console: Any) -
     assert dict(rows) == {ids["Payroll"]: 0, ids["Finance"]: 1}
 
 
-def test_a_mapping_is_paused_then_unlinked_after_its_plan(page: Page, console: Any) -> None:
+def test_a_mapping_is_paused_then_unlinked_after_its_plan(page: Page, console: LiveServer) -> None:
     ids = seed(console)
     sign_in(page)
     page.goto(f"/console/apps/{ids['app']}/push")
@@ -105,7 +101,7 @@ def test_a_mapping_is_paused_then_unlinked_after_its_plan(page: Page, console: A
     expect(page.get_by_role("row", name=re.compile("fin-team"))).to_have_count(0)
 
 
-def test_the_log_filters_by_event_type_and_target(page: Page, console: Any) -> None:
+def test_the_log_filters_by_event_type_and_target(page: Page, console: LiveServer) -> None:
     ids = seed(console)
     sign_in(page)
     page.goto("/console/logs")
@@ -118,7 +114,7 @@ def test_the_log_filters_by_event_type_and_target(page: Page, console: Any) -> N
     expect(events.first).to_contain_text("Riley Park")
 
 
-def test_pages_work_without_javascript(browser: Browser, console: Any) -> None:
+def test_pages_work_without_javascript(browser: Browser, console: LiveServer) -> None:
     ids = seed(console)
     context = browser.new_context(base_url=console.url, java_script_enabled=False)
     page = context.new_page()

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
-from consolekit import ADMIN, PASSWORD, sign_in
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from headwater.db import tables as t
+from headwater.testing.toolkit import ADMIN, ADMIN_PASSWORD, LiveServer, sign_in
 
 pytestmark = pytest.mark.browser
 
 
-def group_names(console: Any) -> set[str]:
+def group_names(console: LiveServer) -> set[str]:
     with console.runtime.database.read() as session:
         return set(session.execute(select(t.Group.name)).scalars())
 
@@ -27,7 +26,7 @@ def test_pages_need_a_signed_in_admin(page: Page) -> None:
     assert response.status in (303, 403)
 
 
-def test_a_post_without_the_csrf_token_is_refused(page: Page, console: Any) -> None:
+def test_a_post_without_the_csrf_token_is_refused(page: Page, console: LiveServer) -> None:
     sign_in(page)
     cookie = next(c for c in page.context.cookies() if c["name"] == "hw_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
@@ -53,7 +52,7 @@ def test_a_post_without_the_csrf_token_is_refused(page: Page, console: Any) -> N
     assert "Genuine" in group_names(console)
 
 
-def test_five_wrong_passwords_lock_sign_in(browser: Browser, console: Any) -> None:
+def test_five_wrong_passwords_lock_sign_in(browser: Browser, console: LiveServer) -> None:
     context = browser.new_context(base_url=console.url)
     page = context.new_page()
     page.goto("/console/login")
@@ -62,7 +61,7 @@ def test_five_wrong_passwords_lock_sign_in(browser: Browser, console: Any) -> No
         page.get_by_label("Password").fill(f"wrong-{attempt}")
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("alert")).to_contain_text("Sign-in failed")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("Sign-in failed")
     expect(page).to_have_url(re.compile(r"/console/login$"))

@@ -7,12 +7,12 @@ import re
 from typing import Any
 
 import pytest
-from consolekit import ADMIN, Scim, flash, sign_in, wait_for
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from headwater.db import tables as t
 from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.toolkit import ADMIN, LiveServer, ScimReader, flash, sign_in, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -75,15 +75,15 @@ def create_connected_app(page: Page, scim: ScimServerProcess, token: str) -> str
     return app_url
 
 
-def downstream_state(scim: Scim) -> tuple[dict[str, dict[str, Any]], set[str] | None]:
-    return scim.users(), scim.member_ids("AppPushGroup")
+def downstream_state(scim: ScimReader) -> tuple[dict[str, dict[str, Any]], set[str] | None]:
+    return scim.by_user_name(), scim.member_ids("AppPushGroup")
 
 
 def test_seed_recipe_through_the_console(
-    page: Page, console: Any, downstream: tuple[ScimServerProcess, str]
+    page: Page, console: LiveServer, downstream: tuple[ScimServerProcess, str]
 ) -> None:
     server, token = downstream
-    scim = Scim(server.base_url, token)
+    scim = ScimReader(server.base_url, token=token)
     sign_in(page)
 
     accounting = create_group(page, "Accounting")
@@ -152,4 +152,3 @@ def test_seed_recipe_through_the_console(
     by_admin = [a for a in actors if a["type"] == "User"]
     assert len(by_admin) >= 12
     assert {a["alternateId"] for a in by_admin} == {ADMIN}
-    scim.close()

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clikit import Cli
 from cryptography.fernet import Fernet
 
 from headwater.runtime import Runtime
 from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.toolkit import Cli
 
 
 @pytest.fixture

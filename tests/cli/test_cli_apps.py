@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 
-from clikit import Cli, seed_group
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from headwater.db import tables as t
 from headwater.runtime import Runtime
 from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.toolkit import Cli, count_rows, create_group, create_users
 
 
 def create_app(
     cli: Cli, downstream: ScimServerProcess, label: str, token: str | None = None
 ) -> tuple[int, str, str]:
+    """``headwater apps create`` (the command under test): exit code, stdout, stderr."""
     result = cli(
         "apps",
         "create",
@@ -26,11 +27,6 @@ def create_app(
         env={"HEADWATER_SCIM_TOKEN": token or downstream.bearer_token},
     )
     return result.exit_code, result.stdout, result.stderr
-
-
-def count(runtime: Runtime, model: type[t.Base]) -> int:
-    with runtime.database.read() as session:
-        return int(session.execute(select(func.count()).select_from(model)).scalar_one())
 
 
 def test_apps_create_tests_the_connection_and_never_shows_the_token(
@@ -61,7 +57,7 @@ def test_apps_create_tests_the_connection_and_never_shows_the_token(
     )
     assert prompted.exit_code == 0, prompted.stderr
     assert token not in prompted.stdout + prompted.stderr
-    assert count(runtime, t.AppConnection) == 2
+    assert count_rows(runtime, t.AppConnection) == 2
 
 
 def test_apps_create_keeps_nothing_when_the_test_fails(
@@ -80,20 +76,21 @@ def test_apps_create_keeps_nothing_when_the_test_fails(
     bad_url = cli("apps", "create", "--label", "Wiki", "--scim-url", "ftp://example.com/scim")
     assert bad_url.exit_code == 1
     assert "baseUrl: must be an http or https URL" in bad_url.stderr
-    assert count(runtime, t.App) == 0 and count(runtime, t.AppConnection) == 0
+    assert count_rows(runtime, t.App) == 0 and count_rows(runtime, t.AppConnection) == 0
     assert "Traceback" not in err + anonymous.stderr + bad_url.stderr
 
 
 def test_assign_push_plan_and_unassign(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:
-    seed_group(runtime, "Accounting", 3, "plan.example")
-    seed_group(runtime, "AppPushGroup", 2, "push.example")
+    accounting, pushed = create_group(runtime, "Accounting"), create_group(runtime, "AppPushGroup")
+    create_users(runtime, 3, prefix="person", domain="plan.example", group_ids=[accounting])
+    create_users(runtime, 2, prefix="person", domain="push.example", group_ids=[pushed])
     assert create_app(cli, downstream, "Plan App")[0] == 0
 
     assigned = cli.ok("assign", "plan app", "accounting", "--priority", "5")
     assert assigned == "Assigned Plan App to Accounting at priority 5 (3 members).\n"
-    assert count(runtime, t.ReconcileKey) == 3
+    assert count_rows(runtime, t.ReconcileKey) == 3
     pushed = cli.ok("push", "Plan App", "AppPushGroup", "--name", "Pushed Downstream")
     assert pushed.startswith("Pushing AppPushGroup to Plan App as 'Pushed Downstream' (mapping gPm")
     twice = cli("push", "Plan App", "AppPushGroup")
@@ -125,7 +122,8 @@ def test_assign_push_plan_and_unassign(
 def test_unknown_and_ambiguous_names(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:
-    seed_group(runtime, "Team", 1, "team.example")
+    team = create_group(runtime, "Team")
+    create_users(runtime, 1, prefix="person", domain="team.example", group_ids=[team])
     for _ in range(2):
         assert create_app(cli, downstream, "Twin")[0] == 0
     with runtime.database.read() as session:

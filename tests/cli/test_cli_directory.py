@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from clikit import Cli
 from sqlalchemy import func, select
 
 from headwater.db import tables as t
 from headwater.runtime import Runtime
+from headwater.testing.toolkit import Cli
 
 
 def user_status(runtime: Runtime, login: str) -> str:

@@ -6,16 +6,22 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import httpx
-from clikit import Cli, plain, seed_group
 from sqlalchemy import func, select
 
 from headwater import clock
 from headwater.db import tables as t
-from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
-from headwater.services import apps
 from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.toolkit import (
+    Cli,
+    ScimReader,
+    create_app,
+    create_group,
+    create_scim_app,
+    create_users,
+    plain,
+    update_settings,
+)
 
 #: What makes Rich draw its live display as on a terminal, 120 columns wide.
 TERMINAL = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "120"}
@@ -25,17 +31,11 @@ SUMMARY = re.compile(
 )
 
 
-def connected_app(cli: Cli, downstream: ScimServerProcess, label: str) -> None:
-    result = cli(
-        "apps",
-        "create",
-        "--label",
-        label,
-        "--scim-url",
-        downstream.base_url,
-        env={"HEADWATER_SCIM_TOKEN": downstream.bearer_token},
+def people(runtime: Runtime, group: str, count: int, domain: str) -> None:
+    """A group of ``count`` people, ``person00000@<domain>``..."""
+    create_users(
+        runtime, count, prefix="person", domain=domain, group_ids=[create_group(runtime, group)]
     )
-    assert result.exit_code == 0, result.stderr
 
 
 def summary(stdout: str) -> dict[str, str]:
@@ -46,20 +46,16 @@ def summary(stdout: str) -> dict[str, str]:
 
 
 def downstream_count(downstream: ScimServerProcess, domain: str) -> int:
-    response = httpx.get(
-        f"{downstream.base_url}/Users",
-        params={"filter": f'userName ew "@{domain}"', "count": 1},
-        headers={"Authorization": f"Bearer {downstream.bearer_token}"},
-    )
-    response.raise_for_status()
-    return int(response.json()["totalResults"])
+    """Accounts of people in ``domain`` on the (session-wide) downstream."""
+    scim = ScimReader(downstream.base_url, token=downstream.bearer_token)
+    return sum(u["userName"].endswith(f"@{domain}") for u in scim.users())
 
 
 def test_reconcile_2000_users_with_live_progress(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:
-    seed_group(runtime, "Everyone", 2000, "bulk.example")
-    connected_app(cli, downstream, "Bulk App")
+    people(runtime, "Everyone", 2000, "bulk.example")
+    create_scim_app(runtime, downstream.base_url, "Bulk App", token=downstream.bearer_token)
     assert "(2000 members)" in cli.ok("assign", "Bulk App", "Everyone")
 
     result = cli("reconcile", "Bulk App", env=TERMINAL)
@@ -83,8 +79,8 @@ def test_reconcile_2000_users_with_live_progress(
 def test_no_progress_prints_only_the_summary(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:
-    seed_group(runtime, "Few", 5, "few.example")
-    connected_app(cli, downstream, "Few App")
+    people(runtime, "Few", 5, "few.example")
+    create_scim_app(runtime, downstream.base_url, "Few App", token=downstream.bearer_token)
     cli.ok("assign", "Few App", "Few")
 
     result = cli("reconcile", "Few App", "--no-progress", env=TERMINAL)
@@ -101,12 +97,11 @@ def test_no_progress_prints_only_the_summary(
 def test_permanent_failures_exit_with_1(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:
-    seed_group(runtime, "Broken", 3, "broken.example")
-    connected_app(cli, downstream, "Broken App")
-    with runtime.database.transaction() as session:
-        app_id = session.execute(select(t.App.id).where(t.App.label == "Broken App")).scalar_one()
-        changes = {"user_name_template": "${source.nickName}"}  # empty for everyone
-        apps.update_settings(session, SYSTEM, app_id, changes)
+    people(runtime, "Broken", 3, "broken.example")
+    app_id = create_scim_app(
+        runtime, downstream.base_url, "Broken App", token=downstream.bearer_token
+    )
+    update_settings(runtime, app_id, user_name_template="${source.nickName}")  # empty for all
     cli.ok("assign", "Broken App", "Broken")
 
     result = cli("reconcile", "Broken App", "--no-progress")
@@ -129,12 +124,16 @@ def test_unknown_app(cli: Cli) -> None:
 def test_quarantined_app_stops_with_1(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:
-    seed_group(runtime, "Held", 2, "held.example")
-    connected_app(cli, downstream, "Held App")
+    people(runtime, "Held", 2, "held.example")
+    app_id = create_scim_app(
+        runtime, downstream.base_url, "Held App", token=downstream.bearer_token
+    )
     cli.ok("assign", "Held App", "Held")
     now = clock.utcnow()
+    # Quarantine as the engine records it (engine state: no service quarantines an app).
     with runtime.database.transaction() as session:
-        app = session.execute(select(t.App).where(t.App.label == "Held App")).scalar_one()
+        app = session.get(t.App, app_id)
+        assert app is not None
         app.quarantined_since = now
         app.quarantine_reason = "GET /Users: timed out"
         app.next_probe = now + timedelta(minutes=10)
@@ -149,10 +148,8 @@ def test_quarantined_app_stops_with_1(
 
 
 def test_app_without_connection_sends_nothing(cli: Cli, runtime: Runtime) -> None:
-    seed_group(runtime, "Bookmarks", 2, "bookmark.example")
-    with runtime.database.transaction() as session:
-        spec = apps.AppSpec("Intranet", "intranet")
-        apps.create_app(session, SYSTEM, spec, activate=True)
+    people(runtime, "Bookmarks", 2, "bookmark.example")
+    create_app(runtime, "Intranet")
     cli.ok("assign", "Intranet", "Bookmarks")
 
     result = cli("reconcile", "Intranet", "--no-progress")

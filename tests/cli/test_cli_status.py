@@ -6,30 +6,34 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from clikit import Cli, seed_group
 from sqlalchemy import select
 
 from headwater import clock, ids
 from headwater.commands.common import mask_url
 from headwater.db import outbox
 from headwater.db import tables as t
-from headwater.db.events import SYSTEM
 from headwater.domain.states import KeyKind
 from headwater.runtime import Runtime
-from headwater.services import apps, tokens
+from headwater.services import tokens
+from headwater.testing.toolkit import Cli, create_app, create_group, create_users
 
 
 def seed_engine_state(runtime: Runtime) -> dict[str, str]:
     """Two apps: Payroll with queued keys, a task and a held deprovision; Wiki quarantined.
-    One live worker and one that stopped answering."""
-    users = seed_group(runtime, "Staff", 4, "status.example")
+    One live worker and one that stopped answering.
+
+    The directory and the apps come from the services; the rest is what the engine records
+    (keys waiting or backing off, a Task, held operations, quarantine, heartbeats), which no
+    service writes, so it is written directly.
+    """
+    staff = create_group(runtime, "Staff")
+    users = create_users(runtime, 4, prefix="person", domain="status.example", group_ids=[staff])
+    payroll_id, wiki_id = create_app(runtime, "Payroll"), create_app(runtime, "Wiki")
     now = clock.utcnow()
     with runtime.database.transaction() as session:
-        payroll = apps.create_app(
-            session, SYSTEM, apps.AppSpec("Payroll", "payroll"), activate=True
-        )
-        wiki = apps.create_app(session, SYSTEM, apps.AppSpec("Wiki", "wiki"), activate=True)
-        session.flush()
+        payroll = session.get(t.App, payroll_id)
+        wiki = session.get(t.App, wiki_id)
+        assert payroll is not None and wiki is not None
         outbox.enqueue_users_for_apps(session, payroll.id, users[:3])
         outbox.enqueue_keys(session, [(payroll.id, KeyKind.USER, users[3])], delay=3600)
         wiki.quarantined_since = now - timedelta(minutes=5)

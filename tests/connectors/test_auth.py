@@ -14,7 +14,6 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from scim_testkit import ScimHarness
 
 from headwater.connectors.auth import (
     BasicAuth,
@@ -25,6 +24,7 @@ from headwater.connectors.auth import (
 from headwater.connectors.errors import AppUnavailableError, TransientError
 from headwater.connectors.scim import ScimConnector
 from headwater.domain.settings import ProvisioningSettings
+from headwater.testing.toolkit import InProcessScim
 
 TOKEN_URL = "https://idp.test/oauth2/token"
 SECRET = "client-secret-value"
@@ -34,7 +34,7 @@ SECRET = "client-secret-value"
 class TokenEndpoint:
     """Issues numbered tokens and tells the SCIM app to accept only the latest."""
 
-    harness: ScimHarness
+    harness: InProcessScim
     expires_in: Any = 3600
     status: int = 200
     requests: list[httpx.Request] = field(default_factory=list)
@@ -72,7 +72,7 @@ class Clock:
 
 
 def oauth_connector(
-    harness: ScimHarness, endpoint: TokenEndpoint, auth: OAuthClientCredentialsAuth
+    harness: InProcessScim, endpoint: TokenEndpoint, auth: OAuthClientCredentialsAuth
 ) -> ScimConnector:
     return ScimConnector(
         "http://scim.test/v2",
@@ -83,12 +83,14 @@ def oauth_connector(
 
 
 @pytest.fixture
-def endpoint(harness: ScimHarness) -> TokenEndpoint:
+def endpoint(harness: InProcessScim) -> TokenEndpoint:
     harness.app.bearer_tokens = {"nothing-valid-yet"}
     return TokenEndpoint(harness)
 
 
-async def test_oauth_fetches_once_and_caches(harness: ScimHarness, endpoint: TokenEndpoint) -> None:
+async def test_oauth_fetches_once_and_caches(
+    harness: InProcessScim, endpoint: TokenEndpoint
+) -> None:
     auth = OAuthClientCredentialsAuth(TOKEN_URL, "client-1", SECRET, "scim.write")
     async with oauth_connector(harness, endpoint, auth) as scim:
         await scim.test_connection()
@@ -104,7 +106,7 @@ async def test_oauth_fetches_once_and_caches(harness: ScimHarness, endpoint: Tok
     assert harness.transport.sent[-1].headers["Authorization"] == "Bearer token-1"
 
 
-async def test_oauth_client_secret_post(harness: ScimHarness, endpoint: TokenEndpoint) -> None:
+async def test_oauth_client_secret_post(harness: InProcessScim, endpoint: TokenEndpoint) -> None:
     auth = OAuthClientCredentialsAuth(TOKEN_URL, "client-1", SECRET, client_auth="post")
     async with oauth_connector(harness, endpoint, auth) as scim:
         await scim.test_connection()
@@ -115,7 +117,7 @@ async def test_oauth_client_secret_post(harness: ScimHarness, endpoint: TokenEnd
 
 
 async def test_oauth_refreshes_30_seconds_before_expiry(
-    harness: ScimHarness, endpoint: TokenEndpoint
+    harness: InProcessScim, endpoint: TokenEndpoint
 ) -> None:
     clock = Clock()
     endpoint.expires_in = "300"  # some servers send a string
@@ -130,7 +132,7 @@ async def test_oauth_refreshes_30_seconds_before_expiry(
         assert len(endpoint.requests) == 2
 
 
-async def test_oauth_retries_once_on_401(harness: ScimHarness, endpoint: TokenEndpoint) -> None:
+async def test_oauth_retries_once_on_401(harness: InProcessScim, endpoint: TokenEndpoint) -> None:
     auth = OAuthClientCredentialsAuth(TOKEN_URL, "c", SECRET)
     async with oauth_connector(harness, endpoint, auth) as scim:
         await scim.get_user("x")
@@ -144,7 +146,7 @@ async def test_oauth_retries_once_on_401(harness: ScimHarness, endpoint: TokenEn
     assert len(endpoint.requests) == 2
 
 
-async def test_oauth_gives_up_after_one_refresh(harness: ScimHarness) -> None:
+async def test_oauth_gives_up_after_one_refresh(harness: InProcessScim) -> None:
     harness.app.bearer_tokens = {"never-issued"}
 
     class Stubborn(TokenEndpoint):
@@ -162,7 +164,7 @@ async def test_oauth_gives_up_after_one_refresh(harness: ScimHarness) -> None:
 
 @pytest.mark.parametrize(("status", "kind"), [(401, AppUnavailableError), (503, TransientError)])
 async def test_oauth_token_endpoint_failures(
-    harness: ScimHarness, endpoint: TokenEndpoint, status: int, kind: type[Exception]
+    harness: InProcessScim, endpoint: TokenEndpoint, status: int, kind: type[Exception]
 ) -> None:
     endpoint.status = status
     auth = OAuthClientCredentialsAuth(TOKEN_URL, "c", SECRET)
@@ -173,7 +175,7 @@ async def test_oauth_token_endpoint_failures(
     assert "invalid_client" in str(caught.value)
 
 
-async def test_oauth_token_response_without_token(harness: ScimHarness) -> None:
+async def test_oauth_token_response_without_token(harness: InProcessScim) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"token_type": "Bearer"})
 
@@ -256,8 +258,8 @@ def test_build_auth_rejects_bad_input(scheme: str, secret: dict[str, str], messa
     assert "hunter2" not in str(caught.value)
 
 
-async def test_basic_auth_reaches_the_server(harness: ScimHarness) -> None:
-    scim = harness.make(auth=build_auth("BASIC", {"username": "u", "password": "p"}))
+async def test_basic_auth_reaches_the_server(harness: InProcessScim) -> None:
+    scim = harness.connector(auth=build_auth("BASIC", {"username": "u", "password": "p"}))
     await scim.test_connection()
     sent = harness.transport.sent[-1].headers["Authorization"]
     assert sent == "Basic " + base64.b64encode(b"u:p").decode()

@@ -7,17 +7,14 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from headwater.connectors.scim import ScimConnector
 from headwater.domain.downstream import AccountAttributes
-from headwater.domain.settings import ProvisioningSettings
 from headwater.engine.ports import Connector
 from headwater.engine.preview import DryRunRefused, ReadOnlyConnector
-from headwater.testing.scimserver import in_process_app
+from headwater.testing.toolkit import InProcessScim
 
-BASE = "http://contract.test"
 PORT_METHODS = sorted(
     name
     for name, member in inspect.getmembers(Connector, inspect.isfunction)
@@ -25,14 +22,9 @@ PORT_METHODS = sorted(
 )
 
 
-def scim() -> ScimConnector:
-    transport = httpx.ASGITransport(app=in_process_app())
-    return ScimConnector(BASE, auth=None, settings=ProvisioningSettings(), transport=transport)
-
-
 @pytest.fixture(params=["scim", "read-only"])
 async def adapter(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Any, ScimConnector]]:
-    inner = scim()
+    inner = InProcessScim("contract.test").connector()
     connector: Any = inner if request.param == "scim" else ReadOnlyConnector(inner)
     yield request.param, connector, inner
     await connector.aclose()

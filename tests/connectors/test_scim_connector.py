@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from scim_testkit import ScimHarness
 
 from headwater.connectors.auth import BearerTokenAuth
 from headwater.connectors.errors import (
@@ -21,6 +20,7 @@ from headwater.connectors.errors import (
 from headwater.connectors.scim import ScimConnector
 from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
 from headwater.domain.settings import MembershipMethod, ProvisioningSettings
+from headwater.testing.toolkit import InProcessScim
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -54,43 +54,43 @@ async def make_users(scim: ScimConnector, count: int) -> list[str]:
 # -- connection ------------------------------------------------------------------------------
 
 
-async def test_connection_ok(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_connection_ok(scim: ScimConnector, harness: InProcessScim) -> None:
     await scim.test_connection()
     assert [s.path for s in harness.transport.sent] == ["/v2/ServiceProviderConfig", "/v2/Users"]
 
 
-async def test_connection_with_bearer_token(harness: ScimHarness) -> None:
+async def test_connection_with_bearer_token(harness: InProcessScim) -> None:
     harness.app.bearer_tokens = {"s3cret-token"}
-    await harness.make(auth=BearerTokenAuth("s3cret-token")).test_connection()
+    await harness.connector(auth=BearerTokenAuth("s3cret-token")).test_connection()
 
     for auth in (BearerTokenAuth("wrong-token"), None):
         with pytest.raises(AppUnavailableError, match="credentials rejected") as caught:
-            await harness.make(auth=auth).test_connection()
+            await harness.connector(auth=auth).test_connection()
         assert caught.value.status == 401
         assert "token" not in str(caught.value).lower().replace("credentials", "")
 
 
-async def test_bearer_token_enforced_on_every_call(harness: ScimHarness) -> None:
+async def test_bearer_token_enforced_on_every_call(harness: InProcessScim) -> None:
     harness.app.bearer_tokens = {"s3cret-token"}
-    good = harness.make(auth=BearerTokenAuth("s3cret-token"))
+    good = harness.connector(auth=BearerTokenAuth("s3cret-token"))
     created = await good.create_user(alice())
     assert harness.transport.sent[-1].headers["Authorization"] == "Bearer s3cret-token"
-    bad = harness.make(auth=BearerTokenAuth("stale"))
+    bad = harness.connector(auth=BearerTokenAuth("stale"))
     with pytest.raises(AppUnavailableError) as caught:
         await bad.get_user(created.id)
     assert caught.value.status == 401
     assert "stale" not in caught.value.message
 
 
-async def test_connection_base_url_not_found(harness: ScimHarness) -> None:
-    scim = harness.make(base_url="http://scim.test/wrong/prefix/")
+async def test_connection_base_url_not_found(harness: InProcessScim) -> None:
+    scim = harness.connector(base_url="http://scim.test/wrong/prefix/")
     with pytest.raises(AppUnavailableError, match="check the base URL") as caught:
         await scim.test_connection()
     assert caught.value.status == 404
 
 
 async def test_connection_falls_back_when_service_provider_config_is_missing(
-    harness: ScimHarness,
+    harness: InProcessScim,
 ) -> None:
     """An app without /ServiceProviderConfig is still usable when /Users answers."""
     inner = harness.transport
@@ -134,7 +134,7 @@ async def test_connection_refused() -> None:
 
 
 async def test_create_user_sends_core_enterprise_and_extra(
-    scim: ScimConnector, harness: ScimHarness
+    scim: ScimConnector, harness: InProcessScim
 ) -> None:
     account = await scim.create_user(alice())
     assert account == RemoteAccount(account.id, "alice@example.com", True)
@@ -145,7 +145,7 @@ async def test_create_user_sends_core_enterprise_and_extra(
     assert sent.headers["User-Agent"].startswith("Headwater SCIM Client/")
     assert "password" not in {key.lower() for key in sent.body}
 
-    stored = await harness.user_json(account.id)
+    stored = harness.scim.get(f"Users/{account.id}")
     assert stored["userName"] == "alice@example.com"
     assert stored["externalId"] == "00u-alice"
     assert stored["name"] == {"givenName": "Alice", "familyName": "Liddell"}
@@ -162,10 +162,10 @@ async def test_create_user_sends_core_enterprise_and_extra(
     assert "password" not in stored
 
 
-async def test_create_minimal_inactive_user(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_create_minimal_inactive_user(scim: ScimConnector, harness: InProcessScim) -> None:
     account = await scim.create_user(AccountAttributes("bob", "00u-bob", active=False))
     assert account.active is False
-    stored = await harness.user_json(account.id)
+    stored = harness.scim.get(f"Users/{account.id}")
     assert ENTERPRISE not in stored
     assert stored["active"] is False
 
@@ -188,7 +188,7 @@ async def test_find_user(scim: ScimConnector) -> None:
     assert await scim.find_user("nobody@example.com") is None
 
 
-async def test_find_user_escapes_filter_value(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_find_user_escapes_filter_value(scim: ScimConnector, harness: InProcessScim) -> None:
     tricky = 'o"brien\\admin'
     created = await scim.create_user(AccountAttributes(tricky, "x1"))
     await scim.create_user(AccountAttributes("o", "x2"))
@@ -204,7 +204,7 @@ async def test_get_user(scim: ScimConnector) -> None:
     assert await scim.get_user("no-such-id") is None
 
 
-async def test_replace_user_puts_full_resource(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_replace_user_puts_full_resource(scim: ScimConnector, harness: InProcessScim) -> None:
     created = await scim.create_user(alice())
     changed = alice(
         user_name="alice.l@example.com",
@@ -220,7 +220,7 @@ async def test_replace_user_puts_full_resource(scim: ScimConnector, harness: Sci
     sent = harness.transport.sent[-1]
     assert sent.method == "PUT" and sent.path == f"/v2/Users/{created.id}"
     assert sent.body["active"] is False
-    stored = await harness.user_json(created.id)
+    stored = harness.scim.get(f"Users/{created.id}")
     assert stored["userName"] == "alice.l@example.com"
     assert "title" not in stored  # PUT replaces: what is omitted is cleared
     assert "nickName" not in stored
@@ -230,7 +230,7 @@ async def test_replace_user_puts_full_resource(scim: ScimConnector, harness: Sci
         await scim.replace_user("no-such-id", changed)
 
 
-async def test_patch_user_replaces_attributes(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_patch_user_replaces_attributes(scim: ScimConnector, harness: InProcessScim) -> None:
     created = await scim.create_user(alice())
     changed = alice(given_name="Alicia", department="Ops", email="al@example.com", active=False)
     result = await scim.patch_user(created.id, changed)
@@ -242,7 +242,7 @@ async def test_patch_user_replaces_attributes(scim: ScimConnector, harness: Scim
     assert {"active", "name.givenName", f"{ENTERPRISE}:department", "emails"} <= paths
     assert not any("password" in path.lower() for path in paths)
 
-    stored = await harness.user_json(created.id)
+    stored = harness.scim.get(f"Users/{created.id}")
     assert stored["name"]["givenName"] == "Alicia"
     assert stored["name"]["familyName"] == "Liddell"
     assert stored[ENTERPRISE]["department"] == "Ops"
@@ -254,7 +254,7 @@ async def test_patch_user_replaces_attributes(scim: ScimConnector, harness: Scim
         await scim.patch_user("no-such-id", changed)
 
 
-async def test_set_active(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_set_active(scim: ScimConnector, harness: InProcessScim) -> None:
     created = await scim.create_user(alice())
     await scim.set_active(created.id, False)
     assert harness.transport.sent[-1].body["Operations"] == [
@@ -262,7 +262,7 @@ async def test_set_active(scim: ScimConnector, harness: ScimHarness) -> None:
     ]
     assert await scim.get_user(created.id) == RemoteAccount(created.id, created.user_name, False)
     await scim.set_active(created.id, True)
-    assert (await harness.user_json(created.id))["active"] is True
+    assert harness.scim.get(f"Users/{created.id}")["active"] is True
     with pytest.raises(NotFoundError):
         await scim.set_active("no-such-id", True)
 
@@ -277,7 +277,7 @@ async def test_delete_user_tolerates_missing(scim: ScimConnector) -> None:
 # -- groups ----------------------------------------------------------------------------------
 
 
-async def test_create_find_get_group(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_create_find_get_group(scim: ScimConnector, harness: InProcessScim) -> None:
     group = await scim.create_group("Engineering")
     assert group.display_name == "Engineering"
     assert group.member_ids == frozenset()  # scim2-server omits an empty members list
@@ -291,9 +291,9 @@ async def test_create_find_get_group(scim: ScimConnector, harness: ScimHarness) 
 
 
 async def test_members_absent_is_unknown_when_app_never_returns_them(
-    harness: ScimHarness,
+    harness: InProcessScim,
 ) -> None:
-    scim = harness.make(ProvisioningSettings(group_members_returned=False))
+    scim = harness.connector(ProvisioningSettings(group_members_returned=False))
     group = await scim.create_group("Quiet")
     fetched = await scim.get_group(group.id)
     assert fetched is not None and fetched.member_ids is None
@@ -304,7 +304,7 @@ async def test_members_absent_is_unknown_when_app_never_returns_them(
     assert fetched is not None and fetched.member_ids == frozenset({user})
 
 
-async def test_patch_members_batches(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_patch_members_batches(scim: ScimConnector, harness: InProcessScim) -> None:
     group = await scim.create_group("Big")
     members = [f"member-{n:03}" for n in range(250)]  # scim2-server does not check references
     harness.transport.clear()
@@ -338,13 +338,13 @@ async def test_patch_members_noop_and_missing_group(scim: ScimConnector) -> None
         await scim.patch_members("no-such-id", add=["x"], remove=[])
 
 
-async def test_patch_members_batch_size_setting(harness: ScimHarness) -> None:
-    scim = harness.make(ProvisioningSettings(membership_batch_size=2))
+async def test_patch_members_batch_size_setting(harness: InProcessScim) -> None:
+    scim = harness.connector(ProvisioningSettings(membership_batch_size=2))
     group = await scim.create_group("Small batches")
     assert await scim.patch_members(group.id, add=["a", "b", "c"], remove=["x"]) == 2
 
 
-async def test_replace_members_with_patch(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_replace_members_with_patch(scim: ScimConnector, harness: InProcessScim) -> None:
     group = await scim.create_group("Replace")
     await scim.patch_members(group.id, add=["old-1", "old-2"], remove=[])
     members = [f"m{n}" for n in range(250)]
@@ -362,8 +362,8 @@ async def test_replace_members_with_patch(scim: ScimConnector, harness: ScimHarn
     assert fetched is not None and fetched.member_ids == frozenset()
 
 
-async def test_replace_members_with_put(harness: ScimHarness) -> None:
-    scim = harness.make(ProvisioningSettings(membership_method=MembershipMethod.PUT))
+async def test_replace_members_with_put(harness: InProcessScim) -> None:
+    scim = harness.connector(ProvisioningSettings(membership_method=MembershipMethod.PUT))
     group = await scim.create_group("Put")
     await scim.patch_members(group.id, add=["old"], remove=[])
     harness.transport.clear()
@@ -380,7 +380,7 @@ async def test_replace_members_with_put(harness: ScimHarness) -> None:
     assert fetched is not None and fetched.member_ids == frozenset()
 
 
-async def test_rename_group(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_rename_group(scim: ScimConnector, harness: InProcessScim) -> None:
     group = await scim.create_group("Before")
     await scim.patch_members(group.id, add=["keep"], remove=[])
     await scim.rename_group(group.id, "After")
@@ -388,9 +388,9 @@ async def test_rename_group(scim: ScimConnector, harness: ScimHarness) -> None:
     assert await scim.get_group(group.id) == RemoteGroup(group.id, "After", frozenset({"keep"}))
 
 
-async def test_rename_group_in_put_mode_keeps_the_members(harness: ScimHarness) -> None:
+async def test_rename_group_in_put_mode_keeps_the_members(harness: InProcessScim) -> None:
     """A PUT-only app is renamed with a PUT that carries the members it holds now."""
-    scim = harness.make(ProvisioningSettings(membership_method=MembershipMethod.PUT))
+    scim = harness.connector(ProvisioningSettings(membership_method=MembershipMethod.PUT))
     group = await scim.create_group("Before")
     await scim.replace_members(group.id, "Before", ["keep"])
     harness.transport.clear()
@@ -399,8 +399,8 @@ async def test_rename_group_in_put_mode_keeps_the_members(harness: ScimHarness) 
     assert await scim.get_group(group.id) == RemoteGroup(group.id, "After", frozenset({"keep"}))
 
 
-async def test_remove_members_in_put_mode_puts_the_rest(harness: ScimHarness) -> None:
-    scim = harness.make(ProvisioningSettings(membership_method=MembershipMethod.PUT))
+async def test_remove_members_in_put_mode_puts_the_rest(harness: InProcessScim) -> None:
+    scim = harness.connector(ProvisioningSettings(membership_method=MembershipMethod.PUT))
     group = await scim.create_group("Team")
     await scim.replace_members(group.id, "Team", ["a", "b"])
     await scim.remove_members(group.id, ["a"])
@@ -426,9 +426,9 @@ async def test_duplicate_group_name_is_allowed_by_scim2_server(scim: ScimConnect
 # -- plumbing --------------------------------------------------------------------------------
 
 
-async def test_on_request_hook(harness: ScimHarness) -> None:
+async def test_on_request_hook(harness: InProcessScim) -> None:
     calls: list[tuple[str, str, int | None, float]] = []
-    scim = harness.make(on_request=lambda *args: calls.append(args))
+    scim = harness.connector(on_request=lambda *args: calls.append(args))
     created = await scim.create_user(alice())
     await scim.get_user(created.id)
     await scim.get_user("missing")
@@ -440,11 +440,11 @@ async def test_on_request_hook(harness: ScimHarness) -> None:
     assert all(seconds >= 0 for *_, seconds in calls)
 
 
-async def test_failing_hook_does_not_break_calls(harness: ScimHarness) -> None:
+async def test_failing_hook_does_not_break_calls(harness: InProcessScim) -> None:
     def broken(*_: object) -> None:
         raise RuntimeError("metrics down")
 
-    scim = harness.make(on_request=broken)
+    scim = harness.connector(on_request=broken)
     assert await scim.get_user("missing") is None
 
 
@@ -455,19 +455,21 @@ async def test_rejected_attributes_are_permanent(scim: ScimConnector) -> None:
     assert caught.value.status == 400
 
 
-async def test_email_is_sent_verbatim(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_email_is_sent_verbatim(scim: ScimConnector, harness: InProcessScim) -> None:
     """scim2-models' Email would normalise and refuse reserved domains; the mapping wins."""
     created = await scim.create_user(alice(email="Alice@CORP.local"))
-    stored = await harness.user_json(created.id)
+    stored = harness.scim.get(f"Users/{created.id}")
     assert stored["emails"][0]["value"] == "Alice@CORP.local"
 
 
-async def test_repr_hides_credentials(harness: ScimHarness) -> None:
-    scim = harness.make(auth=BearerTokenAuth("tok-123"), base_url="http://user:pw@scim.test/v2")
+async def test_repr_hides_credentials(harness: InProcessScim) -> None:
+    scim = harness.connector(
+        auth=BearerTokenAuth("tok-123"), base_url="http://user:pw@scim.test/v2"
+    )
     assert "tok-123" not in repr(scim) and "pw" not in repr(scim)
 
 
-async def test_extra_cannot_override_structure(scim: ScimConnector, harness: ScimHarness) -> None:
+async def test_extra_cannot_override_structure(scim: ScimConnector, harness: InProcessScim) -> None:
     created = await scim.create_user(
         alice(extra={"id": "forged", "schemas": "nonsense", "PASSWORD": "x", "nickName": "Al"})
     )

@@ -4,38 +4,49 @@ nothing is orphaned, and every failure is in the system log."""
 from __future__ import annotations
 
 import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, select, update
-from tests.conftest import make_runtime
-from tests.engine.faultkit import (
-    assign_group,
-    converge,
-    creates_per_user_name,
-    downstream_state,
-    proxied_downstream,
-    push_group,
-    seed_app,
-    seed_group,
-    seed_users,
-)
+from cryptography.fernet import Fernet
+from sqlalchemy import func, select
 
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
 from headwater.services import held_operations
+from headwater.testing.toolkit import (
+    ScimReader,
+    assign_group,
+    change_status,
+    converge,
+    create_group,
+    create_scim_app,
+    create_users,
+    creates_per_user_name,
+    make_runtime,
+    proxied_scim_server,
+    push_group,
+    unassign_group,
+    wait_for,
+)
+
+#: Long enough for the backoffs of these tests (their retries start at 20 ms).
+HORIZON = 30.0
 
 
 @pytest.fixture
 def fast_runtime(tmp_path: Path) -> Iterator[Runtime]:
     """SQLite, with retries measured in tens of milliseconds."""
-    runtime = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path)
-    runtime.settings.retry_base_seconds = 0.02
+    runtime = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path, retry_base_seconds=0.02)
     yield runtime
     runtime.close()
 
@@ -55,25 +66,26 @@ def _failure_events(runtime: Runtime) -> int:
 def test_mixed_faults_converge_exactly(fast_runtime: Runtime) -> None:
     """2,000 users, 20 pushed groups, 20% of requests failing in assorted ways."""
     runtime = fast_runtime
-    with proxied_downstream(seed=11) as (server, proxy):
-        users = seed_users(runtime, 2000)
-        everyone = seed_group(runtime, "Everyone here", users)
-        app_id = seed_app(runtime, proxy.base_url, max_concurrency=16)
+    with proxied_scim_server(seed=11) as (server, proxy):
+        everyone = create_group(runtime, "Everyone here")
+        teams = [create_group(runtime, f"Team {n:02d}") for n in range(20)]
+        for n, team in enumerate(teams):
+            create_users(runtime, 100, start=n * 100, group_ids=[everyone, team])
+        app_id = create_scim_app(runtime, proxy.base_url, "Faulty", max_concurrency=16)
         assign_group(runtime, app_id, everyone)
         pushed = {}
-        for n in range(20):
-            members = users[n * 100 : n * 100 + 100]
-            group_id = seed_group(runtime, f"Team {n:02d}", members)
+        for n, team in enumerate(teams):
             pushed[f"Team {n:02d}"] = {
                 f"user{i:05d}@example.com" for i in range(n * 100, n * 100 + 100)
             }
-            push_group(runtime, app_id, group_id)
+            push_group(runtime, app_id, team)
         rule = proxy.mixed(0.2, seed=3, max_delay=0.05)
-        converge(runtime, timeout=300)
+        converge(runtime, timeout=300, horizon=HORIZON, settled=False)
         proxy.remove(rule)
-        converge(runtime, timeout=60)
+        converge(runtime, timeout=60, horizon=HORIZON)
 
-        accounts, groups = downstream_state(server.base_url)
+        scim = ScimReader(server.base_url)
+        accounts, groups = scim.users(), scim.groups()
         names = [a["userName"] for a in accounts]
         assert len(names) == len(set(names)) == 2000
         assert all(a["active"] for a in accounts)
@@ -93,17 +105,9 @@ def test_mixed_faults_converge_exactly(fast_runtime: Runtime) -> None:
 @pytest.mark.slow
 def test_sigkill_of_the_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     """A `headwater worker` process is killed at 10 random moments of a 5,000-user run."""
-    import os
-    import random
-    import signal
-    import subprocess
-    import sys
-
-    from cryptography.fernet import Fernet
-
     key = Fernet.generate_key().decode()
     url = f"sqlite:///{tmp_path / 'hw.db'}"
-    runtime = make_runtime(url, tmp_path)
+    runtime = make_runtime(url, tmp_path, secret_key=key)
     env = dict(
         os.environ,
         HEADWATER_DATABASE_URL=url,
@@ -114,11 +118,13 @@ def test_sigkill_of_the_worker_loses_nothing_and_duplicates_nothing(tmp_path: Pa
         HEADWATER_IDLE_POLL_SECONDS="0.1",
     )
     rng = random.Random(5)
-    with proxied_downstream() as (server, proxy):
-        users = seed_users(runtime, 5000)
-        group = seed_group(runtime, "Everyone", users)
-        app_id = seed_app(runtime, proxy.base_url, max_concurrency=16)
-        push_group(runtime, app_id, seed_group(runtime, "Pushed", users[:500]))
+    with proxied_scim_server() as (server, proxy):
+        group = create_group(runtime, "Everyone")
+        pushed_group = create_group(runtime, "Pushed")
+        create_users(runtime, 500, group_ids=[group, pushed_group])
+        create_users(runtime, 4500, start=500, group_ids=[group])
+        app_id = create_scim_app(runtime, proxy.base_url, "Faulty", max_concurrency=16)
+        push_group(runtime, app_id, pushed_group)
         assign_group(runtime, app_id, group)
         for _ in range(10):
             worker = subprocess.Popen(
@@ -131,9 +137,10 @@ def test_sigkill_of_the_worker_loses_nothing_and_duplicates_nothing(tmp_path: Pa
             worker.send_signal(signal.SIGKILL)
             worker.wait()
         time.sleep(2.1)  # let the dead worker's leases lapse
-        converge(runtime, timeout=300)
+        converge(runtime, timeout=300, horizon=HORIZON)
 
-        accounts, groups = downstream_state(server.base_url)
+        scim = ScimReader(server.base_url)
+        accounts, groups = scim.users(), scim.groups()
         names = [a["userName"] for a in accounts]
         assert len(names) == len(set(names)) == 5000
         assert max(creates_per_user_name(proxy).values()) == 1
@@ -146,11 +153,11 @@ def test_sigkill_of_the_worker_loses_nothing_and_duplicates_nothing(tmp_path: Pa
 
 def test_bad_member_is_isolated_from_its_batch(fast_runtime: Runtime) -> None:
     runtime = fast_runtime
-    with proxied_downstream() as (server, proxy):
-        users = seed_users(runtime, 10)
-        app_id = seed_app(runtime, proxy.base_url)
-        assign_group(runtime, app_id, seed_group(runtime, "All", users))
-        converge(runtime)
+    with proxied_scim_server() as (server, proxy):
+        users = create_users(runtime, 10)
+        app_id = create_scim_app(runtime, proxy.base_url, "Faulty")
+        assign_group(runtime, app_id, create_group(runtime, "All", users))
+        converge(runtime, horizon=HORIZON)
         with runtime.database.read() as session:
             bad_user, bad_external = session.execute(
                 select(t.AppUserLink.user_id, t.AppUserLink.external_id).where(
@@ -158,10 +165,10 @@ def test_bad_member_is_isolated_from_its_batch(fast_runtime: Runtime) -> None:
                 )
             ).one()
         proxy.reject_members([bad_external])
-        mapping = push_group(runtime, app_id, seed_group(runtime, "Pushed", users))
-        converge(runtime)
-        _, groups = downstream_state(server.base_url)
-        members = {m["value"] for m in groups[0].get("members", [])}
+        mapping = push_group(runtime, app_id, create_group(runtime, "Pushed", users))
+        converge(runtime, horizon=HORIZON)
+        (group,) = ScimReader(server.base_url).groups()
+        members = {m["value"] for m in group.get("members", [])}
         assert len(members) == 9 and bad_external not in members
         with runtime.database.read() as session:
             row = session.get(t.PushMapping, mapping)
@@ -174,27 +181,35 @@ def test_bad_member_is_isolated_from_its_batch(fast_runtime: Runtime) -> None:
 
 def test_retry_after_is_honoured(fast_runtime: Runtime) -> None:
     runtime = fast_runtime
-    with proxied_downstream() as (_, proxy):
-        (user,) = seed_users(runtime, 1)
-        app_id = seed_app(runtime, proxy.base_url)
+    with proxied_scim_server() as (_, proxy):
+        (user,) = create_users(runtime, 1)
+        app_id = create_scim_app(runtime, proxy.base_url, "Faulty")
         proxy.status(429, retry_after=1, method="GET", path=r"/Users$", times=1)
-        assign_group(runtime, app_id, seed_group(runtime, "One", [user]))
-        converge(runtime)
+        assign_group(runtime, app_id, create_group(runtime, "One", [user]))
+        converge(runtime, horizon=HORIZON)
         lookups = proxy.requests("GET", r"/Users$")
+        # The connection test's own GET /Users came first, before the fault was set.
+        lookups = [entry for entry in lookups if "filter=" in entry.query]
         assert lookups[0].fault == "status:429"
         assert lookups[1].time - lookups[0].time >= 1.0
         assert len(proxy.requests("POST", r"/Users$")) == 1
+
+
+def _quarantined(runtime: Runtime, app_id: str) -> bool:
+    with runtime.database.read() as session:
+        app = session.get(t.App, app_id)
+        return app is not None and app.quarantined_since is not None
 
 
 def test_quarantine_then_automatic_recovery(fast_runtime: Runtime) -> None:
     """A full outage quarantines the app (work held, not dropped); once the app answers the
     probe, provisioning resumes by itself."""
     runtime = fast_runtime
-    with proxied_downstream() as (server, proxy):
-        users = seed_users(runtime, 60)
-        app_id = seed_app(runtime, proxy.base_url, max_concurrency=4)
+    with proxied_scim_server() as (server, proxy):
+        users = create_users(runtime, 60)
+        app_id = create_scim_app(runtime, proxy.base_url, "Faulty", max_concurrency=4)
         proxy.outage_start(mode="503")
-        assign_group(runtime, app_id, seed_group(runtime, "All", users))
+        assign_group(runtime, app_id, create_group(runtime, "All", users))
         stop = asyncio.Event()
         loop = asyncio.new_event_loop()
         worker = runtime.worker()
@@ -204,16 +219,19 @@ def test_quarantine_then_automatic_recovery(fast_runtime: Runtime) -> None:
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
+        scim = ScimReader(server.base_url)
         try:
-            _wait(lambda: _quarantined(runtime, app_id), 60, "app was not quarantined")
+            wait_for(lambda: _quarantined(runtime, app_id), "quarantine", timeout=60, interval=0.1)
             requests_during = proxy.count()
             time.sleep(1.0)
             assert proxy.count() - requests_during < 5, "a quarantined app is still hammered"
             with runtime.database.read() as session:
                 assert outbox.pending_count(session, app_id) > 0
             proxy.outage_end()
-            _wait(lambda: not _quarantined(runtime, app_id), 60, "app did not recover")
-            _wait(lambda: len(downstream_state(server.base_url)[0]) == 60, 60, "no convergence")
+            wait_for(
+                lambda: not _quarantined(runtime, app_id), "recovery", timeout=60, interval=0.1
+            )
+            wait_for(lambda: len(scim.users()) == 60, "convergence", timeout=60, interval=0.1)
         finally:
             loop.call_soon_threadsafe(stop.set)
             thread.join(timeout=20)
@@ -223,35 +241,18 @@ def test_quarantine_then_automatic_recovery(fast_runtime: Runtime) -> None:
         assert {"app.headwater.quarantine.start", "app.headwater.quarantine.end"} <= types
 
 
-def _quarantined(runtime: Runtime, app_id: str) -> bool:
-    with runtime.database.read() as session:
-        app = session.get(t.App, app_id)
-        return app is not None and app.quarantined_since is not None
-
-
-def _wait(condition, timeout: float, message: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(message)
-
-
 def test_mass_change_guard_holds_then_releases_on_approval(fast_runtime: Runtime) -> None:
     runtime = fast_runtime
-    with proxied_downstream() as (server, proxy):
-        users = seed_users(runtime, 50)
-        app_id = seed_app(runtime, proxy.base_url)
-        group = seed_group(runtime, "All", users)
+    with proxied_scim_server() as (server, proxy):
+        users = create_users(runtime, 50)
+        app_id = create_scim_app(runtime, proxy.base_url, "Faulty")
+        group = create_group(runtime, "All", users)
         assign_group(runtime, app_id, group)
-        converge(runtime)
-        with runtime.database.transaction() as session:
-            outbox.enqueue_group_members_for_app(session, group, app_id)
-            session.execute(delete(t.AppGroupAssignment))
-        converge(runtime)
-        accounts, _ = downstream_state(server.base_url)
-        assert all(a["active"] for a in accounts), "the guard let a mass deprovision through"
+        converge(runtime, horizon=HORIZON)
+        unassign_group(runtime, app_id, group)
+        converge(runtime, horizon=HORIZON)
+        scim = ScimReader(server.base_url)
+        assert all(a["active"] for a in scim.users()), "the guard let a mass deprovision through"
         with runtime.database.read() as session:
             decisions = [h.decision for h in held_operations.held(session, app_id)]
             events = set(session.execute(select(t.Event.event_type)).scalars())
@@ -259,8 +260,8 @@ def test_mass_change_guard_holds_then_releases_on_approval(fast_runtime: Runtime
         assert "app.headwater.mass_change.held" in events
         with runtime.database.transaction() as session:
             assert held_operations.decide(session, app_id, True, SYSTEM) == 50
-        converge(runtime)
-        accounts, _ = downstream_state(server.base_url)
+        converge(runtime, horizon=HORIZON)
+        accounts = scim.users()
         assert len(accounts) == 50 and not any(a["active"] for a in accounts)
         with runtime.database.read() as session:
             assert held_operations.held(session, app_id) == []
@@ -269,20 +270,18 @@ def test_mass_change_guard_holds_then_releases_on_approval(fast_runtime: Runtime
 
 def test_rejected_mass_change_keeps_the_accounts(fast_runtime: Runtime) -> None:
     runtime = fast_runtime
-    with proxied_downstream() as (server, proxy):
-        users = seed_users(runtime, 20)
-        app_id = seed_app(runtime, proxy.base_url)
-        group = seed_group(runtime, "All", users)
+    with proxied_scim_server() as (server, proxy):
+        users = create_users(runtime, 20)
+        app_id = create_scim_app(runtime, proxy.base_url, "Faulty")
+        group = create_group(runtime, "All", users)
         assign_group(runtime, app_id, group)
-        converge(runtime)
-        with runtime.database.transaction() as session:
-            session.execute(update(t.User).values(status="DEPROVISIONED"))
-            outbox.enqueue_app(session, app_id)
-        converge(runtime)
+        converge(runtime, horizon=HORIZON)
+        for user in users:
+            change_status(runtime, user, "deactivate")
+        converge(runtime, horizon=HORIZON)
         with runtime.database.transaction() as session:
             assert held_operations.decide(session, app_id, False, SYSTEM) == 20
             outbox.enqueue_app(session, app_id)
-        converge(runtime)
-        accounts, _ = downstream_state(server.base_url)
-        assert all(a["active"] for a in accounts)
+        converge(runtime, horizon=HORIZON)
+        assert all(a["active"] for a in ScimReader(server.base_url).users())
         assert proxy.count("PATCH") == 0

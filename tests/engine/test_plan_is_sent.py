@@ -3,59 +3,31 @@ sends for the same state, mass-change holds and intents included."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from headwater.domain import operations as ops
 from headwater.engine import reconciler
 from headwater.runtime import Runtime
-from headwater.testing.scimserver import in_process_app
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json() if response.content else None
-
-
-def user(client: TestClient, name: str, **profile: Any) -> str:
-    login = f"{name}@example.com"
-    body = {"profile": {"login": login, "email": login, "firstName": name, "lastName": "Test"}}
-    body["profile"].update(profile)
-    return str(ok(client.post("/api/v1/users?activate=true", json=body))["id"])
-
-
-def group(client: TestClient, name: str, *members: str) -> str:
-    group_id = str(ok(client.post("/api/v1/groups", json={"profile": {"name": name}}))["id"])
-    for member in members:
-        ok(client.put(f"/api/v1/groups/{group_id}/users/{member}"), 204)
-    return group_id
-
-
-def scim_app(client: TestClient, label: str, **settings: Any) -> str:
-    body = {"name": "scim2headwater", "label": label, "signOnMode": "BOOKMARK"}
-    body["settings"] = {"app": {"url": f"http://{label.lower()}.test"}}
-    app_id = str(ok(client.post("/api/v1/apps?activate=true", json=body))["id"])
-    connection = {"baseUrl": f"http://{label.lower()}.test", "profile": {"authScheme": "NONE"}}
-    ok(client.post(f"/api/v1/apps/{app_id}/connections/default?activate=true", json=connection))
-    if settings:
-        ok(client.put(f"/api/v1/apps/{app_id}/provisioning/settings", json=settings))
-    return app_id
-
-
-def converge(runtime: Runtime) -> None:
-    async def run() -> None:
-        worker = runtime.worker()
-        try:
-            await worker.drain(timeout=60)
-        finally:
-            await worker.reconciler.aclose()
-
-    asyncio.run(run())
+from headwater.testing.toolkit import (
+    InProcessScim,
+    add_member,
+    assign_group,
+    converge,
+    create_group,
+    create_scim_app,
+    create_user,
+    ok,
+    push_group,
+    remove_member,
+    rename_group,
+    run_async,
+    unassign_group,
+    update_user,
+)
 
 
 def one_pass(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[ops.Operation]:
@@ -69,14 +41,14 @@ def one_pass(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[ops.Oper
 
     monkeypatch.setattr(reconciler, "execute", spy)
 
-    async def run() -> int:
+    async def step() -> int:
         worker = runtime.worker()
         try:
             return await worker.step()
         finally:
-            await worker.reconciler.aclose()
+            await worker.aclose()
 
-    assert asyncio.run(run()) < runtime.settings.worker_batch_size, "one batch must hold all"
+    assert run_async(step) < runtime.settings.worker_batch_size, "one batch must hold all"
     monkeypatch.setattr(reconciler, "execute", real)
     return sent
 
@@ -88,37 +60,36 @@ def canonical(described: list[dict[str, Any]]) -> list[str]:
 def test_the_plan_shown_is_the_plan_sent(
     client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for label in ("Payroll", "Wiki"):
-        runtime.connectors.transports[f"http://{label.lower()}.test"] = httpx.ASGITransport(
-            app=in_process_app()
-        )
-    people = [user(client, f"person{n}", title="Clerk") for n in range(6)]
-    staff = group(client, "Staff", *people[:5])
-    pushed = group(client, "Pushed", people[0], people[1])
-    extra = group(client, "Extra")
-    payroll = scim_app(client, "Payroll")
-    wiki = scim_app(client, "Wiki", massChangeThreshold=0.2, massChangeMinimum=2)
+    payroll_scim = InProcessScim("payroll.test").serve(runtime)
+    wiki_scim = InProcessScim("wiki.test").serve(runtime)
+    people = [create_user(runtime, f"person{n}@example.com", title="Clerk") for n in range(6)]
+    staff = create_group(runtime, "Staff", people[:5])
+    pushed = create_group(runtime, "Pushed", people[:2])
+    extra = create_group(runtime, "Extra")
+    payroll = create_scim_app(runtime, payroll_scim.base_url, "Payroll")
+    wiki = create_scim_app(
+        runtime, wiki_scim.base_url, "Wiki", mass_change_threshold=0.2, mass_change_minimum=2
+    )
     for app_id in (payroll, wiki):
-        ok(client.put(f"/api/v1/apps/{app_id}/groups/{staff}", json={"priority": 0}))
-    ok(client.put(f"/api/v1/apps/{wiki}/groups/{extra}", json={"priority": 1}))
-    mapping = {"sourceGroupId": pushed, "targetGroupName": "Pushed"}
-    ok(client.post(f"/api/v1/apps/{payroll}/group-push/mappings", json=mapping), 201)
+        assign_group(runtime, app_id, staff, priority=0)
+    assign_group(runtime, wiki, extra, priority=1)
+    push_group(runtime, payroll, pushed)
     converge(runtime)
 
     # A mixed change: a profile update, a new member, a leaver who is pushed, a membership
     # added and one removed, a renamed pushed group; and in the guarded app, an unassignment
     # that takes every account (held) beside one new account.
-    ok(client.post(f"/api/v1/users/{people[4]}", json={"profile": {"title": "Manager"}}))
-    ok(client.put(f"/api/v1/groups/{staff}/users/{people[5]}"), 204)
-    ok(client.put(f"/api/v1/groups/{extra}/users/{people[5]}"), 204)
-    ok(client.delete(f"/api/v1/groups/{staff}/users/{people[1]}"), 204)
-    ok(client.put(f"/api/v1/groups/{pushed}/users/{people[2]}"), 204)
-    ok(client.delete(f"/api/v1/groups/{pushed}/users/{people[0]}"), 204)
-    ok(client.put(f"/api/v1/groups/{pushed}", json={"profile": {"name": "Pushed Staff"}}))
-    ok(client.delete(f"/api/v1/apps/{wiki}/groups/{staff}"), 204)
+    update_user(runtime, people[4], title="Manager")
+    add_member(runtime, staff, people[5])
+    add_member(runtime, extra, people[5])
+    remove_member(runtime, staff, people[1])
+    add_member(runtime, pushed, people[2])
+    remove_member(runtime, pushed, people[0])
+    rename_group(runtime, pushed, "Pushed Staff")
+    unassign_group(runtime, wiki, staff)
 
-    shown = [*ok(client.get(f"/api/v1/apps/{payroll}/plan"))["operations"]]
-    shown += ok(client.get(f"/api/v1/apps/{wiki}/plan"))["operations"]
+    shown = ok(client.get(f"/api/v1/apps/{payroll}/plan"))["operations"]
+    wiki_ops = ok(client.get(f"/api/v1/apps/{wiki}/plan"))["operations"]
     kinds = {item["op"] for item in shown}
     assert {
         "UPDATE_ACCOUNT",
@@ -128,10 +99,8 @@ def test_the_plan_shown_is_the_plan_sent(
         "REMOVE_MEMBERS",
         "RENAME_GROUP",
     } <= kinds, shown
-    wiki_ops = ok(client.get(f"/api/v1/apps/{wiki}/plan"))["operations"]
     assert [item["op"] for item in wiki_ops] == ["CREATE_ACCOUNT"], "the guard's holds show"
 
     sent = one_pass(runtime, monkeypatch)
-    assert canonical([ops.describe(op) for op in sent]) == canonical(shown)
-    held = ok(client.get(f"/api/v1/apps/{wiki}/held-operations"))
-    assert len(held) == 5
+    assert canonical([ops.describe(op) for op in sent]) == canonical(shown + wiki_ops)
+    assert len(ok(client.get(f"/api/v1/apps/{wiki}/held-operations"))) == 5

@@ -10,7 +10,6 @@ fine, a 5xx never is.
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,19 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pushkit import Downstream, create_scim_app, downstream, drain
 from sqlalchemy import select
 
-from headwater.config import Settings
 from headwater.db import tables as t
-from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
-from headwater.server import create_app
-from headwater.services import tokens
+from headwater.testing.toolkit import (
+    InProcessScim,
+    ScimReader,
+    api_client,
+    converge,
+    create_scim_app,
+    make_runtime,
+)
 
 USERS = 4
 GROUPS = 3
@@ -280,18 +281,18 @@ def desired_state(runtime: Runtime, app_id: str) -> Desired:
     return Desired(frozenset(wanted.values()), groups, frozenset(managed), tasks, keys)
 
 
-async def check_converged(runtime: Runtime, app_id: str, scim: Downstream) -> None:
+def check_converged(runtime: Runtime, app_id: str, scim: ScimReader) -> None:
     desired = desired_state(runtime, app_id)
     assert desired.keys == 0
     # The one failure allowed: renaming onto the name of a group left downstream by an unlink
     # that kept it (Okta's "group already exists"); that mapping is ERROR until an admin acts.
     assert all("already exists" in message for message in desired.tasks), desired.tasks
-    accounts = await scim.users()
+    accounts = scim.users()
     names = [a["userName"].lower() for a in accounts]
     assert len(names) == len(set(names)), f"duplicate accounts: {sorted(names)}"
     active = {a["id"]: a["userName"].lower() for a in accounts if a.get("active", True)}
     assert set(active.values()) == desired.logins
-    downstream_groups = await scim.groups()
+    downstream_groups = scim.groups()
     by_name = {g["displayName"]: g for g in downstream_groups}
     for name, logins in desired.groups.items():
         assert name in by_name, f"pushed group {name} missing downstream"
@@ -309,48 +310,38 @@ async def check_converged(runtime: Runtime, app_id: str, scim: Downstream) -> No
 
 @contextmanager
 def fresh_world() -> Iterator[tuple[Runtime, TestClient]]:
+    """A runtime on a new SQLite database, and an API client (one per Hypothesis example)."""
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory)
-        config = Settings(
-            data_dir=path,
-            database_url=f"sqlite:///{path / 'hw.db'}",
-            secret_key=Fernet.generate_key().decode(),
-            embedded_worker=False,
-        )
-        runtime = Runtime.from_settings(config)
-        with runtime.database.transaction() as session:
-            _, token = tokens.create(session, "property", SYSTEM)
+        runtime = make_runtime(f"sqlite:///{path / 'hw.db'}", path)
         try:
-            with TestClient(create_app(runtime, start_worker=False)) as client:
-                client.headers["Authorization"] = f"SSWS {token}"
+            with api_client(runtime, raise_server_exceptions=True) as client:
                 yield runtime, client
         finally:
             runtime.close()
 
 
-async def run_scenario(
-    runtime: Runtime, client: TestClient, start: Start, actions: list[Any]
-) -> None:
-    async with downstream(runtime) as scim:
-        app_id = create_scim_app(client, "Property")
-        groups = [
-            client.post("/api/v1/groups", json={"profile": {"name": f"group{i}"}}).json()["id"]
-            for i in range(GROUPS)
-        ]
-        world = World(client, app_id, groups)
-        for index in range(USERS - 1):
-            _create_user(world, index)
-        for group, index in sorted(start.members):
-            _membership("PUT")(world, group, index)
-        for group in sorted(start.assigned):
-            _assign_group(world, group)
-        for group in sorted(start.pushed):
-            _push(world, group)
-        for action in actions:
-            if act(world, action):
-                await drain(runtime)
-        await drain(runtime)
-        await check_converged(runtime, app_id, scim)
+def run_scenario(runtime: Runtime, client: TestClient, start: Start, actions: list[Any]) -> None:
+    downstream = InProcessScim().serve(runtime)
+    app_id = create_scim_app(runtime, downstream.base_url, "Property")
+    groups = [
+        client.post("/api/v1/groups", json={"profile": {"name": f"group{i}"}}).json()["id"]
+        for i in range(GROUPS)
+    ]
+    world = World(client, app_id, groups)
+    for index in range(USERS - 1):
+        _create_user(world, index)
+    for group, index in sorted(start.members):
+        _membership("PUT")(world, group, index)
+    for group in sorted(start.assigned):
+        _assign_group(world, group)
+    for group in sorted(start.pushed):
+        _push(world, group)
+    for action in actions:
+        if act(world, action):
+            converge(runtime)
+    converge(runtime)
+    check_converged(runtime, app_id, downstream.scim)
 
 
 @pytest.mark.slow
@@ -362,4 +353,4 @@ async def run_scenario(
 @given(start=STARTS, actions=st.lists(ACTIONS, min_size=5, max_size=30))
 def test_any_sequence_converges_to_the_desired_state(start: Start, actions: list[Any]) -> None:
     with fresh_world() as (runtime, client):
-        asyncio.run(run_scenario(runtime, client, start, actions))
+        run_scenario(runtime, client, start, actions)

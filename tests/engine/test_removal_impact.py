@@ -2,57 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
-import httpx
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from headwater.db import tables as t
 from headwater.engine import preview, snapshot
 from headwater.engine.snapshot import Without
 from headwater.runtime import Runtime
-from headwater.testing.scimserver import in_process_app
+from headwater.testing.toolkit import (
+    InProcessScim,
+    assign_group,
+    assign_user,
+    converge,
+    create_group,
+    create_scim_app,
+    create_user,
+    push_group,
+)
 
-BASE = "http://impact.test"
 
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json() if response.content else None
-
-
-def test_impact_of_unassigning_a_group(client: TestClient, runtime: Runtime) -> None:
-    runtime.connectors.transports[BASE] = httpx.ASGITransport(app=in_process_app())
-    people = {}
-    for name, activate in (("ana", True), ("bo", True), ("cy", True), ("dee", False)):
-        login = f"{name}@example.com"
-        body = {"profile": {"login": login, "email": login, "firstName": name, "lastName": "X"}}
-        people[name] = ok(client.post(f"/api/v1/users?activate={activate}".lower(), json=body))[
-            "id"
-        ]
-    team = ok(client.post("/api/v1/groups", json={"profile": {"name": "Team"}}))["id"]
-    for user_id in people.values():
-        ok(client.put(f"/api/v1/groups/{team}/users/{user_id}"), 204)
-    app_body = {"name": "scim", "label": "Impact", "signOnMode": "BOOKMARK"}
-    app_body["settings"] = {"app": {"url": BASE}}
-    app_id = ok(client.post("/api/v1/apps?activate=true", json=app_body))["id"]
-    connection = {"baseUrl": BASE, "profile": {"authScheme": "NONE"}}
-    ok(client.post(f"/api/v1/apps/{app_id}/connections/default?activate=true", json=connection))
-    ok(client.put(f"/api/v1/apps/{app_id}/groups/{team}", json={"priority": 0}))
-    ok(client.post(f"/api/v1/apps/{app_id}/users", json={"id": people["bo"]}))  # keeps access
-    mapping = {"sourceGroupId": team, "targetGroupName": "Team"}
-    ok(client.post(f"/api/v1/apps/{app_id}/group-push/mappings", json=mapping), 201)
-
-    async def drain() -> None:
-        worker = runtime.worker()
-        try:
-            await worker.drain(timeout=60)
-        finally:
-            await worker.reconciler.aclose()
-
-    asyncio.run(drain())
+def test_impact_of_unassigning_a_group(runtime: Runtime) -> None:
+    downstream = InProcessScim("impact.test").serve(runtime)
+    ana, bo, cy = (create_user(runtime, f"{n}@example.com") for n in ("ana", "bo", "cy"))
+    dee = create_user(runtime, "dee@example.com", activate=False)
+    team = create_group(runtime, "Team", [ana, bo, cy, dee])
+    app_id = create_scim_app(runtime, downstream.base_url, "Impact")
+    assign_group(runtime, app_id, team)
+    assign_user(runtime, app_id, bo)  # keeps access through a direct assignment
+    push_group(runtime, app_id, team)
+    converge(runtime)
     with runtime.database.read() as session:
         app = snapshot.load_app(session, app_id)
         assert app is not None

@@ -1,5 +1,6 @@
 """Several `headwater worker` processes on one PostgreSQL database: they share the keys without
-ever reconciling one twice at the same time, and the downstream ends exactly as desired."""
+ever reconciling one twice at the same time, every one of them does some of the work, and the
+downstream ends exactly as desired."""
 
 from __future__ import annotations
 
@@ -15,22 +16,40 @@ from urllib.parse import parse_qs
 
 import pytest
 from cryptography.fernet import Fernet
-from tests.conftest import make_runtime
-from tests.engine.faultkit import (
-    assign_group,
-    creates_per_user_name,
-    downstream_state,
-    proxied_downstream,
-    seed_app,
-    seed_group,
-    seed_users,
-)
+from sqlalchemy import text
 
 from headwater.db import outbox
 from headwater.runtime import Runtime
 from headwater.testing.faultproxy import FaultProxyThread
+from headwater.testing.toolkit import (
+    ScimReader,
+    assign_group,
+    create_group,
+    create_scim_app,
+    create_users,
+    creates_per_user_name,
+    make_runtime,
+    proxied_scim_server,
+    wait_for,
+)
 
 pytestmark = pytest.mark.postgres
+
+#: A test-only audit of finished keys: the outbox deletes a key when a worker finishes it, and
+#: at that moment the row still names the worker that claimed it (``claimed_by``).
+FINISHED_KEYS_AUDIT = """
+CREATE TABLE test_finished_keys (
+    worker_id text, app_id text, kind text, subject_id text
+);
+CREATE FUNCTION test_note_finished_key() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO test_finished_keys VALUES (OLD.claimed_by, OLD.app_id, OLD.kind, OLD.subject_id);
+    RETURN OLD;
+END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER test_finished_keys AFTER DELETE ON reconcile_keys
+    FOR EACH ROW EXECUTE FUNCTION test_note_finished_key();
+"""
 
 
 @contextmanager
@@ -71,14 +90,18 @@ def workers(
             log.close()
 
 
-def wait_until_drained(runtime: Runtime, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with runtime.database.read() as session:
-            if outbox.pending_count(session) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError("keys still pending")
+def drained(runtime: Runtime) -> bool:
+    with runtime.database.read() as session:
+        return outbox.pending_count(session) == 0
+
+
+def finished_keys(runtime: Runtime) -> list[tuple[str | None, str, str, str]]:
+    """(worker, app, kind, subject) of every key a worker finished, from the audit table."""
+    with runtime.database.read() as session:
+        rows = session.execute(
+            text("SELECT worker_id, app_id, kind, subject_id FROM test_finished_keys")
+        ).all()
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
 
 
 def lookups_per_user_name(proxy: FaultProxyThread) -> Counter[str]:
@@ -92,29 +115,50 @@ def lookups_per_user_name(proxy: FaultProxyThread) -> Counter[str]:
 
 @pytest.fixture
 def pg_runtime(pg_url: str, tmp_path: Path) -> Iterator[tuple[Runtime, str]]:
-    runtime = make_runtime(pg_url, tmp_path)
-    yield runtime, Fernet.generate_key().decode()
+    """A runtime sharing its key with the workers, and the finished-keys audit installed."""
+    key = Fernet.generate_key().decode()
+    runtime = make_runtime(pg_url, tmp_path, secret_key=key)
+    with runtime.database.engine.begin() as conn:
+        conn.execute(text(FINISHED_KEYS_AUDIT))
+    yield runtime, key
     runtime.close()
+
+
+def assert_shared_work(
+    runtime: Runtime, expected: set[tuple[str, str, str]], worker_count: int
+) -> None:
+    """Each expected key was finished exactly once, by a worker, and at least two of the
+    ``worker_count`` workers finished some."""
+    finished = finished_keys(runtime)
+    assert all(worker for worker, *_ in finished), "a key was finished by no worker"
+    per_key = Counter((app, kind, subject) for _, app, kind, subject in finished)
+    assert set(per_key) == expected
+    assert set(per_key.values()) == {1}, "a key was finished twice"
+    per_worker = Counter(worker for worker, *_ in finished)
+    assert len(per_worker) <= worker_count
+    assert len(per_worker) >= 2, f"only one worker did any work: {dict(per_worker)}"
 
 
 def test_three_workers_one_app(
     pg_runtime: tuple[Runtime, str], pg_url: str, tmp_path: Path
 ) -> None:
     runtime, key = pg_runtime
-    with proxied_downstream() as (server, proxy):
-        users = seed_users(runtime, 900)
-        app_id = seed_app(runtime, proxy.base_url, max_concurrency=12)
+    with proxied_scim_server() as (server, proxy):
+        group = create_group(runtime, "All")
+        users = create_users(runtime, 900, group_ids=[group])
+        app_id = create_scim_app(runtime, proxy.base_url, "Faulty", max_concurrency=12)
         with workers(pg_url, tmp_path, key, 3) as processes:
             time.sleep(1.0)
-            assign_group(runtime, app_id, seed_group(runtime, "All", users))
-            wait_until_drained(runtime)
+            assign_group(runtime, app_id, group)
+            wait_for(lambda: drained(runtime), "the keys to drain", timeout=240, interval=0.2)
             assert all(p.poll() is None for p in processes), "a worker died"
-        accounts, _ = downstream_state(server.base_url)
+        accounts = ScimReader(server.base_url).users()
         assert len({a["userName"] for a in accounts}) == len(accounts) == 900
         assert set(creates_per_user_name(proxy).values()) == {1}
         # One lookup per user: no key was ever reconciled by two workers at once.
         assert set(lookups_per_user_name(proxy).values()) == {1}
         assert not [e for e in proxy.requests() if e.status == 409]
+        assert_shared_work(runtime, {(app_id, "user", user) for user in users}, 3)
 
 
 def test_three_workers_several_apps(
@@ -122,17 +166,22 @@ def test_three_workers_several_apps(
 ) -> None:
     runtime, key = pg_runtime
     with ExitStack() as stack:
-        downstreams = [stack.enter_context(proxied_downstream(seed=n)) for n in range(3)]
-        users = seed_users(runtime, 300)
-        group = seed_group(runtime, "All", users)
-        apps = [seed_app(runtime, proxy.base_url) for _, proxy in downstreams]
+        downstreams = [stack.enter_context(proxied_scim_server(seed=n)) for n in range(3)]
+        group = create_group(runtime, "All")
+        users = create_users(runtime, 300, group_ids=[group])
+        apps = [
+            create_scim_app(runtime, proxy.base_url, f"Faulty {n}")
+            for n, (_, proxy) in enumerate(downstreams)
+        ]
         with workers(pg_url, tmp_path, key, 3):
             time.sleep(1.0)
             for app_id in apps:
                 assign_group(runtime, app_id, group)
-            wait_until_drained(runtime)
+            wait_for(lambda: drained(runtime), "the keys to drain", timeout=240, interval=0.2)
         for server, proxy in downstreams:
-            accounts, _ = downstream_state(server.base_url)
+            accounts = ScimReader(server.base_url).users()
             assert len(accounts) == 300
             assert set(creates_per_user_name(proxy).values()) == {1}
             assert set(lookups_per_user_name(proxy).values()) == {1}
+        expected = {(app_id, "user", user) for app_id in apps for user in users}
+        assert_shared_work(runtime, expected, 3)

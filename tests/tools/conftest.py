@@ -10,8 +10,7 @@ import pytest
 
 from headwater.testing.faultproxy import FaultProxy, FaultProxyThread
 from headwater.testing.scimserver import ScimServerProcess
-
-from .scimdata import SCIM_HEADERS
+from headwater.testing.toolkit import SCIM_HEADERS, ScimReader
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +26,12 @@ def server_client(scim_server: ScimServerProcess) -> Iterator[httpx.Client]:
     """A client talking to the server directly, to check what really reached it."""
     with httpx.Client(base_url=scim_server.base_url, headers=SCIM_HEADERS, timeout=5) as client:
         yield client
+
+
+@pytest.fixture
+def scim(scim_server: ScimServerProcess) -> ScimReader:
+    """Reads the server directly (what really reached it), as the toolkit reads downstreams."""
+    return ScimReader(scim_server.base_url)
 
 
 @pytest.fixture

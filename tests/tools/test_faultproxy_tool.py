@@ -16,27 +16,29 @@ import pytest
 
 from headwater.testing.faultproxy import FaultProxy, FaultProxyThread
 from headwater.testing.scimserver import ScimServerProcess, free_port
-
-from .scimdata import ERROR_SCHEMA, PATCH_SCHEMA, SCIM_HEADERS, add_members, group, unique, user
+from headwater.testing.toolkit import (
+    ERROR_SCHEMA,
+    PATCH_SCHEMA,
+    SCIM_HEADERS,
+    ScimReader,
+    scim_group,
+    scim_patch_members,
+    scim_user,
+    unique,
+)
 
 TRANSPORT_LOSS = (httpx.ReadError, httpx.RemoteProtocolError)
-
-
-def find_user(server_client: httpx.Client, user_name: str) -> int:
-    found = server_client.get("/Users", params={"filter": f'userName eq "{user_name}"'})
-    total: int = found.json()["totalResults"]
-    return total
 
 
 # -- passthrough ------------------------------------------------------------------------
 
 
 def test_passthrough_create_and_get(
-    proxy: FaultProxyThread, client: httpx.Client, server_client: httpx.Client
+    proxy: FaultProxyThread, client: httpx.Client, scim: ScimReader
 ) -> None:
     assert proxy.base_url == f"http://127.0.0.1:{proxy.port}/v2"
     name = unique("pass")
-    created = client.post("/Users", json=user(name))
+    created = client.post("/Users", json=scim_user(name))
     assert created.status_code == 201
     # The Host header is kept, so the server's URLs point back at the proxy.
     location = created.headers["location"]
@@ -49,7 +51,7 @@ def test_passthrough_create_and_get(
     assert fetched.status_code == 200
     assert fetched.json()["userName"] == name
     assert fetched.headers["etag"] == created.headers["etag"]
-    assert find_user(server_client, name) == 1
+    assert scim.user(name) is not None
 
     deleted = client.delete(location)
     assert deleted.status_code == 204
@@ -62,7 +64,7 @@ def test_passthrough_chunked_request_body(client: httpx.Client, proxy: FaultProx
     name = unique("chunked")
 
     def chunks() -> Iterator[bytes]:
-        data = json.dumps(user(name)).encode()
+        data = json.dumps(scim_user(name)).encode()
         yield data[:10]
         yield data[10:]
 
@@ -84,11 +86,11 @@ def test_upstream_down_answers_502() -> None:
 
 
 def test_status_answers_without_forwarding(
-    proxy: FaultProxyThread, client: httpx.Client, server_client: httpx.Client
+    proxy: FaultProxyThread, client: httpx.Client, scim: ScimReader
 ) -> None:
     rule = proxy.status(503, method="POST", path=r"/Users$")
     name = unique("status")
-    response = client.post("/Users", json=user(name))
+    response = client.post("/Users", json=scim_user(name))
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/scim+json"
     error = response.json()
@@ -96,7 +98,7 @@ def test_status_answers_without_forwarding(
     assert error["status"] == "503"
     # Rules filter on method and path: reads still pass.
     assert client.get("/Users").status_code == 200
-    assert find_user(server_client, name) == 0
+    assert scim.user(name) is None
     assert rule.hits == 1
     (post,) = proxy.requests("POST")
     assert (post.fault, post.forwarded, post.status) == ("status:503", False, 503)
@@ -129,12 +131,12 @@ def test_retry_after_seconds_and_http_date(proxy: FaultProxyThread, client: http
 
 
 def test_status_after_upstream_hides_a_success(
-    proxy: FaultProxyThread, client: httpx.Client, server_client: httpx.Client
+    proxy: FaultProxyThread, client: httpx.Client, scim: ScimReader
 ) -> None:
     proxy.status(500, method="POST", after_upstream=True, times=1)
     name = unique("lost")
-    assert client.post("/Users", json=user(name)).status_code == 500
-    assert find_user(server_client, name) == 1
+    assert client.post("/Users", json=scim_user(name)).status_code == 500
+    assert scim.user(name) is not None
     (entry,) = proxy.requests("POST")
     assert entry.forwarded and entry.upstream_status == 201 and entry.status == 500
 
@@ -143,31 +145,31 @@ def test_status_after_upstream_hides_a_success(
 
 
 def test_reset_raises_transport_error(
-    proxy: FaultProxyThread, client: httpx.Client, server_client: httpx.Client
+    proxy: FaultProxyThread, client: httpx.Client, scim: ScimReader
 ) -> None:
     assert client.get("/ServiceProviderConfig").status_code == 200  # a kept-alive connection
     proxy.reset(method="POST", times=1)
     name = unique("reset")
     with pytest.raises(TRANSPORT_LOSS):
-        client.post("/Users", json=user(name))
-    assert find_user(server_client, name) == 0
+        client.post("/Users", json=scim_user(name))
+    assert scim.user(name) is None
     # The client recovers on a new connection.
-    assert client.post("/Users", json=user(name)).status_code == 201
+    assert client.post("/Users", json=scim_user(name)).status_code == 201
     reset, retried = proxy.requests("POST")
     assert (reset.fault, reset.forwarded, reset.status) == ("reset", False, None)
     assert retried.connection != reset.connection and retried.upstream_status == 201
 
 
 def test_reset_after_upstream_creates_then_drops(
-    proxy: FaultProxyThread, client: httpx.Client, server_client: httpx.Client
+    proxy: FaultProxyThread, client: httpx.Client, scim: ScimReader
 ) -> None:
     proxy.reset(method="POST", after_upstream=True, times=1)
     name = unique("ambiguous")
     with pytest.raises(TRANSPORT_LOSS):
-        client.post("/Users", json=user(name))
-    assert find_user(server_client, name) == 1
+        client.post("/Users", json=scim_user(name))
+    assert scim.user(name) is not None
     # A naive retry is the duplicate the request log lets tests catch.
-    assert client.post("/Users", json=user(name)).status_code == 409
+    assert client.post("/Users", json=scim_user(name)).status_code == 409
     forwarded = [e.json()["userName"] for e in proxy.requests("POST", r"/Users$", forwarded=True)]
     assert forwarded == [name, name]
 
@@ -184,7 +186,7 @@ def test_delay_exceeds_client_timeout(proxy: FaultProxyThread) -> None:
 
 
 def test_delay_after_upstream_times_out_a_success(
-    proxy: FaultProxyThread, server_client: httpx.Client
+    proxy: FaultProxyThread, scim: ScimReader
 ) -> None:
     proxy.delay(0.5, method="POST", after_upstream=True, times=1)
     name = unique("slowack")
@@ -192,8 +194,8 @@ def test_delay_after_upstream_times_out_a_success(
         httpx.Client(base_url=proxy.base_url, timeout=0.25) as impatient,
         pytest.raises(httpx.ReadTimeout),
     ):
-        impatient.post("/Users", json=user(name))
-    assert find_user(server_client, name) == 1
+        impatient.post("/Users", json=scim_user(name))
+    assert scim.user(name) is not None
 
 
 def test_short_delay_only_slows(proxy: FaultProxyThread, client: httpx.Client) -> None:
@@ -208,7 +210,7 @@ def test_short_delay_only_slows(proxy: FaultProxyThread, client: httpx.Client) -
 
 def test_malformed_json(proxy: FaultProxyThread, client: httpx.Client) -> None:
     proxy.malformed_json(method="GET", path=r"/Users/", times=1)
-    created = client.post("/Users", json=user(unique("malformed")))
+    created = client.post("/Users", json=scim_user(unique("malformed")))
     broken = client.get(created.headers["location"])
     assert broken.status_code == 200
     assert broken.headers["content-type"] == "application/scim+json"
@@ -223,13 +225,16 @@ def test_malformed_json(proxy: FaultProxyThread, client: httpx.Client) -> None:
 def test_reject_members_only_for_patch_adding_them(
     proxy: FaultProxyThread, client: httpx.Client, server_client: httpx.Client
 ) -> None:
-    good = client.post("/Users", json=user(unique("good"))).json()["id"]
-    bad = client.post("/Users", json=user(unique("bad"))).json()["id"]
-    team = client.post("/Groups", json=group(unique("team"))).json()["id"]
+    good = client.post("/Users", json=scim_user(unique("good"))).json()["id"]
+    bad = client.post("/Users", json=scim_user(unique("bad"))).json()["id"]
+    team = client.post("/Groups", json=scim_group(unique("team"))).json()["id"]
     proxy.reject_members([bad])
 
-    assert client.patch(f"/Groups/{team}", json=add_members(good)).status_code in (200, 204)
-    refused = client.patch(f"/Groups/{team}", json=add_members(good, bad))
+    assert client.patch(f"/Groups/{team}", json=scim_patch_members(add=[good])).status_code in (
+        200,
+        204,
+    )
+    refused = client.patch(f"/Groups/{team}", json=scim_patch_members(add=[good, bad]))
     assert refused.status_code == 400
     assert refused.json()["scimType"] == "invalidValue"
     assert bad in refused.json()["detail"]
@@ -244,7 +249,7 @@ def test_reject_members_only_for_patch_adding_them(
     }
     assert client.patch(f"/Groups/{team}", json=removal).status_code in (200, 204)
     # Other methods carrying the member are not affected.
-    assert client.post("/Groups", json=group(unique("other"), [bad])).status_code == 201
+    assert client.post("/Groups", json=scim_group(unique("other"), [bad])).status_code == 201
 
     members = server_client.get(f"/Groups/{team}").json().get("members", [])
     assert [m["value"] for m in members] == [good]
@@ -255,9 +260,11 @@ def test_reject_members_only_for_patch_adding_them(
 
 
 def test_reject_members_custom_status(proxy: FaultProxyThread, client: httpx.Client) -> None:
-    team = client.post("/Groups", json=group(unique("team"))).json()["id"]
+    team = client.post("/Groups", json=scim_group(unique("team"))).json()["id"]
     proxy.reject_members(["nobody"], status=409)
-    assert client.patch(f"/Groups/{team}", json=add_members("nobody")).status_code == 409
+    assert (
+        client.patch(f"/Groups/{team}", json=scim_patch_members(add=["nobody"])).status_code == 409
+    )
 
 
 # -- outages ----------------------------------------------------------------------------
@@ -294,7 +301,7 @@ def test_outage_rejects_unknown_mode(proxy: FaultProxyThread) -> None:
 
 def test_times_counts_matching_requests(proxy: FaultProxyThread, client: httpx.Client) -> None:
     rule = proxy.status(503, method="GET", times=2)
-    client.post("/Users", json=user(unique("times")))  # not matching, not counted
+    client.post("/Users", json=scim_user(unique("times")))  # not matching, not counted
     codes = [client.get("/Users").status_code for _ in range(4)]
     assert codes == [503, 503, 200, 200]
     assert (rule.hits, rule.remaining, rule.exhausted) == (2, 0, True)
@@ -379,8 +386,8 @@ def test_request_log(proxy: FaultProxyThread, client: httpx.Client) -> None:
     before = time.time()
     name = unique("logged")
     proxy.status(503, method="POST", times=1)
-    client.post("/Users", json=user(name))
-    client.post("/Users", json=user(name))
+    client.post("/Users", json=scim_user(name))
+    client.post("/Users", json=scim_user(name))
     client.get("/Users", params={"filter": f'userName eq "{name}"'})
 
     entries = proxy.requests()
@@ -412,7 +419,7 @@ def test_request_log(proxy: FaultProxyThread, client: httpx.Client) -> None:
 async def test_async_proxy(aproxy: FaultProxy, scim_server: ScimServerProcess) -> None:
     assert aproxy.base_url.endswith("/v2")
     async with httpx.AsyncClient(base_url=aproxy.base_url, headers=SCIM_HEADERS) as client:
-        created = await client.post("/Users", json=user(unique("async")))
+        created = await client.post("/Users", json=scim_user(unique("async")))
         assert created.status_code == 201
         aproxy.reset(times=1)
         with pytest.raises(TRANSPORT_LOSS):

@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from headwater.testing.scimserver import ScimServerProcess, free_port, in_process_app
-
-from .scimdata import SCIM_HEADERS, unique, user
+from headwater.testing.toolkit import SCIM_HEADERS, scim_user, unique
 
 
 def test_subprocess_serves_scim(
@@ -22,13 +21,13 @@ def test_subprocess_serves_scim(
     assert config.json()["patch"]["supported"] is True
 
     name = unique("alice")
-    created = server_client.post("/Users", json=user(name))
+    created = server_client.post("/Users", json=scim_user(name))
     assert created.status_code == 201
     assert created.headers["location"].startswith(scim_server.base_url)
     found = server_client.get("/Users", params={"filter": f'userName eq "{name}"'})
     assert found.json()["totalResults"] == 1
     # Duplicates are refused by the real server, which is what idempotency tests rely on.
-    assert server_client.post("/Users", json=user(name)).status_code == 409
+    assert server_client.post("/Users", json=scim_user(name)).status_code == 409
 
 
 def test_subprocess_keeps_connections_alive(
@@ -89,7 +88,7 @@ async def test_in_process_app_with_asgi_transport() -> None:
     async with httpx.AsyncClient(
         transport=transport, base_url="http://scim.test/v2", headers=SCIM_HEADERS
     ) as client:
-        created = await client.post("/Users", json=user("bob"))
+        created = await client.post("/Users", json=scim_user("bob"))
         assert created.status_code == 201
         user_id = created.json()["id"]
         fetched = await client.get(f"/Users/{user_id}")

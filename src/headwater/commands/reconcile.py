@@ -131,7 +131,7 @@ async def _work(
                 return Outcome(pending, f"still waiting after {timeout:g} s (retries, leases)")
             await asyncio.sleep(POLL_SECONDS)
     finally:
-        await worker.reconciler.aclose()
+        await worker.aclose()
         await asyncio.to_thread(_sign_off, runtime, worker.worker_id)
 
 

@@ -35,7 +35,10 @@ class ConnectorFactory:
 
     def _transport_for(self, base_url: str) -> httpx.AsyncBaseTransport | None:
         for prefix, transport in self.transports.items():
-            if base_url.startswith(prefix):
+            # A prefix names an origin or a path: it matches only at a "/" boundary, so
+            # http://scim.test never routes http://scim.test2.
+            root = prefix.rstrip("/")
+            if base_url == root or base_url.startswith(root + "/"):
                 return transport
         return None
 

@@ -223,6 +223,10 @@ class Worker:
         self.batches += 1
         return len(keys)
 
+    async def aclose(self) -> None:
+        """Close the connectors this worker opened (``run`` does it when it stops)."""
+        await self.reconciler.aclose()
+
     # --- loops --------------------------------------------------------------------------------
 
     async def drain(self, *, timeout: float = 60.0, horizon: float = 0.0) -> None:
@@ -283,7 +287,7 @@ class Worker:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await self.reconciler.aclose()
+            await self.aclose()
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._sign_off)
 

@@ -1,0 +1,1120 @@
+"""The one test toolkit: runtimes, seeding through the services, converging, reading back.
+
+Tests and benchmarks import everything they share from here (``from headwater.testing.toolkit
+import ...``); pytest fixtures stay in the ``conftest.py`` files and are built from these tools.
+
+Rules this module keeps:
+
+* **Seeding goes through the services** (``headwater.services``), in one transaction per call,
+  on behalf of :data:`~headwater.db.events.SYSTEM`. A seeded state therefore obeys the same rules,
+  writes the same system log events and enqueues the same reconcile keys as an admin's change.
+  The few helpers that write rows directly (:func:`record_app_group`, :func:`clear_keys`) say so
+  and say why.
+* **One meaning per name**: :func:`assign_group` is the service call (keys enqueued in the same
+  transaction); :func:`create_scim_app` is the only way to make an app with a provisioning
+  connection; :func:`converge` is the only way to drain the outbox; :class:`ScimReader` is the
+  only way to read a downstream; :func:`assert_okta_error` is the only check of an Okta error.
+* Only public surfaces: the services, ``Runtime``/``runtime.worker()``, the HTTP API and the other
+  ``headwater.testing`` tools. Tables are read (never written, but for the two helpers above) to
+  observe what the system did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import itertools
+import json
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+import httpx
+from cryptography.fernet import Fernet
+from sqlalchemy import delete, event, func, select
+
+from headwater import clock, ids
+from headwater.config import Settings
+from headwater.db import tables as t
+from headwater.db.events import SYSTEM
+from headwater.domain.lifecycle import Action
+from headwater.domain.settings import ProvisioningSettings, check_changes
+from headwater.engine import connection_test
+from headwater.runtime import Runtime
+from headwater.services import (
+    apps,
+    assignments,
+    connections,
+    directory,
+    grouppush,
+    tokens,
+)
+from headwater.testing.faultproxy import FaultProxyThread
+from headwater.testing.scimserver import (
+    ScimApplication,
+    ScimServerProcess,
+    free_port,
+    in_process_app,
+)
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+    from playwright.sync_api import Page
+    from typer.testing import Result
+
+    from headwater.connectors.scim import ScimConnector
+
+__all__ = [
+    "ADMIN",
+    "ADMIN_PASSWORD",
+    "ERROR_SCHEMA",
+    "GROUP_SCHEMA",
+    "IN_CI",
+    "PATCH_SCHEMA",
+    "SCIM_HEADERS",
+    "USER_PASSWORD",
+    "USER_SCHEMA",
+    "Cli",
+    "InProcessScim",
+    "LiveServer",
+    "QueuedKey",
+    "RecordingTransport",
+    "ScimReader",
+    "Sent",
+    "add_member",
+    "api_client",
+    "api_token",
+    "assert_okta_error",
+    "assign_group",
+    "assign_user",
+    "change_status",
+    "clear_keys",
+    "converge",
+    "count_rows",
+    "create_app",
+    "create_group",
+    "create_scim_app",
+    "create_user",
+    "create_users",
+    "creates_per_user_name",
+    "delete_group",
+    "event_types",
+    "events",
+    "flash",
+    "links",
+    "make_runtime",
+    "numbered_profile",
+    "ok",
+    "plain",
+    "proxied_scim_server",
+    "push_group",
+    "queued",
+    "queued_keys",
+    "queued_subjects",
+    "record_app_group",
+    "remove_member",
+    "rename_group",
+    "require_module",
+    "row_counts",
+    "run_async",
+    "scim_group",
+    "scim_patch_members",
+    "scim_user",
+    "sdk_ok",
+    "set_mapping_status",
+    "sign_in",
+    "statements",
+    "unassign_group",
+    "unassign_user",
+    "unique",
+    "unlink_mapping",
+    "update_settings",
+    "update_user",
+    "wait_for",
+]
+
+T = TypeVar("T")
+
+#: ``CI=true``: whatever a local run may skip (PostgreSQL, Chromium, an optional SDK) must fail.
+IN_CI = os.environ.get("CI", "").lower() == "true"
+#: A password every user-creating helper and test may use (meets the password rules).
+USER_PASSWORD = "Correct-Horse-42"
+#: The console admin the browser tests sign in as.
+ADMIN = "admin"
+ADMIN_PASSWORD = "correct-horse-battery"
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+SCIM_HEADERS = {"Content-Type": "application/scim+json", "Accept": "application/scim+json"}
+
+
+# --- Environment: optional dependencies, runtimes, API clients, a live server -----------------
+
+
+def require_module(name: str) -> Any:
+    """Import ``name``; when it is missing, skip the calling test module locally and fail it
+    under ``CI=true`` (a broken optional dependency must not silently skip a suite in CI)."""
+    import pytest
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f"{name} is required in CI and cannot be imported: {exc}", pytrace=False)
+        pytest.skip(f"{name} cannot be imported: {exc}", allow_module_level=True)
+
+
+def make_runtime(
+    url: str, data_dir: Path, *, secret_key: str | None = None, **settings: Any
+) -> Runtime:
+    """A migrated runtime on ``url`` without an embedded worker (tests drive workers).
+
+    ``secret_key`` defaults to a fresh key; pass one to share it with worker subprocesses.
+    ``settings`` override :class:`~headwater.config.Settings` fields (``retry_base_seconds``...).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = Settings(
+        data_dir=data_dir,
+        database_url=url,
+        secret_key=secret_key or Fernet.generate_key().decode(),
+        embedded_worker=False,
+        **settings,
+    )
+    return Runtime.from_settings(config)
+
+
+def api_token(runtime: Runtime, name: str = "test-token") -> str:
+    """A new SSWS token (the service logs ``system.api_token.create``); returns the plaintext."""
+    with runtime.database.transaction() as session:
+        _, plaintext = tokens.create(session, name, SYSTEM)
+    return plaintext
+
+
+@contextlib.contextmanager
+def api_client(
+    runtime: Runtime, token: str | None = None, *, raise_server_exceptions: bool = False
+) -> Iterator[TestClient]:
+    """Headwater's API and console in-process, authenticated with ``token`` (else a new one)."""
+    from fastapi.testclient import TestClient
+
+    from headwater.server import create_app
+
+    plaintext = token or api_token(runtime, f"client-{next(_serial)}")
+    app = create_app(runtime, start_worker=False)
+    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
+        client.headers["Authorization"] = f"SSWS {plaintext}"
+        yield client
+
+
+class LiveServer:
+    """Headwater served by uvicorn in a thread on a loopback port (with its worker, if asked)."""
+
+    def __init__(self, runtime: Runtime, *, start_worker: bool = False) -> None:
+        import uvicorn
+
+        from headwater.server import create_app
+
+        self.runtime = runtime
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(runtime, start_worker=start_worker),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        wait_for(self._healthy, "the live server to answer /health", timeout=15, interval=0.05)
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def run_async(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from synchronous code.
+
+    Outside an event loop this is ``asyncio.run``; inside one (an async test) the coroutine runs
+    on its own loop in a helper thread while the caller waits, so the same helper serves both.
+    """
+
+    async def main() -> T:
+        return await factory()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+def wait_for(
+    check: Callable[[], T | None], what: str, *, timeout: float = 20.0, interval: float = 0.25
+) -> T:
+    """Poll until ``check`` returns something truthy (bounded); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+
+
+_serial = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    """A fresh name, for resources on a server shared by several tests."""
+    return f"{prefix}-{next(_serial)}"
+
+
+# --- Seeding, through the services only -------------------------------------------------------
+
+
+def _profile(
+    login: str, first: str | None, last: str | None, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    local = login.partition("@")[0]
+    given, dot, family = local.partition(".")
+    return {
+        "login": login,
+        "email": login,
+        "firstName": first or given.title(),
+        "lastName": last or (family.title() if dot else "Tester"),
+        **extra,
+    }
+
+
+def create_user(
+    runtime: Runtime,
+    login: str,
+    *,
+    first: str | None = None,
+    last: str | None = None,
+    password: str | None = None,
+    activate: bool = True,
+    group_ids: Sequence[str] = (),
+    **profile: Any,
+) -> str:
+    """One user, as Okta's create: ACTIVE with a password, else PROVISIONED; STAGED unless
+    ``activate``. Names default from the login (``taylor.smith@`` is Taylor Smith, ``ann@`` is
+    Ann Tester); extra keyword arguments are profile attributes. Returns the id."""
+    with runtime.database.transaction() as session:
+        user = directory.create_user(
+            session,
+            SYSTEM,
+            _profile(login, first, last, profile),
+            password=password,
+            activate=activate,
+            group_ids=group_ids,
+        )
+        return user.id
+
+
+def update_user(runtime: Runtime, user_id: str, **changes: Any) -> None:
+    """Merge ``changes`` into the user's profile (Okta's partial POST; ``None`` removes)."""
+    with runtime.database.transaction() as session:
+        directory.update_user(session, SYSTEM, user_id, changes, replace=False)
+
+
+def numbered_profile(
+    prefix: str, index: int, *, digits: int = 5, domain: str = "example.com"
+) -> dict[str, str]:
+    """The profile :func:`create_users` gives user number ``index``."""
+    login = f"{prefix}{index:0{digits}d}@{domain}"
+    return {
+        "login": login,
+        "email": login,
+        "firstName": prefix.title(),
+        "lastName": f"{prefix.title()} {index:0{digits}d}",
+    }
+
+
+def create_users(
+    runtime: Runtime,
+    count: int,
+    *,
+    prefix: str = "user",
+    start: int = 0,
+    digits: int = 5,
+    domain: str = "example.com",
+    group_ids: Sequence[str] = (),
+    chunk: int = 2000,
+) -> list[str]:
+    """``count`` PROVISIONED users numbered from ``start`` (:func:`numbered_profile`), each
+    created by the service, optionally straight into ``group_ids``; ``chunk`` users per
+    transaction. Returns the ids in creation order."""
+    created: list[str] = []
+    numbers = range(start, start + count)
+    for first in range(0, count, chunk):
+        with runtime.database.transaction() as session:
+            for index in numbers[first : first + chunk]:
+                profile = numbered_profile(prefix, index, digits=digits, domain=domain)
+                user = directory.create_user(session, SYSTEM, profile, group_ids=group_ids)
+                created.append(user.id)
+    return created
+
+
+def change_status(runtime: Runtime, user_id: str, action: str) -> None:
+    """A lifecycle action: ``activate``, ``deactivate``, ``suspend``, ``unsuspend``,
+    ``reactivate``."""
+    with runtime.database.transaction() as session:
+        directory.change_status(session, SYSTEM, user_id, Action(action))
+
+
+def create_group(
+    runtime: Runtime,
+    name: str,
+    members: Iterable[str] = (),
+    *,
+    description: str | None = None,
+) -> str:
+    """An OKTA_GROUP (push rules apply to it) with ``members`` added; returns the id."""
+    profile: dict[str, Any] = {"name": name}
+    if description is not None:
+        profile["description"] = description
+    with runtime.database.transaction() as session:
+        group = directory.create_group(session, SYSTEM, profile)
+        for user_id in members:
+            directory.add_member(session, SYSTEM, group.id, user_id)
+        return group.id
+
+
+def add_member(runtime: Runtime, group_id: str, user_id: str) -> None:
+    with runtime.database.transaction() as session:
+        directory.add_member(session, SYSTEM, group_id, user_id)
+
+
+def remove_member(runtime: Runtime, group_id: str, user_id: str) -> None:
+    with runtime.database.transaction() as session:
+        directory.remove_member(session, SYSTEM, group_id, user_id)
+
+
+def rename_group(runtime: Runtime, group_id: str, name: str) -> None:
+    """Replace the group's profile with ``{"name": name}`` (Okta's PUT)."""
+    with runtime.database.transaction() as session:
+        directory.replace_group(session, SYSTEM, group_id, {"name": name})
+
+
+def delete_group(runtime: Runtime, group_id: str) -> None:
+    with runtime.database.transaction() as session:
+        directory.delete_group(session, SYSTEM, group_id)
+
+
+def create_app(
+    runtime: Runtime,
+    label: str = "Wiki",
+    *,
+    url: str = "https://wiki.example.com",
+    activate: bool = True,
+) -> str:
+    """A BOOKMARK app (sign-on only: nothing to provision); returns the id."""
+    spec = apps.AppSpec(label, "bookmark", "BOOKMARK", {"settings": {"app": {"url": url}}})
+    with runtime.database.transaction() as session:
+        return apps.create_app(session, SYSTEM, spec, activate=activate).id
+
+
+def update_settings(runtime: Runtime, app_id: str, **changes: Any) -> None:
+    """Change provisioning settings by field name (``update_method="PATCH"``), validated as the
+    API validates them."""
+    checked = check_changes(changes)
+    with runtime.database.transaction() as session:
+        apps.update_settings(session, SYSTEM, app_id, checked)
+
+
+def create_scim_app(
+    runtime: Runtime,
+    base_url: str,
+    label: str = "Downstream",
+    *,
+    token: str | None = None,
+    enabled: bool = True,
+    **settings: Any,
+) -> str:
+    """An active app provisioning to the SCIM server at ``base_url`` (bearer ``token``, else no
+    authentication), then ``settings`` applied (:func:`update_settings`). As the API does, an
+    enabled connection is tested first: a downstream that refuses it fails here. Returns the
+    id."""
+    spec = connections.ConnectionSpec(
+        "TOKEN" if token else "NONE", base_url, {"token": token} if token else {}
+    )
+    with runtime.database.transaction() as session:
+        app_id = apps.create_app(
+            session, SYSTEM, apps.AppSpec(label, "scim2headwater"), activate=True
+        ).id
+    with runtime.database.read() as session:
+        prepared = connections.prepare_connection(session, runtime.secrets, app_id, spec)
+    if enabled:
+        run_async(lambda: connection_test.probe(runtime.connectors, prepared))
+    with runtime.database.transaction() as session:
+        connections.save_connection(session, SYSTEM, prepared, enabled=enabled)
+    if settings:
+        update_settings(runtime, app_id, **settings)
+    return app_id
+
+
+def assign_group(
+    runtime: Runtime,
+    app_id: str,
+    group_id: str,
+    *,
+    priority: int | None = None,
+    profile: dict[str, Any] | None = None,
+) -> None:
+    """Assign (or re-prioritise) a group: the service enqueues every member's key and the
+    app's push keys in the same transaction."""
+    spec = assignments.GroupAssignmentSpec(priority=priority, profile=profile)
+    with runtime.database.transaction() as session:
+        assignments.assign_group(session, SYSTEM, app_id, group_id, spec)
+
+
+def unassign_group(runtime: Runtime, app_id: str, group_id: str) -> None:
+    with runtime.database.transaction() as session:
+        assignments.unassign_group(session, SYSTEM, app_id, group_id)
+
+
+def assign_user(
+    runtime: Runtime,
+    app_id: str,
+    user_id: str,
+    *,
+    profile: dict[str, Any] | None = None,
+    user_name: str | None = None,
+) -> None:
+    """A direct (scope USER) assignment."""
+    spec = assignments.UserAssignmentSpec(profile=profile, user_name=user_name)
+    with runtime.database.transaction() as session:
+        assignments.assign_user(session, SYSTEM, app_id, user_id, spec)
+
+
+def unassign_user(runtime: Runtime, app_id: str, user_id: str) -> None:
+    with runtime.database.transaction() as session:
+        assignments.unassign_user(session, SYSTEM, app_id, user_id)
+
+
+def push_group(
+    runtime: Runtime,
+    app_id: str,
+    group_id: str,
+    *,
+    target_name: str | None = None,
+    target_group_id: str | None = None,
+    status: str = "ACTIVE",
+) -> str:
+    """A Group Push mapping (the downstream name defaults to the group's); returns its id."""
+    with runtime.database.transaction() as session:
+        if target_name is None and target_group_id is None:
+            target_name = directory.find_group(session, group_id).name
+        spec = grouppush.MappingSpec(group_id, target_name, target_group_id, status)
+        return grouppush.create_mapping(session, SYSTEM, app_id, spec).id
+
+
+def set_mapping_status(runtime: Runtime, app_id: str, mapping_id: str, status: str) -> None:
+    with runtime.database.transaction() as session:
+        grouppush.set_status(session, SYSTEM, app_id, mapping_id, status)
+
+
+def unlink_mapping(runtime: Runtime, app_id: str, mapping_id: str, *, delete_target: bool) -> None:
+    """Deactivate the mapping, then unlink it (keeping or deleting the downstream group)."""
+    set_mapping_status(runtime, app_id, mapping_id, grouppush.INACTIVE)
+    with runtime.database.transaction() as session:
+        grouppush.delete_mapping(session, SYSTEM, app_id, mapping_id, delete_target=delete_target)
+
+
+def record_app_group(
+    runtime: Runtime, app_id: str, name: str, external_id: str | None = None
+) -> str:
+    """An APP_GROUP standing for a group that exists downstream.
+
+    Raw row, deliberately: APP_GROUPs are recorded by the engine (when it creates or links a
+    pushed group) and no service makes one, so API tests that need one write the row the engine
+    would write.
+    """
+    now = clock.utcnow()
+    group = t.Group(
+        id=ids.new_id("00g"),
+        type="APP_GROUP",
+        name=name,
+        name_lower=name.lower(),
+        name_scope=app_id,
+        profile={"name": name},
+        app_id=app_id,
+        external_id=external_id or f"ext-{name}",
+        created=now,
+        last_updated=now,
+    )
+    with runtime.database.transaction() as session:
+        session.add(group)
+        return group.id
+
+
+# --- Converging --------------------------------------------------------------------------------
+
+
+def converge(
+    runtime: Runtime, *, timeout: float = 60.0, horizon: float = 0.0, settled: bool = True
+) -> None:
+    """Reconcile with a fresh worker until no key is due within ``horizon`` seconds.
+
+    With ``settled`` (the default) no key may be left at all: a key held back by a retry
+    delay means a reconcile failed, which a test expecting convergence must not miss. Tests that
+    inject faults pass a ``horizon`` long enough for the backoffs, or ``settled=False``.
+    """
+
+    async def drain() -> None:
+        worker = runtime.worker()
+        try:
+            await worker.drain(timeout=timeout, horizon=horizon)
+        finally:
+            await worker.aclose()
+
+    run_async(drain)
+    if settled:
+        left = queued(runtime)
+        assert not left, f"keys left after converging: {left}"
+
+
+# --- Reading what Headwater did ----------------------------------------------------------------
+
+
+class QueuedKey(NamedTuple):
+    app_id: str
+    kind: str
+    subject_id: str
+    observe: bool
+    attempts: int
+
+
+def queued(runtime: Runtime) -> list[QueuedKey]:
+    """Every key waiting in the outbox."""
+    with runtime.database.read() as session:
+        rows = session.execute(
+            select(
+                t.ReconcileKey.app_id,
+                t.ReconcileKey.kind,
+                t.ReconcileKey.subject_id,
+                t.ReconcileKey.observe,
+                t.ReconcileKey.attempts,
+            )
+        ).all()
+    return [QueuedKey(*row) for row in rows]
+
+
+def queued_keys(
+    runtime: Runtime, app_id: str | None = None, kind: str | None = None
+) -> set[tuple[str, str, str]]:
+    """``(app, kind, subject)`` of the waiting keys, of one app and kind if given."""
+    return {
+        (key.app_id, key.kind, key.subject_id)
+        for key in queued(runtime)
+        if (app_id is None or key.app_id == app_id) and (kind is None or key.kind == kind)
+    }
+
+
+def queued_subjects(runtime: Runtime, app_id: str, kind: str = "user") -> set[str]:
+    """Subjects (user or mapping ids) of the app's waiting keys of one kind."""
+    return {subject for _, _, subject in queued_keys(runtime, app_id, kind)}
+
+
+def clear_keys(runtime: Runtime) -> None:
+    """Empty the outbox, so that a test sees only the keys its next change enqueues.
+
+    Raw delete, deliberately: no service drops keys without reconciling them (that is the point
+    of the outbox); converging instead would need a reachable downstream for every app.
+    """
+    with runtime.database.transaction() as session:
+        session.execute(delete(t.ReconcileKey))
+
+
+def events(runtime: Runtime, prefix: str = "", target_id: str | None = None) -> list[t.Event]:
+    """System log events (detached rows) in publication order, by type prefix or target."""
+    query = select(t.Event).where(t.Event.event_type.startswith(prefix)).order_by(t.Event.id)
+    if target_id is not None:
+        query = query.join(t.EventTarget, t.EventTarget.event_id == t.Event.id).where(
+            t.EventTarget.target_id == target_id
+        )
+    with runtime.database.read() as session:
+        rows = list(session.execute(query).scalars())
+        session.expunge_all()
+    return rows
+
+
+def event_types(runtime: Runtime, prefix: str = "", target_id: str | None = None) -> list[str]:
+    return [row.event_type for row in events(runtime, prefix, target_id)]
+
+
+def count_rows(runtime: Runtime, model: type[t.Base]) -> int:
+    with runtime.database.read() as session:
+        return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def row_counts(runtime: Runtime) -> dict[str, int]:
+    """Row counts of the directory-side tables (to prove a refused request changed nothing)."""
+    models: list[type[t.Base]] = [
+        t.User,
+        t.Group,
+        t.Membership,
+        t.Event,
+        t.EventTarget,
+        t.ReconcileKey,
+        t.ApiToken,
+    ]
+    return {model.__tablename__: count_rows(runtime, model) for model in models}
+
+
+@contextlib.contextmanager
+def statements(runtime: Runtime) -> Iterator[list[str]]:
+    """Every SQL statement run inside the block (whitespace collapsed)."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    engine = runtime.database.engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+# --- HTTP answers --------------------------------------------------------------------------------
+
+
+def ok(response: httpx.Response, *statuses: int) -> Any:
+    """Fail unless the status is one of ``statuses`` (200 by default); the JSON body or None."""
+    if response.status_code not in (statuses or (200,)):
+        raise AssertionError(
+            f"{response.request.method} {response.request.url} answered "
+            f"{response.status_code}: {response.text[:1000]}"
+        )
+    return response.json() if response.content else None
+
+
+_OKTA_ERROR_KEYS = {"errorCode", "errorSummary", "errorLink", "errorId", "errorCauses"}
+
+
+def assert_okta_error(
+    response: httpx.Response, status: int, code: str, cause_contains: str | None = None
+) -> dict[str, Any]:
+    """Assert Okta's error object (exactly its five fields, ``application/json``) with this
+    status and ``errorCode``; ``cause_contains`` must appear in one of the ``errorCauses``.
+    Returns the body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body: dict[str, Any] = response.json()
+    assert body.get("errorCode") == code, body
+    assert set(body) == _OKTA_ERROR_KEYS, body
+    if cause_contains is not None:
+        summaries = [cause["errorSummary"] for cause in body["errorCauses"]]
+        assert any(cause_contains in summary for summary in summaries), body
+    return body
+
+
+def sdk_ok(result: tuple[Any, ...]) -> Any:
+    """An official Okta SDK answer, ``(data, response, error)`` or ``(response, error)``: fail
+    loudly on an error; the data, if any."""
+    *data, error = result
+    assert error is None, error
+    return data[0] if len(data) == 2 else None
+
+
+def links(response: httpx.Response) -> dict[str, str]:
+    """``rel`` → URL of every ``Link`` header, in order (Okta sends ``self`` first)."""
+    found: dict[str, str] = {}
+    for header in response.headers.get_list("link"):
+        match = re.fullmatch(r'\s*<([^>]*)>\s*;\s*rel="([^"]+)"\s*', header)
+        assert match is not None, f"malformed Link header: {header!r}"
+        found[match.group(2)] = match.group(1)
+    return found
+
+
+# --- Downstream: SCIM payloads, recorded traffic, reading a scim2-server ------------------------
+
+
+def scim_user(user_name: str, **attributes: Any) -> dict[str, Any]:
+    return {"schemas": [USER_SCHEMA], "userName": user_name, **attributes}
+
+
+def scim_group(display_name: str, members: Iterable[str] = ()) -> dict[str, Any]:
+    body: dict[str, Any] = {"schemas": [GROUP_SCHEMA], "displayName": display_name}
+    values = [{"value": member} for member in members]
+    if values:
+        body["members"] = values
+    return body
+
+
+def scim_patch_members(add: Iterable[str] = (), remove: Iterable[str] = ()) -> dict[str, Any]:
+    operations: list[dict[str, Any]] = [
+        {"op": "remove", "path": f'members[value eq "{member}"]'} for member in remove
+    ]
+    values = [{"value": member} for member in add]
+    if values:
+        operations.append({"op": "add", "path": "members", "value": values})
+    return {"schemas": [PATCH_SCHEMA], "Operations": operations}
+
+
+_ID_SEGMENT = re.compile(r"^(Users|Groups)/[^/]+")
+
+
+@dataclass
+class Sent:
+    """One request as it left the client, and the status it got (None: no answer)."""
+
+    method: str
+    path: str
+    query: str
+    headers: httpx.Headers
+    body: Any
+    status: int | None = None
+
+    @property
+    def resource(self) -> str:
+        """``Users``, ``Users/{id}``, ``Groups/{id}``...: the path after the ``/v2`` prefix."""
+        path = self.path.split("/v2/", 1)[-1].lstrip("/")
+        return _ID_SEGMENT.sub(r"\1/{id}", path)
+
+
+@dataclass
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """Passes every request to ``inner`` and keeps what was sent (bodies parsed)."""
+
+    inner: httpx.AsyncBaseTransport
+    sent: list[Sent] = field(default_factory=list)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raw = await request.aread()
+        entry = Sent(
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query.decode(),
+            headers=httpx.Headers(request.headers),  # auth flows reuse the request
+            body=json.loads(raw) if raw else None,
+        )
+        self.sent.append(entry)
+        response = await self.inner.handle_async_request(request)
+        entry.status = response.status_code
+        return response
+
+    def requests(
+        self, method: str | None = None, *, resource: str | None = None, path_prefix: str = ""
+    ) -> list[Sent]:
+        return [
+            s
+            for s in self.sent
+            if (method is None or s.method == method)
+            and (resource is None or s.resource == resource)
+            and s.path.startswith(path_prefix)
+        ]
+
+    def count(
+        self, method: str | None = None, path_prefix: str = "", *, resource: str | None = None
+    ) -> int:
+        return len(self.requests(method, resource=resource, path_prefix=path_prefix))
+
+    def writes(self) -> list[Sent]:
+        return [s for s in self.sent if s.method in {"POST", "PUT", "PATCH", "DELETE"}]
+
+    def clear(self) -> None:
+        self.sent.clear()
+
+
+class ScimReader:
+    """Reads a scim2-server directly (not through Headwater), as an auditor would, and makes
+    the changes an admin makes by hand downstream (for drift tests).
+
+    ``app``: an in-process server (reached over ASGI, no socket); else ``base_url`` is a real
+    one. Works from synchronous and asynchronous tests alike.
+    """
+
+    def __init__(
+        self, base_url: str, *, token: str | None = None, app: ScimApplication | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.app = app
+        self.headers = dict(SCIM_HEADERS)
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    # -- transport ------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        if self.app is None:
+            with httpx.Client(headers=self.headers, timeout=30, trust_env=False) as client:
+                return client.request(method, url, json=json, params=params)
+        app = self.app
+
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, headers=self.headers) as client:
+                response = await client.request(method, url, json=json, params=params)
+                await response.aread()
+                return response
+
+        return run_async(send)
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.request("GET", path, params=params or None)
+        response.raise_for_status()
+        return response.json()
+
+    def _all(self, path: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        start = 1
+        while True:
+            body = self.get(path, startIndex=start, count=500)
+            page: list[dict[str, Any]] = body.get("Resources", [])
+            items.extend(page)
+            start += len(page)
+            if not page or start > body.get("totalResults", 0):
+                return items
+
+    # -- reading --------------------------------------------------------------------------
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every account (all pages)."""
+        return self._all("Users")
+
+    def by_user_name(self) -> dict[str, dict[str, Any]]:
+        """Accounts by userName; fails if two accounts share one (case-insensitively)."""
+        accounts = self.users()
+        names = Counter(a["userName"].lower() for a in accounts)
+        duplicates = sorted(name for name, n in names.items() if n > 1)
+        assert not duplicates, f"duplicate accounts downstream: {duplicates}"
+        return {a["userName"]: a for a in accounts}
+
+    def user(self, user_name: str) -> dict[str, Any] | None:
+        matches = [u for u in self.users() if u["userName"].lower() == user_name.lower()]
+        assert len(matches) <= 1, f"duplicate accounts for {user_name}"
+        return matches[0] if matches else None
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Every group (all pages), with its members."""
+        return self._all("Groups")
+
+    def group(self, name: str) -> dict[str, Any] | None:
+        matches = [g for g in self.groups() if g["displayName"] == name]
+        assert len(matches) <= 1, f"duplicate groups named {name}"
+        return matches[0] if matches else None
+
+    def member_ids(self, name: str) -> set[str] | None:
+        """Member ids of the group named ``name``; None when there is no such group."""
+        group = self.group(name)
+        if group is None:
+            return None
+        return {m["value"] for m in group.get("members") or []}
+
+    def members(self, name: str) -> set[str] | None:
+        """userNames of the group's members (an unknown id stands for itself); None when there
+        is no such group."""
+        ids = self.member_ids(name)
+        if ids is None:
+            return None
+        by_id = {u["id"]: u["userName"] for u in self.users()}
+        return {by_id.get(member, member) for member in ids}
+
+    # -- changes made by hand downstream --------------------------------------------------
+
+    def _write(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def create_user(self, user_name: str, **attributes: Any) -> str:
+        created = self._write("POST", "Users", scim_user(user_name, active=True, **attributes))
+        return str(created["id"])
+
+    def delete_user(self, user_id: str) -> None:
+        self._write("DELETE", f"Users/{user_id}")
+
+    def create_group(self, name: str, members: Iterable[str] = ()) -> str:
+        return str(self._write("POST", "Groups", scim_group(name, members))["id"])
+
+    def delete_group(self, group_id: str) -> None:
+        self._write("DELETE", f"Groups/{group_id}")
+
+    def patch_members(
+        self, group_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> None:
+        self._write("PATCH", f"Groups/{group_id}", scim_patch_members(add, remove))
+
+
+class InProcessScim:
+    """A fresh, empty scim2-server served in-process at ``http://<host>/v2`` (no sockets).
+
+    ``transport`` records what Headwater (or a connector) sent; ``scim`` reads the server
+    directly. :meth:`serve` routes a runtime's connectors for this host here; :meth:`connector`
+    makes a bare connector to it (close them with :meth:`aclose`). ``max_results`` lowers the
+    server's ``filter.maxResults`` (the page size it grants at most).
+    """
+
+    def __init__(
+        self,
+        host: str = "scim.test",
+        *,
+        bearer_token: str | None = None,
+        max_results: int | None = None,
+    ) -> None:
+        from scim2_models import Filter
+
+        self.app = in_process_app(bearer_token)
+        if max_results is not None:
+            self.app.service.config.filter = Filter(supported=True, max_results=max_results)
+        self.origin = f"http://{host}"
+        self.base_url = f"{self.origin}/v2"
+        self.transport = RecordingTransport(httpx.ASGITransport(app=self.app))
+        self.scim = ScimReader(self.base_url, token=bearer_token, app=self.app)
+        self._connectors: list[ScimConnector] = []
+
+    def serve(self, runtime: Runtime) -> InProcessScim:
+        runtime.connectors.transports[self.origin + "/"] = self.transport
+        return self
+
+    def connector(
+        self,
+        settings: ProvisioningSettings | None = None,
+        *,
+        auth: httpx.Auth | None = None,
+        base_url: str | None = None,
+        **options: Any,
+    ) -> ScimConnector:
+        """A :class:`~headwater.connectors.scim.ScimConnector` to this server, recorded."""
+        from headwater.connectors.scim import ScimConnector
+
+        connector = ScimConnector(
+            base_url or self.base_url + "/",
+            auth=auth,
+            settings=settings or ProvisioningSettings(),
+            transport=self.transport,
+            **options,
+        )
+        self._connectors.append(connector)
+        return connector
+
+    async def aclose(self) -> None:
+        for connector in self._connectors:
+            await connector.aclose()
+        self._connectors.clear()
+
+
+@contextlib.contextmanager
+def proxied_scim_server(
+    seed: int = 7, *, bearer_token: str | None = None
+) -> Iterator[tuple[ScimServerProcess, FaultProxyThread]]:
+    """A scim2-server subprocess with the fault proxy in front (point apps at the proxy, read
+    the server)."""
+    with (
+        ScimServerProcess(bearer_token=bearer_token) as server,
+        FaultProxyThread(server.base_url, seed=seed) as proxy,
+    ):
+        yield server, proxy
+
+
+def creates_per_user_name(proxy: FaultProxyThread) -> Counter[str]:
+    """How many ``POST /Users`` the downstream accepted, per userName."""
+    created: Counter[str] = Counter()
+    for entry in proxy.requests("POST", r"/Users$"):
+        if entry.upstream_status == 201:
+            created[entry.json()["userName"]] += 1
+    return created
+
+
+# --- The command line ------------------------------------------------------------------------
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain(text: str) -> str:
+    """``text`` without ANSI escape sequences."""
+    return _ANSI.sub("", text)
+
+
+class Cli:
+    """Runs ``headwater`` in-process against one environment (database, key, console size)."""
+
+    def __init__(self, env: dict[str, str | None]) -> None:
+        from typer.testing import CliRunner
+
+        self.env = env
+        self.runner = CliRunner()
+
+    def __call__(
+        self, *args: str, input: str | None = None, env: Mapping[str, str | None] | None = None
+    ) -> Result:
+        from headwater.cli import app
+
+        return self.runner.invoke(
+            app,
+            list(args),
+            input=input,
+            env={**self.env, **(env or {})},
+            catch_exceptions=False,
+            prog_name="headwater",
+        )
+
+    def ok(self, *args: str, input: str | None = None) -> str:
+        """Run a command that must succeed; returns its stdout."""
+        result = self(*args, input=input)
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        return result.stdout
+
+    def runtime(self) -> Runtime:
+        """A runtime on the CLI's database and key (for seeding and checking)."""
+        settings = Settings(
+            data_dir=Path(str(self.env["HEADWATER_DATA_DIR"])),
+            database_url=self.env["HEADWATER_DATABASE_URL"],
+            secret_key=self.env["HEADWATER_SECRET_KEY"],
+        )
+        return Runtime.from_settings(settings)
+
+
+# --- The console, in a browser ------------------------------------------------------------------
+
+
+def sign_in(page: Page, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/console/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/console/people$"))
+
+
+def flash(page: Page) -> str:
+    """The text of the page's flash messages."""
+    return " ".join(page.locator(".flash").all_inner_texts())
