@@ -52,11 +52,12 @@ def test_no_server_errors(
     schema = schemathesis.openapi.from_asgi("/openapi.json", app).include(path_regex=FUZZED)
     # Deletions last, so the seeded users and groups serve the other operations first.
     operations = sorted(
-        (result.ok() for result in schema.get_all_operations()),
+        # Every operation of our own schema loads (an Err would fail the test right here).
+        (result.ok() for result in schema.get_all_operations()),  # type: ignore[union-attr]
         key=lambda operation: operation.method.upper() == "DELETE",
     )
     assert len(operations) >= 20
-    with asgi.get_client(app) as session:
+    with asgi.get_client(app) as session:  # type: ignore[arg-type]  # FastAPI is an ASGI app
         for operation in operations:
             _fuzz(operation, session, api_token, seeded, subtests)
 

@@ -347,7 +347,7 @@ def _status(client: TestClient, user_id: str) -> str:
 
 
 def _act(client: TestClient, user_id: str, action: str, **kwargs: object) -> object:
-    return client.post(f"/api/v1/users/{user_id}/lifecycle/{action}", **kwargs)  # type: ignore[arg-type]
+    return client.post(f"/api/v1/users/{user_id}/lifecycle/{action}", **kwargs)  # type: ignore[arg-type,unused-ignore]
 
 
 def test_full_lifecycle_with_password(client: TestClient, runtime: Runtime) -> None:

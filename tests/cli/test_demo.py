@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from demokit import Demo
 
 from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.toolkit import Demo
 
 pytestmark = [
     pytest.mark.e2e,

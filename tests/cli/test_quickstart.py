@@ -45,9 +45,9 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
-from demokit import Demo, clean_env
 
 from headwater.testing.scimserver import free_port
+from headwater.testing.toolkit import Demo, clean_env
 
 pytestmark = [
     pytest.mark.e2e,

@@ -44,7 +44,7 @@ class TokenEndpoint:
         if self.status != 200:
             return httpx.Response(self.status, json={"error": "invalid_client"})
         token = f"token-{len(self.requests)}"
-        self.harness.app.bearer_tokens = {token}
+        self.harness.app.bearer_tokens = frozenset({token})
         body: dict[str, Any] = {"access_token": token, "token_type": "Bearer"}
         if self.expires_in is not None:
             body["expires_in"] = self.expires_in
@@ -84,7 +84,7 @@ def oauth_connector(
 
 @pytest.fixture
 def endpoint(harness: InProcessScim) -> TokenEndpoint:
-    harness.app.bearer_tokens = {"nothing-valid-yet"}
+    harness.app.bearer_tokens = frozenset({"nothing-valid-yet"})
     return TokenEndpoint(harness)
 
 
@@ -136,7 +136,7 @@ async def test_oauth_retries_once_on_401(harness: InProcessScim, endpoint: Token
     auth = OAuthClientCredentialsAuth(TOKEN_URL, "c", SECRET)
     async with oauth_connector(harness, endpoint, auth) as scim:
         await scim.get_user("x")
-        harness.app.bearer_tokens = {"revoked-early"}
+        harness.app.bearer_tokens = frozenset({"revoked-early"})
         harness.transport.clear()
         assert await scim.get_user("x") is None  # 401, new token, retried
         assert [s.headers["Authorization"] for s in harness.transport.sent] == [
@@ -147,7 +147,7 @@ async def test_oauth_retries_once_on_401(harness: InProcessScim, endpoint: Token
 
 
 async def test_oauth_gives_up_after_one_refresh(harness: InProcessScim) -> None:
-    harness.app.bearer_tokens = {"never-issued"}
+    harness.app.bearer_tokens = frozenset({"never-issued"})
 
     class Stubborn(TokenEndpoint):
         def issue(self, request: httpx.Request) -> httpx.Response:

@@ -4,7 +4,7 @@ connector against a real scim2-server, and the read-only connector previews use.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -68,7 +68,7 @@ async def test_reads_behave_alike(adapter: tuple[str, Any, ScimConnector]) -> No
 async def test_writes_go_through_or_are_refused(adapter: tuple[str, Any, ScimConnector]) -> None:
     kind, connector, inner = adapter
     attrs = AccountAttributes("alex@example.com", "00u2")
-    writes = [
+    writes: list[Callable[[], Awaitable[object]]] = [
         lambda: connector.create_user(attrs),
         lambda: connector.create_group("Finance"),
     ]

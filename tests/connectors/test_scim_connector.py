@@ -60,7 +60,7 @@ async def test_connection_ok(scim: ScimConnector, harness: InProcessScim) -> Non
 
 
 async def test_connection_with_bearer_token(harness: InProcessScim) -> None:
-    harness.app.bearer_tokens = {"s3cret-token"}
+    harness.app.bearer_tokens = frozenset({"s3cret-token"})
     await harness.connector(auth=BearerTokenAuth("s3cret-token")).test_connection()
 
     for auth in (BearerTokenAuth("wrong-token"), None):
@@ -71,7 +71,7 @@ async def test_connection_with_bearer_token(harness: InProcessScim) -> None:
 
 
 async def test_bearer_token_enforced_on_every_call(harness: InProcessScim) -> None:
-    harness.app.bearer_tokens = {"s3cret-token"}
+    harness.app.bearer_tokens = frozenset({"s3cret-token"})
     good = harness.connector(auth=BearerTokenAuth("s3cret-token"))
     created = await good.create_user(alice())
     assert harness.transport.sent[-1].headers["Authorization"] == "Bearer s3cret-token"

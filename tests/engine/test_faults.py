@@ -164,6 +164,7 @@ def test_bad_member_is_isolated_from_its_batch(fast_runtime: Runtime) -> None:
                     t.AppUserLink.user_id == users[3]
                 )
             ).one()
+        assert bad_external is not None
         proxy.reject_members([bad_external])
         mapping = push_group(runtime, app_id, create_group(runtime, "Pushed", users))
         converge(runtime, horizon=HORIZON)

@@ -80,7 +80,8 @@ class Seed:
         app = create_scim_app(runtime, downstream.base_url)
         assign_group(runtime, app, accounting)
         mapping = push_group(runtime, app, pushed)
-        return cls(*people, accounting, pushed, app, mapping)
+        taylor, alex, sam = people
+        return cls(taylor, alex, sam, accounting, pushed, app, mapping)
 
 
 def seeded(runtime: Runtime, downstream: InProcessScim) -> Seed:

@@ -33,7 +33,7 @@ from headwater.testing.toolkit import (
 def one_pass(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[ops.Operation]:
     """Every operation one reconcile pass over the queued keys sends, in one batch."""
     sent: list[ops.Operation] = []
-    real = reconciler.execute
+    real = reconciler.execute  # type: ignore[attr-defined]
 
     async def spy(operation: ops.Operation, *args: Any) -> Any:
         sent.append(operation)

@@ -17,6 +17,7 @@ from headwater.domain.plan import (
     plan_account,
 )
 from headwater.domain.settings import Deprovision, ProvisioningSettings, SuspendAction
+from headwater.domain.states import LinkState
 
 ATTRS = AccountAttributes(user_name="taylor@example.com", external_id="00u1", given_name="Taylor")
 GROUP = GroupGrant("00gA", "Accounting", 0)
@@ -44,8 +45,8 @@ def facts(
     )
 
 
-LINKED = AccountRecord("ext-1", "ACTIVE", ATTRS.as_dict())
-INACTIVE = AccountRecord("ext-1", "INACTIVE", ATTRS.as_dict())
+LINKED = AccountRecord("ext-1", LinkState.ACTIVE, ATTRS.as_dict())
+INACTIVE = AccountRecord("ext-1", LinkState.INACTIVE, ATTRS.as_dict())
 PUSHED = PushedMembership("gPm1", "grp-1", "ext-1")
 
 

@@ -10,6 +10,7 @@ import pytest
 from headwater.domain import operations as ops
 from headwater.domain.plan import UNOBSERVED, PushFacts, PushPlan, plan_push
 from headwater.domain.settings import MembershipMethod, ProvisioningSettings
+from headwater.domain.states import MappingStatus
 
 SETTINGS = ProvisioningSettings()
 PUT_ONLY = replace(SETTINGS, membership_method=MembershipMethod.PUT)
@@ -17,7 +18,7 @@ TAYLOR, ALEX, SAM = ("00uT", "ext-t"), ("00uA", "ext-a"), ("00uS", "ext-s")
 
 BASE = PushFacts(
     mapping_id="gPm1",
-    status="ACTIVE",
+    status=MappingStatus.ACTIVE,
     source_name="AppPushGroup",
     custom_name=None,
     target_external_id="grp-1",

@@ -439,6 +439,10 @@ class WorkerThread:
         return found
 
     def stop(self) -> None:
+        """Stop the loop and wait for it (idempotent)."""
+        if not self._thread.is_alive():
+            return
         if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=15)
