@@ -90,7 +90,7 @@ def load_example(api: httpx.Client, scim_url: str, scim_token: str) -> dict[str,
 
 
 class _Stop(Exception):
-    """SIGTERM asks the demo to stop: raised in the main thread, handled like Ctrl-C."""
+    """SIGTERM or SIGINT asks the demo to stop: raised in the main thread."""
 
 
 def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
@@ -116,7 +116,10 @@ def run_demo(*, port: int) -> None:
     runtime: Runtime | None = None
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
+    # Both signals explicitly: a process started in the background by a shell inherits SIGINT
+    # ignored, and Ctrl-C (or kill -INT) must still stop the demo.
     previous = signal.signal(signal.SIGTERM, _stop_on_signal)
+    previous_interrupt = signal.signal(signal.SIGINT, _stop_on_signal)
     try:
         downstream.start()
         settings = Settings(data_dir=DEMO_DIR, database_url=None, idle_poll_seconds=0.2)
@@ -150,7 +153,7 @@ def run_demo(*, port: int) -> None:
     finally:
         # A second Ctrl-C or SIGTERM must not cut the shutdown short and leave the child behind.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             if server is not None:
                 server.should_exit = True
@@ -160,7 +163,7 @@ def run_demo(*, port: int) -> None:
             if runtime is not None:
                 runtime.close()
         finally:
-            signal.signal(signal.SIGINT, interrupt)
+            signal.signal(signal.SIGINT, previous_interrupt)
             signal.signal(signal.SIGTERM, previous)
 
 
