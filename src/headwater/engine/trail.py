@@ -183,13 +183,15 @@ def _fate_name(fate: Fate) -> str:
 
 def log_outcome(reconcile_id: str, outcome: Outcome, fate: Fate) -> None:
     """One line per key: what was sent, what failed, and what happens next."""
+    level = logging.WARNING if isinstance(fate, Task | Quarantine) else logging.INFO
+    if not log.isEnabledFor(level):
+        return
     key = outcome.key
     sent = [type(op).__name__ for op, _ in outcome.done]
     failed = type(outcome.failed).__name__ if outcome.failed is not None else None
     delay = fate.delay if isinstance(fate, Retry) else None
     if isinstance(fate, RequeueAfter):
         delay = fate.seconds
-    level = logging.WARNING if isinstance(fate, Task | Quarantine) else logging.INFO
     log.log(
         level,
         "%s key %s/%s/%s: sent %s%s → %s",
