@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import directory, isolation, provision, push, workers
+from bench import directory, engine, isolation, provision, push, workers
 from bench.common import PG_URL, Context, Databases, IncompleteRun, Mode, Report
 
 BENCHMARKS: dict[str, Callable[[Context], None]] = {
@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "push": push.run,
     "workers": workers.run,
     "isolation": isolation.run,
+    "engine": engine.run,
 }
 
 

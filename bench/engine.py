@@ -1,0 +1,194 @@
+"""``engine``: what the engine itself costs per account, against a downstream that costs nothing.
+
+The downstream is a canned-answer ASGI app in this process (no sockets, no parsing beyond the
+path: every lookup finds nobody, every create answers a fixed user), so nearly all CPU spent
+is Headwater's: claiming keys, reading the snapshot, planning, sending through httpx, recording.
+Figures: CPU per account (goal 0.5 ms), account operations per second of CPU, SQL statements
+per account (goal 3) and downstream requests per account, for a group of N users assigned at
+once, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from sqlalchemy import event
+
+from bench.common import (
+    DIGITS,
+    SECRET_KEY,
+    Context,
+    PostgresUnavailable,
+    analyze,
+    require_complete,
+)
+from headwater.db.engine import Database
+from headwater.runtime import Runtime
+from headwater.testing.toolkit import (
+    assign_group,
+    converge,
+    create_group,
+    create_scim_app,
+    create_users,
+    make_runtime,
+    queued,
+)
+
+__all__ = ["CannedScim", "run"]
+
+NAME = "engine"
+SINK = "http://sink.bench"
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_EMPTY = json.dumps(
+    {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 0,
+        "startIndex": 1,
+        "itemsPerPage": 0,
+        "Resources": [],
+    }
+).encode()
+_CONFIG = json.dumps(
+    {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "patch": {"supported": True},
+        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": True, "maxResults": 200},
+        "changePassword": {"supported": False},
+        "sort": {"supported": False},
+        "etag": {"supported": False},
+        "authenticationSchemes": [],
+    }
+).encode()
+
+
+class CannedScim:
+    """A SCIM service provider that answers from canned bytes and counts requests."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        method, path = scope["method"], scope["path"]
+        resource = path.split("/scim/v2/", 1)[-1]
+        self.requests[
+            f"{method} /{resource.split('/')[0]}{'/{id}' if '/' in resource else ''}"
+        ] += 1
+        status, payload = 200, _EMPTY
+        if path.endswith("/ServiceProviderConfig"):
+            payload = _CONFIG
+        elif method == "POST":
+            sent = json.loads(body)
+            sent["id"] = f"u{next(self._ids)}"
+            status, payload = 201, json.dumps(sent).encode()
+        elif method in ("PUT", "PATCH"):
+            status, payload = 200, body
+        headers = [(b"content-type", b"application/scim+json")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+class Statements:
+    """Counts SQL statements run on a database while active."""
+
+    def __init__(self, database: Database) -> None:
+        self.engine = database.engine
+        self.count = 0
+
+    def _note(self, *_: Any) -> None:
+        self.count += 1
+
+    def __enter__(self) -> Statements:
+        event.listen(self.engine, "before_cursor_execute", self._note)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._note)
+
+
+def measure(ctx: Context, url: str, count: int) -> dict[str, float]:
+    import httpx
+
+    runtime: Runtime = make_runtime(
+        url, ctx.data_dir(f"engine-{ctx.databases._count}"), secret_key=SECRET_KEY
+    )
+    try:
+        sink = CannedScim()
+        runtime.connectors.transports[SINK] = httpx.ASGITransport(app=sink)
+        group = create_group(runtime, "Everyone")
+        create_users(runtime, count, digits=DIGITS, group_ids=[group])
+        app_id = create_scim_app(runtime, f"{SINK}/scim/v2", "Sink")
+        analyze(runtime)
+        sink.requests.clear()
+        assign_group(runtime, app_id, group)
+        with Statements(runtime.database) as statements:
+            cpu, wall = time.process_time(), time.perf_counter()
+            converge(runtime, timeout=3600, settled=False)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        require_complete(
+            f"{NAME}[{runtime.database.dialect}]",
+            sink.requests["POST /Users"],
+            count,
+            "accounts created",
+        )
+        if queued(runtime):
+            raise AssertionError("keys left pending")
+        return {
+            "cpu_ms_per_account": cpu * 1000 / count,
+            "accounts_per_cpu_second": count / cpu,
+            "wall": wall,
+            "statements_per_account": statements.count / count,
+            "requests_per_account": sum(sink.requests.values()) / count,
+        }
+    finally:
+        runtime.close()
+        ctx.databases.drop(url)
+
+
+def run(ctx: Context) -> None:
+    report, count = ctx.report, ctx.mode.provision_users
+    report.section(f"engine: {count:,} accounts into a zero-cost SCIM sink (CPU of this process)")
+    for db in ("sqlite", "postgresql"):
+        try:
+            url = ctx.databases.sqlite() if db == "sqlite" else ctx.databases.postgres()
+        except PostgresUnavailable as exc:
+            report.note(f"PostgreSQL skipped: {exc}")
+            continue
+        figures = measure(ctx, url, count)
+        report.row(
+            NAME,
+            f"{db}: CPU per account",
+            f"{figures['cpu_ms_per_account']:.3f} ms  ({figures['accounts_per_cpu_second']:,.0f} "
+            f"accounts per CPU second, wall {figures['wall']:.1f} s)",
+            **figures,
+        )
+        report.row(
+            NAME,
+            f"{db}: per account",
+            f"{figures['statements_per_account']:.2f} SQL statements, "
+            f"{figures['requests_per_account']:.2f} downstream requests",
+        )
+        report.ratio(
+            NAME,
+            f"{db} CPU per account / 0.5 ms goal",
+            figures["cpu_ms_per_account"] / 0.5,
+            "the issue's goal is at most 1.00x",
+        )
