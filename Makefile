@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
+# The scimmy test server's Node packages; npm ci rewrites node_modules/.package-lock.json.
+SCIMMY := src/headwater/testing/servers/scimmy
+SCIMMY_STAMP := $(SCIMMY)/node_modules/.package-lock.json
 
 .PHONY: demo test lint typecheck unit bench clean
 
@@ -21,6 +24,14 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[demo]'
 	touch $(DEMO_STAMP)
 
+# Without npm the scimmy server's tests are skipped (they fail under CI=true instead).
+$(SCIMMY_STAMP): $(SCIMMY)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(SCIMMY) && npm ci --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "npm not found: the scimmy SCIM server's tests will be skipped"; \
+	fi
+
 demo: $(DEMO_STAMP)
 	$(BIN)/headwater demo
 
@@ -34,7 +45,7 @@ typecheck: $(STAMP)
 
 # The browser suite runs in its own session: Playwright's sync API keeps an event loop running in
 # the main thread for as long as the browser lives, which other tests' asyncio.run() cannot share.
-test: lint typecheck
+test: lint typecheck $(SCIMMY_STAMP)
 	$(BIN)/pytest -q --ignore=tests/browser
 	$(BIN)/pytest -q tests/browser
 
@@ -45,4 +56,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(SCIMMY)/node_modules

@@ -1,7 +1,9 @@
-"""Fixtures for the test tools: one real scim2-server subprocess, and proxies in front of it."""
+"""Fixtures for the test tools: one subprocess per real SCIM server, and proxies in front of
+scim2-server's."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import AsyncIterator, Iterator
 
@@ -10,7 +12,8 @@ import pytest
 
 from headwater.testing.faultproxy import FaultProxy, FaultProxyThread
 from headwater.testing.scimserver import ScimServerProcess
-from headwater.testing.toolkit import SCIM_HEADERS, ScimReader
+from headwater.testing.servers import DjangoScimProcess, ScimmyProcess, ServerProcess
+from headwater.testing.toolkit import SCIM_HEADERS, ScimReader, require_scim_server
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +55,45 @@ def client(proxy: FaultProxyThread) -> Iterator[httpx.Client]:
 async def aproxy(scim_server: ScimServerProcess) -> AsyncIterator[FaultProxy]:
     async with FaultProxy(scim_server.base_url, seed=99) as running:
         yield running
+
+
+# django-scim2 and scimmy: one server each per session, behind a bearer token; tests share them
+# and use unique names. Starting one costs about two seconds (django-scim2) or half a second.
+
+
+@pytest.fixture(scope="session")
+def django_scim() -> Iterator[DjangoScimProcess]:
+    with DjangoScimProcess(bearer_token=secrets.token_urlsafe(16)) as server:
+        yield server
+    assert not server.running
+
+
+@pytest.fixture(scope="session")
+def scimmy() -> Iterator[ScimmyProcess]:
+    require_scim_server("scimmy")
+    with ScimmyProcess(bearer_token=secrets.token_urlsafe(16)) as server:
+        yield server
+    assert not server.running
+
+
+def _client(server: ServerProcess) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.base_url,
+        headers={**SCIM_HEADERS, **server.headers},
+        timeout=5,
+        trust_env=False,
+    )
+
+
+@pytest.fixture
+def django_client(django_scim: DjangoScimProcess) -> Iterator[httpx.Client]:
+    """A client of the django-scim2 server, with its token."""
+    with _client(django_scim) as client:
+        yield client
+
+
+@pytest.fixture
+def scimmy_client(scimmy: ScimmyProcess) -> Iterator[httpx.Client]:
+    """A client of the scimmy server, with its token."""
+    with _client(scimmy) as client:
+        yield client

@@ -1,4 +1,4 @@
-"""Test tools: a real SCIM 2.0 downstream and a fault-injecting proxy to put in front of it.
+"""Test tools: real SCIM 2.0 downstreams and a fault-injecting proxy to put in front of them.
 
 They live in the package (not under ``tests/``) so that unit, engine, end-to-end and
 benchmark suites, and the subprocesses they start, can all import the same tools.
@@ -25,16 +25,26 @@ if TYPE_CHECKING:
         free_port,
         in_process_app,
     )
+    from headwater.testing.servers import (
+        SERVER_NAMES,
+        DjangoScimProcess,
+        ScimmyProcess,
+        server_process,
+    )
 
 __all__ = [
+    "SERVER_NAMES",
+    "DjangoScimProcess",
     "FaultProxy",
     "FaultProxyThread",
     "FaultRule",
     "LoggedRequest",
     "ScimApplication",
     "ScimServerProcess",
+    "ScimmyProcess",
     "free_port",
     "in_process_app",
+    "server_process",
 ]
 
 _HOMES = {
@@ -46,6 +56,10 @@ _HOMES = {
     "ScimServerProcess": "scimserver",
     "free_port": "scimserver",
     "in_process_app": "scimserver",
+    "SERVER_NAMES": "servers",
+    "DjangoScimProcess": "servers",
+    "ScimmyProcess": "servers",
+    "server_process": "servers",
 }
 
 

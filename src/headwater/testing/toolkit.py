@@ -68,6 +68,7 @@ from headwater.testing.scimserver import (
     free_port,
     in_process_app,
 )
+from headwater.testing.servers import ScimServer, scimmy_missing, server_process
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -131,10 +132,13 @@ __all__ = [
     "remove_member",
     "rename_group",
     "require_module",
+    "require_scim_server",
     "row_counts",
     "run_async",
     "scim_group",
     "scim_patch_members",
+    "scim_reader",
+    "scim_server",
     "scim_user",
     "sdk_ok",
     "set_mapping_status",
@@ -180,6 +184,19 @@ def require_module(name: str) -> Any:
         if IN_CI:
             pytest.fail(f"{name} is required in CI and cannot be imported: {exc}", pytrace=False)
         pytest.skip(f"{name} cannot be imported: {exc}", allow_module_level=True)
+
+
+def require_scim_server(name: str) -> None:
+    """Skip the calling test locally when the SCIM server ``name`` cannot run on this machine
+    (scimmy without Node.js or ``npm ci``), and fail it under ``CI=true``."""
+    import pytest
+
+    missing = scimmy_missing() if name == "scimmy" else None
+    if missing is None:
+        return
+    if IN_CI:
+        pytest.fail(f"the {name} SCIM server is required in CI: {missing}", pytrace=False)
+    pytest.skip(f"the {name} SCIM server cannot run here: {missing}")
 
 
 def make_runtime(
@@ -777,10 +794,26 @@ def scim_group(display_name: str, members: Iterable[str] = ()) -> dict[str, Any]
     return body
 
 
-def scim_patch_members(add: Iterable[str] = (), remove: Iterable[str] = ()) -> dict[str, Any]:
-    operations: list[dict[str, Any]] = [
-        {"op": "remove", "path": f'members[value eq "{member}"]'} for member in remove
-    ]
+def scim_patch_members(
+    add: Iterable[str] = (), remove: Iterable[str] = (), *, remove_by_value: bool = False
+) -> dict[str, Any]:
+    """A PatchOp adding and removing group members.
+
+    Removals use a path filter per member (``members[value eq "id"]``, RFC 7644 section
+    3.5.2.2), or with ``remove_by_value`` one operation listing them in ``value`` (the form
+    Entra ID sends, and the only one django-scim2 implements).
+    """
+    removed = list(remove)
+    operations: list[dict[str, Any]]
+    if not remove_by_value:
+        operations = [
+            {"op": "remove", "path": f'members[value eq "{member}"]'} for member in removed
+        ]
+    elif removed:
+        values = [{"value": member} for member in removed]
+        operations = [{"op": "remove", "path": "members", "value": values}]
+    else:
+        operations = []
     values = [{"value": member} for member in add]
     if values:
         operations.append({"op": "add", "path": "members", "value": values})
@@ -853,18 +886,30 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 
 
 class ScimReader:
-    """Reads a scim2-server directly (not through Headwater), as an auditor would, and makes
+    """Reads a SCIM server directly (not through Headwater), as an auditor would, and makes
     the changes an admin makes by hand downstream (for drift tests).
 
-    ``app``: an in-process server (reached over ASGI, no socket); else ``base_url`` is a real
-    one. Works from synchronous and asynchronous tests alike.
+    ``app``: an in-process scim2-server (reached over ASGI, no socket); else ``base_url`` is a
+    real one. Works from synchronous and asynchronous tests alike. Two settings make the
+    changes in a form the server implements (:func:`scim_reader` sets them per server):
+    ``remove_by_value`` removes members with a value list instead of path filters, and
+    ``members_after_create`` creates a group empty and then adds its members (for a server
+    that ignores ``members`` in ``POST /Groups``).
     """
 
     def __init__(
-        self, base_url: str, *, token: str | None = None, app: ScimApplication | None = None
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        app: ScimApplication | None = None,
+        remove_by_value: bool = False,
+        members_after_create: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.app = app
+        self.remove_by_value = remove_by_value
+        self.members_after_create = members_after_create
         self.headers = dict(SCIM_HEADERS)
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
@@ -969,7 +1014,13 @@ class ScimReader:
         self._write("DELETE", f"Users/{user_id}")
 
     def create_group(self, name: str, members: Iterable[str] = ()) -> str:
-        return str(self._write("POST", "Groups", scim_group(name, members))["id"])
+        if not self.members_after_create:
+            return str(self._write("POST", "Groups", scim_group(name, members))["id"])
+        group_id = str(self._write("POST", "Groups", scim_group(name))["id"])
+        members = list(members)
+        if members:
+            self.patch_members(group_id, add=members)
+        return group_id
 
     def delete_group(self, group_id: str) -> None:
         self._write("DELETE", f"Groups/{group_id}")
@@ -977,7 +1028,8 @@ class ScimReader:
     def patch_members(
         self, group_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
     ) -> None:
-        self._write("PATCH", f"Groups/{group_id}", scim_patch_members(add, remove))
+        body = scim_patch_members(add, remove, remove_by_value=self.remove_by_value)
+        self._write("PATCH", f"Groups/{group_id}", body)
 
 
 class InProcessScim:
@@ -1049,6 +1101,37 @@ def proxied_scim_server(
         FaultProxyThread(server.base_url, seed=seed) as proxy,
     ):
         yield server, proxy
+
+
+#: Servers that answer 501 to a path filter removing a member (``docs/compatibility.md``).
+_REMOVES_MEMBERS_BY_VALUE_ONLY = frozenset({"django-scim2"})
+#: Servers that ignore ``members`` in ``POST /Groups``.
+_IGNORES_MEMBERS_ON_CREATE = frozenset({"django-scim2"})
+
+
+def scim_reader(name: str, server: ScimServer) -> ScimReader:
+    """A :class:`ScimReader` for ``server``, the running SCIM server called ``name``."""
+    return ScimReader(
+        server.base_url,
+        token=server.bearer_token,
+        remove_by_value=name in _REMOVES_MEMBERS_BY_VALUE_ONLY,
+        members_after_create=name in _IGNORES_MEMBERS_ON_CREATE,
+    )
+
+
+@contextlib.contextmanager
+def scim_server(
+    name: str, *, bearer_token: str | None = None
+) -> Iterator[tuple[ScimServer, ScimReader]]:
+    """The SCIM server called ``name`` (``"scim2-server"``, ``"django-scim2"`` or
+    ``"scimmy"``), started empty in a loopback subprocess, and a reader of it.
+
+    Starting one costs from half a second (scim2-server, scimmy) to about two (django-scim2):
+    share one across the tests of a session where they can use unique names.
+    """
+    require_scim_server(name)
+    with server_process(name, bearer_token=bearer_token) as server:
+        yield server, scim_reader(name, server)
 
 
 def creates_per_user_name(proxy: FaultProxyThread) -> Counter[str]:
