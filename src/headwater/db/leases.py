@@ -39,6 +39,7 @@ __all__ = [
     "claim",
     "extend",
     "finish",
+    "finish_many",
     "forget_workers",
     "next_due",
     "retry_later",
@@ -163,6 +164,33 @@ def finish(session: Session, key: ClaimedKey) -> None:
         )
         .values(claimed_by=None, claimed_generation=None, lease_until=None)
     )
+
+
+def finish_many(session: Session, keys: Sequence[ClaimedKey]) -> None:
+    """``finish`` for a batch: one DELETE and one UPDATE per 500 keys."""
+    key = t.ReconcileKey
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        session.execute(
+            delete(key)
+            .where(
+                tuple_(key.app_id, key.kind, key.subject_id, key.generation).in_(
+                    [(k.app_id, k.kind.value, k.subject_id, k.generation) for k in chunk]
+                )
+            )
+            .execution_options(synchronize_session=False)
+        )
+        # Keys enqueued again while we worked stay, unleased, for the next claim.
+        session.execute(
+            update(key)
+            .where(
+                tuple_(key.app_id, key.kind, key.subject_id).in_(
+                    [(k.app_id, k.kind.value, k.subject_id) for k in chunk]
+                )
+            )
+            .values(claimed_by=None, claimed_generation=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def retry_later(

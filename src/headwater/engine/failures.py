@@ -6,9 +6,10 @@ Every function runs inside the recorder's transaction; nothing here talks to a d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
@@ -24,13 +25,14 @@ from headwater.domain import operations as ops
 from headwater.domain.fate import ErrorClass
 from headwater.domain.mapping import MappingError
 from headwater.domain.states import KeyKind, LinkState, MappingStatus, SyncState
-from headwater.engine import links, trail
+from headwater.engine import trail
+from headwater.engine.links import Links
 from headwater.engine.snapshot import AppSnapshot
 from headwater.engine.work import Outcome
 
 __all__ = [
     "classify",
-    "clear_task",
+    "clear_tasks",
     "forget_lost",
     "mark_error",
     "open_task",
@@ -67,7 +69,7 @@ def retry_after(error: Exception | None) -> float | None:
     return error.retry_after if isinstance(error, TransientError) else None
 
 
-def forget_lost(session: Session, app: AppSnapshot, failed: ops.Operation | None) -> None:
+def forget_lost(session: Session, links: Links, failed: ops.Operation | None) -> None:
     """The downstream lost an account or group we addressed by id: forget the id, so the next
     plan recreates what is still wanted (or finds nothing to do)."""
     match failed:
@@ -76,8 +78,6 @@ def forget_lost(session: Session, app: AppSnapshot, failed: ops.Operation | None
                 isinstance(failed, ops.SetActive) and not failed.active
             )
             links.upsert(
-                session,
-                app.id,
                 failed.user_id,
                 external_id=None,
                 state=LinkState.DELETED if gone else LinkState.NONE,
@@ -96,14 +96,12 @@ def forget_lost(session: Session, app: AppSnapshot, failed: ops.Operation | None
 
 
 def mark_error(
-    session: Session, app: AppSnapshot, key: ClaimedKey, message: str, *, final: bool
+    session: Session, links: Links, key: ClaimedKey, message: str, *, final: bool
 ) -> None:
     """Show the failure on the app user (OUT_OF_SYNC while retrying, ERROR when final) or on
     the push mapping (ERROR when final)."""
     if key.kind is KeyKind.USER:
         links.upsert(
-            session,
-            app.id,
             key.subject_id,
             sync_state=SyncState.ERROR if final else SyncState.OUT_OF_SYNC,
             last_error=message[:MAX_MESSAGE],
@@ -167,16 +165,18 @@ def _upsert_task(
     task.last_attempt = now
 
 
-def clear_task(session: Session, app_id: str, key: ClaimedKey) -> None:
-    session.execute(
-        delete(t.Task).where(
-            and_(
+def clear_tasks(session: Session, app_id: str, keys: Sequence[ClaimedKey]) -> None:
+    """The keys went through: their open Tasks are settled (one statement per 500 keys)."""
+    pairs = sorted({(key.kind.value, key.subject_id) for key in keys})
+    for start in range(0, len(pairs), 500):
+        session.execute(
+            delete(t.Task)
+            .where(
                 t.Task.app_id == app_id,
-                t.Task.kind == key.kind,
-                t.Task.subject_id == key.subject_id,
+                tuple_(t.Task.kind, t.Task.subject_id).in_(pairs[start : start + 500]),
             )
+            .execution_options(synchronize_session=False)
         )
-    )
 
 
 def settle_pending(session: Session, mapping_id: str) -> None:

@@ -6,6 +6,7 @@ then the fate exactly as ``domain.fate`` decided it. It decides nothing itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete, select, tuple_, update
@@ -18,8 +19,9 @@ from headwater.db.engine import Database
 from headwater.domain import operations as ops
 from headwater.domain.fate import ErrorClass, Fate, Finish, Quarantine, RequeueAfter, Retry, Task
 from headwater.domain.states import GroupType, KeyKind, LinkState, MappingStatus, SyncState
-from headwater.engine import failures, guard, links, orphans, quarantine, trail
+from headwater.engine import failures, guard, orphans, quarantine, trail
 from headwater.engine.executor import AccountResult, GroupResult, MembershipResult, OperationResult
+from headwater.engine.links import Links
 from headwater.engine.snapshot import AppSnapshot
 from headwater.engine.trail import UserLabels
 from headwater.engine.work import AccountWork, Outcome, PushWork
@@ -30,83 +32,101 @@ __all__ = ["finish_all", "record"]
 def finish_all(database: Database, keys: Sequence[leases.ClaimedKey]) -> None:
     """Keys with nothing to do (the app is inactive, the mapping is gone)."""
     with database.transaction() as session:
-        for key in keys:
-            leases.finish(session, key)
+        leases.finish_many(session, keys)
+
+
+@dataclass
+class _Batch:
+    """What one ``record`` transaction writes for one app's batch: the links it touches (read
+    once), and the keys whose end is written in bulk at the end."""
+
+    session: Session
+    app: AppSnapshot
+    labels: UserLabels
+    links: Links
+    finished: list[leases.ClaimedKey] = field(default_factory=list)
+    settled: list[leases.ClaimedKey] = field(default_factory=list)
+    joined: set[str] = field(default_factory=set)
 
 
 def record(database: Database, app: AppSnapshot, fates: Sequence[tuple[Outcome, Fate]]) -> None:
-    """Write every outcome of one app's batch, and each key's fate, in one transaction."""
-    with database.transaction() as session:
-        labels = trail.load_labels(
-            session, [o.key.subject_id for o, _ in fates if o.key.kind is KeyKind.USER]
+    """Write every outcome of one app's batch, and each key's fate, in one transaction.
+
+    Statements are set-based per batch: links read in one query, new rows inserted by one
+    batched flush at commit, keys finished and Tasks cleared in one statement each."""
+    with database.transaction() as session, session.no_autoflush:
+        users = [o.key.subject_id for o, _ in fates if o.key.kind is KeyKind.USER]
+        batch = _Batch(
+            session,
+            app,
+            trail.load_labels(session, users),
+            Links.load(session, app.id, users),
         )
-        joined: set[str] = set()
         quarantined: list[leases.ClaimedKey] = []
         reason = ""
         for outcome, fate in fates:
-            joined |= _record_done(session, app, outcome, labels)
+            _record_done(batch, outcome)
             if isinstance(fate, Quarantine):
                 quarantined.append(outcome.key)
                 reason = reason or fate.reason
                 continue
-            _write_fate(session, app, outcome, fate, labels)
+            _write_fate(batch, outcome, fate)
+        leases.finish_many(session, batch.finished)
+        failures.clear_tasks(session, app.id, batch.settled)
         if quarantined:
             quarantine.enter(session, app, quarantined, reason)
         # Accounts made or (re)activated may now join pushed groups: one set-based enqueue for
         # the whole batch rather than one INSERT ... SELECT per account.
-        if joined:
-            outbox.enqueue_push_for_app_users(session, app.id, sorted(joined))
+        if batch.joined:
+            session.flush()
+            outbox.enqueue_push_for_app_users(session, app.id, sorted(batch.joined))
 
 
-def _write_fate(
-    session: Session, app: AppSnapshot, outcome: Outcome, fate: Fate, labels: UserLabels
-) -> None:
-    key = outcome.key
+def _write_fate(batch: _Batch, outcome: Outcome, fate: Fate) -> None:
+    session, app, key = batch.session, batch.app, outcome.key
     match fate:
         case Finish(clear_task):
-            _succeeded(session, app, outcome)
-            leases.finish(session, key)
+            _succeeded(batch, outcome)
+            batch.finished.append(key)
             if clear_task:
-                failures.clear_task(session, app.id, key)
+                batch.settled.append(key)
         case RequeueAfter(seconds):
             if outcome.error_class is ErrorClass.LOST:
-                failures.forget_lost(session, app, outcome.failed)
+                failures.forget_lost(session, batch.links, outcome.failed)
             else:
-                _succeeded(session, app, outcome)
+                _succeeded(batch, outcome)
             leases.retry_later(session, key, seconds, count_attempt=False)
         case Retry(delay, message):
-            trail.failure_event(session, app, outcome, labels, message + " (will retry)")
+            trail.failure_event(session, app, outcome, batch.labels, message + " (will retry)")
             leases.retry_later(session, key, delay)
-            failures.mark_error(session, app, key, message, final=False)
+            failures.mark_error(session, batch.links, key, message, final=False)
         case Task(message):
-            trail.failure_event(session, app, outcome, labels, message)
-            failures.mark_error(session, app, key, message, final=True)
+            trail.failure_event(session, app, outcome, batch.labels, message)
+            failures.mark_error(session, batch.links, key, message, final=True)
             failures.open_task(session, app, outcome, message)
             if key.kind is KeyKind.PUSH:
                 failures.settle_pending(session, key.subject_id)
-            leases.finish(session, key)
+            batch.finished.append(key)
 
 
-def _succeeded(session: Session, app: AppSnapshot, outcome: Outcome) -> None:
+def _succeeded(batch: _Batch, outcome: Outcome) -> None:
     work = outcome.work
     if isinstance(work, PushWork):
-        _push_succeeded(session, app, work, outcome)
+        _push_succeeded(batch.session, batch.app, work, outcome)
     else:
-        _account_succeeded(session, app, work, outcome)
+        _account_succeeded(batch, work, outcome)
 
 
 # --- operations done ----------------------------------------------------------------------------
 
 
-def _record_done(
-    session: Session, app: AppSnapshot, outcome: Outcome, labels: UserLabels
-) -> set[str]:
-    """Record every operation that went through; returns users whose account became active."""
-    joined: set[str] = set()
+def _record_done(batch: _Batch, outcome: Outcome) -> None:
+    """Record every operation that went through (accounts that became active join pushes)."""
+    session, app, labels = batch.session, batch.app, batch.labels
     now = clock.utcnow()
     for operation, result in outcome.done:
-        if _record_operation(session, app, operation, result, labels, now):
-            joined.add(outcome.key.subject_id)
+        if _record_operation(batch, operation, result, now):
+            batch.joined.add(outcome.key.subject_id)
         if outcome.key.kind is KeyKind.USER and isinstance(operation, ops.RemoveMembers):
             trail.account_event(
                 session,
@@ -117,24 +137,17 @@ def _record_done(
                 f"Removed from pushed group {operation.group_external_id} in {app.label} "
                 "before the account is deprovisioned",
             )
-    return joined
 
 
 def _record_operation(
-    session: Session,
-    app: AppSnapshot,
-    operation: ops.Operation,
-    result: OperationResult,
-    labels: UserLabels,
-    now: datetime,
+    batch: _Batch, operation: ops.Operation, result: OperationResult, now: datetime
 ) -> bool:
     """Record one operation that went through; True when an account became active."""
+    session, app, labels, links = batch.session, batch.app, batch.labels, batch.links
     match operation:
         case ops.CreateAccount(user_id, attrs):
             assert isinstance(result, AccountResult)
             links.upsert(
-                session,
-                app.id,
                 user_id,
                 external_id=result.external_id,
                 user_name=attrs.user_name,
@@ -158,8 +171,6 @@ def _record_operation(
             return True
         case ops.UpdateAccount(user_id, _, attrs):
             links.upsert(
-                session,
-                app.id,
                 user_id,
                 last_pushed=attrs.as_dict(),
                 user_name=attrs.user_name,
@@ -177,8 +188,6 @@ def _record_operation(
             )
         case ops.SetActive(user_id, _, active, attrs):
             link = links.upsert(
-                session,
-                app.id,
                 user_id,
                 state=LinkState.ACTIVE if active else LinkState.INACTIVE,
                 sync_state=SyncState.SYNCHRONIZED,
@@ -200,8 +209,6 @@ def _record_operation(
             return True
         case ops.DeleteAccount(user_id, _):
             links.upsert(
-                session,
-                app.id,
                 user_id,
                 state=LinkState.DELETED,
                 external_id=None,
@@ -283,6 +290,7 @@ def _record_group(
     mapping = session.get(t.PushMapping, mapping_id)
     if mapping is None:
         return
+    session.flush()  # groups recorded earlier in this batch are looked up below
     group = session.execute(
         select(t.Group).where(t.Group.app_id == app.id, t.Group.external_id == result.external_id)
     ).scalar_one_or_none()
@@ -361,10 +369,9 @@ def _record_group_deleted(session: Session, app: AppSnapshot, mapping_id: str) -
 # --- keys that went through ---------------------------------------------------------------------
 
 
-def _account_succeeded(
-    session: Session, app: AppSnapshot, work: AccountWork, outcome: Outcome
-) -> None:
-    link = session.get(t.AppUserLink, (app.id, work.key.subject_id))
+def _account_succeeded(batch: _Batch, work: AccountWork, outcome: Outcome) -> None:
+    session, app = batch.session, batch.app
+    link = batch.links.get(work.key.subject_id)
     if link is not None and link.sync_state in (
         SyncState.ERROR,
         SyncState.SYNCING,
