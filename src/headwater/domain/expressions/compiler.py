@@ -122,12 +122,8 @@ def _check_result(result: Type, expect: frozenset[Type] | None, context: Context
         return
     wanted = " or ".join(sorted(kind.article for kind in expect))
     raise ExpressionError(
-        Position(), f"{_a(context.purpose)} must give {wanted}, this one gives {result.article}"
+        Position(), f"{context.purpose} must give {wanted}, this one gives {result.article}"
     )
-
-
-def _a(noun: str) -> str:
-    return ("an " if noun[:1] in "aeiou" else "a ") + noun
 
 
 def compile_expression(
@@ -278,7 +274,7 @@ class _Compiler:
             if root == "user" and "source" in context.roots:
                 hint = f"write source.{name}"
             raise ExpressionError(
-                node.at, f"{root} attributes are not available in {_a(context.purpose)}", hint
+                node.at, f"{root} attributes are not available in {context.purpose}", hint
             )
         schema = context.appuser if root == "appuser" else context.user
         kind = Type.ANY
@@ -353,7 +349,7 @@ class _Compiler:
                 _suggest(node.name.removeprefix("fn:"), names),
             )
         if allowed is not None and name not in allowed:
-            raise ExpressionError(node.at, f"{name} is not allowed in {_a(self.context.purpose)}")
+            raise ExpressionError(node.at, f"{name} is not allowed in {self.context.purpose}")
         self.check_arity(function, node)
         if function.kind != "plain":
             return self.fact_call(function, node)
@@ -478,7 +474,8 @@ class _Compiler:
     def arithmetic(self, node: Arithmetic) -> tuple[Type, Closure]:
         kind, run = self.compile(node.first)
         steps: list[tuple[Callable[[Value, Value], Value], Closure]] = []
-        for (op, operand), position in zip(node.rest, node.at, strict=True):
+        positions = node.at if len(node.at) == len(node.rest) else (Position(),) * len(node.rest)
+        for (op, operand), position in zip(node.rest, positions, strict=True):
             right_kind, right = self.compile(operand)
             kind = _sum_type(op, kind, right_kind, position)
             steps.append(

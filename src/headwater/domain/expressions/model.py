@@ -74,7 +74,7 @@ class Limits:
     #: most once: this is also the bound on the steps of one evaluation.
     max_steps: int = 2000
     #: Characters of any string an evaluation produces, intermediate ones included.
-    max_string: int = 65_536
+    max_string: int = 16_384
     #: Items of any array an evaluation produces or receives.
     max_items: int = 1000
     #: Characters of a regular expression (``String.replace``, ``String.replaceFirst``).
@@ -92,12 +92,13 @@ class Context:
     """Where an expression is used: which references and functions it may use, what is known
     about the attributes, and the limits.
 
-    ``user`` and ``appuser`` are schemas ``{attribute: Type}``; ``None`` means unknown (any
+    ``purpose`` names the use in messages (``a group rule``). ``user`` and ``appuser`` are
+    schemas ``{attribute: Type}``; ``None`` means unknown (any
     attribute may be referenced, with type ``ANY``). ``roots`` names the references allowed
     (``user``, ``appuser``, ``source``); ``source`` is Okta's alias of ``user`` in username
     templates. ``functions`` is the set of function names allowed (``None``: all)."""
 
-    purpose: str = "expression"
+    purpose: str = "an expression"
     roots: frozenset[str] = frozenset({"user", "appuser"})
     functions: frozenset[str] | None = None
     user: Mapping[str, Type] | None = None
@@ -111,7 +112,7 @@ class Context:
         """A group rule: the directory profile only, every function but ``Convert.*``."""
         from headwater.domain.expressions.functions import RULE_FUNCTIONS
 
-        return cls("group rule", frozenset({"user"}), RULE_FUNCTIONS, user, None, limits)
+        return cls("a group rule", frozenset({"user"}), RULE_FUNCTIONS, user, None, limits)
 
     @classmethod
     def mapping(
@@ -122,7 +123,7 @@ class Context:
         limits: Limits = DEFAULT_LIMITS,
     ) -> Context:
         """An attribute mapping: directory and app-user profiles, every function."""
-        return cls("mapping", frozenset({"user", "appuser"}), None, user, appuser, limits)
+        return cls("a mapping", frozenset({"user", "appuser"}), None, user, appuser, limits)
 
     @classmethod
     def username(
@@ -132,7 +133,7 @@ class Context:
         from headwater.domain.expressions.functions import TEMPLATE_FUNCTIONS
 
         return cls(
-            "username template", frozenset({"source"}), TEMPLATE_FUNCTIONS, user, None, limits
+            "a username template", frozenset({"source"}), TEMPLATE_FUNCTIONS, user, None, limits
         )
 
 

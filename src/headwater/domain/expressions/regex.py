@@ -355,68 +355,7 @@ class Pattern:
         """The leftmost match at or after ``start`` (Java's choice among alternatives) as
         group slots ``[start0, end0, start1, end1, ...]``, or None. ``budget[0]`` counts down
         the machine steps; RegexBudgetExceeded when it runs out."""
-        program = self.program
-        size = len(self.program)
-        end = len(text)
-        seen = [-1] * size
-        blank: list[int | None] = [None] * (2 * self.groups + 2)
-        current: list[tuple[int, list[int | None]]] = []
-        matched: list[int | None] | None = None
-
-        def add(
-            into: list[tuple[int, list[int | None]]], pc: int, slots: list[int | None], at: int
-        ) -> None:
-            stack = [(pc, slots)]
-            while stack:
-                pc, slots = stack.pop()
-                if seen[pc] == at:
-                    continue
-                seen[pc] = at
-                budget[0] -= 1
-                op, a, b = program[pc]
-                if op == _JUMP:
-                    stack.append((a, slots))
-                elif op == _SPLIT:
-                    stack.append((b, slots))
-                    stack.append((a, slots))
-                elif op == _SAVE:
-                    copy = slots.copy()
-                    copy[a] = at
-                    stack.append((pc + 1, copy))
-                elif op == _START:
-                    if at == 0:
-                        stack.append((pc + 1, slots))
-                elif op == _END:
-                    if at == end:
-                        stack.append((pc + 1, slots))
-                else:
-                    into.append((pc, slots))
-
-        at = start
-        while True:
-            if matched is None:
-                add(current, 0, blank, at)
-            if budget[0] < 0:
-                raise RegexBudgetExceeded
-            if not current:
-                if matched is not None or at >= end:
-                    break
-                at += 1
-                continue
-            following: list[tuple[int, list[int | None]]] = []
-            char = text[at] if at < end else ""
-            for pc, slots in current:
-                op, test, _ = program[pc]
-                if op == _MATCH:
-                    matched = slots
-                    break
-                if char and test(char):
-                    add(following, pc + 1, slots, at + 1)
-            current = following
-            if at >= end:
-                break
-            at += 1
-        return matched
+        return _Machine(self, text, budget).search(start)
 
     def replace(
         self, text: str, replacement: str, *, first_only: bool, max_length: int, budget: int
@@ -424,12 +363,12 @@ class Pattern:
         """Java's ``replaceAll``/``replaceFirst``. RegexError for a bad replacement,
         RegexBudgetExceeded past ``budget`` steps, OverflowError past ``max_length``."""
         parts = parse_replacement(replacement, self.groups)
-        remaining = [budget]
+        machine = _Machine(self, text, [budget])
         out: list[str] = []
         length = 0
         at = 0
         while at <= len(text):
-            found = self.search(text, at, remaining)
+            found = machine.search(at)
             if found is None:
                 break
             begin, finish = found[0], found[1]
@@ -461,6 +400,86 @@ class Pattern:
         if len(result) > max_length:
             raise OverflowError
         return result
+
+
+class _Machine:
+    """Pike's VM over one text; successive searches share its bookkeeping."""
+
+    def __init__(self, pattern: Pattern, text: str, budget: list[int]) -> None:
+        self.program = pattern.program
+        self.text = text
+        self.end = len(text)
+        self.budget = budget
+        self.seen = [-1] * len(pattern.program)
+        self.generation = 0
+        self.blank: list[int | None] = [None] * (2 * pattern.groups + 2)
+
+    def add(
+        self, into: list[tuple[int, list[int | None]]], pc: int, slots: list[int | None], at: int
+    ) -> None:
+        """Follow the jumps from ``pc`` at text position ``at``; keep the threads that wait for a
+        character or have matched, in priority order."""
+        program, seen, generation = self.program, self.seen, self.generation
+        stack = [(pc, slots)]
+        steps = 0
+        while stack:
+            pc, slots = stack.pop()
+            if seen[pc] == generation:
+                continue
+            seen[pc] = generation
+            steps += 1
+            op, a, b = program[pc]
+            if op == _JUMP:
+                stack.append((a, slots))
+            elif op == _SPLIT:
+                stack.append((b, slots))
+                stack.append((a, slots))
+            elif op == _SAVE:
+                copy = slots.copy()
+                copy[a] = at
+                stack.append((pc + 1, copy))
+            elif op == _START:
+                if at == 0:
+                    stack.append((pc + 1, slots))
+            elif op == _END:
+                if at == self.end:
+                    stack.append((pc + 1, slots))
+            else:
+                into.append((pc, slots))
+        self.budget[0] -= steps
+
+    def search(self, start: int) -> list[int | None] | None:
+        program, text, end, budget = self.program, self.text, self.end, self.budget
+        current: list[tuple[int, list[int | None]]] = []
+        matched: list[int | None] | None = None
+        at = start
+        self.generation += 1
+        while True:
+            if matched is None:
+                self.add(current, 0, self.blank, at)
+            if budget[0] < 0:
+                raise RegexBudgetExceeded
+            if not current:
+                if matched is not None or at >= end:
+                    break
+                at += 1
+                self.generation += 1
+                continue
+            following: list[tuple[int, list[int | None]]] = []
+            char = text[at] if at < end else ""
+            self.generation += 1
+            for pc, slots in current:
+                op, test, _ = program[pc]
+                if op == _MATCH:
+                    matched = slots
+                    break
+                if char and test(char):
+                    self.add(following, pc + 1, slots, at + 1)
+            current = following
+            if at >= end:
+                break
+            at += 1
+        return matched
 
 
 def parse_replacement(replacement: str, groups: int) -> list[str | int]:
