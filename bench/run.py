@@ -21,11 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import directory, engine, isolation, provision, push, workers
+from bench import directory, engine, expressions, isolation, provision, push, workers
 from bench.common import PG_URL, Context, Databases, IncompleteRun, Mode, Report
 
 BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "directory": directory.run,
+    "expressions": expressions.run,
     "provision": provision.run,
     "push": push.run,
     "workers": workers.run,

@@ -1,16 +1,25 @@
 """Directory profile + app profile → the attributes sent downstream (pure).
 
-The username comes from the app's template (Okta's ``${source.login}`` syntax with a few of its
-functions); everything else maps to SCIM core and enterprise attributes. App-profile values
-from the assignment override the directory's, and unknown app-profile keys travel as extras.
+The username comes from the app's template (Okta's ``${source.login}`` form, evaluated by
+``headwater.domain.expressions``); everything else maps to SCIM core and enterprise attributes.
+App-profile values from the assignment override the directory's, and unknown app-profile keys
+travel as extras.
 """
 
 from __future__ import annotations
 
-import re
+from functools import lru_cache
 from typing import Any
 
 from headwater.domain.downstream import AccountAttributes
+from headwater.domain.expressions import (
+    Compiled,
+    Context,
+    EvaluationError,
+    ExpressionError,
+    Facts,
+    compile_template,
+)
 from headwater.errors import InvalidRequest
 
 __all__ = ["MappingError", "account_attributes", "check_user_name_template", "render_user_name"]
@@ -19,10 +28,6 @@ __all__ = ["MappingError", "account_attributes", "check_user_name_template", "re
 class MappingError(ValueError):
     """The app's mapping cannot be evaluated for this user (a permanent error)."""
 
-
-_TEMPLATE = re.compile(r"\$\{([^}]*)\}")
-_SOURCE = re.compile(r"^source\.([A-Za-z_][A-Za-z0-9_]*)$")
-_FUNCTION = re.compile(r'^fn:(\w+)\(\s*source\.([A-Za-z_][A-Za-z0-9_]*)\s*(?:,\s*"([^"]*)"\s*)?\)$')
 
 _CORE_KEYS = {
     "givenName": "given_name",
@@ -33,37 +38,25 @@ _CORE_KEYS = {
     "department": "department",
     "employeeNumber": "employee_number",
 }
+_USERNAME = Context.username()
 
 
-def _source_value(profile: dict[str, Any], name: str) -> str:
-    value = profile.get(name)
-    if value is None or value == "":
-        raise MappingError(f"username template needs source.{name}, which is empty")
-    return str(value)
-
-
-def _evaluate(expression: str, profile: dict[str, Any]) -> str:
-    expression = expression.strip()
-    if match := _SOURCE.match(expression):
-        return _source_value(profile, match.group(1))
-    if match := _FUNCTION.match(expression):
-        function, name, argument = match.groups()
-        value = _source_value(profile, name)
-        if function == "toLowerCase":
-            return value.lower()
-        if function == "toUpperCase":
-            return value.upper()
-        if function == "substringBefore" and argument is not None:
-            return value.split(argument, 1)[0]
-        if function == "substringAfter" and argument is not None:
-            return value.split(argument, 1)[1] if argument in value else ""
-    raise MappingError(f"unsupported username template expression: ${{{expression}}}")
+@lru_cache(maxsize=256)
+def _user_name_template(template: str) -> Compiled:
+    """The compiled template (ExpressionError when it cannot be compiled); compiled once."""
+    return compile_template(template, context=_USERNAME, allow_empty_parts=False)
 
 
 def render_user_name(template: str, profile: dict[str, Any]) -> str:
-    """Evaluate a username template such as ``${fn:substringBefore(source.login,"@")}``."""
-    result = _TEMPLATE.sub(lambda m: _evaluate(m.group(1), profile), template)
-    if not result or len(result) > 100:
+    """Evaluate a username template such as ``${fn:substringBefore(source.login,"@")}``.
+
+    A part that is empty for this user (``${source.nickName}`` without a nickname) is an error,
+    not an empty piece of the username."""
+    try:
+        result = _user_name_template(template).evaluate(Facts(user=profile))
+    except (ExpressionError, EvaluationError) as exc:
+        raise MappingError(f"username template: {exc}") from exc
+    if not isinstance(result, str) or not result or len(result) > 100:
         raise MappingError("username must be 1 to 100 characters")
     return result
 
@@ -113,13 +106,6 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-class _AnySource(dict[str, Any]):
-    """A profile where every attribute has a value, to check a template's syntax alone."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return "sample"
-
-
 def check_user_name_template(template: str, where: str) -> None:
     """Refuse (Okta's 400 naming ``where``) a template that cannot render for any user."""
 
@@ -129,8 +115,6 @@ def check_user_name_template(template: str, where: str) -> None:
     if not template.strip() or len(template) > 1024:
         raise refuse("must be 1 to 1024 characters")
     try:
-        rendered = render_user_name(template, _AnySource())
-    except MappingError as exc:
-        raise refuse(str(exc)) from exc
-    if "${" in rendered:
-        raise refuse("unterminated expression")
+        _user_name_template(template)
+    except ExpressionError as exc:
+        raise refuse(exc.message) from exc
