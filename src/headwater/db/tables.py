@@ -234,6 +234,8 @@ class AppUserLink(Base):
     created: Mapped[datetime]
     last_updated: Mapped[datetime]
     status_changed: Mapped[datetime | None]
+    #: When the current deprovision began (the offboarding deadline counts from here).
+    deprovision_started: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_app_user_links_app_id_external_id", "app_id", "external_id"),)
 
@@ -286,6 +288,10 @@ class PushMember(Base):
     external_id: Mapped[str] = mapped_column(String(255))
     #: True between recording the intent to add and hearing the downstream's answer.
     pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The removal failed and the account was deactivated anyway (offboarding wins): the
+    #: membership is stale downstream, and the push key keeps trying to remove it.
+    stale_since: Mapped[datetime | None]
+    stale_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_push_members_user_id", "user_id"),)
 

@@ -84,13 +84,15 @@ def decide(
     retry_after: float | None = None,
     requeue: float | None = None,
     refused: bool = False,
+    cap: float | None = None,
 ) -> Fate:
     """The fate of one key.
 
     ``attempts``: failures recorded before this pass; ``jitter``: a draw in [0, 1) spreading
     retries; ``retry_after``: what the downstream asked for; ``requeue``: the plan asked to look
     again (a membership add in flight, a group just created); ``refused``: the downstream refused
-    some members while the rest went through.
+    some members while the rest went through; ``cap``: no retry may wait longer (a leaving
+    account's offboarding deadline).
     """
     match error:
         case None:
@@ -108,4 +110,6 @@ def decide(
             delay = policy.delay(failures, retry_after, jitter)
             if delay is None:
                 return Task(f"gave up after {failures} attempts: {message}")
+            if cap is not None:
+                delay = min(delay, max(cap, 0.0) + 1.0)
             return Retry(delay, message)

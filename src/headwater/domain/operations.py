@@ -88,6 +88,9 @@ class RemoveMembers:
     group_external_id: str
     #: (user id or None for an unknown downstream member, account external id) pairs.
     members: tuple[tuple[str | None, str], ...]
+    #: Sent for a leaving account: if it keeps failing, the account goes anyway (offboarding
+    #: wins) and the membership is left stale, for the push mapping to remove later.
+    offboarding: bool = False
 
 
 @dataclass(frozen=True)

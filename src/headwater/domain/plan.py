@@ -81,6 +81,8 @@ class PushedMembership:
     user_external_id: str
     #: An add is in flight: its outcome is unknown yet.
     pending: bool = False
+    #: A removal already failed and the account went anyway: the push mapping retries it.
+    stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,17 @@ def _exists(record: AccountRecord | None, observed: RemoteAccount | Unobserved |
 
 
 def _membership_removals(facts: AccountFacts) -> list[Operation]:
+    """The account's pushed memberships to remove before it goes (stale ones are the push
+    mapping's to retry, not the account's)."""
     return [
-        RemoveMembers(m.mapping_id, m.group_external_id, ((facts.user_id, m.user_external_id),))
+        RemoveMembers(
+            m.mapping_id,
+            m.group_external_id,
+            ((facts.user_id, m.user_external_id),),
+            offboarding=True,
+        )
         for m in sorted(facts.memberships, key=lambda m: m.mapping_id)
+        if not m.stale
     ]
 
 

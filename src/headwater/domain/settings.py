@@ -86,6 +86,9 @@ class ProvisioningSettings:
     connect_timeout: float = 10.0
     #: Seconds one request may take in all (connect, send, wait, read), whatever the app does.
     request_timeout: float = 60.0
+    #: Seconds a leaving account's membership removals may keep failing before the account is
+    #: deactivated anyway (the memberships are then reported stale and retried).
+    offboarding_deadline: int = 300
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()}
@@ -124,6 +127,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "full_reconcile_interval": (0, 31_536_000),
     "connect_timeout": (1, 60),
     "request_timeout": (1, 600),
+    "offboarding_deadline": (5, 86_400),
 }
 #: Numeric settings where 0 means "off" and any other value must reach this minimum.
 OFF_OR_AT_LEAST: dict[str, float] = {"full_reconcile_interval": 60}

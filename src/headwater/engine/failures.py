@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
@@ -19,6 +19,7 @@ from headwater.connectors.errors import (
     NotFoundError,
     TransientError,
 )
+from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
@@ -37,6 +38,7 @@ __all__ = [
     "mark_error",
     "open_task",
     "record_refused_members",
+    "record_stale",
     "settle_pending",
 ]
 
@@ -52,6 +54,8 @@ _ADDRESSED_BY_ID = (
     ops.DeleteGroup,
 )
 MAX_MESSAGE = 2000
+#: Seconds before a mapping retries removing a member left stale by an offboarding.
+STALE_RETRY = 5.0
 
 
 def classify(error: Exception, failed: ops.Operation | None) -> ErrorClass:
@@ -225,3 +229,50 @@ def record_refused_members(
         outcome="FAILURE",
         reason=message,
     )
+
+
+def record_stale(
+    session: Session, app: AppSnapshot, outcome: Outcome, labels: trail.UserLabels
+) -> None:
+    """Memberships a leaving account could not be removed from (offboarding went ahead):
+    marked stale on the pushed group, a Task on its mapping, and the mapping's key queued to
+    retry the removal on its own schedule."""
+    now = clock.utcnow()
+    user_id = outcome.key.subject_id
+    for operation, error in outcome.stale:
+        message = (str(error) or type(error).__name__)[:MAX_MESSAGE]
+        session.execute(
+            update(t.PushMember)
+            .where(
+                t.PushMember.mapping_id == operation.mapping_id,
+                t.PushMember.user_id == user_id,
+            )
+            .values(
+                stale_since=func.coalesce(t.PushMember.stale_since, now),
+                stale_error=message,
+            )
+        )
+        login = labels.get(user_id, (user_id, user_id))[0]
+        text = (
+            f"{login} could not be removed from pushed group {operation.group_external_id} "
+            f"before the account was deactivated (deactivated anyway; the removal is retried): "
+            f"{message}"
+        )
+        key = ClaimedKey(app.id, KeyKind.PUSH, operation.mapping_id, 0, 0, False)
+        status = error.status if isinstance(error, DownstreamError) else None
+        _upsert_task(
+            session, app.id, key, "RemoveMembers", operation.mapping_id, status, text[:MAX_MESSAGE]
+        )
+        trail.account_event(
+            session,
+            app,
+            user_id,
+            labels,
+            "application.provision.group_membership.remove",
+            text,
+            outcome="FAILURE",
+            reason=message[:1000],
+        )
+        outbox.enqueue_keys(
+            session, [(app.id, KeyKind.PUSH, operation.mapping_id)], delay=STALE_RETRY
+        )

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from headwater import clock
 from headwater.db import tables as t
 from headwater.domain import operations as ops
 from headwater.domain.plan import PushedMembership, PushPlan
@@ -40,7 +41,11 @@ def mark_deprovisioning(
             t.AppUserLink.user_id.in_(user_ids),
             t.AppUserLink.state.in_([LinkState.ACTIVE, LinkState.INACTIVE]),
         )
-        .values(state=LinkState.DEPROVISIONING)
+        .values(
+            state=LinkState.DEPROVISIONING,
+            # The offboarding deadline counts from the first mark, not from each retry.
+            deprovision_started=func.coalesce(t.AppUserLink.deprovision_started, clock.utcnow()),
+        )
     )
     return snapshot.load_memberships(session, app_id, user_ids)
 

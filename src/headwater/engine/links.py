@@ -56,6 +56,8 @@ class Links:
             self._rows[user_id] = link
         if "state" in values and values["state"] != link.state:
             link.status_changed = now
+            if values["state"] != LinkState.DEPROVISIONING:
+                link.deprovision_started = None
         for name, value in values.items():
             setattr(link, name, value)
         link.last_updated = now

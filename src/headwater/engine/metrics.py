@@ -37,6 +37,11 @@ class _DatabaseCollector(Collector):
         quarantined = GaugeMetricFamily(
             "headwater_quarantined_apps", "Apps whose provisioning is paused by quarantine"
         )
+        stale = GaugeMetricFamily(
+            "headwater_stale_memberships",
+            "Pushed memberships left behind by an offboarding that went ahead, by app",
+            labels=["app"],
+        )
         with self.database.read() as session:
             for app_id, kind, count in session.execute(
                 select(t.ReconcileKey.app_id, t.ReconcileKey.kind, func.count()).group_by(
@@ -54,9 +59,17 @@ class _DatabaseCollector(Collector):
                     select(func.count()).where(t.App.quarantined_since.is_not(None))
                 ).scalar_one(),
             )
+            for app_id, count in session.execute(
+                select(t.PushMapping.app_id, func.count())
+                .join(t.PushMember, t.PushMember.mapping_id == t.PushMapping.id)
+                .where(t.PushMember.stale_since.is_not(None))
+                .group_by(t.PushMapping.app_id)
+            ):
+                stale.add_metric([app_id], count)
         yield pending
         yield tasks
         yield quarantined
+        yield stale
 
 
 class Metrics:

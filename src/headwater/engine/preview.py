@@ -298,6 +298,7 @@ def explain_user(database: Database, app_id: str, user_id: str) -> dict[str, Any
         reasons.append("The user is suspended; this app leaves suspended accounts alone.")
     memberships = []
     recorded = {m.mapping_id for m in snap.memberships}
+    stale = {m.mapping_id for m in snap.memberships if m.stale}
     for mapping_id, push in sorted(pushes.items()):
         member = push.source_group_id in in_groups
         eligible = any(u == user_id for u, _ in push.eligible)
@@ -309,9 +310,15 @@ def explain_user(database: Database, app_id: str, user_id: str) -> dict[str, Any
             "memberOfSource": member,
             "eligible": eligible,
             "pushed": mapping_id in recorded,
+            "stale": mapping_id in stale,
         }
         memberships.append(entry)
-        if member and eligible:
+        if mapping_id in stale:
+            reasons.append(
+                f"{name} could not be removed from {push.custom_name or push.source_name} "
+                f"when the account was deactivated; the removal is being retried."
+            )
+        elif member and eligible:
             reasons.append(
                 f"{name} is pushed to {push.custom_name or push.source_name} "
                 f"(mapping {mapping_id}, {push.status})."

@@ -32,6 +32,7 @@ from headwater.config import Settings
 from headwater.connectors.errors import AppUnavailableError, DownstreamError
 from headwater.db import leases
 from headwater.db.engine import Database
+from headwater.domain import operations as ops
 from headwater.domain.connection import ConnectionInfo
 from headwater.domain.fate import ErrorClass, Fate, decide
 from headwater.domain.mapping import MappingError
@@ -244,9 +245,15 @@ class Reconciler:
                     try:
                         result = await execute(operation, connector, app.settings)
                     except (DownstreamError, MappingError) as exc:
+                        error_class = classify(exc, operation)
+                        if _goes_stale(operation, error_class, outcome.work):
+                            # Offboarding wins: the account goes, the membership is left stale.
+                            assert isinstance(operation, ops.RemoveMembers)
+                            outcome.stale.append((operation, exc))
+                            continue
                         outcome.error, outcome.failed = exc, operation
-                        outcome.error_class = classify(exc, operation)
-                        if outcome.error_class is ErrorClass.UNAVAILABLE:
+                        outcome.error_class = error_class
+                        if error_class is ErrorClass.UNAVAILABLE:
                             unavailable.set()
                         return
                     outcome.done.append((operation, result))
@@ -264,11 +271,36 @@ class Reconciler:
             message=(str(error) or type(error).__name__) if error is not None else "",
             retry_after=retry_after(error),
             requeue=outcome.requeue,
+            cap=_offboarding_left(outcome),
             refused=any(
                 isinstance(result, MembershipResult) and result.rejected
                 for _, result in outcome.done
             ),
         )
+
+
+def _offboarding_left(outcome: Outcome) -> float | None:
+    """Seconds left before a leaving account must go whatever its removals do: no retry of
+    a failed removal may wait longer than that."""
+    failed = outcome.failed
+    work = outcome.work
+    if not (isinstance(failed, ops.RemoveMembers) and failed.offboarding):
+        return None
+    assert isinstance(work, AccountWork)
+    return work.offboarding_left(clock.utcnow())
+
+
+def _goes_stale(operation: ops.Operation, error_class: ErrorClass, work: Work) -> bool:
+    """A leaving account's membership removal that failed for good, or keeps failing past the
+    app's offboarding deadline, no longer holds the account back."""
+    if not (isinstance(operation, ops.RemoveMembers) and operation.offboarding):
+        return False
+    if error_class is ErrorClass.PERMANENT:
+        return True
+    if error_class is not ErrorClass.TRANSIENT or not isinstance(work, AccountWork):
+        return False
+    left = work.offboarding_left(clock.utcnow())
+    return left is not None and left <= 0
 
 
 def _outcome_before_sending(work: Work) -> Outcome:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, exists, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
@@ -47,6 +47,8 @@ class _Batch:
     finished: list[leases.ClaimedKey] = field(default_factory=list)
     settled: list[leases.ClaimedKey] = field(default_factory=list)
     joined: set[str] = field(default_factory=set)
+    #: Push mappings that went through (their members wanted again are no longer stale).
+    pushed: list[str] = field(default_factory=list)
 
 
 def record(database: Database, app: AppSnapshot, fates: Sequence[tuple[Outcome, Fate]]) -> None:
@@ -66,6 +68,8 @@ def record(database: Database, app: AppSnapshot, fates: Sequence[tuple[Outcome, 
         reason = ""
         for outcome, fate in fates:
             _record_done(batch, outcome)
+            if outcome.stale:
+                failures.record_stale(session, app, outcome, batch.labels)
             if isinstance(fate, Quarantine):
                 quarantined.append(outcome.key)
                 reason = reason or fate.reason
@@ -73,6 +77,9 @@ def record(database: Database, app: AppSnapshot, fates: Sequence[tuple[Outcome, 
             _write_fate(batch, outcome, fate)
         leases.finish_many(session, batch.finished)
         failures.clear_tasks(session, app.id, batch.settled)
+        if batch.pushed:
+            session.flush()
+            _unstale(session, app.id, batch.pushed)
         if quarantined:
             quarantine.enter(session, app, quarantined, reason)
         # Accounts made or (re)activated may now join pushed groups: one set-based enqueue for
@@ -112,7 +119,7 @@ def _write_fate(batch: _Batch, outcome: Outcome, fate: Fate) -> None:
 def _succeeded(batch: _Batch, outcome: Outcome) -> None:
     work = outcome.work
     if isinstance(work, PushWork):
-        _push_succeeded(batch.session, batch.app, work, outcome)
+        _push_succeeded(batch, work, outcome)
     else:
         _account_succeeded(batch, work, outcome)
 
@@ -369,6 +376,25 @@ def _record_group_deleted(session: Session, app: AppSnapshot, mapping_id: str) -
 # --- keys that went through ---------------------------------------------------------------------
 
 
+def _unstale(session: Session, app_id: str, mapping_ids: list[str]) -> None:
+    """A stale membership whose user holds an active account again is wanted, not stale."""
+    active = exists().where(
+        t.AppUserLink.app_id == app_id,
+        t.AppUserLink.user_id == t.PushMember.user_id,
+        t.AppUserLink.state == LinkState.ACTIVE,
+    )
+    session.execute(
+        update(t.PushMember)
+        .where(
+            t.PushMember.mapping_id.in_(mapping_ids),
+            t.PushMember.stale_since.is_not(None),
+            active,
+        )
+        .values(stale_since=None, stale_error=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _account_succeeded(batch: _Batch, work: AccountWork, outcome: Outcome) -> None:
     session, app = batch.session, batch.app
     link = batch.links.get(work.key.subject_id)
@@ -388,7 +414,8 @@ def _account_succeeded(batch: _Batch, work: AccountWork, outcome: Outcome) -> No
         link.state = LinkState.INACTIVE
 
 
-def _push_succeeded(session: Session, app: AppSnapshot, work: PushWork, outcome: Outcome) -> None:
+def _push_succeeded(batch: _Batch, work: PushWork, outcome: Outcome) -> None:
+    session, app = batch.session, batch.app
     mapping = session.get(t.PushMapping, work.key.subject_id)
     plan = work.plan
     if mapping is None or plan is None:
@@ -421,6 +448,7 @@ def _push_succeeded(session: Session, app: AppSnapshot, work: PushWork, outcome:
             debug={"skipped": skipped},
         )
     mapping.skipped_count = skipped
+    batch.pushed.append(mapping.id)
     refused = any(
         isinstance(result, MembershipResult) and result.rejected for _, result in outcome.done
     )

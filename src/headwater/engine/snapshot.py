@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from headwater import clock
 from headwater.db import tables as t
 from headwater.domain.desired import DirectGrant, GroupGrant, UserFacts
 from headwater.domain.plan import AccountRecord, PushedMembership
@@ -54,6 +55,8 @@ class AccountSnapshot:
     user_name: str | None
     memberships: tuple[PushedMembership, ...]
     manager_external_id: str | None
+    #: When the account's current deprovision began (None: not being deprovisioned).
+    deprovision_started: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,11 @@ def load_accounts(
             user_name=link.user_name if link else None,
             memberships=tuple(memberships.get(user_id, ())),
             manager_external_id=managers.get(manager_ref),
+            deprovision_started=(
+                clock.as_utc(link.deprovision_started)
+                if link is not None and link.deprovision_started is not None
+                else None
+            ),
         )
     return result
 
@@ -199,6 +207,7 @@ def load_memberships(
             t.Group.external_id,
             t.PushMember.external_id.label("member_id"),
             t.PushMember.pending,
+            t.PushMember.stale_since,
         )
         .join(t.PushMapping, t.PushMapping.id == t.PushMember.mapping_id)
         .join(t.Group, t.Group.id == t.PushMapping.target_group_id)
@@ -206,7 +215,13 @@ def load_memberships(
     ):
         if row.external_id:
             result[row.user_id].append(
-                PushedMembership(row.mapping_id, row.external_id, row.member_id, row.pending)
+                PushedMembership(
+                    row.mapping_id,
+                    row.external_id,
+                    row.member_id,
+                    row.pending,
+                    stale=row.stale_since is not None,
+                )
             )
     return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,17 @@ class AccountWork:
     plan: AccountPlan | None = None
     #: Reading the downstream back failed; the key fails with this error.
     error: DownstreamError | None = None
+    #: The app's offboarding deadline, in seconds.
+    deadline: int = 300
+
+    def offboarding_left(self, now: datetime) -> float | None:
+        """Seconds before this leaving account must be deactivated whatever its membership
+        removals do (None when it is not being deprovisioned)."""
+        started = self.snapshot.deprovision_started
+        deadline = self.deadline
+        if started is None:
+            return float(deadline)
+        return deadline - (now - started).total_seconds()
 
     def facts(self) -> AccountFacts:
         snap = self.snapshot
@@ -68,8 +80,9 @@ def account_work(key: ClaimedKey, snap: AccountSnapshot, app: AppSnapshot) -> Ac
     """Desired state and mapped attributes of one user; a mapping failure is kept on the work
     item (it fails this key only, as a Task)."""
     desired = desired_account(snap.user, snap.direct, snap.groups, app.settings)
+    deadline = app.settings.offboarding_deadline
     if not desired.assigned or snap.user is None:
-        return AccountWork(key, snap, desired, None)
+        return AccountWork(key, snap, desired, None, deadline=deadline)
     try:
         attributes = account_attributes(
             key.subject_id,
@@ -81,8 +94,8 @@ def account_work(key: ClaimedKey, snap: AccountSnapshot, app: AppSnapshot) -> Ac
             manager_id=snap.manager_external_id,
         )
     except MappingError as exc:
-        return AccountWork(key, snap, desired, None, mapping_error=str(exc))
-    return AccountWork(key, snap, desired, attributes)
+        return AccountWork(key, snap, desired, None, mapping_error=str(exc), deadline=deadline)
+    return AccountWork(key, snap, desired, attributes, deadline=deadline)
 
 
 @dataclass
@@ -135,6 +148,8 @@ class Outcome:
     failed: ops.Operation | None = None
     #: Look again after this many seconds without counting a failure.
     requeue: float | None = None
+    #: Membership removals that failed while the account went anyway (offboarding wins).
+    stale: list[tuple[ops.RemoveMembers, Exception]] = field(default_factory=list)
 
     @property
     def key(self) -> ClaimedKey:
