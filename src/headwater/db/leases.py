@@ -85,13 +85,20 @@ def claim(
     lease_seconds: float,
     app_ids: list[str] | None = None,
     exclude_app_ids: list[str] | None = None,
+    share: int = 1,
 ) -> list[ClaimedKey]:
     """Lease up to ``limit`` due keys to ``worker_id`` and return them.
 
     User keys come before push keys of the same age, so accounts exist before memberships are
-    pushed. On PostgreSQL, rows locked by another claimer are skipped, never waited for.
+    pushed. On PostgreSQL, rows locked by another claimer are skipped, never waited for. With
+    ``share`` live workers, a worker takes at most its share of what is due, so a small burst
+    is spread over every worker instead of landing on whichever woke first.
     """
     now = clock.utcnow()
+    if share > 1:
+        due = select(t.ReconcileKey.app_id).where(_due(now)).limit(limit * share).subquery()
+        waiting = int(session.execute(select(func.count()).select_from(due)).scalar_one())
+        limit = min(limit, max(1, -(-waiting // share)))
     query = (
         select(
             t.ReconcileKey.app_id,

@@ -110,6 +110,7 @@ class Worker:
                 lease_seconds=self.settings.lease_seconds,
                 app_ids=self.app_ids,
                 exclude_app_ids=list(self._in_flight),
+                share=self.reconciler.share,
             )
 
     def heartbeat(self) -> int:
