@@ -115,6 +115,7 @@ def requires(permission: Permission, param: str | None = None) -> Callable[[Requ
         raise refused
 
     check.permission = permission  # type: ignore[attr-defined]
+    check.param = param  # type: ignore[attr-defined]
     check.__name__ = f"requires_{permission.value.replace('.', '_')}"
     return check
 
