@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import directory, provision, push, workers
+from bench import directory, provision, push, signin, workers
 from bench.common import PG_URL, Context, Databases, IncompleteRun, Mode, Report
 
 BENCHMARKS: dict[str, Callable[[Context], None]] = {
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "provision": provision.run,
     "push": push.run,
     "workers": workers.run,
+    "signin": signin.run,
 }
 
 

@@ -8,6 +8,7 @@ cookie it leaves behind (or a copy of it) no longer signs anyone in.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from fastapi import APIRouter, Request, Response
@@ -97,6 +98,7 @@ async def login(request: Request, form: FormDep) -> Response:
             "Too many sign-in attempts from your address. "
             f"Try again in {verdict.retry_after} seconds."
         )
+        await asyncio.sleep(guard.refusal_pause)
         response = _form(request, next, username, problem, 429)
         response.headers["Retry-After"] = str(verdict.retry_after)
         return response
@@ -110,6 +112,7 @@ async def login(request: Request, form: FormDep) -> Response:
     try:
         matched = await guard.hashing.run(admins.verify, stored, password)
     except Busy:
+        await asyncio.sleep(guard.refusal_pause)
         problem = "Sign-in is busy. Try again in a moment."
         response = _form(request, next, username, problem, 503)
         response.headers["Retry-After"] = "1"

@@ -8,9 +8,12 @@ its own for argon2, so a flood of sign-ins cannot slow the API down.
   until the window moves on. One address alone cannot get there (its own limit is lower), so an
   attacker at one address cannot keep the admin at another out; the window is short, so no one
   can lock an account for good.
-* **Hashing** runs in :class:`HashingPool` (two threads by default), never in the thread pool
-  that serves the API, and never inside a database transaction. When the pool and its short
-  queue are full, sign-in answers 503 "try again" at once rather than queueing for ever.
+* **Hashing** runs in :class:`HashingPool` (half the cores: one or two threads), never in the
+  thread pool that serves the API, and never inside a database transaction. When the pool and
+  its short queue are full, sign-in answers 503 "try again" rather than queueing for ever.
+* A refused attempt (429 or 503) is answered after a one-second pause, which costs the server
+  nothing (no thread, no hashing) and keeps a client that retries at once from turning refusals
+  into a flood of their own.
 
 The counters live in this process's memory (``limits``' moving windows; see
 docs/decisions/0011): each ``headwater serve`` process counts on its own.
@@ -19,6 +22,7 @@ docs/decisions/0011): each ``headwater serve`` process counts on its own.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +34,15 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-__all__ = ["ADDRESS_LIMITS", "USERNAME_FAILURES", "Busy", "HashingPool", "SignInGuard", "Verdict"]
+__all__ = [
+    "ADDRESS_LIMITS",
+    "REFUSAL_PAUSE_SECONDS",
+    "USERNAME_FAILURES",
+    "Busy",
+    "HashingPool",
+    "SignInGuard",
+    "Verdict",
+]
 
 T = TypeVar("T")
 
@@ -39,9 +51,13 @@ ADDRESS_LIMITS = "10/minute;100/hour"
 #: Failed sign-ins one username may take from all addresses together. Higher than one address's
 #: limit, over the same window, so one address alone never reaches it.
 USERNAME_FAILURES = "30/minute"
-#: Threads hashing at once, and sign-ins allowed to wait for one.
-HASHING_THREADS = 2
+#: Threads hashing at once (half the cores, one or two: the rest stay with the API), and
+#: sign-ins allowed to wait for one.
+HASHING_THREADS = max(1, min(2, (os.cpu_count() or 2) // 2))
 HASHING_QUEUE = 8
+#: A refused attempt (429, 503) is answered after this pause: a client that retries at once
+#: then costs the server one cheap request a second, not hundreds.
+REFUSAL_PAUSE_SECONDS = 1.0
 
 
 class Busy(Exception):
@@ -90,11 +106,13 @@ class SignInGuard:
         username_failures: str = USERNAME_FAILURES,
         threads: int = HASHING_THREADS,
         queue: int = HASHING_QUEUE,
+        refusal_pause: float = REFUSAL_PAUSE_SECONDS,
     ) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._address: list[RateLimitItem] = parse_many(address_limits)
         self._username: list[RateLimitItem] = parse_many(username_failures)
         self.hashing = HashingPool(threads, queue)
+        self.refusal_pause = refusal_pause
 
     def admit(self, address: str, username: str) -> Verdict:
         """Count an attempt from ``address``; say whether it may go on, and whether the
