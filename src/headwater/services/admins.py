@@ -35,15 +35,19 @@ from headwater.services.access import grant_of, validated_grant
 __all__ = [
     "Candidate",
     "SessionInfo",
+    "actor_of",
     "candidate",
     "create",
     "delete_admin",
     "end_session",
     "find",
     "list_admins",
+    "purge_sessions",
+    "record_sign_in",
     "resume_session",
     "set_password",
     "start_session",
+    "touch_session",
     "verify",
 ]
 
