@@ -86,11 +86,15 @@ class Mode:
     runs: int
     #: Databases of the ``provision`` benchmark (``workers`` covers PostgreSQL by default).
     provision_databases: tuple[str, ...]
+    #: API reads and writes timed, quiet and under a sign-in flood (``signin``).
+    signin_requests: int = 200
 
     @classmethod
     def pick(cls, *, quick: bool, full: bool) -> Mode:
         if quick:
-            return cls("quick", (500,), 200, 200, 200, (1, 2), 10, 20, 1, ("sqlite", "postgresql"))
+            return cls(
+                "quick", (500,), 200, 200, 200, (1, 2), 10, 20, 1, ("sqlite", "postgresql"), 30
+            )
         if full:
             return cls(
                 "full",

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import directory, engine, expressions, isolation, provision, push, workers
+from bench import directory, engine, expressions, isolation, provision, push, signin, workers
 from bench.common import PG_URL, Context, Databases, IncompleteRun, Mode, Report
 
 BENCHMARKS: dict[str, Callable[[Context], None]] = {
@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "workers": workers.run,
     "isolation": isolation.run,
     "engine": engine.run,
+    "signin": signin.run,
 }
 
 

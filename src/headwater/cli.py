@@ -93,31 +93,70 @@ def worker_command() -> None:
     asyncio.run(main())
 
 
+Roles = typer.Option(
+    help="SUPER_ADMIN, APP_ADMIN, GROUP_MEMBERSHIP_ADMIN or READ_ONLY_ADMIN.",
+    case_sensitive=False,
+)
+AppScope = typer.Option("--app", help="An app an APP_ADMIN manages (repeat for more).")
+GroupScope = typer.Option(
+    "--group", help="A group whose members a GROUP_MEMBERSHIP_ADMIN manages (repeat for more)."
+)
+
+
+def _refused(exc: Exception) -> typer.Exit:
+    from headwater.errors import HeadwaterError
+
+    if isinstance(exc, HeadwaterError):
+        err_console.print(f"error: {'; '.join(exc.causes) or exc.summary}", highlight=False)
+    return typer.Exit(1)
+
+
 @token_app.command("create")
-def token_create(name: Annotated[str, typer.Option(help="A name for the token.")]) -> None:
-    """Create an API token; it is printed once, as the last line."""
+def token_create(
+    name: Annotated[str, typer.Option(help="A name for the token.")],
+    role: Annotated[str, Roles],
+    app_ids: Annotated[list[str] | None, AppScope] = None,
+    group_ids: Annotated[list[str] | None, GroupScope] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="Lifetime, such as 90d or 12h (default: no expiry).")
+    ] = None,
+) -> None:
+    """Create an API token with a role; it is printed once, as the last line."""
     from headwater.db.events import SYSTEM
     from headwater.errors import HeadwaterError
     from headwater.services import tokens
 
     runtime = _runtime()
     try:
+        lifetime = tokens.parse_lifetime(expires_in) if expires_in is not None else None
         with runtime.database.transaction() as session:
-            row, plaintext = tokens.create(session, name, SYSTEM)
+            row, plaintext = tokens.create(
+                session,
+                name,
+                SYSTEM,
+                role=role,
+                app_ids=app_ids or (),
+                group_ids=group_ids or (),
+                lifetime=lifetime,
+            )
+            expiry = clock.format_okta(row.expires_at)
     except HeadwaterError as exc:
-        err_console.print(f"error: {exc.summary} {'; '.join(exc.causes)}")
-        raise typer.Exit(1) from exc
-    err_console.print(f"Created token {row.id} ({row.name}). It is shown only once:")
+        raise _refused(exc) from exc
+    until = f", expires {expiry}" if expiry else ""
+    err_console.print(
+        f"Created token {row.id} ({row.name}, {row.role}{until}). It is shown only once:",
+        highlight=False,
+    )
     print(plaintext)
 
 
 @token_app.command("list")
 def token_list() -> None:
-    """List API tokens (never their values)."""
-    from headwater.services import tokens
+    """List API tokens with their roles (never their values)."""
+    from headwater.services import access, tokens
 
     runtime = _runtime()
-    table = Table("id", "name", "prefix", "created", "last used")
+    table = Table("id", "name", "prefix", "role", "created", "expires", "last used")
     # Rows are read inside the session: a read session expires them when it ends.
     with runtime.database.read() as session:
         for row in tokens.list_tokens(session):
@@ -125,7 +164,9 @@ def token_list() -> None:
                 row.id,
                 row.name,
                 row.token_prefix + "…",
+                access.grant_of(row).describe(),
                 clock.format_okta(row.created) or "",
+                clock.format_okta(row.expires_at) or "never",
                 clock.format_okta(row.last_used) or "never",
             )
     console.print(table)
@@ -148,26 +189,102 @@ def token_revoke(token: Annotated[str, typer.Argument(help="Token id or name.")]
     console.print(f"Revoked {row.id} ({row.name})")
 
 
+#: Where ``admin create`` and ``admin password`` read the password when it is set.
+PASSWORD_ENV = "HEADWATER_ADMIN_PASSWORD"
+
+
+def _new_password() -> str:
+    """From ``$HEADWATER_ADMIN_PASSWORD``, else a hidden prompt asked twice; never argv."""
+    import os
+
+    given = os.environ.get(PASSWORD_ENV)
+    if given:
+        return given
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
 @admin_app.command("create")
 def admin_create(
     username: Annotated[str, typer.Option(help="Sign-in name.")],
-    password: Annotated[
-        str,
-        typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Password."),
-    ],
+    role: Annotated[str, Roles],
+    app_ids: Annotated[list[str] | None, AppScope] = None,
+    group_ids: Annotated[list[str] | None, GroupScope] = None,
 ) -> None:
-    """Create a console administrator (the password is stored with argon2)."""
+    """Create a console administrator with a role. The password is read from
+    $HEADWATER_ADMIN_PASSWORD or a hidden prompt (asked twice), and stored with argon2."""
     from headwater.errors import HeadwaterError
+    from headwater.services import admins
+
+    password = _new_password()
+    runtime = _runtime()
+    try:
+        with runtime.database.transaction() as session:
+            admin = admins.create(
+                session,
+                username,
+                password,
+                role=role,
+                app_ids=app_ids or (),
+                group_ids=group_ids or (),
+            )
+            role_name = admin.role
+    except HeadwaterError as exc:
+        raise _refused(exc) from exc
+    console.print(f"Created admin {admin.username} ({role_name})", highlight=False)
+
+
+@admin_app.command("list")
+def admin_list() -> None:
+    """List console administrators and their roles."""
+    from headwater.services import access, admins
+
+    runtime = _runtime()
+    table = Table("username", "role", "created")
+    with runtime.database.read() as session:
+        for admin in admins.list_admins(session):
+            table.add_row(
+                admin.username,
+                access.grant_of(admin).describe(),
+                clock.format_okta(admin.created) or "",
+            )
+    console.print(table)
+
+
+@admin_app.command("password")
+def admin_password(username: Annotated[str, typer.Argument(help="Sign-in name.")]) -> None:
+    """Set a new password ($HEADWATER_ADMIN_PASSWORD or a hidden prompt); the admin's console
+    sessions end."""
+    from headwater.errors import HeadwaterError, NotFound
+    from headwater.services import admins
+
+    password = _new_password()
+    runtime = _runtime()
+    try:
+        with runtime.database.transaction() as session:
+            admins.set_password(session, username, password)
+    except NotFound as exc:
+        err_console.print(f"error: no admin named {username!r}", highlight=False)
+        raise typer.Exit(1) from exc
+    except HeadwaterError as exc:
+        raise _refused(exc) from exc
+    console.print(f"Password changed for {username}; their sessions have ended.", highlight=False)
+
+
+@admin_app.command("delete")
+def admin_delete(username: Annotated[str, typer.Argument(help="Sign-in name.")]) -> None:
+    """Remove a console administrator; their sessions end."""
+    from headwater.errors import NotFound
     from headwater.services import admins
 
     runtime = _runtime()
     try:
         with runtime.database.transaction() as session:
-            admin = admins.create(session, username, password)
-    except HeadwaterError as exc:
-        err_console.print(f"error: {'; '.join(exc.causes) or exc.summary}")
+            admins.delete_admin(session, username)
+    except NotFound as exc:
+        err_console.print(f"error: no admin named {username!r}", highlight=False)
         raise typer.Exit(1) from exc
-    console.print(f"Created admin {admin.username}")
+    console.print(f"Removed admin {username}", highlight=False)
 
 
 @app.command()

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     #: Lowest level logged (DEBUG, INFO, WARNING, ERROR).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: A console session ends after this many minutes without a request (1 to 1440).
+    console_idle_minutes: int = Field(default=30, ge=1, le=1440)
+    #: ... and at the latest this many hours after sign-in, however active (1 to 168).
+    console_session_hours: int = Field(default=8, ge=1, le=168)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

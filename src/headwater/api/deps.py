@@ -1,7 +1,17 @@
-"""FastAPI dependencies: the runtime, the database, the authenticated actor, the JSON body."""
+"""FastAPI dependencies: the runtime, the database, the authenticated caller and what it may
+do, the JSON body.
+
+Authorization is declared once per route: ``dependencies=[allow(Permission.X, "app_id")]``
+(or a ``Caller`` parameter from ``requires(...)`` where a listing needs the caller's scope).
+The decision itself is the domain's ``allows``; a refusal answers 403 ``E0000006`` and is
+recorded in the system log. ``tests/api/test_permissions.py`` fails for a route without one.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
@@ -9,13 +19,23 @@ from fastapi import Depends, Request
 from headwater.api.body import json_body
 from headwater.db.engine import Database
 from headwater.db.events import Actor
+from headwater.domain.access import Grant, Kind, Permission, allows, visible
 from headwater.errors import Unauthenticated
-from headwater.services import tokens
+from headwater.services import access, tokens
 
 if TYPE_CHECKING:
     from headwater.runtime import Runtime
 
-__all__ = ["ActorDep", "BodyDep", "DbDep", "RuntimeDep", "base_url"]
+__all__ = [
+    "ActorDep",
+    "BodyDep",
+    "Caller",
+    "DbDep",
+    "RuntimeDep",
+    "allow",
+    "base_url",
+    "requires",
+]
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -38,8 +58,23 @@ def _token_from_header(value: str | None) -> str | None:
     return token or None
 
 
-def get_actor(request: Request) -> Actor:
-    """Authenticate the request's API token; every /api/v1 route depends on this."""
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated token: who (for the system log) and what it may do."""
+
+    actor: Actor
+    grant: Grant
+
+    def visible(self, kind: Kind) -> frozenset[str] | None:
+        """Ids of apps or groups a listing may show (None: all)."""
+        return visible(self.grant, kind)
+
+
+def get_caller(request: Request) -> Caller:
+    """Authenticate the request's API token (once per request)."""
+    current = getattr(request.state, "caller", None)
+    if isinstance(current, Caller):
+        return current
     token = _token_from_header(request.headers.get("authorization"))
     if token is None:
         raise Unauthenticated()
@@ -49,12 +84,45 @@ def get_actor(request: Request) -> Actor:
     with database.read() as session:
         row = tokens.authenticate(session, token, refresh=False)
         actor = Actor(id=row.id, type="Token", alternate_id=row.name, display_name=row.name)
+        caller = Caller(actor, access.grant_of(row))
         stale = tokens.needs_touch(row)
     if stale:
         with database.transaction() as session:
             tokens.touch(session, actor.id)
     request.state.actor = actor
-    return actor
+    request.state.caller = caller
+    return caller
+
+
+def get_actor(request: Request) -> Actor:
+    """The authenticated token as the system log's actor; every /api/v1 route depends on this."""
+    return get_caller(request).actor
+
+
+@functools.cache
+def requires(permission: Permission, param: str | None = None) -> Callable[[Request], Caller]:
+    """A dependency that lets the call through only if the caller holds ``permission`` on the
+    resource named by the path parameter ``param`` (none: the collection or the org)."""
+
+    def check(request: Request) -> Caller:
+        caller = get_caller(request)
+        resource = request.path_params.get(param) if param else None
+        if allows(caller.grant, permission, resource):
+            return caller
+        where = f"{request.method} {request.url.path}"
+        with get_db(request).transaction() as session:
+            refused = access.deny(session, caller.actor, permission, resource, where)
+        raise refused
+
+    check.permission = permission  # type: ignore[attr-defined]
+    check.param = param  # type: ignore[attr-defined]
+    check.__name__ = f"requires_{permission.value.replace('.', '_')}"
+    return check
+
+
+def allow(permission: Permission, param: str | None = None) -> Any:
+    """``dependencies=[allow(...)]`` for a route that needs no ``Caller`` parameter."""
+    return Depends(requires(permission, param))
 
 
 def base_url(request: Request) -> str:

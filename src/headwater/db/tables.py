@@ -2,8 +2,9 @@
 
 Directory (users, groups, memberships), apps and their assignments, the recorded downstream
 state (app user links, pushed groups and their members), the reconcile outbox, tasks, the
-system log, API tokens and console admins. JSON columns hold open-ended documents (profiles,
-settings); everything the engine filters or joins on is a real column with an index.
+system log, API tokens, console admins and their sessions. JSON columns hold open-ended
+documents (profiles, settings); everything the engine filters or joins on is a real column with
+an index.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "AppUserAssignment",
     "AppUserLink",
     "Base",
+    "ConsoleSession",
     "Event",
     "EventTarget",
     "Group",
@@ -444,10 +446,15 @@ class ApiToken(Base):
     last_updated: Mapped[datetime]
     last_used: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+    #: A ``headwater.domain.access.Role``; the scoped roles name their apps or groups.
+    role: Mapped[str] = mapped_column(String(32))
+    app_ids: Mapped[list[Any]]
+    group_ids: Mapped[list[Any]]
 
 
 class Admin(Base):
-    """A console administrator (sign-in with a password hashed by argon2)."""
+    """A console administrator (sign-in with a password hashed by argon2), with a role as an
+    API token has."""
 
     __tablename__ = "admins"
 
@@ -455,5 +462,21 @@ class Admin(Base):
     username: Mapped[str] = mapped_column(String(255), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created: Mapped[datetime]
-    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None]
+    role: Mapped[str] = mapped_column(String(32))
+    app_ids: Mapped[list[Any]]
+    group_ids: Mapped[list[Any]]
+
+
+class ConsoleSession(Base):
+    """A signed-in console session. The cookie carries a random secret; only its SHA-256 is
+    stored, so the table alone signs nobody in. Deleting the row ends the session."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin_id: Mapped[str] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"), index=True)
+    created: Mapped[datetime]
+    #: Refreshed at most once a minute; the idle timeout counts from here.
+    last_seen: Mapped[datetime]
+    #: The absolute timeout: the session ends then, however active.
+    expires_at: Mapped[datetime]

@@ -4,6 +4,7 @@ with the state of each downstream account. Read-only; pages load in a fixed numb
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -210,8 +211,11 @@ def app_user(session: Session, app_id: str, user_id: str) -> AppUserView:
     return views[0]
 
 
-def app_links(session: Session, user_id_or_login: str) -> tuple[t.User, list[t.App]]:
-    """Active apps the user is effectively assigned to, ordered by label (Okta's appLinks)."""
+def app_links(
+    session: Session, user_id_or_login: str, *, only: Collection[str] | None = None
+) -> tuple[t.User, list[t.App]]:
+    """Active apps the user is effectively assigned to, ordered by label (Okta's appLinks);
+    ``only``: limited to these app ids."""
     user = session.get(t.User, user_id_or_login)
     if user is None:
         user = session.execute(
@@ -233,4 +237,6 @@ def app_links(session: Session, user_id_or_login: str) -> tuple[t.User, list[t.A
         .where(t.App.status == ACTIVE)
         .order_by(t.App.label, t.App.id)
     )
+    if only is not None:
+        query = query.where(t.App.id.in_(sorted(only)))
     return user, list(session.execute(query).scalars())

@@ -6,6 +6,7 @@ and the app's pushed groups.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,13 +169,23 @@ def list_group_assignments(
     return page
 
 
-def apps_of_group(session: Session, group_id: str, *, limit: int, after: str | None) -> Page[t.App]:
+def apps_of_group(
+    session: Session,
+    group_id: str,
+    *,
+    limit: int,
+    after: str | None,
+    only: Collection[str] | None = None,
+) -> Page[t.App]:
+    """Apps the group is assigned to; ``only``: limited to these app ids."""
     _group(session, group_id)
     query = (
         select(t.App)
         .join(t.AppGroupAssignment, t.AppGroupAssignment.app_id == t.App.id)
         .where(t.AppGroupAssignment.group_id == group_id)
     )
+    if only is not None:
+        query = query.where(t.App.id.in_(sorted(only)))
     return fetch_page(session, query, t.App.id, limit=limit, after=after)
 
 

@@ -1,4 +1,5 @@
-"""SSWS API tokens: 160 random bits shown once, stored as SHA-256, revocable, last use kept.
+"""SSWS API tokens: 160 random bits shown once, stored as SHA-256, revocable, last use kept;
+each with a role (``headwater.domain.access``) and, when asked, an expiry.
 
 A fast hash is right here: the token is random, not a password, so there is nothing to
 brute-force, and a slow hash would cost every API call.
@@ -7,7 +8,9 @@ brute-force, and a slow hash would cost every API call.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -17,9 +20,21 @@ from headwater import clock, ids
 from headwater.db import events
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
+from headwater.domain.access import Role
 from headwater.errors import InvalidRequest, NotFound, Unauthenticated
+from headwater.services.access import validated_grant
 
-__all__ = ["authenticate", "create", "hash_token", "list_tokens", "needs_touch", "revoke", "touch"]
+__all__ = [
+    "MAX_LIFETIME",
+    "authenticate",
+    "create",
+    "hash_token",
+    "list_tokens",
+    "needs_touch",
+    "parse_lifetime",
+    "revoke",
+    "touch",
+]
 
 #: Only refresh ``last_used`` this often, so reads do not become writes on every request.
 LAST_USED_GRANULARITY = timedelta(seconds=60)
@@ -29,11 +44,41 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create(session: Session, name: str, actor: Actor) -> tuple[t.ApiToken, str]:
+#: Bounds of ``--expires-in``.
+MIN_LIFETIME = timedelta(hours=1)
+MAX_LIFETIME = timedelta(days=3650)
+_LIFETIME = re.compile(r"^\s*(\d{1,7})\s*([dh])\s*$")
+
+
+def parse_lifetime(text: str) -> timedelta:
+    """``90d`` or ``12h``, from an hour to ten years."""
+    match = _LIFETIME.match(text.lower())
+    if match is None:
+        raise InvalidRequest(causes=["expires-in: a number of days or hours, such as 90d or 12h"])
+    amount = int(match[1])
+    lifetime = timedelta(days=amount) if match[2] == "d" else timedelta(hours=amount)
+    if not MIN_LIFETIME <= lifetime <= MAX_LIFETIME:
+        raise InvalidRequest(causes=["expires-in: from 1h to 3650d"])
+    return lifetime
+
+
+def create(
+    session: Session,
+    name: str,
+    actor: Actor,
+    *,
+    role: str = Role.SUPER_ADMIN,
+    app_ids: Sequence[str] = (),
+    group_ids: Sequence[str] = (),
+    lifetime: timedelta | None = None,
+) -> tuple[t.ApiToken, str]:
     """Create a token; returns the row and the plaintext, which is never stored."""
     name = name.strip()
     if not name or len(name) > 255:
         raise InvalidRequest(causes=["name: must be 1 to 255 characters"])
+    if lifetime is not None and not MIN_LIFETIME <= lifetime <= MAX_LIFETIME:
+        raise InvalidRequest(causes=["expires-in: from 1h to 3650d"])
+    grant = validated_grant(session, role, app_ids, group_ids)
     plaintext = "00" + secrets.token_urlsafe(30)
     now = clock.utcnow()
     row = t.ApiToken(
@@ -43,12 +88,16 @@ def create(session: Session, name: str, actor: Actor) -> tuple[t.ApiToken, str]:
         token_prefix=plaintext[:6],
         created=now,
         last_updated=now,
+        expires_at=now + lifetime if lifetime is not None else None,
+        role=grant.role.value,
+        app_ids=sorted(grant.app_ids),
+        group_ids=sorted(grant.group_ids),
     )
     session.add(row)
     events.record(
         session,
         "system.api_token.create",
-        f"Create API token {name}",
+        f"Create API token {name} ({grant.describe()})",
         actor=actor,
         targets=[Target(row.id, "Token", name, name)],
     )
@@ -63,7 +112,7 @@ def authenticate(session: Session, plaintext: str, *, refresh: bool = True) -> t
         select(t.ApiToken).where(t.ApiToken.token_hash == hash_token(plaintext))
     ).scalar_one_or_none()
     now = clock.utcnow()
-    if row is None or (row.expires_at is not None and clock.as_utc(row.expires_at) < now):
+    if row is None or (row.expires_at is not None and clock.as_utc(row.expires_at) <= now):
         raise Unauthenticated()
     if refresh and needs_touch(row):
         touch(session, row.id)

@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -54,6 +55,7 @@ from headwater.domain.settings import ProvisioningSettings, check_changes
 from headwater.engine import connection_test
 from headwater.runtime import Runtime
 from headwater.services import (
+    admins,
     apps,
     assignments,
     connections,
@@ -71,6 +73,7 @@ from headwater.testing.scimserver import (
 from headwater.testing.servers import ScimServer, scimmy_missing, server_process
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from fastapi.testclient import TestClient
     from playwright.sync_api import Page
     from typer.testing import Result
@@ -91,6 +94,7 @@ __all__ = [
     "Demo",
     "InProcessScim",
     "LiveServer",
+    "MovableClock",
     "QueuedKey",
     "RecordingTransport",
     "ScimReader",
@@ -106,8 +110,12 @@ __all__ = [
     "children_of",
     "clean_env",
     "clear_keys",
+    "console_client",
+    "console_csrf",
+    "console_sign_in",
     "converge",
     "count_rows",
+    "create_admin",
     "create_app",
     "create_group",
     "create_scim_app",
@@ -218,11 +226,94 @@ def make_runtime(
     return Runtime.from_settings(config)
 
 
-def api_token(runtime: Runtime, name: str = "test-token") -> str:
-    """A new SSWS token (the service logs ``system.api_token.create``); returns the plaintext."""
+def api_token(
+    runtime: Runtime,
+    name: str = "test-token",
+    *,
+    role: str = "SUPER_ADMIN",
+    apps: Sequence[str] = (),
+    groups: Sequence[str] = (),
+    lifetime: timedelta | None = None,
+) -> str:
+    """A new SSWS token (the service logs ``system.api_token.create``), a super admin unless
+    ``role`` says otherwise (``apps``/``groups``: the scoped roles' scope); returns the
+    plaintext."""
     with runtime.database.transaction() as session:
-        _, plaintext = tokens.create(session, name, SYSTEM)
+        _, plaintext = tokens.create(
+            session, name, SYSTEM, role=role, app_ids=apps, group_ids=groups, lifetime=lifetime
+        )
     return plaintext
+
+
+def create_admin(
+    runtime: Runtime,
+    username: str = ADMIN,
+    password: str = ADMIN_PASSWORD,
+    *,
+    role: str = "SUPER_ADMIN",
+    apps: Sequence[str] = (),
+    groups: Sequence[str] = (),
+) -> str:
+    """A console admin (through the service); returns the id."""
+    with runtime.database.transaction() as session:
+        admin = admins.create(
+            session, username, password, role=role, app_ids=apps, group_ids=groups
+        )
+        return admin.id
+
+
+class MovableClock:
+    """Headwater's clock (``headwater.clock.utcnow``), moved forward on demand while in use:
+    ``with MovableClock() as clock: ...; clock.advance(timedelta(minutes=31))``."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+        self._real = clock.utcnow
+
+    def now(self) -> datetime:
+        return self._real() + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+    def __enter__(self) -> MovableClock:
+        clock.utcnow = self.now
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        clock.utcnow = self._real
+
+
+@contextlib.contextmanager
+def console_client(app: FastAPI, *, address: str = "127.0.0.1") -> Iterator[TestClient]:
+    """A cookie-keeping client of ``app``'s console, as a browser at ``address`` would be
+    (several clients may share one app: its sign-in limits count per address)."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, client=(address, 50000), follow_redirects=False) as client:
+        yield client
+
+
+def console_sign_in(
+    client: TestClient, username: str = ADMIN, password: str = ADMIN_PASSWORD
+) -> httpx.Response:
+    """Submit the console's sign-in form (a 303 to the console when it worked)."""
+    form = client.get("/console/login")
+    found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert found, form.text[:500]
+    response: httpx.Response = client.post(
+        "/console/login",
+        data={"csrf_token": found[1], "username": username, "password": password, "next": ""},
+    )
+    return response
+
+
+def console_csrf(client: TestClient, path: str = "/console/people") -> str:
+    """The CSRF token of a console page (for posting a form)."""
+    page = client.get(path)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, (page.status_code, page.text[:500])
+    return found[1]
 
 
 @contextlib.contextmanager

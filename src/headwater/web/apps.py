@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from headwater.db import tables as t
 from headwater.db.paging import checked_cursor
+from headwater.domain.access import Kind
+from headwater.domain.access import Permission as P
 from headwater.domain.connection import PreparedConnection
 from headwater.domain.settings import ProvisioningSettings, check_changes, public_name
 from headwater.engine import connection_test, preview
@@ -24,6 +26,7 @@ from headwater.web.core import (
     ConsoleRoute,
     Form,
     FormDep,
+    allow,
     db_of,
     error_message,
     reading,
@@ -63,10 +66,16 @@ SECRET_FIELDS = frozenset({"token", "password", "client_secret"})
 # --- List and create ---------------------------------------------------------------------------
 
 
-@router.get("/apps")
+@router.get("/apps", dependencies=[allow(P.APPS_READ)])
 def app_list(request: Request, admin: AdminDep, q: str = "", after: str | None = None) -> Response:
     with reading(request) as session:
-        page = apps.list_apps(session, limit=PAGE, after=checked_cursor(after), q=q or None)
+        page = apps.list_apps(
+            session,
+            limit=PAGE,
+            after=checked_cursor(after),
+            q=q or None,
+            only=admin.visible(Kind.APP),
+        )
         connected = apps.connected_app_ids(session, [app.id for app in page])
     context: dict[str, Any] = {
         "section": "apps",
@@ -86,7 +95,7 @@ def _app_name(form: Form) -> str:
     return given or (re.sub(r"[^a-z0-9]+", "_", form.get("label").lower()).strip("_") or "app")
 
 
-@router.post("/apps")
+@router.post("/apps", dependencies=[allow(P.APPS_MANAGE)])
 def create_app(request: Request, admin: AdminDep, form: FormDep) -> Response:
     url = form.get("url")
     spec = apps.AppSpec(
@@ -109,7 +118,7 @@ def create_app(request: Request, admin: AdminDep, form: FormDep) -> Response:
 # --- General -----------------------------------------------------------------------------------
 
 
-@router.get("/apps/{app_id}")
+@router.get("/apps/{app_id}", dependencies=[allow(P.APPS_READ, "app_id")])
 def general(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
         app = apps.get_app(session, app_id)
@@ -117,7 +126,7 @@ def general(request: Request, admin: AdminDep, app_id: str) -> Response:
     return render(request, "apps/general.html", context)
 
 
-@router.post("/apps/{app_id}")
+@router.post("/apps/{app_id}", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def update_general(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     with db_of(request).transaction() as session:
         app = apps.get_app(session, app_id)
@@ -132,7 +141,16 @@ def update_general(request: Request, admin: AdminDep, form: FormDep, app_id: str
     return see_other(f"{PREFIX}/apps/{app_id}")
 
 
-@router.post("/apps/{app_id}/lifecycle/{verb}")
+@router.post("/apps/{app_id}/lifecycle/delete", dependencies=[allow(P.APPS_MANAGE)])
+def delete_app(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
+    """Deleting takes the app out of every admin's scope: super admins only."""
+    with db_of(request).transaction() as session:
+        apps.delete_app(session, admin.actor, app_id)
+    session_of(request).flash("ok", "Application deleted.")
+    return see_other(f"{PREFIX}/apps")
+
+
+@router.post("/apps/{app_id}/lifecycle/{verb}", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def app_lifecycle(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, verb: str
 ) -> Response:
@@ -141,15 +159,13 @@ def app_lifecycle(
             apps.activate_app(session, admin.actor, app_id)
         elif verb == "deactivate":
             apps.deactivate_app(session, admin.actor, app_id)
-        elif verb == "delete":
-            apps.delete_app(session, admin.actor, app_id)
         else:
             raise NotFound()
     session_of(request).flash("ok", f"Application {verb}d.")
-    return see_other(f"{PREFIX}/apps" if verb == "delete" else f"{PREFIX}/apps/{app_id}")
+    return see_other(f"{PREFIX}/apps/{app_id}")
 
 
-@router.post("/apps/{app_id}/reconcile")
+@router.post("/apps/{app_id}/reconcile", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def reconcile(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     with db_of(request).transaction() as session:
         queued = tasks.reconcile_app(session, admin.actor, app_id)
@@ -157,7 +173,7 @@ def reconcile(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> 
     return see_other(f"{PREFIX}/apps/{app_id}")
 
 
-@router.get("/apps/{app_id}/plan")
+@router.get("/apps/{app_id}/plan", dependencies=[allow(P.APPS_READ, "app_id")])
 async def plan(request: Request, admin: AdminDep, app_id: str, observe: bool = False) -> Response:
     """What a reconcile would send now (a dry run through the engine's own planner)."""
     runtime = runtime_of(request)
@@ -196,7 +212,7 @@ def _setting_rows(settings: ProvisioningSettings) -> list[dict[str, Any]]:
     return rows
 
 
-@router.get("/apps/{app_id}/provisioning")
+@router.get("/apps/{app_id}/provisioning", dependencies=[allow(P.APPS_READ, "app_id")])
 def provisioning(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
         app = apps.get_app(session, app_id)
@@ -224,7 +240,7 @@ def _connection_spec(form: Form) -> connections.ConnectionSpec:
     return connections.ConnectionSpec(scheme, form.get("base_url") or None, secret)
 
 
-@router.post("/apps/{app_id}/connection")
+@router.post("/apps/{app_id}/connection", dependencies=[allow(P.APPS_WRITE, "app_id")])
 async def save_connection(
     request: Request, admin: AdminDep, form: FormDep, app_id: str
 ) -> Response:
@@ -259,7 +275,7 @@ async def save_connection(
     return back
 
 
-@router.post("/apps/{app_id}/connection/{verb}")
+@router.post("/apps/{app_id}/connection/{verb}", dependencies=[allow(P.APPS_WRITE, "app_id")])
 async def connection_status(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, verb: str
 ) -> Response:
@@ -284,7 +300,7 @@ async def connection_status(
     return see_other(f"{PREFIX}/apps/{app_id}/provisioning")
 
 
-@router.post("/apps/{app_id}/features")
+@router.post("/apps/{app_id}/features", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def save_features(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     """Unchecked boxes are not submitted: every switch is set from the form."""
     changes = {name: form.checked(name) for name in SWITCH_NAMES}
@@ -313,7 +329,7 @@ def _settings_body(form: Form) -> dict[str, Any]:
     return body
 
 
-@router.post("/apps/{app_id}/settings")
+@router.post("/apps/{app_id}/settings", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def save_settings(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     changes = check_changes(_settings_body(form))
     with db_of(request).transaction() as session:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headwater.db import tables as t
+from headwater.domain.access import Permission as P
 from headwater.domain.states import GroupType
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services import app_users, apps, assignments, directory
@@ -17,6 +18,7 @@ from headwater.web.core import (
     AdminDep,
     ConsoleRoute,
     FormDep,
+    allow,
     db_of,
     reading,
     render,
@@ -66,7 +68,7 @@ def _assigned(session: Session, app_id: str) -> list[tuple[t.AppGroupAssignment,
     return [(row, groups[row.group_id]) for row in page if row.group_id in groups]
 
 
-@router.get("/apps/{app_id}/assignments")
+@router.get("/apps/{app_id}/assignments", dependencies=[allow(P.APPS_READ, "app_id")])
 def assignments_page(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
         app = apps.get_app(session, app_id)
@@ -83,7 +85,7 @@ def assignments_page(request: Request, admin: AdminDep, app_id: str) -> Response
     return render(request, "apps/assignments.html", context)
 
 
-@router.post("/apps/{app_id}/groups")
+@router.post("/apps/{app_id}/groups", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def assign_group(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     with db_of(request).transaction() as session:
         group = find_okta_group(session, form.get("group"))
@@ -111,7 +113,7 @@ def _old(rows: list[t.AppGroupAssignment], group_id: str) -> int:
     return next(row.priority for row in rows if row.group_id == group_id)
 
 
-@router.post("/apps/{app_id}/groups/{group_id}/move")
+@router.post("/apps/{app_id}/groups/{group_id}/move", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def move_group(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, group_id: str
 ) -> Response:
@@ -130,7 +132,9 @@ def move_group(
     return see_other(f"{PREFIX}/apps/{app_id}/assignments#assigned-groups")
 
 
-@router.get("/apps/{app_id}/groups/{group_id}/unassign")
+@router.get(
+    "/apps/{app_id}/groups/{group_id}/unassign", dependencies=[allow(P.APPS_READ, "app_id")]
+)
 def confirm_unassign_group(
     request: Request, admin: AdminDep, app_id: str, group_id: str
 ) -> Response:
@@ -151,7 +155,9 @@ def confirm_unassign_group(
     return render(request, "apps/confirm.html", context)
 
 
-@router.post("/apps/{app_id}/groups/{group_id}/unassign")
+@router.post(
+    "/apps/{app_id}/groups/{group_id}/unassign", dependencies=[allow(P.APPS_WRITE, "app_id")]
+)
 def unassign_group(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, group_id: str
 ) -> Response:
@@ -161,7 +167,7 @@ def unassign_group(
     return see_other(f"{PREFIX}/apps/{app_id}/assignments")
 
 
-@router.post("/apps/{app_id}/users")
+@router.post("/apps/{app_id}/users", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def assign_user(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     with db_of(request).transaction() as session:
         user = directory.find_user(session, form.get("person"))
@@ -172,7 +178,7 @@ def assign_user(request: Request, admin: AdminDep, form: FormDep, app_id: str) -
     return see_other(f"{PREFIX}/apps/{app_id}/assignments")
 
 
-@router.get("/apps/{app_id}/users/{user_id}/unassign")
+@router.get("/apps/{app_id}/users/{user_id}/unassign", dependencies=[allow(P.APPS_READ, "app_id")])
 def confirm_unassign_user(request: Request, admin: AdminDep, app_id: str, user_id: str) -> Response:
     with reading(request) as session:
         app = apps.get_app(session, app_id)
@@ -190,7 +196,9 @@ def confirm_unassign_user(request: Request, admin: AdminDep, app_id: str, user_i
     return render(request, "apps/confirm.html", context)
 
 
-@router.post("/apps/{app_id}/users/{user_id}/unassign")
+@router.post(
+    "/apps/{app_id}/users/{user_id}/unassign", dependencies=[allow(P.APPS_WRITE, "app_id")]
+)
 def unassign_user(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, user_id: str
 ) -> Response:

@@ -1,4 +1,8 @@
-"""What every console page shares: the session, sign-in and CSRF checks, templates, errors.
+"""What every console page shares: the session, sign-in, permission and CSRF checks,
+templates, errors.
+
+Each page declares the permission it needs once, in its route: ``dependencies=[allow(P.X,
+"app_id")]``, the same rules (``headwater.domain.access``) as the API's.
 
 Pages are plain HTML forms (everything works without JavaScript); htmx only enhances them, and
 a request it sends (``HX-Request``) gets a fragment instead of a page where that helps. Service
@@ -7,11 +11,12 @@ errors become a message on the page the admin came from, never Okta's JSON error
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -25,11 +30,12 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from headwater import clock
-from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import Actor
+from headwater.domain.access import Grant, Kind, Permission, allows, visible
 from headwater.errors import HeadwaterError
 from headwater.runtime import Runtime
+from headwater.services import access, admins
 from headwater.web.session import COOKIE, ConsoleSession, SessionCodec
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "Form",
     "FormDep",
     "SignedIn",
+    "allow",
     "db_of",
     "error_message",
     "is_htmx",
@@ -224,27 +231,91 @@ def reading(request: Request) -> Iterator[Session]:
 
 @dataclass(frozen=True)
 class SignedIn:
-    """The signed-in admin; every console write is attributed to ``actor``."""
+    """The signed-in admin and their role; every console write is attributed to ``actor``."""
 
     admin_id: str
     username: str
+    grant: Grant
 
     @property
     def actor(self) -> Actor:
-        return Actor(
-            id=self.admin_id, type="User", alternate_id=self.username, display_name=self.username
-        )
+        return admins.actor_of(self.admin_id, self.username)
+
+    def visible(self, kind: Kind) -> frozenset[str] | None:
+        """Ids of apps or groups a page may list (None: all)."""
+        return visible(self.grant, kind)
+
+
+def idle_timeout(request: Request) -> timedelta:
+    return timedelta(minutes=runtime_of(request).settings.console_idle_minutes)
+
+
+def session_lifetime(request: Request) -> timedelta:
+    return timedelta(hours=runtime_of(request).settings.console_session_hours)
 
 
 def signed_in(request: Request) -> SignedIn:
+    """The admin of the request's server-side session (once per request); a session that
+    has ended, idled out or outlived its lifetime sends the admin to the sign-in page."""
+    current = getattr(request.state, "admin", None)
+    if isinstance(current, SignedIn):
+        return current
     session = session_of(request)
-    if session.admin_id is None or session.username is None:
+    if session.secret is None:
         raise LoginRequired()
     with db_of(request).read() as db:
-        if db.get(t.Admin, session.admin_id) is None:
-            session.sign_out()
-            raise LoginRequired()
-    return SignedIn(session.admin_id, session.username)
+        found = admins.resume_session(db, session.secret, idle=idle_timeout(request))
+    if found is None:
+        session.sign_out()
+        raise LoginRequired()
+    info, stale = found
+    if stale:
+        with db_of(request).transaction() as db:
+            admins.touch_session(db, session.secret)
+    admin = SignedIn(info.admin_id, info.username, info.grant)
+    request.state.admin = admin
+    return admin
+
+
+@functools.cache
+def requires(permission: Permission, param: str | None = None) -> Callable[[Request], SignedIn]:
+    """A dependency: the signed-in admin, if their role holds ``permission`` on the app or
+    group named by the path parameter ``param``; otherwise 403, recorded in the system log."""
+
+    def check(request: Request) -> SignedIn:
+        admin = signed_in(request)
+        resource = request.path_params.get(param) if param else None
+        if allows(admin.grant, permission, resource):
+            return admin
+        where = f"{request.method} {request.url.path}"
+        with db_of(request).transaction() as db:
+            refused = access.deny(db, admin.actor, permission, resource, where)
+        raise refused
+
+    check.permission = permission  # type: ignore[attr-defined]
+    check.param = param  # type: ignore[attr-defined]
+    check.__name__ = f"console_requires_{permission.value.replace('.', '_')}"
+    return check
+
+
+def allow(permission: Permission, param: str | None = None) -> Any:
+    """``dependencies=[allow(...)]``: the page's permission, declared in its route."""
+    return Depends(requires(permission, param))
+
+
+def _sections(admin: SignedIn | None) -> list[tuple[str, str, str]]:
+    """The main navigation: the sections this admin may open."""
+    if admin is None:
+        return []
+    grant = admin.grant
+    shown = [
+        ("people", "People", "/people", allows(grant, Permission.USERS_READ)),
+        ("groups", "Groups", "/groups", allows(grant, Permission.GROUPS_READ)),
+        ("apps", "Applications", "/apps", allows(grant, Permission.APPS_READ)),
+        ("logs", "System Log", "/logs", allows(grant, Permission.LOGS_READ)),
+        ("health", "Health", "/health", allows(grant, Permission.APPS_READ)),
+    ]
+    return [(key, label, href) for key, label, href, ok in shown if ok]
 
 
 class Form:
@@ -300,11 +371,14 @@ def render(
     """A page (or, for templates under ``partial/``, a fragment) with the shared context."""
     session = session_of(request)
     flashes = [] if template.startswith("partial/") else session.take_flashes()
+    admin = getattr(request.state, "admin", None)
+    admin = admin if isinstance(admin, SignedIn) and session.secret is not None else None
     html = _env.get_template(template).render(
         **context,
         request=request,
         csrf=session.csrf,
-        username=session.username,
+        username=admin.username if admin else None,
+        sections=_sections(admin),
         flashes=flashes,
     )
     return HTMLResponse(html, status_code=status)

@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import false, select
+from sqlalchemy import ColumnElement, Select, false, select, true
 from sqlalchemy.orm import Session
 
 from headwater.db import tables as t
 from headwater.db.paging import checked_cursor, fetch_page
+from headwater.domain.access import Kind
+from headwater.domain.access import Permission as P
 from headwater.errors import HeadwaterError
 from headwater.services import directory
 from headwater.web import impact
@@ -19,6 +21,8 @@ from headwater.web.core import (
     AdminDep,
     ConsoleRoute,
     FormDep,
+    SignedIn,
+    allow,
     db_of,
     error_message,
     is_htmx,
@@ -36,10 +40,15 @@ PAGE = 50
 MEMBERS_SHOWN = 500
 
 
-@router.get("/groups")
+def _visible(query: Select[Any], admin: SignedIn) -> Select[Any]:
+    only = admin.visible(Kind.GROUP)
+    return query if only is None else query.where(t.Group.id.in_(sorted(only)))
+
+
+@router.get("/groups", dependencies=[allow(P.GROUPS_READ)])
 def groups(request: Request, admin: AdminDep, q: str = "", after: str | None = None) -> Response:
     with reading(request) as session:
-        query = directory.groups_query(q=q or None)
+        query = _visible(directory.groups_query(q=q or None), admin)
         page = fetch_page(session, query, t.Group.id, limit=PAGE, after=checked_cursor(after))
     context: dict[str, Any] = {
         "section": "groups",
@@ -54,7 +63,7 @@ def groups(request: Request, admin: AdminDep, q: str = "", after: str | None = N
     return render(request, "groups/list.html", context)
 
 
-@router.post("/groups")
+@router.post("/groups", dependencies=[allow(P.GROUPS_WRITE)])
 def create_group(request: Request, admin: AdminDep, form: FormDep) -> Response:
     profile = {"name": form.get("name"), "description": form.get("description") or None}
     try:
@@ -63,7 +72,8 @@ def create_group(request: Request, admin: AdminDep, form: FormDep) -> Response:
             group_id, name = group.id, group.name
     except HeadwaterError as exc:
         with reading(request) as session:
-            page = fetch_page(session, directory.groups_query(), t.Group.id, limit=PAGE, after=None)
+            query = _visible(directory.groups_query(), admin)
+            page = fetch_page(session, query, t.Group.id, limit=PAGE, after=None)
         context = {
             "section": "groups",
             "groups": list(page),
@@ -82,18 +92,29 @@ def _members(session: Session, group_id: str) -> list[t.User]:
     return list(session.execute(query.limit(MEMBERS_SHOWN)).scalars())
 
 
-def _group_context(session: Session, group: t.Group) -> dict[str, Any]:
+def _apps_shown(admin: SignedIn) -> ColumnElement[bool]:
+    """Only the apps the admin may see."""
+    only = admin.visible(Kind.APP)
+    return true() if only is None else t.App.id.in_(sorted(only))
+
+
+def _group_context(session: Session, group: t.Group, admin: SignedIn) -> dict[str, Any]:
     assigned = session.execute(
         select(t.App, t.AppGroupAssignment.priority)
         .join(t.AppGroupAssignment, t.AppGroupAssignment.app_id == t.App.id)
         .where(t.AppGroupAssignment.group_id == group.id)
         .order_by(t.App.label)
+        .where(_apps_shown(admin))
     ).all()
     pushed = session.execute(
         select(t.PushMapping, t.App)
         .join(t.App, t.App.id == t.PushMapping.app_id)
-        .where(t.PushMapping.source_group_id == group.id, t.PushMapping.delete_requested == false())
+        .where(
+            t.PushMapping.source_group_id == group.id,
+            t.PushMapping.delete_requested == false(),
+        )
         .order_by(t.App.label)
+        .where(_apps_shown(admin))
     ).all()
     return {
         "section": "groups",
@@ -105,14 +126,14 @@ def _group_context(session: Session, group: t.Group) -> dict[str, Any]:
     }
 
 
-@router.get("/groups/{group_id}")
+@router.get("/groups/{group_id}", dependencies=[allow(P.GROUPS_READ, "group_id")])
 def group(request: Request, admin: AdminDep, group_id: str) -> Response:
     with reading(request) as session:
-        context = _group_context(session, directory.find_group(session, group_id))
+        context = _group_context(session, directory.find_group(session, group_id), admin)
     return render(request, "groups/detail.html", context)
 
 
-@router.post("/groups/{group_id}")
+@router.post("/groups/{group_id}", dependencies=[allow(P.GROUPS_WRITE)])
 def update_group(request: Request, admin: AdminDep, form: FormDep, group_id: str) -> Response:
     with db_of(request).transaction() as session:
         current = directory.find_group(session, group_id)
@@ -138,7 +159,7 @@ def _members_response(request: Request, group_id: str, error: str | None) -> Res
     return render(request, "partial/members.html", context)
 
 
-@router.post("/groups/{group_id}/members")
+@router.post("/groups/{group_id}/members", dependencies=[allow(P.MEMBERSHIPS_WRITE, "group_id")])
 def add_member(request: Request, admin: AdminDep, form: FormDep, group_id: str) -> Response:
     person = form.get("person")
     error = None
@@ -152,7 +173,10 @@ def add_member(request: Request, admin: AdminDep, form: FormDep, group_id: str) 
     return _members_response(request, group_id, error)
 
 
-@router.post("/groups/{group_id}/members/{user_id}/remove")
+@router.post(
+    "/groups/{group_id}/members/{user_id}/remove",
+    dependencies=[allow(P.MEMBERSHIPS_WRITE, "group_id")],
+)
 def remove_member(
     request: Request, admin: AdminDep, form: FormDep, group_id: str, user_id: str
 ) -> Response:
@@ -161,7 +185,7 @@ def remove_member(
     return _members_response(request, group_id, None)
 
 
-@router.get("/groups/{group_id}/delete")
+@router.get("/groups/{group_id}/delete", dependencies=[allow(P.GROUPS_READ, "group_id")])
 def confirm_delete(request: Request, admin: AdminDep, group_id: str) -> Response:
     """Deleting a group takes away every app it assigns: the impact per app, first."""
     with reading(request) as session:
@@ -171,13 +195,14 @@ def confirm_delete(request: Request, admin: AdminDep, group_id: str) -> Response
             .join(t.AppGroupAssignment, t.AppGroupAssignment.app_id == t.App.id)
             .where(t.AppGroupAssignment.group_id == group_id)
             .order_by(t.App.label)
+            .where(_apps_shown(admin))
         ).scalars()
         impacts = [impact.group_removal(session, app, group_id) for app in apps]
     context = {"section": "groups", "group": group, "impacts": impacts}
     return render(request, "groups/delete.html", context)
 
 
-@router.post("/groups/{group_id}/delete")
+@router.post("/groups/{group_id}/delete", dependencies=[allow(P.GROUPS_WRITE)])
 def delete_group(request: Request, admin: AdminDep, form: FormDep, group_id: str) -> Response:
     with db_of(request).transaction() as session:
         name = directory.find_group(session, group_id).name

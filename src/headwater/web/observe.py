@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 from headwater import clock
 from headwater.db import tables as t
 from headwater.db.paging import checked_cursor
+from headwater.domain.access import Kind
+from headwater.domain.access import Permission as P
 from headwater.domain.states import HoldDecision
 from headwater.errors import InvalidRequest
 from headwater.services import system_log
-from headwater.web.core import AdminDep, ConsoleRoute, reading, render
+from headwater.web.core import AdminDep, ConsoleRoute, allow, reading, render
 
 __all__ = ["router"]
 
@@ -63,7 +65,7 @@ def _event_types(session: Session) -> list[str]:
     return list(session.execute(query).scalars())
 
 
-@router.get("/logs")
+@router.get("/logs", dependencies=[allow(P.LOGS_READ)])
 def logs(
     request: Request,
     admin: AdminDep,
@@ -111,7 +113,7 @@ def _grouped(session: Session, *columns: Any) -> list[Any]:
     return list(session.execute(select(*columns, func.count()).group_by(*columns)).all())
 
 
-def _health_rows(session: Session) -> list[dict[str, Any]]:
+def _health_rows(session: Session, only: frozenset[str] | None) -> list[dict[str, Any]]:
     """One row per app; every figure comes from a grouped query, not a loop of queries."""
     pending = dict(_grouped(session, t.ReconcileKey.app_id))
     tasks = dict(_grouped(session, t.Task.app_id))
@@ -133,7 +135,10 @@ def _health_rows(session: Session) -> list[dict[str, Any]]:
     connections = {
         row.app_id: row.status for row in session.execute(select(t.AppConnection)).scalars()
     }
-    apps = session.execute(select(t.App).order_by(t.App.label)).scalars()
+    query = select(t.App).order_by(t.App.label)
+    if only is not None:
+        query = query.where(t.App.id.in_(sorted(only)))
+    apps = session.execute(query).scalars()
     return [
         {
             "app": app,
@@ -148,8 +153,8 @@ def _health_rows(session: Session) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/health")
+@router.get("/health", dependencies=[allow(P.APPS_READ)])
 def health(request: Request, admin: AdminDep) -> Response:
     with reading(request) as session:
-        rows = _health_rows(session)
+        rows = _health_rows(session, admin.visible(Kind.APP))
     return render(request, "health.html", {"section": "health", "rows": rows})

@@ -12,6 +12,8 @@ from sqlalchemy.orm.exc import DetachedInstanceError
 
 from headwater.db import tables as t
 from headwater.db.paging import checked_cursor, fetch_page
+from headwater.domain.access import Kind
+from headwater.domain.access import Permission as P
 from headwater.domain.lifecycle import Action, Status, allowed_actions
 from headwater.engine import preview
 from headwater.errors import HeadwaterError, NotFound
@@ -22,6 +24,8 @@ from headwater.web.core import (
     ConsoleRoute,
     Form,
     FormDep,
+    SignedIn,
+    allow,
     db_of,
     error_message,
     is_htmx,
@@ -63,7 +67,7 @@ def _profile_from(form: Form) -> dict[str, Any]:
     return {name: (form.get(name) or None) for name, _, _ in PROFILE_FIELDS}
 
 
-@router.get("/people")
+@router.get("/people", dependencies=[allow(P.USERS_READ)])
 def people(
     request: Request, admin: AdminDep, q: str = "", status: str = "", after: str | None = None
 ) -> Response:
@@ -86,14 +90,14 @@ def people(
     return render(request, "people/list.html", context)
 
 
-@router.get("/people/new")
+@router.get("/people/new", dependencies=[allow(P.USERS_READ)])
 def new_person(request: Request, admin: AdminDep) -> Response:
     context: dict[str, Any] = {"section": "people", "values": {}, "fields": PROFILE_FIELDS}
     context["error"] = None
     return render(request, "people/new.html", context)
 
 
-@router.post("/people")
+@router.post("/people", dependencies=[allow(P.USERS_WRITE)])
 def create_person(request: Request, admin: AdminDep, form: FormDep) -> Response:
     profile = {k: v for k, v in _profile_from(form).items() if v is not None}
     password = form.raw("password") or None
@@ -148,9 +152,13 @@ def _reasons(request: Request, app_id: str, user_id: str) -> list[str]:
         return []
 
 
-def _accounts(request: Request, session: Session, user_id: str) -> list[AppAccount]:
+def _accounts(
+    request: Request, session: Session, user_id: str, only: frozenset[str] | None
+) -> list[AppAccount]:
     accounts = []
     for app_id in _app_ids(session, user_id):
+        if only is not None and app_id not in only:
+            continue
         app = apps.get_app(session, app_id)
         try:
             view: app_users.AppUserView | None = app_users.app_user(session, app_id, user_id)
@@ -161,31 +169,34 @@ def _accounts(request: Request, session: Session, user_id: str) -> list[AppAccou
     return sorted(accounts, key=lambda a: a.app.label.lower())
 
 
-def person_context(request: Request, session: Session, user: t.User) -> dict[str, Any]:
-    groups = list(
-        session.execute(directory.user_groups_query(session, user.id).order_by(t.Group.name_lower))
-        .scalars()
-        .all()
-    )
+def person_context(
+    request: Request, session: Session, user: t.User, admin: SignedIn
+) -> dict[str, Any]:
+    """The person, with only the groups and apps the admin may see."""
+    query = directory.user_groups_query(session, user.id).order_by(t.Group.name_lower)
+    shown = admin.visible(Kind.GROUP)
+    if shown is not None:
+        query = query.where(t.Group.id.in_(sorted(shown)))
+    groups = list(session.execute(query).scalars().all())
     return {
         "section": "people",
         "user": user,
         "fields": PROFILE_FIELDS,
         "actions": [a.value for a in allowed_actions(user.status)],
         "groups": groups,
-        "accounts": _accounts(request, session, user.id),
+        "accounts": _accounts(request, session, user.id, admin.visible(Kind.APP)),
     }
 
 
-@router.get("/people/{user_id}")
+@router.get("/people/{user_id}", dependencies=[allow(P.USERS_READ)])
 def person(request: Request, admin: AdminDep, user_id: str) -> Response:
     with reading(request) as session:
         user = directory.find_user(session, user_id)
-        context = person_context(request, session, user)
+        context = person_context(request, session, user, admin)
     return render(request, "people/detail.html", context)
 
 
-@router.post("/people/{user_id}")
+@router.post("/people/{user_id}", dependencies=[allow(P.USERS_WRITE)])
 def update_person(request: Request, admin: AdminDep, form: FormDep, user_id: str) -> Response:
     with db_of(request).transaction() as session:
         directory.update_user(session, admin.actor, user_id, _profile_from(form), replace=False)
@@ -193,7 +204,7 @@ def update_person(request: Request, admin: AdminDep, form: FormDep, user_id: str
     return see_other(f"{PREFIX}/people/{user_id}")
 
 
-@router.post("/people/{user_id}/lifecycle/{action}")
+@router.post("/people/{user_id}/lifecycle/{action}", dependencies=[allow(P.USERS_WRITE)])
 def lifecycle(
     request: Request, admin: AdminDep, form: FormDep, user_id: str, action: str
 ) -> Response:
@@ -208,7 +219,7 @@ def lifecycle(
     return see_other(f"{PREFIX}/people/{user_id}")
 
 
-@router.post("/people/{user_id}/delete")
+@router.post("/people/{user_id}/delete", dependencies=[allow(P.USERS_WRITE)])
 def delete_person(request: Request, admin: AdminDep, form: FormDep, user_id: str) -> Response:
     """Okta's rule: only a DEPROVISIONED person is deleted (others are deactivated first)."""
     with db_of(request).transaction() as session:

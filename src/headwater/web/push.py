@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from headwater.db import tables as t
+from headwater.domain.access import Permission as P
 from headwater.domain.states import GroupType
 from headwater.engine import orphans
 from headwater.services import apps, grouppush, push_rules, tasks
@@ -20,6 +21,7 @@ from headwater.web.core import (
     AdminDep,
     ConsoleRoute,
     FormDep,
+    allow,
     db_of,
     reading,
     render,
@@ -88,7 +90,7 @@ def _linkable(session: Session, app_id: str) -> list[t.Group]:
     )
 
 
-@router.get("/apps/{app_id}/push")
+@router.get("/apps/{app_id}/push", dependencies=[allow(P.APPS_READ, "app_id")])
 def push_groups(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
         app = apps.get_app(session, app_id)
@@ -111,7 +113,7 @@ def push_groups(request: Request, admin: AdminDep, app_id: str) -> Response:
     return render(request, "apps/push.html", context)
 
 
-@router.post("/apps/{app_id}/push")
+@router.post("/apps/{app_id}/push", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def create_mapping(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     """Push a group by name: a new downstream group (or one of the same name, linked), or an
     existing downstream group picked from the list."""
@@ -129,7 +131,9 @@ def create_mapping(request: Request, admin: AdminDep, form: FormDep, app_id: str
     return see_other(f"{PREFIX}/apps/{app_id}/push")
 
 
-@router.post("/apps/{app_id}/push/{mapping_id}/push-now")
+@router.post(
+    "/apps/{app_id}/push/{mapping_id}/push-now", dependencies=[allow(P.APPS_WRITE, "app_id")]
+)
 def push_now(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, mapping_id: str
 ) -> Response:
@@ -139,7 +143,9 @@ def push_now(
     return see_other(f"{PREFIX}/apps/{app_id}/push")
 
 
-@router.post("/apps/{app_id}/push/{mapping_id}/status")
+@router.post(
+    "/apps/{app_id}/push/{mapping_id}/status", dependencies=[allow(P.APPS_WRITE, "app_id")]
+)
 def set_status(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, mapping_id: str
 ) -> Response:
@@ -150,7 +156,7 @@ def set_status(
     return see_other(f"{PREFIX}/apps/{app_id}/push")
 
 
-@router.get("/apps/{app_id}/push/{mapping_id}/unlink")
+@router.get("/apps/{app_id}/push/{mapping_id}/unlink", dependencies=[allow(P.APPS_READ, "app_id")])
 def confirm_unlink(
     request: Request, admin: AdminDep, app_id: str, mapping_id: str, delete_target: bool = False
 ) -> Response:
@@ -185,7 +191,9 @@ def confirm_unlink(
     return render(request, "apps/confirm.html", context)
 
 
-@router.post("/apps/{app_id}/push/{mapping_id}/unlink")
+@router.post(
+    "/apps/{app_id}/push/{mapping_id}/unlink", dependencies=[allow(P.APPS_WRITE, "app_id")]
+)
 def unlink(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, mapping_id: str
 ) -> Response:
@@ -198,7 +206,7 @@ def unlink(
     return see_other(f"{PREFIX}/apps/{app_id}/push")
 
 
-@router.post("/apps/{app_id}/push-rules")
+@router.post("/apps/{app_id}/push-rules", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def create_rule(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     spec = push_rules.RuleSpec(
         name=form.get("rule_name"), match=form.get("match"), value=form.get("value")
@@ -209,7 +217,9 @@ def create_rule(request: Request, admin: AdminDep, form: FormDep, app_id: str) -
     return see_other(f"{PREFIX}/apps/{app_id}/push")
 
 
-@router.post("/apps/{app_id}/push-rules/{rule_id}/delete")
+@router.post(
+    "/apps/{app_id}/push-rules/{rule_id}/delete", dependencies=[allow(P.APPS_WRITE, "app_id")]
+)
 def delete_rule(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, rule_id: str
 ) -> Response:
@@ -222,7 +232,7 @@ def delete_rule(
     return see_other(f"{PREFIX}/apps/{app_id}/push")
 
 
-@router.post("/apps/{app_id}/orphans/remove")
+@router.post("/apps/{app_id}/orphans/remove", dependencies=[allow(P.APPS_WRITE, "app_id")])
 async def remove_orphans(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     """Members of pushed groups that Headwater does not manage, removed on request only."""
     mapping_id = form.get("mapping_id") or None

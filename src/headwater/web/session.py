@@ -1,9 +1,13 @@
-"""The console's session: a small signed cookie (HMAC-SHA256, base64, expiry), no server state.
+"""The console's cookie: a small signed document (HMAC-SHA256, base64, expiry).
 
-Starlette's SessionMiddleware needs ``itsdangerous``, which Headwater does not depend on, and
-the console needs very little: who signed in, a CSRF token and one-shot flash messages. The
-signing key is derived from the runtime's secret key, so restarting keeps sessions valid and
-rotating the secret key signs everybody out.
+It carries a CSRF token, one-shot flash messages and, once signed in, the random secret of a
+server-side session (``services.admins``: the table stores only its SHA-256, and who signed
+in, since when and until when). Signing out, a password change or removing the admin deletes
+that row, so a copied cookie stops working at once; idle and absolute timeouts are checked
+against the row on every request.
+
+Starlette's SessionMiddleware needs ``itsdangerous``, which Headwater does not depend on. The
+signing key is derived from the runtime's secret key, so rotating it signs everybody out.
 """
 
 from __future__ import annotations
@@ -14,18 +18,21 @@ import hashlib
 import hmac
 import json
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from headwater import clock
 
 __all__ = ["COOKIE", "ConsoleSession", "SessionCodec", "derive_key"]
 
 COOKIE = "hw_console"
-#: A signed-in session lasts this long (seconds) from sign-in; then the admin signs in again.
-LIFETIME = 8 * 3600
-#: Anonymous sessions (only a CSRF token for the sign-in form) live this long.
+#: Anonymous sessions (only a CSRF token for the sign-in form) live this long (seconds).
 ANONYMOUS_LIFETIME = 3600
 MAX_FLASHES = 5
+
+
+def _now() -> float:
+    return clock.utcnow().timestamp()
 
 
 def derive_key(secret: str | bytes) -> bytes:
@@ -44,28 +51,27 @@ def _unb64(text: str) -> bytes:
 
 @dataclass
 class ConsoleSession:
-    """What the cookie carries; ``dirty`` says it must be written back on the response."""
+    """What the cookie carries; ``dirty`` says it must be written back on the response.
+
+    ``secret`` names the server-side session (None: nobody signed in)."""
 
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    admin_id: str | None = None
-    username: str | None = None
-    expires: float = field(default_factory=lambda: time.time() + ANONYMOUS_LIFETIME)
+    secret: str | None = None
+    expires: float = field(default_factory=lambda: _now() + ANONYMOUS_LIFETIME)
     flashes: list[tuple[str, str]] = field(default_factory=list)
     dirty: bool = False
 
-    def sign_in(self, admin_id: str, username: str) -> None:
+    def sign_in(self, secret: str, lifetime: float) -> None:
         """A fresh CSRF token on sign-in, so a token seen before cannot be replayed."""
         self.csrf = secrets.token_urlsafe(24)
-        self.admin_id = admin_id
-        self.username = username
-        self.expires = time.time() + LIFETIME
+        self.secret = secret
+        self.expires = _now() + lifetime
         self.dirty = True
 
     def sign_out(self) -> None:
-        self.admin_id = None
-        self.username = None
+        self.secret = None
         self.csrf = secrets.token_urlsafe(24)
-        self.expires = time.time() + ANONYMOUS_LIFETIME
+        self.expires = _now() + ANONYMOUS_LIFETIME
         self.dirty = True
 
     def flash(self, kind: str, message: str) -> None:
@@ -81,8 +87,7 @@ class ConsoleSession:
     def as_json(self) -> dict[str, Any]:
         return {
             "c": self.csrf,
-            "a": self.admin_id,
-            "u": self.username,
+            "s": self.secret,
             "e": int(self.expires),
             "f": [list(pair) for pair in self.flashes],
         }
@@ -117,16 +122,14 @@ class SessionCodec:
 def _from_json(data: Any) -> ConsoleSession | None:
     if not isinstance(data, dict):
         return None
-    csrf, admin_id, username, expires = data.get("c"), data.get("a"), data.get("u"), data.get("e")
-    if not isinstance(csrf, str) or not isinstance(expires, int) or expires < time.time():
+    csrf, secret, expires = data.get("c"), data.get("s"), data.get("e")
+    if not isinstance(csrf, str) or not isinstance(expires, int) or expires < _now():
         return None
-    if not (admin_id is None or isinstance(admin_id, str)):
-        return None
-    if not (username is None or isinstance(username, str)):
+    if not (secret is None or isinstance(secret, str)):
         return None
     flashes = [
         (str(pair[0]), str(pair[1]))
         for pair in data.get("f") or []
         if isinstance(pair, list) and len(pair) == 2
     ]
-    return ConsoleSession(csrf, admin_id, username, float(expires), flashes)
+    return ConsoleSession(csrf, secret, float(expires), flashes)

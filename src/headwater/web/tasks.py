@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from headwater.db import tables as t
+from headwater.domain.access import Permission as P
 from headwater.domain.states import HoldDecision
 from headwater.services import apps, held_operations, tasks
 from headwater.web.core import (
@@ -13,6 +14,7 @@ from headwater.web.core import (
     AdminDep,
     ConsoleRoute,
     FormDep,
+    allow,
     db_of,
     reading,
     render,
@@ -27,7 +29,7 @@ router = APIRouter(route_class=ConsoleRoute)
 SHOWN = 200
 
 
-@router.get("/apps/{app_id}/tasks")
+@router.get("/apps/{app_id}/tasks", dependencies=[allow(P.APPS_READ, "app_id")])
 def tasks_page(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
         app = apps.get_app(session, app_id)
@@ -42,7 +44,7 @@ def _back(app_id: str) -> Response:
     return see_other(f"{PREFIX}/apps/{app_id}/tasks")
 
 
-@router.post("/apps/{app_id}/tasks/retry-all")
+@router.post("/apps/{app_id}/tasks/retry-all", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def retry_all(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     with db_of(request).transaction() as session:
         count = tasks.retry_all_tasks(session, admin.actor, app_id)
@@ -50,7 +52,7 @@ def retry_all(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> 
     return _back(app_id)
 
 
-@router.post("/apps/{app_id}/tasks/{task_id}/retry")
+@router.post("/apps/{app_id}/tasks/{task_id}/retry", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def retry(request: Request, admin: AdminDep, form: FormDep, app_id: str, task_id: str) -> Response:
     with db_of(request).transaction() as session:
         tasks.retry_task(session, admin.actor, app_id, task_id)
@@ -58,7 +60,7 @@ def retry(request: Request, admin: AdminDep, form: FormDep, app_id: str, task_id
     return _back(app_id)
 
 
-@router.post("/apps/{app_id}/tasks/{task_id}/dismiss")
+@router.post("/apps/{app_id}/tasks/{task_id}/dismiss", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def dismiss(
     request: Request, admin: AdminDep, form: FormDep, app_id: str, task_id: str
 ) -> Response:
@@ -68,7 +70,7 @@ def dismiss(
     return _back(app_id)
 
 
-@router.post("/apps/{app_id}/held")
+@router.post("/apps/{app_id}/held", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def decide_held(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
     approve = form.get("decision") == "approve"
     with db_of(request).transaction() as session:

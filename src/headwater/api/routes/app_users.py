@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, DbDep, base_url
+from headwater.api.deps import ActorDep, DbDep, allow, base_url
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.api.routes.apps import StorableBodyDep, reject_unstorable_url
+from headwater.domain.access import Permission as P
 from headwater.services import app_users, assignments
 
 __all__ = ["app_user_json", "router"]
@@ -76,7 +77,11 @@ def app_user_json(view: app_users.AppUserView, base: str) -> dict[str, Any]:
     }
 
 
-@router.post("/apps/{app_id}/users", openapi_extra=openapi_body(AppUserAssignBody))
+@router.post(
+    "/apps/{app_id}/users",
+    openapi_extra=openapi_body(AppUserAssignBody),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def assign_user(
     request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str
 ) -> dict[str, Any]:
@@ -86,7 +91,7 @@ def assign_user(
         return app_user_json(view, base_url(request))
 
 
-@router.get("/apps/{app_id}/users")
+@router.get("/apps/{app_id}/users", dependencies=[allow(P.APPS_READ, "app_id")])
 def list_app_users(
     request: Request,
     response: Response,
@@ -105,13 +110,17 @@ def list_app_users(
     return body
 
 
-@router.get("/apps/{app_id}/users/{user_id}")
+@router.get("/apps/{app_id}/users/{user_id}", dependencies=[allow(P.APPS_READ, "app_id")])
 def get_app_user(request: Request, db: DbDep, app_id: str, user_id: str) -> dict[str, Any]:
     with db.read() as session:
         return app_user_json(app_users.app_user(session, app_id, user_id), base_url(request))
 
 
-@router.post("/apps/{app_id}/users/{user_id}", openapi_extra=openapi_body(AppUserUpdateBody))
+@router.post(
+    "/apps/{app_id}/users/{user_id}",
+    openapi_extra=openapi_body(AppUserUpdateBody),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def update_app_user(
     request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str, user_id: str
 ) -> dict[str, Any]:
@@ -121,7 +130,9 @@ def update_app_user(
         return app_user_json(view, base_url(request))
 
 
-@router.delete("/apps/{app_id}/users/{user_id}", status_code=204)
+@router.delete(
+    "/apps/{app_id}/users/{user_id}", status_code=204, dependencies=[allow(P.APPS_WRITE, "app_id")]
+)
 def unassign_user(db: DbDep, actor: ActorDep, app_id: str, user_id: str) -> Response:
     with db.transaction() as session:
         assignments.unassign_user(session, actor, app_id, user_id)

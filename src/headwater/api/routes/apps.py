@@ -20,10 +20,21 @@ from starlette.concurrency import run_in_threadpool
 from headwater import clock
 from headwater.api import wire
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, base_url
+from headwater.api.deps import (
+    ActorDep,
+    BodyDep,
+    Caller,
+    DbDep,
+    RuntimeDep,
+    allow,
+    base_url,
+    requires,
+)
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
 from headwater.db.events import Actor
+from headwater.domain.access import Kind
+from headwater.domain.access import Permission as P
 from headwater.domain.connection import PreparedConnection
 from headwater.domain.settings import ProvisioningSettings
 from headwater.domain.states import ConnectionStatus
@@ -359,7 +370,7 @@ def app_link_json(user: t.User, app: t.App, order: int, base: str) -> dict[str, 
 # --- Apps -------------------------------------------------------------------------------------
 
 
-@router.post("/apps", openapi_extra=openapi_body(AppBody))
+@router.post("/apps", openapi_extra=openapi_body(AppBody), dependencies=[allow(P.APPS_MANAGE)])
 def create_app(
     request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, activate: bool = True
 ) -> dict[str, Any]:
@@ -374,6 +385,7 @@ def list_apps(
     request: Request,
     response: Response,
     db: DbDep,
+    caller: Caller = Depends(requires(P.APPS_READ)),
     limit: int | None = None,
     after: str | None = None,
     q: str | None = None,
@@ -382,19 +394,25 @@ def list_apps(
     size = clamp_limit(limit, 20, 200)
     filters = wire.parse_app_filter(filter_)
     with db.read() as session:
-        page = apps.list_apps(session, limit=size, after=after, q=q, filters=filters)
+        page = apps.list_apps(
+            session, limit=size, after=after, q=q, filters=filters, only=caller.visible(Kind.APP)
+        )
         body = _apps_json(session, list(page), base_url(request))
     set_link_headers(request, response, page.next_cursor, size)
     return body
 
 
-@router.get("/apps/{app_id}")
+@router.get("/apps/{app_id}", dependencies=[allow(P.APPS_READ, "app_id")])
 def get_app(request: Request, db: DbDep, app_id: str) -> dict[str, Any]:
     with db.read() as session:
         return _one_app_json(session, apps.get_app(session, app_id), base_url(request))
 
 
-@router.put("/apps/{app_id}", openapi_extra=openapi_body(AppBody))
+@router.put(
+    "/apps/{app_id}",
+    openapi_extra=openapi_body(AppBody),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def replace_app(
     request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str
 ) -> dict[str, Any]:
@@ -404,21 +422,21 @@ def replace_app(
         return _one_app_json(session, app, base_url(request))
 
 
-@router.delete("/apps/{app_id}", status_code=204)
+@router.delete("/apps/{app_id}", status_code=204, dependencies=[allow(P.APPS_MANAGE)])
 def delete_app(db: DbDep, actor: ActorDep, app_id: str) -> Response:
     with db.transaction() as session:
         apps.delete_app(session, actor, app_id)
     return Response(status_code=204)
 
 
-@router.post("/apps/{app_id}/lifecycle/activate")
+@router.post("/apps/{app_id}/lifecycle/activate", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def activate_app(db: DbDep, actor: ActorDep, app_id: str) -> dict[str, Any]:
     with db.transaction() as session:
         apps.activate_app(session, actor, app_id)
     return {}
 
 
-@router.post("/apps/{app_id}/lifecycle/deactivate")
+@router.post("/apps/{app_id}/lifecycle/deactivate", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def deactivate_app(db: DbDep, actor: ActorDep, app_id: str) -> dict[str, Any]:
     with db.transaction() as session:
         apps.deactivate_app(session, actor, app_id)
@@ -456,7 +474,11 @@ def _set_status(runtime: Runtime, actor: Actor, app_id: str, enabled: bool, base
         return connection_json(row, base)
 
 
-@router.post("/apps/{app_id}/connections/default", openapi_extra=openapi_body(ConnectionBody))
+@router.post(
+    "/apps/{app_id}/connections/default",
+    openapi_extra=openapi_body(ConnectionBody),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 async def set_connection(
     request: Request,
     runtime: RuntimeDep,
@@ -478,13 +500,16 @@ async def set_connection(
     return result
 
 
-@router.get("/apps/{app_id}/connections/default")
+@router.get("/apps/{app_id}/connections/default", dependencies=[allow(P.APPS_READ, "app_id")])
 def get_connection(request: Request, db: DbDep, app_id: str) -> dict[str, Any]:
     with db.read() as session:
         return connection_json(connections.connection(session, app_id), base_url(request))
 
 
-@router.post("/apps/{app_id}/connections/default/lifecycle/activate")
+@router.post(
+    "/apps/{app_id}/connections/default/lifecycle/activate",
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 async def activate_connection(
     request: Request, runtime: RuntimeDep, actor: ActorDep, app_id: str
 ) -> dict[str, Any]:
@@ -498,7 +523,10 @@ async def activate_connection(
     return result
 
 
-@router.post("/apps/{app_id}/connections/default/lifecycle/deactivate")
+@router.post(
+    "/apps/{app_id}/connections/default/lifecycle/deactivate",
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def deactivate_connection(
     request: Request, runtime: RuntimeDep, actor: ActorDep, app_id: str
 ) -> dict[str, Any]:
@@ -519,14 +547,14 @@ def _check_feature(name: str) -> None:
         raise NotFound(f"Not found: Resource not found: {name} (AppFeature)")
 
 
-@router.get("/apps/{app_id}/features")
+@router.get("/apps/{app_id}/features", dependencies=[allow(P.APPS_READ, "app_id")])
 def list_features(request: Request, db: DbDep, app_id: str) -> list[dict[str, Any]]:
     with db.read() as session:
         settings, connected = _feature_of(session, app_id)
     return [feature_json(app_id, settings, connected, base_url(request))]
 
 
-@router.get("/apps/{app_id}/features/{name}")
+@router.get("/apps/{app_id}/features/{name}", dependencies=[allow(P.APPS_READ, "app_id")])
 def get_feature(request: Request, db: DbDep, app_id: str, name: str) -> dict[str, Any]:
     with db.read() as session:
         settings, connected = _feature_of(session, app_id)
@@ -534,7 +562,11 @@ def get_feature(request: Request, db: DbDep, app_id: str, name: str) -> dict[str
     return feature_json(app_id, settings, connected, base_url(request))
 
 
-@router.put("/apps/{app_id}/features/{name}", openapi_extra=openapi_body(FeatureBody))
+@router.put(
+    "/apps/{app_id}/features/{name}",
+    openapi_extra=openapi_body(FeatureBody),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def update_feature(
     request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str, name: str
 ) -> dict[str, Any]:
@@ -546,14 +578,22 @@ def update_feature(
     return feature_json(app_id, settings, connected, base_url(request))
 
 
-@router.get("/apps/{app_id}/provisioning/settings", tags=["Headwater extension"])
+@router.get(
+    "/apps/{app_id}/provisioning/settings",
+    tags=["Headwater extension"],
+    dependencies=[allow(P.APPS_READ, "app_id")],
+)
 def get_provisioning_settings(db: DbDep, app_id: str) -> dict[str, Any]:
     """Every provisioning setting of the app (Headwater extension)."""
     with db.read() as session:
         return wire.settings_json(apps.settings_of(apps.get_app(session, app_id)))
 
 
-@router.put("/apps/{app_id}/provisioning/settings", tags=["Headwater extension"])
+@router.put(
+    "/apps/{app_id}/provisioning/settings",
+    tags=["Headwater extension"],
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def update_provisioning_settings(
     db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str
 ) -> dict[str, Any]:
@@ -569,6 +609,7 @@ def update_provisioning_settings(
 @router.put(
     "/apps/{app_id}/groups/{group_id}",
     openapi_extra=openapi_body(GroupAssignmentBody, required=False),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
 )
 def assign_group(
     request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str, group_id: str
@@ -580,14 +621,14 @@ def assign_group(
         return group_assignment_json(row, base_url(request))
 
 
-@router.get("/apps/{app_id}/groups/{group_id}")
+@router.get("/apps/{app_id}/groups/{group_id}", dependencies=[allow(P.APPS_READ, "app_id")])
 def get_group_assignment(request: Request, db: DbDep, app_id: str, group_id: str) -> dict[str, Any]:
     with db.read() as session:
         row = assignments.group_assignment(session, app_id, group_id)
         return group_assignment_json(row, base_url(request))
 
 
-@router.get("/apps/{app_id}/groups")
+@router.get("/apps/{app_id}/groups", dependencies=[allow(P.APPS_READ, "app_id")])
 def list_group_assignments(
     request: Request,
     response: Response,
@@ -606,7 +647,11 @@ def list_group_assignments(
     return body
 
 
-@router.delete("/apps/{app_id}/groups/{group_id}", status_code=204)
+@router.delete(
+    "/apps/{app_id}/groups/{group_id}",
+    status_code=204,
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def unassign_group(db: DbDep, actor: ActorDep, app_id: str, group_id: str) -> Response:
     with db.transaction() as session:
         assignments.unassign_group(session, actor, app_id, group_id)
@@ -619,20 +664,25 @@ def list_group_apps(
     response: Response,
     db: DbDep,
     group_id: str,
+    caller: Caller = Depends(requires(P.APPS_READ)),
     limit: int | None = None,
     after: str | None = None,
 ) -> list[dict[str, Any]]:
     size = clamp_limit(limit, 20, 200)
     with db.read() as session:
-        page = assignments.apps_of_group(session, group_id, limit=size, after=after)
+        page = assignments.apps_of_group(
+            session, group_id, limit=size, after=after, only=caller.visible(Kind.APP)
+        )
         body = _apps_json(session, list(page), base_url(request))
     set_link_headers(request, response, page.next_cursor, size)
     return body
 
 
 @router.get("/users/{user_id}/appLinks", tags=["User"])
-def list_app_links(request: Request, db: DbDep, user_id: str) -> list[dict[str, Any]]:
+def list_app_links(
+    request: Request, db: DbDep, user_id: str, caller: Caller = Depends(requires(P.APPS_READ))
+) -> list[dict[str, Any]]:
     base = base_url(request)
     with db.read() as session:
-        user, rows = app_users.app_links(session, user_id)
+        user, rows = app_users.app_links(session, user_id, only=caller.visible(Kind.APP))
         return [app_link_json(user, app, order, base) for order, app in enumerate(rows)]

@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, base_url
+from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, allow, base_url
 from headwater.api.listing import page_response
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
+from headwater.domain.access import Permission as P
 from headwater.domain.states import KeyKind
 from headwater.engine import orphans, preview
 from headwater.services import tasks
@@ -72,7 +73,7 @@ def orphan_json(orphan: t.Orphan) -> dict[str, Any]:
 # --- Reconcile, plan, explain -----------------------------------------------------------------
 
 
-@router.post(APP + "/reconcile", status_code=202)
+@router.post(APP + "/reconcile", status_code=202, dependencies=[allow(P.APPS_WRITE, "app_id")])
 def reconcile(db: DbDep, actor: ActorDep, app_id: str) -> JSONResponse:
     """Reconcile every user and pushed group of the app, reading the downstream back (drift)."""
     with db.transaction() as session:
@@ -80,14 +81,14 @@ def reconcile(db: DbDep, actor: ActorDep, app_id: str) -> JSONResponse:
     return JSONResponse({"enqueued": count}, status_code=202)
 
 
-@router.get(APP + "/plan")
+@router.get(APP + "/plan", dependencies=[allow(P.APPS_READ, "app_id")])
 async def plan(runtime: RuntimeDep, app_id: str, observe: bool = False) -> dict[str, Any]:
     """The operations a reconcile would send now, in order; nothing is sent. ``observe=true``
     reads the downstream first (what a full reconcile would repair)."""
     return await preview.plan_app(runtime.database, runtime.connectors, app_id, observe=observe)
 
 
-@router.get(APP + "/users/{user_id}/explain")
+@router.get(APP + "/users/{user_id}/explain", dependencies=[allow(P.APPS_READ, "app_id")])
 def explain(runtime: RuntimeDep, app_id: str, user_id: str) -> dict[str, Any]:
     """Why the user has (or lacks) an account in the app, and each pushed membership."""
     return preview.explain_user(runtime.database, app_id, user_id)
@@ -96,7 +97,7 @@ def explain(runtime: RuntimeDep, app_id: str, user_id: str) -> dict[str, Any]:
 # --- Orphans ----------------------------------------------------------------------------------
 
 
-@router.get(APP + "/orphans")
+@router.get(APP + "/orphans", dependencies=[allow(P.APPS_READ, "app_id")])
 def list_orphans(
     request: Request,
     response: Response,
@@ -117,7 +118,11 @@ def list_orphans(
     return body
 
 
-@router.post(APP + "/orphans/remove", openapi_extra=openapi_body(OrphanRemovalBody, required=False))
+@router.post(
+    APP + "/orphans/remove",
+    openapi_extra=openapi_body(OrphanRemovalBody, required=False),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 async def remove_orphans(
     runtime: RuntimeDep, actor: ActorDep, body: BodyDep, app_id: str
 ) -> dict[str, Any]:
@@ -137,7 +142,7 @@ async def remove_orphans(
 # --- Tasks ------------------------------------------------------------------------------------
 
 
-@router.get(APP + "/tasks")
+@router.get(APP + "/tasks", dependencies=[allow(P.APPS_READ, "app_id")])
 def list_tasks(
     request: Request, db: DbDep, app_id: str, after: str | None = None, limit: int | None = None
 ) -> JSONResponse:
@@ -156,21 +161,25 @@ def list_tasks(
         )
 
 
-@router.post(APP + "/tasks/retry", status_code=202)
+@router.post(APP + "/tasks/retry", status_code=202, dependencies=[allow(P.APPS_WRITE, "app_id")])
 def retry_all_tasks(db: DbDep, actor: ActorDep, app_id: str) -> JSONResponse:
     with db.transaction() as session:
         count = tasks.retry_all_tasks(session, actor, app_id)
     return JSONResponse({"enqueued": count}, status_code=202)
 
 
-@router.post(APP + "/tasks/{task_id}/retry", status_code=202)
+@router.post(
+    APP + "/tasks/{task_id}/retry", status_code=202, dependencies=[allow(P.APPS_WRITE, "app_id")]
+)
 def retry_task(db: DbDep, actor: ActorDep, app_id: str, task_id: str) -> JSONResponse:
     with db.transaction() as session:
         count = tasks.retry_task(session, actor, app_id, task_id)
     return JSONResponse({"enqueued": count}, status_code=202)
 
 
-@router.delete(APP + "/tasks/{task_id}", status_code=204)
+@router.delete(
+    APP + "/tasks/{task_id}", status_code=204, dependencies=[allow(P.APPS_WRITE, "app_id")]
+)
 def dismiss_task(db: DbDep, actor: ActorDep, app_id: str, task_id: str) -> Response:
     with db.transaction() as session:
         tasks.dismiss_task(session, actor, app_id, task_id)

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, base_url
+from headwater.api.deps import ActorDep, BodyDep, DbDep, allow, base_url
 from headwater.api.listing import page_response
 from headwater.db import tables as t
+from headwater.domain.access import Permission as P
 from headwater.errors import InvalidRequest
 from headwater.services import grouppush, push_rules
 from headwater.services.grouppush import MappingFilter, MappingSpec
@@ -134,7 +135,12 @@ def _since(text: str | None) -> datetime | None:
 # --- Mappings ---------------------------------------------------------------------------------
 
 
-@router.post(MAPPINGS, status_code=201, openapi_extra=openapi_body(MappingCreateBody))
+@router.post(
+    MAPPINGS,
+    status_code=201,
+    openapi_extra=openapi_body(MappingCreateBody),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def create_mapping(
     request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
 ) -> JSONResponse:
@@ -145,7 +151,7 @@ def create_mapping(
     return JSONResponse(result, status_code=201)
 
 
-@router.get(MAPPINGS)
+@router.get(MAPPINGS, dependencies=[allow(P.APPS_READ, "app_id")])
 def list_mappings(
     request: Request,
     db: DbDep,
@@ -172,13 +178,17 @@ def list_mappings(
         )
 
 
-@router.get(MAPPINGS + "/{mapping_id}")
+@router.get(MAPPINGS + "/{mapping_id}", dependencies=[allow(P.APPS_READ, "app_id")])
 def get_mapping(request: Request, db: DbDep, app_id: str, mapping_id: str) -> dict[str, Any]:
     with db.read() as session:
         return mapping_json(grouppush.get_mapping(session, app_id, mapping_id), base_url(request))
 
 
-@router.patch(MAPPINGS + "/{mapping_id}", openapi_extra=openapi_body(MappingUpdateBody))
+@router.patch(
+    MAPPINGS + "/{mapping_id}",
+    openapi_extra=openapi_body(MappingUpdateBody),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def update_mapping(
     request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str, mapping_id: str
 ) -> dict[str, Any]:
@@ -189,7 +199,9 @@ def update_mapping(
         return mapping_json(mapping, base_url(request))
 
 
-@router.delete(MAPPINGS + "/{mapping_id}", status_code=204)
+@router.delete(
+    MAPPINGS + "/{mapping_id}", status_code=204, dependencies=[allow(P.APPS_WRITE, "app_id")]
+)
 def delete_mapping(
     db: DbDep,
     actor: ActorDep,
@@ -205,7 +217,12 @@ def delete_mapping(
     return Response(status_code=204)
 
 
-@router.post(MAPPINGS + "/{mapping_id}/push", status_code=202, tags=[EXTENSION])
+@router.post(
+    MAPPINGS + "/{mapping_id}/push",
+    status_code=202,
+    tags=[EXTENSION],
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def push_mapping_now(
     request: Request, db: DbDep, actor: ActorDep, app_id: str, mapping_id: str
 ) -> JSONResponse:
@@ -220,7 +237,13 @@ def push_mapping_now(
 # --- Push rules (Headwater extension) ---------------------------------------------------------
 
 
-@router.post(RULES, status_code=201, tags=[EXTENSION], openapi_extra=openapi_body(RuleBody))
+@router.post(
+    RULES,
+    status_code=201,
+    tags=[EXTENSION],
+    openapi_extra=openapi_body(RuleBody),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def create_rule(
     request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
 ) -> JSONResponse:
@@ -232,7 +255,7 @@ def create_rule(
     return JSONResponse(result, status_code=201)
 
 
-@router.get(RULES, tags=[EXTENSION])
+@router.get(RULES, tags=[EXTENSION], dependencies=[allow(P.APPS_READ, "app_id")])
 def list_rules(
     request: Request, db: DbDep, app_id: str, after: str | None = None, limit: int | None = None
 ) -> JSONResponse:
@@ -251,13 +274,18 @@ def list_rules(
         )
 
 
-@router.get(RULES + "/{rule_id}", tags=[EXTENSION])
+@router.get(RULES + "/{rule_id}", tags=[EXTENSION], dependencies=[allow(P.APPS_READ, "app_id")])
 def get_rule(request: Request, db: DbDep, app_id: str, rule_id: str) -> dict[str, Any]:
     with db.read() as session:
         return rule_json(push_rules.get_rule(session, app_id, rule_id), base_url(request))
 
 
-@router.delete(RULES + "/{rule_id}", status_code=204, tags=[EXTENSION])
+@router.delete(
+    RULES + "/{rule_id}",
+    status_code=204,
+    tags=[EXTENSION],
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
 def delete_rule(
     db: DbDep,
     actor: ActorDep,

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, base_url
+from headwater.api.deps import ActorDep, BodyDep, Caller, DbDep, allow, base_url, requires
 from headwater.api.listing import After, page_response
 from headwater.api.representations import group_json, user_json
 from headwater.db import tables as t
 from headwater.domain import profiles
+from headwater.domain.access import Kind
+from headwater.domain.access import Permission as P
 from headwater.services import directory
 
 __all__ = ["router"]
@@ -38,7 +40,7 @@ def _documented() -> dict[str, Any]:
     return extra
 
 
-@router.post("/groups", openapi_extra=_documented())
+@router.post("/groups", openapi_extra=_documented(), dependencies=[allow(P.GROUPS_WRITE)])
 def create_group(request: Request, db: DbDep, actor: ActorDep, body: BodyDep) -> JSONResponse:
     """Create an OKTA_GROUP; names are unique, case-insensitively."""
     data = parse(GroupIn, body)
@@ -51,6 +53,7 @@ def create_group(request: Request, db: DbDep, actor: ActorDep, body: BodyDep) ->
 def list_groups(
     request: Request,
     db: DbDep,
+    caller: Caller = Depends(requires(P.GROUPS_READ)),
     limit: int | None = None,
     after: After = None,
     q: str | None = None,
@@ -61,6 +64,9 @@ def list_groups(
     base = base_url(request)
     with db.read() as session:
         query = directory.groups_query(filter=filter, search=search, q=q)
+        only = caller.visible(Kind.GROUP)
+        if only is not None:
+            query = query.where(t.Group.id.in_(sorted(only)))
         return page_response(
             request,
             session,
@@ -73,14 +79,14 @@ def list_groups(
         )
 
 
-@router.get("/groups/{group_id}")
+@router.get("/groups/{group_id}", dependencies=[allow(P.GROUPS_READ, "group_id")])
 def get_group(request: Request, db: DbDep, group_id: str) -> JSONResponse:
     with db.read() as session:
         group = directory.find_group(session, group_id)
         return JSONResponse(group_json(group, base_url(request)))
 
 
-@router.put("/groups/{group_id}", openapi_extra=_documented())
+@router.put("/groups/{group_id}", openapi_extra=_documented(), dependencies=[allow(P.GROUPS_WRITE)])
 def replace_group(
     request: Request, db: DbDep, actor: ActorDep, body: BodyDep, group_id: str
 ) -> JSONResponse:
@@ -91,14 +97,14 @@ def replace_group(
         return JSONResponse(group_json(group, base_url(request)))
 
 
-@router.delete("/groups/{group_id}", status_code=204)
+@router.delete("/groups/{group_id}", status_code=204, dependencies=[allow(P.GROUPS_WRITE)])
 def delete_group(db: DbDep, actor: ActorDep, group_id: str) -> Response:
     with db.transaction() as session:
         directory.delete_group(session, actor, group_id)
     return Response(status_code=204)
 
 
-@router.get("/groups/{group_id}/users")
+@router.get("/groups/{group_id}/users", dependencies=[allow(P.GROUPS_READ, "group_id")])
 def list_group_users(
     request: Request,
     db: DbDep,
@@ -122,7 +128,11 @@ def list_group_users(
         )
 
 
-@router.put("/groups/{group_id}/users/{user_id}", status_code=204)
+@router.put(
+    "/groups/{group_id}/users/{user_id}",
+    status_code=204,
+    dependencies=[allow(P.MEMBERSHIPS_WRITE, "group_id")],
+)
 def add_member(db: DbDep, actor: ActorDep, group_id: str, user_id: str) -> Response:
     """Add a user to an OKTA_GROUP (idempotent; the body, if any, is ignored)."""
     with db.transaction() as session:
@@ -130,7 +140,11 @@ def add_member(db: DbDep, actor: ActorDep, group_id: str, user_id: str) -> Respo
     return Response(status_code=204)
 
 
-@router.delete("/groups/{group_id}/users/{user_id}", status_code=204)
+@router.delete(
+    "/groups/{group_id}/users/{user_id}",
+    status_code=204,
+    dependencies=[allow(P.MEMBERSHIPS_WRITE, "group_id")],
+)
 def remove_member(db: DbDep, actor: ActorDep, group_id: str, user_id: str) -> Response:
     with db.transaction() as session:
         directory.remove_member(session, actor, group_id, user_id)

@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep
+from headwater.api.deps import ActorDep, BodyDep, DbDep, allow
 from headwater.db import tables as t
+from headwater.domain.access import Permission as P
 from headwater.errors import NotFound
 from headwater.services import held_operations
 
@@ -23,7 +24,7 @@ class Decision(BaseModel):
     userIds: list[str] | None = Field(default=None, max_length=10_000)
 
 
-@router.get("/apps/{app_id}/held-operations")
+@router.get("/apps/{app_id}/held-operations", dependencies=[allow(P.APPS_READ, "app_id")])
 def list_held(app_id: str, db: DbDep) -> list[dict[str, Any]]:
     """Deprovisions held by the mass-change guard, with the decision taken so far."""
     with db.read() as session:
@@ -48,7 +49,9 @@ def _decide(app_id: str, approve: bool, body: Any, db: DbDep, actor: ActorDep) -
 
 
 @router.post(
-    "/apps/{app_id}/held-operations/approve", openapi_extra=openapi_body(Decision, required=False)
+    "/apps/{app_id}/held-operations/approve",
+    openapi_extra=openapi_body(Decision, required=False),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
 )
 def approve(app_id: str, body: BodyDep, db: DbDep, actor: ActorDep) -> dict[str, int]:
     """Let the held deprovisions run."""
@@ -56,7 +59,9 @@ def approve(app_id: str, body: BodyDep, db: DbDep, actor: ActorDep) -> dict[str,
 
 
 @router.post(
-    "/apps/{app_id}/held-operations/reject", openapi_extra=openapi_body(Decision, required=False)
+    "/apps/{app_id}/held-operations/reject",
+    openapi_extra=openapi_body(Decision, required=False),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
 )
 def reject(app_id: str, body: BodyDep, db: DbDep, actor: ActorDep) -> dict[str, int]:
     """Keep the accounts: the held deprovisions are dropped."""

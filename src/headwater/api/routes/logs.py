@@ -9,12 +9,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from headwater import clock
-from headwater.api.deps import DbDep
+from headwater.api.deps import DbDep, allow
 from headwater.api.listing import After
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
 from headwater.db.paging import checked_cursor
 from headwater.domain import profiles
+from headwater.domain.access import Permission as P
 from headwater.errors import InvalidRequest
 from headwater.services import system_log
 
@@ -77,7 +78,7 @@ def _moment(name: str, value: str | None) -> datetime | None:
         raise InvalidRequest(f"Api validation failed: {name}", [cause]) from exc
 
 
-@router.get("/logs")
+@router.get("/logs", dependencies=[allow(P.LOGS_READ)])
 def list_logs(
     request: Request,
     db: DbDep,

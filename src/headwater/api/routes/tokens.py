@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from headwater import clock
-from headwater.api.deps import ActorDep, DbDep, base_url
+from headwater.api.deps import ActorDep, DbDep, allow, base_url
 from headwater.db import tables as t
+from headwater.domain.access import Permission as P
 from headwater.errors import NotFound
 from headwater.services import tokens
 
@@ -52,14 +53,14 @@ def _find(session: Session, token_id: str) -> t.ApiToken:
     return row
 
 
-@router.get("/api-tokens")
+@router.get("/api-tokens", dependencies=[allow(P.TOKENS_MANAGE)])
 def list_api_tokens(request: Request, db: DbDep) -> JSONResponse:
     base = base_url(request)
     with db.read() as session:
         return JSONResponse([token_json(row, base) for row in tokens.list_tokens(session)])
 
 
-@router.delete("/api-tokens/current", status_code=204)
+@router.delete("/api-tokens/current", status_code=204, dependencies=[allow(P.TOKENS_SELF)])
 def revoke_current_api_token(db: DbDep, actor: ActorDep) -> Response:
     """Revoke the token this request was made with."""
     with db.transaction() as session:
@@ -67,13 +68,13 @@ def revoke_current_api_token(db: DbDep, actor: ActorDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/api-tokens/{token_id}")
+@router.get("/api-tokens/{token_id}", dependencies=[allow(P.TOKENS_MANAGE)])
 def get_api_token(request: Request, db: DbDep, token_id: str) -> JSONResponse:
     with db.read() as session:
         return JSONResponse(token_json(_find(session, token_id), base_url(request)))
 
 
-@router.delete("/api-tokens/{token_id}", status_code=204)
+@router.delete("/api-tokens/{token_id}", status_code=204, dependencies=[allow(P.TOKENS_MANAGE)])
 def revoke_api_token(db: DbDep, actor: ActorDep, token_id: str) -> Response:
     with db.transaction() as session:
         tokens.revoke(session, _find(session, token_id).id, actor)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, base_url
+from headwater.api.deps import ActorDep, BodyDep, Caller, DbDep, allow, base_url, requires
 from headwater.api.listing import After, page_response
 from headwater.api.representations import group_json, user_json
 from headwater.db import tables as t
 from headwater.domain import profiles
+from headwater.domain.access import Kind
+from headwater.domain.access import Permission as P
 from headwater.domain.lifecycle import Action
 from headwater.errors import InvalidRequest
 from headwater.services import directory
@@ -84,7 +86,11 @@ def _password(credentials: CredentialsIn | None) -> str | None:
 # --- Users ------------------------------------------------------------------------------------
 
 
-@router.post("/users", openapi_extra=_documented(CreateUserIn, complete=True))
+@router.post(
+    "/users",
+    openapi_extra=_documented(CreateUserIn, complete=True),
+    dependencies=[allow(P.USERS_WRITE)],
+)
 def create_user(
     request: Request, db: DbDep, actor: ActorDep, body: BodyDep, activate: bool = True
 ) -> JSONResponse:
@@ -102,7 +108,7 @@ def create_user(
         return JSONResponse(user_json(user, base_url(request)))
 
 
-@router.get("/users")
+@router.get("/users", dependencies=[allow(P.USERS_READ)])
 def list_users(
     request: Request,
     db: DbDep,
@@ -128,7 +134,7 @@ def list_users(
         )
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id}", dependencies=[allow(P.USERS_READ)])
 def get_user(request: Request, db: DbDep, user_id: str) -> JSONResponse:
     """A user by id or login."""
     with db.read() as session:
@@ -154,7 +160,11 @@ def _update(
         return JSONResponse(user_json(user, base_url(request)))
 
 
-@router.post("/users/{user_id}", openapi_extra=_documented(UpdateUserIn, complete=False))
+@router.post(
+    "/users/{user_id}",
+    openapi_extra=_documented(UpdateUserIn, complete=False),
+    dependencies=[allow(P.USERS_WRITE)],
+)
 def update_user(
     request: Request, db: DbDep, actor: ActorDep, body: BodyDep, user_id: str
 ) -> JSONResponse:
@@ -162,7 +172,11 @@ def update_user(
     return _update(request, db, actor, body, user_id, replace=False)
 
 
-@router.put("/users/{user_id}", openapi_extra=_documented(UpdateUserIn, complete=True))
+@router.put(
+    "/users/{user_id}",
+    openapi_extra=_documented(UpdateUserIn, complete=True),
+    dependencies=[allow(P.USERS_WRITE)],
+)
 def replace_user(
     request: Request, db: DbDep, actor: ActorDep, body: BodyDep, user_id: str
 ) -> JSONResponse:
@@ -170,7 +184,7 @@ def replace_user(
     return _update(request, db, actor, body, user_id, replace=True)
 
 
-@router.delete("/users/{user_id}", status_code=204)
+@router.delete("/users/{user_id}", status_code=204, dependencies=[allow(P.USERS_WRITE)])
 def delete_user(db: DbDep, actor: ActorDep, user_id: str) -> Response:
     """Deactivates a user who is not DEPROVISIONED; deletes one who is."""
     with db.transaction() as session:
@@ -183,6 +197,7 @@ def list_user_groups(
     request: Request,
     db: DbDep,
     user_id: str,
+    caller: Caller = Depends(requires(P.GROUPS_READ)),
     limit: int | None = None,
     after: After = None,
 ) -> JSONResponse:
@@ -190,6 +205,9 @@ def list_user_groups(
     base = base_url(request)
     with db.read() as session:
         query = directory.user_groups_query(session, user_id)
+        only = caller.visible(Kind.GROUP)
+        if only is not None:
+            query = query.where(t.Group.id.in_(sorted(only)))
         return page_response(
             request,
             session,
@@ -213,7 +231,12 @@ def _lifecycle_route(action: Action) -> None:
 
     run.__name__ = f"{action.value}_user"
     run.__doc__ = f"Lifecycle: {action.value} (Okta's rules; the body is ignored)."
-    router.add_api_route(f"/users/{{user_id}}/lifecycle/{action.value}", run, methods=["POST"])
+    router.add_api_route(
+        f"/users/{{user_id}}/lifecycle/{action.value}",
+        run,
+        methods=["POST"],
+        dependencies=[allow(P.USERS_WRITE)],
+    )
 
 
 for _action in Action:

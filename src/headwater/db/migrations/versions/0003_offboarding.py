@@ -1,7 +1,7 @@
 """offboarding deadline: when a deprovision began, and stale memberships
 
-Revision ID: 0005_offboarding
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -9,15 +9,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_offboarding"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
     with op.batch_alter_table("app_user_links") as batch:
-        batch.add_column(sa.Column("deprovision_started", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(
+            sa.Column("deprovision_started", sa.DateTime(timezone=True), nullable=True)
+        )
     with op.batch_alter_table("push_members") as batch:
         batch.add_column(sa.Column("stale_since", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("stale_error", sa.Text(), nullable=True))
