@@ -8,6 +8,7 @@ import httpx
 
 from headwater.connectors.auth import build_auth
 from headwater.connectors.scim import ScimConnector
+from headwater.connectors.scrub import Scrubber
 from headwater.crypto import SecretBox
 from headwater.domain.connection import ConnectionInfo
 from headwater.domain.settings import ProvisioningSettings
@@ -51,7 +52,9 @@ class ConnectorFactory:
         secret = (
             self._secrets.open(connection.secret_encrypted) if connection.secret_encrypted else {}
         )
-        auth = build_auth(connection.auth_scheme, {k: str(v) for k, v in secret.items()})
+        plain = {k: str(v) for k, v in secret.items()}
+        scrubber = Scrubber.for_secret(plain)
+        auth = build_auth(connection.auth_scheme, plain, scrubber=scrubber)
         app_id = connection.app_id
 
         def on_request(method: str, path: str, status: int | None, seconds: float) -> None:
@@ -70,4 +73,5 @@ class ConnectorFactory:
             settings=settings,
             transport=transport,
             on_request=on_request,
+            scrubber=scrubber,
         )

@@ -2,6 +2,8 @@
 link or mapping marked, a Task for an admin, in-flight adds settled, a lost id forgotten).
 
 Every function runs inside the recorder's transaction; nothing here talks to a downstream.
+Messages are scrubbed once more before they are stored (the connector scrubbed them already):
+no credential-shaped text reaches a Task, an app user or a mapping.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from headwater.connectors.errors import (
     NotFoundError,
     TransientError,
 )
+from headwater.connectors.scrub import scrub_text
 from headwater.db import tables as t
 from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
@@ -50,6 +53,10 @@ _ADDRESSED_BY_ID = (
     ops.DeleteGroup,
 )
 MAX_MESSAGE = 2000
+
+
+def _safe(message: str) -> str:
+    return scrub_text(message, limit=MAX_MESSAGE)
 
 
 def classify(error: Exception, failed: ops.Operation | None) -> ErrorClass:
@@ -100,20 +107,21 @@ def mark_error(
 ) -> None:
     """Show the failure on the app user (OUT_OF_SYNC while retrying, ERROR when final) or on
     the push mapping (ERROR when final)."""
+    message = _safe(message)
     if key.kind is KeyKind.USER:
         links.upsert(
             session,
             app.id,
             key.subject_id,
             sync_state=SyncState.ERROR if final else SyncState.OUT_OF_SYNC,
-            last_error=message[:MAX_MESSAGE],
+            last_error=message,
         )
         return
     mapping = session.get(t.PushMapping, key.subject_id)
     if mapping is not None and mapping.status != MappingStatus.INACTIVE:
         if final:
             mapping.status = MappingStatus.ERROR
-        mapping.error_summary = message[:MAX_MESSAGE]
+        mapping.error_summary = message
         mapping.last_updated = clock.utcnow()
 
 
@@ -139,6 +147,7 @@ def _upsert_task(
     message: str,
 ) -> None:
     """One open Task per key: a new failure updates it rather than piling up duplicates."""
+    message = _safe(message)
     now = clock.utcnow()
     task = session.execute(
         select(t.Task).where(
@@ -155,14 +164,14 @@ def _upsert_task(
                 operation=operation,
                 target=target,
                 http_status=status,
-                message=message[:MAX_MESSAGE],
+                message=message,
                 attempts=key.attempts + 1,
                 first_attempt=now,
                 last_attempt=now,
             )
         )
         return
-    task.operation, task.http_status, task.message = operation, status, message[:MAX_MESSAGE]
+    task.operation, task.http_status, task.message = operation, status, message
     task.attempts += 1
     task.last_attempt = now
 
@@ -206,7 +215,7 @@ def record_refused_members(
         )
     )
     summary = "; ".join(f"{external_id}: {message}" for _, external_id, message in refused)
-    message = f"{len(refused)} member(s) refused by {app.label}: {summary}"[:MAX_MESSAGE]
+    message = _safe(f"{len(refused)} member(s) refused by {app.label}: {summary}")
     mapping = session.get(t.PushMapping, mapping_id)
     if mapping is not None:
         mapping.status, mapping.error_summary, mapping.last_updated = (
