@@ -48,6 +48,7 @@ from headwater.connectors.errors import (
     PermanentError,
     TransientError,
 )
+from headwater.connectors.outbound import OutboundDenied, OutboundPolicy, OutboundTransport
 from headwater.connectors.scrub import MAX_DETAIL, Scrubber, scrub_text
 from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
 from headwater.domain.settings import MAX_BATCH_SIZE, MembershipMethod, ProvisioningSettings
@@ -233,6 +234,8 @@ def transport_error(
         where = "POST token URL"
     name = type(exc).__name__
     text = scrub(str(exc))
+    if isinstance(exc, OutboundDenied):
+        return AppUnavailableError(f"{where}: {exc}")
     if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
         what = scrub_text(f"{name}: {text}" if text else name, limit=200)
         if isinstance(exc, httpx.ConnectTimeout):
@@ -418,7 +421,8 @@ class ScimConnector:
         on_request: RequestHook | None = None,
         scrubber: Scrubber | None = None,
     ) -> None:
-        """``scrubber`` holds the app's secrets, to keep them out of every error."""
+        """``transport`` defaults to an :class:`OutboundTransport` with the default outbound
+        policy; ``scrubber`` holds the app's secrets, to keep them out of every error."""
         self.settings = settings
         self._on_request = on_request
         self.scrubber = scrubber or Scrubber()
@@ -428,7 +432,7 @@ class ScimConnector:
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             auth=auth,
-            transport=transport,
+            transport=transport or OutboundTransport(OutboundPolicy()),
             # httpx times single reads; the deadline above bounds the whole request first.
             timeout=httpx.Timeout(settings.request_timeout + 1, connect=settings.connect_timeout),
             follow_redirects=False,

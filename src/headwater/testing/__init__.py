@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         LoggedRequest,
     )
     from headwater.testing.scimserver import (
+        LOOPBACK_ALLOW,
         ScimApplication,
         ScimServerProcess,
         free_port,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "LOOPBACK_ALLOW",
     "FaultProxy",
     "FaultProxyThread",
     "FaultRule",
@@ -42,6 +44,7 @@ _HOMES = {
     "FaultProxyThread": "faultproxy",
     "FaultRule": "faultproxy",
     "LoggedRequest": "faultproxy",
+    "LOOPBACK_ALLOW": "scimserver",
     "ScimApplication": "scimserver",
     "ScimServerProcess": "scimserver",
     "free_port": "scimserver",
