@@ -55,7 +55,7 @@ from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.runtime import Runtime
 from headwater.testing.faultproxy import FaultProxyThread
-from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.scimserver import LOOPBACK_ALLOW, ScimServerProcess
 from headwater.testing.toolkit import (
     api_client,
     assign_group,
@@ -100,6 +100,7 @@ def worker_processes(
         HEADWATER_DATABASE_URL=url,
         HEADWATER_SECRET_KEY=SECRET_KEY,
         HEADWATER_DATA_DIR=str(log_dir),
+        HEADWATER_OUTBOUND_ALLOW=LOOPBACK_ALLOW,
         PYTHONPATH=os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p),
     )
     processes: list[subprocess.Popen[bytes]] = []

@@ -20,14 +20,14 @@ import httpx
 import uvicorn
 from playwright.sync_api import Page, sync_playwright
 
-from headwater.server import create_app
 from headwater.config import Settings
-from headwater.db import queue
+from headwater.db import outbox
+from headwater.db.events import SYSTEM
 from headwater.demo import load_example
 from headwater.runtime import Runtime
+from headwater.server import create_app
 from headwater.services import admins, tokens
-from headwater.db.events import SYSTEM
-from headwater.testing.scimserver import ScimServerProcess, free_port
+from headwater.testing.scimserver import LOOPBACK_ALLOW, ScimServerProcess, free_port
 
 OUT = Path(__file__).parent
 CHROMIUM = "/usr/bin/chromium"
@@ -75,7 +75,10 @@ def _shoot(page: Page, path: str, name: str, *, full_page: bool = True) -> None:
 def main() -> None:
     scim_token = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory() as tmp, ScimServerProcess(bearer_token=scim_token) as scim:
-        settings = Settings(data_dir=Path(tmp), idle_poll_seconds=0.2)
+        # The downstream runs on loopback, which the outbound policy denies unless allowed.
+        settings = Settings(
+            data_dir=Path(tmp), idle_poll_seconds=0.2, outbound_allow=LOOPBACK_ALLOW
+        )
         runtime = Runtime.from_settings(settings)
         with runtime.database.transaction() as session:
             _, api_token = tokens.create(session, "screenshots", SYSTEM)

@@ -107,7 +107,7 @@ def run_demo(*, port: int) -> None:
     from headwater.runtime import Runtime
     from headwater.server import create_app
     from headwater.services import admins, tokens
-    from headwater.testing.scimserver import ScimServerProcess
+    from headwater.testing.scimserver import LOOPBACK_ALLOW, ScimServerProcess
 
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     DEMO_DIR.mkdir(parents=True)
@@ -122,7 +122,13 @@ def run_demo(*, port: int) -> None:
     previous_interrupt = signal.signal(signal.SIGINT, _stop_on_signal)
     try:
         downstream.start()
-        settings = Settings(data_dir=DEMO_DIR, database_url=None, idle_poll_seconds=0.2)
+        # The downstream runs on loopback, which the outbound policy denies unless allowed.
+        settings = Settings(
+            data_dir=DEMO_DIR,
+            database_url=None,
+            idle_poll_seconds=0.2,
+            outbound_allow=LOOPBACK_ALLOW,
+        )
         runtime = Runtime.from_settings(settings)
         with runtime.database.transaction() as session:
             _, api_token = tokens.create(session, "demo", SYSTEM)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from headwater.config import Settings
+from headwater.connectors.outbound import OutboundPolicy
 from headwater.crypto import SecretBox, load_or_create_key
 from headwater.db.engine import Database
 from headwater.db.migrate import upgrade
@@ -36,7 +37,8 @@ class Runtime:
             upgrade(database)
         box = SecretBox(load_or_create_key(settings.secret_key, settings.data_dir))
         metrics = Metrics(database)
-        factory = connectors or ConnectorFactory(box)
+        policy = OutboundPolicy.from_text(settings.outbound_allow, settings.outbound_deny)
+        factory = connectors or ConnectorFactory(box, policy=policy)
         factory.hooks.append(metrics.observe_request)
         return cls(
             settings=settings, database=database, secrets=box, connectors=factory, metrics=metrics

@@ -18,6 +18,7 @@ from headwater.testing.toolkit import (
     create_app,
     create_user,
     events,
+    ok,
     queued_subjects,
 )
 
@@ -220,3 +221,110 @@ def test_connection_of_unknown_app(client: TestClient) -> None:
     assert client.post(_url("0oaNope"), json=_token_body()).status_code == 404
     assert client.get(_url("0oaNope")).status_code == 404
     assert client.post(_url("0oaNope") + "/lifecycle/activate").status_code == 404
+
+
+# --- A secret is bound to the URL it was entered for ------------------------------------------
+
+OTHER = "http://elsewhere.test/v2"
+
+
+@pytest.fixture
+def elsewhere(runtime: Runtime) -> InProcessScim:
+    """Another SCIM server (accepting anything), where a moved connection would send."""
+    return InProcessScim("elsewhere.test").serve(runtime)
+
+
+@pytest.mark.parametrize("activate", ["true", "false"])
+def test_a_new_base_url_needs_the_token_again(
+    client: TestClient, runtime: Runtime, elsewhere: InProcessScim, activate: str
+) -> None:
+    app_id = create_app(runtime)
+    client.post(_url(app_id), json=_token_body())
+    before = _stored(runtime, app_id)
+    response = client.post(f"{_url(app_id)}?activate={activate}", json=_token_body(None, OTHER))
+    assert_okta_error(
+        response, 400, "E0000001", "profile.token: required again when baseUrl changes"
+    )
+    assert elsewhere.transport.sent == []
+    after = _stored(runtime, app_id)
+    assert after is not None and before is not None
+    assert (after.base_url, after.secret_encrypted) == (BASE, before.secret_encrypted)
+    # With the token given again, the move is fine.
+    moved = client.post(f"{_url(app_id)}?activate={activate}", json=_token_body("new-token", OTHER))
+    assert moved.status_code == 200, moved.text
+    row = _stored(runtime, app_id)
+    assert row is not None and runtime.secrets.open(row.secret_encrypted or "") == {
+        "token": "new-token"
+    }
+
+
+def test_a_new_base_url_needs_the_password_again(
+    client: TestClient, runtime: Runtime, elsewhere: InProcessScim
+) -> None:
+    app_id = create_app(runtime)
+    basic = {"authScheme": "BASIC", "username": "svc", "password": "pa55-word-x"}
+    client.post(_url(app_id) + "?activate=false", json={"baseUrl": BASE, "profile": basic})
+    moved = {"baseUrl": OTHER, "profile": {"authScheme": "BASIC"}}
+    response = client.post(_url(app_id), json=moved)
+    assert_okta_error(response, 400, "E0000001", "profile.password: required again")
+    assert elsewhere.transport.sent == []
+    # The user name is no secret: it is kept.
+    again = {"baseUrl": OTHER, "profile": {"authScheme": "BASIC", "password": "n3w-pass"}}
+    ok(client.post(_url(app_id) + "?activate=false", json=again))
+    row = _stored(runtime, app_id)
+    assert row is not None and runtime.secrets.open(row.secret_encrypted or "") == {
+        "username": "svc",
+        "password": "n3w-pass",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"tokenUrl": "https://other-idp.example.com/token"}, "profile.tokenUrl changes"),
+        ({"baseUrl": OTHER}, "baseUrl changes"),
+    ],
+)
+def test_a_new_oauth_url_needs_the_client_secret_again(
+    client: TestClient, runtime: Runtime, elsewhere: InProcessScim, change: dict[str, str], why: str
+) -> None:
+    app_id = create_app(runtime)
+    oauth = {
+        "authScheme": "OAUTH2",
+        "clientId": "cid",
+        "clientSecret": "oauth-secret-x",
+        "tokenUrl": "https://idp.example.com/token",
+    }
+    client.post(_url(app_id) + "?activate=false", json={"baseUrl": BASE, "profile": oauth})
+    profile: dict[str, Any] = {"authScheme": "OAUTH2"}
+    if "tokenUrl" in change:
+        profile["tokenUrl"] = change["tokenUrl"]
+    body = {"baseUrl": change.get("baseUrl", BASE), "profile": profile}
+    response = client.post(_url(app_id), json=body)
+    assert_okta_error(response, 400, "E0000001", f"profile.clientSecret: required again when {why}")
+    assert elsewhere.transport.sent == []
+    # Unchanged URLs keep it.
+    same = {"baseUrl": BASE + "/", "profile": {"authScheme": "OAUTH2"}}
+    ok(client.post(_url(app_id) + "?activate=false", json=same))
+    row = _stored(runtime, app_id)
+    assert row is not None
+    assert runtime.secrets.open(row.secret_encrypted or "")["client_secret"] == "oauth-secret-x"
+
+
+@pytest.mark.parametrize(
+    "host", ["2130706433", "0x7f000001", "0177.0.0.1", "127.1", "0x7f.0.0.1", "127.0.0.1."]
+)
+@pytest.mark.parametrize("field", ["baseUrl", "tokenUrl"])
+def test_numbers_not_spelled_as_dotted_quads_are_refused_on_save(
+    client: TestClient, runtime: Runtime, host: str, field: str
+) -> None:
+    app_id = create_app(runtime)
+    url = f"http://{host}:8080/scim/v2"
+    profile = {"authScheme": "OAUTH2", "clientId": "c", "clientSecret": "s3cret", "tokenUrl": url}
+    body: dict[str, Any] = {"baseUrl": BASE, "profile": profile}
+    if field == "baseUrl":
+        body = {"baseUrl": url, "profile": {"authScheme": "TOKEN", "token": "x"}}
+    response = client.post(_url(app_id) + "?activate=false", json=body)
+    cause = "baseUrl" if field == "baseUrl" else "profile.tokenUrl"
+    assert_okta_error(response, 400, "E0000001", f"{cause}: its host must spell an IPv4 address")
+    assert _stored(runtime, app_id) is None

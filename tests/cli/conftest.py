@@ -12,18 +12,20 @@ import pytest
 from cryptography.fernet import Fernet
 
 from headwater.runtime import Runtime
-from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.scimserver import LOOPBACK_ALLOW, ScimServerProcess
 from headwater.testing.toolkit import Cli
 
 
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str | None]:
-    """Environment of one test's CLI: its own database and key; no terminal, 200 columns."""
+    """Environment of one test's CLI: its own database and key; the downstream on loopback
+    allowed by the outbound policy; no terminal, 200 columns."""
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("HEADWATER_")}
     env.update(
         HEADWATER_DATABASE_URL=f"sqlite:///{tmp_path / 'hw.db'}",
         HEADWATER_DATA_DIR=str(tmp_path / "data"),
         HEADWATER_SECRET_KEY=Fernet.generate_key().decode(),
+        HEADWATER_OUTBOUND_ALLOW=LOOPBACK_ALLOW,
         COLUMNS="200",
         TTY_COMPATIBLE="0",
         TTY_INTERACTIVE="0",

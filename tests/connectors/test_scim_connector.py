@@ -20,7 +20,7 @@ from headwater.connectors.errors import (
 from headwater.connectors.scim import ScimConnector
 from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
 from headwater.domain.settings import MembershipMethod, ProvisioningSettings
-from headwater.testing.toolkit import InProcessScim
+from headwater.testing.toolkit import InProcessScim, loopback_transport
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -122,7 +122,9 @@ def _closed_port() -> int:
 async def test_connection_refused() -> None:
     url = f"http://127.0.0.1:{_closed_port()}/scim/v2"
     settings = ProvisioningSettings(connect_timeout=5, request_timeout=5)
-    async with ScimConnector(url, auth=None, settings=settings) as scim:
+    async with ScimConnector(
+        url, auth=None, settings=settings, transport=loopback_transport()
+    ) as scim:
         with pytest.raises(AppUnavailableError, match="cannot connect"):
             await scim.test_connection()
         # Outside the probe, a refused connection is a blip worth retrying.
@@ -494,7 +496,10 @@ async def test_a_server_that_never_answers_times_out_within_the_request_timeout(
     settings = ProvisioningSettings(connect_timeout=1, request_timeout=1)
     try:
         async with ScimConnector(
-            f"http://127.0.0.1:{port}/scim/v2", auth=None, settings=settings
+            f"http://127.0.0.1:{port}/scim/v2",
+            auth=None,
+            settings=settings,
+            transport=loopback_transport(),
         ) as scim:
             started = asyncio.get_running_loop().time()
             with pytest.raises(TransientError, match="no answer within 1 s"):

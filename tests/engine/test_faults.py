@@ -24,6 +24,7 @@ from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
 from headwater.services import held_operations
 from headwater.testing.toolkit import (
+    LOOPBACK_ALLOW,
     ScimReader,
     assign_group,
     change_status,
@@ -116,6 +117,7 @@ def test_sigkill_of_the_worker_loses_nothing_and_duplicates_nothing(tmp_path: Pa
         HEADWATER_LEASE_SECONDS="2",
         HEADWATER_RETRY_BASE_SECONDS="0.05",
         HEADWATER_IDLE_POLL_SECONDS="0.1",
+        HEADWATER_OUTBOUND_ALLOW=LOOPBACK_ALLOW,
     )
     rng = random.Random(5)
     with proxied_scim_server() as (server, proxy):

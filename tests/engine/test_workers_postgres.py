@@ -22,6 +22,7 @@ from headwater.db import outbox
 from headwater.runtime import Runtime
 from headwater.testing.faultproxy import FaultProxyThread
 from headwater.testing.toolkit import (
+    LOOPBACK_ALLOW,
     ScimReader,
     assign_group,
     create_group,
@@ -63,6 +64,7 @@ def workers(
         HEADWATER_DATA_DIR=str(data_dir),
         HEADWATER_WORKER_BATCH_SIZE="50",
         HEADWATER_IDLE_POLL_SECONDS="0.5",
+        HEADWATER_OUTBOUND_ALLOW=LOOPBACK_ALLOW,
     )
     # Workers log a line per key: to files, since an unread pipe would fill and block them.
     logs = [(data_dir / f"worker-{n}.log").open("wb") for n in range(count)]

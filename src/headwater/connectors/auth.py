@@ -16,13 +16,18 @@ from typing import Any, Literal
 import httpx
 
 from headwater.connectors.errors import AppUnavailableError, TransientError
+from headwater.connectors.scrub import Scrubber
 
 __all__ = [
+    "TOKEN_REQUEST",
     "BasicAuth",
     "BearerTokenAuth",
     "OAuthClientCredentialsAuth",
     "build_auth",
 ]
+
+#: Request extension that marks an OAuth token request (errors then name it, not the SCIM call).
+TOKEN_REQUEST = "headwater.oauth_token_request"
 
 #: Refresh a cached OAuth token this many seconds before the server says it expires, so a
 #: request never arrives with a token that lapsed in flight.
@@ -62,9 +67,10 @@ class OAuthClientCredentialsAuth(httpx.Auth):
     """OAuth 2.0 client credentials grant (RFC 6749 §4.4) with a cached access token.
 
     The token request is yielded from the auth flow, so it travels through the same client and
-    transport as the SCIM calls (and the same timeouts). The token is reused until
-    ``EXPIRY_MARGIN`` seconds before it expires; a 401 drops it and retries once with a fresh one,
-    which covers tokens the server revoked early.
+    transport as the SCIM calls (and the same timeouts and outbound policy). The token is reused
+    until ``EXPIRY_MARGIN`` seconds before it expires; a 401 drops it and retries once with a
+    fresh one, which covers tokens the server revoked early. Each access token obtained is given
+    to ``scrubber``, so that a downstream echoing it back cannot get it stored or shown.
     """
 
     requires_response_body = True
@@ -78,6 +84,7 @@ class OAuthClientCredentialsAuth(httpx.Auth):
         *,
         client_auth: Literal["basic", "post"] = "basic",
         clock: Callable[[], float] = time.monotonic,
+        scrubber: Scrubber | None = None,
     ) -> None:
         if not token_url or not client_id or not client_secret:
             raise ValueError("token_url, client_id and client_secret are required")
@@ -89,6 +96,7 @@ class OAuthClientCredentialsAuth(httpx.Auth):
         self._scope = scope
         self._client_auth = client_auth
         self._clock = clock
+        self._scrubber = scrubber
         self._token: str | None = None
         self._expires_at = 0.0
         self._thread_lock = threading.Lock()
@@ -125,7 +133,7 @@ class OAuthClientCredentialsAuth(httpx.Auth):
         else:
             pair = f"{self._client_id}:{self._client_secret}".encode()
             headers["Authorization"] = f"Basic {base64.b64encode(pair).decode('ascii')}"
-        extensions: dict[str, Any] = {}
+        extensions: dict[str, Any] = {TOKEN_REQUEST: True}
         if "timeout" in original.extensions:
             extensions["timeout"] = original.extensions["timeout"]
         return httpx.Request(
@@ -133,24 +141,40 @@ class OAuthClientCredentialsAuth(httpx.Auth):
         )
 
     def _store_token(self, response: httpx.Response) -> str:
-        """Read the token endpoint's answer; raise a connector error when it refused."""
+        """Read the token endpoint's answer; raise a connector error when it refused.
+
+        The endpoint's ``error`` and ``error_description`` become the error's ``detail``
+        (the connector scrubs it): an endpoint may echo the client secret in them.
+        """
         status = response.status_code
         payload: Any
         try:
             payload = response.json()
-        except ValueError:
+        except (ValueError, UnicodeDecodeError):
             payload = None
         if status != 200:
-            code = ""
-            if isinstance(payload, Mapping) and isinstance(payload.get("error"), str):
-                code = f": {payload['error'][:100]}"
-            message = f"OAuth token request failed (HTTP {status}{code})"
+            said = []
+            if isinstance(payload, Mapping):
+                said = [
+                    payload[key]
+                    for key in ("error", "error_description")
+                    if isinstance(payload.get(key), str)
+                ]
+            detail = ": ".join(said)[:2000]
+            message = f"POST token URL: OAuth token request failed (HTTP {status})"
             if status == 429 or status >= 500:
-                raise TransientError(message, status=status)
-            raise AppUnavailableError(f"{message}; credentials rejected?", status=status)
+                raise TransientError(message, status=status, detail=detail)
+            raise AppUnavailableError(
+                f"{message}; credentials rejected?", status=status, detail=detail
+            )
         token = payload.get("access_token") if isinstance(payload, Mapping) else None
         if not isinstance(token, str) or not token:
-            raise AppUnavailableError("OAuth token endpoint answered without an access_token")
+            raise AppUnavailableError(
+                "POST token URL: OAuth token endpoint answered without an access_token",
+                status=status,
+            )
+        if self._scrubber is not None:
+            self._scrubber.add(token)
         lifetime = _lifetime(payload.get("expires_in"))
         # Short-lived tokens keep half their life rather than none, so they are still reused.
         self._token = token
@@ -233,11 +257,14 @@ def _require(secret: Mapping[str, str], scheme: str, *keys: str) -> list[str]:
     return [secret[key] for key in keys]
 
 
-def build_auth(scheme: str, secret: Mapping[str, str]) -> httpx.Auth | None:
+def build_auth(
+    scheme: str, secret: Mapping[str, str], *, scrubber: Scrubber | None = None
+) -> httpx.Auth | None:
     """Turn an app's stored auth scheme and secret into an ``httpx.Auth`` (None for "NONE").
 
     Schemes: ``TOKEN`` (token), ``BASIC`` (username, password), ``OAUTH2`` (token_url,
     client_id, client_secret, optional scope and client_auth "basic"/"post"), ``NONE``.
+    ``scrubber`` learns the OAuth access tokens as they are issued.
     """
     kind = scheme.strip().upper()
     if kind == "NONE":
@@ -261,5 +288,6 @@ def build_auth(scheme: str, secret: Mapping[str, str]) -> httpx.Auth | None:
             client_secret,
             secret.get("scope") or None,
             client_auth="post" if client_auth == "post" else "basic",
+            scrubber=scrubber,
         )
     raise ValueError(f"unknown auth scheme {scheme!r}")

@@ -8,7 +8,11 @@
     └── AppUnavailableError          the app as a whole is unusable (401/403, base URL 404,
                                      connection refused): quarantine it and probe
 
-Messages never carry credentials; ``status`` is the downstream HTTP status when there was one.
+``message`` says what failed in Headwater's words (the request, the status, the policy) and is
+what API callers and the console see; ``detail`` is the downstream's own explanation (an error
+``detail``, a protocol error's text), scrubbed of credentials and capped by the connector, for
+admins' records (Tasks, app users, the system log). ``str(error)`` is both. Neither ever
+carries a credential; ``status`` is the downstream HTTP status when there was one.
 """
 
 from __future__ import annotations
@@ -26,10 +30,17 @@ __all__ = [
 class DownstreamError(Exception):
     """The downstream app call failed."""
 
-    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, status: int | None = None, detail: str = ""
+    ) -> None:
         self.message = message or (self.__doc__ or "").strip()
         self.status = status
+        #: The downstream's own words, scrubbed and capped; never shown to API callers.
+        self.detail = detail
         super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.detail}" if self.detail else self.message
 
 
 class TransientError(DownstreamError):
@@ -41,8 +52,9 @@ class TransientError(DownstreamError):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        detail: str = "",
     ) -> None:
-        super().__init__(message, status=status)
+        super().__init__(message, status=status, detail=detail)
         #: Seconds the downstream asked us to wait (from ``Retry-After``), if it said.
         self.retry_after = retry_after
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -38,6 +39,7 @@ from scim2_models import (
 )
 
 from headwater import __version__
+from headwater.connectors.auth import TOKEN_REQUEST
 from headwater.connectors.errors import (
     AppUnavailableError,
     ConflictError,
@@ -46,6 +48,8 @@ from headwater.connectors.errors import (
     PermanentError,
     TransientError,
 )
+from headwater.connectors.outbound import OutboundDenied, OutboundPolicy, OutboundTransport
+from headwater.connectors.scrub import MAX_DETAIL, Scrubber, scrub_text
 from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
 from headwater.domain.settings import MAX_BATCH_SIZE, MembershipMethod, ProvisioningSettings
 
@@ -59,13 +63,16 @@ RequestHook = Callable[[str, str, int | None, float], None]
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 SCIM_MEDIA_TYPE = "application/scim+json"
-#: Longest server-supplied text (a SCIM Error ``detail``) carried into an error message.
-MAX_DETAIL = 500
+#: Longest error message (Headwater's own words about what failed).
+MAX_MESSAGE = 500
+#: Turns downstream text into text safe to keep (see ``connectors.scrub``).
+Scrub = Callable[[str], str]
 
 _UserModel = User[EnterpriseUser]
 #: Top-level keys an ``extra`` mapping may not set: structural or server-owned.
 _RESERVED = frozenset({"schemas", "id", "meta"})
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 class _MalformedError(ValueError):
@@ -151,8 +158,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 def _error_detail(response: httpx.Response) -> str:
     """The server's own explanation of an error: SCIM ``scimType``/``detail``, else common keys.
 
-    Only fields of a JSON body are used, never raw text, so a server that echoes the request
-    (headers included) cannot leak the credentials into our messages.
+    Only fields of a JSON body are used, never raw text; the caller scrubs what is returned
+    (a server may echo the request, headers included, in its ``detail``).
     """
     try:
         payload = response.json()
@@ -169,60 +176,109 @@ def _error_detail(response: httpx.Response) -> str:
         if isinstance(text, str) and text:
             parts.append(text)
             break
-    return _truncate(": ".join(parts))
+    return ": ".join(parts)
 
 
-def status_error(response: httpx.Response, method: str, template: str) -> DownstreamError:
-    """The connector error for a non-2xx response; its type tells the reconciler what to do."""
+def status_error(
+    response: httpx.Response, method: str, template: str, scrub: Scrub = scrub_text
+) -> DownstreamError:
+    """The connector error for a non-2xx response; its type tells the reconciler what to do.
+
+    The message names the request and the status only; what the downstream said goes, scrubbed,
+    into ``detail``.
+    """
     status = response.status_code
-    detail = _error_detail(response)
+    detail = scrub(_error_detail(response))
     where = f"{method} {template}"
-    suffix = f": {detail}" if detail else ""
     if status in (401, 403):
         return AppUnavailableError(
-            f"{where}: credentials rejected (HTTP {status}){suffix}", status=status
+            f"{where}: credentials rejected (HTTP {status})", status=status, detail=detail
         )
     if status == 429 or status >= 500:
         return TransientError(
-            f"{where}: HTTP {status}{suffix}",
+            f"{where}: HTTP {status}",
             status=status,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            detail=detail,
         )
     if status == 409:
-        return ConflictError(f"{where}: conflict (HTTP 409){suffix}", status=status)
+        return ConflictError(f"{where}: conflict (HTTP 409)", status=status, detail=detail)
     if status == 404:
-        return NotFoundError(f"{where}: not found (HTTP 404){suffix}", status=status)
+        return NotFoundError(f"{where}: not found (HTTP 404)", status=status, detail=detail)
     if 300 <= status < 400:
         return AppUnavailableError(
             f"{where}: unexpected redirect (HTTP {status}); check the base URL", status=status
         )
     if 400 <= status < 500:
-        return PermanentError(f"{where}: HTTP {status}{suffix}", status=status)
-    return TransientError(f"{where}: unexpected HTTP {status}{suffix}", status=status)
+        return PermanentError(f"{where}: HTTP {status}", status=status, detail=detail)
+    return TransientError(f"{where}: unexpected HTTP {status}", status=status, detail=detail)
 
 
 def transport_error(
-    exc: httpx.HTTPError, method: str, template: str, *, probing: bool = False
+    exc: httpx.HTTPError,
+    method: str,
+    template: str,
+    *,
+    probing: bool = False,
+    scrub: Scrub = scrub_text,
 ) -> DownstreamError:
     """The connector error for a request that got no usable response.
 
     ``probing`` is set by ``test_connection``: there an unreachable host means the app as
-    configured is unusable, while mid-run it is just a blip worth retrying.
+    configured is unusable, while mid-run it is just a blip worth retrying. A failure to
+    connect is told in full (the text is this machine's); any other exception's text may hold
+    bytes the downstream sent, so it goes, scrubbed, into ``detail``.
     """
     where = f"{method} {template}"
-    text = _truncate(str(exc), 200)
-    what = type(exc).__name__ + (f": {text}" if text else "")
-    if isinstance(exc, httpx.TimeoutException):
-        return TransientError(f"{where}: timed out ({what})")
-    if isinstance(exc, httpx.ConnectError):
+    if _is_token_request(exc):
+        where = "POST token URL"
+    name = type(exc).__name__
+    text = scrub(str(exc))
+    if isinstance(exc, OutboundDenied):
+        return AppUnavailableError(f"{where}: {exc}")
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        what = scrub_text(f"{name}: {text}" if text else name, limit=200)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return TransientError(f"{where}: timed out ({what})")
         if probing:
             return AppUnavailableError(f"{where}: cannot connect ({what})")
         return TransientError(f"{where}: connection failed ({what})")
+    if isinstance(exc, httpx.TimeoutException):
+        return TransientError(f"{where}: timed out ({name})", detail=text)
     if isinstance(exc, httpx.UnsupportedProtocol):
-        return AppUnavailableError(f"{where}: unusable base URL ({what})")
+        return AppUnavailableError(f"{where}: unusable base URL ({name})", detail=text)
     if isinstance(exc, httpx.LocalProtocolError):
-        return PermanentError(f"{where}: invalid request ({what})")
-    return TransientError(f"{where}: {what}")
+        return PermanentError(f"{where}: invalid request ({name})", detail=text)
+    return TransientError(f"{where}: {name}", detail=text)
+
+
+def _is_token_request(exc: httpx.HTTPError) -> bool:
+    """Whether the request that failed is an OAuth token request (not the SCIM call)."""
+    try:
+        request = exc.request
+    except RuntimeError:
+        return False
+    return bool(request.extensions.get(TOKEN_REQUEST))
+
+
+def _scrubbed(
+    method: Callable[Concatenate[ScimConnector, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[ScimConnector, _P], Coroutine[Any, Any, _T]]:
+    """Every connector error leaves the connector scrubbed of the app's secrets, capped, and
+    without the exception it came from (whose text and traceback hold what the downstream
+    sent)."""
+
+    @functools.wraps(method)
+    async def guarded(self: ScimConnector, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(self, *args, **kwargs)
+        except DownstreamError as exc:
+            exc.message = self.scrubber(exc.message, limit=MAX_MESSAGE)
+            exc.detail = self.scrubber(exc.detail, limit=MAX_DETAIL)
+            exc.args = (exc.message,)
+            raise exc from None
+
+    return guarded
 
 
 def _user_payload(attrs: AccountAttributes, *, context: Context) -> dict[str, Any]:
@@ -363,16 +419,20 @@ class ScimConnector:
         settings: ProvisioningSettings,
         transport: httpx.AsyncBaseTransport | None = None,
         on_request: RequestHook | None = None,
+        scrubber: Scrubber | None = None,
     ) -> None:
+        """``transport`` defaults to an :class:`OutboundTransport` with the default outbound
+        policy; ``scrubber`` holds the app's secrets, to keep them out of every error."""
         self.settings = settings
         self._on_request = on_request
+        self.scrubber = scrubber or Scrubber()
         #: Each request, all of it, whatever the app does (a server that accepts and then
         #: trickles or never answers cannot hold a worker longer than this).
         self._deadline = settings.request_timeout
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             auth=auth,
-            transport=transport,
+            transport=transport or OutboundTransport(OutboundPolicy()),
             # httpx times single reads; the deadline above bounds the whole request first.
             timeout=httpx.Timeout(settings.request_timeout + 1, connect=settings.connect_timeout),
             follow_redirects=False,
@@ -447,7 +507,9 @@ class ScimConnector:
             message = f"{method} {template}: no answer within {self._deadline:g} s"
             raise TransientError(message) from exc
         except httpx.HTTPError as exc:
-            raise transport_error(exc, method, template, probing=probing) from exc
+            raise transport_error(
+                exc, method, template, probing=probing, scrub=self.scrubber
+            ) from exc
         finally:
             self._report(method, template, status, time.perf_counter() - started)
 
@@ -468,7 +530,7 @@ class ScimConnector:
         if response.status_code == 404 and missing_ok:
             return None
         if not 200 <= response.status_code < 300:
-            raise status_error(response, method, template)
+            raise status_error(response, method, template, self.scrubber)
         return self._json(response, method, template)
 
     @staticmethod
@@ -590,6 +652,7 @@ class ScimConnector:
 
     # -- connection --------------------------------------------------------------------------
 
+    @_scrubbed
     async def test_connection(self) -> None:
         """Check address and credentials; raise AppUnavailableError with a reason if unusable.
 
@@ -598,7 +661,7 @@ class ScimConnector:
         """
         config = await self._send("GET", "/ServiceProviderConfig", probing=True)
         if config.status_code != 404 and not 200 <= config.status_code < 300:
-            raise status_error(config, "GET", "/ServiceProviderConfig")
+            raise status_error(config, "GET", "/ServiceProviderConfig", self.scrubber)
         params: dict[str, str | int] = {"startIndex": 1, "count": 1}
         users = await self._send("GET", "/Users", params=params, probing=True)
         if users.status_code == 404:
@@ -606,7 +669,7 @@ class ScimConnector:
                 "GET /Users: not found (HTTP 404); check the base URL", status=404
             )
         if not 200 <= users.status_code < 300:
-            raise status_error(users, "GET", "/Users")
+            raise status_error(users, "GET", "/Users", self.scrubber)
         try:
             payload = users.json()
         except (ValueError, UnicodeDecodeError):
@@ -621,6 +684,7 @@ class ScimConnector:
 
     # -- users -------------------------------------------------------------------------------
 
+    @_scrubbed
     async def find_user(self, user_name: str) -> RemoteAccount | None:
         """The account whose userName equals ``user_name``, or None."""
         resources = await self._search("/Users", "userName", user_name)
@@ -629,18 +693,21 @@ class ScimConnector:
             return None
         return self._parse(self._account, match, "GET", "/Users")
 
+    @_scrubbed
     async def get_user(self, user_id: str) -> RemoteAccount | None:
         payload = await self._call("GET", "/Users/{id}", resource_id=user_id, missing_ok=True)
         if payload is None:
             return None
         return self._parse(self._account, payload, "GET", "/Users/{id}")
 
+    @_scrubbed
     async def create_user(self, attrs: AccountAttributes) -> RemoteAccount:
         """POST the account; a 409 raises ConflictError so the caller can look it up and link."""
         body = _user_payload(attrs, context=Context.RESOURCE_CREATION_REQUEST)
         payload = await self._call("POST", "/Users", body=body)
         return self._parse(self._account, payload, "POST", "/Users", 201)
 
+    @_scrubbed
     async def replace_user(self, user_id: str, attrs: AccountAttributes) -> RemoteAccount:
         body = {"id": user_id, **_user_payload(attrs, context=Context.RESOURCE_REPLACEMENT_REQUEST)}
         payload = await self._call("PUT", "/Users/{id}", resource_id=user_id, body=body)
@@ -648,6 +715,7 @@ class ScimConnector:
             return RemoteAccount(id=user_id, user_name=attrs.user_name, active=attrs.active)
         return self._parse(self._account, payload, "PUT", "/Users/{id}")
 
+    @_scrubbed
     async def patch_user(self, user_id: str, attrs: AccountAttributes) -> RemoteAccount | None:
         """PATCH replace of every mapped attribute; None when the server answers 204."""
         body = _patch_body(_user_patch_operations(attrs))
@@ -656,16 +724,19 @@ class ScimConnector:
             return None
         return self._parse(self._account, payload, "PATCH", "/Users/{id}")
 
+    @_scrubbed
     async def set_active(self, user_id: str, active: bool) -> None:
         body = _patch_body([{"op": "replace", "path": "active", "value": active}])
         await self._call("PATCH", "/Users/{id}", resource_id=user_id, body=body)
 
+    @_scrubbed
     async def delete_user(self, user_id: str) -> None:
         """DELETE the account; one that is already gone counts as deleted."""
         await self._call("DELETE", "/Users/{id}", resource_id=user_id, missing_ok=True)
 
     # -- groups ------------------------------------------------------------------------------
 
+    @_scrubbed
     async def find_group(self, display_name: str) -> RemoteGroup | None:
         resources = await self._search("/Groups", "displayName", display_name)
         match = self._best_match(resources, "displayName", display_name)
@@ -673,18 +744,21 @@ class ScimConnector:
             return None
         return self._parse(self._group, match, "GET", "/Groups")
 
+    @_scrubbed
     async def get_group(self, group_id: str) -> RemoteGroup | None:
         payload = await self._call("GET", "/Groups/{id}", resource_id=group_id, missing_ok=True)
         if payload is None:
             return None
         return self._parse(self._group, payload, "GET", "/Groups/{id}")
 
+    @_scrubbed
     async def create_group(self, display_name: str) -> RemoteGroup:
         """POST an empty group; a 409 raises ConflictError so the caller can find and link it."""
         body = _group_payload(display_name, (), context=Context.RESOURCE_CREATION_REQUEST)
         payload = await self._call("POST", "/Groups", body=body)
         return self._parse(self._group, payload, "POST", "/Groups", 201)
 
+    @_scrubbed
     async def rename_group(self, group_id: str, display_name: str) -> None:
         """Rename a group: one PATCH, or for PUT-only apps a PUT carrying the current members
         (read first: a PUT without them would empty the group)."""
@@ -701,6 +775,7 @@ class ScimConnector:
         body = _group_patch([{"op": "replace", "path": "displayName", "value": display_name}])
         await self._call("PATCH", "/Groups/{id}", resource_id=group_id, body=body)
 
+    @_scrubbed
     async def replace_group(
         self, group_id: str, display_name: str, member_ids: Sequence[str]
     ) -> None:
@@ -713,6 +788,7 @@ class ScimConnector:
         }
         await self._call("PUT", "/Groups/{id}", resource_id=group_id, body=body)
 
+    @_scrubbed
     async def patch_members(
         self, group_id: str, *, add: Sequence[str], remove: Sequence[str]
     ) -> int:
@@ -741,6 +817,7 @@ class ScimConnector:
             sent += 1
         return sent
 
+    @_scrubbed
     async def remove_members(self, group_id: str, member_ids: Sequence[str]) -> None:
         """Take members out of a group; a group that is gone holds nobody any more.
 
@@ -759,6 +836,7 @@ class ScimConnector:
         except NotFoundError:
             return
 
+    @_scrubbed
     async def replace_members(
         self, group_id: str, display_name: str, member_ids: Sequence[str]
     ) -> int:
@@ -785,6 +863,7 @@ class ScimConnector:
             sent += 1
         return sent
 
+    @_scrubbed
     async def delete_group(self, group_id: str) -> None:
         """DELETE the group; one that is already gone counts as deleted."""
         await self._call("DELETE", "/Groups/{id}", resource_id=group_id, missing_ok=True)

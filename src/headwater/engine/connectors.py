@@ -1,4 +1,9 @@
-"""Builds a connector for an app from its stored connection (decrypting the secret in memory)."""
+"""Builds a connector for an app from its stored connection (decrypting the secret in memory).
+
+Every connector that opens sockets does so through an ``OutboundTransport``: the outbound
+policy is checked on the resolved address of every connection it opens. Transports registered
+in ``transports`` (in-process apps, for tests) open no socket and bypass it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from collections.abc import Callable
 import httpx
 
 from headwater.connectors.auth import build_auth
+from headwater.connectors.outbound import OutboundPolicy, OutboundTransport, Resolver
 from headwater.connectors.scim import ScimConnector
+from headwater.connectors.scrub import Scrubber
 from headwater.crypto import SecretBox
 from headwater.domain.connection import ConnectionInfo
 from headwater.domain.settings import ProvisioningSettings
@@ -26,10 +33,16 @@ class ConnectorFactory:
         self,
         secrets: SecretBox,
         *,
+        policy: OutboundPolicy | None = None,
+        resolver: Resolver | None = None,
         transports: dict[str, httpx.AsyncBaseTransport] | None = None,
         on_request: RequestHook | None = None,
     ) -> None:
         self._secrets = secrets
+        #: Where downstream requests may go (``HEADWATER_OUTBOUND_ALLOW`` / ``_DENY``).
+        self.policy = policy or OutboundPolicy()
+        #: How host names are resolved (the system's ``getaddrinfo`` when None).
+        self.resolver = resolver
         self.transports = dict(transports or {})
         self.hooks: list[RequestHook] = [on_request] if on_request else []
 
@@ -51,23 +64,27 @@ class ConnectorFactory:
         secret = (
             self._secrets.open(connection.secret_encrypted) if connection.secret_encrypted else {}
         )
-        auth = build_auth(connection.auth_scheme, {k: str(v) for k, v in secret.items()})
+        plain = {k: str(v) for k, v in secret.items()}
+        scrubber = Scrubber.for_secret(plain)
+        auth = build_auth(connection.auth_scheme, plain, scrubber=scrubber)
         app_id = connection.app_id
 
         def on_request(method: str, path: str, status: int | None, seconds: float) -> None:
             for hook in self.hooks:
                 hook(app_id, method, path, status, seconds)
 
-        transport = self._transport_for(connection.base_url)
+        transport = self._transport_for(connection.base_url) or OutboundTransport(
+            self.policy,
+            resolver=self.resolver,
+            limits=httpx.Limits(max_connections=max(settings.max_concurrency, 1) * 2),
+        )
         if limits is not None:
-            inner = transport or httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=max(settings.max_concurrency, 1) * 2)
-            )
-            transport = GatedTransport(inner, limits)
+            transport = GatedTransport(transport, limits)
         return ScimConnector(
             connection.base_url,
             auth=auth,
             settings=settings,
             transport=transport,
             on_request=on_request,
+            scrubber=scrubber,
         )

@@ -114,7 +114,7 @@ async def _add_isolating(
             raise
         if len(members) == 1:
             user_id, external_id = members[0]
-            return [(user_id, external_id, exc.message)]
+            return [(user_id, external_id, str(exc))]
         middle = len(members) // 2
         first = await _add_isolating(connector, group_id, members[:middle])
         return first + await _add_isolating(connector, group_id, members[middle:])

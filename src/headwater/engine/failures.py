@@ -2,6 +2,8 @@
 link or mapping marked, a Task for an admin, in-flight adds settled, a lost id forgotten).
 
 Every function runs inside the recorder's transaction; nothing here talks to a downstream.
+Messages are scrubbed once more before they are stored (the connector scrubbed them already):
+no credential-shaped text reaches a Task, an app user or a mapping.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from headwater.connectors.errors import (
     NotFoundError,
     TransientError,
 )
+from headwater.connectors.scrub import scrub_text
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.leases import ClaimedKey
@@ -56,6 +59,10 @@ _ADDRESSED_BY_ID = (
 MAX_MESSAGE = 2000
 #: Seconds before a mapping retries removing a member left stale by an offboarding.
 STALE_RETRY = 5.0
+
+
+def _safe(message: str) -> str:
+    return scrub_text(message, limit=MAX_MESSAGE)
 
 
 def classify(error: Exception, failed: ops.Operation | None) -> ErrorClass:
@@ -104,18 +111,19 @@ def mark_error(
 ) -> None:
     """Show the failure on the app user (OUT_OF_SYNC while retrying, ERROR when final) or on
     the push mapping (ERROR when final)."""
+    message = _safe(message)
     if key.kind is KeyKind.USER:
         links.upsert(
             key.subject_id,
             sync_state=SyncState.ERROR if final else SyncState.OUT_OF_SYNC,
-            last_error=message[:MAX_MESSAGE],
+            last_error=message,
         )
         return
     mapping = session.get(t.PushMapping, key.subject_id)
     if mapping is not None and mapping.status != MappingStatus.INACTIVE:
         if final:
             mapping.status = MappingStatus.ERROR
-        mapping.error_summary = message[:MAX_MESSAGE]
+        mapping.error_summary = message
         mapping.last_updated = clock.utcnow()
 
 
@@ -141,6 +149,7 @@ def _upsert_task(
     message: str,
 ) -> None:
     """One open Task per key: a new failure updates it rather than piling up duplicates."""
+    message = _safe(message)
     now = clock.utcnow()
     task = session.execute(
         select(t.Task).where(
@@ -157,14 +166,14 @@ def _upsert_task(
                 operation=operation,
                 target=target,
                 http_status=status,
-                message=message[:MAX_MESSAGE],
+                message=message,
                 attempts=key.attempts + 1,
                 first_attempt=now,
                 last_attempt=now,
             )
         )
         return
-    task.operation, task.http_status, task.message = operation, status, message[:MAX_MESSAGE]
+    task.operation, task.http_status, task.message = operation, status, message
     task.attempts += 1
     task.last_attempt = now
 
@@ -210,7 +219,7 @@ def record_refused_members(
         )
     )
     summary = "; ".join(f"{external_id}: {message}" for _, external_id, message in refused)
-    message = f"{len(refused)} member(s) refused by {app.label}: {summary}"[:MAX_MESSAGE]
+    message = _safe(f"{len(refused)} member(s) refused by {app.label}: {summary}")
     mapping = session.get(t.PushMapping, mapping_id)
     if mapping is not None:
         mapping.status, mapping.error_summary, mapping.last_updated = (
@@ -240,7 +249,7 @@ def record_stale(
     now = clock.utcnow()
     user_id = outcome.key.subject_id
     for operation, error in outcome.stale:
-        message = (str(error) or type(error).__name__)[:MAX_MESSAGE]
+        message = _safe(str(error) or type(error).__name__)
         session.execute(
             update(t.PushMember)
             .where(

@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from headwater import clock
+from headwater.connectors.scrub import scrub_text
 from headwater.db import leases, outbox
 from headwater.db import tables as t
 from headwater.engine import trail
@@ -36,6 +37,7 @@ def enter(
     session: Session, app: AppSnapshot, keys: Sequence[leases.ClaimedKey], reason: str
 ) -> None:
     """Quarantine the app (or extend it) and hold ``keys`` until the next probe."""
+    reason = scrub_text(reason, limit=1000)
     interval = next_interval(app)
     now = clock.utcnow()
     row = session.get(t.App, app.id)

@@ -2,6 +2,8 @@
 failure, written in the transaction that records it, and one operational log line per key.
 
 Log lines carry ids, operation names and fates only: never profile data or credentials.
+Failure texts are scrubbed once more before they become events (the connector scrubbed them
+already).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from headwater.connectors.scrub import scrub_text
 from headwater.db import events
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Target
@@ -140,6 +143,7 @@ def failure_event(
     session: Session, app: AppSnapshot, outcome: Outcome, labels: UserLabels, message: str
 ) -> None:
     """Okta's event for the operation that failed (or the plan, when nothing was sent)."""
+    message = scrub_text(message, limit=1000)
     name = type(outcome.failed).__name__ if outcome.failed is not None else "Plan"
     text = f"{name} failed in {app.label}: {message}"
     if outcome.key.kind is KeyKind.USER:

@@ -1,7 +1,9 @@
 """An app's provisioning connection: validated, sealed, tested, stored, switched on and off.
 
 Secrets are sealed before they reach a row and never leave this module in clear; a message a
-downstream sends back is scrubbed of them before anyone sees it.
+downstream sends back is scrubbed of them before anyone sees it. A secret is bound to the URL it
+was entered for: a change of ``baseUrl`` (or of an OAuth ``tokenUrl``) needs the token, password
+or client secret again, so a stored credential is never sent to a new host.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import SplitResult
 
 from sqlalchemy.orm import Session
 
 from headwater import clock
+from headwater.connectors.outbound import host_spelling_problem
 from headwater.crypto import SecretBox
 from headwater.db import events, outbox
 from headwater.db import tables as t
@@ -22,7 +26,7 @@ from headwater.domain.connection import ConnectionInfo, PreparedConnection
 from headwater.domain.states import ConnectionStatus
 from headwater.errors import NotFound
 from headwater.services.apps import app_target, get_app, settings_of
-from headwater.services.validation import insert_or_conflict, is_web_url, require, url_parts
+from headwater.services.validation import insert_or_conflict, require, url_parts
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,9 @@ AUTH_SCHEMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "NONE": ((), ()),
 }
 
+
+#: The fields that are credentials: never kept when the URL they were entered for changes.
+SECRET_VALUES = frozenset({"token", "password", "client_secret"})
 
 #: API (camelCase) names of the secret fields, for error messages.
 SECRET_FIELD_NAMES = {
@@ -63,35 +70,73 @@ class ConnectionSpec:
     secret: dict[str, str] = field(default_factory=dict, repr=False)
 
 
-def _check_base_url(base_url: str | None) -> str:
-    require(base_url is not None, "baseUrl: required")
-    assert base_url is not None
-    parts = url_parts(base_url)
-    require(parts is not None, "baseUrl: not a valid URL")
+def _check_url(value: str | None, name: str) -> str:
+    """An http(s) URL naming a host, without credentials, whose host is spelled plainly."""
+    require(value is not None, f"{name}: required")
+    assert value is not None
+    require(len(value) <= 2048, f"{name}: must be at most 2048 characters")
+    parts = url_parts(value)
+    require(parts is not None, f"{name}: not a valid URL")
     assert parts is not None
-    require(parts.scheme in ("http", "https"), "baseUrl: must be an http or https URL")
-    require(bool(parts.hostname), "baseUrl: must name a host")
-    require(not parts.username and not parts.password, "baseUrl: must not carry credentials")
-    require(len(base_url) <= 2048, "baseUrl: must be at most 2048 characters")
-    return base_url.strip()
+    require(parts.scheme in ("http", "https"), f"{name}: must be an http or https URL")
+    require(bool(parts.hostname), f"{name}: must name a host")
+    require(not parts.username and not parts.password, f"{name}: must not carry credentials")
+    problem = host_spelling_problem(parts.hostname or "")
+    require(problem is None, f"{name}: its host {problem}")
+    return value.strip()
+
+
+def _same_url(a: str | None, b: str | None) -> bool:
+    """Whether two URLs name the same place (scheme, host and port, path but a final "/")."""
+    if a is None or b is None:
+        return a == b
+    first, second = url_parts(a), url_parts(b)
+    if first is None or second is None:
+        return a.strip() == b.strip()
+
+    def key(parts: SplitResult) -> tuple[str, str, int | None, str, str]:
+        default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+        return (
+            parts.scheme.lower(),
+            (parts.hostname or "").lower().removesuffix("."),
+            parts.port or default,
+            parts.path.rstrip("/"),
+            parts.query,
+        )
+
+    return key(first) == key(second)
 
 
 def _merged_secret(
-    spec: ConnectionSpec, existing: t.AppConnection | None, box: SecretBox
+    spec: ConnectionSpec, existing: t.AppConnection | None, base_url: str, box: SecretBox
 ) -> dict[str, str]:
-    """The new secret; fields left out keep their stored values when the scheme is unchanged."""
+    """The new secret; fields left out keep their stored values when the scheme is unchanged,
+    but a credential only while the URLs it was entered for are unchanged."""
     required, optional = AUTH_SCHEMES[spec.auth_scheme]
     kept: dict[str, Any] = {}
     if existing is not None and existing.auth_scheme == spec.auth_scheme:
         kept = box.open(existing.secret_encrypted) if existing.secret_encrypted else {}
+    moved = [] if existing is None or _same_url(existing.base_url, base_url) else ["baseUrl"]
+    token_url = spec.secret.get("token_url", kept.get("token_url"))
+    if "token_url" in kept and not _same_url(str(kept["token_url"]), token_url):
+        moved.append("profile.tokenUrl")
+    dropped = bool(moved) and any(k in SECRET_VALUES for k in kept)
+    if dropped:
+        kept = {k: v for k, v in kept.items() if k not in SECRET_VALUES}
     secret = {k: str(v) for k, v in {**kept, **spec.secret}.items() if k in required + optional}
     missing = [SECRET_FIELD_NAMES[k] for k in required if not secret.get(k)]
-    require(not missing, f"profile.{', profile.'.join(missing)}: required")
+    again = f" again when {' and '.join(moved)} changes" if dropped else ""
+    require(not missing, f"profile.{', profile.'.join(missing)}: required{again}")
     if spec.auth_scheme == "OAUTH2":
-        require(is_web_url(secret["token_url"]), "profile.tokenUrl: must be an http(s) URL")
+        _check_url(secret["token_url"], "profile.tokenUrl")
         auth_style = secret.get("client_auth", "basic")
         require(auth_style in ("basic", "post"), "profile.clientAuth: must be basic or post")
     return secret
+
+
+def _credentials(secret: dict[str, Any]) -> tuple[str, ...]:
+    """The values of a secret that are credentials (not the user name, URL or scope)."""
+    return tuple(str(v) for k, v in secret.items() if k in SECRET_VALUES and v)
 
 
 def prepare_connection(
@@ -102,11 +147,11 @@ def prepare_connection(
     require(spec.auth_scheme in AUTH_SCHEMES, "profile.authScheme: unsupported value")
     existing = session.get(t.AppConnection, app_id)
     base_url = spec.base_url if spec.base_url is not None or existing is None else existing.base_url
-    base_url = _check_base_url(base_url)
-    secret = _merged_secret(spec, existing, box)
+    base_url = _check_url(base_url, "baseUrl")
+    secret = _merged_secret(spec, existing, base_url, box)
     sealed = box.seal(secret) if secret else None
     info = ConnectionInfo(app.id, base_url, spec.auth_scheme, sealed)
-    return PreparedConnection(info, settings_of(app), tuple(secret.values()))
+    return PreparedConnection(info, settings_of(app), _credentials(secret))
 
 
 def stored_connection(session: Session, box: SecretBox, app_id: str) -> PreparedConnection:
@@ -118,7 +163,7 @@ def stored_connection(session: Session, box: SecretBox, app_id: str) -> Prepared
     if row.secret_encrypted is not None:
         # An undecryptable secret is reported by the probe itself.
         with contextlib.suppress(ValueError):
-            hidden = tuple(str(v) for v in box.open(row.secret_encrypted).values())
+            hidden = _credentials(box.open(row.secret_encrypted))
     return PreparedConnection(info, settings_of(app), hidden)
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         LoggedRequest,
     )
     from headwater.testing.scimserver import (
+        LOOPBACK_ALLOW,
         ScimApplication,
         ScimServerProcess,
         free_port,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "LOOPBACK_ALLOW",
     "SERVER_NAMES",
     "DjangoScimProcess",
     "FaultProxy",
@@ -52,6 +54,7 @@ _HOMES = {
     "FaultProxyThread": "faultproxy",
     "FaultRule": "faultproxy",
     "LoggedRequest": "faultproxy",
+    "LOOPBACK_ALLOW": "scimserver",
     "ScimApplication": "scimserver",
     "ScimServerProcess": "scimserver",
     "free_port": "scimserver",

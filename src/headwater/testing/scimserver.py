@@ -44,9 +44,19 @@ from scim2_server.utils import (
     load_default_service_provider_config,
 )
 
-__all__ = ["ScimApplication", "ScimServerProcess", "free_port", "in_process_app", "main"]
+__all__ = [
+    "LOOPBACK_ALLOW",
+    "ScimApplication",
+    "ScimServerProcess",
+    "free_port",
+    "in_process_app",
+    "main",
+]
 
 LOOPBACK = "127.0.0.1"
+#: The ``HEADWATER_OUTBOUND_ALLOW`` entry that lets Headwater reach the servers (and proxies)
+#: these tools start: their loopback address, and nothing else the policy denies by default.
+LOOPBACK_ALLOW = f"{LOOPBACK}/32"
 START_TIMEOUT = 15.0
 # Idle keep-alive connections outlive any test: a server closing an idle connection just
 # as the client reuses it would show up as a spurious transport error.

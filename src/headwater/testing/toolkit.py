@@ -29,6 +29,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -65,6 +66,7 @@ from headwater.services import (
 )
 from headwater.testing.faultproxy import FaultProxyThread
 from headwater.testing.scimserver import (
+    LOOPBACK_ALLOW,
     ScimApplication,
     ScimServerProcess,
     free_port,
@@ -86,6 +88,7 @@ __all__ = [
     "ERROR_SCHEMA",
     "GROUP_SCHEMA",
     "IN_CI",
+    "LOOPBACK_ALLOW",
     "PATCH_SCHEMA",
     "SCIM_HEADERS",
     "USER_PASSWORD",
@@ -93,12 +96,14 @@ __all__ = [
     "Cli",
     "Demo",
     "InProcessScim",
+    "Listener",
     "LiveServer",
     "MovableClock",
     "QueuedKey",
     "RecordingTransport",
     "ScimReader",
     "Sent",
+    "StubResolver",
     "add_member",
     "alive",
     "api_client",
@@ -127,6 +132,7 @@ __all__ = [
     "events",
     "flash",
     "links",
+    "loopback_transport",
     "make_runtime",
     "numbered_profile",
     "ok",
@@ -214,8 +220,11 @@ def make_runtime(
 
     ``secret_key`` defaults to a fresh key; pass one to share it with worker subprocesses.
     ``settings`` override :class:`~headwater.config.Settings` fields (``retry_base_seconds``...).
+    The outbound policy allows :data:`LOOPBACK_ALLOW` (the downstreams and proxies the test
+    tools start) unless ``outbound_allow`` says otherwise.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
+    settings.setdefault("outbound_allow", LOOPBACK_ALLOW)
     config = Settings(
         data_dir=data_dir,
         database_url=url,
@@ -224,6 +233,15 @@ def make_runtime(
         **settings,
     )
     return Runtime.from_settings(config)
+
+
+def loopback_transport(**options: Any) -> httpx.AsyncBaseTransport:
+    """The transport Headwater's connectors use, with an outbound policy that allows
+    :data:`LOOPBACK_ALLOW` (for a bare connector to a server on loopback); ``options`` are
+    :class:`~headwater.connectors.outbound.OutboundTransport` keywords (``resolver``...)."""
+    from headwater.connectors.outbound import OutboundPolicy, OutboundTransport
+
+    return OutboundTransport(OutboundPolicy.from_text(LOOPBACK_ALLOW), **options)
 
 
 def api_token(
@@ -330,6 +348,62 @@ def api_client(
     with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
         client.headers["Authorization"] = f"SSWS {plaintext}"
         yield client
+
+
+class Listener:
+    """A TCP listener on a loopback address that only counts the connections made to it, to
+    prove that nothing was sent there (``accepted`` stays 0). ``port`` 0 picks a free one."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.accepted = 0
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind((host, port))
+        self._socket.listen(16)
+        self._socket.settimeout(0.05)
+        self.port: int = self._socket.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="listener", daemon=True)
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            connection.close()
+
+    def __enter__(self) -> Listener:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+
+class StubResolver:
+    """A name resolver for the outbound policy that answers from a table instead of DNS (host
+    → addresses; a name it does not know fails as an unknown name does). ``calls`` lists the
+    names asked. Install it with ``runtime.connectors.resolver = StubResolver({...})``."""
+
+    def __init__(self, table: Mapping[str, Sequence[str]]) -> None:
+        self.table = {name: list(addresses) for name, addresses in table.items()}
+        self.calls: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.calls.append(host)
+        if host not in self.table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(self.table[host])
 
 
 class LiveServer:
@@ -1280,6 +1354,7 @@ class Cli:
             data_dir=Path(str(self.env["HEADWATER_DATA_DIR"])),
             database_url=self.env["HEADWATER_DATABASE_URL"],
             secret_key=self.env["HEADWATER_SECRET_KEY"],
+            outbound_allow=self.env.get("HEADWATER_OUTBOUND_ALLOW") or "",
         )
         return Runtime.from_settings(settings)
 
