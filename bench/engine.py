@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -39,7 +40,7 @@ from headwater.testing.toolkit import (
     queued,
 )
 
-__all__ = ["CannedScim", "run"]
+__all__ = ["CannedScim", "ServedSink", "run"]
 
 NAME = "engine"
 SINK = "http://sink.bench"
@@ -104,6 +105,43 @@ class CannedScim:
         headers = [(b"content-type", b"application/scim+json")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+class ServedSink:
+    """A :class:`CannedScim` served by uvicorn on a loopback port, in a thread (for worker
+    subprocesses, which need a socket)."""
+
+    def __init__(self) -> None:
+        import uvicorn
+
+        from headwater.testing.scimserver import free_port
+
+        self.app = CannedScim()
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/scim/v2"
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServedSink:
+        import httpx
+
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.base_url + "/ServiceProviderConfig", timeout=1)
+                self.app.requests.clear()
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("the sink did not start")
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
 
 
 class Statements:

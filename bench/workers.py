@@ -49,6 +49,7 @@ from bench.common import (
     pg_database,
     require_complete,
 )
+from bench.engine import ServedSink
 from bench.provision import pending, scim_total
 from headwater.config import Settings
 from headwater.db import outbox
@@ -144,7 +145,17 @@ def worker_processes(
             log.close()
 
 
-def _throughput(ctx: Context, count: int, users: int) -> Throughput:
+#: The latency-bound downstream: every request waits this long in the proxy.
+LATENCY = 0.1
+#: The app's concurrency for the latency-bound runs (shared by the live workers).
+LATENCY_CONCURRENCY = 32
+
+
+def _throughput(
+    ctx: Context, count: int, users: int, *, latency: float = 0.0, concurrency: int = 8
+) -> Throughput:
+    """``users`` accounts by ``count`` worker processes; with ``latency``, every downstream
+    request waits that long in a proxy (a far-away app), and the app allows ``concurrency``."""
     url = ctx.databases.postgres()
     runtime = make_runtime(url, ctx.data_dir(f"workers-{count}"), secret_key=SECRET_KEY)
     try:
@@ -153,12 +164,19 @@ def _throughput(ctx: Context, count: int, users: int) -> Throughput:
         analyze(runtime)
         with (
             ScimServerProcess() as server,
+            ServedSink() as sink,
+            FaultProxyThread(sink.base_url.rsplit("/scim/v2", 1)[0]) as proxy,
             api_client(runtime, raise_server_exceptions=True) as client,
         ):
             assert server.pid is not None
-            app_id = create_scim_app(runtime, server.base_url, "Bench SCIM")
+            target = server.base_url
+            if latency:
+                # A far-away app that answers at once: the wait is all latency.
+                proxy.delay(latency)
+                target = proxy.base_url + "/scim/v2"
+            app_id = create_scim_app(runtime, target, "Bench SCIM", max_concurrency=concurrency)
             settle = ctx.mode.name != "quick"
-            log_dir = ctx.data_dir(f"workers-{count}-logs")
+            log_dir = ctx.data_dir(f"workers-{count}-{int(latency * 1000)}-logs")
             with worker_processes(runtime, url, count, log_dir, settle=settle) as processes:
                 pids = {"scim": server.pid} | {f"w{i}": p.pid for i, p in enumerate(processes)}
                 with Meter(pids, postgres=pg_database(runtime)) as meter:
@@ -166,7 +184,7 @@ def _throughput(ctx: Context, count: int, users: int) -> Throughput:
                     ok(client.put(f"/api/v1/apps/{app_id}/groups/{group_id}", json=assignment))
                     while pending(runtime):
                         time.sleep(0.02)
-            converged = scim_total(server.base_url)
+            converged = sink.app.requests["POST /Users"] if latency else scim_total(server.base_url)
         what = f"{NAME}: {count} worker process{'es' if count > 1 else ''}"
         require_complete(what, converged, users, "accounts")
         return Throughput(count, meter.usage, converged)
@@ -302,6 +320,30 @@ def run(ctx: Context) -> None:
             f"throughput {result.workers} workers / 1 worker",
             base / result.usage.wall,
             f"{users / result.usage.wall:.0f} vs {users / base:.0f} accounts/s",
+        )
+    ceiling = LATENCY_CONCURRENCY / (2 * LATENCY)
+    report.line(
+        f"latency-bound: every request waits {LATENCY * 1000:.0f} ms in a proxy, the app allows "
+        f"{LATENCY_CONCURRENCY} at once: at most {ceiling:.0f} accounts/s (a lookup and a create "
+        "each), whatever the number of workers"
+    )
+    for count in ctx.mode.worker_counts:
+        result = _throughput(ctx, count, users, latency=LATENCY, concurrency=LATENCY_CONCURRENCY)
+        rate = users / result.usage.wall
+        report.row(
+            NAME,
+            f"latency-bound, {count} worker process{'es' if count > 1 else ''}",
+            f"{result.usage.describe()}, {rate:7.1f} accounts/s",
+            workers=count,
+            latency_bound=True,
+            accounts_per_second=rate,
+        )
+        report.ratio(
+            NAME,
+            f"latency-bound throughput {count} worker{'s' if count > 1 else ''} / "
+            "concurrency / latency",
+            rate / ceiling,
+            f"{rate:.0f} vs {ceiling:.0f} accounts/s; goal within 15% (0.85x or more)",
         )
     changes = ctx.mode.latency_changes
     poll = _idle_poll()
