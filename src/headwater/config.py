@@ -72,21 +72,21 @@ class Settings(BaseSettings):
     #: When unset, a key file is created in ``data_dir`` with mode 0600 on first start.
     secret_key: str | None = Field(default=None, repr=False)
     #: Largest request body the API accepts, in bytes.
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     #: Run the reconcile worker inside ``headwater serve``.
     embedded_worker: bool = True
     #: Keys claimed per worker batch.
-    worker_batch_size: int = 200
+    worker_batch_size: int = Field(default=200, ge=1, le=5000)
     #: Seconds a claimed key stays leased before another worker may take it over.
-    lease_seconds: int = 120
+    lease_seconds: int = Field(default=120, ge=10, le=3600)
     #: First retry delay in seconds for transient downstream failures (doubles up to a cap).
-    retry_base_seconds: float = 1.0
+    retry_base_seconds: float = Field(default=1.0, ge=0.01, le=60)
     #: Seconds an idle worker waits between polls when no notification arrives.
-    idle_poll_seconds: float = 1.0
+    idle_poll_seconds: float = Field(default=1.0, ge=0.01, le=60)
     #: Apps one worker reconciles at once (each in its own lane).
-    worker_lanes: int = 32
+    worker_lanes: int = Field(default=32, ge=1, le=256)
     #: A worker loop that has not gone round for this many seconds is reported stuck.
-    worker_stuck_seconds: float = 120.0
+    worker_stuck_seconds: float = Field(default=120.0, ge=1, le=3600)
     #: Public base URL used in ``_links`` (defaults to the request's own base URL).
     public_url: str | None = None
     #: ``text`` for people, ``json`` for a log pipeline (every field of engine records).
