@@ -33,6 +33,7 @@ from headwater.testing.toolkit import (
     create_users,
     event_types,
     queued,
+    run_async,
     wait_for,
 )
 
@@ -215,3 +216,26 @@ def test_a_live_neighbour_keeps_its_leases(runtime: Runtime) -> None:
     worker = runtime.worker()
     worker.heartbeat()
     assert worker._claim() == []
+
+
+def test_a_closed_worker_no_longer_counts_against_the_next_ones_share(runtime: Runtime) -> None:
+    """A worker that stepped and closed signs off: the next one takes the whole batch instead
+    of half of it as if a neighbour were still alive."""
+    downstream = InProcessScim("share.test").serve(runtime)
+    team = create_group(runtime, "Team")
+    create_users(runtime, 4, group_ids=[team])
+    app_id = create_scim_app(runtime, downstream.base_url)
+
+    async def step_and_close() -> int:
+        worker = runtime.worker()
+        try:
+            return await worker.step()
+        finally:
+            await worker.aclose()
+
+    assign_group(runtime, app_id, team)
+    assert run_async(step_and_close) == 4
+    with runtime.database.read() as session:
+        assert leases.workers(session) == []
+    create_users(runtime, 4, prefix="more", group_ids=[team])
+    assert run_async(step_and_close) == 4

@@ -225,8 +225,13 @@ class Worker:
         return len(keys)
 
     async def aclose(self) -> None:
-        """Close the connectors this worker opened (``run`` does it when it stops)."""
+        """Close the connectors this worker opened and sign off, so the workers left do not
+        count it as live when they share out what is due (``run`` does it when it stops)."""
         await self.reconciler.aclose()
+        if self._last_beat_wall is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._sign_off)
+            self._last_beat_wall = None
 
     # --- loops --------------------------------------------------------------------------------
 
@@ -289,8 +294,6 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.aclose()
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._sign_off)
 
     def _start_lanes(self, keys: list[ClaimedKey]) -> bool:
         for app_id, app_keys in _by_app(keys).items():
