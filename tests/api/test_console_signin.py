@@ -134,7 +134,8 @@ def test_a_sign_in_flood_hashes_two_at_a_time_and_does_not_hold_up_api_writes(
         write_seconds = time.perf_counter() - started
         flood.join(timeout=60)
     assert response.status_code == 200, response.text
-    assert write_seconds < 2.0, f"an API write took {write_seconds:.1f} s during the flood"
+    # Behind the flood's 40 hashes of 0.3 s, two at a time, the write would wait about 6 s.
+    assert write_seconds < 4.0, f"an API write took {write_seconds:.1f} s during the flood"
     statuses = sorted(r.status_code for r in results)
     assert len(statuses) == 40
     assert set(statuses) <= {401, 503}, statuses
@@ -148,12 +149,14 @@ def test_a_sign_in_flood_hashes_two_at_a_time_and_does_not_hold_up_api_writes(
 def test_unknown_throttled_and_real_usernames_cost_the_same(
     app: FastAPI, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def attempt(address: str, username: str, password: str) -> tuple[int, int, float]:
+    """Each refusal runs exactly one password verification, so none answers faster than the
+    others (the work is counted, not timed: wall time on a busy machine proves nothing)."""
+
+    def attempt(address: str, username: str, password: str) -> tuple[int, int]:
         with console_client(app, address=address) as client:
             before = seen["calls"]
-            started = time.perf_counter()
             status = console_sign_in(client, username, password).status_code
-            return status, seen["calls"] - before, time.perf_counter() - started
+            return status, seen["calls"] - before
 
     with watched_verify(monkeypatch) as seen:
         wrong = attempt("192.0.2.10", ADMIN, "wrong-password")
@@ -162,11 +165,9 @@ def test_unknown_throttled_and_real_usernames_cost_the_same(
         for index in range(30):
             assert attempt(f"192.0.2.{100 + index // 10}", ADMIN, "nope")[0] == 401
         throttled = attempt("192.0.2.12", ADMIN, ADMIN_PASSWORD)  # even the right password
-    assert wrong[:2] == (401, 1)
-    assert unknown[:2] == (401, 1)
-    assert throttled[:2] == (401, 1)
-    for other in (unknown, throttled):
-        assert other[2] > wrong[2] / 3, (wrong, other)
+    assert wrong == (401, 1)
+    assert unknown == (401, 1)
+    assert throttled == (401, 1)
     assert event_types(runtime, "user.session.start") == ["user.session.start"] * 33
 
 
