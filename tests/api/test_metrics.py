@@ -8,12 +8,14 @@ import hmac
 import logging
 import re
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from headwater.runtime import Runtime
 from headwater.testing.toolkit import (
     InProcessScim,
+    LiveServer,
     ScimReader,
     api_client,
     assert_okta_error,
@@ -133,3 +135,14 @@ def test_with_a_token_only_its_bearer_is_served(
     assert len(compared) == 8  # every check went through the constant-time comparison
     assert SCRAPER not in caplog.text
     assert SCRAPER not in repr(runtime.settings)
+
+
+def test_behind_a_proxy_on_loopback_the_forwarded_client_counts(sqlite_runtime: Runtime) -> None:
+    """A reverse proxy on the same host connects from loopback and names the real client in
+    ``X-Forwarded-For`` (uvicorn trusts it from 127.0.0.1): that client is judged, not the
+    proxy."""
+    with LiveServer(sqlite_runtime) as server:
+        direct = httpx.get(server.url + "/metrics", timeout=5)
+        proxied = httpx.get(server.url + "/metrics", headers={"X-Forwarded-For": REMOTE}, timeout=5)
+    assert direct.status_code == 200
+    assert_okta_error(proxied, 403, "E0000006")

@@ -131,3 +131,18 @@ def test_a_good_key_and_url_still_start(cli: Cli, tmp_path: Path) -> None:
     result = cli("token", "list", env=env)
     assert result.exit_code == 0, result.stderr
     assert (data / "headwater.db").exists()
+
+
+def test_status_refuses_a_bad_setting_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    """``status`` opens no runtime (it only reads), so it checks on its own path."""
+    for changes, expected in [
+        ({"HEADWATER_DATABASE_URL": "mysql://u@db/hw"}, "scheme 'mysql' is not supported"),
+        (
+            {"HEADWATER_DATABASE_URL": f"sqlite:///{tmp_path / 'missing' / 'hw.db'}"},
+            "HEADWATER_DATABASE_URL: the folder",
+        ),
+        ({"HEADWATER_WORKER_LANES": "-3"}, "HEADWATER_WORKER_LANES: Input should be greater"),
+    ]:
+        result = cli("status", env=changes)
+        assert result.exit_code == 1, (changes, result.stdout, result.stderr)
+        _one_clear_line(result.stderr, result.stdout, expected)
