@@ -116,3 +116,15 @@ def test_a_slow_answer_is_not_cut_off(server: LiveServer, monkeypatch: pytest.Mo
         big = {"profile": {"name": "Big", "description": "d" * 900}}
         response = client.post("/api/v1/groups", json=big)
         assert response.status_code == 401  # read in full, then refused: no token
+
+
+def test_an_idle_kept_alive_connection_is_closed(sqlite_runtime: Runtime) -> None:
+    sqlite_runtime.settings.header_timeout_seconds = 30  # only the keep-alive setting acts
+    sqlite_runtime.settings.keep_alive_seconds = 1
+    with LiveServer(sqlite_runtime) as live, _connect(live) as idle:
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: headwater\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+        start = time.monotonic()
+        readable, _, _ = select.select([idle], [], [], 1 + SLACK + 2)
+        assert readable and idle.recv(65536) == b"", "the idle connection was kept"
+        assert time.monotonic() - start <= 1 + SLACK
