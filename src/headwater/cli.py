@@ -4,6 +4,7 @@ directory, app and engine commands of ``headwater.commands``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from typing import Annotated
 
@@ -13,10 +14,11 @@ from rich.table import Table
 
 from headwater import clock
 from headwater.commands import apps as apps_commands
+from headwater.commands import common
 from headwater.commands import directory as directory_commands
 from headwater.commands import engine as engine_commands
 from headwater.commands import reconcile as reconcile_commands
-from headwater.config import Settings
+from headwater.config import Settings, SettingsError
 from headwater.runtime import Runtime
 
 __all__ = ["app", "main"]
@@ -45,7 +47,9 @@ err_console = Console(stderr=True)
 
 
 def _runtime(migrate: bool = True) -> Runtime:
-    return Runtime.from_settings(Settings(), migrate=migrate)
+    """The process's runtime; a wrong setting, database or key ends the command with one line
+    on stderr and status 1, never a traceback."""
+    return common.open_runtime(migrate=migrate)
 
 
 def _logging(settings: Settings) -> None:
@@ -66,12 +70,20 @@ def serve(
     import uvicorn
 
     from headwater.server import create_app
+    from headwater.serving import uvicorn_config
 
     runtime = _runtime()
     _logging(runtime.settings)
     api = create_app(runtime, start_worker=worker)
     # uvicorn's own loggers propagate to the handler configured above.
-    uvicorn.run(api, host=host, port=port, log_config=None, log_level="info")
+    config = uvicorn_config(
+        api, runtime.settings, host=host, port=port, log_config=None, log_level="info"
+    )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:  # could not listen (the port is taken...): uvicorn said why
+        raise typer.Exit(3)
 
 
 @app.command("worker")
@@ -302,7 +314,10 @@ def demo(
         )
         raise typer.Exit(1)
 
-    run_demo(port=port)
+    try:
+        run_demo(port=port)
+    except SettingsError as exc:
+        common.fail(str(exc))
 
 
 def main() -> None:

@@ -5,12 +5,28 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from cryptography.fernet import Fernet
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-__all__ = ["OutboundRule", "Settings", "ends_in_number", "outbound_rules"]
+__all__ = [
+    "OutboundRule",
+    "Settings",
+    "SettingsError",
+    "ends_in_number",
+    "mask_database_url",
+    "outbound_rules",
+]
+
+
+class SettingsError(ValueError):
+    """A setting Headwater cannot start with. The message is one line for the operator, names
+    the setting and never repeats a secret."""
+
 
 #: An entry of ``HEADWATER_OUTBOUND_ALLOW`` / ``_DENY``: a network, or a host name pattern
 #: (``scim.example.com``, or ``*.corp.example`` for every name under ``corp.example``).
@@ -104,6 +120,66 @@ class Settings(BaseSettings):
     #: Networks and host names downstream requests may never reach, comma-separated (wins over
     #: ``outbound_allow``).
     outbound_deny: str = ""
+    #: Bearer token a scraper must send to read ``/metrics``; when unset, ``/metrics`` answers
+    #: only clients on loopback. At least 16 visible ASCII characters, at most 256.
+    metrics_token: str | None = Field(default=None, repr=False)
+    #: Serve the API's reference (``/docs``) and its OpenAPI schema (``/openapi.json``).
+    api_docs: bool = True
+    #: A client must send a request's line and headers within this many seconds of connecting
+    #: (or of the previous response), or its connection is closed.
+    header_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
+    #: ... and a request's whole body within this many seconds of its headers.
+    body_timeout_seconds: float = Field(default=30.0, ge=1, le=3600)
+    #: An idle keep-alive connection is closed after this many seconds.
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """The settings from the environment (and ``overrides``); SettingsError (one line)
+        when one is wrong."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise SettingsError(describe(exc)) from None
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # an empty variable is no token
+        if not 16 <= len(value) <= 256 or not all("!" <= c <= "~" for c in value):
+            raise ValueError("must be 16 to 256 visible ASCII characters (no spaces)")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            Fernet(value)
+        except (ValueError, TypeError):
+            raise ValueError(
+                "must be a Fernet key: 32 bytes in URL-safe base64 (44 characters); "
+                "make one with Fernet.generate_key()"
+            ) from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            url = make_url(normalize_database_url(value))
+        except ArgumentError:
+            raise ValueError("is not a database URL") from None
+        if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+            raise ValueError(
+                f"scheme {url.drivername!r} is not supported; use sqlite:///path/headwater.db "
+                "or postgresql://user@host/db"
+            )
+        return value
 
     @field_validator("outbound_allow", "outbound_deny")
     @classmethod
@@ -114,8 +190,37 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return normalize_database_url(self.database_url)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_data_dir(self.data_dir)
         return f"sqlite:///{(self.data_dir / 'headwater.db').resolve()}"
+
+
+def make_data_dir(path: Path) -> None:
+    """Create the data folder readable by its owner only (0700): it holds the SQLite file and
+    the key file. An existing folder keeps its mode (the operator chose it)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(
+            f"HEADWATER_DATA_DIR: cannot create the folder {str(path)!r}: {exc.strerror}"
+        ) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """A settings error as one line: each wrong setting's variable and why, never its value."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = "HEADWATER_" + "_".join(str(part) for part in error["loc"][:1]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}")
+    return "; ".join(parts) or "the settings are not valid"
+
+
+def mask_database_url(url: str) -> str:
+    """A database URL with any password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
 
 
 def normalize_database_url(url: str) -> str:

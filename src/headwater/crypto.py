@@ -9,6 +9,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from headwater.config import SettingsError, make_data_dir
+
 __all__ = ["SecretBox", "load_or_create_key"]
 
 
@@ -35,16 +37,31 @@ class SecretBox:
 
 
 def load_or_create_key(configured: str | None, data_dir: Path) -> str:
-    """The configured key, else the key file in ``data_dir`` (created with mode 0600)."""
+    """The configured key, else the key file in ``data_dir`` (created with mode 0600, in a
+    folder created with mode 0700). SettingsError when either is unusable."""
     if configured:
-        Fernet(configured)  # fail fast on a malformed key
+        _check_key(configured, "HEADWATER_SECRET_KEY")
         return configured
     path = data_dir / "secret.key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key().decode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
+    try:
+        if path.exists():
+            key = path.read_text().strip()
+            _check_key(key, f"the key file {str(path)!r}")
+            return key
+        make_data_dir(data_dir)
+        key = Fernet.generate_key().decode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+    except OSError as exc:
+        raise SettingsError(f"cannot use the key file {str(path)!r}: {exc.strerror}") from None
     return key
+
+
+def _check_key(key: str, where: str) -> None:
+    try:
+        Fernet(key)
+    except (ValueError, TypeError):
+        raise SettingsError(
+            f"{where} is not a Fernet key (32 bytes in URL-safe base64, 44 characters)"
+        ) from None

@@ -107,6 +107,7 @@ def run_demo(*, port: int) -> None:
     from headwater.runtime import Runtime
     from headwater.server import create_app
     from headwater.services import admins, tokens
+    from headwater.serving import uvicorn_config
     from headwater.testing.scimserver import LOOPBACK_ALLOW, ScimServerProcess
 
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
@@ -123,7 +124,7 @@ def run_demo(*, port: int) -> None:
     try:
         downstream.start()
         # The downstream runs on loopback, which the outbound policy denies unless allowed.
-        settings = Settings(
+        settings = Settings.load(
             data_dir=DEMO_DIR,
             database_url=None,
             idle_poll_seconds=0.2,
@@ -136,7 +137,9 @@ def run_demo(*, port: int) -> None:
         with runtime.database.transaction() as session:
             admins.create(session, "admin", admin_password)
         server = uvicorn.Server(
-            uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+            uvicorn_config(
+                create_app(runtime), settings, host="127.0.0.1", port=port, log_level="warning"
+            )
         )
         # Not the main thread: uvicorn leaves the signal handlers to us.
         thread = threading.Thread(target=server.run, daemon=True)

@@ -32,7 +32,10 @@ class Runtime:
     def from_settings(
         cls, settings: Settings, *, connectors: ConnectorFactory | None = None, migrate: bool = True
     ) -> Runtime:
+        """Wire a process; SettingsError (one line) when a setting, the database or the key
+        cannot be used."""
         database = Database(settings.resolved_database_url())
+        database.check()
         if migrate:
             upgrade(database)
         box = SecretBox(load_or_create_key(settings.secret_key, settings.data_dir))

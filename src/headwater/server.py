@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from headwater import web
 from headwater.api.app import create_api
@@ -40,4 +41,10 @@ def create_app(runtime: Runtime, *, start_worker: bool | None = None) -> FastAPI
 
     app = create_api(runtime, lifespan=lifespan)
     web.install(app)  # the admin console at /console, its static files at /console/static
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        """A browser pointed at the server lands on the console (its sign-in page)."""
+        return RedirectResponse("/console/", status_code=303)
+
     return app

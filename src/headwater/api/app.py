@@ -21,6 +21,7 @@ from headwater.api.routes import (
     guard,
     health,
     logs,
+    metrics,
     tokens,
     users,
 )
@@ -40,7 +41,10 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # The reference and its schema are public knowledge (the source is open); an operator
+        # may still turn them off (HEADWATER_API_DOCS=false). ReDoc is not served.
+        docs_url="/docs" if runtime.settings.api_docs else None,
+        openapi_url="/openapi.json" if runtime.settings.api_docs else None,
         redoc_url=None,
     )
     app.state.runtime = runtime
@@ -51,6 +55,7 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(metrics.router)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

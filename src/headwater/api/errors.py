@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from headwater.errors import HeadwaterError
 
@@ -76,6 +77,17 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc.detail, str) and exc.status_code not in (404, 405):
             summary = exc.detail
         return error_response(exc.status_code, code, summary, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+        # The client left (or was cut off for sending too slowly) before its body was read:
+        # nothing was done, and the answer below reaches no one.
+        log.info(
+            "%s %s: the client went away before its request was read",
+            request.method,
+            request.url.path,
+        )
+        return error_response(400, "E0000003", "The request body was not well-formed.")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

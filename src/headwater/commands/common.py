@@ -13,12 +13,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
 
 from headwater import clock
-from headwater.config import Settings
+from headwater.config import Settings, SettingsError, mask_database_url
 from headwater.db import tables as t
 from headwater.db.events import Actor
 from headwater.errors import HeadwaterError, NotFound
@@ -86,17 +85,16 @@ def explain(exc: HeadwaterError) -> str:
 
 def mask_url(url: str) -> str:
     """A database URL with any password replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable URL>"
+    return mask_database_url(url)
 
 
 @contextmanager
 def guarded() -> Iterator[None]:
-    """Turn service and database errors into ``error: ...`` and exit status 1."""
+    """Turn settings, service and database errors into ``error: ...`` and exit status 1."""
     try:
         yield
+    except SettingsError as exc:
+        fail(str(exc))
     except HeadwaterError as exc:
         fail(explain(exc))
     except OperationalError as exc:
@@ -106,8 +104,10 @@ def guarded() -> Iterator[None]:
 
 
 def open_runtime(*, migrate: bool = True) -> Runtime:
-    """The runtime for this process, from ``HEADWATER_*`` environment variables."""
-    return Runtime.from_settings(Settings(), migrate=migrate)
+    """The runtime for this process, from ``HEADWATER_*`` environment variables (a wrong one
+    ends the command with one line and status 1)."""
+    with guarded():
+        return Runtime.from_settings(Settings.load(), migrate=migrate)
 
 
 @contextmanager

@@ -261,7 +261,7 @@ def status(as_json: JsonOpt = False) -> None:
     from headwater.db.engine import Database
 
     with guarded():
-        url = Settings().resolved_database_url()
+        url = Settings.load().resolved_database_url()
         database = Database(url)
         try:
             schema = _schema(database)

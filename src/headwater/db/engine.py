@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from headwater.config import SettingsError, mask_database_url
 
 __all__ = ["Database"]
 
@@ -20,9 +26,12 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.is_sqlite:
+            _create_sqlite_file(url)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            if "connect_timeout" not in make_url(url).query:
+                kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -51,8 +60,47 @@ class Database:
             finally:
                 session.rollback()
 
+    def check(self) -> None:
+        """Connect once, so a database that cannot be reached is one clear SettingsError at
+        start instead of a traceback at the first request."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            raise SettingsError(
+                f"HEADWATER_DATABASE_URL: cannot connect to {mask_database_url(self.url)}: "
+                f"{reason[0] if reason else type(exc).__name__}"
+            ) from None
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+#: Seconds to wait for a PostgreSQL server before giving up (unless the URL sets its own).
+CONNECT_TIMEOUT = 10
+
+
+def _create_sqlite_file(url: str) -> None:
+    """Create a missing SQLite file readable by its owner only (0600); SQLite gives its WAL and
+    shared-memory files the same mode. Its folder must exist (SettingsError otherwise)."""
+    name = make_url(url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.parent.is_dir():
+        raise SettingsError(
+            f"HEADWATER_DATABASE_URL: the folder {str(path.parent)!r} of the SQLite file does "
+            "not exist"
+        )
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing database keeps its mode
+    except OSError as exc:
+        raise SettingsError(
+            f"HEADWATER_DATABASE_URL: cannot create the SQLite file {str(path)!r}: {exc.strerror}"
+        ) from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

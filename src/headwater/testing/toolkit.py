@@ -336,16 +336,23 @@ def console_csrf(client: TestClient, path: str = "/console/people") -> str:
 
 @contextlib.contextmanager
 def api_client(
-    runtime: Runtime, token: str | None = None, *, raise_server_exceptions: bool = False
+    runtime: Runtime,
+    token: str | None = None,
+    *,
+    raise_server_exceptions: bool = False,
+    address: str = "127.0.0.1",
 ) -> Iterator[TestClient]:
-    """Headwater's API and console in-process, authenticated with ``token`` (else a new one)."""
+    """Headwater's API and console in-process, authenticated with ``token`` (else a new one),
+    called from ``address`` (loopback, as a script on the server's host would be)."""
     from fastapi.testclient import TestClient
 
     from headwater.server import create_app
 
     plaintext = token or api_token(runtime, f"client-{next(_serial)}")
     app = create_app(runtime, start_worker=False)
-    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
+    with TestClient(
+        app, raise_server_exceptions=raise_server_exceptions, client=(address, 50000)
+    ) as client:
         client.headers["Authorization"] = f"SSWS {plaintext}"
         yield client
 
@@ -407,18 +414,21 @@ class StubResolver:
 
 
 class LiveServer:
-    """Headwater served by uvicorn in a thread on a loopback port (with its worker, if asked)."""
+    """Headwater served by uvicorn in a thread on a loopback port (with its worker, if asked),
+    configured as ``headwater serve`` configures it."""
 
     def __init__(self, runtime: Runtime, *, start_worker: bool = False) -> None:
         import uvicorn
 
         from headwater.server import create_app
+        from headwater.serving import uvicorn_config
 
         self.runtime = runtime
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
+        config = uvicorn_config(
             create_app(runtime, start_worker=start_worker),
+            runtime.settings,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",

@@ -1,16 +1,16 @@
-"""Liveness for load balancers and ``headwater status`` (unauthenticated), and metrics."""
+"""Liveness for load balancers and ``headwater status`` (unauthenticated)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from headwater import clock
-from headwater.api.deps import get_db, get_runtime
+from headwater.api.deps import get_db
 from headwater.db import leases
 
 router = APIRouter(tags=["Headwater extension"])
@@ -47,10 +47,3 @@ def health(request: Request) -> JSONResponse:
             body["status"] = "unavailable"
             return JSONResponse(body, status_code=503)
     return JSONResponse(body)
-
-
-@router.get("/metrics", response_class=Response)
-def metrics(request: Request) -> Response:
-    """Prometheus text format."""
-    body = get_runtime(request).metrics.render()
-    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
