@@ -14,6 +14,7 @@ argon2's ``verify`` is wrapped (same work, plus what is measured) where a test n
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 import time
@@ -38,6 +39,7 @@ from headwater.testing.toolkit import (
     create_admin,
     event_types,
 )
+from headwater.web.throttle import HashingPool
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -187,3 +189,16 @@ def test_an_attacker_at_one_address_cannot_keep_the_admin_out(
     with console_client(app, address="192.0.2.1") as admin:
         assert console_sign_in(admin).status_code == 303
         assert admin.get("/console/people").status_code == 200
+
+
+def test_hashing_threads_run_at_the_lowest_cpu_priority() -> None:
+    """When the cores are busy, the API's threads are scheduled before a flood's hashing."""
+    pool = HashingPool()
+    try:
+        niceness = asyncio.run(
+            pool.run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        )
+    finally:
+        pool.close()
+    assert niceness == 19
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 19

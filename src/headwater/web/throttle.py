@@ -8,8 +8,9 @@ its own for argon2, so a flood of sign-ins cannot slow the API down.
   until the window moves on. One address alone cannot get there (its own limit is lower), so an
   attacker at one address cannot keep the admin at another out; the window is short, so no one
   can lock an account for good.
-* **Hashing** runs in :class:`HashingPool` (half the cores: one or two threads), never in the
-  thread pool that serves the API, and never inside a database transaction. When the pool and
+* **Hashing** runs in :class:`HashingPool` (half the cores: one or two threads, at the lowest
+  CPU priority), never in the thread pool that serves the API, and never inside a database
+  transaction. When the pool and
   its short queue are full, sign-in answers 503 "try again" rather than queueing for ever.
 * A refused attempt (429 or 503) is answered after a one-second pause, which costs the server
   nothing (no thread, no hashing) and keeps a client that retries at once from turning refusals
@@ -22,6 +23,7 @@ docs/decisions/0013): each ``headwater serve`` process counts on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -69,7 +71,9 @@ class HashingPool:
     :class:`Busy` for anyone beyond."""
 
     def __init__(self, threads: int = HASHING_THREADS, queue: int = HASHING_QUEUE) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="signin-hash")
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="signin-hash", initializer=_yield_to_the_api
+        )
         self._slots = threading.BoundedSemaphore(threads + queue)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
@@ -85,6 +89,14 @@ class HashingPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _yield_to_the_api() -> None:
+    """Run this hashing thread at the lowest CPU priority (Linux schedules threads one by one;
+    argon2 releases the GIL while it works): when the cores are busy, the API's threads go
+    first and a flood of sign-ins waits, not the API. Elsewhere, a no-op."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 @dataclass(frozen=True)
