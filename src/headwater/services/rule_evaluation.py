@@ -1,0 +1,497 @@
+"""Group rules at work: memberships a rule holds, written set-based with their downstream keys.
+
+A membership row exists while it is ``manual`` or some rule holds it (``group_rule_members``).
+Every write here happens in the caller's transaction and enqueues the keys of the memberships
+that really appeared or disappeared (``outbox.enqueue_membership_change``), so a rule's effect
+reaches the apps exactly as an admin's change would.
+
+Two ways in:
+
+* :func:`evaluate_user`: after a user is created, changes profile or status, or joins or leaves
+  a group by hand, the active rules are evaluated for that user, in dependency order, in the
+  same transaction. Compiled rules are cached per process and refreshed when a rule's
+  ``revision`` moves.
+* :func:`sweep_batch`: activation evaluates one rule over the whole directory, one bounded
+  batch of users per transaction, resuming from ``sweep_after``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, exists, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from headwater import clock
+from headwater.db import outbox
+from headwater.db import tables as t
+from headwater.db.events import SYSTEM, Actor, Target, record
+from headwater.domain.expressions import Facts
+from headwater.domain.group_rules import (
+    CompiledRule,
+    RuleDefinition,
+    compile_rule,
+    matching_groups,
+    order_rules,
+)
+from headwater.domain.lifecycle import DELETED
+from headwater.domain.states import RuleStatus
+
+__all__ = [
+    "SWEEP_BATCH",
+    "Holding",
+    "SweepProgress",
+    "active_rules",
+    "compile_row",
+    "definition_of",
+    "evaluate_user",
+    "forget_user",
+    "group_deleted",
+    "release_rule",
+    "sweep_batch",
+    "write_changes",
+]
+
+#: Users evaluated per activation transaction.
+SWEEP_BATCH = 2000
+#: Rows per statement when a change is written.
+_CHUNK = 500
+#: Above this many memberships of one group in one write, one summary event is logged
+#: instead of one event per membership.
+_EVENTS_EACH = 50
+
+#: (rule id, group id, user id)
+Holding = tuple[str, str, str]
+
+
+def definition_of(row: t.GroupRule) -> RuleDefinition:
+    return RuleDefinition(
+        row.id,
+        row.name,
+        row.expression,
+        tuple(row.group_ids),
+        frozenset(row.exclude_user_ids),
+        frozenset(row.exclude_group_ids),
+    )
+
+
+# --- The cache of compiled active rules ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Active:
+    key: frozenset[tuple[str, int]]
+    ordered: tuple[CompiledRule, ...]
+    names: dict[str, str]
+    by_name: bool
+
+
+_compiled: dict[tuple[str, int], CompiledRule] = {}
+_active: dict[str, _Active] = {}
+_lock = threading.Lock()
+
+
+def compile_row(row: t.GroupRule) -> CompiledRule:
+    """The rule compiled, from the cache while its revision is unchanged."""
+    key = (row.id, row.revision)
+    found = _compiled.get(key)
+    if found is None:
+        found = compile_rule(definition_of(row))
+        with _lock:
+            if len(_compiled) > 10_000:
+                _compiled.clear()
+            _compiled[key] = found
+    return found
+
+
+def active_rules(session: Session) -> _Active:
+    """The active rules, compiled and in dependency order: one small query when unchanged."""
+    bind = str(session.get_bind().engine.url)
+    stamps = frozenset(
+        (rule_id, revision)
+        for rule_id, revision in session.execute(
+            select(t.GroupRule.id, t.GroupRule.revision).where(
+                t.GroupRule.status == RuleStatus.ACTIVE
+            )
+        ).all()
+    )
+    cached = _active.get(bind)
+    if cached is not None and cached.key == stamps:
+        return cached
+    rows = (
+        session.execute(select(t.GroupRule).where(t.GroupRule.status == RuleStatus.ACTIVE))
+        .scalars()
+        .all()
+    )
+    rules = [compile_row(row) for row in sorted(rows, key=lambda row: row.id)]
+    targets = {group_id for rule in rules for group_id in rule.definition.group_ids}
+    names = dict(
+        session.execute(select(t.Group.id, t.Group.name).where(t.Group.id.in_(targets))).all()
+    )
+    fresh = _Active(
+        frozenset((row.id, row.revision) for row in rows),
+        order_rules(rules, names),
+        names,
+        any(ref.kind != "id" for rule in rules for ref in rule.reads),
+    )
+    with _lock:
+        _active[bind] = fresh
+    return fresh
+
+
+# --- Writing what rules hold --------------------------------------------------------------------
+
+
+def _insert(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def write_changes(
+    session: Session,
+    actor: Actor,
+    adds: Iterable[Holding],
+    removes: Iterable[Holding],
+    *,
+    because: str = "",
+) -> tuple[int, int]:
+    """Record rule holdings added and removed; memberships appear and disappear accordingly
+    (one held by hand or by another rule stays). Logs and enqueues the real changes; returns
+    (memberships added, memberships removed)."""
+    now = clock.utcnow()
+    added_pairs: list[tuple[str, str]] = []
+    removed_pairs: list[tuple[str, str]] = []
+    insert = _insert(session)
+    add_list = sorted(set(adds))
+    for chunk in _chunks(add_list):
+        session.execute(
+            insert(t.GroupRuleMember)
+            .values([dict(rule_id=r, group_id=g, user_id=u, created=now) for r, g, u in chunk])
+            .on_conflict_do_nothing()
+        )
+        pairs = sorted({(g, u) for _, g, u in chunk})
+        rows = session.execute(
+            insert(t.Membership)
+            .values([dict(group_id=g, user_id=u, created=now, manual=False) for g, u in pairs])
+            .on_conflict_do_nothing()
+            .returning(t.Membership.group_id, t.Membership.user_id)
+        ).all()
+        added_pairs += [(g, u) for g, u in rows]
+    remove_list = sorted(set(removes))
+    for chunk in _chunks(remove_list):
+        session.execute(
+            delete(t.GroupRuleMember).where(
+                tuple_(
+                    t.GroupRuleMember.rule_id, t.GroupRuleMember.group_id, t.GroupRuleMember.user_id
+                ).in_(chunk)
+            )
+        )
+        pairs = sorted({(g, u) for _, g, u in chunk})
+        held = exists().where(
+            t.GroupRuleMember.group_id == t.Membership.group_id,
+            t.GroupRuleMember.user_id == t.Membership.user_id,
+        )
+        rows = session.execute(
+            delete(t.Membership)
+            .where(
+                tuple_(t.Membership.group_id, t.Membership.user_id).in_(pairs),
+                t.Membership.manual.is_(False),
+                ~held,
+            )
+            .returning(t.Membership.group_id, t.Membership.user_id)
+        ).all()
+        removed_pairs += [(g, u) for g, u in rows]
+    _announce(session, actor, added_pairs, removed_pairs, because, now)
+    return len(added_pairs), len(removed_pairs)
+
+
+def _announce(
+    session: Session,
+    actor: Actor,
+    added: list[tuple[str, str]],
+    removed: list[tuple[str, str]],
+    because: str,
+    now: Any,
+) -> None:
+    changed: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+    for group_id, user_id in added:
+        changed[group_id][0].append(user_id)
+    for group_id, user_id in removed:
+        changed[group_id][1].append(user_id)
+    if not changed:
+        return
+    session.execute(
+        update(t.Group)
+        .where(t.Group.id.in_(sorted(changed)))
+        .values(last_membership_updated=now)
+        .execution_options(synchronize_session=False)
+    )
+    groups = dict(
+        session.execute(select(t.Group.id, t.Group.name).where(t.Group.id.in_(sorted(changed))))
+        .tuples()
+        .all()
+    )
+    debug = {"reason": because} if because else None
+    for group_id, (joined, left) in sorted(changed.items()):
+        name = groups.get(group_id, group_id)
+        group = Target(group_id, "UserGroup", name, name)
+        for event_type, message, users in (
+            ("group.user_membership.add", "Add user to group membership", joined),
+            ("group.user_membership.remove", "Remove user from group membership", left),
+        ):
+            if not users:
+                continue
+            if len(users) <= _EVENTS_EACH:
+                logins = dict(
+                    session.execute(select(t.User.id, t.User.login).where(t.User.id.in_(users)))
+                    .tuples()
+                    .all()
+                )
+                for user_id in users:
+                    login = logins.get(user_id, user_id)
+                    person = Target(user_id, "User", login, login)
+                    record(
+                        session,
+                        event_type,
+                        message,
+                        actor=actor,
+                        targets=(person, group),
+                        debug=debug,
+                    )
+            else:
+                record(
+                    session,
+                    event_type,
+                    f"{message}: {len(users)} users",
+                    actor=actor,
+                    targets=(group,),
+                    debug={**(debug or {}), "count": len(users)},
+                )
+        for users in (joined, left):
+            for chunk in _chunks(users):
+                outbox.enqueue_membership_change(session, group_id, list(chunk))
+
+
+# --- One user ------------------------------------------------------------------------------------
+
+
+def _facts(user: t.User, group_ids: set[str], group_names: set[str]) -> Facts:
+    internal = {
+        "id": user.id,
+        "status": user.status,
+        "created": user.created.isoformat() if user.created else None,
+        "lastUpdated": user.last_updated.isoformat() if user.last_updated else None,
+    }
+    return Facts(user=user.profile, internal=internal, group_ids=group_ids, group_names=group_names)
+
+
+def evaluate_user(session: Session, user: t.User, actor: Actor = SYSTEM) -> tuple[int, int]:
+    """Bring what the active rules hold for ``user`` in line with its profile now."""
+    active = active_rules(session)
+    if not active.ordered or user.status == DELETED:
+        return 0, 0
+    session.flush()
+    memberships = session.execute(
+        select(t.Membership.group_id, t.Membership.manual).where(t.Membership.user_id == user.id)
+    ).all()
+    holdings = session.execute(
+        select(t.GroupRuleMember.rule_id, t.GroupRuleMember.group_id).where(
+            t.GroupRuleMember.user_id == user.id
+        )
+    ).all()
+    active_ids = {rule.id for rule in active.ordered}
+    kept = {group_id for group_id, manual in memberships if manual}
+    kept |= {group_id for rule_id, group_id in holdings if rule_id not in active_ids}
+    names: set[str] = set()
+    if active.by_name and kept:
+        names = set(session.execute(select(t.Group.name).where(t.Group.id.in_(kept))).scalars())
+    wanted = matching_groups(
+        active.ordered,
+        user.id,
+        _facts(user, kept, names),
+        lambda group_id: active.names.get(group_id, ""),
+    )
+    current = {(r, g) for r, g in holdings if r in active_ids}
+    adds = [(r, g, user.id) for r, g in wanted - current]
+    removes = [(r, g, user.id) for r, g in current - wanted]
+    if not adds and not removes:
+        return 0, 0
+    return write_changes(session, actor, adds, removes, because="group rule")
+
+
+def forget_user(session: Session, user_id: str) -> None:
+    """A deleted user's rule holdings go with their memberships."""
+    session.execute(delete(t.GroupRuleMember).where(t.GroupRuleMember.user_id == user_id))
+
+
+# --- A whole rule -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """One batch of an activation: users evaluated, memberships added and removed."""
+
+    evaluated: int
+    added: int
+    removed: int
+    done: bool
+
+
+def _needs_each_user(session: Session, rule: CompiledRule) -> bool:
+    """Whether the sweep must evaluate every active rule per user: the rule reads groups, or
+    another active rule reads a group this one writes."""
+    if rule.reads_groups:
+        return True
+    active = active_rules(session)
+    targets = set(rule.definition.group_ids)
+    for other in active.ordered:
+        if other.id == rule.id:
+            continue
+        for reference in other.reads:
+            if any(reference.matches(g, active.names.get(g, "")) for g in targets):
+                return True
+    return False
+
+
+def sweep_batch(
+    session: Session, rule_id: str, actor: Actor = SYSTEM, *, batch: int = SWEEP_BATCH
+) -> SweepProgress:
+    """Evaluate the next batch of users for an activating rule (in this transaction)."""
+    row = session.get(t.GroupRule, rule_id, with_for_update=True)
+    if row is None or row.status != RuleStatus.ACTIVE or row.sweep_after is None:
+        return SweepProgress(0, 0, 0, True)
+    query = (
+        select(t.User)
+        .where(t.User.id > row.sweep_after, t.User.status != DELETED)
+        .order_by(t.User.id)
+        .limit(batch)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()  # a concurrent profile change waits for this batch
+    users = list(session.execute(query).scalars())
+    added = removed = 0
+    rule = compile_row(row)
+    if _needs_each_user(session, rule):
+        for user in users:
+            a, r = evaluate_user(session, user, actor)
+            added, removed = added + a, removed + r
+    elif users:
+        ids = [user.id for user in users]
+        matched = {user.id for user in users if rule.matches(user.id, _facts(user, set(), set()))}
+        held = set(
+            session.execute(
+                select(t.GroupRuleMember.user_id).where(
+                    t.GroupRuleMember.rule_id == rule_id, t.GroupRuleMember.user_id.in_(ids)
+                )
+            ).scalars()
+        )
+        groups = rule.definition.group_ids
+        existing = set(
+            session.execute(
+                select(t.GroupRuleMember.group_id, t.GroupRuleMember.user_id).where(
+                    t.GroupRuleMember.rule_id == rule_id, t.GroupRuleMember.user_id.in_(ids)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        adds = [(rule_id, g, u) for u in matched for g in groups if (g, u) not in existing]
+        removes = [(rule_id, g, u) for g, u in existing if u in held - matched]
+        added, removed = write_changes(session, actor, adds, removes, because=f"rule {row.name}")
+    done = len(users) < batch
+    row.sweep_after = None if done else users[-1].id
+    return SweepProgress(len(users), added, removed, done)
+
+
+def release_rule(session: Session, rule_id: str, actor: Actor, *, remove_users: bool) -> int:
+    """Take back what a rule holds (``remove_users``: memberships only it holds go) or hand it
+    over (they stay, as manual memberships). Returns the memberships removed."""
+    if not remove_users:
+        only_this = ~exists().where(
+            t.GroupRuleMember.group_id == t.Membership.group_id,
+            t.GroupRuleMember.user_id == t.Membership.user_id,
+            t.GroupRuleMember.rule_id != rule_id,
+        )
+        mine = exists().where(
+            t.GroupRuleMember.group_id == t.Membership.group_id,
+            t.GroupRuleMember.user_id == t.Membership.user_id,
+            t.GroupRuleMember.rule_id == rule_id,
+        )
+        session.execute(
+            update(t.Membership)
+            .where(t.Membership.manual.is_(False), mine, only_this)
+            .values(manual=True)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(delete(t.GroupRuleMember).where(t.GroupRuleMember.rule_id == rule_id))
+        return 0
+    removed = 0
+    while True:
+        rows = (
+            session.execute(
+                select(t.GroupRuleMember.group_id, t.GroupRuleMember.user_id)
+                .where(t.GroupRuleMember.rule_id == rule_id)
+                .limit(SWEEP_BATCH)
+            )
+            .tuples()
+            .all()
+        )
+        if not rows:
+            return removed
+        _, gone = write_changes(
+            session, actor, [], [(rule_id, g, u) for g, u in rows], because="rule removed"
+        )
+        removed += gone
+
+
+# --- Rules that lose a group ---------------------------------------------------------------------
+
+
+def _names_group(rule: CompiledRule, group_id: str) -> bool:
+    definition = rule.definition
+    return (
+        group_id in definition.group_ids
+        or group_id in definition.exclude_group_ids
+        or any(ref.kind == "id" and ref.value == group_id for ref in rule.reads)
+    )
+
+
+def group_deleted(session: Session, group_id: str, group_name: str) -> list[str]:
+    """Rules naming a group being deleted turn INVALID (with a system log event) and change
+    nothing more; the memberships of the group itself go with it. Returns their ids."""
+    rows = session.execute(
+        select(t.GroupRule).where(t.GroupRule.status != RuleStatus.INVALID).order_by(t.GroupRule.id)
+    ).scalars()
+    invalidated: list[str] = []
+    now = clock.utcnow()
+    for row in rows:
+        if not _names_group(compile_row(row), group_id):
+            continue
+        reason = f"group {group_name} ({group_id}) was deleted"
+        row.status = RuleStatus.INVALID
+        row.invalid_reason = reason
+        row.sweep_after = None
+        row.revision += 1
+        row.last_updated = now
+        invalidated.append(row.id)
+        record(
+            session,
+            "group.rule.invalidate",
+            f"Group rule invalidated: {reason}",
+            actor=SYSTEM,
+            targets=(Target(row.id, "GroupRule", row.name, row.name),),
+            outcome="FAILURE",
+            reason=reason,
+            severity="WARN",
+        )
+    return invalidated
