@@ -108,9 +108,7 @@ def _ids(field: str, values: Sequence[str], limit: int, *, at_least: int = 0) ->
 
 def _check_groups(session: Session, field: str, group_ids: Sequence[str]) -> None:
     found = dict(
-        session.execute(select(t.Group.id, t.Group.type).where(t.Group.id.in_(group_ids)))
-        .tuples()
-        .all()
+        session.execute(select(t.Group.id, t.Group.type).where(t.Group.id.in_(group_ids))).all()
     )
     for group_id in group_ids:
         if group_id not in found:
@@ -165,9 +163,7 @@ def _check_cycles(session: Session, definition: RuleDefinition) -> None:
     rules.append(compile_rule(definition))
     targets = sorted({g for rule in rules for g in rule.definition.group_ids})
     names = dict(
-        session.execute(select(t.Group.id, t.Group.name).where(t.Group.id.in_(targets)))
-        .tuples()
-        .all()
+        session.execute(select(t.Group.id, t.Group.name).where(t.Group.id.in_(targets))).all()
     )
     cycle = find_cycle(rules, names)
     if cycle is None:

@@ -237,9 +237,9 @@ def _announce(
         .execution_options(synchronize_session=False)
     )
     groups = dict(
-        session.execute(select(t.Group.id, t.Group.name).where(t.Group.id.in_(sorted(changed))))
-        .tuples()
-        .all()
+        session.execute(
+            select(t.Group.id, t.Group.name).where(t.Group.id.in_(sorted(changed)))
+        ).all()
     )
     debug = {"reason": because} if because else None
     for group_id, (joined, left) in sorted(changed.items()):
@@ -253,9 +253,9 @@ def _announce(
                 continue
             if len(users) <= _EVENTS_EACH:
                 logins = dict(
-                    session.execute(select(t.User.id, t.User.login).where(t.User.id.in_(users)))
-                    .tuples()
-                    .all()
+                    session.execute(
+                        select(t.User.id, t.User.login).where(t.User.id.in_(users))
+                    ).all()
                 )
                 for user_id in users:
                     login = logins.get(user_id, user_id)
@@ -401,9 +401,7 @@ def sweep_batch(
                 select(t.GroupRuleMember.group_id, t.GroupRuleMember.user_id).where(
                     t.GroupRuleMember.rule_id == rule_id, t.GroupRuleMember.user_id.in_(ids)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         adds = [(rule_id, g, u) for u in matched for g in groups if (g, u) not in existing]
         removes = [(rule_id, g, u) for g, u in existing if u in held - matched]
@@ -437,15 +435,11 @@ def release_rule(session: Session, rule_id: str, actor: Actor, *, remove_users: 
         return 0
     removed = 0
     while True:
-        rows = (
-            session.execute(
-                select(t.GroupRuleMember.group_id, t.GroupRuleMember.user_id)
-                .where(t.GroupRuleMember.rule_id == rule_id)
-                .limit(SWEEP_BATCH)
-            )
-            .tuples()
-            .all()
-        )
+        rows = session.execute(
+            select(t.GroupRuleMember.group_id, t.GroupRuleMember.user_id)
+            .where(t.GroupRuleMember.rule_id == rule_id)
+            .limit(SWEEP_BATCH)
+        ).all()
         if not rows:
             return removed
         _, gone = write_changes(
