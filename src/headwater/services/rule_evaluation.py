@@ -412,14 +412,11 @@ def sweep_batch(
 
 
 def release_rule(session: Session, rule_id: str, actor: Actor, *, remove_users: bool) -> int:
-    """Take back what a rule holds (``remove_users``: memberships only it holds go) or hand it
-    over (they stay, as manual memberships). Returns the memberships removed."""
+    """Take back what a rule holds (``remove_users``: memberships no one else holds go, and
+    active rules reading those groups are evaluated again for the people concerned) or hand
+    it over (every membership it holds becomes manual, so it stays). Returns the memberships
+    removed."""
     if not remove_users:
-        only_this = ~exists().where(
-            t.GroupRuleMember.group_id == t.Membership.group_id,
-            t.GroupRuleMember.user_id == t.Membership.user_id,
-            t.GroupRuleMember.rule_id != rule_id,
-        )
         mine = exists().where(
             t.GroupRuleMember.group_id == t.Membership.group_id,
             t.GroupRuleMember.user_id == t.Membership.user_id,
@@ -427,13 +424,14 @@ def release_rule(session: Session, rule_id: str, actor: Actor, *, remove_users: 
         )
         session.execute(
             update(t.Membership)
-            .where(t.Membership.manual.is_(False), mine, only_this)
+            .where(t.Membership.manual.is_(False), mine)
             .values(manual=True)
             .execution_options(synchronize_session=False)
         )
         session.execute(delete(t.GroupRuleMember).where(t.GroupRuleMember.rule_id == rule_id))
         return 0
     removed = 0
+    affected: set[str] = set()
     while True:
         rows = session.execute(
             select(t.GroupRuleMember.group_id, t.GroupRuleMember.user_id)
@@ -441,11 +439,19 @@ def release_rule(session: Session, rule_id: str, actor: Actor, *, remove_users: 
             .limit(SWEEP_BATCH)
         ).all()
         if not rows:
-            return removed
+            break
         _, gone = write_changes(
             session, actor, [], [(rule_id, g, u) for g, u in rows], because="rule removed"
         )
         removed += gone
+        affected.update(u for _, u in rows)
+    if any(rule.reads_groups for rule in active_rules(session).ordered):
+        # Active rules that read the groups this one gave up see the change now.
+        for user_id in sorted(affected):
+            user = session.get(t.User, user_id)
+            if user is not None:
+                evaluate_user(session, user, actor)
+    return removed
 
 
 # --- Rules that lose a group ---------------------------------------------------------------------
