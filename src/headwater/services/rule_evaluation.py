@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,20 +173,29 @@ def write_changes(
     removed_pairs: list[tuple[str, str]] = []
     insert = _insert(session)
     add_list = sorted(set(adds))
+    holding_rows = insert(t.GroupRuleMember.__table__).on_conflict_do_nothing()
+    membership_rows = insert(t.Membership.__table__).on_conflict_do_nothing()
     for chunk in _chunks(add_list):
+        # executemany through Core: one compiled statement, whatever the chunk's size.
         session.execute(
-            insert(t.GroupRuleMember)
-            .values([dict(rule_id=r, group_id=g, user_id=u, created=now) for r, g, u in chunk])
-            .on_conflict_do_nothing()
+            holding_rows,
+            [{"rule_id": r, "group_id": g, "user_id": u, "created": now} for r, g, u in chunk],
         )
         pairs = sorted({(g, u) for _, g, u in chunk})
-        rows = session.execute(
-            insert(t.Membership)
-            .values([dict(group_id=g, user_id=u, created=now, manual=False) for g, u in pairs])
-            .on_conflict_do_nothing()
-            .returning(t.Membership.group_id, t.Membership.user_id)
-        ).all()
-        added_pairs += [(g, u) for g, u in rows]
+        present = set(
+            session.execute(
+                select(t.Membership.group_id, t.Membership.user_id).where(
+                    tuple_(t.Membership.group_id, t.Membership.user_id).in_(pairs)
+                )
+            ).all()
+        )
+        new = [(g, u) for g, u in pairs if (g, u) not in present]
+        if new:
+            session.execute(
+                membership_rows,
+                [{"group_id": g, "user_id": u, "created": now, "manual": False} for g, u in new],
+            )
+        added_pairs += new
     remove_list = sorted(set(removes))
     for chunk in _chunks(remove_list):
         session.execute(
@@ -285,13 +294,38 @@ def _announce(
 # --- One user ------------------------------------------------------------------------------------
 
 
-def _facts(user: t.User, group_ids: set[str], group_names: set[str]) -> Facts:
-    internal = {
-        "id": user.id,
-        "status": user.status,
-        "created": user.created.isoformat() if user.created else None,
-        "lastUpdated": user.last_updated.isoformat() if user.last_updated else None,
-    }
+class _Internal(Mapping[str, object]):
+    """``user.getInternalProperty``'s values, formatted only when an expression asks."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, user_id: str, status: str, created: Any, last_updated: Any) -> None:
+        self._values = (user_id, status, created, last_updated)
+
+    def _get(self, name: str) -> object:
+        user_id, status, created, last_updated = self._values
+        if name == "id":
+            return user_id
+        if name == "status":
+            return status
+        if name in ("created", "lastUpdated"):
+            value = created if name == "created" else last_updated
+            return value.isoformat() if value is not None else None
+        raise KeyError(name)
+
+    def __getitem__(self, name: str) -> object:
+        return self._get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("id", "status", "created", "lastUpdated"))
+
+    def __len__(self) -> int:
+        return 4
+
+
+def _facts(user: Any, group_ids: set[str], group_names: set[str]) -> Facts:
+    """Facts of a ``t.User`` or a row with the same columns."""
+    internal = _Internal(user.id, user.status, user.created, user.last_updated)
     return Facts(user=user.profile, internal=internal, group_ids=group_ids, group_names=group_names)
 
 
@@ -370,18 +404,20 @@ def sweep_batch(
     row = session.get(t.GroupRule, rule_id, with_for_update=True)
     if row is None or row.status != RuleStatus.ACTIVE or row.sweep_after is None:
         return SweepProgress(0, 0, 0, True)
+    rule = compile_row(row)
+    each = _needs_each_user(session, rule)
+    columns = (t.User.id, t.User.profile, t.User.status, t.User.created, t.User.last_updated)
     query = (
-        select(t.User)
+        (select(t.User) if each else select(*columns))
         .where(t.User.id > row.sweep_after, t.User.status != DELETED)
         .order_by(t.User.id)
         .limit(batch)
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()  # a concurrent profile change waits for this batch
-    users = list(session.execute(query).scalars())
+    users: list[Any] = list(session.execute(query).scalars() if each else session.execute(query))
     added = removed = 0
-    rule = compile_row(row)
-    if _needs_each_user(session, rule):
+    if each:
         for user in users:
             a, r = evaluate_user(session, user, actor)
             added, removed = added + a, removed + r
