@@ -76,9 +76,12 @@ class CompiledRule:
     def matches(self, user_id: str, facts: Facts) -> bool:
         """Whether the user belongs in the rule's groups. An expression that fails for this
         user (a value of the wrong type) counts as no match: the rule never fails a write."""
-        if user_id in self.definition.exclude_user_ids:
+        definition = self.definition
+        if definition.exclude_user_ids and user_id in definition.exclude_user_ids:
             return False
-        if self.definition.exclude_group_ids & facts.group_ids:
+        if definition.exclude_group_ids and not definition.exclude_group_ids.isdisjoint(
+            facts.group_ids
+        ):
             return False
         try:
             return self.compiled.test(facts)
@@ -183,14 +186,15 @@ def matching_groups(
     rules that read it run. ``names`` gives a target group's name."""
     group_ids, group_names = set(facts.group_ids), set(facts.group_names)
     result: set[tuple[str, str]] = set()
+    current = Facts(facts.user, facts.internal, facts.appuser, group_ids, group_names)
     for rule in rules:
-        current = Facts(facts.user, facts.internal, facts.appuser, group_ids, group_names)
-        if rule.matches(user_id, current):
-            for group_id in rule.definition.group_ids:
-                result.add((rule.id, group_id))
-                if group_id not in group_ids:
-                    group_ids.add(group_id)
-                    group_names.add(names(group_id))
+        if not rule.matches(user_id, current):
+            continue
+        for group_id in rule.definition.group_ids:
+            result.add((rule.id, group_id))
+            if group_id not in group_ids:  # later rules see the membership this one gives
+                group_ids.add(group_id)
+                group_names.add(names(group_id))
     return result
 
 
