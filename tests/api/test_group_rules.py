@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from headwater.db import tables as t
 from headwater.runtime import Runtime
+from headwater.server import create_app as server_app
 from headwater.testing.toolkit import (
     add_member,
     api_client,
@@ -18,6 +19,9 @@ from headwater.testing.toolkit import (
     assert_okta_error,
     assign_group,
     clear_keys,
+    console_client,
+    console_sign_in,
+    create_admin,
     create_app,
     create_group,
     create_rule,
@@ -290,3 +294,20 @@ def test_a_read_only_admin_reads_rules_and_cannot_change_them(runtime: Runtime) 
         assert_okta_error(reader.post("/api/v1/groups/rules", json=body), 403, "E0000006")
     with runtime.database.read() as session:
         assert session.get(t.GroupRule, rule).status == "INACTIVE"  # type: ignore[union-attr]
+
+
+def test_the_console_lists_rules_and_previews_an_expression(runtime: Runtime) -> None:
+    eng = create_group(runtime, "Engineering")
+    create_user(runtime, "ann@example.com", department="Engineering")
+    create_user(runtime, "bob@example.com", department="Sales")
+    create_rule(runtime, "Dept is Eng", ENGINEERING, [eng])
+    create_admin(runtime, "reader", role="READ_ONLY_ADMIN")
+    with console_client(server_app(runtime, start_worker=False)) as client:
+        console_sign_in(client, "reader")
+        page = client.get("/console/rules")
+        assert page.status_code == 200
+        assert "Dept is Eng" in page.text and "ACTIVE" in page.text
+        preview = client.get("/console/rules", params={"expression": 'user.department == "Sales"'})
+        assert "1 of 2 people match" in preview.text and "bob@example.com" in preview.text
+        bad = client.get("/console/rules", params={"expression": 'String.toLower(user.x) == "a"'})
+        assert "did you mean String.toLowerCase?" in bad.text

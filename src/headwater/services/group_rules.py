@@ -39,6 +39,7 @@ from headwater.services.validation import plausible_id
 
 __all__ = [
     "MAX_NAME",
+    "Preview",
     "RuleSpec",
     "activate_rule",
     "create_rule",
@@ -46,6 +47,7 @@ __all__ = [
     "delete_rule",
     "get_rule",
     "holdings_of_user",
+    "preview",
     "replace_rule",
     "rules_query",
     "run_sweep",
@@ -327,3 +329,67 @@ def holdings_of_user(session: Session, user_id: str) -> list[tuple[t.GroupRule, 
         .order_by(t.GroupRule.id)
     ).all()
     return [(rule, group_id) for rule, group_id in rows]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Who an expression would match: a count over the people read, and a sample."""
+
+    matched: int
+    scanned: int
+    sample: tuple[str, ...]
+    complete: bool
+
+
+def preview(
+    session: Session, expression: str, *, sample: int = 10, limit: int = 100_000
+) -> Preview:
+    """Evaluate ``expression`` as a rule over up to ``limit`` people (read-only, in pages);
+    InvalidRequest when it would be refused on save."""
+    definition = RuleDefinition("preview", "preview", expression, ("preview",))
+    try:
+        rule = compile_rule(definition)
+    except InvalidRequest as error:
+        problem = error.causes[0] if error.causes else error.summary
+        raise invalid(f"conditions.expression.value: {problem}") from None
+    matched, scanned = 0, 0
+    logins: list[str] = []
+    after = ""
+    columns = (
+        t.User.id,
+        t.User.login,
+        t.User.profile,
+        t.User.status,
+        t.User.created,
+        t.User.last_updated,
+    )
+    while scanned < limit:
+        rows = session.execute(
+            select(*columns)
+            .where(t.User.id > after, t.User.status != DELETED)
+            .order_by(t.User.id)
+            .limit(min(2000, limit - scanned))
+        ).all()
+        if not rows:
+            return Preview(matched, scanned, tuple(sorted(logins)[:sample]), True)
+        groups: dict[str, set[str]] = {}
+        names: dict[str, set[str]] = {}
+        if rule.reads_groups:
+            for user_id, group_id, name in session.execute(
+                select(t.Membership.user_id, t.Group.id, t.Group.name)
+                .join(t.Group, t.Group.id == t.Membership.group_id)
+                .where(t.Membership.user_id.in_([row.id for row in rows]))
+            ):
+                groups.setdefault(user_id, set()).add(group_id)
+                names.setdefault(user_id, set()).add(name)
+        for row in rows:
+            facts = rule_evaluation.facts_of(
+                row, groups.get(row.id, set()), names.get(row.id, set())
+            )
+            if rule.matches(row.id, facts):
+                matched += 1
+                if len(logins) < sample:
+                    logins.append(row.login)
+        scanned += len(rows)
+        after = rows[-1].id
+    return Preview(matched, scanned, tuple(sorted(logins)), False)

@@ -50,6 +50,7 @@ __all__ = [
     "compile_row",
     "definition_of",
     "evaluate_user",
+    "facts_of",
     "forget_user",
     "group_deleted",
     "release_rule",
@@ -323,7 +324,7 @@ class _Internal(Mapping[str, object]):
         return 4
 
 
-def _facts(user: Any, group_ids: set[str], group_names: set[str]) -> Facts:
+def facts_of(user: Any, group_ids: set[str], group_names: set[str]) -> Facts:
     """Facts of a ``t.User`` or a row with the same columns."""
     internal = _Internal(user.id, user.status, user.created, user.last_updated)
     return Facts(user=user.profile, internal=internal, group_ids=group_ids, group_names=group_names)
@@ -352,7 +353,7 @@ def evaluate_user(session: Session, user: t.User, actor: Actor = SYSTEM) -> tupl
     wanted = matching_groups(
         active.ordered,
         user.id,
-        _facts(user, kept, names),
+        facts_of(user, kept, names),
         lambda group_id: active.names.get(group_id, ""),
     )
     current = {(r, g) for r, g in holdings if r in active_ids}
@@ -423,7 +424,7 @@ def sweep_batch(
             added, removed = added + a, removed + r
     elif users:
         ids = [user.id for user in users]
-        matched = {user.id for user in users if rule.matches(user.id, _facts(user, set(), set()))}
+        matched = {user.id for user in users if rule.matches(user.id, facts_of(user, set(), set()))}
         held = set(
             session.execute(
                 select(t.GroupRuleMember.user_id).where(
