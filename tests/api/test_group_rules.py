@@ -10,8 +10,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from headwater.db import tables as t
+from headwater.db.events import SYSTEM
+from headwater.errors import HeadwaterError
 from headwater.runtime import Runtime
 from headwater.server import create_app as server_app
+from headwater.services import group_rules
 from headwater.testing.toolkit import (
     add_member,
     api_client,
@@ -88,6 +91,11 @@ def test_activation_fills_the_group_and_enqueues_downstream_keys(
     assert members(runtime, group) == {ann}
     assert queued_subjects(runtime, app) == {ann}
     assert ok(client.get(f"/api/v1/groups/rules/{rule['id']}"))["status"] == "ACTIVE"
+    explained = ok(client.get(f"/api/v1/apps/{app}/users/{ann}/explain"))
+    assert (
+        'Ann is in Engineering because rule Eng matched user.department == "Engineering".'
+        in explained["reasons"]
+    )
     # A profile change re-evaluates the active rule in the same transaction.
     clear_keys(runtime)
     update_user(runtime, bob, department="Engineering")
@@ -311,3 +319,32 @@ def test_the_console_lists_rules_and_previews_an_expression(runtime: Runtime) ->
         assert "1 of 2 people match" in preview.text and "bob@example.com" in preview.text
         bad = client.get("/console/rules", params={"expression": 'String.toLower(user.x) == "a"'})
         assert "did you mean String.toLowerCase?" in bad.text
+
+
+def test_oktas_two_thousand_rules_work_and_one_more_is_refused(sqlite_runtime: Runtime) -> None:
+    runtime = sqlite_runtime
+    group = create_group(runtime, "Engineering")
+    ann = create_user(runtime, "ann@example.com", department="Dept 7")
+    with runtime.database.transaction() as session:
+        made = [
+            group_rules.create_rule(
+                session,
+                SYSTEM,
+                group_rules.RuleSpec(f"Rule {i}", f'user.department == "Dept {i}"', [group]),
+            ).id
+            for i in range(group_rules.MAX_RULES)
+        ]
+    with runtime.database.transaction() as session:
+        spec = group_rules.RuleSpec("One more", "true", [group])
+        with pytest.raises(HeadwaterError) as refused:
+            group_rules.create_rule(session, SYSTEM, spec)
+    assert refused.value.status == 400 and "2000" in refused.value.causes[0]
+    for rule_id in made:
+        with runtime.database.transaction() as session:
+            group_rules.activate_rule(session, SYSTEM, rule_id)
+        group_rules.run_sweep(runtime.database, rule_id, SYSTEM)
+    assert members(runtime, group) == {ann}
+    update_user(runtime, ann, department="Dept 1999")
+    assert members(runtime, group) == {ann}
+    update_user(runtime, ann, department="Nowhere")
+    assert members(runtime, group) == set()

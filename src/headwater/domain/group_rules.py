@@ -9,6 +9,7 @@ pass in dependency order gives the final memberships for a user.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -159,10 +160,10 @@ def order_rules(
     for targets in edges.values():
         for target in targets:
             incoming[target] += 1
-    ready = [rule.id for rule in rules if incoming[rule.id] == 0]
+    ready = deque(rule.id for rule in rules if incoming[rule.id] == 0)
     ordered: list[str] = []
     while ready:
-        current = ready.pop(0)
+        current = ready.popleft()
         ordered.append(current)
         for target in edges[current]:
             incoming[target] -= 1

@@ -124,6 +124,34 @@ def active_rules(session: Session) -> _Active:
     cached = _active.get(bind)
     if cached is not None and cached.key == stamps:
         return cached
+    missing = sorted(
+        rule_id for rule_id, revision in stamps if (rule_id, revision) not in _compiled
+    )
+    for chunk in _chunks(missing):
+        for row in session.execute(select(t.GroupRule).where(t.GroupRule.id.in_(chunk))).scalars():
+            compile_row(row)
+    found = [_compiled.get(stamp) for stamp in sorted(stamps)]
+    compiled = [rule for rule in found if rule is not None]
+    if len(compiled) != len(found):
+        # A rule changed between the two reads (or the cache was trimmed): read them whole.
+        return _active_uncached(session)
+    targets = {group_id for rule in compiled for group_id in rule.definition.group_ids}
+    names = dict(
+        session.execute(select(t.Group.id, t.Group.name).where(t.Group.id.in_(targets))).all()
+    )
+    fresh = _Active(
+        stamps,
+        order_rules(compiled, names),
+        names,
+        any(ref.kind != "id" for rule in compiled for ref in rule.reads),
+    )
+    with _lock:
+        _active[bind] = fresh
+    return fresh
+
+
+def _active_uncached(session: Session) -> _Active:
+    """The active rules read whole (a rule changed between two reads of this transaction)."""
     rows = (
         session.execute(select(t.GroupRule).where(t.GroupRule.status == RuleStatus.ACTIVE))
         .scalars()
@@ -134,15 +162,12 @@ def active_rules(session: Session) -> _Active:
     names = dict(
         session.execute(select(t.Group.id, t.Group.name).where(t.Group.id.in_(targets))).all()
     )
-    fresh = _Active(
+    return _Active(
         frozenset((row.id, row.revision) for row in rows),
         order_rules(rules, names),
         names,
         any(ref.kind != "id" for rule in rules for ref in rule.reads),
     )
-    with _lock:
-        _active[bind] = fresh
-    return fresh
 
 
 # --- Writing what rules hold --------------------------------------------------------------------
