@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
+from headwater.domain.group_rules import MAX_RULES
 from headwater.errors import HeadwaterError
 from headwater.runtime import Runtime
 from headwater.server import create_app as server_app
@@ -332,7 +333,7 @@ def test_oktas_two_thousand_rules_work_and_one_more_is_refused(sqlite_runtime: R
                 SYSTEM,
                 group_rules.RuleSpec(f"Rule {i}", f'user.department == "Dept {i}"', [group]),
             ).id
-            for i in range(group_rules.MAX_RULES)
+            for i in range(MAX_RULES)
         ]
     with runtime.database.transaction() as session:
         spec = group_rules.RuleSpec("One more", "true", [group])
