@@ -38,6 +38,7 @@ from headwater.testing.toolkit import (
     ok,
     queued_subjects,
     remove_member,
+    rename_group,
     update_user,
 )
 
@@ -349,3 +350,15 @@ def test_oktas_two_thousand_rules_work_and_one_more_is_refused(sqlite_runtime: R
     assert members(runtime, group) == {ann}
     update_user(runtime, ann, department="Nowhere")
     assert members(runtime, group) == set()
+
+
+def test_a_rule_reading_a_group_by_name_follows_its_rename(runtime: Runtime) -> None:
+    eng = create_group(runtime, "Engineering")
+    badge = create_group(runtime, "Badge")
+    ann = create_user(runtime, "ann@example.com", department="Engineering")
+    create_rule(runtime, "Eng", ENGINEERING, [eng])
+    create_rule(runtime, "Badge", 'isMemberOfGroupNameStartsWith("Eng")', [badge])
+    assert members(runtime, badge) == {ann}
+    rename_group(runtime, eng, "R&D")
+    update_user(runtime, ann, title="Lead")  # any change re-evaluates the person
+    assert members(runtime, badge) == set()

@@ -483,6 +483,7 @@ def replace_group(
     _flush_unique(session, NAME_TAKEN)
     _log(session, actor, "group.profile.update", "Update group profile", _group_target(group))
     if renamed:
+        rule_evaluation.group_renamed(session, group.id)
         push_rules.apply_to_group(session, group.id)
         outbox.enqueue_push_for_group(session, group.id)
     return group

@@ -53,6 +53,7 @@ __all__ = [
     "facts_of",
     "forget_user",
     "group_deleted",
+    "group_renamed",
     "release_rule",
     "sweep_batch",
     "write_changes",
@@ -557,3 +558,18 @@ def group_deleted(session: Session, group_id: str, group_name: str) -> list[str]
             severity="WARN",
         )
     return invalidated
+
+
+def group_renamed(session: Session, group_id: str) -> None:
+    """Active rules filling a renamed group get a new revision, so every process reloads the
+    names that ``isMemberOfGroupName…`` functions of later rules are matched against."""
+    filling = [
+        rule.id for rule in active_rules(session).ordered if group_id in rule.definition.group_ids
+    ]
+    if filling:
+        session.execute(
+            update(t.GroupRule)
+            .where(t.GroupRule.id.in_(filling))
+            .values(revision=t.GroupRule.revision + 1)
+            .execution_options(synchronize_session=False)
+        )
