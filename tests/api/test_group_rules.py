@@ -194,6 +194,7 @@ def test_put_replaces_an_inactive_rule(client: TestClient, runtime: Runtime) -> 
         ({"name": ""}, "name"),
         ({"name": "x" * 51}, "name"),
         ({"type": "other"}, "type"),
+        ({"conditions": {"expression": {"value": 'user.a == "\u0000"'}}}, "NUL"),
         ({"conditions": {"expression": {"value": 'isMemberOfGroup("00gNope")'}}}, "does not exist"),
     ],
 )

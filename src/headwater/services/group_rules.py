@@ -138,6 +138,9 @@ def _definition(session: Session, rule_id: str, spec: RuleSpec) -> RuleDefinitio
         raise invalid(f"name: 1 to {MAX_NAME} characters of text")
     if not isinstance(spec.expression, str) or not spec.expression.strip():
         raise invalid("conditions.expression.value: an expression is required")
+    problem = profiles.check_text(spec.expression)
+    if problem:
+        raise invalid(f"conditions.expression.value: {problem}")
     groups = _ids("actions.assignUserToGroups.groupIds", spec.group_ids, MAX_GROUPS, at_least=1)
     users = _ids("conditions.people.users.exclude", spec.exclude_user_ids, MAX_EXCLUDED)
     excluded = _ids("conditions.people.groups.exclude", spec.exclude_group_ids, MAX_EXCLUDED)
