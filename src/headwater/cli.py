@@ -18,6 +18,7 @@ from headwater.commands import common
 from headwater.commands import directory as directory_commands
 from headwater.commands import engine as engine_commands
 from headwater.commands import reconcile as reconcile_commands
+from headwater.commands import rules as rules_commands
 from headwater.config import Settings, SettingsError
 from headwater.runtime import Runtime
 
@@ -34,6 +35,7 @@ admin_app = typer.Typer(help="Manage console administrators.", no_args_is_help=T
 app.add_typer(admin_app, name="admin")
 app.add_typer(directory_commands.users_app, name="users")
 app.add_typer(directory_commands.groups_app, name="groups")
+app.add_typer(rules_commands.rules_app, name="rules")
 app.add_typer(apps_commands.apps_app, name="apps")
 app.command("assign")(apps_commands.assign)
 app.command("unassign")(apps_commands.unassign)

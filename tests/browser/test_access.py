@@ -84,6 +84,7 @@ def test_every_field_on_the_main_pages_has_a_label(page: Page, console: LiveServ
         f"/console/apps/{app_id}/tasks",
         "/console/logs",
         "/console/health",
+        "/console/rules",
     ]
     checked = 0
     for url in pages:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import select
 
 from headwater import clock, ids
 from headwater.commands.common import mask_url
 from headwater.db import outbox
 from headwater.db import tables as t
+from headwater.db.migrate import alembic_config
 from headwater.domain.states import KeyKind
 from headwater.runtime import Runtime
 from headwater.services import tokens
@@ -84,7 +86,8 @@ def test_status_tables(cli: Cli, runtime: Runtime, cli_env: dict[str, str | None
     seed_engine_state(runtime)
     out = cli.ok("status")
     assert out.startswith(f"Database: {cli_env['HEADWATER_DATABASE_URL']}\n")
-    assert "Schema revision: 0003 (up to date)" in out
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert f"Schema revision: {head} (up to date)" in out
     found = tables(out)
     assert found["Pending keys"] == [["Payroll", "4", "3", "0"]]
     ((label, since, reason, probe),) = found["Quarantined apps"]
@@ -99,7 +102,8 @@ def test_status_tables(cli: Cli, runtime: Runtime, cli_env: dict[str, str | None
 def test_status_json(cli: Cli, runtime: Runtime) -> None:
     apps = seed_engine_state(runtime)
     data = json.loads(cli.ok("status", "--json"))
-    assert data["schema"] == {"current": "0003", "head": "0003", "upToDate": True}
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert data["schema"] == {"current": head, "head": head, "upToDate": True}
     assert data["pendingKeys"] == [
         {"appId": apps["payroll"], "label": "Payroll", "pending": 4, "dueNow": 3, "inProgress": 0}
     ]

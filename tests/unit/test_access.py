@@ -39,6 +39,12 @@ CASES = [
     (READ_ONLY, P.APPS_MANAGE, None, False),
     (READ_ONLY, P.TOKENS_MANAGE, None, False),
     (READ_ONLY, P.TOKENS_SELF, None, True),
+    (READ_ONLY, P.RULES_READ, None, True),
+    (READ_ONLY, P.RULES_MANAGE, None, False),
+    (SUPER, P.RULES_MANAGE, None, True),
+    (APP_ADMIN, P.RULES_READ, None, False),
+    (APP_ADMIN, P.RULES_MANAGE, None, False),
+    (GROUP_ADMIN, P.RULES_MANAGE, None, False),
     # app admin: its apps, read and write; reads the directory; nothing else
     (APP_ADMIN, P.APPS_READ, "0oaMine", True),
     (APP_ADMIN, P.APPS_WRITE, "0oaMine", True),

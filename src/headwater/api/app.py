@@ -17,6 +17,7 @@ from headwater.api.routes import (
     apps,
     extensions,
     group_push,
+    group_rules,
     groups,
     guard,
     health,
@@ -29,8 +30,9 @@ from headwater.runtime import Runtime
 
 __all__ = ["create_api"]
 
-DESCRIPTION = """Okta's management API shapes for users, groups, apps, assignments, app users,
-Group Push mappings and the system log. Routes tagged *Headwater extension* do not exist in Okta.
+DESCRIPTION = """Okta's management API shapes for users, groups, group rules, apps, assignments,
+app users, Group Push mappings and the system log. Routes tagged *Headwater extension* do not
+exist in Okta.
 Authenticate with `Authorization: SSWS <token>`."""
 
 
@@ -51,7 +53,18 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(get_actor)])
-    for module in (users, groups, apps, app_users, group_push, logs, tokens, extensions, guard):
+    for module in (
+        users,
+        group_rules,
+        groups,
+        apps,
+        app_users,
+        group_push,
+        logs,
+        tokens,
+        extensions,
+        guard,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -41,6 +42,8 @@ __all__ = [
     "Event",
     "EventTarget",
     "Group",
+    "GroupRule",
+    "GroupRuleMember",
     "HeldOperation",
     "Membership",
     "Orphan",
@@ -130,8 +133,60 @@ class Membership(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     created: Mapped[datetime]
+    #: Added by hand (API, console, CLI). A membership a group rule put there is not manual;
+    #: the rules that hold it are rows of ``group_rule_members``. The row exists while it is
+    #: manual or some rule holds it.
+    manual: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     __table_args__ = (Index("ix_memberships_user_id_group_id", "user_id", "group_id"),)
+
+
+class GroupRule(Base):
+    """Okta's group rule: users whose profile matches ``expression`` join ``group_ids``.
+
+    The group lists are JSON (bounded, read whole with the rule); ``revision`` grows on every
+    change so compiled rules can be cached per process and refreshed when it moves."""
+
+    __tablename__ = "group_rules"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    #: ACTIVE, INACTIVE or INVALID.
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    expression: Mapped[str] = mapped_column(Text)
+    group_ids: Mapped[list[Any]]
+    exclude_user_ids: Mapped[list[Any]]
+    exclude_group_ids: Mapped[list[Any]]
+    #: Why the rule turned INVALID.
+    invalid_reason: Mapped[str | None] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    #: While an activation sweeps the directory: the last user id evaluated ("" before the
+    #: first batch); None once the whole directory has been evaluated.
+    sweep_after: Mapped[str | None] = mapped_column(String(32))
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime]
+
+
+class GroupRuleMember(Base):
+    """A membership a group rule holds: its provenance, for explain and for taking it back."""
+
+    __tablename__ = "group_rule_members"
+
+    rule_id: Mapped[str] = mapped_column(
+        ForeignKey("group_rules.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    created: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_group_rule_members_user_id", "user_id"),
+        Index("ix_group_rule_members_group_id_user_id", "group_id", "user_id"),
+    )
 
 
 # --- Apps and assignments ---------------------------------------------------------------------

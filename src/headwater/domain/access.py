@@ -9,7 +9,11 @@ Roles follow Okta's standard administrator roles, for API tokens and console adm
   none of it. It cannot create or delete apps.
 * ``GROUP_MEMBERSHIP_ADMIN``: the named groups only: read them and their members, add and
   remove members. It reads people (to find whom to add) and nothing else.
-* ``READ_ONLY_ADMIN``: every read (the system log included), no write; API tokens stay hidden.
+* ``READ_ONLY_ADMIN``: every read (the system log and group rules included), no write; API
+  tokens stay hidden.
+
+Group rules change memberships across the whole directory, so only a ``SUPER_ADMIN`` manages
+them (Okta's group rules need a super or org administrator too).
 
 A decision is ``allows(grant, permission, resource_id)``: pure, tested from a table
 (``tests/unit/test_access.py``). ``resource_id`` is the app or group a scoped permission is
@@ -65,6 +69,8 @@ class Permission(StrEnum):
     APPS_WRITE = "apps.write"
     APPS_MANAGE = "apps.manage"  # create and delete apps
     LOGS_READ = "logs.read"
+    RULES_READ = "rules.read"  # group rules
+    RULES_MANAGE = "rules.manage"  # create, change, activate, delete group rules
     TOKENS_MANAGE = "tokens.manage"
     TOKENS_SELF = "tokens.self"  # a token revoking itself
 
@@ -121,6 +127,7 @@ _EVERYWHERE: dict[Role, frozenset[Permission]] = {
             Permission.GROUPS_READ,
             Permission.APPS_READ,
             Permission.LOGS_READ,
+            Permission.RULES_READ,
             Permission.TOKENS_SELF,
         }
     ),

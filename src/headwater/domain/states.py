@@ -16,6 +16,7 @@ __all__ = [
     "KeyKind",
     "LinkState",
     "MappingStatus",
+    "RuleStatus",
     "SyncState",
 ]
 
@@ -78,3 +79,12 @@ class HoldDecision(StrEnum):
     HELD = "HELD"
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
+
+
+class RuleStatus(StrEnum):
+    """A group rule's status, as Okta's."""
+
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    #: A group it names was deleted: it changes nothing until it is fixed and activated.
+    INVALID = "INVALID"

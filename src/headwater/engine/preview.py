@@ -238,6 +238,27 @@ def removal_impact(
     return RemovalImpact(people, accounts, memberships, tuple(first))
 
 
+def _provenance(
+    session: Session, user_id: str
+) -> dict[str, tuple[bool, list[tuple[str, str, str]]]]:
+    """Group id → (added by hand, [(rule id, name, expression)] of the rules holding it)."""
+    found: dict[str, tuple[bool, list[tuple[str, str, str]]]] = {}
+    for group_id, manual in session.execute(
+        select(t.Membership.group_id, t.Membership.manual).where(t.Membership.user_id == user_id)
+    ):
+        found[group_id] = (bool(manual), [])
+    held = session.execute(
+        select(t.GroupRuleMember.group_id, t.GroupRule.id, t.GroupRule.name, t.GroupRule.expression)
+        .join(t.GroupRule, t.GroupRule.id == t.GroupRuleMember.rule_id)
+        .where(t.GroupRuleMember.user_id == user_id)
+        .order_by(t.GroupRule.id)
+    )
+    for group_id, rule_id, rule_name, expression in held:
+        if group_id in found:
+            found[group_id][1].append((rule_id, rule_name, expression))
+    return found
+
+
 def explain_user(database: Database, app_id: str, user_id: str) -> dict[str, Any]:
     """Why the user has (or lacks) an account in the app, and each pushed membership."""
     with database.read() as session:
@@ -255,6 +276,7 @@ def explain_user(database: Database, app_id: str, user_id: str) -> dict[str, Any
                 select(t.Membership.group_id).where(t.Membership.user_id == user_id)
             ).scalars()
         )
+        provenance = _provenance(session, user_id)
     work = account_work(ClaimedKey(app_id, KeyKind.USER, user_id, 0, 0, False), snap, app)
     desired, attributes, error = work.desired, work.attributes, work.mapping_error
     name = user.profile.get("firstName") or user.login
@@ -267,6 +289,7 @@ def explain_user(database: Database, app_id: str, user_id: str) -> dict[str, Any
         winner = (
             desired.winning_group is not None and desired.winning_group.group_id == grant.group_id
         )
+        manual, rules = provenance.get(grant.group_id, (True, []))
         grants.append(
             {
                 "type": "GROUP",
@@ -274,12 +297,20 @@ def explain_user(database: Database, app_id: str, user_id: str) -> dict[str, Any
                 "groupName": grant.group_name,
                 "priority": grant.priority,
                 "profileSource": winner,
+                "manual": manual,
+                "rules": [{"id": i, "name": n, "expression": e} for i, n, e in rules],
             }
         )
         reasons.append(
             f"{name} has {app.label} because of group {grant.group_name}, priority {grant.priority}"
             + (" (its profile wins)." if winner else ".")
         )
+        reasons += [
+            f"{name} is in {grant.group_name} because rule {rule} matched {expression}."
+            for _, rule, expression in rules
+        ]
+        if manual and rules:
+            reasons.append(f"{name} was also added to {grant.group_name} by hand.")
     if not grants:
         reasons.append(f"{name} is not assigned to {app.label}, directly or through a group.")
     record = snap.record

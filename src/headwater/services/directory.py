@@ -26,7 +26,7 @@ from headwater.domain import lifecycle, profiles
 from headwater.domain.lifecycle import DELETED, Action, Status
 from headwater.domain.states import GroupType, MappingStatus
 from headwater.errors import Forbidden, InvalidRequest, NotFound
-from headwater.services import push_rules
+from headwater.services import push_rules, rule_evaluation
 from headwater.services.filtering import (
     Attribute,
     ExactAttribute,
@@ -197,6 +197,7 @@ def create_user(
     for group in groups:
         _insert_membership(session, actor, group, user, now)
     outbox.enqueue_user(session, user.id)
+    rule_evaluation.evaluate_user(session, user, actor)
     return user
 
 
@@ -256,6 +257,7 @@ def _update_profile(
         debug={"changedAttributes": ",".join(changed)},
     )
     outbox.enqueue_user(session, user.id)
+    rule_evaluation.evaluate_user(session, user, actor)
 
 
 def _set_password(session: Session, actor: Actor, user: t.User, password: str) -> None:
@@ -288,6 +290,7 @@ def _apply_action(session: Session, actor: Actor, user: t.User, action: Action) 
     message = _LIFECYCLE_MESSAGES[action]
     _log(session, actor, f"user.lifecycle.{action.value}", message, _user_target(user))
     outbox.enqueue_user(session, user.id)
+    rule_evaluation.evaluate_user(session, user, actor)
     if action is Action.DEACTIVATE:
         _remove_direct_assignments(session, actor, user)
 
@@ -349,6 +352,7 @@ def _drop_memberships(session: Session, user_id: str, now: datetime) -> None:
         .execution_options(synchronize_session=False)
     )
     session.execute(delete(t.Membership).where(t.Membership.user_id == user_id))
+    rule_evaluation.forget_user(session, user_id)
 
 
 def _user_attribute(name: str) -> Attribute | None:
@@ -479,6 +483,7 @@ def replace_group(
     _flush_unique(session, NAME_TAKEN)
     _log(session, actor, "group.profile.update", "Update group profile", _group_target(group))
     if renamed:
+        rule_evaluation.group_renamed(session, group.id)
         push_rules.apply_to_group(session, group.id)
         outbox.enqueue_push_for_group(session, group.id)
     return group
@@ -502,6 +507,7 @@ def delete_group(session: Session, actor: Actor, group_id: str) -> None:
         .execution_options(synchronize_session=False)
     )
     _log(session, actor, "group.lifecycle.delete", "Delete okta group", _group_target(group))
+    rule_evaluation.group_deleted(session, group.id, group.name)
     session.execute(delete(t.Group).where(t.Group.id == group.id))
     session.expunge(group)
 
@@ -549,14 +555,25 @@ def groups_query(
 def _insert_membership(
     session: Session, actor: Actor, group: t.Group, user: t.User, now: datetime
 ) -> bool:
-    """Insert one membership (idempotent, race-safe); True when it is new."""
+    """Insert one manual membership (idempotent, race-safe); True when it is new. A membership
+    a rule holds becomes manual too, so it outlives the rule."""
     statement = (
         _insert(session)(t.Membership)
-        .values(group_id=group.id, user_id=user.id, created=now)
+        .values(group_id=group.id, user_id=user.id, created=now, manual=True)
         .on_conflict_do_nothing()
         .returning(t.Membership.user_id)
     )
     if session.execute(statement).first() is None:
+        session.execute(
+            update(t.Membership)
+            .where(
+                t.Membership.group_id == group.id,
+                t.Membership.user_id == user.id,
+                t.Membership.manual.is_(False),
+            )
+            .values(manual=True)
+            .execution_options(synchronize_session=False)
+        )
         return False
     group.last_membership_updated = now
     targets = (_user_target(user), _group_target(group))
@@ -571,16 +588,27 @@ def add_member(session: Session, actor: Actor, group_id: str, user_key: str) -> 
     if _insert_membership(session, actor, group, user, clock.utcnow()):
         session.flush()
         outbox.enqueue_membership_change(session, group.id, [user.id])
+        rule_evaluation.evaluate_user(session, user, actor)
 
 
 def remove_member(session: Session, actor: Actor, group_id: str, user_key: str) -> None:
-    """Okta's DELETE membership; removing a non-member is a quiet success."""
+    """Okta's DELETE membership; removing a non-member is a quiet success. Only the manual
+    part goes: a membership a group rule holds stays (no longer manual)."""
     group = _editable_group(session, group_id)
     user = find_user(session, user_key)
+    pair = (t.Membership.group_id == group.id, t.Membership.user_id == user.id)
+    held = exists().where(
+        t.GroupRuleMember.group_id == t.Membership.group_id,
+        t.GroupRuleMember.user_id == t.Membership.user_id,
+    )
+    session.execute(
+        update(t.Membership)
+        .where(*pair, held)
+        .values(manual=False)
+        .execution_options(synchronize_session=False)
+    )
     removed = session.execute(
-        delete(t.Membership)
-        .where(t.Membership.group_id == group.id, t.Membership.user_id == user.id)
-        .returning(t.Membership.user_id)
+        delete(t.Membership).where(*pair, ~held).returning(t.Membership.user_id)
     ).first()
     if removed is None:
         return
@@ -590,6 +618,7 @@ def remove_member(session: Session, actor: Actor, group_id: str, user_key: str) 
     message = "Remove user from group membership"
     _log(session, actor, "group.user_membership.remove", message, *targets)
     outbox.enqueue_membership_change(session, group.id, [user.id])
+    rule_evaluation.evaluate_user(session, user, actor)
 
 
 def group_members_query(session: Session, group_id: str) -> Select[t.User]:

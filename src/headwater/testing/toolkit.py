@@ -61,6 +61,7 @@ from headwater.services import (
     assignments,
     connections,
     directory,
+    group_rules,
     grouppush,
     tokens,
 )
@@ -123,6 +124,7 @@ __all__ = [
     "create_admin",
     "create_app",
     "create_group",
+    "create_rule",
     "create_scim_app",
     "create_user",
     "create_users",
@@ -134,6 +136,7 @@ __all__ = [
     "links",
     "loopback_transport",
     "make_runtime",
+    "members",
     "numbered_profile",
     "ok",
     "plain",
@@ -624,6 +627,35 @@ def rename_group(runtime: Runtime, group_id: str, name: str) -> None:
 def delete_group(runtime: Runtime, group_id: str) -> None:
     with runtime.database.transaction() as session:
         directory.delete_group(session, SYSTEM, group_id)
+
+
+def create_rule(
+    runtime: Runtime,
+    name: str,
+    expression: str,
+    group_ids: Sequence[str],
+    *,
+    activate: bool = True,
+    exclude_users: Sequence[str] = (),
+    exclude_groups: Sequence[str] = (),
+) -> str:
+    """A group rule through the service; ``activate`` also evaluates it over the directory (as
+    the API does). Returns the id."""
+    spec = group_rules.RuleSpec(name, expression, group_ids, exclude_users, exclude_groups)
+    with runtime.database.transaction() as session:
+        rule_id = group_rules.create_rule(session, SYSTEM, spec).id
+    if activate:
+        with runtime.database.transaction() as session:
+            group_rules.activate_rule(session, SYSTEM, rule_id)
+        group_rules.run_sweep(runtime.database, rule_id, SYSTEM)
+    return rule_id
+
+
+def members(runtime: Runtime, group_id: str) -> set[str]:
+    """Ids of the group's members (manual or by rule)."""
+    with runtime.database.read() as session:
+        query = select(t.Membership.user_id).where(t.Membership.group_id == group_id)
+        return set(session.execute(query).scalars())
 
 
 def create_app(

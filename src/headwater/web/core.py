@@ -311,6 +311,7 @@ def _sections(admin: SignedIn | None) -> list[tuple[str, str, str]]:
     shown = [
         ("people", "People", "/people", allows(grant, Permission.USERS_READ)),
         ("groups", "Groups", "/groups", allows(grant, Permission.GROUPS_READ)),
+        ("rules", "Group Rules", "/rules", allows(grant, Permission.RULES_READ)),
         ("apps", "Applications", "/apps", allows(grant, Permission.APPS_READ)),
         ("logs", "System Log", "/logs", allows(grant, Permission.LOGS_READ)),
         ("health", "Health", "/health", allows(grant, Permission.APPS_READ)),
