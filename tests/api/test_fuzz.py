@@ -1,13 +1,16 @@
 """Schemathesis over every operation of ``/openapi.json``: whatever a client sends, valid or
 not, the answer is never a 5xx and every error is Okta's JSON error object.
 
-Each operation gets its own bounded Hypothesis run (positive and negative data, and half the
-time one hostile value put into the body or a query parameter). Path ids are
-drawn half the time from real objects: seeded users, groups, apps (with a connection,
+Each operation gets two bounded Hypothesis runs: positive and negative data, half the time made
+hostile; then (half as many) valid requests at real ids, always made hostile, to reach the code
+that stores. Hostile: every string of the body tainted with a lone surrogate or a NUL, or one
+hostile value put into it (deep nesting, many keys, a huge number...), or a NUL in a query
+parameter. Path ids are real objects: seeded users, groups, apps (with a connection,
 assignments, a push mapping, a push rule and a task), spare API tokens, and whatever the run
-itself creates. Deletions come last, deepest first, and revoking the caller's own token last of
-all. No request leaves the machine: the outbound policy denies every address and names resolve
-to nothing.
+itself creates. After each operation, the lists and objects of every known app and user must
+still answer: what one operation stored must not break a later read. Deletions come last,
+deepest first, and revoking the caller's own token last of all. No request leaves the machine:
+the outbound policy denies every address and names resolve to nothing.
 
 ``HEADWATER_FUZZ_EXAMPLES`` sets the examples per operation on SQLite (PostgreSQL gets a third
 of them); ``HEADWATER_FUZZ_RANDOM=1`` draws new examples on every run instead of the same ones.
@@ -47,7 +50,7 @@ from headwater.testing.toolkit import (
 )
 from headwater.testing.toolkit import create_app as create_bookmark_app
 
-EXAMPLES = int(os.environ.get("HEADWATER_FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("HEADWATER_FUZZ_EXAMPLES", "15"))
 RANDOM = os.environ.get("HEADWATER_FUZZ_RANDOM") == "1"
 #: Ids the run creates are kept for later operations, by the prefix that tells their kind.
 HARVESTED = {
@@ -58,6 +61,17 @@ HARVESTED = {
     "gpr": "rule_id",
 }
 MAX_SEEDS = 12
+#: Reads of an app checked after each operation's run.
+APP_READS = (
+    "",
+    "/groups?limit=200",
+    "/users?limit=500",
+    "/group-push/mappings",
+    "/group-push/rules",
+    "/tasks",
+    "/provisioning/settings",
+    "/features",
+)
 OKTA_ERROR = {"errorCode", "errorSummary", "errorLink", "errorId", "errorCauses"}
 
 Seeds = dict[str, list[str]]
@@ -170,26 +184,48 @@ def _objects(value: Any) -> list[dict[str, Any]]:
     return found
 
 
+def _tainted(value: Any, bad: str) -> Any:
+    """``value`` with ``bad`` added to every string in it and every null made an object holding
+    it: whichever field a route stores, it gets text no database stores."""
+    if isinstance(value, str):
+        return value + bad
+    if value is None:
+        return {"x": bad}
+    if isinstance(value, dict):
+        return {key: _tainted(item, bad) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tainted(item, bad) for item in value]
+    return value
+
+
 def _make_hostile(case: Any, data: Any) -> None:
-    """Half the time, put one hostile value somewhere in the body (sent as raw JSON bytes,
-    since no encoder writes a lone surrogate) or a NUL in a query parameter."""
-    if not data.draw(st.booleans()):
-        return
-    targets = _objects(case.body) if not isinstance(case.body, bytes) else []
-    if targets:
-        target = data.draw(st.sampled_from(targets))
+    """Taint every string of the body, or put one hostile value somewhere in it (the body is
+    sent as raw JSON bytes, since no encoder writes a lone surrogate); with no body, put a NUL
+    in a query parameter."""
+    objects = _objects(case.body) if not isinstance(case.body, bytes) else []
+    if objects and data.draw(st.booleans()):
+        case.body = _tainted(case.body, data.draw(st.sampled_from(["\ud800", "\x00"])))
+    elif objects:
+        target = data.draw(st.sampled_from(objects))
         key = data.draw(st.sampled_from([*target, "hostile"]))
-        target[key] = data.draw(st.sampled_from(HOSTILE))
-        case.body = json.dumps(case.body).encode()
+        value = data.draw(st.sampled_from(HOSTILE))
+        # Wrapped, it reaches a field that takes an object (a profile left null, say).
+        target[key] = {"x": value} if data.draw(st.booleans()) else value
     elif case.query:
         case.query[data.draw(st.sampled_from(sorted(case.query)))] = "a\x00b"
+    if objects:
+        case.body = json.dumps(case.body).encode()
 
 
-def _check(case: Any, data: Any, session: Any, token: str, seeds: Seeds) -> None:
-    for name, real in seeds.items():
-        if name in (case.path_parameters or {}) and data.draw(st.booleans()):
-            case.path_parameters[name] = data.draw(st.sampled_from(real))
-    _make_hostile(case, data)
+def _check(case: Any, data: Any, session: Any, token: str, seeds: Seeds, *, hostile: bool) -> None:
+    """Send ``case``: with ``hostile``, at real ids and made hostile; else half the time at real
+    ids (all of them: a nested resource needs every one) and half the time made hostile."""
+    if case.path_parameters and (hostile or data.draw(st.booleans())):
+        for name in case.path_parameters:
+            if name in seeds:
+                case.path_parameters[name] = data.draw(st.sampled_from(seeds[name]))
+    if hostile or data.draw(st.booleans()):
+        _make_hostile(case, data)
     response = case.call(session=session, headers={"Authorization": f"SSWS {token}"})
     assert response.status_code < 500, (case.as_curl_command(), response.text[:2000])
     if response.status_code >= 400:
@@ -213,21 +249,20 @@ def test_no_server_errors(isolated: Runtime, subtests: pytest.Subtests) -> None:
     assert len(operations) >= 70
     with asgi.get_client(app) as session:  # type: ignore[arg-type]  # FastAPI is an ASGI app
         for operation in operations:
-            _fuzz(operation, session, token, seeds, examples, subtests)
+            with subtests.test(msg=operation.label):
+                _fuzz(operation, session, token, seeds, examples, hostile=False)
+                _fuzz(operation, session, token, seeds, -(-examples // 2), hostile=True)
+                _reads_still_answer(session, token, seeds)
 
 
 def _fuzz(
-    operation: Any,
-    session: Any,
-    token: str,
-    seeds: Seeds,
-    examples: int,
-    subtests: pytest.Subtests,
+    operation: Any, session: Any, token: str, seeds: Seeds, examples: int, *, hostile: bool
 ) -> None:
-    """One bounded Hypothesis run of valid and invalid requests for one operation."""
-    cases = st.one_of(
-        operation.as_strategy(GenerationMode.POSITIVE),
-        operation.as_strategy(GenerationMode.NEGATIVE),
+    """One bounded Hypothesis run for one operation: valid and invalid requests, or (with
+    ``hostile``) valid requests at real ids made hostile, to reach the code that stores."""
+    positive = operation.as_strategy(GenerationMode.POSITIVE)
+    cases = (
+        positive if hostile else st.one_of(positive, operation.as_strategy(GenerationMode.NEGATIVE))
     )
 
     @given(case=cases, data=st.data())
@@ -239,7 +274,21 @@ def _fuzz(
         suppress_health_check=list(HealthCheck),
     )
     def run(case: Any, data: Any) -> None:
-        _check(case, data, session, token, seeds)
+        _check(case, data, session, token, seeds, hostile=hostile)
 
-    with subtests.test(msg=operation.label):
-        run()
+    run()
+
+
+def _reads_still_answer(session: Any, token: str, seeds: Seeds) -> None:
+    """What the operation stored must not break a later read: the lists and objects of every
+    app (seeded or created) answer without a server error."""
+    paths = ["/apps", "/users?limit=200", "/groups?limit=200", "/logs?limit=200"]
+    for app_id in seeds["app_id"]:
+        paths += [f"/apps/{app_id}{suffix}" for suffix in APP_READS]
+    for user_id in seeds["user_id"]:
+        paths += [f"/users/{user_id}", f"/users/{user_id}/appLinks"]
+    for path in paths:
+        response = session.get(
+            f"http://testserver/api/v1{path}", headers={"Authorization": f"SSWS {token}"}
+        )
+        assert response.status_code < 500, (path, response.text[:2000])

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from headwater.db.events import SYSTEM
+from headwater.domain.settings import check_changes
 from headwater.errors import InvalidRequest
 from headwater.runtime import Runtime
 from headwater.services import apps, assignments, connections
@@ -147,6 +148,13 @@ USE_CASES: list[tuple[str, Use, str]] = [
         "licensing.x.0: must be valid Unicode text",
     ),
     (
+        "settings",
+        lambda s, r, i: apps.update_settings(
+            s, SYSTEM, i["app"], check_changes({"user_name_template": "${source.login}\x00"})
+        ),
+        "userNameTemplate: must not contain NUL characters",
+    ),
+    (
         "connection secret",
         lambda s, r, i: connections.prepare_connection(
             s,
@@ -266,6 +274,11 @@ OTHERS: list[tuple[str, Request, str]] = [
             f'{{"userNameTemplate": {SURROGATE}}}',
         ),
         "userNameTemplate: must be valid Unicode text",
+    ),
+    (
+        "a cursor beyond any priority",
+        lambda c, i: c.get(f"/api/v1/apps/{i['app']}/groups", params={"after": "9" * 25 + ".00g"}),
+        "after: invalid cursor",
     ),
     (
         "a query string",

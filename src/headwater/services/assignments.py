@@ -143,7 +143,8 @@ def unassign_group(session: Session, actor: Actor, app_id: str, group_id: str) -
 
 def _priority_cursor(text: str) -> tuple[int, str]:
     priority, _, group_id = text.partition(".")
-    require(priority.isdigit() and bool(group_id), "after: invalid cursor")
+    valid = priority.isdigit() and len(priority) <= 3 and int(priority) <= MAX_PRIORITY
+    require(valid and bool(group_id), "after: invalid cursor")
     return int(priority), group_id
 
 
