@@ -182,6 +182,7 @@ def json_schema(standard: Mapping[str, TextRule], *, complete: bool) -> dict[str
         "properties": {name: _rule_schema(rule) for name, rule in standard.items()},
         "additionalProperties": custom,
         "propertyNames": {"pattern": CUSTOM_NAME_PATTERN},
+        "maxProperties": MAX_ATTRIBUTES,
     }
     if complete:
         schema["required"] = [name for name, rule in standard.items() if rule.required]
