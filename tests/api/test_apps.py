@@ -332,23 +332,30 @@ def test_settings_enqueue_only_when_desired_state_may_change(
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "content"),
+    ("method", "path", "content", "code"),
     [
-        ("POST", "/api/v1/apps", b'{"label": "x\\u0000", "name": "n"}'),
-        ("POST", "/api/v1/apps", b'{"label": "x", "name": "n", "settings": {"a": NaN}}'),
-        ("POST", "/api/v1/apps", b"[" * 5000 + b"]" * 5000),
-        ("PUT", "/api/v1/apps/{app}/groups/00gX", b'{"profile": {"x": Infinity}}'),
-        ("POST", "/api/v1/apps/{app}/users", b'{"id": "00u\\u0000"}'),
-        ("GET", "/api/v1/apps?after=%00", b""),
-        ("GET", "/api/v1/apps/{app}/users/%00", b""),
+        ("POST", "/api/v1/apps", b'{"label": "x\\u0000", "name": "n"}', "E0000001"),
+        (
+            "POST",
+            "/api/v1/apps",
+            b'{"label": "x", "name": "n", "settings": {"a": NaN}}',
+            "E0000003",
+        ),
+        ("POST", "/api/v1/apps", b"[" * 5000 + b"]" * 5000, "E0000003"),
+        ("PUT", "/api/v1/apps/{app}/groups/00gX", b'{"profile": {"x": Infinity}}', "E0000003"),
+        ("POST", "/api/v1/apps/{app}/users", b'{"id": "00u\\u0000"}', "E0000001"),
+        ("GET", "/api/v1/apps?after=%00", b"", "E0000001"),
+        ("GET", "/api/v1/apps/{app}/users/%00", b"", "E0000001"),
     ],
 )
-def test_unstorable_input_is_malformed_not_a_server_error(
-    client: TestClient, runtime: Runtime, method: str, path: str, content: bytes
+def test_unstorable_input_is_refused_not_a_server_error(
+    client: TestClient, runtime: Runtime, method: str, path: str, content: bytes, code: str
 ) -> None:
+    """Not JSON (NaN, nesting beyond the parser) is malformed; JSON with text no database
+    stores is invalid, naming the field."""
     url = path.replace("{app}", create_app(runtime))
     response = client.request(
         method, url, content=content, headers={"Content-Type": "application/json"}
     )
-    assert_okta_error(response, 400, "E0000003")
+    assert_okta_error(response, 400, code)
     assert [a["label"] for a in client.get("/api/v1/apps").json()] == ["Wiki"]

@@ -113,9 +113,9 @@ REFUSALS: list[tuple[str, Call, int, str, str | None]] = [
     (
         "NUL in a path id",
         lambda c, _: c.get("/api/v1/users/abc%00def"),
-        404,
-        "E0000007",
-        None,
+        400,
+        "E0000001",
+        "user_id: must not contain NUL characters",
     ),
     (
         "unknown group",

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from headwater import clock, ids
+from headwater import clock
 from headwater.db import tables as t
 from headwater.runtime import Runtime
 from headwater.testing.toolkit import (
@@ -31,6 +31,7 @@ from headwater.testing.toolkit import (
     ok,
     queued,
     record_app_group,
+    record_task,
     require_module,
     sdk_ok,
 )
@@ -157,13 +158,21 @@ def test_unknown_ids_are_not_found(client: TestClient, runtime: Runtime) -> None
     )
     assert_okta_error(client.get(url(app_id, "/gPmnope")), 404, "E0000007")
     assert_okta_error(client.get(url("0oanope")), 404, "E0000007")
-    # Ids no row can have never reach SQL (a NUL would upset PostgreSQL).
-    assert_okta_error(client.get(url(app_id, "/gPm%00x")), 404, "E0000007")
+    # Text no database stores never reaches SQL (a NUL would upset PostgreSQL): it is refused.
+    nul = "must not contain NUL characters"
+    assert_okta_error(client.get(url(app_id, "/gPm%00x")), 400, "E0000001", f"mapping_id: {nul}")
     assert_okta_error(
-        create(client, app_id, sourceGroupId="00g\u0000", targetGroupName="x"), 404, "E0000007"
+        create(client, app_id, sourceGroupId="00g\u0000", targetGroupName="x"),
+        400,
+        "E0000001",
+        f"sourceGroupId: {nul}",
     )
-    assert ok(client.get(url(app_id), params={"sourceGroupId": "00g\x00"})) == []
-    assert_okta_error(client.delete(f"/api/v1/apps/{app_id}/tasks/tsk%00"), 404, "E0000007")
+    listed = client.get(url(app_id), params={"sourceGroupId": "00g\x00"})
+    assert_okta_error(listed, 400, "E0000001", f"sourceGroupId: {nul}")
+    deleted = client.delete(f"/api/v1/apps/{app_id}/tasks/tsk%00")
+    assert_okta_error(deleted, 400, "E0000001", f"task_id: {nul}")
+    # Ids that could exist but do not are not found.
+    assert_okta_error(client.delete(f"/api/v1/apps/{app_id}/tasks/tsknope"), 404, "E0000007")
 
 
 def test_a_group_is_pushed_once_per_app(client: TestClient, runtime: Runtime) -> None:
@@ -508,36 +517,12 @@ def test_reconcile_enqueues_every_key_observing(client: TestClient, runtime: Run
     assert_okta_error(client.post("/api/v1/apps/0oanope/reconcile"), 404, "E0000007")
 
 
-def _task(runtime: Runtime, app_id: str, kind: str, subject: str) -> str:
-    """A Task the engine opened after a permanent failure (raw row, deliberately: only the
-    engine opens Tasks; these tests check how the API lists, retries and dismisses them)."""
-    now = clock.utcnow()
-    task_id = ids.new_id("tsk")
-    with runtime.database.transaction() as session:
-        session.add(
-            t.Task(
-                id=task_id,
-                app_id=app_id,
-                kind=kind,
-                subject_id=subject,
-                operation="AddMembers",
-                target=subject,
-                http_status=400,
-                message="refused",
-                attempts=2,
-                first_attempt=now,
-                last_attempt=now,
-            )
-        )
-    return task_id
-
-
 def test_tasks_list_retry_and_dismiss(client: TestClient, runtime: Runtime) -> None:
     app_id, group_id = create_app(runtime), create_group(runtime, "G")
     mapping = push(client, app_id, group_id)
     user_id = create_user(runtime, "taylor@example.com")
-    push_task = _task(runtime, app_id, "push", mapping["id"])
-    user_task = _task(runtime, app_id, "user", user_id)
+    push_task = record_task(runtime, app_id, "push", mapping["id"])
+    user_task = record_task(runtime, app_id, "user", user_id)
     tasks = ok(client.get(f"/api/v1/apps/{app_id}/tasks"))
     assert [task["id"] for task in tasks] == [push_task, user_task]
     first = tasks[0]
@@ -558,8 +543,8 @@ def test_tasks_list_retry_and_dismiss(client: TestClient, runtime: Runtime) -> N
     ok(client.delete(f"/api/v1/apps/{app_id}/tasks/{user_task}"), 204)
     assert ok(client.get(f"/api/v1/apps/{app_id}/tasks")) == []
     assert_okta_error(client.delete(f"/api/v1/apps/{app_id}/tasks/{user_task}"), 404, "E0000007")
-    _task(runtime, app_id, "user", user_id)
-    _task(runtime, app_id, "push", mapping["id"])
+    record_task(runtime, app_id, "user", user_id)
+    record_task(runtime, app_id, "push", mapping["id"])
     assert ok(client.post(f"/api/v1/apps/{app_id}/tasks/retry"), 202) == {"enqueued": 2}
     assert ok(client.get(f"/api/v1/apps/{app_id}/tasks")) == []
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from headwater.domain.profiles import (
+    MAX_ATTRIBUTES,
     check_text,
     merge,
     validate_group_profile,
@@ -81,3 +82,12 @@ def test_check_text() -> None:
     assert check_text("plain ü") is None
     assert check_text("a\x00") is not None
     assert check_text("\udfff") is not None
+
+
+def test_a_profile_has_a_bounded_number_of_attributes() -> None:
+    custom = {f"a{i}": i for i in range(MAX_ATTRIBUTES - len(BASE))}
+    assert len(validate_user_profile({**BASE, **custom})) == MAX_ATTRIBUTES
+    too_many = causes_for({**BASE, **custom, "one_more": 1})
+    assert too_many == [f"profile: must have at most {MAX_ATTRIBUTES} attributes"]
+    with pytest.raises(InvalidRequest):
+        validate_group_profile({"name": "G", **{f"a{i}": i for i in range(MAX_ATTRIBUTES)}})

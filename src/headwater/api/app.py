@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 
 from headwater import __version__
-from headwater.api.deps import get_actor
+from headwater.api.deps import get_actor, storable_url
 from headwater.api.errors import install_error_handlers
 from headwater.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from headwater.api.routes import (
@@ -52,7 +52,8 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
 
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(get_actor)])
+    # The URL is checked before any route's permission check, which logs refusals with the path.
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(get_actor), Depends(storable_url)])
     for module in (
         users,
         group_rules,

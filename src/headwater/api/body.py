@@ -1,7 +1,9 @@
 """Request bodies, parsed by hand so every failure is Okta's error, never a framework default.
 
 The Okta SDK sends empty bodies labelled ``application/octet-stream`` on body-less writes, and
-strips empty values from JSON; both must be accepted.
+strips empty values from JSON; both must be accepted. ``NaN`` and ``Infinity`` are not JSON;
+a body that holds text no database stores, or nests deeper than any Okta object, is refused
+whole (``domain.storable``), before any route sees it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from headwater.domain.storable import REQUEST, check_document
 from headwater.errors import InvalidRequest, MalformedRequest
 
 __all__ = ["json_body", "openapi_body", "parse"]
@@ -25,9 +28,15 @@ async def json_body(request: Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         raise MalformedRequest() from exc
+    return check_document(value, "", REQUEST)
+
+
+def _not_json(constant: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity``, which Python's parser accepts."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 def parse(model: type[M], data: Any, *, required: bool = True) -> M:

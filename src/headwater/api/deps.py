@@ -20,6 +20,7 @@ from headwater.api.body import json_body
 from headwater.db.engine import Database
 from headwater.db.events import Actor
 from headwater.domain.access import Grant, Kind, Permission, allows, visible
+from headwater.domain.storable import check_text, refuse
 from headwater.errors import Unauthenticated
 from headwater.services import access, tokens
 
@@ -35,6 +36,7 @@ __all__ = [
     "allow",
     "base_url",
     "requires",
+    "storable_url",
 ]
 
 
@@ -123,6 +125,22 @@ def requires(permission: Permission, param: str | None = None) -> Callable[[Requ
 def allow(permission: Permission, param: str | None = None) -> Any:
     """``dependencies=[allow(...)]`` for a route that needs no ``Caller`` parameter."""
     return Depends(requires(permission, param))
+
+
+def storable_url(request: Request) -> None:
+    """Path and query strings reach SQL, the system log and error messages: text no database
+    stores (a NUL, a lone surrogate) is refused up front, naming the parameter."""
+    for name, value in request.path_params.items():
+        problem = check_text(str(value))
+        if problem:
+            raise refuse(name, problem)
+    for name, value in request.query_params.multi_items():
+        problem = check_text(name)
+        if problem:
+            raise refuse("query", f"parameter names {problem}")
+        problem = check_text(value)
+        if problem:
+            raise refuse(name, problem)
 
 
 def base_url(request: Request) -> str:

@@ -42,12 +42,18 @@ def error_response(
     """Okta's error object; ``errorLink`` repeats the code, ``errorId`` is unique per error."""
     body: dict[str, Any] = {
         "errorCode": code,
-        "errorSummary": summary,
+        "errorSummary": _encodable(summary),
         "errorLink": code,
         "errorId": "oae" + uuid.uuid4().hex[:19],
-        "errorCauses": [{"errorSummary": c} for c in causes or []],
+        "errorCauses": [{"errorSummary": _encodable(c)} for c in causes or []],
     }
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
+
+
+def _encodable(text: str) -> str:
+    """An error may quote what the client sent; a lone surrogate in it must not turn the
+    answer into a server error."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _validation_causes(exc: RequestValidationError) -> tuple[str, str, list[str]]:

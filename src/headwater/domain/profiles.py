@@ -2,7 +2,8 @@
 
 Everything stored must load back into the official SDK's models (which are strict about
 standard attributes) and into both databases (no NUL, no lone surrogates, finite numbers), so
-the rules are checked here, once, whatever the entry point.
+the rules are checked here, once, whatever the entry point. Text and number rules are
+``storable``'s, shared with every other stored value.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from headwater.domain.storable import MAX_SAFE_INTEGER, check_text
 from headwater.errors import InvalidRequest
 
 __all__ = [
     "EMAIL_PATTERN",
     "GROUP_TEXT",
+    "MAX_ATTRIBUTES",
     "USER_STANDARD",
     "TextRule",
     "check_text",
@@ -33,8 +36,8 @@ CUSTOM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
 _CUSTOM_NAME = re.compile(CUSTOM_NAME_PATTERN)
 MAX_CUSTOM_TEXT = 4096
 MAX_ARRAY_ITEMS = 200
-#: Integers beyond this lose precision as JSON numbers (Okta's numbers are doubles).
-MAX_SAFE_INTEGER = 2**53
+#: Attributes of one profile, standard ones included.
+MAX_ATTRIBUTES = 500
 
 
 @dataclass(frozen=True)
@@ -92,17 +95,6 @@ GROUP_TEXT: Mapping[str, TextRule] = {
 }
 
 
-def check_text(value: str) -> str | None:
-    """Why ``value`` cannot be stored (NUL or a lone surrogate), or None when it can."""
-    if "\x00" in value:
-        return "must not contain NUL characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must be valid Unicode text"
-    return None
-
-
 def merge(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
     """A partial update: given attributes replace, ``null`` removes, the rest is kept."""
     merged = {**current, **changes}
@@ -121,6 +113,9 @@ def validate_group_profile(profile: Any) -> dict[str, Any]:
 def _validate(profile: Any, standard: Mapping[str, TextRule]) -> dict[str, Any]:
     if not isinstance(profile, Mapping):
         raise InvalidRequest("Api validation failed: profile", ["profile: must be an object"])
+    if len(profile) > MAX_ATTRIBUTES:
+        cause = f"profile: must have at most {MAX_ATTRIBUTES} attributes"
+        raise InvalidRequest("Api validation failed: " + cause, [cause])
     cleaned = {str(k): v for k, v in profile.items() if v is not None}
     causes = [
         f"{name}: The field cannot be left blank"
@@ -187,6 +182,7 @@ def json_schema(standard: Mapping[str, TextRule], *, complete: bool) -> dict[str
         "properties": {name: _rule_schema(rule) for name, rule in standard.items()},
         "additionalProperties": custom,
         "propertyNames": {"pattern": CUSTOM_NAME_PATTERN},
+        "maxProperties": MAX_ATTRIBUTES,
     }
     if complete:
         schema["required"] = [name for name, rule in standard.items() if rule.required]

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, get_type_hints
 
 from headwater.domain.mapping import check_user_name_template
+from headwater.domain.storable import check_text
 from headwater.errors import InvalidRequest
 
 __all__ = [
@@ -170,6 +171,9 @@ def _checked(name: str, kind: Any, value: Any) -> Any:
             raise _refuse(f"{where}: must be a string")
         if len(value) > MAX_TEXT:
             raise _refuse(f"{where}: must be at most {MAX_TEXT} characters")
+        problem = check_text(value)
+        if problem:
+            raise _refuse(f"{where}: {problem}")
         return value
     numeric = (int,) if kind is int else (int, float)
     if not isinstance(value, numeric) or isinstance(value, bool) or not math.isfinite(value):

@@ -29,6 +29,7 @@ from headwater.db import events
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Actor, Target
 from headwater.domain.access import Grant, Role
+from headwater.domain.storable import check_text
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services.access import grant_of, validated_grant
 
@@ -65,8 +66,8 @@ def _dummy_hash() -> str:
 
 
 def _check_password(password: str) -> None:
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        cause = f"password: must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD or check_text(password):
+        cause = f"password: must be {MIN_PASSWORD} to {MAX_PASSWORD} characters of text"
         raise InvalidRequest("Api validation failed: " + cause, [cause])
 
 
@@ -93,8 +94,8 @@ def create(
     actor: Actor = SYSTEM,
 ) -> t.Admin:
     username = username.strip()
-    if not username or len(username) > 255:
-        raise InvalidRequest(causes=["username: must be 1 to 255 characters"])
+    if not username or len(username) > 255 or check_text(username):
+        raise InvalidRequest(causes=["username: must be 1 to 255 characters of text"])
     _check_password(password)
     if session.execute(select(t.Admin).where(t.Admin.username == username)).first():
         raise InvalidRequest(causes=["username: an admin with this username already exists"])
@@ -181,6 +182,8 @@ class Candidate:
 
 
 def candidate(session: Session, username: str) -> Candidate | None:
+    if check_text(username):
+        return None  # no stored username holds what no database can store
     admin = session.execute(
         select(t.Admin).where(t.Admin.username == username.strip())
     ).scalar_one_or_none()

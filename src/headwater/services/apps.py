@@ -23,6 +23,7 @@ from headwater.db.paging import Page, fetch_page
 from headwater.domain.mapping import check_user_name_template
 from headwater.domain.settings import ProvisioningSettings, public_name
 from headwater.domain.states import AppStatus
+from headwater.domain.storable import DOCUMENT, check_document, check_text
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services.validation import is_web_url, plausible_id, prefix_pattern, require
 
@@ -134,10 +135,23 @@ def _document_without_template(document: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
+def _check_texts(spec: AppSpec) -> None:
+    """Everything of the spec that is stored must be storable (``domain.storable``)."""
+    for field_name, text in (("label", spec.label), ("name", spec.name)):
+        problem = check_text(text) if text is not None else None
+        require(problem is None, f"{field_name}: {problem}")
+    for key in DOCUMENT_KEYS:
+        section = spec.document.get(key)
+        if section is not None:
+            require(isinstance(section, dict), f"{key}: must be an object")
+            check_document(section, key, DOCUMENT)
+
+
 def _validated(spec: AppSpec) -> tuple[str, str, str | None]:
     """(name, label, template) after checking the spec."""
     label = spec.label.strip()
     require(0 < len(label) <= MAX_NAME, "label: must be 1 to 255 characters")
+    _check_texts(spec)
     _check_sign_on(spec)
     name = (spec.name or "").strip() or _default_name(spec)
     require(name is not None, "name: required for this signOnMode")

@@ -19,10 +19,16 @@ from headwater.db import tables as t
 from headwater.db.events import Actor, Target
 from headwater.db.paging import Page, fetch_page
 from headwater.domain.lifecycle import DELETED, Status
+from headwater.domain.storable import PROFILE, check_document, check_text
 from headwater.errors import AlreadyAssigned, HeadwaterError, NotFound
 from headwater.services.app_users import AppUserView, app_user
 from headwater.services.apps import app_target, get_app
-from headwater.services.validation import insert_or_conflict, prefix_pattern, require
+from headwater.services.validation import (
+    insert_or_conflict,
+    plausible_id,
+    prefix_pattern,
+    require,
+)
 
 
 class InactiveUser(HeadwaterError):
@@ -44,7 +50,7 @@ class GroupAssignmentSpec:
 
 
 def _group(session: Session, group_id: str) -> t.Group:
-    group = session.get(t.Group, group_id)
+    group = session.get(t.Group, group_id) if plausible_id(group_id) else None
     if group is None:
         raise NotFound(f"Not found: Resource not found: {group_id} (UserGroup)")
     return group
@@ -87,6 +93,7 @@ def assign_group(
         priority is None or MIN_PRIORITY <= priority <= MAX_PRIORITY,
         "priority: must be between 0 and 100",
     )
+    _check_profile(spec.profile)
     now = clock.utcnow()
     row = session.get(t.AppGroupAssignment, (app_id, group_id))
     verb = "update" if row is not None else "add"
@@ -136,7 +143,8 @@ def unassign_group(session: Session, actor: Actor, app_id: str, group_id: str) -
 
 def _priority_cursor(text: str) -> tuple[int, str]:
     priority, _, group_id = text.partition(".")
-    require(priority.isdigit() and bool(group_id), "after: invalid cursor")
+    valid = priority.isdigit() and len(priority) <= 3 and int(priority) <= MAX_PRIORITY
+    require(valid and bool(group_id), "after: invalid cursor")
     return int(priority), group_id
 
 
@@ -198,7 +206,7 @@ class UserAssignmentSpec:
 
 
 def _user(session: Session, user_id: str) -> t.User:
-    user = session.get(t.User, user_id)
+    user = session.get(t.User, user_id) if plausible_id(user_id) else None
     if user is None or user.status == DELETED:
         raise NotFound(f"Not found: Resource not found: {user_id} (User)")
     return user
@@ -215,6 +223,16 @@ def _check_user_name(user_name: str | None) -> None:
         user_name is None or 0 < len(user_name) <= 100,
         "credentials.userName: must be 1 to 100 characters",
     )
+    problem = check_text(user_name) if user_name is not None else None
+    require(problem is None, f"credentials.userName: {problem}")
+
+
+def _check_profile(profile: dict[str, Any] | None) -> None:
+    """An app profile is stored as sent and read back on every listing: it must be storable
+    JSON within bounds (``storable.PROFILE``)."""
+    if profile is not None:
+        require(isinstance(profile, dict), "profile: must be an object")
+        check_document(profile, "profile", PROFILE)
 
 
 def _record_membership(session: Session, actor: Actor, verb: str, app: t.App, user: t.User) -> None:
@@ -249,6 +267,7 @@ def assign_user(
     if session.get(t.AppUserAssignment, (app_id, user_id)) is not None:
         raise AlreadyAssigned(causes=[f"id: user {user_id} is already assigned to the app"])
     _check_user_name(spec.user_name)
+    _check_profile(spec.profile)
     now = clock.utcnow()
     row = t.AppUserAssignment(
         app_id=app_id,
@@ -279,6 +298,7 @@ def update_app_user(
     app = get_app(session, app_id)
     user = _user(session, user_id)
     _check_user_name(spec.user_name)
+    _check_profile(spec.profile)
     row = session.get(t.AppUserAssignment, (app_id, user_id))
     if row is None:
         app_user(session, app_id, user_id)  # 404 unless group-assigned
@@ -292,7 +312,9 @@ def update_app_user(
             last_updated=now,
         )
         insert_or_conflict(session, row)
-    row.profile = _merge_profile(row.profile or {}, spec.profile or {})
+    merged = _merge_profile(row.profile or {}, spec.profile or {})
+    _check_profile(merged)
+    row.profile = merged
     row.user_name = spec.user_name if spec.user_name is not None else row.user_name
     row.last_updated = clock.utcnow()
     _record_membership(session, actor, "update", app, user)

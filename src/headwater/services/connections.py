@@ -24,6 +24,7 @@ from headwater.db import tables as t
 from headwater.db.events import Actor
 from headwater.domain.connection import ConnectionInfo, PreparedConnection
 from headwater.domain.states import ConnectionStatus
+from headwater.domain.storable import check_string
 from headwater.errors import NotFound
 from headwater.services.apps import app_target, get_app, settings_of
 from headwater.services.validation import insert_or_conflict, require, url_parts
@@ -47,6 +48,9 @@ AUTH_SCHEMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 #: The fields that are credentials: never kept when the URL they were entered for changes.
 SECRET_VALUES = frozenset({"token", "password", "client_secret"})
+
+#: Longest value of any secret field (a token, a password, a scope...).
+MAX_SECRET_FIELD = 8192
 
 #: API (camelCase) names of the secret fields, for error messages.
 SECRET_FIELD_NAMES = {
@@ -74,7 +78,7 @@ def _check_url(value: str | None, name: str) -> str:
     """An http(s) URL naming a host, without credentials, whose host is spelled plainly."""
     require(value is not None, f"{name}: required")
     assert value is not None
-    require(len(value) <= 2048, f"{name}: must be at most 2048 characters")
+    check_string(value, name, max_length=2048)
     parts = url_parts(value)
     require(parts is not None, f"{name}: not a valid URL")
     assert parts is not None
@@ -113,6 +117,8 @@ def _merged_secret(
     """The new secret; fields left out keep their stored values when the scheme is unchanged,
     but a credential only while the URLs it was entered for are unchanged."""
     required, optional = AUTH_SCHEMES[spec.auth_scheme]
+    for name, value in spec.secret.items():
+        check_string(value, f"profile.{SECRET_FIELD_NAMES[name]}", max_length=MAX_SECRET_FIELD)
     kept: dict[str, Any] = {}
     if existing is not None and existing.auth_scheme == spec.auth_scheme:
         kept = box.open(existing.secret_encrypted) if existing.secret_encrypted else {}

@@ -25,6 +25,7 @@ from headwater.db.events import Actor, Target, record
 from headwater.domain import lifecycle, profiles
 from headwater.domain.lifecycle import DELETED, Action, Status
 from headwater.domain.states import GroupType, MappingStatus
+from headwater.domain.storable import check_text
 from headwater.errors import Forbidden, InvalidRequest, NotFound
 from headwater.services import push_rules, rule_evaluation
 from headwater.services.filtering import (
@@ -111,13 +112,13 @@ def _flush_unique(session: Session, cause: str) -> None:
 
 def _lookup_key(value: str) -> str | None:
     """A path id or login usable in SQL, or None for values no row can have."""
-    if not value or len(value) > 255 or profiles.check_text(value):
+    if not value or len(value) > 255 or check_text(value):
         return None
     return value
 
 
 def _text_param(name: str, value: str | None) -> str | None:
-    if value is not None and profiles.check_text(value):
+    if value is not None and check_text(value):
         raise InvalidRequest(f"Api validation failed: {name}", [f"{name}: invalid characters"])
     return value
 
@@ -147,7 +148,7 @@ def find_user(session: Session, key: str, *, lock: bool = False) -> t.User:
 def _check_password(password: str | None) -> None:
     if password is None:
         return
-    problem = profiles.check_text(password)
+    problem = check_text(password)
     if problem is None and not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         problem = f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
     if problem:

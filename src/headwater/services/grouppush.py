@@ -20,8 +20,8 @@ from headwater import clock, ids
 from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
-from headwater.domain import profiles
 from headwater.domain.states import GroupType, KeyKind, MappingStatus
+from headwater.domain.storable import check_text
 from headwater.errors import GroupPushError, InvalidRequest, NotFound
 from headwater.services.apps import get_app
 from headwater.services.validation import plausible_id
@@ -205,7 +205,7 @@ def _check_not_mapped(session: Session, app_id: str, group_id: str) -> None:
 def _custom_name(name: str, source: t.Group) -> str | None:
     """A target name equal to the source group's is no custom name: renames then follow it."""
     clean = name.strip()
-    if not clean or len(clean) > MAX_NAME or profiles.check_text(clean):
+    if not clean or len(clean) > MAX_NAME or check_text(clean):
         raise _invalid(f"targetGroupName: must be 1 to {MAX_NAME} characters of text")
     return None if clean == source.name else clean
 

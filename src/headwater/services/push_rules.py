@@ -18,8 +18,8 @@ from headwater import clock, ids
 from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Actor, Target
-from headwater.domain import profiles
 from headwater.domain.states import KeyKind
+from headwater.domain.storable import check_text
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services import grouppush
 from headwater.services.apps import get_app
@@ -56,7 +56,7 @@ def _invalid(cause: str) -> InvalidRequest:
 
 def _check_text(field: str, value: str) -> str:
     clean = value.strip()
-    if not clean or len(clean) > MAX_TEXT or profiles.check_text(clean):
+    if not clean or len(clean) > MAX_TEXT or check_text(clean):
         raise _invalid(f"{field}: must be 1 to {MAX_TEXT} characters of text")
     return clean
 

@@ -21,6 +21,7 @@ from headwater.db import events
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
 from headwater.domain.access import Role
+from headwater.domain.storable import check_text
 from headwater.errors import InvalidRequest, NotFound, Unauthenticated
 from headwater.services.access import validated_grant
 
@@ -74,8 +75,8 @@ def create(
 ) -> tuple[t.ApiToken, str]:
     """Create a token; returns the row and the plaintext, which is never stored."""
     name = name.strip()
-    if not name or len(name) > 255:
-        raise InvalidRequest(causes=["name: must be 1 to 255 characters"])
+    if not name or len(name) > 255 or check_text(name):
+        raise InvalidRequest(causes=["name: must be 1 to 255 characters of text"])
     if lifetime is not None and not MIN_LIFETIME <= lifetime <= MAX_LIFETIME:
         raise InvalidRequest(causes=["expires-in: from 1h to 3650d"])
     grant = validated_grant(session, role, app_ids, group_ids)

@@ -146,6 +146,7 @@ __all__ = [
     "queued_keys",
     "queued_subjects",
     "record_app_group",
+    "record_task",
     "remove_member",
     "rename_group",
     "require_module",
@@ -805,6 +806,31 @@ def record_app_group(
         return group.id
 
 
+def record_task(runtime: Runtime, app_id: str, kind: str, subject: str) -> str:
+    """A Task as the engine opens it after a permanent failure; returns its id.
+
+    Raw row, deliberately: only the engine opens Tasks, and API tests that list, retry or
+    dismiss one need one without making a downstream fail for good first.
+    """
+    now = clock.utcnow()
+    task = t.Task(
+        id=ids.new_id("tsk"),
+        app_id=app_id,
+        kind=kind,
+        subject_id=subject,
+        operation="AddMembers",
+        target=subject,
+        http_status=400,
+        message="refused",
+        attempts=2,
+        first_attempt=now,
+        last_attempt=now,
+    )
+    with runtime.database.transaction() as session:
+        session.add(task)
+        return task.id
+
+
 # --- Converging --------------------------------------------------------------------------------
 
 
@@ -906,7 +932,7 @@ def count_rows(runtime: Runtime, model: type[t.Base]) -> int:
 
 
 def row_counts(runtime: Runtime) -> dict[str, int]:
-    """Row counts of the directory-side tables (to prove a refused request changed nothing)."""
+    """Row counts of the tables requests write (to prove a refused request changed nothing)."""
     models: list[type[t.Base]] = [
         t.User,
         t.Group,
@@ -915,6 +941,12 @@ def row_counts(runtime: Runtime) -> dict[str, int]:
         t.EventTarget,
         t.ReconcileKey,
         t.ApiToken,
+        t.App,
+        t.AppConnection,
+        t.AppGroupAssignment,
+        t.AppUserAssignment,
+        t.PushMapping,
+        t.PushRule,
     ]
     return {model.__tablename__: count_rows(runtime, model) for model in models}
 

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, DbDep, allow, base_url
+from headwater.api.deps import ActorDep, BodyDep, DbDep, allow, base_url
 from headwater.api.pagination import clamp_limit, set_link_headers
-from headwater.api.routes.apps import StorableBodyDep, reject_unstorable_url
 from headwater.domain.access import Permission as P
 from headwater.services import app_users, assignments
 
 __all__ = ["app_user_json", "router"]
 
-router = APIRouter(tags=["ApplicationUsers"], dependencies=[Depends(reject_unstorable_url)])
+router = APIRouter(tags=["ApplicationUsers"])
 
 
 class CredentialsBody(BaseModel):
@@ -83,7 +82,7 @@ def app_user_json(view: app_users.AppUserView, base: str) -> dict[str, Any]:
     dependencies=[allow(P.APPS_WRITE, "app_id")],
 )
 def assign_user(
-    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str
+    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
 ) -> dict[str, Any]:
     parsed = parse(AppUserAssignBody, body)
     with db.transaction() as session:
@@ -122,7 +121,7 @@ def get_app_user(request: Request, db: DbDep, app_id: str, user_id: str) -> dict
     dependencies=[allow(P.APPS_WRITE, "app_id")],
 )
 def update_app_user(
-    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str, user_id: str
+    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str, user_id: str
 ) -> dict[str, Any]:
     spec = parse(AppUserUpdateBody, body).spec()
     with db.transaction() as session:

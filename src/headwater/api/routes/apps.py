@@ -9,8 +9,7 @@ across that call.
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -39,44 +38,14 @@ from headwater.domain.connection import PreparedConnection
 from headwater.domain.settings import ProvisioningSettings
 from headwater.domain.states import ConnectionStatus
 from headwater.engine import connection_test
-from headwater.errors import InvalidRequest, MalformedRequest, NotFound
+from headwater.errors import InvalidRequest, NotFound
 from headwater.runtime import Runtime
 from headwater.services import app_users, apps, assignments, connections
 
-__all__ = ["StorableBodyDep", "app_json", "reject_unstorable_url", "router"]
+__all__ = ["app_json", "router"]
 
 
-def _reject_unstorable(value: Any, where: str = "body") -> None:
-    """NaN, infinities and NUL characters parse as JSON here but no database stores them
-    (PostgreSQL refuses both), so they are refused up front as malformed input."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise MalformedRequest(causes=[f"{where}: numbers must be finite"])
-    if isinstance(value, str) and "\x00" in value:
-        raise MalformedRequest(causes=[f"{where}: NUL characters are not allowed"])
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _reject_unstorable(key, where)
-            _reject_unstorable(item, f"{where}.{key}")
-    if isinstance(value, list):
-        for item in value:
-            _reject_unstorable(item, where)
-
-
-def reject_unstorable_url(request: Request) -> None:
-    """Path and query strings with NUL characters would fail in the database, not here."""
-    _reject_unstorable(request.url.path, "path")
-    for key, value in request.query_params.multi_items():
-        _reject_unstorable(value, key)
-
-
-async def storable_body(body: BodyDep) -> Any:
-    _reject_unstorable(body)
-    return body
-
-
-StorableBodyDep = Annotated[Any, Depends(storable_body)]
-
-router = APIRouter(tags=["Application"], dependencies=[Depends(reject_unstorable_url)])
+router = APIRouter(tags=["Application"])
 
 USER_PROVISIONING = "USER_PROVISIONING"
 
@@ -372,7 +341,7 @@ def app_link_json(user: t.User, app: t.App, order: int, base: str) -> dict[str, 
 
 @router.post("/apps", openapi_extra=openapi_body(AppBody), dependencies=[allow(P.APPS_MANAGE)])
 def create_app(
-    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, activate: bool = True
+    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, activate: bool = True
 ) -> dict[str, Any]:
     spec = parse(AppBody, body).spec()
     with db.transaction() as session:
@@ -414,7 +383,7 @@ def get_app(request: Request, db: DbDep, app_id: str) -> dict[str, Any]:
     dependencies=[allow(P.APPS_WRITE, "app_id")],
 )
 def replace_app(
-    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str
+    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
 ) -> dict[str, Any]:
     spec = parse(AppBody, body).spec()
     with db.transaction() as session:
@@ -483,7 +452,7 @@ async def set_connection(
     request: Request,
     runtime: RuntimeDep,
     actor: ActorDep,
-    body: StorableBodyDep,
+    body: BodyDep,
     app_id: str,
     activate: bool = True,
 ) -> dict[str, Any]:
@@ -568,7 +537,7 @@ def get_feature(request: Request, db: DbDep, app_id: str, name: str) -> dict[str
     dependencies=[allow(P.APPS_WRITE, "app_id")],
 )
 def update_feature(
-    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str, name: str
+    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str, name: str
 ) -> dict[str, Any]:
     _check_feature(name)
     changes = parse(FeatureBody, body).changes()
@@ -595,7 +564,7 @@ def get_provisioning_settings(db: DbDep, app_id: str) -> dict[str, Any]:
     dependencies=[allow(P.APPS_WRITE, "app_id")],
 )
 def update_provisioning_settings(
-    db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str
+    db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
 ) -> dict[str, Any]:
     """Change any subset of the settings; omitted ones keep their values (Headwater extension)."""
     changes = wire.parse_settings_changes(body if body is not None else {})
@@ -612,7 +581,7 @@ def update_provisioning_settings(
     dependencies=[allow(P.APPS_WRITE, "app_id")],
 )
 def assign_group(
-    request: Request, db: DbDep, actor: ActorDep, body: StorableBodyDep, app_id: str, group_id: str
+    request: Request, db: DbDep, actor: ActorDep, body: BodyDep, app_id: str, group_id: str
 ) -> dict[str, Any]:
     parsed = parse(GroupAssignmentBody, body, required=False)
     spec = assignments.GroupAssignmentSpec(parsed.priority, parsed.profile)

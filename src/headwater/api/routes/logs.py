@@ -14,8 +14,8 @@ from headwater.api.listing import After
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
 from headwater.db.paging import checked_cursor
-from headwater.domain import profiles
 from headwater.domain.access import Permission as P
+from headwater.domain.storable import check_text
 from headwater.errors import InvalidRequest
 from headwater.services import system_log
 
@@ -96,7 +96,7 @@ def list_logs(
     """
     start = _moment("since", since) or clock.utcnow() - DEFAULT_WINDOW
     end = _moment("until", until)
-    if q is not None and profiles.check_text(q):
+    if q is not None and check_text(q):
         raise InvalidRequest("Api validation failed: q", ["q: invalid characters"])
     size = clamp_limit(limit, *LOGS_LIMIT)
     ascending = sortOrder == "ASCENDING"
