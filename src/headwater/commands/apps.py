@@ -134,14 +134,16 @@ def apps_create(
             app_id = app.id
         try:
             with _quiet(connections.log):
-                asyncio.run(connection_test.probe(runtime.connectors, prepared))
+                announced = asyncio.run(connection_test.probe(runtime.connectors, prepared))
         except InvalidRequest as exc:
             with runtime.database.transaction() as session:
                 apps.deactivate_app(session, actor, app_id)
                 apps.delete_app(session, actor, app_id)
             fail(f"{explain(exc)} (the app was not kept)")
         with runtime.database.transaction() as session:
-            connections.save_connection(session, actor, prepared, enabled=True)
+            connections.save_connection(
+                session, actor, prepared, enabled=True, capabilities=announced
+            )
     auth = "a bearer token" if token else "no authentication"
     _print(
         f"Created {label} ({app_id}): provisioning to {scim_url} with {auth} "

@@ -21,7 +21,7 @@ from headwater.db import tables as t
 from headwater.db.events import Actor, Target
 from headwater.db.paging import Page, fetch_page
 from headwater.domain.mapping import check_user_name_template
-from headwater.domain.settings import ProvisioningSettings, public_name
+from headwater.domain.settings import ProvisioningSettings, public_name, with_changes
 from headwater.domain.states import AppStatus
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services.validation import is_web_url, plausible_id, prefix_pattern, require
@@ -323,8 +323,8 @@ def update_settings(
     """Apply validated changes; re-reconcile the app when the desired state may differ."""
     app = get_app(session, app_id)
     before = settings_of(app)
-    after = replace(before, **changes)
-    changed = sorted(n for n in changes if getattr(before, n) != getattr(after, n))
+    after = with_changes(before, changes)
+    changed = sorted(n for n in after.to_json() if getattr(before, n) != getattr(after, n))
     if not changed:
         return after
     app.provisioning = after.to_json()

@@ -659,10 +659,13 @@ def create_scim_app(
         ).id
     with runtime.database.read() as session:
         prepared = connections.prepare_connection(session, runtime.secrets, app_id, spec)
+    announced = None
     if enabled:
-        run_async(lambda: connection_test.probe(runtime.connectors, prepared))
+        announced = run_async(lambda: connection_test.probe(runtime.connectors, prepared))
     with runtime.database.transaction() as session:
-        connections.save_connection(session, SYSTEM, prepared, enabled=enabled)
+        connections.save_connection(
+            session, SYSTEM, prepared, enabled=enabled, capabilities=announced
+        )
     if settings:
         update_settings(runtime, app_id, **settings)
     return app_id
