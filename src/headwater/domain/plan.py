@@ -273,6 +273,10 @@ def plan_push(facts: PushFacts, settings: ProvisioningSettings) -> PushPlan:
         whole = GroupState(name, tuple(e for _, e in addable))
         operations.extend(_membership_changes(facts.mapping_id, group, add, tuple(remove), whole))
         return PushPlan(tuple(operations), orphans=unknown, reason="compared with downstream")
+    if facts.members_unknown and not facts.full_push and not addable and not facts.recorded:
+        # Nothing wanted, nothing ever pushed: an overwrite would only empty what cannot be
+        # seen (and an app that drops an empty group's attribute reads this way too).
+        return PushPlan(tuple(operations), reason="members unknown, none wanted")
     if facts.full_push or facts.members_unknown:
         recorded = tuple(sorted(e for _, e in facts.recorded))
         operations.append(ReplaceMembers(facts.mapping_id, group, name, tuple(addable), recorded))

@@ -20,6 +20,8 @@ from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
 from headwater.db.paging import Page, fetch_page
+from headwater.domain.capabilities import Capabilities
+from headwater.domain.dialects import drift_repair, effective
 from headwater.domain.mapping import check_user_name_template
 from headwater.domain.settings import ProvisioningSettings, public_name, with_changes
 from headwater.domain.states import AppStatus
@@ -341,3 +343,33 @@ def update_settings(
         session.flush()
         outbox.enqueue_app(session, app.id)
     return after
+
+
+def capabilities_of(app: t.App) -> dict[str, Any]:
+    """What admins are shown of how Headwater speaks to the app: its dialect and switches as
+    spoken, what the app announced (or was seen to refuse), and whether a full reconcile can
+    repair changes made to pushed groups downstream."""
+    settings = settings_of(app)
+    announced = Capabilities.from_json(app.capabilities)
+    spoken = effective(settings.switches(), announced, settings.patch_support)
+    repair = drift_repair(spoken)
+    return {
+        "dialect": str(spoken.name),
+        "groupWrites": str(spoken.group_writes),
+        "membersReturned": spoken.members_returned,
+        "membersReplace": spoken.members_replace,
+        "memberRemoval": str(spoken.member_removal),
+        "patchOpCase": str(spoken.op_case),
+        "booleanEncoding": str(spoken.booleans),
+        "maxChangesPerRequest": min(settings.membership_batch_size, spoken.max_changes),
+        "patchSupport": str(settings.patch_support),
+        "announced": announced.public(),
+        "driftRepair": "AVAILABLE" if repair else "UNAVAILABLE",
+        "driftRepairNote": (
+            "a full reconcile reads pushed groups back, or overwrites them whole"
+            if repair
+            else "the app hides group members and refuses a whole replace: members added or "
+            "removed in the app itself are not seen or undone; a full reconcile only adds the "
+            "members Headwater wants and removes those it pushed before"
+        ),
+    }

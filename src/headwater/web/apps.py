@@ -123,7 +123,8 @@ def create_app(request: Request, admin: AdminDep, form: FormDep) -> Response:
 def general(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
         app = apps.get_app(session, app_id)
-        context = {"section": "apps", "tab": "general", "app": app}
+        spoken = apps.capabilities_of(app)
+        context = {"section": "apps", "tab": "general", "app": app, "spoken": spoken}
     return render(request, "apps/general.html", context)
 
 

@@ -269,6 +269,8 @@ def app_json(app: t.App, base: str, *, connected: bool) -> dict[str, Any]:
         "features": apps.app_features(settings, connected),
         "settings": _merged({"app": {}}, document.get("settings")),
         "credentials": _credentials(document, settings),
+        # Headwater extension: the dialect as spoken and what the app announced.
+        "capabilities": apps.capabilities_of(app),
         "_links": _app_links(app, base),
     }
     for key in ("licensing", "profile"):
