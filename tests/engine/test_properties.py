@@ -365,7 +365,7 @@ def test_any_sequence_converges_to_the_desired_state(start: Start, actions: list
 
 
 #: A vendor's behaviour played by the fault proxy, and the dialect the app is set to.
-VENDORS = {
+VENDORS: dict[str, tuple[str, dict[str, Any]]] = {
     "hidden members": ("aws-identity-center", {"dialect": "aws-identity-center"}),
     "PUT-only groups": ("put-only-groups", {"dialect": "put-only-groups"}),
 }
