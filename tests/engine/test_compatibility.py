@@ -116,13 +116,19 @@ def target(request: pytest.FixtureRequest) -> str:
 def world(target: str, servers: Callable[[str], ScimServer], tmp_path: Path) -> Iterator[World]:
     spec = TARGETS[target]
     server = servers(spec.server)
-    runtime = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path)
+    runtime = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path, retry_base_seconds=0.05)
     with FaultProxyThread(server.base_url, seed=3) as proxy:
         if spec.vendor:
             proxy.vendor(spec.vendor)
         app = create_scim_app(runtime, proxy.base_url, token=TOKEN, **spec.settings)
         yield World(runtime, scim_reader(spec.server, server), app, unique("c"), proxy)
     runtime.close()
+
+
+def settle(runtime: Runtime) -> None:
+    """Converge, letting a passing failure of a real server (django-scim2 on SQLite answers
+    500 when two requests write at once) be retried: everything must still end done."""
+    converge(runtime, horizon=10)
 
 
 @dataclass
@@ -143,7 +149,7 @@ def seed(world: World, *, push_accounting: bool = False) -> Seed:
     pushed = create_group(runtime, world.name("AppPushGroup"), people)
     assign_group(runtime, world.app, accounting)
     mapping = push_group(runtime, world.app, accounting if push_accounting else pushed)
-    converge(runtime)
+    settle(runtime)
     taylor, alex, sam = people
     return Seed(taylor, alex, sam, accounting, pushed, mapping)
 
@@ -176,7 +182,7 @@ def test_unassign_wrong_order(world: World) -> None:
     """Removed from the assignment group first (the order the seed warns about)."""
     s = seed(world)
     remove_member(world.runtime, s.accounting, s.taylor)
-    converge(world.runtime)
+    settle(world.runtime)
     taylor_gone(world)
     assert world.members("AppPushGroup") == logins(world, "alex", "sam")
 
@@ -184,11 +190,11 @@ def test_unassign_wrong_order(world: World) -> None:
 def test_unassign_right_order(world: World) -> None:
     s = seed(world)
     remove_member(world.runtime, s.pushed, s.taylor)
-    converge(world.runtime)
+    settle(world.runtime)
     assert world.members("AppPushGroup") == logins(world, "alex", "sam")
     remove_member(world.runtime, s.accounting, s.taylor)
     change_status(world.runtime, s.taylor, "deactivate")
-    converge(world.runtime)
+    settle(world.runtime)
     taylor_gone(world)
 
 
@@ -196,7 +202,7 @@ def test_one_group_assigns_and_pushes(world: World) -> None:
     s = seed(world, push_accounting=True)
     assert world.members("Accounting") == logins(world, *EVERYONE)
     remove_member(world.runtime, s.accounting, s.sam)
-    converge(world.runtime)
+    settle(world.runtime)
     assert world.members("Accounting") == logins(world, "taylor", "alex")
     assert not world.active("sam")
 
@@ -222,7 +228,7 @@ def test_link_existing_group(world: World, target: str) -> None:
 def test_rename(world: World) -> None:
     s = seed(world)
     rename_group(world.runtime, s.pushed, world.name("Renamed"))
-    converge(world.runtime)
+    settle(world.runtime)
     assert world.scim.group(world.name("AppPushGroup")) is None
     assert world.members("Renamed") == logins(world, *EVERYONE)
 
@@ -231,14 +237,14 @@ def test_unlink_keep(world: World) -> None:
     s = seed(world)
     unlink_mapping(world.runtime, world.app, s.mapping, delete_target=False)
     remove_member(world.runtime, s.pushed, s.alex)
-    converge(world.runtime)
+    settle(world.runtime)
     assert world.members("AppPushGroup") == logins(world, *EVERYONE)
 
 
 def test_unlink_delete(world: World) -> None:
     s = seed(world)
     unlink_mapping(world.runtime, world.app, s.mapping, delete_target=True)
-    converge(world.runtime)
+    settle(world.runtime)
     assert world.scim.group(world.name("AppPushGroup")) is None
     assert world.active("taylor")
 
@@ -251,7 +257,7 @@ def test_drift_made_downstream_is_repaired(world: World) -> None:
     outsider = create_user(world.runtime, world.login("outsider"))
     other = create_group(world.runtime, world.name("Other"), [outsider])
     assign_group(world.runtime, world.app, other)
-    converge(world.runtime)
+    settle(world.runtime)
     group = world.scim.group(world.name("AppPushGroup"))
     assert group is not None
     sam = world.scim.user(world.login("sam"))
@@ -262,7 +268,7 @@ def test_drift_made_downstream_is_repaired(world: World) -> None:
     with world.runtime.database.transaction() as session:
         tasks.reconcile_app(session, SYSTEM, world.app)
         repair = apps.capabilities_of(apps.get_app(session, world.app))["driftRepair"]
-    converge(world.runtime)
+    settle(world.runtime)
     if repair == "AVAILABLE":
         assert world.members("AppPushGroup") == logins(world, *EVERYONE)
     else:
