@@ -77,7 +77,8 @@ def apps_show(app: AppArg) -> None:
         row = find_app(session, app)
         settings = settings_json(apps.settings_of(row))
         spoken = apps.capabilities_of(row)
-    _print(f"{row.label} ({row.id}), {row.status}")
+        title = f"{row.label} ({row.id}), {row.status}"
+    _print(title)
     grid = table("setting", "value")
     for name, value in settings.items():
         grid.add_row(name, _shown(value))
