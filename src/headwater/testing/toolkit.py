@@ -1388,7 +1388,7 @@ BANNER = re.compile(
     r".*\(user: admin, password: (?P<password>\S+)\)\n"
     r".*\n"
     r"  Downstream app: (?P<scim>http://127\.0\.0\.1:(?P<scim_port>\d+)/v2) .*\n"
-    r".*\n"
+    r"(?:.*\n){2}"
     r"Press Ctrl-C to stop\. Your API token \(shown once\):\n"
     r"(?P<token>\S+)\n",
     re.MULTILINE,
