@@ -152,6 +152,7 @@ def run_demo(*, port: int) -> None:
         print(f"  Console:        {base}/console  (user: admin, password: {admin_password})")
         print(f"  API:            {base}/api/v1   (OpenAPI: {base}/openapi.json)")
         print(f"  Downstream app: {downstream.base_url}  (scim2-server, bearer token auth)")
+        print("  SCIM dialect:   rfc7644  (per app: headwater apps set APP dialect=entra-style)")
         print('  Try:  curl -H "Authorization: SSWS $TOKEN" ' + base + "/api/v1/users")
         print("Press Ctrl-C to stop. Your API token (shown once):")
         print(api_token, flush=True)

@@ -145,3 +145,27 @@ def test_unknown_and_ambiguous_names(
         assert (result.exit_code, result.stderr, result.stdout) == (1, message, "")
     bad_priority = cli("assign", twins[1], "Team", "--priority", "101")
     assert bad_priority.exit_code == 2
+
+
+def test_apps_show_and_set_the_dialect(
+    cli: Cli, runtime: Runtime, downstream: ScimServerProcess
+) -> None:
+    code, _, err = create_app(cli, downstream, "Dialects")
+    assert code == 0, err
+    shown = cli.ok("apps", "show", "Dialects")
+    assert "dialect" in shown and "rfc7644" in shown
+    assert "driftRepair" in shown and "AVAILABLE" in shown
+    assert "patch.supported" in shown and "filter.maxResults" in shown  # read at the test
+
+    assert "Updated" in cli.ok("apps", "set", "Dialects", "dialect=aws-identity-center")
+    shown = cli.ok("apps", "show", "Dialects")
+    assert "aws-identity-center" in shown and "UNAVAILABLE" in shown
+
+    refused = cli("apps", "set", "Dialects", "dialect=aws-identity-center", "memberRemoval=filter")
+    assert refused.exit_code == 1
+    assert "memberRemoval: can only be set with dialect custom" in refused.stderr
+    assert cli("apps", "set", "Dialects", "membershipBatchSize=5000").exit_code == 1
+    assert cli("apps", "set", "Dialects", "nonsense").exit_code == 1
+    cli.ok("apps", "set", "Dialects", "booleanEncoding=string", "membershipBatchSize=50")
+    shown = cli.ok("apps", "show", "Dialects")
+    assert "custom" in shown and "string" in shown

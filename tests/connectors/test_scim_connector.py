@@ -18,8 +18,9 @@ from headwater.connectors.errors import (
     TransientError,
 )
 from headwater.connectors.scim import ScimConnector
+from headwater.domain.dialects import DialectName
 from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
-from headwater.domain.settings import MembershipMethod, ProvisioningSettings
+from headwater.domain.settings import ProvisioningSettings
 from headwater.testing.toolkit import InProcessScim, loopback_transport
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -282,7 +283,8 @@ async def test_delete_user_tolerates_missing(scim: ScimConnector) -> None:
 async def test_create_find_get_group(scim: ScimConnector, harness: InProcessScim) -> None:
     group = await scim.create_group("Engineering")
     assert group.display_name == "Engineering"
-    assert group.member_ids == frozenset()  # scim2-server omits an empty members list
+    # scim2-server omits an empty members list: absent is unknown, never read as empty.
+    assert group.member_ids is None
     assert harness.transport.sent[-1].body["members"] == []
 
     assert await scim.get_group(group.id) == group
@@ -292,10 +294,10 @@ async def test_create_find_get_group(scim: ScimConnector, harness: InProcessScim
     assert await scim.get_group("no-such-id") is None
 
 
-async def test_members_absent_is_unknown_when_app_never_returns_them(
+async def test_members_absent_is_unknown_whatever_the_dialect_says(
     harness: InProcessScim,
 ) -> None:
-    scim = harness.connector(ProvisioningSettings(group_members_returned=False))
+    scim = harness.connector(ProvisioningSettings())
     group = await scim.create_group("Quiet")
     fetched = await scim.get_group(group.id)
     assert fetched is not None and fetched.member_ids is None
@@ -361,11 +363,11 @@ async def test_replace_members_with_patch(scim: ScimConnector, harness: InProces
 
     assert await scim.replace_members(group.id, "Replace", []) == 1
     fetched = await scim.get_group(group.id)
-    assert fetched is not None and fetched.member_ids == frozenset()
+    assert fetched is not None and fetched.member_ids is None  # emptied: scim2-server omits it
 
 
 async def test_replace_members_with_put(harness: InProcessScim) -> None:
-    scim = harness.connector(ProvisioningSettings(membership_method=MembershipMethod.PUT))
+    scim = harness.connector(ProvisioningSettings(dialect=DialectName.PUT_ONLY_GROUPS))
     group = await scim.create_group("Put")
     await scim.patch_members(group.id, add=["old"], remove=[])
     harness.transport.clear()
@@ -379,7 +381,7 @@ async def test_replace_members_with_put(harness: InProcessScim) -> None:
 
     assert await scim.replace_members(group.id, "Put renamed", []) == 1
     fetched = await scim.get_group(group.id)
-    assert fetched is not None and fetched.member_ids == frozenset()
+    assert fetched is not None and fetched.member_ids is None
 
 
 async def test_rename_group(scim: ScimConnector, harness: InProcessScim) -> None:
@@ -392,7 +394,7 @@ async def test_rename_group(scim: ScimConnector, harness: InProcessScim) -> None
 
 async def test_rename_group_in_put_mode_keeps_the_members(harness: InProcessScim) -> None:
     """A PUT-only app is renamed with a PUT that carries the members it holds now."""
-    scim = harness.connector(ProvisioningSettings(membership_method=MembershipMethod.PUT))
+    scim = harness.connector(ProvisioningSettings(dialect=DialectName.PUT_ONLY_GROUPS))
     group = await scim.create_group("Before")
     await scim.replace_members(group.id, "Before", ["keep"])
     harness.transport.clear()
@@ -402,7 +404,7 @@ async def test_rename_group_in_put_mode_keeps_the_members(harness: InProcessScim
 
 
 async def test_remove_members_in_put_mode_puts_the_rest(harness: InProcessScim) -> None:
-    scim = harness.connector(ProvisioningSettings(membership_method=MembershipMethod.PUT))
+    scim = harness.connector(ProvisioningSettings(dialect=DialectName.PUT_ONLY_GROUPS))
     group = await scim.create_group("Team")
     await scim.replace_members(group.id, "Team", ["a", "b"])
     await scim.remove_members(group.id, ["a"])

@@ -25,6 +25,8 @@ from sqlalchemy import select
 
 from headwater.db import tables as t
 from headwater.runtime import Runtime
+from headwater.testing.faultproxy import FaultProxyThread
+from headwater.testing.scimserver import ScimServerProcess
 from headwater.testing.toolkit import (
     InProcessScim,
     ScimReader,
@@ -324,6 +326,13 @@ def fresh_world() -> Iterator[tuple[Runtime, TestClient]]:
 def run_scenario(runtime: Runtime, client: TestClient, start: Start, actions: list[Any]) -> None:
     downstream = InProcessScim().serve(runtime)
     app_id = create_scim_app(runtime, downstream.base_url, "Property")
+    play(runtime, client, app_id, start, actions)
+    check_converged(runtime, app_id, downstream.scim)
+
+
+def play(
+    runtime: Runtime, client: TestClient, app_id: str, start: Start, actions: list[Any]
+) -> None:
     groups = [
         client.post("/api/v1/groups", json={"profile": {"name": f"group{i}"}}).json()["id"]
         for i in range(GROUPS)
@@ -341,7 +350,6 @@ def run_scenario(runtime: Runtime, client: TestClient, start: Start, actions: li
         if act(world, action):
             converge(runtime)
     converge(runtime)
-    check_converged(runtime, app_id, downstream.scim)
 
 
 @pytest.mark.slow
@@ -354,3 +362,42 @@ def run_scenario(runtime: Runtime, client: TestClient, start: Start, actions: li
 def test_any_sequence_converges_to_the_desired_state(start: Start, actions: list[Any]) -> None:
     with fresh_world() as (runtime, client):
         run_scenario(runtime, client, start, actions)
+
+
+#: A vendor's behaviour played by the fault proxy, and the dialect the app is set to.
+VENDORS: dict[str, tuple[str, dict[str, Any]]] = {
+    "hidden members": ("aws-identity-center", {"dialect": "aws-identity-center"}),
+    "PUT-only groups": ("put-only-groups", {"dialect": "put-only-groups"}),
+}
+#: An unlinked group kept downstream and pushed again is linked with members an app that
+#: hides them cannot show (docs/compatibility.md): unlinking deletes the group here.
+VENDOR_ACTIONS = ACTIONS.filter(lambda a: not (a[0] == "delete_mapping" and not a[2]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vendor", list(VENDORS))
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+@given(start=STARTS, actions=st.lists(VENDOR_ACTIONS, min_size=5, max_size=20))
+def test_any_sequence_converges_against_vendor_behaviours(
+    vendor: str, start: Start, actions: list[Any]
+) -> None:
+    """Members hidden on read (and no whole replace, 100 changes per PATCH), or groups that
+    take only PUT (501 to PATCH): still converged, and every leaving account deactivated."""
+    behaviour, app_settings = VENDORS[vendor]
+    with (
+        fresh_world() as (runtime, client),
+        ScimServerProcess() as server,
+        FaultProxyThread(server.base_url, seed=1) as proxy,
+    ):
+        proxy.vendor(behaviour)
+        app_id = create_scim_app(runtime, proxy.base_url, "Property", **app_settings)
+        play(runtime, client, app_id, start, actions)
+        check_converged(runtime, app_id, ScimReader(server.base_url))

@@ -471,3 +471,48 @@ def test_thread_proxy_stop_joins_its_thread(scim_server: ScimServerProcess) -> N
     proxy.stop()
     assert not any(t.name == "faultproxy" for t in threading.enumerate())
     proxy.stop()  # idempotent
+
+
+# -- vendor behaviours ----------------------------------------------------------------------
+
+
+def test_aws_identity_center_behaviours(
+    proxy: FaultProxyThread, client: httpx.Client, server_client: httpx.Client
+) -> None:
+    users = [client.post("/Users", json=scim_user(unique("aws"))).json()["id"] for _ in range(3)]
+    team = client.post("/Groups", json=scim_group(unique("aws-team"))).json()["id"]
+    proxy.vendor("aws-identity-center")
+    assert client.patch(f"/Groups/{team}", json=scim_patch_members(add=users)).status_code in (
+        200,
+        204,
+    )
+    # Members are hidden on read, one group or a list; the server still holds them.
+    assert "members" not in client.get(f"/Groups/{team}").json()
+    assert all("members" not in g for g in client.get("/Groups").json()["Resources"])
+    assert len(server_client.get(f"/Groups/{team}").json()["members"]) == 3
+    replace = {
+        "schemas": [PATCH_SCHEMA],
+        "Operations": [{"op": "replace", "path": "members", "value": [{"value": users[0]}]}],
+    }
+    refused = client.patch(f"/Groups/{team}", json=replace)
+    assert (refused.status_code, refused.json()["scimType"]) == (400, "invalidValue")
+    remove_all = {"schemas": [PATCH_SCHEMA], "Operations": [{"op": "remove", "path": "members"}]}
+    assert client.patch(f"/Groups/{team}", json=remove_all).status_code == 400
+    many = scim_patch_members(add=[f"m{n}" for n in range(101)])
+    capped = client.patch(f"/Groups/{team}", json=many)
+    assert (capped.status_code, capped.json()["scimType"]) == (400, "tooMany")
+    assert len(server_client.get(f"/Groups/{team}").json()["members"]) == 3
+
+
+def test_put_only_groups_answer_501_to_patch(
+    proxy: FaultProxyThread, client: httpx.Client, server_client: httpx.Client
+) -> None:
+    team = client.post("/Groups", json=scim_group(unique("put-team"))).json()["id"]
+    proxy.vendor("put-only-groups")
+    refused = client.patch(f"/Groups/{team}", json=scim_patch_members(add=["x"]))
+    assert refused.status_code == 501
+    body = scim_group("renamed by put", ["x"])
+    assert client.put(f"/Groups/{team}", json={"id": team, **body}).status_code == 200
+    assert server_client.get(f"/Groups/{team}").json()["displayName"] == "renamed by put"
+    with pytest.raises(ValueError, match="unknown vendor"):
+        proxy.vendor("nobody")

@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 
 from headwater.domain import operations as ops
+from headwater.domain.dialects import DialectName
+from headwater.domain.downstream import GroupState
 from headwater.domain.plan import UNOBSERVED, PushFacts, PushPlan, plan_push
-from headwater.domain.settings import MembershipMethod, ProvisioningSettings
+from headwater.domain.settings import ProvisioningSettings
 from headwater.domain.states import MappingStatus
 
 SETTINGS = ProvisioningSettings()
-PUT_ONLY = replace(SETTINGS, membership_method=MembershipMethod.PUT)
+PUT_ONLY = replace(SETTINGS, dialect=DialectName.PUT_ONLY_GROUPS)
 TAYLOR, ALEX, SAM = ("00uT", "ext-t"), ("00uA", "ext-a"), ("00uS", "ext-s")
 
 BASE = PushFacts(
@@ -126,10 +128,10 @@ CASES: list[tuple[str, PushFacts, ProvisioningSettings, list[tuple[str, list[str
         [("REMOVE_MEMBERS", ["ext-a"])],
     ),
     (
-        "PUT-only app → any change is one full PUT",
+        "PUT-only app → the same plan (the connector turns it into PUTs)",
         facts(eligible=frozenset({TAYLOR, SAM})),
         PUT_ONLY,
-        [("REPLACE_MEMBERS", ["00uS", "00uT"])],
+        [("ADD_MEMBERS", ["00uS"]), ("REMOVE_MEMBERS", ["ext-a"])],
     ),
     ("PUT-only app in sync → nothing", facts(), PUT_ONLY, []),
 ]
@@ -192,10 +194,10 @@ OBSERVED_CASES = [
         {"stranger"},
     ),
     (
-        "drift on a PUT-only app → one full PUT of the eligible members",
+        "drift on a PUT-only app → the same diff as any app",
         frozenset({"ext-t", "ext-s"}),
         PUT_ONLY,
-        [("REPLACE_MEMBERS", ["00uA", "00uT"])],
+        [("ADD_MEMBERS", ["00uA"]), ("REMOVE_MEMBERS", ["ext-s"])],
         set(),
     ),
 ]
@@ -310,3 +312,19 @@ def test_operations_of_a_plan_are_already_in_sending_order() -> None:
     plan = plan_push(facts(source_name="Finance", eligible=frozenset({TAYLOR, SAM})), SETTINGS)
     ranks = [ops.rank(op) for op in plan.operations]
     assert ranks == sorted(ranks)
+
+
+def test_membership_changes_carry_the_whole_group_as_wanted() -> None:
+    """Apps that take groups only whole are given what Headwater wants, from the plan itself."""
+    plan = plan_push(facts(eligible=frozenset({TAYLOR, SAM})), SETTINGS)
+    wanted = GroupState("AppPushGroup", ("ext-s", "ext-t"))
+    assert [getattr(op, "whole", None) for op in plan.operations] == [wanted, wanted]
+
+
+def test_members_unknown_on_read_is_a_full_push_never_an_empty_group() -> None:
+    """A group read without ``members`` is not empty: nobody is re-added one by one, and the
+    members recorded as pushed go along so the connector can remove those no longer wanted."""
+    plan = plan_push(facts(eligible=frozenset({TAYLOR}), members_unknown=True), SETTINGS)
+    (op,) = plan.operations
+    assert isinstance(op, ops.ReplaceMembers)
+    assert op.members == (TAYLOR,) and op.recorded == ("ext-a", "ext-t")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -63,6 +64,86 @@ def apps_list() -> None:
             keys = str(pending.get(app.id, 0))
             grid.add_row(app.id, app.label, app.status, target, keys, quarantined)
     out().print(grid)
+
+
+@apps_app.command("show")
+def apps_show(app: AppArg) -> None:
+    """Show an app's provisioning settings, the SCIM dialect it is spoken to in, and what it
+    announced of itself (its ServiceProviderConfig)."""
+    from headwater.api.wire import settings_json
+    from headwater.services import apps
+
+    with opened() as runtime, runtime.database.read() as session:
+        row = find_app(session, app)
+        settings = settings_json(apps.settings_of(row))
+        spoken = apps.capabilities_of(row)
+        title = f"{row.label} ({row.id}), {row.status}"
+    _print(title)
+    grid = table("setting", "value")
+    for name, value in settings.items():
+        grid.add_row(name, _shown(value))
+    out().print(grid)
+    announced = spoken.pop("announced")
+    grid = table("dialect as spoken", "value")
+    for name, value in spoken.items():
+        grid.add_row(name, _shown(value))
+    out().print(grid)
+    grid = table("announced by the app", "value")
+    for section, values in announced.items():
+        if isinstance(values, dict):
+            for name, value in values.items():
+                grid.add_row(f"{section}.{name}", _shown(value))
+        else:
+            grid.add_row(section, _shown(values))
+    out().print(grid)
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "not said"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+@apps_app.command("set")
+def apps_set(
+    app: AppArg,
+    changes: Annotated[
+        list[str],
+        typer.Argument(
+            help="NAME=VALUE pairs, by the settings' API names (dialect=entra-style, "
+            "membershipBatchSize=100, groupMembersReturned=false).",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Change provisioning settings, validated as the API does (numbers and true/false are read
+    as JSON, anything else as text)."""
+    from headwater.api.wire import parse_settings_changes
+    from headwater.services import apps
+
+    body: dict[str, object] = {}
+    for pair in changes:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            fail(f"{pair}: expected NAME=VALUE")
+        try:
+            value: object = json.loads(text)
+        except ValueError:
+            value = text
+        if isinstance(value, dict | list):
+            value = text
+        body[name.strip()] = value
+    try:
+        checked = parse_settings_changes(body)
+        with opened() as runtime, runtime.database.transaction() as session:
+            row = find_app(session, app)
+            apps.update_settings(session, cli_actor(), row.id, checked)
+            label = row.label
+    except InvalidRequest as exc:
+        fail(explain(exc))
+    _print(f"Updated the provisioning settings of {label}.")
 
 
 @contextmanager
@@ -134,14 +215,16 @@ def apps_create(
             app_id = app.id
         try:
             with _quiet(connections.log):
-                asyncio.run(connection_test.probe(runtime.connectors, prepared))
+                announced = asyncio.run(connection_test.probe(runtime.connectors, prepared))
         except InvalidRequest as exc:
             with runtime.database.transaction() as session:
                 apps.deactivate_app(session, actor, app_id)
                 apps.delete_app(session, actor, app_id)
             fail(f"{explain(exc)} (the app was not kept)")
         with runtime.database.transaction() as session:
-            connections.save_connection(session, actor, prepared, enabled=True)
+            connections.save_connection(
+                session, actor, prepared, enabled=True, capabilities=announced
+            )
     auth = "a bearer token" if token else "no authentication"
     _print(
         f"Created {label} ({app_id}): provisioning to {scim_url} with {auth} "

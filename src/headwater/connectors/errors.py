@@ -22,6 +22,7 @@ __all__ = [
     "ConflictError",
     "DownstreamError",
     "NotFoundError",
+    "OperationRefused",
     "PermanentError",
     "TransientError",
 ]
@@ -69,6 +70,11 @@ class ConflictError(PermanentError):
 
 class NotFoundError(PermanentError):
     """The downstream app has no resource with that id."""
+
+
+class OperationRefused(PermanentError):
+    """The downstream app refuses the request itself (its form or operation), not the members
+    in it: every part of it is refused alike."""
 
 
 class AppUnavailableError(DownstreamError):

@@ -50,8 +50,22 @@ from headwater.connectors.errors import (
 )
 from headwater.connectors.outbound import OutboundDenied, OutboundPolicy, OutboundTransport
 from headwater.connectors.scrub import MAX_DETAIL, Scrubber, scrub_text
-from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
-from headwater.domain.settings import MAX_BATCH_SIZE, MembershipMethod, ProvisioningSettings
+from headwater.domain.capabilities import Capabilities, parse_service_provider_config
+from headwater.domain.dialects import (
+    BooleanEncoding,
+    Dialect,
+    GroupWrites,
+    MemberRemoval,
+    OpCase,
+    effective,
+)
+from headwater.domain.downstream import (
+    AccountAttributes,
+    GroupState,
+    RemoteAccount,
+    RemoteGroup,
+)
+from headwater.domain.settings import MAX_BATCH_SIZE, ProvisioningSettings
 
 __all__ = ["RequestHook", "ScimConnector", "escape_filter_value"]
 
@@ -193,6 +207,11 @@ def status_error(
     if status in (401, 403):
         return AppUnavailableError(
             f"{where}: credentials rejected (HTTP {status})", status=status, detail=detail
+        )
+    if status == 501:
+        # RFC 7644 §3.12: "operation not supported"; asking again gets the same answer.
+        return PermanentError(
+            f"{where}: not implemented by the app (HTTP 501)", status=status, detail=detail
         )
     if status == 429 or status >= 500:
         return TransientError(
@@ -397,6 +416,38 @@ def _member_filter(member_id: str) -> str:
     return f'members[value eq "{escape_filter_value(member_id)}"]'
 
 
+def _removals(member_ids: Sequence[str], form: MemberRemoval) -> list[dict[str, Any]]:
+    """Remove operations in the dialect's form (one per member, or one value list)."""
+    if not member_ids:
+        return []
+    if form is MemberRemoval.VALUE_LIST:
+        return [{"op": "remove", "path": "members", "value": [{"value": m} for m in member_ids]}]
+    return [{"op": "remove", "path": _member_filter(member)} for member in member_ids]
+
+
+def _spoken(body: dict[str, Any], dialect: Dialect) -> dict[str, Any]:
+    """A PatchOp body as the dialect spells it: ``op`` casing, booleans as JSON or strings."""
+    if dialect.op_case is OpCase.LOWER and dialect.booleans is BooleanEncoding.JSON:
+        return body
+    operations = []
+    for operation in body.get("Operations", []):
+        op = dict(operation)
+        if dialect.op_case is OpCase.CAPITALISED and isinstance(op.get("op"), str):
+            op["op"] = op["op"].capitalize()
+        if dialect.booleans is BooleanEncoding.STRING and "value" in op:
+            op["value"] = _as_text_booleans(op["value"])
+        operations.append(op)
+    return {**body, "Operations": operations}
+
+
+def _as_text_booleans(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, dict):
+        return {k: _as_text_booleans(v) for k, v in value.items()}
+    return value
+
+
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -420,10 +471,18 @@ class ScimConnector:
         transport: httpx.AsyncBaseTransport | None = None,
         on_request: RequestHook | None = None,
         scrubber: Scrubber | None = None,
+        capabilities: Capabilities | None = None,
     ) -> None:
         """``transport`` defaults to an :class:`OutboundTransport` with the default outbound
-        policy; ``scrubber`` holds the app's secrets, to keep them out of every error."""
+        policy; ``scrubber`` holds the app's secrets, to keep them out of every error;
+        ``capabilities`` are what the app announced (or was seen to refuse)."""
         self.settings = settings
+        self.capabilities = capabilities or Capabilities()
+        #: The one place a dialect is read: every request below is shaped by it.
+        self.dialect = effective(settings.switches(), self.capabilities, settings.patch_support)
+        #: Set when the app answered 501 to a PATCH and a PUT did the change instead; the
+        #: engine stores it so later passes go straight to PUT.
+        self.patch_refused = False
         self._on_request = on_request
         self.scrubber = scrubber or Scrubber()
         #: Each request, all of it, whatever the app does (a server that accepts and then
@@ -464,7 +523,19 @@ class ScimConnector:
 
     @property
     def _batch_size(self) -> int:
-        return min(max(1, self.settings.membership_batch_size), MAX_BATCH_SIZE)
+        return min(max(1, self.settings.membership_batch_size), self.dialect.max_changes)
+
+    @property
+    def _page_cap(self) -> int:
+        """Largest ``count`` to ask for: within the app's ``filter.maxResults``."""
+        announced = self.capabilities.filter_max_results
+        return MAX_BATCH_SIZE if not announced else min(announced, MAX_BATCH_SIZE)
+
+    async def _patch(self, template: str, resource_id: str, body: dict[str, Any]) -> Any:
+        """A PATCH in the app's dialect."""
+        return await self._call(
+            "PATCH", template, resource_id=resource_id, body=_spoken(body, self.dialect)
+        )
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -594,8 +665,9 @@ class ScimConnector:
         raw_members = _field(payload, "members")
         member_ids: frozenset[str] | None
         if raw_members is None:
-            # Absent means empty only for apps known to return members; otherwise "unknown".
-            member_ids = frozenset() if self.settings.group_members_returned else None
+            # Absent is unknown, not empty: some apps never return members, some drop the
+            # attribute of an empty group; nothing may be removed or re-added on that basis.
+            member_ids = None
         elif isinstance(raw_members, list):
             values = set()
             for member in raw_members:
@@ -625,7 +697,7 @@ class ScimConnector:
         params: dict[str, str | int] = {
             "filter": f'{attribute} eq "{escape_filter_value(value)}"',
             "startIndex": 1,
-            "count": 2,
+            "count": min(2, self._page_cap),
         }
         payload = await self._call("GET", template, params=params, missing_ok=True)
         resources, _ = self._parse(self._resources, payload, "GET", template)
@@ -653,8 +725,9 @@ class ScimConnector:
     # -- connection --------------------------------------------------------------------------
 
     @_scrubbed
-    async def test_connection(self) -> None:
+    async def test_connection(self) -> Capabilities:
         """Check address and credentials; raise AppUnavailableError with a reason if unusable.
+        Return what the app announces in its ``/ServiceProviderConfig``.
 
         ``/ServiceProviderConfig`` proves the base URL, but RFC 7644 §4 lets it skip
         authentication, so ``/Users`` is always read as well to prove the credentials.
@@ -662,6 +735,11 @@ class ScimConnector:
         config = await self._send("GET", "/ServiceProviderConfig", probing=True)
         if config.status_code != 404 and not 200 <= config.status_code < 300:
             raise status_error(config, "GET", "/ServiceProviderConfig", self.scrubber)
+        try:
+            announced = config.json() if config.status_code != 404 else None
+        except (ValueError, UnicodeDecodeError):
+            announced = None
+        capabilities = parse_service_provider_config(announced, datetime.now(UTC))
         params: dict[str, str | int] = {"startIndex": 1, "count": 1}
         users = await self._send("GET", "/Users", params=params, probing=True)
         if users.status_code == 404:
@@ -681,6 +759,7 @@ class ScimConnector:
                 "GET /Users: the answer is not a SCIM ListResponse; check the base URL",
                 status=users.status_code,
             )
+        return capabilities
 
     # -- users -------------------------------------------------------------------------------
 
@@ -719,7 +798,13 @@ class ScimConnector:
     async def patch_user(self, user_id: str, attrs: AccountAttributes) -> RemoteAccount | None:
         """PATCH replace of every mapped attribute; None when the server answers 204."""
         body = _patch_body(_user_patch_operations(attrs))
-        payload = await self._call("PATCH", "/Users/{id}", resource_id=user_id, body=body)
+        try:
+            payload = await self._patch("/Users/{id}", user_id, body)
+        except PermanentError as exc:
+            if exc.status != 501:
+                raise
+            # The same change by the other method, at once (RFC 7644 §3.12).
+            return await self.replace_user(user_id, attrs)
         if payload is None:
             return None
         return self._parse(self._account, payload, "PATCH", "/Users/{id}")
@@ -727,7 +812,7 @@ class ScimConnector:
     @_scrubbed
     async def set_active(self, user_id: str, active: bool) -> None:
         body = _patch_body([{"op": "replace", "path": "active", "value": active}])
-        await self._call("PATCH", "/Users/{id}", resource_id=user_id, body=body)
+        await self._patch("/Users/{id}", user_id, body)
 
     @_scrubbed
     async def delete_user(self, user_id: str) -> None:
@@ -760,20 +845,24 @@ class ScimConnector:
 
     @_scrubbed
     async def rename_group(self, group_id: str, display_name: str) -> None:
-        """Rename a group: one PATCH, or for PUT-only apps a PUT carrying the current members
+        """Rename a group: one PATCH, or for PUT apps a PUT carrying the current members
         (read first: a PUT without them would empty the group)."""
-        if self.settings.membership_method is MembershipMethod.PUT:
-            group = await self.get_group(group_id)
-            if group is None:
-                raise NotFoundError("The group no longer exists in the app", status=404)
-            if group.member_ids is None:
-                raise PermanentError(
-                    "Cannot rename: the app takes only PUT and does not return members"
-                )
-            await self.replace_group(group_id, display_name, sorted(group.member_ids))
-            return
-        body = _group_patch([{"op": "replace", "path": "displayName", "value": display_name}])
-        await self._call("PATCH", "/Groups/{id}", resource_id=group_id, body=body)
+        if self.dialect.group_writes is GroupWrites.PATCH:
+            body = _group_patch([{"op": "replace", "path": "displayName", "value": display_name}])
+            try:
+                await self._patch("/Groups/{id}", group_id, body)
+                return
+            except PermanentError as exc:
+                if exc.status != 501:
+                    raise
+        group = await self.get_group(group_id)
+        if group is None:
+            raise NotFoundError("The group no longer exists in the app", status=404)
+        if group.member_ids is None:
+            raise PermanentError(
+                "Cannot rename: the app takes only PUT and does not return members"
+            )
+        await self.replace_group(group_id, display_name, sorted(group.member_ids))
 
     @_scrubbed
     async def replace_group(
@@ -788,66 +877,153 @@ class ScimConnector:
         }
         await self._call("PUT", "/Groups/{id}", resource_id=group_id, body=body)
 
+    async def _put_members(
+        self,
+        group_id: str,
+        *,
+        add: Sequence[str],
+        remove: Sequence[str],
+        whole: GroupState | None,
+    ) -> None:
+        """The change as one PUT of the whole group: the members it holds now (read back) with
+        the change applied, or, for an app that hides its members, the whole membership
+        Headwater wants (``whole``)."""
+        group = await self.get_group(group_id)
+        if group is None:
+            raise NotFoundError("The group no longer exists in the app", status=404)
+        if group.member_ids is not None:
+            keep = (group.member_ids - set(remove)) | set(add)
+            await self.replace_group(group_id, group.display_name, sorted(keep))
+        elif whole is not None:
+            await self.replace_group(group_id, group.display_name, whole.member_ids)
+        elif self.dialect.members_returned:
+            # The app returns members when it has any: this group has none.
+            await self.replace_group(group_id, group.display_name, _unique(add))
+        else:
+            raise PermanentError(
+                "Cannot change members: the app takes only PUT for groups and does not return "
+                "their members"
+            )
+
+    async def _after_refused_patch(
+        self,
+        group_id: str,
+        *,
+        add: Sequence[str],
+        remove: Sequence[str],
+        whole: GroupState | None,
+        refused: PermanentError,
+    ) -> None:
+        """A PATCH answered 501: do the same change by PUT at once, and check it took (some
+        apps ignore members in a PUT) before remembering that PATCH is unsupported."""
+        await self._put_members(group_id, add=add, remove=remove, whole=whole)
+        await self._check_put(group_id, present=add, absent=remove, refused=refused)
+
+    async def _check_put(
+        self,
+        group_id: str,
+        *,
+        present: Sequence[str],
+        absent: Sequence[str],
+        refused: PermanentError,
+    ) -> None:
+        if self.dialect.members_returned:
+            group = await self.get_group(group_id)
+            held = group.member_ids if group is not None else None
+            if held is not None and (set(absent) & held or set(present) - held):
+                raise PermanentError(
+                    f"{refused.message}; a PUT of the group was ignored too: choose the app's "
+                    "dialect (such as entra-style)",
+                    status=501,
+                    detail=refused.detail,
+                ) from None
+        self.patch_refused = True
+
     @_scrubbed
     async def patch_members(
-        self, group_id: str, *, add: Sequence[str], remove: Sequence[str]
+        self,
+        group_id: str,
+        *,
+        add: Sequence[str],
+        remove: Sequence[str],
+        whole: GroupState | None = None,
     ) -> int:
         """Apply membership changes in batches; return the number of requests sent.
 
         Removals go first so a batch cap never leaves a group briefly holding both the old and the
         new members (which some apps price or limit). Each request carries at most
-        ``membership_batch_size`` changes: one per removal, one per added member.
+        ``membership_batch_size`` changes (and no more than the dialect's cap). Apps that take
+        groups only by PUT get one PUT (see ``_put_members``); a 501 to a PATCH is answered the
+        same way, at once.
         """
-        changes: list[tuple[str, str]] = [("remove", m) for m in _unique(remove)]
-        changes += [("add", m) for m in _unique(add)]
+        removed, added = _unique(remove), _unique(add)
+        if not removed and not added:
+            return 0
+        if self.dialect.group_writes is GroupWrites.PUT:
+            await self._put_members(group_id, add=added, remove=removed, whole=whole)
+            return 1
+        changes: list[tuple[str, str]] = [("remove", m) for m in removed]
+        changes += [("add", m) for m in added]
         sent = 0
         for start in range(0, len(changes), self._batch_size):
             batch = changes[start : start + self._batch_size]
-            operations: list[dict[str, Any]] = [
-                {"op": "remove", "path": _member_filter(member)}
-                for kind, member in batch
-                if kind == "remove"
-            ]
-            added = [{"value": member} for kind, member in batch if kind == "add"]
-            if added:
-                operations.append({"op": "add", "path": "members", "value": added})
-            await self._call(
-                "PATCH", "/Groups/{id}", resource_id=group_id, body=_group_patch(operations)
+            operations = _removals(
+                [m for kind, m in batch if kind == "remove"], self.dialect.member_removal
             )
+            values = [{"value": member} for kind, member in batch if kind == "add"]
+            if values:
+                operations.append({"op": "add", "path": "members", "value": values})
+            try:
+                await self._patch("/Groups/{id}", group_id, _group_patch(operations))
+            except PermanentError as exc:
+                if exc.status != 501:
+                    raise
+                rest = changes[start:]
+                await self._after_refused_patch(
+                    group_id,
+                    add=[m for kind, m in rest if kind == "add"],
+                    remove=[m for kind, m in rest if kind == "remove"],
+                    whole=whole,
+                    refused=exc,
+                )
+                return sent + 1
             sent += 1
         return sent
 
     @_scrubbed
-    async def remove_members(self, group_id: str, member_ids: Sequence[str]) -> None:
-        """Take members out of a group; a group that is gone holds nobody any more.
-
-        PUT-only apps get the group's current members minus these (when the app returns
-        members; otherwise PATCH is the only way to say it)."""
-        if self.settings.membership_method is MembershipMethod.PUT:
-            group = await self.get_group(group_id)
-            if group is None:
-                return
-            if group.member_ids is not None:
-                keep = sorted(group.member_ids - set(member_ids))
-                await self.replace_group(group_id, group.display_name, keep)
-                return
+    async def remove_members(
+        self, group_id: str, member_ids: Sequence[str], *, whole: GroupState | None = None
+    ) -> None:
+        """Take members out of a group; a group that is gone holds nobody any more."""
         try:
-            await self.patch_members(group_id, add=[], remove=member_ids)
+            await self.patch_members(group_id, add=[], remove=member_ids, whole=whole)
         except NotFoundError:
             return
 
     @_scrubbed
     async def replace_members(
-        self, group_id: str, display_name: str, member_ids: Sequence[str]
+        self,
+        group_id: str,
+        display_name: str,
+        member_ids: Sequence[str],
+        *,
+        recorded: Sequence[str] = (),
     ) -> int:
-        """Make the group hold exactly ``member_ids``; return the number of requests sent.
+        """Make the group hold ``member_ids``; return the number of requests sent.
 
-        PATCH mode: a replace with the first batch, then adds for the rest. PUT mode: one PUT.
+        PUT apps: one PUT. PATCH apps that allow a whole replace: a replace with the first batch,
+        then adds for the rest. Apps that refuse a whole replace: the members recorded as pushed
+        but no longer wanted are removed and every wanted member is added (adds of a member
+        already there change nothing), in batches.
         """
         members = _unique(member_ids)
-        if self.settings.membership_method is MembershipMethod.PUT:
+        if self.dialect.group_writes is GroupWrites.PUT:
             await self.replace_group(group_id, display_name, members)
             return 1
+        if not self.dialect.members_replace:
+            gone = [m for m in _unique(recorded) if m not in set(members)]
+            whole = GroupState(display_name, tuple(members))
+            return await self.patch_members(group_id, add=members, remove=gone, whole=whole)
         batches = _chunks(members, self._batch_size) or [[]]
         sent = 0
         for index, batch in enumerate(batches):
@@ -857,9 +1033,14 @@ class ScimConnector:
                 "path": "members",
                 "value": value,
             }
-            await self._call(
-                "PATCH", "/Groups/{id}", resource_id=group_id, body=_group_patch([operation])
-            )
+            try:
+                await self._patch("/Groups/{id}", group_id, _group_patch([operation]))
+            except PermanentError as exc:
+                if exc.status != 501:
+                    raise
+                await self.replace_group(group_id, display_name, members)
+                await self._check_put(group_id, present=members, absent=(), refused=exc)
+                return sent + 1
             sent += 1
         return sent
 

@@ -205,6 +205,9 @@ class App(Base):
     #: The rest of Okta's app document (settings, visibility, accessibility, credentials, ...).
     document: Mapped[dict[str, Any]]
     provisioning: Mapped[dict[str, Any]]
+    #: What the app announced in its ServiceProviderConfig, or was seen to refuse
+    #: (``domain.capabilities.Capabilities`` as JSON); None until read.
+    capabilities: Mapped[dict[str, Any] | None]
     #: Quarantine: when set, work is held until ``next_probe`` says to try again.
     quarantined_since: Mapped[datetime | None]
     quarantine_reason: Mapped[str | None] = mapped_column(Text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AccountAttributes", "RemoteAccount", "RemoteGroup"]
+__all__ = ["AccountAttributes", "GroupState", "RemoteAccount", "RemoteGroup"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,12 @@ class RemoteGroup:
     id: str
     display_name: str
     member_ids: frozenset[str] | None
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """A pushed group as Headwater wants it whole: sent along with membership changes so an
+    app that takes groups only by PUT, and hides their members, can still be given them."""
+
+    display_name: str
+    member_ids: tuple[str, ...]

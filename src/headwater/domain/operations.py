@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from headwater.domain.downstream import AccountAttributes
+from headwater.domain.downstream import AccountAttributes, GroupState
 
 __all__ = [
     "AddMembers",
@@ -80,6 +80,8 @@ class AddMembers:
     group_external_id: str
     #: (user id, account external id) pairs.
     members: tuple[tuple[str, str], ...]
+    #: The group as wanted after the change (for apps that take only a whole group).
+    whole: GroupState | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class RemoveMembers:
     #: Sent for a leaving account: if it keeps failing, the account goes anyway (offboarding
     #: wins) and the membership is left stale, for the push mapping to remove later.
     offboarding: bool = False
+    #: The group as wanted after the change (for apps that take only a whole group).
+    whole: GroupState | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,9 @@ class ReplaceMembers:
     group_external_id: str
     display_name: str
     members: tuple[tuple[str, str], ...]
+    #: Account external ids recorded as pushed (an app that refuses a whole replace gets these
+    #: removed when no longer wanted, and the wanted ones added).
+    recorded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,7 @@ def describe(operation: Operation) -> dict[str, Any]:
                 "userIds": [m[0] for m in members],
                 "externalIds": [m[1] for m in members],
             }
-        case ReplaceMembers(mapping_id, group_external_id, _, members):
+        case ReplaceMembers(mapping_id, group_external_id, _, members, _):
             return {
                 "op": "REPLACE_MEMBERS",
                 "mappingId": mapping_id,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from headwater.domain.desired import DesiredAccount
-from headwater.domain.downstream import AccountAttributes, RemoteAccount
+from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAccount
 from headwater.domain.operations import (
     AddMembers,
     CreateAccount,
@@ -29,7 +29,7 @@ from headwater.domain.operations import (
     SetActive,
     UpdateAccount,
 )
-from headwater.domain.settings import Deprovision, MembershipMethod, ProvisioningSettings
+from headwater.domain.settings import Deprovision, ProvisioningSettings
 from headwater.domain.states import LinkState, MappingStatus
 
 __all__ = [
@@ -209,6 +209,9 @@ class PushFacts:
     delete_target: bool = False
     #: The downstream group's member ids when read; ``None`` when the group is gone.
     observed_members: frozenset[str] | Unobserved | None = UNOBSERVED
+    #: The group was read but the app did not say who its members are (it hides them, or
+    #: drops the attribute of an empty group): treated as a full push, never as empty.
+    members_unknown: bool = False
     #: Account external id → user id for every account linked in the app (classifies members).
     known_accounts: dict[str, str] = field(default_factory=dict)
     #: Users that may be added now (their account is still active under a lock taken just
@@ -267,33 +270,24 @@ def plan_push(facts: PushFacts, settings: ProvisioningSettings) -> PushPlan:
         if settings.remove_unknown_members:
             remove.extend((None, e) for e in sorted(unknown))
             unknown = frozenset()
-        changes = _membership_changes(facts.mapping_id, group, add, tuple(remove))
-        operations.extend(_as_put(changes, facts, addable, name, settings))
+        whole = GroupState(name, tuple(e for _, e in addable))
+        operations.extend(_membership_changes(facts.mapping_id, group, add, tuple(remove), whole))
         return PushPlan(tuple(operations), orphans=unknown, reason="compared with downstream")
-    if facts.full_push:
-        operations.append(ReplaceMembers(facts.mapping_id, group, name, tuple(addable)))
+    if facts.members_unknown and not facts.full_push and not addable and not facts.recorded:
+        # Nothing wanted, nothing ever pushed: an overwrite would only empty what cannot be
+        # seen (and an app that drops an empty group's attribute reads this way too).
+        return PushPlan(tuple(operations), reason="members unknown, none wanted")
+    if facts.full_push or facts.members_unknown:
+        recorded = tuple(sorted(e for _, e in facts.recorded))
+        operations.append(ReplaceMembers(facts.mapping_id, group, name, tuple(addable), recorded))
         return PushPlan(tuple(operations), reason="full push")
     recorded_ids = {e for _, e in facts.recorded}
     eligible_ids = {e for _, e in eligible}
     add = tuple(m for m in addable if m[1] not in recorded_ids)
     gone = tuple(sorted((u, e) for u, e in facts.recorded if e not in eligible_ids))
-    changes = _membership_changes(facts.mapping_id, group, add, gone)
-    operations.extend(_as_put(changes, facts, addable, name, settings))
+    whole = GroupState(name, tuple(e for _, e in addable))
+    operations.extend(_membership_changes(facts.mapping_id, group, add, gone, whole))
     return PushPlan(tuple(operations), reason="incremental")
-
-
-def _as_put(
-    changes: list[Operation],
-    facts: PushFacts,
-    addable: list[tuple[str, str]],
-    name: str,
-    settings: ProvisioningSettings,
-) -> list[Operation]:
-    """Apps that only take a full ``PUT`` get the whole eligible membership for any change."""
-    if not changes or settings.membership_method is not MembershipMethod.PUT:
-        return changes
-    assert facts.target_external_id is not None
-    return [ReplaceMembers(facts.mapping_id, facts.target_external_id, name, tuple(addable))]
 
 
 def _membership_changes(
@@ -301,10 +295,13 @@ def _membership_changes(
     group: str,
     add: tuple[tuple[str, str], ...],
     remove: tuple[tuple[str | None, str], ...],
+    whole: GroupState,
 ) -> list[Operation]:
+    """The adds and removals; each carries the whole group as wanted, which only apps that
+    take groups whole (by PUT) are sent."""
     operations: list[Operation] = []
     if add:
-        operations.append(AddMembers(mapping_id, group, add))
+        operations.append(AddMembers(mapping_id, group, add, whole))
     if remove:
-        operations.append(RemoveMembers(mapping_id, group, remove))
+        operations.append(RemoveMembers(mapping_id, group, remove, whole=whole))
     return operations

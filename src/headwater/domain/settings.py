@@ -12,6 +12,17 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, get_type_hints
 
+from headwater.domain.capabilities import PatchSupport
+from headwater.domain.dialects import (
+    MAX_CHANGES,
+    PROFILES,
+    BooleanEncoding,
+    Dialect,
+    DialectName,
+    GroupWrites,
+    MemberRemoval,
+    OpCase,
+)
 from headwater.domain.mapping import check_user_name_template
 from headwater.domain.storable import check_text
 from headwater.errors import InvalidRequest
@@ -24,6 +35,7 @@ __all__ = [
     "UpdateMethod",
     "check_changes",
     "public_name",
+    "with_changes",
 ]
 
 
@@ -42,12 +54,10 @@ class SuspendAction(StrEnum):
     DEACTIVATE = "DEACTIVATE"
 
 
-class MembershipMethod(StrEnum):
-    PATCH = "PATCH"
-    PUT = "PUT"
+#: The ``membershipMethod`` switch of a dialect.
+MembershipMethod = GroupWrites
 
-
-MAX_BATCH_SIZE = 1000
+MAX_BATCH_SIZE = MAX_CHANGES
 
 
 @dataclass(frozen=True)
@@ -65,10 +75,20 @@ class ProvisioningSettings:
     update_method: UpdateMethod = UpdateMethod.PUT
     deprovision: Deprovision = Deprovision.DEACTIVATE
     on_suspend: SuspendAction = SuspendAction.LEAVE
-    membership_method: MembershipMethod = MembershipMethod.PATCH
-    membership_batch_size: int = 100
+    #: The SCIM dialect the app speaks: a named profile, or ``custom`` (the switches below).
+    dialect: DialectName = DialectName.RFC7644
+    # The dialect's switches (read only for ``custom``; a named profile writes its own values).
+    membership_method: GroupWrites = GroupWrites.PATCH
     #: False for apps whose ``GET /Groups/{id}`` never returns ``members``.
     group_members_returned: bool = True
+    #: False for apps that refuse a whole-membership replace (PATCH ``replace`` of ``members``).
+    members_replace: bool = True
+    member_removal: MemberRemoval = MemberRemoval.FILTER
+    patch_op_case: OpCase = OpCase.LOWER
+    boolean_encoding: BooleanEncoding = BooleanEncoding.JSON
+    #: Overrides the app's announced ``patch.supported`` (an announcement can be wrong).
+    patch_support: PatchSupport = PatchSupport.ANNOUNCED
+    membership_batch_size: int = 100
     #: Remove members of pushed groups that belong to no account Headwater manages (else only
     #: report them as orphans).
     remove_unknown_members: bool = False
@@ -91,6 +111,20 @@ class ProvisioningSettings:
     #: deactivated anyway (the memberships are then reported stale and retried).
     offboarding_deadline: int = 300
 
+    def switches(self) -> Dialect:
+        """The dialect this app is spoken to in (read by the SCIM connector only)."""
+        if self.dialect is not DialectName.CUSTOM:
+            return PROFILES[self.dialect]
+        return Dialect(
+            name=DialectName.CUSTOM,
+            group_writes=GroupWrites(self.membership_method),
+            members_returned=self.group_members_returned,
+            members_replace=self.members_replace,
+            member_removal=MemberRemoval(self.member_removal),
+            op_case=OpCase(self.patch_op_case),
+            booleans=BooleanEncoding(self.boolean_encoding),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()}
 
@@ -109,7 +143,53 @@ class ProvisioningSettings:
                 values[name] = _checked(name, kinds[name], _clamped(name, value))
             except InvalidRequest:
                 values[name] = getattr(defaults, name)
+        if "dialect" not in values and any(
+            values.get(n, getattr(defaults, n)) != getattr(defaults, n) for n in SWITCHES
+        ):
+            # Rows written before dialects existed: their switches were the dialect.
+            values["dialect"] = DialectName.CUSTOM
         return replace(defaults, **values)
+
+
+#: The settings that are a dialect's switches (see ``domain.dialects``).
+SWITCHES = (
+    "membership_method",
+    "group_members_returned",
+    "members_replace",
+    "member_removal",
+    "patch_op_case",
+    "boolean_encoding",
+)
+
+
+def _profile_values(dialect: Dialect) -> dict[str, Any]:
+    return {
+        "membership_method": dialect.group_writes,
+        "group_members_returned": dialect.members_returned,
+        "members_replace": dialect.members_replace,
+        "member_removal": dialect.member_removal,
+        "patch_op_case": dialect.op_case,
+        "boolean_encoding": dialect.booleans,
+    }
+
+
+def with_changes(before: ProvisioningSettings, changes: Mapping[str, Any]) -> ProvisioningSettings:
+    """Apply checked changes. Naming a profile writes its switches (so ``custom`` later starts
+    from them); changing a switch makes the dialect ``custom``; both at once is refused unless
+    the dialect named is ``custom``."""
+    values = dict(changes)
+    switched = sorted(public_name(n) for n in values if n in SWITCHES)
+    named = values.get("dialect")
+    if named is not None and named is not DialectName.CUSTOM:
+        if switched:
+            raise _refuse(
+                f"{', '.join(switched)}: can only be set with dialect custom (dialect {named} "
+                "sets its own)"
+            )
+        values.update(_profile_values(PROFILES[named]))
+    elif switched:
+        values["dialect"] = DialectName.CUSTOM
+    return replace(before, **values)
 
 
 def public_name(field_name: str) -> str:

@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from headwater.connectors.errors import DownstreamError, TransientError
 from headwater.connectors.scrub import scrub_text
+from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import PreparedConnection
 from headwater.engine.connectors import ConnectorFactory
 from headwater.errors import InvalidRequest
@@ -44,8 +45,9 @@ async def probe(
     *,
     attempts: int = ATTEMPTS,
     budget: float = BUDGET_SECONDS,
-) -> None:
-    """Reach the app with these credentials; InvalidRequest with the cause when it fails."""
+) -> Capabilities:
+    """Reach the app with these credentials and read what it announces; InvalidRequest with
+    the cause when it fails."""
     try:
         connector = connectors.build(prepared.info, prepared.settings)
     except ValueError as exc:
@@ -57,8 +59,7 @@ async def probe(
     try:
         for attempt in range(1, attempts + 1):
             try:
-                await connector.test_connection()
-                return
+                return await connector.test_connection()
             except TransientError as exc:
                 wait = exc.retry_after if exc.retry_after is not None else pause
                 pause *= 2
@@ -78,6 +79,7 @@ async def probe(
                 _fail(prepared, exc)
     finally:
         await connector.aclose()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _fail(prepared: PreparedConnection, exc: DownstreamError) -> NoReturn:

@@ -16,6 +16,7 @@ from headwater.connectors.outbound import OutboundPolicy, OutboundTransport, Res
 from headwater.connectors.scim import ScimConnector
 from headwater.connectors.scrub import Scrubber
 from headwater.crypto import SecretBox
+from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import ConnectionInfo
 from headwater.domain.settings import ProvisioningSettings
 from headwater.engine.limits import AppLimits, GatedTransport
@@ -60,6 +61,7 @@ class ConnectorFactory:
         connection: ConnectionInfo,
         settings: ProvisioningSettings,
         limits: AppLimits | None = None,
+        capabilities: Capabilities | None = None,
     ) -> ScimConnector:
         secret = (
             self._secrets.open(connection.secret_encrypted) if connection.secret_encrypted else {}
@@ -87,4 +89,5 @@ class ConnectorFactory:
             transport=transport,
             on_request=on_request,
             scrubber=scrubber,
+            capabilities=capabilities,
         )

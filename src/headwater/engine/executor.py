@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from headwater.connectors.errors import ConflictError, NotFoundError, PermanentError
-from headwater.domain.downstream import AccountAttributes
+from headwater.connectors.errors import (
+    ConflictError,
+    NotFoundError,
+    OperationRefused,
+    PermanentError,
+)
+from headwater.domain.downstream import AccountAttributes, GroupState
 from headwater.domain.operations import (
     AddMembers,
     CreateAccount,
@@ -101,23 +106,67 @@ async def _ensure_group(connector: Connector, display_name: str) -> GroupResult:
         return GroupResult(found.id, found.display_name, linked=True)
 
 
+def _bad_input(exc: PermanentError) -> bool:
+    return not isinstance(exc, NotFoundError | ConflictError) and exc.status in (400, 422)
+
+
+async def _try_add(
+    connector: Connector, group_id: str, members: list[tuple[str, str]], whole: GroupState | None
+) -> PermanentError | None:
+    """Add ``members``; the bad-input refusal, or None when they were added."""
+    try:
+        await connector.patch_members(group_id, add=[m[1] for m in members], remove=[], whole=whole)
+    except PermanentError as exc:
+        if not _bad_input(exc):
+            raise
+        return exc
+    return None
+
+
 async def _add_isolating(
-    connector: Connector, group_id: str, members: list[tuple[str, str]]
+    connector: Connector,
+    group_id: str,
+    members: list[tuple[str, str]],
+    whole: GroupState | None = None,
 ) -> list[tuple[str, str, str]]:
     """Add members; when the downstream rejects a batch as bad input, split it until each bad
     member is alone, so one bad member does not hold back the rest."""
-    try:
-        await connector.patch_members(group_id, add=[m[1] for m in members], remove=[])
+    refusal = await _try_add(connector, group_id, members, whole)
+    if refusal is None:
         return []
-    except PermanentError as exc:
-        if isinstance(exc, NotFoundError | ConflictError) or exc.status not in (400, 422):
-            raise
-        if len(members) == 1:
-            user_id, external_id = members[0]
-            return [(user_id, external_id, str(exc))]
-        middle = len(members) // 2
-        first = await _add_isolating(connector, group_id, members[:middle])
-        return first + await _add_isolating(connector, group_id, members[middle:])
+    return await _isolate(connector, group_id, members, whole, refusal)
+
+
+async def _isolate(
+    connector: Connector,
+    group_id: str,
+    members: list[tuple[str, str]],
+    whole: GroupState | None,
+    refusal: PermanentError,
+) -> list[tuple[str, str, str]]:
+    if len(members) == 1:
+        user_id, external_id = members[0]
+        return [(user_id, external_id, str(refusal))]
+    middle = len(members) // 2
+    halves = [members[:middle], members[middle:]]
+    refusals = [await _try_add(connector, group_id, half, whole) for half in halves]
+    if all(r is not None and _same_refusal(r, refusal) for r in refusals):
+        # Both halves refused just as the whole was: the request itself is refused, not a
+        # member (splitting further would send 2N-1 requests to learn nothing).
+        raise OperationRefused(
+            f"The app refuses the operation itself: {refusal.message}",
+            status=refusal.status,
+            detail=refusal.detail,
+        )
+    rejected: list[tuple[str, str, str]] = []
+    for half, half_refusal in zip(halves, refusals, strict=True):
+        if half_refusal is not None:
+            rejected += await _isolate(connector, group_id, half, whole, half_refusal)
+    return rejected
+
+
+def _same_refusal(one: PermanentError, other: PermanentError) -> bool:
+    return (one.status, one.detail) == (other.status, other.detail)
 
 
 async def _rename_group(connector: Connector, op: RenameGroup) -> None:
@@ -153,14 +202,16 @@ async def execute(
         case RenameGroup():
             await _rename_group(connector, op)
             return None
-        case AddMembers(_, external_id, members):
-            rejected = await _add_isolating(connector, external_id, list(members))
+        case AddMembers(_, external_id, members, whole):
+            rejected = await _add_isolating(connector, external_id, list(members), whole)
             return MembershipResult(tuple(rejected))
-        case RemoveMembers(_, external_id, members):
-            await connector.remove_members(external_id, [m[1] for m in members])
+        case RemoveMembers(_, external_id, members, _, whole):
+            await connector.remove_members(external_id, [m[1] for m in members], whole=whole)
             return None
-        case ReplaceMembers(_, external_id, display_name, members):
-            await connector.replace_members(external_id, display_name, [m[1] for m in members])
+        case ReplaceMembers(_, external_id, display_name, members, recorded):
+            await connector.replace_members(
+                external_id, display_name, [m[1] for m in members], recorded=recorded
+            )
             return None
         case DeleteGroup(_, external_id):
             await connector.delete_group(external_id)

@@ -51,7 +51,9 @@ async def read_back(
                 return
         if group is None:
             work.observed_members = None
-        elif group.member_ids is not None and app.settings.group_members_returned:
+        elif group.member_ids is None:
+            work.members_unknown = True
+        else:
             work.observed_members = group.member_ids
 
     await asyncio.gather(*(account(w) for w in accounts), *(push(w) for w in pushes))

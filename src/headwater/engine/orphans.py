@@ -124,7 +124,7 @@ async def _send_removals(
     info = ConnectionInfo(
         app.id, app.base_url or "", app.auth_scheme or "NONE", app.secret_encrypted
     )
-    connector = connectors.build(info, app.settings)
+    connector = connectors.build(info, app.settings, capabilities=app.capabilities)
     done: list[OrphanBatch] = []
     errors: list[dict[str, Any]] = []
     try:

@@ -11,16 +11,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
+from headwater.domain.capabilities import Capabilities
+from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAccount, RemoteGroup
 
 __all__ = ["Connector"]
 
 
 @runtime_checkable
 class Connector(Protocol):
-    async def test_connection(self) -> None:
+    @property
+    def patch_refused(self) -> bool:
+        """Whether the app answered 501 to a PATCH and a PUT did the change (stored by the
+        engine, so later passes go straight to PUT)."""
+        ...
+
+    async def test_connection(self) -> Capabilities:
         """Raise ``AppUnavailableError`` with a reason unless the app is reachable and the
-        credentials are accepted."""
+        credentials are accepted; return what the app announces of itself."""
 
     # accounts
     async def find_user(self, user_name: str) -> RemoteAccount | None: ...
@@ -39,15 +46,33 @@ class Connector(Protocol):
     async def delete_group(self, id: str) -> None: ...
 
     # memberships
-    async def patch_members(self, id: str, *, add: Sequence[str], remove: Sequence[str]) -> int:
-        """Add and remove in batches the app accepts; returns the requests sent."""
+    async def patch_members(
+        self,
+        id: str,
+        *,
+        add: Sequence[str],
+        remove: Sequence[str],
+        whole: GroupState | None = None,
+    ) -> int:
+        """Add and remove in the form and batches the app accepts; returns the requests sent.
+        ``whole`` is the group as wanted after the change, for apps that take only that."""
         ...
 
-    async def remove_members(self, id: str, member_ids: Sequence[str]) -> None:
+    async def remove_members(
+        self, id: str, member_ids: Sequence[str], *, whole: GroupState | None = None
+    ) -> None:
         """Take members out; a group that is gone holds nobody."""
 
     async def replace_members(
-        self, id: str, display_name: str, member_ids: Sequence[str]
-    ) -> int: ...
+        self,
+        id: str,
+        display_name: str,
+        member_ids: Sequence[str],
+        *,
+        recorded: Sequence[str] = (),
+    ) -> int:
+        """Make the group hold ``member_ids`` in a way the app allows; ``recorded`` are the
+        members pushed before (for apps that refuse a whole replace)."""
+        ...
 
     async def aclose(self) -> None: ...

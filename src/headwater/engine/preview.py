@@ -21,8 +21,9 @@ from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
+from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import ConnectionInfo
-from headwater.domain.downstream import AccountAttributes, RemoteAccount, RemoteGroup
+from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAccount, RemoteGroup
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.plan import plan_account
 from headwater.domain.states import KeyKind, LinkState
@@ -57,8 +58,12 @@ class ReadOnlyConnector:
     def __init__(self, inner: Connector) -> None:
         self._inner = inner
 
-    async def test_connection(self) -> None:
-        await self._inner.test_connection()
+    @property
+    def patch_refused(self) -> bool:
+        return False
+
+    async def test_connection(self) -> Capabilities:
+        return await self._inner.test_connection()
 
     async def find_user(self, user_name: str) -> RemoteAccount | None:
         return await self._inner.find_user(user_name)
@@ -99,13 +104,29 @@ class ReadOnlyConnector:
     async def delete_group(self, id: str) -> None:
         raise DryRunRefused("dry run: delete_group refused")
 
-    async def patch_members(self, id: str, *, add: Sequence[str], remove: Sequence[str]) -> int:
+    async def patch_members(
+        self,
+        id: str,
+        *,
+        add: Sequence[str],
+        remove: Sequence[str],
+        whole: GroupState | None = None,
+    ) -> int:
         raise DryRunRefused("dry run: patch_members refused")
 
-    async def remove_members(self, id: str, member_ids: Sequence[str]) -> None:
+    async def remove_members(
+        self, id: str, member_ids: Sequence[str], *, whole: GroupState | None = None
+    ) -> None:
         raise DryRunRefused("dry run: remove_members refused")
 
-    async def replace_members(self, id: str, display_name: str, member_ids: Sequence[str]) -> int:
+    async def replace_members(
+        self,
+        id: str,
+        display_name: str,
+        member_ids: Sequence[str],
+        *,
+        recorded: Sequence[str] = (),
+    ) -> int:
         raise DryRunRefused("dry run: replace_members refused")
 
 
@@ -159,7 +180,9 @@ async def plan_app(
     connector: Connector | None = None
     if observe and app.base_url:
         info = ConnectionInfo(app.id, app.base_url, app.auth_scheme or "NONE", app.secret_encrypted)
-        connector = ReadOnlyConnector(connectors.build(info, app.settings))
+        connector = ReadOnlyConnector(
+            connectors.build(info, app.settings, capabilities=app.capabilities)
+        )
     planned: list[ops.Operation] = []
     waiting: list[dict[str, Any]] = []
     orphans: list[dict[str, Any]] = []

@@ -38,7 +38,16 @@ from headwater.domain.fate import ErrorClass, Fate, decide
 from headwater.domain.mapping import MappingError
 from headwater.domain.retry import RetryPolicy
 from headwater.domain.states import AppStatus
-from headwater.engine import guard, intents, observe, quarantine, recorder, snapshot, trail
+from headwater.engine import (
+    capabilities,
+    guard,
+    intents,
+    observe,
+    quarantine,
+    recorder,
+    snapshot,
+    trail,
+)
 from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.executor import MembershipResult, execute
 from headwater.engine.failures import classify, retry_after
@@ -107,6 +116,7 @@ class Reconciler:
             app.auth_scheme,
             app.connection_updated,
             app.settings,
+            app.capabilities,
             id(limits),
         )
         cached = self._connectors.get(app.id)
@@ -117,7 +127,7 @@ class Reconciler:
         info = ConnectionInfo(
             app.id, app.base_url or "", app.auth_scheme or "NONE", app.secret_encrypted
         )
-        built = self.connectors.build(info, app.settings, limits)
+        built = self.connectors.build(info, app.settings, limits, app.capabilities)
         self._connectors[app.id] = (fingerprint, built)
         return built
 
@@ -149,6 +159,8 @@ class Reconciler:
         batch.plan_pushes(app.settings)
         await self._db(self._admit_and_record_pending, app, batch)
         outcomes = await self._send(app, connector, batch)
+        if connector.patch_refused and app.capabilities.patch_refused_at is None:
+            await self._db(_patch_refused, database, app)
         fates = [(outcome, self._fate(outcome)) for outcome in outcomes]
         await self._db(recorder.record, database, app, fates)
         for outcome, fate in fates:
@@ -343,6 +355,11 @@ def _quarantine(
 ) -> None:
     with database.transaction() as session:
         quarantine.enter(session, app, keys, reason)
+
+
+def _patch_refused(database: Database, app: AppSnapshot) -> None:
+    with database.transaction() as session:
+        capabilities.patch_refused(session, app)
 
 
 def _leave_quarantine(database: Database, app: AppSnapshot) -> None:

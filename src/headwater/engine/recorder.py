@@ -322,7 +322,9 @@ def _record_group(
     group.last_updated = now
     session.flush()
     mapping.target_group_id = group.id
-    mapping.full_push = True
+    # A group just created is known to be empty: its members are added in batches, never
+    # written whole. A linked group's members are not known, so it gets a full push.
+    mapping.full_push = result.linked
     session.execute(delete(t.PushMember).where(t.PushMember.mapping_id == mapping_id))
     verb = "linked to the existing" if result.linked else "created the"
     trail.push_event(

@@ -5,7 +5,7 @@ batch whatever its size (no query per user).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.domain.capabilities import Capabilities
 from headwater.domain.desired import DirectGrant, GroupGrant, UserFacts
 from headwater.domain.plan import AccountRecord, PushedMembership
 from headwater.domain.settings import ProvisioningSettings
@@ -44,6 +45,7 @@ class AppSnapshot:
     quarantined: bool
     next_probe: datetime | None
     probe_interval: float
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ def load_app(session: Session, app_id: str) -> AppSnapshot | None:
         quarantined=app.quarantined_since is not None,
         next_probe=app.next_probe,
         probe_interval=app.probe_interval or 0.0,
+        capabilities=Capabilities.from_json(app.capabilities),
     )
 
 

@@ -106,6 +106,8 @@ class PushWork:
     snapshot: PushSnapshot
     #: The downstream group's member ids as read back; ``None`` when the group is gone.
     observed_members: frozenset[str] | Unobserved | None = UNOBSERVED
+    #: The group was read and the app did not say who its members are.
+    members_unknown: bool = False
     #: Account external id → user id for every linked account (only loaded when read back).
     known_accounts: dict[str, str] = field(default_factory=dict)
     #: Users that may be added (checked under a lock just before sending); None: all eligible.
@@ -128,6 +130,7 @@ class PushWork:
             delete_requested=snap.delete_requested,
             delete_target=snap.delete_target,
             observed_members=self.observed_members,
+            members_unknown=self.members_unknown,
             known_accounts=self.known_accounts,
             admitted=self.admitted,
         )

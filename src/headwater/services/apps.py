@@ -20,8 +20,10 @@ from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
 from headwater.db.paging import Page, fetch_page
+from headwater.domain.capabilities import Capabilities
+from headwater.domain.dialects import drift_repair, effective
 from headwater.domain.mapping import check_user_name_template
-from headwater.domain.settings import ProvisioningSettings, public_name
+from headwater.domain.settings import ProvisioningSettings, public_name, with_changes
 from headwater.domain.states import AppStatus
 from headwater.domain.storable import DOCUMENT, check_document, check_text
 from headwater.errors import InvalidRequest, NotFound
@@ -337,8 +339,8 @@ def update_settings(
     """Apply validated changes; re-reconcile the app when the desired state may differ."""
     app = get_app(session, app_id)
     before = settings_of(app)
-    after = replace(before, **changes)
-    changed = sorted(n for n in changes if getattr(before, n) != getattr(after, n))
+    after = with_changes(before, changes)
+    changed = sorted(n for n in after.to_json() if getattr(before, n) != getattr(after, n))
     if not changed:
         return after
     app.provisioning = after.to_json()
@@ -355,3 +357,33 @@ def update_settings(
         session.flush()
         outbox.enqueue_app(session, app.id)
     return after
+
+
+def capabilities_of(app: t.App) -> dict[str, Any]:
+    """What admins are shown of how Headwater speaks to the app: its dialect and switches as
+    spoken, what the app announced (or was seen to refuse), and whether a full reconcile can
+    repair changes made to pushed groups downstream."""
+    settings = settings_of(app)
+    announced = Capabilities.from_json(app.capabilities)
+    spoken = effective(settings.switches(), announced, settings.patch_support)
+    repair = drift_repair(spoken)
+    return {
+        "dialect": str(spoken.name),
+        "groupWrites": str(spoken.group_writes),
+        "membersReturned": spoken.members_returned,
+        "membersReplace": spoken.members_replace,
+        "memberRemoval": str(spoken.member_removal),
+        "patchOpCase": str(spoken.op_case),
+        "booleanEncoding": str(spoken.booleans),
+        "maxChangesPerRequest": min(settings.membership_batch_size, spoken.max_changes),
+        "patchSupport": str(settings.patch_support),
+        "announced": announced.public(),
+        "driftRepair": "AVAILABLE" if repair else "UNAVAILABLE",
+        "driftRepairNote": (
+            "a full reconcile reads pushed groups back, or overwrites them whole"
+            if repair
+            else "the app hides group members and refuses a whole replace: members added or "
+            "removed in the app itself are not seen or undone; a full reconcile only adds the "
+            "members Headwater wants and removes those it pushed before"
+        ),
+    }

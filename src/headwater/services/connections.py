@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import SplitResult
 
@@ -22,6 +22,7 @@ from headwater.crypto import SecretBox
 from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor
+from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import ConnectionInfo, PreparedConnection
 from headwater.domain.states import ConnectionStatus
 from headwater.domain.storable import check_string
@@ -181,12 +182,30 @@ def connection(session: Session, app_id: str) -> t.AppConnection:
     return row
 
 
+def record_capabilities(app: t.App, announced: Capabilities | None) -> None:
+    """Keep what a connection test read from the app; a 501 seen earlier still counts (an
+    announcement does not undo what the app did)."""
+    if announced is None:
+        return
+    before = Capabilities.from_json(app.capabilities)
+    if before.patch_refused_at is not None:
+        announced = replace(announced, patch=False, patch_refused_at=before.patch_refused_at)
+    app.capabilities = announced.to_json()
+
+
 def save_connection(
-    session: Session, actor: Actor, prepared: PreparedConnection, *, enabled: bool
+    session: Session,
+    actor: Actor,
+    prepared: PreparedConnection,
+    *,
+    enabled: bool,
+    capabilities: Capabilities | None = None,
 ) -> t.AppConnection:
-    """Store a prepared connection (replacing any previous one) and reconcile the app."""
+    """Store a prepared connection (replacing any previous one) and reconcile the app;
+    ``capabilities`` are what its test read."""
     info = prepared.info
     app = get_app(session, info.app_id)
+    record_capabilities(app, capabilities)
     now = clock.utcnow()
     values = {
         "base_url": info.base_url,
@@ -216,10 +235,16 @@ def save_connection(
 
 
 def set_connection_status(
-    session: Session, actor: Actor, app_id: str, *, enabled: bool
+    session: Session,
+    actor: Actor,
+    app_id: str,
+    *,
+    enabled: bool,
+    capabilities: Capabilities | None = None,
 ) -> t.AppConnection:
     row = connection(session, app_id)
     app = get_app(session, app_id)
+    record_capabilities(app, capabilities)
     status = ENABLED if enabled else DISABLED
     if row.status == status:
         return row

@@ -160,7 +160,15 @@ class _Reset:
     label: str
 
 
-_Action = _Answer | _Delay | _Reset
+@dataclass(frozen=True)
+class _Rewrite:
+    """Forward, then rewrite the upstream's JSON answer (a vendor's way of answering)."""
+
+    rewrite: Callable[[Any], Any]
+    label: str
+
+
+_Action = _Answer | _Delay | _Reset | _Rewrite
 
 
 @dataclass(eq=False)
@@ -278,6 +286,54 @@ def _added_member_ids(body: bytes) -> set[str]:
             if isinstance(item, dict) and isinstance(item.get("value"), str):
                 found.add(item["value"])
     return found
+
+
+def _operations(body: bytes) -> list[dict[str, Any]]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return []
+    operations = document.get("Operations") if isinstance(document, dict) else None
+    if not isinstance(operations, list):
+        return []
+    return [op for op in operations if isinstance(op, dict)]
+
+
+def _member_changes(body: bytes) -> int:
+    """How many members a group PATCH adds, removes or replaces."""
+    count = 0
+    for operation in _operations(body):
+        path = str(operation.get("path") or "")
+        value = operation.get("value")
+        if path.lower().startswith("members["):
+            count += 1
+        elif path.lower() == "members":
+            count += len(value) if isinstance(value, list) else 1
+        elif not path and isinstance(value, dict):
+            members = next((v for k, v in value.items() if k.lower() == "members"), None)
+            count += len(members) if isinstance(members, list) else 0
+    return count
+
+
+def _replaces_all_members(body: bytes) -> bool:
+    """``replace`` of ``members`` (with a path or as a path-less object), or ``remove`` of
+    ``members`` with no value."""
+    for operation in _operations(body):
+        op = str(operation.get("op", "")).lower()
+        path = str(operation.get("path") or "").lower()
+        value = operation.get("value")
+        if op == "replace" and path == "members":
+            return True
+        if (
+            op == "replace"
+            and not path
+            and isinstance(value, dict)
+            and any(k.lower() == "members" for k in value)
+        ):
+            return True
+        if op == "remove" and path == "members" and not value:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------
@@ -507,6 +563,63 @@ class FaultControls:
         rule._make = lambda _rng: action
         rule._body_match = body_match
         return self._plan.add(rule, seed)
+
+    # -- vendor behaviours (docs/compatibility.md) --------------------------------------
+
+    def hide_members(self, *, path: str = r"/Groups(/[^/]+)?$") -> FaultRule:
+        """Answer every ``GET`` of groups without ``members``, as apps that never return
+        them do (AWS IAM Identity Center)."""
+
+        def strip(document: Any) -> Any:
+            if not isinstance(document, dict):
+                return document
+            document = {k: v for k, v in document.items() if k.lower() != "members"}
+            resources = document.get("Resources")
+            if isinstance(resources, list):
+                document["Resources"] = [strip(item) for item in resources]
+            return document
+
+        rule = FaultRule("hide_members", "GET", path, 1.0, None, True)
+        action = _Rewrite(strip, "hide_members")
+        rule._make = lambda _rng: action
+        return self._plan.add(rule, None)
+
+    def put_only_groups(self, *, path: str = r"/Groups/[^/]+$") -> FaultRule:
+        """Answer 501 to every ``PATCH`` of a group: the app takes groups only by ``PUT``."""
+        body = _scim_error(501, "PATCH is not supported for groups (FaultProxy)")
+        action = _answer(501, body, "put_only_groups")
+        rule = FaultRule("put_only_groups", "PATCH", path, 1.0, None, False)
+        rule._make = lambda _rng: action
+        return self._plan.add(rule, None)
+
+    def cap_changes(self, limit: int = 100, *, path: str = r"/Groups/[^/]+$") -> FaultRule:
+        """Refuse (400 ``tooMany``) a group ``PATCH`` that changes more than ``limit``
+        members, as AWS IAM Identity Center documents."""
+        body = _scim_error(400, f"at most {limit} membership changes per request", "tooMany")
+        action = _answer(400, body, f"cap_changes:{limit}")
+        rule = FaultRule("cap_changes", "PATCH", path, 1.0, None, False)
+        rule._make = lambda _rng: action
+        rule._body_match = lambda raw: _member_changes(raw) > limit
+        return self._plan.add(rule, None)
+
+    def refuse_whole_replace(self, *, path: str = r"/Groups/[^/]+$") -> FaultRule:
+        """Refuse (400 ``invalidValue``) a group ``PATCH`` that replaces the whole membership
+        or removes every member at once, as AWS IAM Identity Center documents."""
+        body = _scim_error(400, "replacing all members is not supported", "invalidValue")
+        action = _answer(400, body, "refuse_whole_replace")
+        rule = FaultRule("refuse_whole_replace", "PATCH", path, 1.0, None, False)
+        rule._make = lambda _rng: action
+        rule._body_match = _replaces_all_members
+        return self._plan.add(rule, None)
+
+    def vendor(self, name: str) -> list[FaultRule]:
+        """The behaviours of one vendor at once: ``aws-identity-center`` (members hidden, 100
+        changes per PATCH, no whole replace) or ``put-only-groups`` (501 to PATCH)."""
+        if name == "aws-identity-center":
+            return [self.hide_members(), self.refuse_whole_replace(), self.cap_changes(100)]
+        if name == "put-only-groups":
+            return [self.put_only_groups()]
+        raise ValueError(f"unknown vendor behaviour {name!r}")
 
     def mixed(
         self,
@@ -852,6 +965,8 @@ class FaultProxy(FaultControls):
                 response = await self._forward(request, entry)
                 if isinstance(action, _Delay) and after_upstream:
                     await asyncio.sleep(action.seconds)
+                if isinstance(action, _Rewrite):
+                    response = _rewritten(response, action)
             if isinstance(action, _Reset):
                 finish(None)
                 _abort(writer)
@@ -894,6 +1009,18 @@ class FaultProxy(FaultControls):
             # No body to measure: the upstream's length is the one the client wants.
             kept += [(k, v) for k, v in upstream.headers.raw if k.lower() == b"content-length"]
         return _Response(upstream.status_code, kept, upstream.content)
+
+
+def _rewritten(response: _Response, action: _Rewrite) -> _Response:
+    """The upstream's 2xx JSON answer, rewritten; anything else unchanged."""
+    if not 200 <= response.status < 300 or not response.body:
+        return response
+    try:
+        document = json.loads(response.body)
+    except ValueError:
+        return response
+    body = json.dumps(action.rewrite(document)).encode()
+    return _Response(response.status, response.headers, body)
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

@@ -702,10 +702,13 @@ def create_scim_app(
         ).id
     with runtime.database.read() as session:
         prepared = connections.prepare_connection(session, runtime.secrets, app_id, spec)
+    announced = None
     if enabled:
-        run_async(lambda: connection_test.probe(runtime.connectors, prepared))
+        announced = run_async(lambda: connection_test.probe(runtime.connectors, prepared))
     with runtime.database.transaction() as session:
-        connections.save_connection(session, SYSTEM, prepared, enabled=enabled)
+        connections.save_connection(
+            session, SYSTEM, prepared, enabled=enabled, capabilities=announced
+        )
     if settings:
         update_settings(runtime, app_id, **settings)
     return app_id
@@ -1459,7 +1462,7 @@ BANNER = re.compile(
     r".*\(user: admin, password: (?P<password>\S+)\)\n"
     r".*\n"
     r"  Downstream app: (?P<scim>http://127\.0\.0\.1:(?P<scim_port>\d+)/v2) .*\n"
-    r".*\n"
+    r"(?:.*\n){2}"
     r"Press Ctrl-C to stop\. Your API token \(shown once\):\n"
     r"(?P<token>\S+)\n",
     re.MULTILINE,

@@ -15,6 +15,7 @@ from headwater.db import tables as t
 from headwater.db.paging import checked_cursor
 from headwater.domain.access import Kind
 from headwater.domain.access import Permission as P
+from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import PreparedConnection
 from headwater.domain.settings import ProvisioningSettings, check_changes, public_name
 from headwater.engine import connection_test, preview
@@ -122,7 +123,8 @@ def create_app(request: Request, admin: AdminDep, form: FormDep) -> Response:
 def general(request: Request, admin: AdminDep, app_id: str) -> Response:
     with reading(request) as session:
         app = apps.get_app(session, app_id)
-        context = {"section": "apps", "tab": "general", "app": app}
+        spoken = apps.capabilities_of(app)
+        context = {"section": "apps", "tab": "general", "app": app, "spoken": spoken}
     return render(request, "apps/general.html", context)
 
 
@@ -256,13 +258,16 @@ async def save_connection(
 
     def store(prepared: PreparedConnection, enabled: bool) -> None:
         with runtime.database.transaction() as session:
-            connections.save_connection(session, admin.actor, prepared, enabled=enabled)
+            connections.save_connection(
+                session, admin.actor, prepared, enabled=enabled, capabilities=announced
+            )
 
     back = see_other(f"{PREFIX}/apps/{app_id}/provisioning")
+    announced = None
     try:
         prepared = await run_in_threadpool(prepare)
         if action in ("test", "save"):
-            await connection_test.probe(runtime.connectors, prepared)
+            announced = await connection_test.probe(runtime.connectors, prepared)
     except InvalidRequest as exc:
         session_of(request).flash("error", error_message(exc))
         return back
@@ -288,14 +293,18 @@ async def connection_status(
         with runtime.database.read() as session:
             return connections.stored_connection(session, runtime.secrets, app_id)
 
-    def set_status() -> None:
+    def set_status(announced: Capabilities | None) -> None:
         with runtime.database.transaction() as session:
             enabled = verb == "enable"
-            connections.set_connection_status(session, admin.actor, app_id, enabled=enabled)
+            connections.set_connection_status(
+                session, admin.actor, app_id, enabled=enabled, capabilities=announced
+            )
 
+    announced = None
     if verb == "enable":
-        await connection_test.probe(runtime.connectors, await run_in_threadpool(stored))
-    await run_in_threadpool(set_status)
+        prepared = await run_in_threadpool(stored)
+        announced = await connection_test.probe(runtime.connectors, prepared)
+    await run_in_threadpool(set_status, announced)
     session_of(request).flash("ok", f"Connection {verb}d.")
     return see_other(f"{PREFIX}/apps/{app_id}/provisioning")
 
@@ -331,8 +340,12 @@ def _settings_body(form: Form) -> dict[str, Any]:
 
 @router.post("/apps/{app_id}/settings", dependencies=[allow(P.APPS_WRITE, "app_id")])
 def save_settings(request: Request, admin: AdminDep, form: FormDep, app_id: str) -> Response:
+    """Only what the form changes is applied: a dialect's switches shown at a named profile's
+    values are not a request to go ``custom``."""
     changes = check_changes(_settings_body(form))
     with db_of(request).transaction() as session:
+        current = apps.settings_of(apps.get_app(session, app_id))
+        changes = {k: v for k, v in changes.items() if getattr(current, k) != v}
         apps.update_settings(session, admin.actor, app_id, changes)
     session_of(request).flash("ok", "Headwater settings saved.")
     return see_other(f"{PREFIX}/apps/{app_id}/provisioning")

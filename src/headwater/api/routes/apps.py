@@ -34,6 +34,7 @@ from headwater.db import tables as t
 from headwater.db.events import Actor
 from headwater.domain.access import Kind
 from headwater.domain.access import Permission as P
+from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import PreparedConnection
 from headwater.domain.settings import ProvisioningSettings
 from headwater.domain.states import ConnectionStatus
@@ -237,6 +238,8 @@ def app_json(app: t.App, base: str, *, connected: bool) -> dict[str, Any]:
         "features": apps.app_features(settings, connected),
         "settings": _merged({"app": {}}, document.get("settings")),
         "credentials": _credentials(document, settings),
+        # Headwater extension: the dialect as spoken and what the app announced.
+        "capabilities": apps.capabilities_of(app),
         "_links": _app_links(app, base),
     }
     for key in ("licensing", "profile"):
@@ -431,15 +434,27 @@ def _save(
     prepared: PreparedConnection,
     enabled: bool,
     base: str,
+    announced: Capabilities | None = None,
 ) -> dict[str, Any]:
     with runtime.database.transaction() as session:
-        row = connections.save_connection(session, actor, prepared, enabled=enabled)
+        row = connections.save_connection(
+            session, actor, prepared, enabled=enabled, capabilities=announced
+        )
         return connection_json(row, base)
 
 
-def _set_status(runtime: Runtime, actor: Actor, app_id: str, enabled: bool, base: str) -> Any:
+def _set_status(
+    runtime: Runtime,
+    actor: Actor,
+    app_id: str,
+    enabled: bool,
+    base: str,
+    announced: Capabilities | None = None,
+) -> Any:
     with runtime.database.transaction() as session:
-        row = connections.set_connection_status(session, actor, app_id, enabled=enabled)
+        row = connections.set_connection_status(
+            session, actor, app_id, enabled=enabled, capabilities=announced
+        )
         return connection_json(row, base)
 
 
@@ -460,11 +475,12 @@ async def set_connection(
     the test fails."""
     spec = parse(ConnectionBody, body).spec()
     prepared = await run_in_threadpool(_prepare, runtime, app_id, spec)
+    announced = None
     if activate:
-        await connection_test.probe(runtime.connectors, prepared)
+        announced = await connection_test.probe(runtime.connectors, prepared)
     base = base_url(request)
     result: dict[str, Any] = await run_in_threadpool(
-        _save, runtime, actor, prepared, activate, base
+        _save, runtime, actor, prepared, activate, base, announced
     )
     return result
 
@@ -484,10 +500,10 @@ async def activate_connection(
 ) -> dict[str, Any]:
     """Test the stored connection; ENABLED only when the downstream accepts it."""
     prepared = await run_in_threadpool(_stored, runtime, app_id)
-    await connection_test.probe(runtime.connectors, prepared)
+    announced = await connection_test.probe(runtime.connectors, prepared)
     base = base_url(request)
     result: dict[str, Any] = await run_in_threadpool(
-        _set_status, runtime, actor, app_id, True, base
+        _set_status, runtime, actor, app_id, True, base, announced
     )
     return result
 

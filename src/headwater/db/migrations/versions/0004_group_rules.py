@@ -1,6 +1,6 @@
 """group rules, and where a membership comes from (by hand, by which rules)
 
-Revision ID: 0004_group_rules
+Revision ID: 0004
 Revises: 0003
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_group_rules"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

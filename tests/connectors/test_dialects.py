@@ -1,0 +1,289 @@
+"""Dialects as data: each profile's wire forms, read by the SCIM connector only; 501 answers;
+and what an app announces of itself. Against scim2-server in process (what was sent), and
+against django-scim2 and scim2-server behind the fault proxy as real processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from headwater.connectors.auth import BearerTokenAuth
+from headwater.connectors.errors import PermanentError
+from headwater.connectors.scim import ScimConnector
+from headwater.domain.capabilities import Capabilities, PatchSupport, parse_service_provider_config
+from headwater.domain.dialects import PROFILES, DialectName, GroupWrites, MemberRemoval, OpCase
+from headwater.domain.downstream import AccountAttributes, GroupState
+from headwater.domain.settings import ProvisioningSettings, with_changes
+from headwater.errors import InvalidRequest
+from headwater.testing.faultproxy import FaultProxyThread
+from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.servers import ScimServer, server_process
+from headwater.testing.toolkit import (
+    InProcessScim,
+    loopback_transport,
+    require_scim_server,
+)
+
+TOKEN = "dialect-token"
+
+
+def settings(name: DialectName, **changes: Any) -> ProvisioningSettings:
+    return replace(ProvisioningSettings(dialect=name), **changes)
+
+
+def patches(harness: InProcessScim) -> list[list[dict[str, Any]]]:
+    return [s.body["Operations"] for s in harness.transport.sent if s.method == "PATCH"]
+
+
+# -- settings: profiles and switches ---------------------------------------------------------
+
+
+def test_a_profile_writes_its_switches_and_a_switch_makes_the_dialect_custom() -> None:
+    aws = with_changes(ProvisioningSettings(), {"dialect": DialectName.AWS_IDENTITY_CENTER})
+    assert aws.switches() == PROFILES[DialectName.AWS_IDENTITY_CENTER]
+    assert (aws.group_members_returned, aws.members_replace) == (False, False)
+    custom = with_changes(aws, {"member_removal": MemberRemoval.VALUE_LIST})
+    assert custom.dialect is DialectName.CUSTOM
+    # custom starts from the profile it leaves
+    assert custom.switches().members_returned is False
+    assert custom.switches().member_removal is MemberRemoval.VALUE_LIST
+    with pytest.raises(InvalidRequest, match="memberRemoval: can only be set with dialect"):
+        with_changes(aws, {"dialect": DialectName.RFC7644, "member_removal": "filter"})
+
+
+def test_rows_stored_before_dialects_keep_their_switches() -> None:
+    stored = {"membership_method": "PUT", "group_members_returned": False}
+    loaded = ProvisioningSettings.from_json(stored)
+    assert loaded.dialect is DialectName.CUSTOM
+    assert loaded.switches().group_writes is GroupWrites.PUT
+    assert ProvisioningSettings.from_json({}).switches() == PROFILES[DialectName.RFC7644]
+
+
+# -- wire forms ------------------------------------------------------------------------------
+
+
+async def test_entra_style_removes_by_value_list_with_capitalised_ops(
+    harness: InProcessScim,
+) -> None:
+    scim = harness.connector(settings(DialectName.ENTRA_STYLE))
+    group = await scim.create_group("Entra")
+    harness.transport.clear()
+    with pytest.raises(PermanentError):  # scim2-server refuses the value-list form (400)
+        await scim.patch_members(group.id, add=["a"], remove=["x", "y"])
+    assert patches(harness) == [
+        [
+            {"op": "Remove", "path": "members", "value": [{"value": "x"}, {"value": "y"}]},
+            {"op": "Add", "path": "members", "value": [{"value": "a"}]},
+        ]
+    ]
+
+
+async def test_custom_string_booleans(harness: InProcessScim) -> None:
+    scim = harness.connector(
+        settings(DialectName.CUSTOM, boolean_encoding="string", patch_op_case=OpCase.CAPITALISED)
+    )
+    account = await scim.create_user(AccountAttributes("sam@example.com", "00uS"))
+    harness.transport.clear()
+    await scim.set_active(account.id, False)  # scim2-server takes either
+    assert patches(harness) == [[{"op": "Replace", "path": "active", "value": "False"}]]
+
+
+async def test_aws_caps_changes_at_100_and_never_replaces_whole(harness: InProcessScim) -> None:
+    scim = harness.connector(settings(DialectName.AWS_IDENTITY_CENTER, membership_batch_size=500))
+    group = await scim.create_group("Aws")
+    members = [f"m{n:03}" for n in range(250)]
+    harness.transport.clear()
+    assert await scim.patch_members(group.id, add=members, remove=[]) == 3
+    assert [len(ops[0]["value"]) for ops in patches(harness)] == [100, 100, 50]
+
+    harness.transport.clear()
+    # A full push: the recorded members no longer wanted go, the wanted ones are added.
+    sent = await scim.replace_members(group.id, "Aws", members[:120], recorded=members[100:])
+    assert sent == 3
+    ops = [op for batch in patches(harness) for op in batch]
+    assert {op["op"] for op in ops} == {"add", "remove"}
+    assert "replace" not in str(patches(harness))
+    got = await scim.get_group(group.id)
+    assert got is not None and got.member_ids == frozenset(members[:120])
+
+
+async def test_put_only_groups_change_by_put_of_the_whole_group(harness: InProcessScim) -> None:
+    """Hidden members and PUT only: the group as wanted travels with the change."""
+    scim = harness.connector(
+        settings(DialectName.CUSTOM, membership_method="PUT", group_members_returned=False)
+    )
+    group = await scim.create_group("Whole")
+    harness.transport.clear()
+    whole = GroupState("Whole", ("a", "b"))
+    assert await scim.patch_members(group.id, add=["b"], remove=["c"], whole=whole) == 1
+    assert [s.method for s in harness.transport.sent] == ["GET", "PUT"]
+    assert harness.transport.sent[-1].body["members"] == [{"value": "a"}, {"value": "b"}]
+    empty = await scim.create_group("Empty")  # read without members: unknown
+    with pytest.raises(PermanentError, match="does not return their members"):
+        await scim.patch_members(empty.id, add=["d"], remove=[])
+
+
+# -- 501 ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def proxied() -> Iterator[tuple[ScimServerProcess, FaultProxyThread]]:
+    with (
+        ScimServerProcess() as server,
+        FaultProxyThread(server.base_url, seed=5) as proxy,
+    ):
+        yield server, proxy
+
+
+@pytest.fixture
+async def through_proxy(
+    proxied: tuple[ScimServerProcess, FaultProxyThread],
+) -> AsyncIterator[tuple[ScimConnector, FaultProxyThread]]:
+    _, proxy = proxied
+    proxy.clear()
+    proxy.clear_log()
+    connector = ScimConnector(
+        proxy.base_url, auth=None, settings=ProvisioningSettings(), transport=loopback_transport()
+    )
+    yield connector, proxy
+    proxy.clear()
+    await connector.aclose()
+
+
+async def test_501_to_a_patch_is_done_by_put_at_once_and_remembered(
+    through_proxy: tuple[ScimConnector, FaultProxyThread],
+) -> None:
+    scim, proxy = through_proxy
+    group = await scim.create_group("Put me")
+    users = [(await scim.create_user(AccountAttributes(f"p{n}@x.org", f"e{n}"))).id for n in (1, 2)]
+    proxy.put_only_groups()
+    whole = GroupState("Put me", tuple(users))
+    await scim.patch_members(group.id, add=users, remove=[], whole=whole)
+    assert scim.patch_refused
+    assert [r.method for r in proxy.requests(path_regex=r"/Groups/")][-4:] == [
+        "PATCH",
+        "GET",
+        "PUT",
+        "GET",
+    ]
+    got = await scim.get_group(group.id)
+    assert got is not None and got.member_ids == frozenset(users)
+    # A connector built with what was learned goes straight to PUT.
+    learned = Capabilities().patch_refused(datetime.now(UTC))
+    again = ScimConnector(
+        proxy.base_url,
+        auth=None,
+        settings=ProvisioningSettings(),
+        transport=loopback_transport(),
+        capabilities=learned,
+    )
+    proxy.clear_log()
+    await again.patch_members(group.id, add=[], remove=users[:1])
+    assert "PATCH" not in [r.method for r in proxy.requests()]
+    await again.aclose()
+
+
+async def test_a_501_is_permanent_where_no_other_method_exists(
+    through_proxy: tuple[ScimConnector, FaultProxyThread],
+) -> None:
+    scim, proxy = through_proxy
+    account = await scim.create_user(AccountAttributes("q@x.org", "eq"))
+    proxy.status(501, method="PATCH", path=r"/Users/")
+    with pytest.raises(PermanentError, match="HTTP 501"):
+        await scim.set_active(account.id, False)
+    assert proxy.count(method="PATCH") == 1  # asked once: asking again gets the same answer
+
+
+async def test_admin_override_beats_the_announcement(
+    through_proxy: tuple[ScimConnector, FaultProxyThread],
+) -> None:
+    _, proxy = through_proxy
+    wrong = Capabilities(patch=False, read_at="2026-01-01T00:00:00+00:00")
+    connector = ScimConnector(
+        proxy.base_url,
+        auth=None,
+        settings=ProvisioningSettings(patch_support=PatchSupport.SUPPORTED),
+        transport=loopback_transport(),
+        capabilities=wrong,
+    )
+    assert connector.dialect.group_writes is GroupWrites.PATCH
+    announced_only = ScimConnector(
+        proxy.base_url,
+        auth=None,
+        settings=ProvisioningSettings(),
+        transport=loopback_transport(),
+        capabilities=wrong,
+    )
+    assert announced_only.dialect.group_writes is GroupWrites.PUT
+    await connector.aclose()
+    await announced_only.aclose()
+
+
+# -- capabilities ------------------------------------------------------------------------------
+
+
+async def test_service_provider_config_is_read(harness: InProcessScim) -> None:
+    small = InProcessScim("small.test", max_results=7)
+    connector = small.connector()
+    capabilities = await connector.test_connection()
+    assert capabilities.patch is True and capabilities.filter_max_results == 7
+    assert capabilities.read_at is not None
+    await small.aclose()
+
+
+def test_announcements_are_read_leniently_and_bounded() -> None:
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    parsed = parse_service_provider_config(
+        {
+            "PATCH": {"supported": "false"},
+            "bulk": {"supported": True, "maxOperations": "50", "maxPayloadSize": 10**12},
+            "filter": {"supported": True, "maxResults": -3},
+            "etag": "yes",
+        },
+        when,
+    )
+    assert parsed.patch is False and parsed.bulk is True
+    assert parsed.bulk_max_operations == 50 and parsed.bulk_max_payload_size == 1_000_000_000
+    assert parsed.filter_max_results is None and parsed.etag is None
+    assert Capabilities.from_json(parsed.to_json()) == parsed
+    assert Capabilities.from_json({"patch": "no", "filter_max_results": True}) == Capabilities()
+
+
+# -- django-scim2: only the value-list removal works -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def django() -> Iterator[ScimServer]:
+    require_scim_server("django-scim2")
+    with server_process("django-scim2", bearer_token=TOKEN) as server:
+        yield server
+
+
+async def test_django_scim2_removes_members_in_the_entra_style_dialect(
+    django: ScimServer,
+) -> None:
+    def connector(name: DialectName) -> ScimConnector:
+        return ScimConnector(
+            django.base_url,
+            auth=BearerTokenAuth(TOKEN),
+            settings=settings(name),
+            transport=loopback_transport(),
+        )
+
+    rfc, entra = connector(DialectName.RFC7644), connector(DialectName.ENTRA_STYLE)
+    user = await rfc.create_user(AccountAttributes("dj@example.org", "00uD"))
+    group = await rfc.create_group("Dialects")
+    await rfc.patch_members(group.id, add=[user.id], remove=[])
+    # RFC 7644's filter form: 501, permanent, and a PUT is ignored by this app: said plainly.
+    with pytest.raises(PermanentError, match="choose the app's dialect"):
+        await rfc.remove_members(group.id, [user.id])
+    assert not rfc.patch_refused
+    await entra.remove_members(group.id, [user.id])
+    got = await entra.get_group(group.id)
+    assert got is not None and got.member_ids == frozenset()
+    await rfc.aclose()
+    await entra.aclose()
