@@ -21,6 +21,7 @@ from headwater.api.routes import (
     guard,
     health,
     logs,
+    mappings,
     metrics,
     tokens,
     users,
@@ -51,7 +52,18 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(get_actor)])
-    for module in (users, groups, apps, app_users, group_push, logs, tokens, extensions, guard):
+    for module in (
+        users,
+        groups,
+        apps,
+        app_users,
+        group_push,
+        mappings,
+        logs,
+        tokens,
+        extensions,
+        guard,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -5,7 +5,7 @@ batch whatever its size (no query per user).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -15,6 +15,7 @@ from headwater import clock
 from headwater.db import tables as t
 from headwater.domain.desired import DirectGrant, GroupGrant, UserFacts
 from headwater.domain.plan import AccountRecord, PushedMembership
+from headwater.domain.profile_mapping import AppMapping, AppSchema
 from headwater.domain.settings import ProvisioningSettings
 from headwater.domain.states import AppStatus, ConnectionStatus, LinkState, MappingStatus
 
@@ -44,6 +45,8 @@ class AppSnapshot:
     quarantined: bool
     next_probe: datetime | None
     probe_interval: float
+    #: The attribute mapping (the built-in one when nothing was changed).
+    mapping: AppMapping = field(default_factory=AppMapping)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ def load_app(session: Session, app_id: str) -> AppSnapshot | None:
         quarantined=app.quarantined_since is not None,
         next_probe=app.next_probe,
         probe_interval=app.probe_interval or 0.0,
+        mapping=AppMapping.from_json(app.attribute_mapping, AppSchema.from_json(app.user_schema)),
     )
 
 

@@ -14,7 +14,7 @@ from headwater.domain import operations as ops
 from headwater.domain.desired import DesiredAccount, desired_account
 from headwater.domain.downstream import AccountAttributes, RemoteAccount
 from headwater.domain.fate import ErrorClass
-from headwater.domain.mapping import MappingError, account_attributes
+from headwater.domain.mapping import MappingError
 from headwater.domain.plan import (
     UNOBSERVED,
     AccountFacts,
@@ -83,8 +83,9 @@ def account_work(key: ClaimedKey, snap: AccountSnapshot, app: AppSnapshot) -> Ac
     deadline = app.settings.offboarding_deadline
     if not desired.assigned or snap.user is None:
         return AccountWork(key, snap, desired, None, deadline=deadline)
+    record = snap.record
     try:
-        attributes = account_attributes(
+        attributes = app.mapping.attributes(
             key.subject_id,
             snap.user.profile,
             desired.app_profile,
@@ -92,6 +93,8 @@ def account_work(key: ClaimedKey, snap: AccountSnapshot, app: AppSnapshot) -> Ac
             user_name_override=snap.direct.user_name if snap.direct else None,
             active=desired.active,
             manager_id=snap.manager_external_id,
+            internal={"id": snap.user.id, "status": snap.user.status},
+            last_pushed=record.last_pushed if record and record.external_id else None,
         )
     except MappingError as exc:
         return AccountWork(key, snap, desired, None, mapping_error=str(exc), deadline=deadline)
