@@ -21,12 +21,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import directory, engine, expressions, isolation, provision, push, signin, workers
+from bench import (
+    directory,
+    engine,
+    expressions,
+    isolation,
+    mappings,
+    provision,
+    push,
+    signin,
+    workers,
+)
 from bench.common import PG_URL, Context, Databases, IncompleteRun, Mode, Report
 
 BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "directory": directory.run,
     "expressions": expressions.run,
+    "mappings": mappings.run,
     "provision": provision.run,
     "push": push.run,
     "workers": workers.run,

@@ -49,6 +49,7 @@ def test_quick_benchmarks_run_and_print_ratios() -> None:
         "isolation",
         "engine",
         "expressions",
+        "mappings",
         "signin",
     }
     if "workers: skipped" not in result.stdout and "note: skipped" not in result.stdout:

@@ -73,7 +73,7 @@ def _apply(
 ) -> None:
     app.attribute_mapping = None if mapping.is_default else mapping.to_json()
     app.last_updated = clock.utcnow()
-    outbox.enqueue_users_for_apps(session, app.id, list(impact.affected))
+    outbox.enqueue_many_users(session, app.id, list(impact.affected))
     events.record(
         session,
         "app.headwater.mapping.updated",
