@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 import uuid
@@ -84,7 +85,9 @@ def _clear(runtime: Runtime) -> None:
 
 def run(ctx: Context) -> None:
     report = ctx.report
-    count = 500 if ctx.mode.name == "quick" else 10_000
+    count = int(os.environ.get("HW_BENCH_MAPPINGS", 0)) or (
+        500 if ctx.mode.name == "quick" else 10_000
+    )
     digits = 5
     report.section(f"mappings: a mapping change on an app with {count:,} accounts (sqlite)")
     data_dir = ctx.data_dir(NAME)

@@ -84,7 +84,7 @@ def test_status_tables(cli: Cli, runtime: Runtime, cli_env: dict[str, str | None
     seed_engine_state(runtime)
     out = cli.ok("status")
     assert out.startswith(f"Database: {cli_env['HEADWATER_DATABASE_URL']}\n")
-    assert "Schema revision: 0003 (up to date)" in out
+    assert "Schema revision: 0005_mappings (up to date)" in out
     found = tables(out)
     assert found["Pending keys"] == [["Payroll", "4", "3", "0"]]
     ((label, since, reason, probe),) = found["Quarantined apps"]
@@ -99,7 +99,7 @@ def test_status_tables(cli: Cli, runtime: Runtime, cli_env: dict[str, str | None
 def test_status_json(cli: Cli, runtime: Runtime) -> None:
     apps = seed_engine_state(runtime)
     data = json.loads(cli.ok("status", "--json"))
-    assert data["schema"] == {"current": "0003", "head": "0003", "upToDate": True}
+    assert data["schema"] == {"current": "0005_mappings", "head": "0005_mappings", "upToDate": True}
     assert data["pendingKeys"] == [
         {"appId": apps["payroll"], "label": "Payroll", "pending": 4, "dueNow": 3, "inProgress": 0}
     ]
