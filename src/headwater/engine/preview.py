@@ -31,7 +31,7 @@ from headwater.engine import guard, observe, snapshot
 from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.ports import Connector
 from headwater.engine.snapshot import AppSnapshot, Without
-from headwater.engine.work import Batch, account_work
+from headwater.engine.work import Batch, account_work, mapped
 from headwater.engine.work import load as load_work
 from headwater.errors import NotFound
 
@@ -228,8 +228,8 @@ def mapping_impact(session: Session, app_id: str, mapping: AppMapping) -> Mappin
         for user_id in chunk:
             key = ClaimedKey(app_id, KeyKind.USER, user_id, 0, 0, False)
             before = account_work(key, accounts[user_id], app)
-            after = account_work(key, accounts[user_id], changed)
-            if (before.attributes, before.mapping_error) == (after.attributes, after.mapping_error):
+            after = mapped(accounts[user_id], changed, before.desired)
+            if (before.attributes, before.mapping_error) == after:
                 continue
             affected.append(user_id)
             record = accounts[user_id].record
