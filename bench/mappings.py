@@ -85,9 +85,7 @@ def _clear(runtime: Runtime) -> None:
 
 def run(ctx: Context) -> None:
     report = ctx.report
-    count = int(os.environ.get("HW_BENCH_MAPPINGS", 0)) or (
-        500 if ctx.mode.name == "quick" else 10_000
-    )
+    count = 500 if ctx.mode.name == "quick" else 10_000
     digits = 5
     report.section(f"mappings: a mapping change on an app with {count:,} accounts (sqlite)")
     data_dir = ctx.data_dir(NAME)
