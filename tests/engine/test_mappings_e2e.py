@@ -138,3 +138,58 @@ def test_downstream_attributes_equal_the_mappings_evaluation(
         assert sent["userName"] == _expected(profile, USER_NAME)
         assert sent.get("title") == _expected(profile, TITLE)
         assert sent.get(ENTERPRISE, {}).get("costCenter") == _expected(profile, COST_CENTER)
+
+
+def test_enterprise_and_custom_attributes_with_push_statuses(
+    client: TestClient, runtime: Runtime, downstream: InProcessScim
+) -> None:
+    ada = create_user(runtime, "ada@example.com", department="Engineering", division="R&D")
+    group = create_group(runtime, "Staff", [ada])
+    app_id = create_scim_app(runtime, downstream.base_url)
+    namespace = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    properties = {
+        "division": {"expression": "user.division", "pushStatus": "PUSH"},
+        "organization": {"expression": '"Example Org"', "pushStatus": "CREATE"},
+        "department": {"pushStatus": "DONT_PUSH"},
+        "middleName": {"expression": '"Q"', "pushStatus": "PUSH"},
+    }
+    ok(client.post(f"/api/v1/mappings/{app_id}", json={"properties": properties}))
+    assign_group(runtime, app_id, group)
+    converge(runtime)
+    sent = downstream.scim.user("ada@example.com")
+    assert sent is not None
+    assert sent[namespace]["division"] == "R&D"
+    assert sent[namespace]["organization"] == "Example Org"
+    assert "department" not in sent[namespace]
+    assert sent["name"]["middleName"] == "Q"
+    # CREATE: a later change of the expression is not sent to the existing account.
+    changed = {"organization": {"expression": '"Other Org"', "pushStatus": "CREATE"}}
+    ok(client.post(f"/api/v1/mappings/{app_id}", json={"properties": changed}))
+    update_user(runtime, ada, division="Labs")
+    converge(runtime)
+    sent = downstream.scim.user("ada@example.com")
+    assert sent is not None
+    assert (sent[namespace]["division"], sent[namespace]["organization"]) == ("Labs", "Example Org")
+
+
+def test_a_custom_extension_the_downstream_does_not_declare_fails_that_account_clearly(
+    client: TestClient, runtime: Runtime, downstream: InProcessScim
+) -> None:
+    """scim2-server accepts only the schemas it declares: the account gets a Task naming the
+    app's extension URN; the mapping itself is sent as designed."""
+    ada = create_user(runtime, "ada@example.com")
+    app_id = create_scim_app(runtime, downstream.base_url)
+    namespace = "urn:example:wiki:2.0:User"
+    role = {"type": "string", "externalNamespace": namespace}
+    schema = {"definitions": {"custom": {"properties": {"role": role}}}}
+    ok(client.post(f"/api/v1/meta/schemas/apps/{app_id}/default", json=schema))
+    expression = {"expression": 'user.department == null ? "member" : "lead"'}
+    ok(client.post(f"/api/v1/mappings/{app_id}", json={"properties": {"role": expression}}))
+    assign_group(runtime, app_id, create_group(runtime, "Staff", [ada]))
+    converge(runtime, settled=False)
+    sent = [r.body for r in downstream.transport.writes() if r.resource == "Users"]
+    assert [body[namespace] for body in sent] == [{"role": "member"}]
+    assert namespace in sent[0]["schemas"]
+    with runtime.database.read() as session:
+        (task,) = session.query(t.Task).filter(t.Task.app_id == app_id).all()
+        assert task.subject_id == ada and namespace in task.message
