@@ -40,6 +40,7 @@ __all__ = [
     "RemovalImpact",
     "explain_user",
     "mapping_impact",
+    "mapping_preview",
     "plan_app",
     "plan_batch",
     "removal_impact",
@@ -236,6 +237,24 @@ def mapping_impact(session: Session, app_id: str, mapping: AppMapping) -> Mappin
             if record is not None and record.state == LinkState.ACTIVE:
                 updates += 1
     return MappingImpact(tuple(affected), updates, guard.active_accounts(session, app_id))
+
+
+def mapping_preview(
+    session: Session, app_id: str, user_id: str, mapping: AppMapping | None = None
+) -> tuple[AccountAttributes | None, str | None]:
+    """What the app would get for one user under ``mapping`` (the app's own when None): the
+    attributes, or the mapping's error for this user; (None, None) when not assigned."""
+    app = snapshot.load_app(session, app_id)
+    if app is None:
+        raise NotFound()
+    if mapping is not None:
+        app = replace(app, mapping=mapping)
+    account = snapshot.load_accounts(session, app_id, [user_id])[user_id]
+    if account.user is None:
+        raise NotFound()
+    key = ClaimedKey(app_id, KeyKind.USER, user_id, 0, 0, False)
+    work = account_work(key, account, app)
+    return work.attributes, work.mapping_error
 
 
 @dataclass(frozen=True)
