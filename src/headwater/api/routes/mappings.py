@@ -83,7 +83,7 @@ def list_mappings(
 ) -> list[dict[str, Any]]:
     """Mappings from the directory user to each app the caller may read."""
     size = clamp_limit(limit, *PAGE_SIZES)
-    if sourceId not in (None, DEFAULT_USER_TYPE_ID) and sourceId != targetId:
+    if sourceId not in (None, DEFAULT_USER_TYPE_ID):
         return []  # app → directory mappings (imports) do not exist here
     query = select(t.App).order_by(t.App.id).limit(size + 1)
     if after:
