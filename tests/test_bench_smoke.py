@@ -50,6 +50,7 @@ def test_quick_benchmarks_run_and_print_ratios() -> None:
         "engine",
         "expressions",
         "rules",
+        "mappings",
         "signin",
     }
     if "workers: skipped" not in result.stdout and "note: skipped" not in result.stdout:

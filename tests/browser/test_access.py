@@ -81,6 +81,8 @@ def test_every_field_on_the_main_pages_has_a_label(page: Page, console: LiveServ
         "/console/apps",
         *(f"/console/apps/{app_id}{tab}" for tab in ("", "/provisioning", "/assignments")),
         f"/console/apps/{app_id}/push",
+        f"/console/apps/{app_id}/mappings",
+        f"/console/apps/{app_id}/mappings?attribute=title&user=nobody@example.com",
         f"/console/apps/{app_id}/tasks",
         "/console/logs",
         "/console/health",

@@ -35,6 +35,7 @@ __all__ = [
     "enqueue_app",
     "enqueue_group_members_for_app",
     "enqueue_keys",
+    "enqueue_many_users",
     "enqueue_membership_change",
     "enqueue_push_for_app_users",
     "enqueue_push_for_group",
@@ -145,6 +146,15 @@ def enqueue_user(session: Session, user_id: str) -> None:
 def enqueue_users_for_apps(session: Session, app_id: str, user_ids: list[str]) -> None:
     """Keys for some users of one app (direct assignment changes, explicit requests)."""
     enqueue_keys(session, [(app_id, KeyKind.USER, uid) for uid in user_ids])
+
+
+def enqueue_many_users(session: Session, app_id: str, user_ids: list[str]) -> None:
+    """Keys for many users of one app (a mapping change), set-based: ``INSERT ... SELECT`` over
+    the users table, thousands of ids per statement (no multi-row VALUES to compile)."""
+    for start in range(0, len(user_ids), 5000):
+        part = user_ids[start : start + 5000]
+        users = _keys(literal(app_id), KeyKind.USER, t.User.id).where(t.User.id.in_(part))
+        _upsert(session, users, observe=False)
 
 
 def enqueue_users_of_app_group(session: Session, group_id: str, app_id: str | None = None) -> None:

@@ -193,7 +193,8 @@ class GroupRuleMember(Base):
 
 
 class App(Base):
-    """An application instance; ``provisioning`` holds its ProvisioningSettings as JSON."""
+    """An application instance; ``provisioning`` holds its ProvisioningSettings as JSON, and
+    ``attribute_mapping`` and ``user_schema`` what its profile mapping changes and adds."""
 
     __tablename__ = "apps"
 
@@ -208,6 +209,11 @@ class App(Base):
     #: What the app announced in its ServiceProviderConfig, or was seen to refuse
     #: (``domain.capabilities.Capabilities`` as JSON); None until read.
     capabilities: Mapped[dict[str, Any] | None]
+    #: The attribute mapping's changed properties (``domain.profile_mapping.AppMapping``); None:
+    #: the built-in mapping.
+    attribute_mapping: Mapped[dict[str, Any] | None]
+    #: The app user schema's custom attributes (``domain.profile_mapping.AppSchema``).
+    user_schema: Mapped[dict[str, Any] | None]
     #: Quarantine: when set, work is held until ``next_probe`` says to try again.
     quarantined_since: Mapped[datetime | None]
     quarantine_reason: Mapped[str | None] = mapped_column(Text)

@@ -48,7 +48,8 @@ def _unwanted_active_accounts(session: Session, app_id: str, settings: Provision
     return int(session.execute(query).scalar_one())
 
 
-def _active_accounts(session: Session, app_id: str) -> int:
+def active_accounts(session: Session, app_id: str) -> int:
+    """Active accounts of the app (the base of the mass-change threshold)."""
     return int(
         session.execute(
             select(func.count()).where(
@@ -79,7 +80,7 @@ def assess(session: Session, app: AppSnapshot, leaving: Collection[str]) -> Asse
     if any(u not in decisions for u in leaving) and app.settings.mass_change_threshold > 0:
         # Only an undecided deprovision can trip the guard: count the app only then.
         unwanted = _unwanted_active_accounts(session, app.id, app.settings)
-        active = _active_accounts(session, app.id)
+        active = active_accounts(session, app.id)
     verdict = judge(leaving, decisions, unwanted=unwanted, active=active, settings=app.settings)
     return Assessment(verdict, unwanted, active)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -26,12 +26,13 @@ from headwater.domain.connection import ConnectionInfo
 from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAccount, RemoteGroup
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.plan import plan_account
+from headwater.domain.profile_mapping import AppMapping, MappingImpact, attribute_changes
 from headwater.domain.states import KeyKind, LinkState
 from headwater.engine import guard, observe, snapshot
 from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.ports import Connector
 from headwater.engine.snapshot import AppSnapshot, Without
-from headwater.engine.work import Batch, account_work
+from headwater.engine.work import Batch, account_work, mapped
 from headwater.engine.work import load as load_work
 from headwater.errors import NotFound
 
@@ -39,6 +40,8 @@ __all__ = [
     "ReadOnlyConnector",
     "RemovalImpact",
     "explain_user",
+    "mapping_impact",
+    "mapping_preview",
     "plan_app",
     "plan_batch",
     "removal_impact",
@@ -184,6 +187,7 @@ async def plan_app(
             connectors.build(info, app.settings, capabilities=app.capabilities)
         )
     planned: list[ops.Operation] = []
+    changes: dict[str, dict[str, dict[str, Any]]] = {}
     waiting: list[dict[str, Any]] = []
     orphans: list[dict[str, Any]] = []
     try:
@@ -194,6 +198,11 @@ async def plan_app(
                     waiting.append({"userId": work.key.subject_id, "error": work.mapping_error})
                 elif work.plan is not None:
                     planned.extend(work.plan.operations)
+                    record = work.snapshot.record
+                    if work.attributes is not None and record is not None:
+                        changes[work.key.subject_id] = attribute_changes(
+                            record.last_pushed, work.attributes
+                        )
             for push in batch.pushes:
                 if push.plan is not None:
                     planned.extend(push.plan.operations)
@@ -206,6 +215,12 @@ async def plan_app(
             await connector.aclose()
     planned.sort(key=ops.rank)
     described = [ops.describe(op) for op in planned]
+    # What each update changes, beside (not inside) the operations, which stay those sent.
+    attribute_diffs = {
+        item["userId"]: changes[item["userId"]]
+        for item in described
+        if item["op"] in ("UPDATE_ACCOUNT", "REACTIVATE_ACCOUNT") and item["userId"] in changes
+    }
     summary: dict[str, int] = {}
     for item in described:
         summary[item["op"]] = summary.get(item["op"], 0) + 1
@@ -214,9 +229,55 @@ async def plan_app(
         "observed": observe,
         "operations": described,
         "summary": summary,
+        "attributeChanges": attribute_diffs,
         "errors": waiting,
         "orphans": orphans,
     }
+
+
+def mapping_impact(session: Session, app_id: str, mapping: AppMapping) -> MappingImpact:
+    """The users whose attributes, as a reconcile would send them, differ under ``mapping``
+    from the app's current mapping (a mapping failure appearing or going counts): exactly the
+    keys a mapping change must enqueue. Reads in ``session`` (the change's own transaction)."""
+    app = snapshot.load_app(session, app_id)
+    if app is None:
+        raise NotFound()
+    changed = replace(app, mapping=mapping)
+    users = sorted(set(session.execute(outbox.app_user_subjects(app_id)).scalars()))
+    affected: list[str] = []
+    updates = 0
+    for start in range(0, len(users), CHUNK):
+        chunk = users[start : start + CHUNK]
+        accounts = snapshot.load_accounts(session, app_id, chunk)
+        for user_id in chunk:
+            key = ClaimedKey(app_id, KeyKind.USER, user_id, 0, 0, False)
+            before = account_work(key, accounts[user_id], app)
+            after = mapped(accounts[user_id], changed, before.desired)
+            if (before.attributes, before.mapping_error) == after:
+                continue
+            affected.append(user_id)
+            record = accounts[user_id].record
+            if record is not None and record.state == LinkState.ACTIVE:
+                updates += 1
+    return MappingImpact(tuple(affected), updates, guard.active_accounts(session, app_id))
+
+
+def mapping_preview(
+    session: Session, app_id: str, user_id: str, mapping: AppMapping | None = None
+) -> tuple[AccountAttributes | None, str | None]:
+    """What the app would get for one user under ``mapping`` (the app's own when None): the
+    attributes, or the mapping's error for this user; (None, None) when not assigned."""
+    app = snapshot.load_app(session, app_id)
+    if app is None:
+        raise NotFound()
+    if mapping is not None:
+        app = replace(app, mapping=mapping)
+    account = snapshot.load_accounts(session, app_id, [user_id])[user_id]
+    if account.user is None:
+        raise NotFound()
+    key = ClaimedKey(app_id, KeyKind.USER, user_id, 0, 0, False)
+    work = account_work(key, account, app)
+    return work.attributes, work.mapping_error
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from headwater.db import tables as t
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.desired import DirectGrant, GroupGrant, UserFacts
 from headwater.domain.plan import AccountRecord, PushedMembership
+from headwater.domain.profile_mapping import AppMapping, AppSchema
 from headwater.domain.settings import ProvisioningSettings
 from headwater.domain.states import AppStatus, ConnectionStatus, LinkState, MappingStatus
 
@@ -46,6 +47,8 @@ class AppSnapshot:
     next_probe: datetime | None
     probe_interval: float
     capabilities: Capabilities = field(default_factory=Capabilities)
+    #: The attribute mapping (the built-in one when nothing was changed).
+    mapping: AppMapping = field(default_factory=AppMapping)
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ def load_app(session: Session, app_id: str) -> AppSnapshot | None:
         next_probe=app.next_probe,
         probe_interval=app.probe_interval or 0.0,
         capabilities=Capabilities.from_json(app.capabilities),
+        mapping=AppMapping.from_json(app.attribute_mapping, AppSchema.from_json(app.user_schema)),
     )
 
 

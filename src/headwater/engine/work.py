@@ -14,7 +14,7 @@ from headwater.domain import operations as ops
 from headwater.domain.desired import DesiredAccount, desired_account
 from headwater.domain.downstream import AccountAttributes, RemoteAccount
 from headwater.domain.fate import ErrorClass
-from headwater.domain.mapping import MappingError, account_attributes
+from headwater.domain.mapping import MappingError
 from headwater.domain.plan import (
     UNOBSERVED,
     AccountFacts,
@@ -31,7 +31,7 @@ from headwater.engine import snapshot
 from headwater.engine.executor import OperationResult
 from headwater.engine.snapshot import AccountSnapshot, AppSnapshot, PushSnapshot
 
-__all__ = ["AccountWork", "Batch", "Outcome", "PushWork", "Work", "account_work", "load"]
+__all__ = ["AccountWork", "Batch", "Outcome", "PushWork", "Work", "account_work", "load", "mapped"]
 
 
 @dataclass
@@ -81,21 +81,33 @@ def account_work(key: ClaimedKey, snap: AccountSnapshot, app: AppSnapshot) -> Ac
     item (it fails this key only, as a Task)."""
     desired = desired_account(snap.user, snap.direct, snap.groups, app.settings)
     deadline = app.settings.offboarding_deadline
+    attributes, error = mapped(snap, app, desired)
+    return AccountWork(key, snap, desired, attributes, mapping_error=error, deadline=deadline)
+
+
+def mapped(
+    snap: AccountSnapshot, app: AppSnapshot, desired: DesiredAccount
+) -> tuple[AccountAttributes | None, str | None]:
+    """The attributes the app's mapping gives this user (None when not assigned), or the
+    mapping's error for this user."""
     if not desired.assigned or snap.user is None:
-        return AccountWork(key, snap, desired, None, deadline=deadline)
+        return None, None
+    record = snap.record
     try:
-        attributes = account_attributes(
-            key.subject_id,
+        attributes = app.mapping.attributes(
+            snap.user.id,
             snap.user.profile,
             desired.app_profile,
             user_name_template=app.settings.user_name_template,
             user_name_override=snap.direct.user_name if snap.direct else None,
             active=desired.active,
             manager_id=snap.manager_external_id,
+            internal={"id": snap.user.id, "status": snap.user.status},
+            last_pushed=record.last_pushed if record and record.external_id else None,
         )
     except MappingError as exc:
-        return AccountWork(key, snap, desired, None, mapping_error=str(exc), deadline=deadline)
-    return AccountWork(key, snap, desired, attributes, deadline=deadline)
+        return None, str(exc)
+    return attributes, None
 
 
 @dataclass

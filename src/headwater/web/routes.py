@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from headwater.web import apps, assignments, groups, observe, people, push, rules, signin, tasks
+from headwater.web import (
+    apps,
+    assignments,
+    groups,
+    mappings,
+    observe,
+    people,
+    push,
+    rules,
+    signin,
+    tasks,
+)
 from headwater.web.core import PREFIX
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-for module in (signin, people, groups, rules, apps, assignments, push, tasks, observe):
+for module in (signin, people, groups, rules, apps, assignments, push, mappings, tasks, observe):
     router.include_router(module.router)

@@ -1,0 +1,539 @@
+"""An app's attribute mapping (Okta's profile mapping): for each downstream attribute, an
+expression over the directory profile and a push status (pure).
+
+Only what an administrator changed is stored; an attribute left alone keeps the built-in mapping
+of ``headwater.domain.mapping`` (which the default expressions shown here describe), so an app
+without changes sends exactly what it always did. A stored property is compiled once (cached by
+its text) and evaluated per user; a failure fails that user's key only (``MappingError``).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any
+
+from headwater.domain.downstream import AccountAttributes
+from headwater.domain.expressions import (
+    FUNCTIONS,
+    Compiled,
+    Context,
+    EvaluationError,
+    ExpressionError,
+    Facts,
+    Limits,
+    Type,
+    compile_expression,
+)
+from headwater.domain.mapping import MappingError, account_attributes
+from headwater.errors import InvalidRequest
+
+__all__ = [
+    "CUSTOM_TYPES",
+    "ENTERPRISE",
+    "MAX_CUSTOM",
+    "MAX_EXPRESSION",
+    "AppMapping",
+    "AppSchema",
+    "CustomAttribute",
+    "MappingImpact",
+    "PushStatus",
+    "Target",
+    "attribute_changes",
+    "default_expression",
+    "targets",
+]
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+#: Longest expression text stored for one property (the language allows more; a mapping is one
+#: line of an admin's intent).
+MAX_EXPRESSION = 1024
+#: Custom attributes an app's schema may declare.
+MAX_CUSTOM = 100
+#: Custom attribute types, Okta's names, and the expression type each accepts.
+CUSTOM_TYPES: dict[str, frozenset[Type]] = {
+    "string": frozenset({Type.STRING}),
+    "integer": frozenset({Type.NUMBER}),
+    "number": frozenset({Type.NUMBER}),
+    "boolean": frozenset({Type.BOOLEAN}),
+    "array": frozenset({Type.ARRAY}),
+}
+_MEMBERSHIP = frozenset(name for name in FUNCTIONS if name.startswith("isMemberOf"))
+#: Mappings read the directory and the app profile; membership functions are for group rules
+#: (a mapping's result must not change without the engine knowing which keys to look at).
+_CONTEXT = Context(
+    "a mapping",
+    frozenset({"user", "appuser"}),
+    frozenset(FUNCTIONS) - _MEMBERSHIP,
+    None,
+    None,
+    Limits(),
+)
+
+
+class PushStatus(enum.StrEnum):
+    """When an attribute is sent: on create and update, on create only, or never."""
+
+    PUSH = "PUSH"
+    CREATE = "CREATE"
+    DONT_PUSH = "DONT_PUSH"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A downstream attribute: its name in the mapping, where it goes and its type.
+
+    ``field`` is the ``AccountAttributes`` field it fills; otherwise ``path`` is where it sits in
+    the SCIM User (sent through ``AccountAttributes.extra``)."""
+
+    name: str
+    types: frozenset[Type]
+    field: str | None = None
+    path: tuple[str, ...] = ()
+    title: str = ""
+
+
+_S = frozenset({Type.STRING})
+_CORE: tuple[Target, ...] = (
+    Target("userName", _S, "user_name", title="Username"),
+    Target("givenName", _S, "given_name", title="Given name"),
+    Target("familyName", _S, "family_name", title="Family name"),
+    Target("middleName", _S, path=("name", "middleName"), title="Middle name"),
+    Target("honorificPrefix", _S, path=("name", "honorificPrefix"), title="Honorific prefix"),
+    Target("honorificSuffix", _S, path=("name", "honorificSuffix"), title="Honorific suffix"),
+    Target("displayName", _S, "display_name", title="Display name"),
+    Target("nickName", _S, path=("nickName",), title="Nickname"),
+    Target("email", _S, "email", title="Primary email"),
+    Target("title", _S, "title", title="Title"),
+    Target("userType", _S, path=("userType",), title="User type"),
+    Target("preferredLanguage", _S, path=("preferredLanguage",), title="Preferred language"),
+    Target("locale", _S, path=("locale",), title="Locale"),
+    Target("timezone", _S, path=("timezone",), title="Time zone"),
+    Target("profileUrl", _S, path=("profileUrl",), title="Profile URL"),
+    Target("employeeNumber", _S, "employee_number", title="Employee number"),
+    Target("costCenter", _S, path=(ENTERPRISE, "costCenter"), title="Cost center"),
+    Target("organization", _S, path=(ENTERPRISE, "organization"), title="Organization"),
+    Target("division", _S, path=(ENTERPRISE, "division"), title="Division"),
+    Target("department", _S, "department", title="Department"),
+    Target("manager", _S, "manager_id", title="Manager (the manager's downstream id)"),
+)
+_BY_NAME = {target.name: target for target in _CORE}
+#: The built-in mapping, written as expressions (what the API shows for an unchanged attribute).
+_DEFAULTS: dict[str, str] = {
+    "givenName": "user.firstName",
+    "familyName": "user.lastName",
+    "displayName": (
+        'String.len(user.displayName) > 0 ? user.displayName : String.join(" ", '
+        "String.len(user.firstName) > 0 ? user.firstName : null, "
+        "String.len(user.lastName) > 0 ? user.lastName : null)"
+    ),
+    "email": "user.email",
+    "title": "user.title",
+    "department": "user.department",
+    "employeeNumber": "user.employeeNumber",
+    "manager": "user.managerId",
+}
+#: Assignment-profile keys that the built-in mapping lets override a directory value.
+_APP_PROFILE_KEYS = {
+    "givenName": "given_name",
+    "familyName": "family_name",
+    "displayName": "display_name",
+    "email": "email",
+    "title": "title",
+    "department": "department",
+    "employeeNumber": "employee_number",
+}
+
+
+def default_expression(name: str) -> str | None:
+    """The expression the built-in mapping of ``name`` amounts to (None: not mapped)."""
+    return _DEFAULTS.get(name)
+
+
+@dataclass(frozen=True)
+class CustomAttribute:
+    """A custom app attribute (Okta's app user schema ``custom`` property)."""
+
+    name: str
+    type: str
+    title: str
+    namespace: str
+
+
+@dataclass(frozen=True)
+class AppSchema:
+    """The app user schema's custom attributes, sent under their SCIM extension URN."""
+
+    custom: tuple[CustomAttribute, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> AppSchema:
+        items = (data or {}).get("custom") or []
+        return cls(
+            tuple(
+                CustomAttribute(i["name"], i["type"], i.get("title", i["name"]), i["namespace"])
+                for i in items
+            )
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "custom": [
+                {"name": a.name, "type": a.type, "title": a.title, "namespace": a.namespace}
+                for a in self.custom
+            ]
+        }
+
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,49}$")
+_RESERVED_NAMESPACES = frozenset({ENTERPRISE, "urn:ietf:params:scim:schemas:core:2.0:User"})
+
+
+def default_namespace(app_id: str) -> str:
+    """The SCIM extension URN of an app's custom attributes unless one is given."""
+    return f"urn:headwater:params:scim:schemas:extension:{app_id}:2.0:User"
+
+
+def schema_updated(
+    schema: AppSchema, changes: Any, *, app_id: str, mapped: Collection[str]
+) -> AppSchema:
+    """Okta's partial app user schema update (``definitions.custom.properties``): a property
+    given is added or replaced, one set to ``null`` is removed (refused while it is mapped)."""
+    where = "definitions.custom.properties"
+    if not isinstance(changes, Mapping):
+        raise _refuse(where, "must be an object")
+    current = {a.name: a for a in schema.custom}
+    for name, spec in changes.items():
+        here = f"{where}.{name}"
+        if not isinstance(name, str) or not _NAME.match(name) or name in _BY_NAME:
+            raise _refuse(here, "a custom attribute needs a new name of letters, digits and _")
+        if spec is None:
+            if name in mapped:
+                raise _refuse(here, "is mapped; remove its mapping first")
+            current.pop(name, None)
+            continue
+        if not isinstance(spec, Mapping):
+            raise _refuse(here, "must be an object")
+        kind = spec.get("type")
+        if kind not in CUSTOM_TYPES:
+            raise _refuse(f"{here}.type", "must be string, integer, number, boolean or array")
+        if kind == "array" and (spec.get("items") or {}).get("type", "string") != "string":
+            raise _refuse(f"{here}.items", "arrays hold strings")
+        title = spec.get("title", name)
+        namespace = spec.get("externalNamespace") or default_namespace(app_id)
+        external = spec.get("externalName", name)
+        if not isinstance(title, str) or not 0 < len(title) <= 255:
+            raise _refuse(f"{here}.title", "must be 1 to 255 characters")
+        if (
+            not isinstance(namespace, str)
+            or not namespace.startswith("urn:")
+            or len(namespace) > 255
+            or namespace in _RESERVED_NAMESPACES
+            or any(c.isspace() for c in namespace)
+        ):
+            raise _refuse(f"{here}.externalNamespace", "must be an extension URN (urn:...)")
+        if external != name:
+            raise _refuse(f"{here}.externalName", "must equal the attribute's name")
+        if name in current and current[name].type != kind and name in mapped:
+            raise _refuse(f"{here}.type", "is mapped; remove its mapping to change the type")
+        current[name] = CustomAttribute(name, kind, title, namespace)
+    if len(current) > MAX_CUSTOM:
+        raise _refuse(where, f"at most {MAX_CUSTOM} custom attributes")
+    return AppSchema(tuple(current[n] for n in sorted(current)))
+
+
+@dataclass(frozen=True)
+class MappingImpact:
+    """What a mapping change would do: the users whose sent attributes change (the keys to
+    enqueue), how many of them have an active account to update, and the app's active
+    accounts (for the mass-change threshold)."""
+
+    affected: tuple[str, ...]
+    updates: int
+    active: int
+
+
+def _flat(pushed: Mapping[str, Any] | None) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in (pushed or {}).items():
+        if key != "extra":
+            flat[key] = value
+            continue
+        for name, item in (value or {}).items():
+            if isinstance(item, Mapping):
+                joiner = ":" if name.startswith("urn:") else "."
+                flat.update({f"{name}{joiner}{sub}": v for sub, v in item.items()})
+            else:
+                flat[name] = item
+    return flat
+
+
+def attribute_changes(
+    before: Mapping[str, Any] | None, after: AccountAttributes
+) -> dict[str, dict[str, Any]]:
+    """``{attribute: {"from": old, "to": new}}`` between what was sent and what would be (SCIM
+    paths: ``name.middleName``, ``urn:...:User:costCenter``)."""
+    old, new = _flat(before), _flat(after.as_dict())
+    return {
+        key: {"from": old.get(key), "to": new.get(key)}
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    }
+
+
+def targets(schema: AppSchema) -> dict[str, Target]:
+    """Every attribute an app's mapping may set: SCIM core, enterprise, then custom."""
+    result = dict(_BY_NAME)
+    for attribute in schema.custom:
+        result[attribute.name] = Target(
+            attribute.name,
+            CUSTOM_TYPES[attribute.type],
+            path=(attribute.namespace, attribute.name),
+            title=attribute.title,
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class Property:
+    """One stored property: the expression (None: the built-in one) and the push status."""
+
+    expression: str | None
+    push_status: PushStatus
+
+
+@lru_cache(maxsize=4096)
+def _compiled(text: str, types: frozenset[Type]) -> Compiled:
+    """Compile once per (text, type); ExpressionError when it cannot be compiled."""
+    return compile_expression(text, context=_CONTEXT, expect=types)
+
+
+@dataclass(frozen=True)
+class AppMapping:
+    """The properties an administrator changed, checked against the app's targets."""
+
+    properties: Mapping[str, Property] = field(default_factory=dict)
+    schema: AppSchema = field(default_factory=AppSchema)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None, schema: AppSchema) -> AppMapping:
+        """The stored form (already checked when saved)."""
+        stored = (data or {}).get("properties") or {}
+        return cls(
+            {
+                name: Property(value.get("expression"), PushStatus(value["pushStatus"]))
+                for name, value in stored.items()
+            },
+            schema,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "properties": {
+                name: {"expression": p.expression, "pushStatus": p.push_status.value}
+                for name, p in sorted(self.properties.items())
+            }
+        }
+
+    @property
+    def is_default(self) -> bool:
+        return not self.properties
+
+    def effective(self) -> dict[str, tuple[str | None, PushStatus]]:
+        """Every mapped attribute: (expression, push status), defaults included."""
+        result: dict[str, tuple[str | None, PushStatus]] = {
+            name: (text, PushStatus.PUSH) for name, text in _DEFAULTS.items()
+        }
+        for name, prop in self.properties.items():
+            text = prop.expression if prop.expression is not None else _DEFAULTS.get(name)
+            result[name] = (text, prop.push_status)
+        return result
+
+    def updated(self, changes: Mapping[str, Any], max_properties: int = 200) -> AppMapping:
+        """This mapping with Okta's ``properties`` changes applied, each checked (400 naming the
+        property and the position); a property set to ``null`` goes back to the built-in."""
+        if not isinstance(changes, Mapping):
+            raise _refuse("properties", "must be an object")
+        known = targets(self.schema)
+        properties = dict(self.properties)
+        for name, change in changes.items():
+            where = f"properties.{name}"
+            if name not in known:
+                raise _refuse(where, f"unknown attribute {name!r} for this app")
+            if change is None:
+                properties.pop(name, None)
+                continue
+            properties[name] = _checked_property(known[name], change, where)
+        if len(properties) > max_properties:
+            raise _refuse("properties", f"at most {max_properties} attributes may be mapped")
+        return AppMapping(properties, self.schema)
+
+    def attributes(
+        self,
+        user_id: str,
+        profile: dict[str, Any],
+        app_profile: dict[str, Any],
+        *,
+        user_name_template: str,
+        user_name_override: str | None = None,
+        active: bool = True,
+        manager_id: str | None = None,
+        internal: Mapping[str, object] | None = None,
+        last_pushed: Mapping[str, Any] | None = None,
+    ) -> AccountAttributes:
+        """The attributes sent for one account: the built-in mapping, then the stored
+        properties. ``last_pushed`` (the account exists) keeps CREATE-only attributes as they
+        were sent; MappingError when an expression fails for this user."""
+        own_name = self.properties.get("userName")
+        template_name = user_name_override
+        if template_name is None and own_name is not None and own_name.expression is not None:
+            template_name = "-"  # replaced below; the template is not evaluated
+        base = account_attributes(
+            user_id,
+            profile,
+            app_profile,
+            user_name_template=user_name_template,
+            user_name_override=template_name,
+            active=active,
+            manager_id=manager_id,
+        )
+        if self.is_default:
+            return base
+        known = targets(self.schema)
+        values: dict[str, Any] = {}
+        extra = dict(base.extra)
+        facts = Facts(user=profile, internal=internal or {}, appuser=app_profile)
+        for name, prop in sorted(self.properties.items()):
+            target = known.get(name)
+            if target is None:  # a custom attribute removed from the schema
+                continue
+            if name == "userName" and user_name_override is not None:
+                continue  # an explicit username on the assignment wins
+            if prop.push_status is PushStatus.DONT_PUSH:
+                value: Any = None
+            elif prop.push_status is PushStatus.CREATE and last_pushed is not None:
+                value = _pushed_value(target, last_pushed)
+            elif prop.expression is None or (target.field is not None and target.name == "manager"):
+                value = _base_value(target, base)
+            else:
+                value = _evaluate(target, prop.expression, facts)
+            if target.field is not None:
+                values[target.field] = value
+            else:
+                _place(extra, target.path, value)
+        if "user_name" in values and not values["user_name"]:
+            raise MappingError("userName: the mapping gives no username for this user")
+        if "user_name" in values and len(str(values["user_name"])) > 100:
+            raise MappingError("userName: username must be 1 to 100 characters")
+        return replace(base, extra=extra, **values)
+
+
+def _base_value(target: Target, base: AccountAttributes) -> Any:
+    if target.field is not None:
+        return getattr(base, target.field)
+    return None
+
+
+def _pushed_value(target: Target, pushed: Mapping[str, Any]) -> Any:
+    """What was sent at creation (the stored ``AccountAttributes.as_dict``)."""
+    if target.field is not None:
+        key = "managerId" if target.name == "manager" else target.name
+        return pushed.get(key)
+    node: Any = pushed.get("extra") or {}
+    for part in target.path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _place(extra: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set (or, for None, leave out) ``path`` in the extra attributes, copying nested objects."""
+    head, *rest = path
+    if not rest:
+        if value is None:
+            extra.pop(head, None)
+        else:
+            extra[head] = value
+        return
+    nested = dict(extra.get(head) or {})
+    _place(nested, tuple(rest), value)
+    if nested:
+        extra[head] = nested
+    else:
+        extra.pop(head, None)
+
+
+def _evaluate(target: Target, text: str, facts: Facts) -> Any:
+    try:
+        value = _compiled(text, target.types).evaluate(facts)
+    except (EvaluationError, ExpressionError) as exc:
+        raise MappingError(f"{target.name}: {exc}") from exc
+    if value is None or value == "":
+        return None
+    if target.types == _S:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, tuple):
+            return ",".join(str(v) for v in value)
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+    if Type.BOOLEAN in target.types:
+        if not isinstance(value, bool):
+            raise MappingError(f"{target.name}: the expression gives {value!r}, not a boolean")
+        return value
+    if Type.NUMBER in target.types:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MappingError(f"{target.name}: the expression gives {value!r}, not a number")
+        return value
+    if not isinstance(value, tuple):
+        raise MappingError(f"{target.name}: the expression gives {value!r}, not an array")
+    return list(value)
+
+
+def _checked_property(target: Target, change: Any, where: str) -> Property:
+    if not isinstance(change, Mapping):
+        raise _refuse(where, "must be an object with expression and pushStatus")
+    unknown = set(change) - {"expression", "pushStatus"}
+    if unknown:
+        raise _refuse(where, f"unknown field {sorted(unknown)[0]!r}")
+    status_text = change.get("pushStatus", "PUSH")
+    try:
+        status = PushStatus(status_text)
+    except ValueError:
+        raise _refuse(f"{where}.pushStatus", "must be PUSH, CREATE or DONT_PUSH") from None
+    if target.name == "userName" and status is PushStatus.DONT_PUSH:
+        raise _refuse(f"{where}.pushStatus", "every account needs a userName")
+    text = change.get("expression")
+    if text is not None:
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_EXPRESSION:
+            raise _refuse(
+                f"{where}.expression", f"must be text of 1 to {MAX_EXPRESSION} characters"
+            )
+        if target.name == "manager" and text != _DEFAULTS["manager"]:
+            raise _refuse(
+                f"{where}.expression",
+                "the manager is sent as the manager's downstream id; only pushStatus can change",
+            )
+        if text == _DEFAULTS.get(target.name):
+            text = None
+        else:
+            try:
+                _compiled(text, target.types)
+            except ExpressionError as exc:
+                raise exc.for_field(f"{where}.expression") from exc
+    elif (
+        target.name not in _DEFAULTS
+        and target.name != "userName"
+        and status is not (PushStatus.DONT_PUSH)
+    ):
+        raise _refuse(f"{where}.expression", "is required for an attribute with no default")
+    return Property(text, status)
+
+
+def _refuse(where: str, problem: str) -> InvalidRequest:
+    return InvalidRequest(f"Api validation failed: {where}", [f"{where}: {problem}"])
