@@ -15,11 +15,13 @@ from headwater.testing.toolkit import (
     assign_group,
     assign_user,
     change_status,
+    clear_keys,
     converge,
     create_group,
     create_scim_app,
     create_user,
     ok,
+    queued_keys,
     remove_member,
     unassign_user,
     update_user,
@@ -239,3 +241,31 @@ def test_provisioning_events_are_logged(
     types = {e["eventType"] for e in logged}
     assert "application.provision.user.push" in types
     assert "application.provision.user.deactivate" in types
+
+
+def test_a_new_user_is_enqueued_only_where_its_groups_reach(
+    client: TestClient, runtime: Runtime, downstream: InProcessScim, world: dict[str, str]
+) -> None:
+    """A user created without groups touches no app (no key, nothing sent); created into an
+    assigned group, it is provisioned like any new member."""
+    assign_group(runtime, world["app"], world["accounting"])
+    converge(runtime)
+    clear_keys(runtime)
+
+    loner = ok(client.post("/api/v1/users", json={"profile": _profile("lone@example.com")}))
+    assert queued_keys(runtime) == set()
+    joiner = ok(
+        client.post(
+            "/api/v1/users",
+            json={"profile": _profile("joins@example.com"), "groupIds": [world["accounting"]]},
+        )
+    )
+    assert queued_keys(runtime) == {(world["app"], "user", joiner["id"])}
+    converge(runtime)
+    created = downstream.scim.users()
+    assert "joins@example.com" in {user["userName"] for user in created}
+    assert loner["profile"]["login"] not in {user["userName"] for user in created}
+
+
+def _profile(login: str) -> dict[str, str]:
+    return {"login": login, "email": login, "firstName": "New", "lastName": "Person"}

@@ -197,7 +197,10 @@ def create_user(
         _log(session, actor, "user.lifecycle.activate", "Activate Okta user", _user_target(user))
     for group in groups:
         _insert_membership(session, actor, group, user, now)
-    outbox.enqueue_user(session, user.id)
+    if groups:
+        # A new user reaches apps only through these groups (no assignment or account can
+        # name an id that did not exist); memberships from rules enqueue their own keys.
+        outbox.enqueue_user(session, user.id)
     rule_evaluation.evaluate_user(session, user, actor)
     return user
 
