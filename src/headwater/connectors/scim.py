@@ -488,6 +488,9 @@ class ScimConnector:
         #: Each request, all of it, whatever the app does (a server that accepts and then
         #: trickles or never answers cannot hold a worker longer than this).
         self._deadline = settings.request_timeout
+        #: A PUT of a whole group is a read, a change and a write: two of them on one group at
+        #: once (a rename beside a removal) would each write back what the other undid.
+        self._group_locks: dict[str, asyncio.Lock] = {}
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             auth=auth,
@@ -855,14 +858,21 @@ class ScimConnector:
             except PermanentError as exc:
                 if exc.status != 501:
                     raise
-        group = await self.get_group(group_id)
-        if group is None:
-            raise NotFoundError("The group no longer exists in the app", status=404)
-        if group.member_ids is None:
-            raise PermanentError(
-                "Cannot rename: the app takes only PUT and does not return members"
-            )
-        await self.replace_group(group_id, display_name, sorted(group.member_ids))
+        async with self._group_lock(group_id):
+            group = await self.get_group(group_id)
+            if group is None:
+                raise NotFoundError("The group no longer exists in the app", status=404)
+            members = group.member_ids
+            if members is None and self.dialect.members_returned:
+                members = frozenset()  # the app returns members when it has any: this group has none
+            if members is None:
+                raise PermanentError(
+                    "Cannot rename: the app takes only PUT and does not return members"
+                )
+            await self.replace_group(group_id, display_name, sorted(members))
+
+    def _group_lock(self, group_id: str) -> asyncio.Lock:
+        return self._group_locks.setdefault(group_id, asyncio.Lock())
 
     @_scrubbed
     async def replace_group(
@@ -888,22 +898,23 @@ class ScimConnector:
         """The change as one PUT of the whole group: the members it holds now (read back) with
         the change applied, or, for an app that hides its members, the whole membership
         Headwater wants (``whole``)."""
-        group = await self.get_group(group_id)
-        if group is None:
-            raise NotFoundError("The group no longer exists in the app", status=404)
-        if group.member_ids is not None:
-            keep = (group.member_ids - set(remove)) | set(add)
-            await self.replace_group(group_id, group.display_name, sorted(keep))
-        elif whole is not None:
-            await self.replace_group(group_id, group.display_name, whole.member_ids)
-        elif self.dialect.members_returned:
-            # The app returns members when it has any: this group has none.
-            await self.replace_group(group_id, group.display_name, _unique(add))
-        else:
-            raise PermanentError(
-                "Cannot change members: the app takes only PUT for groups and does not return "
-                "their members"
-            )
+        async with self._group_lock(group_id):
+            group = await self.get_group(group_id)
+            if group is None:
+                raise NotFoundError("The group no longer exists in the app", status=404)
+            if group.member_ids is not None:
+                keep = (group.member_ids - set(remove)) | set(add)
+                await self.replace_group(group_id, group.display_name, sorted(keep))
+            elif whole is not None:
+                await self.replace_group(group_id, group.display_name, whole.member_ids)
+            elif self.dialect.members_returned:
+                # The app returns members when it has any: this group has none.
+                await self.replace_group(group_id, group.display_name, _unique(add))
+            else:
+                raise PermanentError(
+                    "Cannot change members: the app takes only PUT for groups and does not return "
+                    "their members"
+                )
 
     async def _after_refused_patch(
         self,
