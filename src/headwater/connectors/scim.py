@@ -864,7 +864,8 @@ class ScimConnector:
                 raise NotFoundError("The group no longer exists in the app", status=404)
             members = group.member_ids
             if members is None and self.dialect.members_returned:
-                members = frozenset()  # the app returns members when it has any: this group has none
+                # The app returns members when it has any: this group has none.
+                members = frozenset()
             if members is None:
                 raise PermanentError(
                     "Cannot rename: the app takes only PUT and does not return members"
