@@ -65,22 +65,8 @@ def rules_list(
 
     grid = table("id", "name", "status", "expression", "groups", "members")
     with opened() as runtime, runtime.database.read() as session:
-        query = group_rules.rules_query(search).order_by(t.GroupRule.id).limit(limit)
-        rules = list(session.execute(query).scalars())
-        counts = dict(
-            session.execute(
-                select(t.GroupRuleMember.rule_id, func.count())
-                .where(t.GroupRuleMember.rule_id.in_([r.id for r in rules]))
-                .group_by(t.GroupRuleMember.rule_id)
-            ).all()
-        )
-        names = dict(
-            session.execute(
-                select(t.Group.id, t.Group.name).where(
-                    t.Group.id.in_({g for r in rules for g in r.group_ids})
-                )
-            ).all()
-        )
+        listing = group_rules.list_rules(session, search, limit=limit)
+        rules, counts, names = listing.rules, listing.held, listing.group_names
         for rule in rules:
             groups = ", ".join(names.get(g, f"{g} (deleted)") for g in rule.group_ids)
             status = rule.status + (f": {rule.invalid_reason}" if rule.invalid_reason else "")

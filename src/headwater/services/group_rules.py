@@ -95,6 +95,34 @@ def rules_query(search: str | None = None) -> Select[t.GroupRule]:
     return query
 
 
+@dataclass(frozen=True)
+class RuleListing:
+    """A page of rules with what a list shows beside each: memberships held, group names."""
+
+    rules: list[t.GroupRule]
+    held: dict[str, int]
+    group_names: dict[str, str]
+
+
+def list_rules(session: Session, search: str | None = None, *, limit: int) -> RuleListing:
+    """Up to ``limit`` rules in creation order, with their holdings counted and their groups
+    named (three queries, whatever the page's size)."""
+    rules = list(
+        session.execute(rules_query(search).order_by(t.GroupRule.id).limit(limit)).scalars()
+    )
+    held = session.execute(
+        select(t.GroupRuleMember.rule_id, func.count())
+        .where(t.GroupRuleMember.rule_id.in_([rule.id for rule in rules]))
+        .group_by(t.GroupRuleMember.rule_id)
+    ).all()
+    names = session.execute(
+        select(t.Group.id, t.Group.name).where(
+            t.Group.id.in_({g for rule in rules for g in rule.group_ids})
+        )
+    ).all()
+    return RuleListing(rules, {r: int(n) for r, n in held}, {g: str(n) for g, n in names})
+
+
 # --- Checks -------------------------------------------------------------------------------------
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import func, select
 
-from headwater.db import tables as t
 from headwater.domain.access import Permission as P
 from headwater.domain.group_rules import invalid
 from headwater.errors import HeadwaterError
@@ -29,25 +27,8 @@ def rules(request: Request, admin: AdminDep, expression: str = "") -> Response:
     preview: group_rules.Preview | None = None
     error = None
     with reading(request) as session:
-        rows = list(
-            session.execute(
-                group_rules.rules_query().order_by(t.GroupRule.id).limit(SHOWN)
-            ).scalars()
-        )
-        held = dict(
-            session.execute(
-                select(t.GroupRuleMember.rule_id, func.count())
-                .where(t.GroupRuleMember.rule_id.in_([rule.id for rule in rows]))
-                .group_by(t.GroupRuleMember.rule_id)
-            ).all()
-        )
-        names = dict(
-            session.execute(
-                select(t.Group.id, t.Group.name).where(
-                    t.Group.id.in_({g for rule in rows for g in rule.group_ids})
-                )
-            ).all()
-        )
+        listing = group_rules.list_rules(session, limit=SHOWN)
+        rows, held, names = listing.rules, listing.held, listing.group_names
         text = expression.strip()
         if text:
             try:
