@@ -23,6 +23,11 @@ from headwater.runtime import Runtime
 from headwater.testing.toolkit import IN_CI, LiveServer, api_client, make_runtime, require_module
 from headwater.testing.toolkit import api_token as new_api_token
 
+# pytest-xdist's workers inherit a made-up 80x24 terminal in COLUMNS and LINES; the commands
+# under test would wrap their output to it. Without them, output to a pipe is not wrapped.
+for _fake_terminal_size in ("COLUMNS", "LINES"):
+    os.environ.pop(_fake_terminal_size, None)
+
 PG_URL = os.environ.get(
     "HEADWATER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -9,7 +9,6 @@ import signal
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from headwater import clock
@@ -45,9 +44,6 @@ app.command("push")(apps_commands.push)
 app.command("reconcile")(reconcile_commands.reconcile)
 app.command("plan")(engine_commands.plan)
 app.command("status")(engine_commands.status)
-
-console = Console()
-err_console = Console(stderr=True)
 
 
 def _runtime(migrate: bool = True) -> Runtime:
@@ -103,7 +99,7 @@ def worker_command() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         worker = runtime.worker()
-        err_console.print(f"worker {worker.worker_id} started")
+        common.err().print(f"worker {worker.worker_id} started")
         await worker.run(stop)
 
     asyncio.run(main())
@@ -123,7 +119,7 @@ def _refused(exc: Exception) -> typer.Exit:
     from headwater.errors import HeadwaterError
 
     if isinstance(exc, HeadwaterError):
-        err_console.print(f"error: {'; '.join(exc.causes) or exc.summary}", highlight=False)
+        common.err().print(f"error: {'; '.join(exc.causes) or exc.summary}", highlight=False)
     return typer.Exit(1)
 
 
@@ -159,7 +155,7 @@ def token_create(
     except HeadwaterError as exc:
         raise _refused(exc) from exc
     until = f", expires {expiry}" if expiry else ""
-    err_console.print(
+    common.err().print(
         f"Created token {row.id} ({row.name}, {row.role}{until}). It is shown only once:",
         highlight=False,
     )
@@ -185,7 +181,7 @@ def token_list() -> None:
                 clock.format_okta(row.expires_at) or "never",
                 clock.format_okta(row.last_used) or "never",
             )
-    console.print(table)
+    common.out().print(table)
 
 
 @token_app.command("revoke")
@@ -200,9 +196,9 @@ def token_revoke(token: Annotated[str, typer.Argument(help="Token id or name.")]
         with runtime.database.transaction() as session:
             row = tokens.revoke(session, token, SYSTEM)
     except NotFound as exc:
-        err_console.print(f"error: no token with id or name {token!r}")
+        common.err().print(f"error: no token with id or name {token!r}")
         raise typer.Exit(1) from exc
-    console.print(f"Revoked {row.id} ({row.name})")
+    common.out().print(f"Revoked {row.id} ({row.name})")
 
 
 #: Where ``admin create`` and ``admin password`` read the password when it is set.
@@ -247,7 +243,7 @@ def admin_create(
             role_name = admin.role
     except HeadwaterError as exc:
         raise _refused(exc) from exc
-    console.print(f"Created admin {admin.username} ({role_name})", highlight=False)
+    common.out().print(f"Created admin {admin.username} ({role_name})", highlight=False)
 
 
 @admin_app.command("list")
@@ -264,7 +260,7 @@ def admin_list() -> None:
                 access.grant_of(admin).describe(),
                 clock.format_okta(admin.created) or "",
             )
-    console.print(table)
+    common.out().print(table)
 
 
 @admin_app.command("password")
@@ -280,11 +276,13 @@ def admin_password(username: Annotated[str, typer.Argument(help="Sign-in name.")
         with runtime.database.transaction() as session:
             admins.set_password(session, username, password)
     except NotFound as exc:
-        err_console.print(f"error: no admin named {username!r}", highlight=False)
+        common.err().print(f"error: no admin named {username!r}", highlight=False)
         raise typer.Exit(1) from exc
     except HeadwaterError as exc:
         raise _refused(exc) from exc
-    console.print(f"Password changed for {username}; their sessions have ended.", highlight=False)
+    common.out().print(
+        f"Password changed for {username}; their sessions have ended.", highlight=False
+    )
 
 
 @admin_app.command("delete")
@@ -298,9 +296,9 @@ def admin_delete(username: Annotated[str, typer.Argument(help="Sign-in name.")])
         with runtime.database.transaction() as session:
             admins.delete_admin(session, username)
     except NotFound as exc:
-        err_console.print(f"error: no admin named {username!r}", highlight=False)
+        common.err().print(f"error: no admin named {username!r}", highlight=False)
         raise typer.Exit(1) from exc
-    console.print(f"Removed admin {username}", highlight=False)
+    common.out().print(f"Removed admin {username}", highlight=False)
 
 
 @app.command()
