@@ -342,6 +342,21 @@ class AppMapping:
     def is_default(self) -> bool:
         return not self.properties
 
+    def reads_user(self, attribute: str) -> list[str]:
+        """The properties whose expression reads ``user.<attribute>``."""
+        found = []
+        for name, prop in sorted(self.properties.items()):
+            target = targets(self.schema).get(name)
+            if prop.expression is None or target is None:
+                continue
+            try:
+                compiled = _compiled(prop.expression, target.types)
+            except ExpressionError:
+                continue
+            if ("user", attribute) in compiled.attributes_referenced:
+                found.append(name)
+        return found
+
     def effective(self) -> dict[str, tuple[str | None, PushStatus]]:
         """Every mapped attribute: (expression, push status), defaults included."""
         result: dict[str, tuple[str | None, PushStatus]] = {
@@ -352,9 +367,16 @@ class AppMapping:
             result[name] = (text, prop.push_status)
         return result
 
-    def updated(self, changes: Mapping[str, Any], max_properties: int = 200) -> AppMapping:
+    def updated(
+        self,
+        changes: Mapping[str, Any],
+        max_properties: int = 200,
+        user_types: Mapping[str, Type] | None = None,
+    ) -> AppMapping:
         """This mapping with Okta's ``properties`` changes applied, each checked (400 naming the
-        property and the position); a property set to ``null`` goes back to the built-in."""
+        property and the position); a property set to ``null`` goes back to the built-in.
+        ``user_types``: the user schema's attributes, when it declares custom ones (an
+        expression reading another attribute is refused)."""
         if not isinstance(changes, Mapping):
             raise _refuse("properties", "must be an object")
         known = targets(self.schema)
@@ -366,7 +388,7 @@ class AppMapping:
             if change is None:
                 properties.pop(name, None)
                 continue
-            properties[name] = _checked_property(known[name], change, where)
+            properties[name] = _checked_property(known[name], change, where, user_types)
         if len(properties) > max_properties:
             raise _refuse("properties", f"at most {max_properties} attributes may be mapped")
         return AppMapping(properties, self.schema)
@@ -495,7 +517,9 @@ def _evaluate(target: Target, text: str, facts: Facts) -> Any:
     return list(value)
 
 
-def _checked_property(target: Target, change: Any, where: str) -> Property:
+def _checked_property(
+    target: Target, change: Any, where: str, user_types: Mapping[str, Type] | None = None
+) -> Property:
     if not isinstance(change, Mapping):
         raise _refuse(where, "must be an object with expression and pushStatus")
     unknown = set(change) - {"expression", "pushStatus"}
@@ -524,6 +548,9 @@ def _checked_property(target: Target, change: Any, where: str) -> Property:
         else:
             try:
                 _compiled(text, target.types)
+                if user_types is not None:
+                    typed = replace(_CONTEXT, user=user_types)
+                    compile_expression(text, context=typed, expect=target.types)
             except ExpressionError as exc:
                 raise exc.for_field(f"{where}.expression") from exc
     elif (

@@ -27,7 +27,7 @@ from headwater.domain.lifecycle import DELETED, Action, Status
 from headwater.domain.states import GroupType, MappingStatus
 from headwater.domain.storable import check_text
 from headwater.errors import Forbidden, InvalidRequest, NotFound
-from headwater.services import push_rules, rule_evaluation
+from headwater.services import push_rules, rule_evaluation, user_schema
 from headwater.services.filtering import (
     Attribute,
     ExactAttribute,
@@ -174,6 +174,7 @@ def create_user(
 ) -> t.User:
     """Okta's create: STAGED, or activated (ACTIVE with a password, else PROVISIONED)."""
     clean = profiles.validate_user_profile(profile)
+    user_schema.check_profile(session, clean, clean.keys(), complete=True)
     _check_password(password)
     groups = _groups_for_new_user(session, group_ids)
     now = clock.utcnow()
@@ -247,6 +248,7 @@ def _update_profile(
     )
     old = user.profile
     changed = sorted(name for name in {*old, *new} if old.get(name) != new.get(name))
+    user_schema.check_profile(session, new, changed, complete=replace)
     if not changed:
         return
     _set_identity(user, new)
