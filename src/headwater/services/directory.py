@@ -484,11 +484,13 @@ def replace_group(
     if clean == group.profile:
         return group
     renamed = clean["name"] != group.name
+    old_name = group.name
     _set_group_profile(group, clean)
     group.last_updated = clock.utcnow()
     _flush_unique(session, NAME_TAKEN)
     _log(session, actor, "group.profile.update", "Update group profile", _group_target(group))
     if renamed:
+        outbox.enqueue_membership_readers(session, group.id, None, names=(old_name, group.name))
         rule_evaluation.group_renamed(session, group.id)
         push_rules.apply_to_group(session, group.id)
         outbox.enqueue_push_for_group(session, group.id)
@@ -506,6 +508,7 @@ def delete_group(session: Session, actor: Actor, group_id: str) -> None:
         raise InvalidRequest("Api validation failed: " + cause, [f"groupId: {cause}"])
     outbox.enqueue_users_of_app_group(session, group.id)
     outbox.enqueue_push_for_group(session, group.id)
+    outbox.enqueue_membership_readers(session, group.id, None, names=(group.name,))
     session.execute(
         update(t.PushMapping)
         .where(t.PushMapping.source_group_id == group.id)

@@ -73,6 +73,7 @@ def _apply(
     session: Session, app: t.App, mapping: AppMapping, impact: MappingImpact, actor: Actor
 ) -> None:
     app.attribute_mapping = None if mapping.is_default else mapping.to_json()
+    app.membership_reads = mapping.membership_reads_json()
     app.last_updated = clock.utcnow()
     outbox.enqueue_many_users(session, app.id, list(impact.affected))
     events.record(
