@@ -56,6 +56,7 @@ DUMMY = {
     "task_id": "tskNoSuchTask0000000",
     "token_id": "00TNoSuchToken000000",
     "name": "USER_PROVISIONING",
+    "schema_id": "default",
 }
 
 

@@ -10,7 +10,15 @@ from sqlalchemy import select
 from headwater.db import tables as t
 from headwater.runtime import Runtime
 from headwater.testing.scimserver import ScimServerProcess
-from headwater.testing.toolkit import Cli, count_rows, create_group, create_users
+from headwater.testing.toolkit import (
+    Cli,
+    assign_group,
+    count_rows,
+    create_group,
+    create_user,
+    create_users,
+)
+from headwater.testing.toolkit import create_app as create_bookmark_app
 
 
 def create_app(
@@ -169,3 +177,19 @@ def test_apps_show_and_set_the_dialect(
     cli.ok("apps", "set", "Dialects", "booleanEncoding=string", "membershipBatchSize=50")
     shown = cli.ok("apps", "show", "Dialects")
     assert "custom" in shown and "string" in shown
+
+
+BEFORE_AT = '${String.substringBefore(source.login, "@")}'
+
+
+def test_cli_preview(cli: Cli, runtime: Runtime) -> None:
+    ann = create_user(runtime, "ann.lee@example.com")
+    bob = create_user(runtime, "bob@example.com")
+    staff = create_group(runtime, "Staff", [ann, bob])
+    assign_group(runtime, create_bookmark_app(runtime, "Wiki"), staff)
+    shown = cli.ok("apps", "template-preview", "Wiki", BEFORE_AT)
+    assert "ann.lee" in shown and "bob" in shown
+    chosen = cli.ok("apps", "template-preview", "Wiki", BEFORE_AT, "--user", "bob@example.com")
+    assert "bob" in chosen and "ann.lee" not in chosen
+    refused = cli("apps", "template-preview", "Wiki", "${String.toLower(source.login)}")
+    assert refused.exit_code == 1 and "column 3" in refused.stderr

@@ -24,6 +24,7 @@ from headwater.api.routes import (
     logs,
     mappings,
     metrics,
+    schemas,
     tokens,
     users,
 )
@@ -63,6 +64,7 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
         app_users,
         group_push,
         mappings,
+        schemas,
         logs,
         tokens,
         extensions,

@@ -146,6 +146,45 @@ def apps_set(
     _print(f"Updated the provisioning settings of {label}.")
 
 
+@apps_app.command("template-preview")
+def apps_template_preview(
+    app: AppArg,
+    template: Annotated[
+        str,
+        typer.Argument(
+            help="The username template, e.g. '${String.substringBefore(source.login, \"@\")}'.",
+            show_default=False,
+        ),
+    ],
+    user: Annotated[
+        list[str] | None,
+        typer.Option("--user", "-u", help="Try it on this person (login or id); repeatable."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="People to try it on (1 to 25).")] = 10,
+) -> None:
+    """Show what a username template would give a sample of people, before saving it with
+    ``apps set APP userNameTemplate=...``. Exit status 1 when the template is refused."""
+    from headwater.commands.common import find_user
+    from headwater.services import apps
+
+    try:
+        with opened() as runtime, runtime.database.read() as session:
+            row = find_app(session, app)
+            ids = [find_user(session, key).id for key in user or ()]
+            result = apps.preview_template(session, row.id, template, user_ids=ids, limit=limit)
+    except InvalidRequest as exc:
+        fail(explain(exc))
+    if result.error is not None:
+        fail(f"the template is refused: {result.error.message}")
+    if not result.users:
+        _print("No people to try it on yet.")
+        return
+    grid = table("person", "username")
+    for one in result.users:
+        grid.add_row(one.login, one.user_name if one.error is None else f"error: {one.error}")
+    out().print(grid)
+
+
 @contextmanager
 def _quiet(logger: logging.Logger) -> Iterator[None]:
     """Mute a logger's warnings while the command reports the same failure itself."""

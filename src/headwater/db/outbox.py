@@ -8,6 +8,7 @@ wakes idle workers when it commits. Claiming and finishing keys is ``leases``' j
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.domain.expressions import GroupReference
 from headwater.domain.states import KeyKind
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "enqueue_keys",
     "enqueue_many_users",
     "enqueue_membership_change",
+    "enqueue_membership_readers",
     "enqueue_push_for_app_users",
     "enqueue_push_for_group",
     "enqueue_push_for_users",
@@ -304,3 +307,54 @@ def enqueue_membership_change(session: Session, group_id: str, user_ids: list[st
     )
     _upsert(session, apps, observe=False)
     enqueue_push_for_group(session, group_id)
+    enqueue_membership_readers(session, group_id, user_ids)
+
+
+def _reading_apps(
+    session: Session, group_id: str, names: Collection[str] | None = None
+) -> list[str]:
+    """Apps whose attribute mapping reads the membership of ``group_id`` (by id, or by one of
+    ``names``: the group's name, or its old and new names on a rename)."""
+    readers = [
+        (app_id, reads)
+        for app_id, reads in session.execute(select(t.App.id, t.App.membership_reads)).all()
+        if reads
+    ]
+    if not readers:
+        return []
+    if names is None:
+        name = session.execute(select(t.Group.name).where(t.Group.id == group_id)).scalar()
+        names = [name] if name is not None else []
+    return [
+        app_id
+        for app_id, reads in readers
+        if any(
+            GroupReference(kind, value).matches(group_id, candidate)
+            for kind, value in reads
+            for candidate in [*names, ""]
+            if kind == "id" or candidate
+        )
+    ]
+
+
+def enqueue_membership_readers(
+    session: Session,
+    group_id: str,
+    user_ids: list[str] | None,
+    *,
+    names: Collection[str] | None = None,
+) -> None:
+    """Membership of ``group_id`` changed for ``user_ids`` (None: every member, as on a rename
+    or a deletion): their keys in each app whose mapping reads that membership, and only for
+    users the app has a key for. One ``INSERT ... SELECT`` per such app."""
+    if user_ids is not None and not user_ids:
+        return
+    for app_id in _reading_apps(session, group_id, names):
+        users = app_user_subjects(app_id).subquery()
+        query = _keys(literal(app_id), KeyKind.USER, users.c.subject_id)
+        if user_ids is None:
+            members = select(t.Membership.user_id).where(t.Membership.group_id == group_id)
+            query = query.where(users.c.subject_id.in_(members))
+        else:
+            query = query.where(users.c.subject_id.in_(user_ids))
+        _upsert(session, query, observe=False)

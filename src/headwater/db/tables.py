@@ -53,6 +53,7 @@ __all__ = [
     "ReconcileKey",
     "Task",
     "User",
+    "UserSchema",
     "WorkerHeartbeat",
 ]
 
@@ -167,6 +168,17 @@ class GroupRule(Base):
     last_updated: Mapped[datetime]
 
 
+class UserSchema(Base):
+    """The directory's user schema (one row, ``default``): the custom attributes as
+    ``domain.user_schema.UserSchema`` JSON. No row: no custom attribute declared."""
+
+    __tablename__ = "user_schemas"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    definition: Mapped[dict[str, Any]]
+    last_updated: Mapped[datetime]
+
+
 class GroupRuleMember(Base):
     """A membership a group rule holds: its provenance, for explain and for taking it back."""
 
@@ -214,6 +226,9 @@ class App(Base):
     attribute_mapping: Mapped[dict[str, Any] | None]
     #: The app user schema's custom attributes (``domain.profile_mapping.AppSchema``).
     user_schema: Mapped[dict[str, Any] | None]
+    #: The groups the mapping's ``isMemberOf…`` functions read (``[[kind, value], ...]``); None
+    #: when it reads none. A membership change of a matching group re-enqueues the app's keys.
+    membership_reads: Mapped[list[Any] | None]
     #: Quarantine: when set, work is held until ``next_probe`` says to try again.
     quarantined_since: Mapped[datetime | None]
     quarantine_reason: Mapped[str | None] = mapped_column(Text)

@@ -71,6 +71,7 @@ class Permission(StrEnum):
     LOGS_READ = "logs.read"
     RULES_READ = "rules.read"  # group rules
     RULES_MANAGE = "rules.manage"  # create, change, activate, delete group rules
+    SCHEMA_MANAGE = "schema.manage"  # change the directory's user schema
     TOKENS_MANAGE = "tokens.manage"
     TOKENS_SELF = "tokens.self"  # a token revoking itself
 

@@ -8,6 +8,8 @@ travel as extras.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -18,11 +20,21 @@ from headwater.domain.expressions import (
     EvaluationError,
     ExpressionError,
     Facts,
+    Type,
     compile_template,
 )
 from headwater.errors import InvalidRequest
 
-__all__ = ["MappingError", "account_attributes", "check_user_name_template", "render_user_name"]
+__all__ = [
+    "MappingError",
+    "NamePreview",
+    "TemplatePreview",
+    "account_attributes",
+    "check_user_name_template",
+    "preview_user_names",
+    "render_user_name",
+    "template_reads",
+]
 
 
 class MappingError(ValueError):
@@ -106,8 +118,11 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def check_user_name_template(template: str, where: str) -> None:
-    """Refuse (Okta's 400 naming ``where``) a template that cannot render for any user."""
+def check_user_name_template(
+    template: str, where: str, user: Mapping[str, Type] | None = None
+) -> None:
+    """Refuse (Okta's 400 naming ``where``) a template that cannot render for any user, or
+    (``user``: the user schema's types) that reads an attribute the schema does not know."""
 
     def refuse(problem: str) -> InvalidRequest:
         return InvalidRequest("Api validation failed: " + where, [f"{where}: {problem}"])
@@ -116,5 +131,62 @@ def check_user_name_template(template: str, where: str) -> None:
         raise refuse("must be 1 to 1024 characters")
     try:
         _user_name_template(template)
+        if user is not None:
+            compile_template(template, context=Context.username(user), allow_empty_parts=False)
     except ExpressionError as exc:
         raise refuse(exc.message) from exc
+
+
+def template_reads(template: str) -> frozenset[str]:
+    """The directory attributes a stored template reads (none when it no longer compiles)."""
+    try:
+        compiled = _user_name_template(template)
+    except ExpressionError:
+        return frozenset()
+    return frozenset(name for root, name in compiled.attributes_referenced if root == "user")
+
+
+@dataclass(frozen=True)
+class NamePreview:
+    """What a template gives one user: the username, or why it gives none."""
+
+    user_id: str
+    login: str
+    user_name: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class TemplatePreview:
+    """A template tried before it is saved: refused as a whole (``error``, with its position),
+    or the result for each sample user."""
+
+    template: str
+    error: ExpressionError | None
+    users: tuple[NamePreview, ...] = ()
+
+
+def preview_user_names(
+    template: str,
+    samples: Iterable[tuple[str, str, dict[str, Any]]],
+    user: Mapping[str, Type] | None = None,
+) -> TemplatePreview:
+    """Compile ``template`` as saving it would (``user``: the user schema's types) and render it
+    for each ``(user id, login, profile)``; nothing is stored."""
+    if not isinstance(template, str) or not template.strip() or len(template) > 1024:
+        raise InvalidRequest(
+            "Api validation failed: template", ["template: must be 1 to 1024 characters"]
+        )
+    try:
+        _user_name_template(template)
+        if user is not None:
+            compile_template(template, context=Context.username(user), allow_empty_parts=False)
+    except ExpressionError as exc:
+        return TemplatePreview(template, exc)
+    results = []
+    for user_id, login, profile in samples:
+        try:
+            results.append(NamePreview(user_id, login, render_user_name(template, profile), None))
+        except MappingError as exc:
+            results.append(NamePreview(user_id, login, None, str(exc)))
+    return TemplatePreview(template, None, tuple(results))

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Set
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from headwater.domain.downstream import AccountAttributes
@@ -24,6 +24,7 @@ from headwater.domain.expressions import (
     EvaluationError,
     ExpressionError,
     Facts,
+    GroupReference,
     Limits,
     Type,
     compile_expression,
@@ -61,13 +62,13 @@ CUSTOM_TYPES: dict[str, frozenset[Type]] = {
     "boolean": frozenset({Type.BOOLEAN}),
     "array": frozenset({Type.ARRAY}),
 }
-_MEMBERSHIP = frozenset(name for name in FUNCTIONS if name.startswith("isMemberOf"))
-#: Mappings read the directory and the app profile; membership functions are for group rules
-#: (a mapping's result must not change without the engine knowing which keys to look at).
+#: Mappings read the directory and the app profile, and group membership (``isMemberOf…``):
+#: a membership change of a group a mapping reads re-enqueues the app's keys of exactly the
+#: users whose membership changed (``apps.membership_reads``).
 _CONTEXT = Context(
     "a mapping",
     frozenset({"user", "appuser"}),
-    frozenset(FUNCTIONS) - _MEMBERSHIP,
+    frozenset(FUNCTIONS),
     None,
     None,
     Limits(),
@@ -342,6 +343,45 @@ class AppMapping:
     def is_default(self) -> bool:
         return not self.properties
 
+    @cached_property
+    def groups_read(self) -> frozenset[GroupReference]:
+        """The groups whose membership the mapping's expressions read (``isMemberOf…``)."""
+        found: set[GroupReference] = set()
+        known = targets(self.schema)
+        for name, prop in self.properties.items():
+            target = known.get(name)
+            if prop.expression is None or target is None:
+                continue
+            try:
+                found.update(_compiled(prop.expression, target.types).groups_referenced)
+            except ExpressionError:
+                continue
+        return frozenset(found)
+
+    @property
+    def reads_membership(self) -> bool:
+        return bool(self.groups_read)
+
+    def membership_reads_json(self) -> list[list[str]] | None:
+        """``apps.membership_reads``: ``[[kind, value], ...]``, None when none."""
+        reads = sorted([ref.kind, ref.value] for ref in self.groups_read)
+        return reads or None
+
+    def reads_user(self, attribute: str) -> list[str]:
+        """The properties whose expression reads ``user.<attribute>``."""
+        found = []
+        for name, prop in sorted(self.properties.items()):
+            target = targets(self.schema).get(name)
+            if prop.expression is None or target is None:
+                continue
+            try:
+                compiled = _compiled(prop.expression, target.types)
+            except ExpressionError:
+                continue
+            if ("user", attribute) in compiled.attributes_referenced:
+                found.append(name)
+        return found
+
     def effective(self) -> dict[str, tuple[str | None, PushStatus]]:
         """Every mapped attribute: (expression, push status), defaults included."""
         result: dict[str, tuple[str | None, PushStatus]] = {
@@ -352,9 +392,16 @@ class AppMapping:
             result[name] = (text, prop.push_status)
         return result
 
-    def updated(self, changes: Mapping[str, Any], max_properties: int = 200) -> AppMapping:
+    def updated(
+        self,
+        changes: Mapping[str, Any],
+        max_properties: int = 200,
+        user_types: Mapping[str, Type] | None = None,
+    ) -> AppMapping:
         """This mapping with Okta's ``properties`` changes applied, each checked (400 naming the
-        property and the position); a property set to ``null`` goes back to the built-in."""
+        property and the position); a property set to ``null`` goes back to the built-in.
+        ``user_types``: the user schema's attributes, when it declares custom ones (an
+        expression reading another attribute is refused)."""
         if not isinstance(changes, Mapping):
             raise _refuse("properties", "must be an object")
         known = targets(self.schema)
@@ -366,7 +413,7 @@ class AppMapping:
             if change is None:
                 properties.pop(name, None)
                 continue
-            properties[name] = _checked_property(known[name], change, where)
+            properties[name] = _checked_property(known[name], change, where, user_types)
         if len(properties) > max_properties:
             raise _refuse("properties", f"at most {max_properties} attributes may be mapped")
         return AppMapping(properties, self.schema)
@@ -383,10 +430,13 @@ class AppMapping:
         manager_id: str | None = None,
         internal: Mapping[str, object] | None = None,
         last_pushed: Mapping[str, Any] | None = None,
+        group_ids: Set[str] = frozenset(),
+        group_names: Set[str] = frozenset(),
     ) -> AccountAttributes:
         """The attributes sent for one account: the built-in mapping, then the stored
         properties. ``last_pushed`` (the account exists) keeps CREATE-only attributes as they
-        were sent; MappingError when an expression fails for this user."""
+        were sent; ``group_ids``/``group_names`` are the user's groups (needed only when the
+        mapping reads membership). MappingError when an expression fails for this user."""
         own_name = self.properties.get("userName")
         template_name = user_name_override
         if template_name is None and own_name is not None and own_name.expression is not None:
@@ -405,7 +455,13 @@ class AppMapping:
         known = targets(self.schema)
         values: dict[str, Any] = {}
         extra = dict(base.extra)
-        facts = Facts(user=profile, internal=internal or {}, appuser=app_profile)
+        facts = Facts(
+            user=profile,
+            internal=internal or {},
+            appuser=app_profile,
+            group_ids=group_ids,
+            group_names=group_names,
+        )
         for name, prop in sorted(self.properties.items()):
             target = known.get(name)
             if target is None:  # a custom attribute removed from the schema
@@ -495,7 +551,9 @@ def _evaluate(target: Target, text: str, facts: Facts) -> Any:
     return list(value)
 
 
-def _checked_property(target: Target, change: Any, where: str) -> Property:
+def _checked_property(
+    target: Target, change: Any, where: str, user_types: Mapping[str, Type] | None = None
+) -> Property:
     if not isinstance(change, Mapping):
         raise _refuse(where, "must be an object with expression and pushStatus")
     unknown = set(change) - {"expression", "pushStatus"}
@@ -524,6 +582,9 @@ def _checked_property(target: Target, change: Any, where: str) -> Property:
         else:
             try:
                 _compiled(text, target.types)
+                if user_types is not None:
+                    typed = replace(_CONTEXT, user=user_types)
+                    compile_expression(text, context=typed, expect=target.types)
             except ExpressionError as exc:
                 raise exc.for_field(f"{where}.expression") from exc
     elif (

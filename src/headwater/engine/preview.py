@@ -243,12 +243,13 @@ def mapping_impact(session: Session, app_id: str, mapping: AppMapping) -> Mappin
     if app is None:
         raise NotFound()
     changed = replace(app, mapping=mapping)
+    groups = app.mapping.reads_membership or mapping.reads_membership
     users = sorted(set(session.execute(outbox.app_user_subjects(app_id)).scalars()))
     affected: list[str] = []
     updates = 0
     for start in range(0, len(users), CHUNK):
         chunk = users[start : start + CHUNK]
-        accounts = snapshot.load_accounts(session, app_id, chunk)
+        accounts = snapshot.load_accounts(session, app_id, chunk, all_groups=groups)
         for user_id in chunk:
             key = ClaimedKey(app_id, KeyKind.USER, user_id, 0, 0, False)
             before = account_work(key, accounts[user_id], app)
@@ -272,7 +273,9 @@ def mapping_preview(
         raise NotFound()
     if mapping is not None:
         app = replace(app, mapping=mapping)
-    account = snapshot.load_accounts(session, app_id, [user_id])[user_id]
+    account = snapshot.load_accounts(
+        session, app_id, [user_id], all_groups=app.mapping.reads_membership
+    )[user_id]
     if account.user is None:
         raise NotFound()
     key = ClaimedKey(app_id, KeyKind.USER, user_id, 0, 0, False)
@@ -305,7 +308,9 @@ def removal_impact(
     logins: list[str] = []
     for start in range(0, len(user_ids), CHUNK):
         chunk = user_ids[start : start + CHUNK]
-        snaps = snapshot.load_accounts(session, app.id, chunk, without=without)
+        snaps = snapshot.load_accounts(
+            session, app.id, chunk, without=without, all_groups=app.mapping.reads_membership
+        )
         for user_id in chunk:
             key = ClaimedKey(app.id, KeyKind.USER, user_id, 0, 0, False)
             work = account_work(key, snaps[user_id], app)
@@ -351,7 +356,9 @@ def explain_user(database: Database, app_id: str, user_id: str) -> dict[str, Any
         if app is None or user is None or user.status == DELETED:
             raise NotFound()
         session.expunge(user)  # read after the session ends: keep its loaded attributes
-        snap = snapshot.load_accounts(session, app_id, [user_id])[user_id]
+        snap = snapshot.load_accounts(
+            session, app_id, [user_id], all_groups=app.mapping.reads_membership
+        )[user_id]
         pushes = snapshot.load_push(
             session, app_id, list(session.execute(outbox.app_mapping_subjects(app_id)).scalars())
         )

@@ -62,6 +62,9 @@ class AccountSnapshot:
     manager_external_id: str | None
     #: When the account's current deprovision began (None: not being deprovisioned).
     deprovision_started: datetime | None = None
+    #: Every group of the user, by id and name (loaded only for a mapping that reads membership).
+    group_ids: frozenset[str] = frozenset()
+    group_names: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,15 @@ class Without:
 
 
 def load_accounts(
-    session: Session, app_id: str, user_ids: list[str], *, without: Without | None = None
+    session: Session,
+    app_id: str,
+    user_ids: list[str],
+    *,
+    without: Without | None = None,
+    all_groups: bool = False,
 ) -> dict[str, AccountSnapshot]:
-    """Users, grants, recorded accounts and pushed memberships for ``user_ids`` in one app."""
+    """Users, grants, recorded accounts and pushed memberships for ``user_ids`` in one app;
+    ``all_groups``: every group of each user too (the app's mapping reads membership)."""
     without = without or Without()
     users = {
         row.id: UserFacts(row.id, row.status, dict(row.profile or {}))
@@ -176,6 +185,15 @@ def load_accounts(
     }
     memberships = load_memberships(session, app_id, user_ids)
     managers = _manager_accounts(session, app_id, users)
+    member_of: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+    if all_groups:
+        for user_id, group_id, name in session.execute(
+            select(t.Membership.user_id, t.Group.id, t.Group.name)
+            .join(t.Group, t.Group.id == t.Membership.group_id)
+            .where(t.Membership.user_id.in_(user_ids))
+        ):
+            member_of[user_id][0].add(group_id)
+            member_of[user_id][1].add(name)
     result = {}
     for user_id in user_ids:
         user = users.get(user_id)
@@ -198,6 +216,8 @@ def load_accounts(
                 if link is not None and link.deprovision_started is not None
                 else None
             ),
+            group_ids=frozenset(member_of[user_id][0]) if all_groups else frozenset(),
+            group_names=frozenset(member_of[user_id][1]) if all_groups else frozenset(),
         )
     return result
 

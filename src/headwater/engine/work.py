@@ -104,6 +104,8 @@ def mapped(
             manager_id=snap.manager_external_id,
             internal={"id": snap.user.id, "status": snap.user.status},
             last_pushed=record.last_pushed if record and record.external_id else None,
+            group_ids=snap.group_ids,
+            group_names=snap.group_names,
         )
     except MappingError as exc:
         return None, str(exc)
@@ -212,7 +214,12 @@ def load(session: Session, app: AppSnapshot, keys: Sequence[ClaimedKey]) -> Batc
     """Work items for ``keys`` (one app's), from one read transaction."""
     user_keys = [k for k in keys if k.kind is KeyKind.USER]
     push_keys = [k for k in keys if k.kind is KeyKind.PUSH]
-    accounts = snapshot.load_accounts(session, app.id, [k.subject_id for k in user_keys])
+    accounts = snapshot.load_accounts(
+        session,
+        app.id,
+        [k.subject_id for k in user_keys],
+        all_groups=app.mapping.reads_membership,
+    )
     pushes = snapshot.load_push(session, app.id, [k.subject_id for k in push_keys])
     # Only a push that reads its group back needs every linked account of the app (to tell
     # known members from orphans); skip that scan otherwise.

@@ -22,11 +22,13 @@ from headwater.db.events import Actor, Target
 from headwater.db.paging import Page, fetch_page
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.dialects import drift_repair, effective
-from headwater.domain.mapping import check_user_name_template
+from headwater.domain.lifecycle import DELETED
+from headwater.domain.mapping import TemplatePreview, check_user_name_template, preview_user_names
 from headwater.domain.settings import ProvisioningSettings, public_name, with_changes
 from headwater.domain.states import AppStatus
 from headwater.domain.storable import DOCUMENT, check_document, check_text
 from headwater.errors import InvalidRequest, NotFound
+from headwater.services import user_schema
 from headwater.services.validation import is_web_url, plausible_id, prefix_pattern, require
 
 ACTIVE = AppStatus.ACTIVE
@@ -167,6 +169,8 @@ def _validated(spec: AppSpec) -> tuple[str, str, str | None]:
 
 def create_app(session: Session, actor: Actor, spec: AppSpec, *, activate: bool) -> t.App:
     name, label, template = _validated(spec)
+    if template is not None:
+        user_schema.check_template(session, template, "credentials.userNameTemplate.template")
     settings = ProvisioningSettings()
     if template is not None:
         settings = replace(settings, user_name_template=template)
@@ -206,6 +210,7 @@ def replace_app(session: Session, actor: Actor, app_id: str, spec: AppSpec) -> t
     settings = settings_of(app)
     template_changed = template is not None and template != settings.user_name_template
     if template is not None and template_changed:
+        user_schema.check_template(session, template, "credentials.userNameTemplate.template")
         app.provisioning = replace(settings, user_name_template=template).to_json()
     app.label = label
     app.sign_on_mode = spec.sign_on_mode
@@ -340,6 +345,8 @@ def update_settings(
     app = get_app(session, app_id)
     before = settings_of(app)
     after = with_changes(before, changes)
+    if after.user_name_template != before.user_name_template:
+        user_schema.check_template(session, after.user_name_template, "userNameTemplate")
     changed = sorted(n for n in after.to_json() if getattr(before, n) != getattr(after, n))
     if not changed:
         return after
@@ -387,3 +394,36 @@ def capabilities_of(app: t.App) -> dict[str, Any]:
             "members Headwater wants and removes those it pushed before"
         ),
     }
+
+
+#: Users a username template preview shows (default, maximum).
+PREVIEW_USERS = (10, 25)
+
+
+def preview_template(
+    session: Session,
+    app_id: str,
+    template: str,
+    *,
+    user_ids: Collection[str] = (),
+    limit: int = PREVIEW_USERS[0],
+) -> TemplatePreview:
+    """A username template tried on sample users before it is saved: the users named, else the
+    app's users, else the first users of the directory. Nothing is written."""
+    get_app(session, app_id)
+    require(0 < limit <= PREVIEW_USERS[1], f"limit: must be 1 to {PREVIEW_USERS[1]}")
+    require(len(user_ids) <= PREVIEW_USERS[1], f"userIds: at most {PREVIEW_USERS[1]}")
+    live = select(t.User).where(t.User.status != DELETED).order_by(t.User.id)
+    if user_ids:
+        chosen = list(session.execute(live.where(t.User.id.in_(list(user_ids)))).scalars())
+    else:
+        users_of_app = outbox.app_user_subjects(app_id).subquery()
+        chosen = list(
+            session.execute(
+                live.where(t.User.id.in_(select(users_of_app.c.subject_id))).limit(limit)
+            ).scalars()
+        )
+        if not chosen:
+            chosen = list(session.execute(live.limit(limit)).scalars())
+    samples = [(user.id, user.login, dict(user.profile or {})) for user in chosen]
+    return preview_user_names(template, samples, user_schema.expression_types(session))

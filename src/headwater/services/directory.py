@@ -27,7 +27,7 @@ from headwater.domain.lifecycle import DELETED, Action, Status
 from headwater.domain.states import GroupType, MappingStatus
 from headwater.domain.storable import check_text
 from headwater.errors import Forbidden, InvalidRequest, NotFound
-from headwater.services import push_rules, rule_evaluation
+from headwater.services import push_rules, rule_evaluation, user_schema
 from headwater.services.filtering import (
     Attribute,
     ExactAttribute,
@@ -174,6 +174,7 @@ def create_user(
 ) -> t.User:
     """Okta's create: STAGED, or activated (ACTIVE with a password, else PROVISIONED)."""
     clean = profiles.validate_user_profile(profile)
+    user_schema.check_profile(session, clean, clean.keys(), complete=True)
     _check_password(password)
     groups = _groups_for_new_user(session, group_ids)
     now = clock.utcnow()
@@ -247,6 +248,7 @@ def _update_profile(
     )
     old = user.profile
     changed = sorted(name for name in {*old, *new} if old.get(name) != new.get(name))
+    user_schema.check_profile(session, new, changed, complete=replace)
     if not changed:
         return
     _set_identity(user, new)
@@ -482,11 +484,13 @@ def replace_group(
     if clean == group.profile:
         return group
     renamed = clean["name"] != group.name
+    old_name = group.name
     _set_group_profile(group, clean)
     group.last_updated = clock.utcnow()
     _flush_unique(session, NAME_TAKEN)
     _log(session, actor, "group.profile.update", "Update group profile", _group_target(group))
     if renamed:
+        outbox.enqueue_membership_readers(session, group.id, None, names=(old_name, group.name))
         rule_evaluation.group_renamed(session, group.id)
         push_rules.apply_to_group(session, group.id)
         outbox.enqueue_push_for_group(session, group.id)
@@ -504,6 +508,7 @@ def delete_group(session: Session, actor: Actor, group_id: str) -> None:
         raise InvalidRequest("Api validation failed: " + cause, [f"groupId: {cause}"])
     outbox.enqueue_users_of_app_group(session, group.id)
     outbox.enqueue_push_for_group(session, group.id)
+    outbox.enqueue_membership_readers(session, group.id, None, names=(group.name,))
     session.execute(
         update(t.PushMapping)
         .where(t.PushMapping.source_group_id == group.id)

@@ -21,6 +21,7 @@ from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import Actor, Target, record
 from headwater.domain import profiles
+from headwater.domain.expressions import Context, Type, compile_expression
 from headwater.domain.group_rules import (
     MAX_EXCLUDED,
     MAX_GROUPS,
@@ -33,7 +34,7 @@ from headwater.domain.group_rules import (
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.states import GroupType, RuleStatus
 from headwater.errors import InvalidRequest, NotFound
-from headwater.services import rule_evaluation
+from headwater.services import rule_evaluation, user_schema
 from headwater.services.rule_evaluation import SweepProgress
 from headwater.services.validation import plausible_id
 
@@ -181,6 +182,18 @@ def _definition(session: Session, rule_id: str, spec: RuleSpec) -> RuleDefinitio
         problem = error.causes[0] if error.causes else error.summary
         field = "conditions.expression.value"
         raise InvalidRequest(f"Api validation failed: {field}", [f"{field}: {problem}"]) from None
+    types = user_schema.expression_types(session)
+    if types is not None:
+        try:
+            compile_expression(
+                definition.expression, context=Context.group_rule(types), expect=Type.BOOLEAN
+            )
+        except InvalidRequest as error:
+            problem = error.causes[0] if error.causes else error.summary
+            field = "conditions.expression.value"
+            raise InvalidRequest(
+                f"Api validation failed: {field}", [f"{field}: {problem}"]
+            ) from None
     _check_groups(session, "actions.assignUserToGroups.groupIds", groups)
     _check_groups(session, "conditions.people.groups.exclude", excluded)
     by_id = sorted(ref.value for ref in compiled.reads if ref.kind == "id")

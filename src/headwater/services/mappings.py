@@ -28,6 +28,7 @@ from headwater.domain.profile_mapping import (
 )
 from headwater.domain.settings import ProvisioningSettings
 from headwater.errors import InvalidRequest, NotFound
+from headwater.services import user_schema
 
 __all__ = ["Impact", "Saved", "decide", "load", "update", "update_schema"]
 
@@ -72,6 +73,7 @@ def _apply(
     session: Session, app: t.App, mapping: AppMapping, impact: MappingImpact, actor: Actor
 ) -> None:
     app.attribute_mapping = None if mapping.is_default else mapping.to_json()
+    app.membership_reads = mapping.membership_reads_json()
     app.last_updated = clock.utcnow()
     outbox.enqueue_many_users(session, app.id, list(impact.affected))
     events.record(
@@ -88,7 +90,7 @@ def update(session: Session, app_id: str, properties: Any, actor: Actor, impact:
     """Apply Okta's ``properties`` changes (400 naming the property and the position)."""
     app = _app(session, app_id, lock=True)
     _, current, _ = load(session, app_id)
-    changed = current.updated(properties, MAX_PROPERTIES)
+    changed = current.updated(properties, MAX_PROPERTIES, user_schema.expression_types(session))
     reach = impact(session, app_id, changed)
     settings = ProvisioningSettings.from_json(app.provisioning)
     if tripped(reach.updates, reach.active, settings):

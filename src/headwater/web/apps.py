@@ -214,12 +214,26 @@ def _setting_rows(settings: ProvisioningSettings) -> list[dict[str, Any]]:
     return rows
 
 
+def _template_preview(session: Any, app_id: str, template: str) -> dict[str, Any]:
+    """A typed username template tried on sample users (or why it cannot be)."""
+    try:
+        result = apps.preview_template(session, app_id, template[:2048])
+    except HeadwaterError as exc:
+        return {"template": template, "error": error_message(exc), "users": []}
+    return {
+        "template": template,
+        "error": result.error.message if result.error else None,
+        "users": result.users,
+    }
+
+
 @router.get("/apps/{app_id}/provisioning", dependencies=[allow(P.APPS_READ, "app_id")])
-def provisioning(request: Request, admin: AdminDep, app_id: str) -> Response:
+def provisioning(request: Request, admin: AdminDep, app_id: str, template: str = "") -> Response:
     with reading(request) as session:
         app = apps.get_app(session, app_id)
         connection = session.get(t.AppConnection, app_id)
         settings = apps.settings_of(app)
+        tried = _template_preview(session, app_id, template) if template else None
     context = {
         "section": "apps",
         "tab": "provisioning",
@@ -230,6 +244,8 @@ def provisioning(request: Request, admin: AdminDep, app_id: str) -> Response:
         "secret_fields": SECRET_FIELDS,
         "switches": [(name, label, getattr(settings, name)) for name, label in SWITCHES],
         "settings": _setting_rows(settings),
+        "template_preview": tried,
+        "user_name_template": template or settings.user_name_template,
     }
     return render(request, "apps/provisioning.html", context)
 

@@ -36,6 +36,7 @@ from headwater.domain.access import Kind
 from headwater.domain.access import Permission as P
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import PreparedConnection
+from headwater.domain.mapping import TemplatePreview
 from headwater.domain.settings import ProvisioningSettings
 from headwater.domain.states import ConnectionStatus
 from headwater.engine import connection_test
@@ -586,6 +587,60 @@ def update_provisioning_settings(
     changes = wire.parse_settings_changes(body if body is not None else {})
     with db.transaction() as session:
         return wire.settings_json(apps.update_settings(session, actor, app_id, changes))
+
+
+class TemplatePreviewBody(BaseModel):
+    """A username template to try (``${source.login}``) and, optionally, the users to try it
+    on."""
+
+    model_config = ConfigDict(extra="forbid")
+    template: StrictStr = Field(max_length=4096)
+    userIds: list[StrictStr] = Field(default_factory=list, max_length=25)
+    limit: StrictInt | None = Field(default=None, ge=1, le=25)
+
+
+def template_preview_json(preview: TemplatePreview) -> dict[str, Any]:
+    """The result per user, or the problem (with its line and column) when the template is
+    refused."""
+    error = preview.error
+    return {
+        "template": preview.template,
+        "valid": error is None,
+        "error": None
+        if error is None
+        else {
+            "message": error.message,
+            "problem": error.problem,
+            "hint": error.hint,
+            "line": error.position.line if error.position else None,
+            "column": error.position.column if error.position else None,
+        },
+        "users": [
+            {"id": u.user_id, "login": u.login, "userName": u.user_name, "error": u.error}
+            for u in preview.users
+        ],
+    }
+
+
+@router.post(
+    "/apps/{app_id}/userNameTemplate/preview",
+    tags=["Headwater extension"],
+    openapi_extra=openapi_body(TemplatePreviewBody),
+    dependencies=[allow(P.APPS_WRITE, "app_id")],
+)
+def preview_user_name_template(db: DbDep, body: BodyDep, app_id: str) -> dict[str, Any]:
+    """What a username template would give a sample of users, before it is saved; nothing is
+    written (Headwater extension)."""
+    data = parse(TemplatePreviewBody, body)
+    with db.read() as session:
+        preview = apps.preview_template(
+            session,
+            app_id,
+            data.template,
+            user_ids=data.userIds,
+            limit=data.limit or apps.PREVIEW_USERS[0],
+        )
+    return template_preview_json(preview)
 
 
 # --- Group assignments ------------------------------------------------------------------------
