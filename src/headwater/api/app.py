@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 
 from headwater import __version__
+from headwater.api import scim
 from headwater.api.deps import get_actor, storable_url
 from headwater.api.errors import install_error_handlers
 from headwater.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -24,6 +25,7 @@ from headwater.api.routes import (
     logs,
     mappings,
     metrics,
+    sources,
     tokens,
     users,
 )
@@ -65,11 +67,13 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
         mappings,
         logs,
         tokens,
+        sources,
         extensions,
         guard,
     ):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(scim.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
 
