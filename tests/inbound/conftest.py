@@ -29,7 +29,7 @@ def issue_source(runtime: Runtime, name: str = "HR") -> tuple[str, str]:
         return source.id, token
 
 
-class TestClientSCIM(BaseSyncSCIMClient):
+class StarletteSCIMClient(BaseSyncSCIMClient):
     """scim2-client's synchronous client over Starlette's test client (an ``httpx.Client``):
     scim2-client ships a synchronous engine for httpx2 only, and the tester needs one."""
 
@@ -38,15 +38,16 @@ class TestClientSCIM(BaseSyncSCIMClient):
         self.client = client
 
     def _stays_under_base_url(self, endpoint: str) -> bool:
-        url = self.client.build_request("GET", endpoint).url
-        base = self.client.base_url
+        url: httpx.URL = self.client.build_request("GET", endpoint).url
+        base: httpx.URL = self.client.base_url
         return url.host == base.host and url.path.startswith(base.path)
 
     def _parse_json(self, response: RawResponse) -> Any:
         return cast(httpx.Response, response).json()
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return self.client.request(method, url, **kwargs)
+        response: httpx.Response = self.client.request(method, url, **kwargs)
+        return response
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def http(runtime: Runtime, source: tuple[str, str]) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def scim_client(http: TestClient) -> TestClientSCIM:
+def scim_client(http: TestClient) -> StarletteSCIMClient:
     provider = ScimProvider(models=[User[EnterpriseUser], Group])
-    client = TestClientSCIM(http, provider=provider)
+    client = StarletteSCIMClient(http, provider=provider)
     return client
