@@ -19,6 +19,7 @@ from headwater.commands import engine as engine_commands
 from headwater.commands import mappings as mappings_commands
 from headwater.commands import reconcile as reconcile_commands
 from headwater.commands import rules as rules_commands
+from headwater.commands import sources as sources_commands
 from headwater.config import Settings, SettingsError
 from headwater.runtime import Runtime
 
@@ -38,6 +39,7 @@ app.add_typer(directory_commands.groups_app, name="groups")
 app.add_typer(rules_commands.rules_app, name="rules")
 app.add_typer(apps_commands.apps_app, name="apps")
 app.add_typer(mappings_commands.mappings_app, name="mappings")
+app.add_typer(sources_commands.sources_app, name="sources")
 app.command("assign")(apps_commands.assign)
 app.command("unassign")(apps_commands.unassign)
 app.command("push")(apps_commands.push)

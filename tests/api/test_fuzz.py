@@ -35,7 +35,7 @@ from schemathesis.python import asgi
 from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
 from headwater.server import create_app
-from headwater.services import push_rules, tokens
+from headwater.services import push_rules, sources, tokens
 from headwater.testing.toolkit import (
     StubResolver,
     api_token,
@@ -59,6 +59,7 @@ HARVESTED = {
     "00u": "user_id",
     "gPm": "mapping_id",
     "gpr": "rule_id",
+    "0sr": "source_id",
 }
 MAX_SEEDS = 12
 #: Reads of an app checked after each operation's run.
@@ -109,6 +110,10 @@ def _seed(runtime: Runtime) -> Seeds:
         api_token(runtime, f"spare{i}")
     with runtime.database.read() as session:
         token_ids = [row.id for row in tokens.list_tokens(session) if row.name.startswith("spare")]
+    with runtime.database.transaction() as session:
+        source = sources.create_source(session, SYSTEM, "Seed source")
+        source_token, _ = sources.issue_token(session, SYSTEM, source.id)
+        source_ids, token_ids = [source.id], [*token_ids, source_token.id]
     return {
         "user_id": [*users, staged, "seed1@example.com"],
         "group_id": groups,
@@ -117,6 +122,7 @@ def _seed(runtime: Runtime) -> Seeds:
         "rule_id": [rule],
         "task_id": tasks,
         "token_id": token_ids,
+        "source_id": source_ids,
         "name": ["USER_PROVISIONING"],
     }
 

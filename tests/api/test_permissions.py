@@ -55,6 +55,7 @@ DUMMY = {
     "rule_id": "0prNoSuchRule0000000",
     "task_id": "tskNoSuchTask0000000",
     "token_id": "00TNoSuchToken000000",
+    "source_id": "0srNoSuchSource00000",
     "name": "USER_PROVISIONING",
     "schema_id": "default",
 }

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 
 from headwater import __version__
+from headwater.api import scim
 from headwater.api.deps import get_actor, storable_url
 from headwater.api.errors import install_error_handlers
 from headwater.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -25,6 +26,7 @@ from headwater.api.routes import (
     mappings,
     metrics,
     schemas,
+    sources,
     tokens,
     users,
 )
@@ -67,11 +69,13 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
         schemas,
         logs,
         tokens,
+        sources,
         extensions,
         guard,
     ):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(scim.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
 

@@ -51,6 +51,8 @@ __all__ = [
     "PushMember",
     "PushRule",
     "ReconcileKey",
+    "Source",
+    "SourceToken",
     "Task",
     "User",
     "UserSchema",
@@ -95,6 +97,12 @@ class User(Base):
     last_login: Mapped[datetime | None]
     last_updated: Mapped[datetime] = mapped_column(index=True)
     password_changed: Mapped[datetime | None]
+    #: The inbound source that masters this user (its attributes change only through it).
+    source_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sources.id", ondelete="SET NULL"), index=True
+    )
+    #: The SCIM resource the source last wrote (without id, meta and password).
+    source_document: Mapped[dict[str, Any] | None]
 
 
 class Group(Base):
@@ -117,6 +125,12 @@ class Group(Base):
     created: Mapped[datetime]
     last_updated: Mapped[datetime] = mapped_column(index=True)
     last_membership_updated: Mapped[datetime | None]
+    #: The inbound source that masters this group (name, description and members).
+    source_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sources.id", ondelete="SET NULL"), index=True
+    )
+    #: The SCIM resource the source last wrote (externalId and the like; not the members).
+    source_document: Mapped[dict[str, Any] | None]
 
     __table_args__ = (
         UniqueConstraint("name_scope", "name_lower"),
@@ -529,6 +543,35 @@ class ApiToken(Base):
     role: Mapped[str] = mapped_column(String(32))
     app_ids: Mapped[list[Any]]
     group_ids: Mapped[list[Any]]
+
+
+class Source(Base):
+    """Where identities come from (an HR system, another directory): an inbound SCIM client.
+
+    Users and groups it creates are mastered by it."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    #: Lowercased name: names are unique case-insensitively.
+    name_lower: Mapped[str] = mapped_column(String(255), unique=True)
+    created: Mapped[datetime]
+    last_updated: Mapped[datetime]
+
+
+class SourceToken(Base):
+    """A bearer token of one source (``/scim/v2``); only its SHA-256 is stored."""
+
+    __tablename__ = "source_tokens"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_prefix: Mapped[str] = mapped_column(String(8))
+    created: Mapped[datetime]
+    last_used: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
 
 
 class Admin(Base):

@@ -12,6 +12,9 @@ Roles follow Okta's standard administrator roles, for API tokens and console adm
 * ``READ_ONLY_ADMIN``: every read (the system log and group rules included), no write; API
   tokens stay hidden.
 
+Inbound sources master users and groups, so only a ``SUPER_ADMIN`` creates them or issues
+their tokens.
+
 Group rules change memberships across the whole directory, so only a ``SUPER_ADMIN`` manages
 them (Okta's group rules need a super or org administrator too).
 
@@ -74,6 +77,8 @@ class Permission(StrEnum):
     SCHEMA_MANAGE = "schema.manage"  # change the directory's user schema
     TOKENS_MANAGE = "tokens.manage"
     TOKENS_SELF = "tokens.self"  # a token revoking itself
+    SOURCES_READ = "sources.read"  # inbound sources (never their tokens)
+    SOURCES_MANAGE = "sources.manage"  # create and delete sources, issue their tokens
 
     @property
     def kind(self) -> Kind:
@@ -129,6 +134,7 @@ _EVERYWHERE: dict[Role, frozenset[Permission]] = {
             Permission.APPS_READ,
             Permission.LOGS_READ,
             Permission.RULES_READ,
+            Permission.SOURCES_READ,
             Permission.TOKENS_SELF,
         }
     ),

@@ -27,7 +27,7 @@ from headwater.domain.lifecycle import DELETED, Action, Status
 from headwater.domain.states import GroupType, MappingStatus
 from headwater.domain.storable import check_text
 from headwater.errors import Forbidden, InvalidRequest, NotFound
-from headwater.services import push_rules, rule_evaluation, user_schema
+from headwater.services import push_rules, rule_evaluation, sources, user_schema
 from headwater.services.filtering import (
     Attribute,
     ExactAttribute,
@@ -251,6 +251,7 @@ def _update_profile(
     user_schema.check_profile(session, new, changed, complete=replace)
     if not changed:
         return
+    sources.check_user_change(session, actor, user, changed)
     _set_identity(user, new)
     user.last_updated = clock.utcnow()
     _flush_unique(session, LOGIN_TAKEN)
@@ -483,6 +484,7 @@ def replace_group(
     clean = profiles.validate_group_profile(profile)
     if clean == group.profile:
         return group
+    sources.check_group_change(session, actor, group, "profile")
     renamed = clean["name"] != group.name
     old_name = group.name
     _set_group_profile(group, clean)
@@ -503,6 +505,7 @@ def delete_group(session: Session, actor: Actor, group_id: str) -> None:
     group = find_group(session, group_id, lock=True)
     if group.type == BUILT_IN:
         raise Forbidden("Built-in groups cannot be deleted")
+    sources.check_group_change(session, actor, group, "group")
     if group.type == APP_GROUP and _is_push_target(session, group.id):
         cause = "This app group is the target of a group push mapping and cannot be deleted"
         raise InvalidRequest("Api validation failed: " + cause, [f"groupId: {cause}"])
@@ -593,6 +596,7 @@ def _insert_membership(
 def add_member(session: Session, actor: Actor, group_id: str, user_key: str) -> None:
     """Okta's PUT membership (idempotent): only a new membership is logged and enqueued."""
     group = _editable_group(session, group_id)
+    sources.check_group_change(session, actor, group, "members")
     user = find_user(session, user_key)
     if _insert_membership(session, actor, group, user, clock.utcnow()):
         session.flush()
@@ -604,6 +608,7 @@ def remove_member(session: Session, actor: Actor, group_id: str, user_key: str) 
     """Okta's DELETE membership; removing a non-member is a quiet success. Only the manual
     part goes: a membership a group rule holds stays (no longer manual)."""
     group = _editable_group(session, group_id)
+    sources.check_group_change(session, actor, group, "members")
     user = find_user(session, user_key)
     pair = (t.Membership.group_id == group.id, t.Membership.user_id == user.id)
     held = exists().where(
