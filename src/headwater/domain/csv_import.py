@@ -160,6 +160,13 @@ class Header:
     def attributes(self) -> frozenset[str]:
         return frozenset(column.attribute for column in self.columns)
 
+    def key_of(self, row: CsvRow) -> str | None:
+        """The match key's cell of a row, as read (to name a rejected row)."""
+        index = next(c.index for c in self.columns if c.attribute == self.match.value)
+        if row.cells is None or index >= len(row.cells):
+            return None
+        return row.cells[index].strip()[:255] or None
+
     def missing_for_create(self) -> list[str]:
         """Required attributes a new person needs that no column gives."""
         return [

@@ -106,6 +106,12 @@ class Summary:
         if len(self.held_rows) < MAX_REPORTED:
             self.held_rows.append(Line(line, reason, key))
 
+    def sort(self) -> None:
+        """Listed rows in file order (a row rejected on reading is known before its batch's
+        rows are checked against the directory)."""
+        self.rejections.sort(key=lambda item: item.line)
+        self.held_rows.sort(key=lambda item: item.line)
+
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
@@ -275,7 +281,7 @@ def import_users(
                 try:
                     batch.append(rows_.user_row(header, row))
                 except RowError as exc:
-                    summary.reject(row.line, str(exc))
+                    summary.reject(row.line, str(exc), header.key_of(row))
                 if len(batch) >= options.batch_size:
                     _users_batch(run, batch)
                     batch = []
@@ -286,6 +292,7 @@ def import_users(
     finally:
         seen.close()
     summary.held_reason = holding if summary.held else None
+    summary.sort()
     if not options.dry_run:
         _record_import(database, actor, "users", summary)
     return summary
@@ -619,6 +626,7 @@ def import_groups(
             _report(progress, lines.read, summary)
     finally:
         seen.close()
+    summary.sort()
     if not dry_run:
         _record_import(database, actor, "groups", summary)
     return summary
