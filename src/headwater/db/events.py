@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
@@ -90,6 +90,10 @@ def record(
     return event
 
 
+_EVENTS = Table("events", tables.Base.metadata)
+_EVENT_TARGETS = Table("event_targets", tables.Base.metadata)
+
+
 @dataclass(frozen=True)
 class Pending:
     """A successful event waiting to be written with others (see :func:`record_many`)."""
@@ -133,6 +137,6 @@ def record_many(session: Session, actor: Actor, pending: Sequence[Pending]) -> N
         )
     # Core inserts on the session's connection: the ORM's bulk path costs more per row here.
     connection = session.connection()
-    connection.execute(insert(tables.Event.__table__), events)
+    connection.execute(insert(_EVENTS), events)
     if links:
-        connection.execute(insert(tables.EventTarget.__table__), links)
+        connection.execute(insert(_EVENT_TARGETS), links)
