@@ -255,3 +255,19 @@ def test_a_file_path_is_read_as_well_as_bytes(runtime: Runtime, tmp_path: Path) 
     path.write_text(f"{HEADER}\n{person(1)}\n")
     assert run(runtime, path.read_bytes()).created == 1
     assert csv_import.import_users(runtime.database, SYSTEM, path).unchanged == 1
+
+
+def test_an_update_enqueues_the_apps_the_person_reaches(runtime: Runtime) -> None:
+    user = create_user(runtime, "p1@example.com", last="Smith")
+    group = create_group(runtime, "Engineering", [user])
+    app = create_app(runtime)
+    assign_group(runtime, app, group)
+    clear_keys(runtime)
+    unchanged = run(runtime, "login,lastName\np1@example.com,Smith\n")
+    assert unchanged.unchanged == 1
+    assert queued_subjects(runtime, app) == set()  # nothing changed, nothing enqueued
+    summary = run(runtime, "login,department\np1@example.com,Research\n")
+    assert summary.updated == 1
+    assert queued_subjects(runtime, app) == {user}
+    (event,) = events(runtime, "user.account.update_profile", target_id=user)
+    assert event.debug["changedAttributes"] == "department"

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from headwater.db import tables as t
@@ -388,7 +389,7 @@ def _users_batch(run: _Run, batch: list[UserRow]) -> None:
         with run.database.transaction() as session:
             plans = _plan(session, run, batch, local)
             directory.import_users(session, run.actor, [plan.person for plan in plans])
-    except HeadwaterError:
+    except (HeadwaterError, IntegrityError):
         # Another writer got in between the checks and the write: one row at a time.
         for row in batch:
             _users_one(run, row)
@@ -413,6 +414,9 @@ def _users_one(run: _Run, row: UserRow) -> None:
             directory.import_users(session, run.actor, [plan.person for plan in plans])
     except HeadwaterError as exc:
         run.summary.reject(row.line, "; ".join(exc.causes) or exc.summary, row.key)
+        return
+    except IntegrityError:
+        run.summary.reject(row.line, "conflicts with a change made during the import", row.key)
         return
     _merge(run.summary, local, plans)
 
