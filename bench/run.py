@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    csv_import,
     directory,
     engine,
     expressions,
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "isolation": isolation.run,
     "engine": engine.run,
     "signin": signin.run,
+    "csv_import": csv_import.run,
 }
 
 

@@ -16,6 +16,7 @@ from headwater.commands import apps as apps_commands
 from headwater.commands import common
 from headwater.commands import directory as directory_commands
 from headwater.commands import engine as engine_commands
+from headwater.commands import imports as imports_commands
 from headwater.commands import mappings as mappings_commands
 from headwater.commands import reconcile as reconcile_commands
 from headwater.commands import rules as rules_commands
@@ -40,6 +41,7 @@ app.add_typer(rules_commands.rules_app, name="rules")
 app.add_typer(apps_commands.apps_app, name="apps")
 app.add_typer(mappings_commands.mappings_app, name="mappings")
 app.add_typer(sources_commands.sources_app, name="sources")
+app.add_typer(imports_commands.import_app, name="import")
 app.command("assign")(apps_commands.assign)
 app.command("unassign")(apps_commands.unassign)
 app.command("push")(apps_commands.push)

@@ -76,6 +76,7 @@ def test_every_field_on_the_main_pages_has_a_label(page: Page, console: LiveServ
     pages = [
         "/console/people",
         "/console/people/new",
+        "/console/import",
         "/console/groups",
         group_url,
         "/console/apps",

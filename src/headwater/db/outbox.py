@@ -44,6 +44,7 @@ __all__ = [
     "enqueue_push_for_group",
     "enqueue_push_for_users",
     "enqueue_user",
+    "enqueue_users",
     "enqueue_users_for_apps",
     "enqueue_users_of_app_group",
     "notify",
@@ -144,6 +145,27 @@ def enqueue_user(session: Session, user_id: str) -> None:
     apps = direct.union(via_group, linked).subquery()
     _upsert(session, _keys(apps.c.app_id, KeyKind.USER, literal(user_id)), observe=False)
     enqueue_push_for_users(session, [user_id])
+
+
+def enqueue_users(session: Session, user_ids: list[str]) -> None:
+    """:func:`enqueue_user` for many users at once (an import's batch): one statement for the
+    apps and one for the push mappings, whatever the number of users."""
+    for start in range(0, len(user_ids), 5000):
+        part = user_ids[start : start + 5000]
+        direct = select(
+            t.AppUserAssignment.app_id.label("app_id"), t.AppUserAssignment.user_id.label("uid")
+        ).where(t.AppUserAssignment.user_id.in_(part))
+        via_group = (
+            select(t.AppGroupAssignment.app_id.label("app_id"), t.Membership.user_id.label("uid"))
+            .join(t.Membership, t.Membership.group_id == t.AppGroupAssignment.group_id)
+            .where(t.Membership.user_id.in_(part))
+        )
+        linked = select(
+            t.AppUserLink.app_id.label("app_id"), t.AppUserLink.user_id.label("uid")
+        ).where(t.AppUserLink.user_id.in_(part))
+        pairs = direct.union(via_group, linked).subquery()
+        _upsert(session, _keys(pairs.c.app_id, KeyKind.USER, pairs.c.uid), observe=False)
+        enqueue_push_for_users(session, part)
 
 
 def enqueue_users_for_apps(session: Session, app_id: str, user_ids: list[str]) -> None:

@@ -9,6 +9,7 @@ Fan-out is set-based SQL; nothing here loops over a group's members.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from headwater import clock, ids
 from headwater.db import outbox
 from headwater.db import tables as t
-from headwater.db.events import Actor, Target, record
+from headwater.db.events import Actor, Pending, Target, record, record_many
 from headwater.domain import lifecycle, profiles
 from headwater.domain.lifecycle import DELETED, Action, Status
 from headwater.domain.states import GroupType, MappingStatus
@@ -39,6 +40,7 @@ from headwater.services.filtering import (
 
 __all__ = [
     "OKTA_GROUP",
+    "ImportedUser",
     "add_member",
     "change_status",
     "create_group",
@@ -49,6 +51,7 @@ __all__ = [
     "find_user",
     "group_members_query",
     "groups_query",
+    "import_users",
     "remove_member",
     "replace_group",
     "update_user",
@@ -642,3 +645,148 @@ def group_members_query(session: Session, group_id: str) -> Select[t.User]:
         .join(t.Membership, t.Membership.user_id == t.User.id)
         .where(t.Membership.group_id == group.id, t.User.status != DELETED)
     )
+
+
+# --- Many people at once (imports) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportedUser:
+    """One person of an import batch: created when ``user`` is None (``profile`` whole), else
+    ``profile`` holds the attributes to change (merged, like Okta's POST)."""
+
+    profile: Mapping[str, Any]
+    user: t.User | None = None
+    activate: bool = True
+    #: OKTA_GROUPs to add the person to (memberships they already hold are left alone).
+    groups: Sequence[t.Group] = ()
+    #: A lifecycle action to run after the profile and memberships are written.
+    action: Action | None = None
+
+
+def import_users(session: Session, actor: Actor, people: Sequence[ImportedUser]) -> list[t.User]:
+    """Create, update, add to groups and move through the lifecycle many people in the
+    caller's transaction, with the rows, events and keys of :func:`create_user`,
+    :func:`update_user`, :func:`add_member` and :func:`change_status`, but one flush and one
+    set-based enqueue per kind of change instead of several statements per person.
+
+    A taken login raises InvalidRequest: the caller rolls the whole batch back.
+    """
+    now = clock.utcnow()
+    users: list[t.User] = []
+    created: list[tuple[t.User, bool]] = []
+    events: list[Pending] = []
+    touched: set[str] = set()
+    for person in people:
+        if person.user is None:
+            user = _new_imported_user(person, now)
+            session.add(user)
+            created.append((user, person.activate))
+        else:
+            user = person.user
+            if _merge_imported_profile(user, person.profile, now, events):
+                touched.add(user.id)
+        users.append(user)
+    _flush_unique(session, LOGIN_TAKEN)
+    for user, activated in created:
+        target = _user_target(user)
+        events.append(Pending("user.lifecycle.create", "Create Okta user", (target,)))
+        if activated:
+            events.append(Pending("user.lifecycle.activate", "Activate Okta user", (target,)))
+    touched |= _import_memberships(session, people, users, now, events)
+    record_many(session, actor, events)
+    if touched:
+        # After the memberships: a user's keys then include the apps and push mappings of
+        # the groups they just joined (what enqueue_membership_change would name).
+        outbox.enqueue_users(session, sorted(touched))
+    if rule_evaluation.active_rules(session).ordered:
+        for user in users:
+            rule_evaluation.evaluate_user(session, user, actor)
+    for person, user in zip(people, users, strict=True):
+        if person.action is not None:
+            _apply_action(session, actor, user, person.action)
+    return users
+
+
+def _new_imported_user(person: ImportedUser, now: datetime) -> t.User:
+    status = lifecycle.initial_status(activate=person.activate, has_password=False)
+    user = t.User(
+        id=ids.new_id("00u"),
+        status=status,
+        password_hash=None,
+        created=now,
+        activated=now if status == Status.ACTIVE else None,
+        status_changed=now if person.activate else None,
+        last_login=None,
+        last_updated=now,
+        password_changed=None,
+    )
+    _set_identity(user, profiles.validate_user_profile(person.profile))
+    return user
+
+
+def _merge_imported_profile(
+    user: t.User, changes: Mapping[str, Any], now: datetime, events: list[Pending]
+) -> bool:
+    new = profiles.validate_user_profile(profiles.merge(user.profile, changes))
+    old = user.profile
+    names = sorted(name for name in {*old, *new} if old.get(name) != new.get(name))
+    if not names:
+        return False
+    _set_identity(user, new)
+    user.last_updated = now
+    debug = {"changedAttributes": ",".join(names)}
+    message = "Update user profile for Okta"
+    events.append(Pending("user.account.update_profile", message, (_user_target(user),), debug))
+    return True
+
+
+def _import_memberships(
+    session: Session,
+    people: Sequence[ImportedUser],
+    users: Sequence[t.User],
+    now: datetime,
+    events: list[Pending],
+) -> set[str]:
+    """Add the batch's memberships in one multi-row insert; the users who joined a group."""
+    wanted = {
+        (group.id, user.id): (group, user)
+        for person, user in zip(people, users, strict=True)
+        for group in person.groups
+    }
+    if not wanted:
+        return set()
+    for group, _ in wanted.values():
+        if group.type != OKTA_GROUP:
+            cause = f"Group memberships of a {group.type} cannot be changed"
+            raise InvalidRequest("Api validation failed: " + cause, [f"groupId: {cause}"])
+    held: dict[tuple[str, str], bool] = {}
+    user_ids = sorted({user.id for user in users})
+    for start in range(0, len(user_ids), 500):
+        rows = session.execute(
+            select(t.Membership.group_id, t.Membership.user_id, t.Membership.manual).where(
+                t.Membership.user_id.in_(user_ids[start : start + 500])
+            )
+        ).all()
+        held.update({(g, u): bool(manual) for g, u, manual in rows})
+    new = [pair for pair in wanted if pair not in held]
+    by_rule = [pair for pair in wanted if held.get(pair) is False]
+    if new:
+        session.execute(
+            _insert(session)(t.Membership),
+            [{"group_id": g, "user_id": u, "created": now, "manual": True} for g, u in new],
+        )
+    for group_id, user_id in by_rule:
+        session.execute(
+            update(t.Membership)
+            .where(t.Membership.group_id == group_id, t.Membership.user_id == user_id)
+            .values(manual=True)
+            .execution_options(synchronize_session=False)
+        )
+    message = "Add user to group membership"
+    for pair in new:
+        group, user = wanted[pair]
+        group.last_membership_updated = now
+        targets = (_user_target(user), _group_target(group))
+        events.append(Pending("group.user_membership.add", message, targets))
+    return {user_id for _, user_id in new}

@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 from sqlalchemy.orm import Session
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from headwater import clock
 from headwater.db.engine import Database
@@ -44,6 +44,7 @@ __all__ = [
     "Form",
     "FormDep",
     "SignedIn",
+    "UploadDep",
     "allow",
     "db_of",
     "error_message",
@@ -310,6 +311,7 @@ def _sections(admin: SignedIn | None) -> list[tuple[str, str, str]]:
     grant = admin.grant
     shown = [
         ("people", "People", "/people", allows(grant, Permission.USERS_READ)),
+        ("import", "Import", "/import", allows(grant, Permission.USERS_WRITE)),
         ("groups", "Groups", "/groups", allows(grant, Permission.GROUPS_READ)),
         ("rules", "Group Rules", "/rules", allows(grant, Permission.RULES_READ)),
         ("apps", "Applications", "/apps", allows(grant, Permission.APPS_READ)),
@@ -343,10 +345,28 @@ class Form:
     def __contains__(self, name: str) -> bool:
         return name in self._data
 
+    def file(self, name: str) -> UploadFile | None:
+        value = self._data.get(name)
+        return value if isinstance(value, UploadFile) else None
+
 
 async def checked_form(request: Request) -> Form:
     """The POST body, refused unless it (or the htmx header) carries the session's token."""
-    data = await request.form(max_files=0, max_fields=200)
+    return _checked(request, await request.form(max_files=0, max_fields=200))
+
+
+async def checked_upload(request: Request) -> Form:
+    """A form with one file (``multipart/form-data``; the body's size is bounded by the
+    server's limit), refused unless it carries the session's token."""
+    data = await request.form(max_files=1, max_fields=20)
+    try:
+        return _checked(request, data)
+    except CsrfRejected:
+        await data.close()  # the spooled upload is not read: close it now
+        raise
+
+
+def _checked(request: Request, data: FormData) -> Form:
     expected = session_of(request).csrf
     given = data.get(CSRF_FIELD)
     sent = given if isinstance(given, str) else request.headers.get(CSRF_HEADER, "")
@@ -357,6 +377,7 @@ async def checked_form(request: Request) -> Form:
 
 AdminDep = Annotated[SignedIn, Depends(signed_in)]
 FormDep = Annotated[Form, Depends(checked_form)]
+UploadDep = Annotated[Form, Depends(checked_upload)]
 
 
 # --- Responses -----------------------------------------------------------------------------------
