@@ -80,7 +80,7 @@ def _seed(runtime: Runtime, downstream: InProcessScim) -> None:
 
 
 def _import(client: TestClient, app_id: str) -> dict[str, Any]:
-    started = ok(client.post(f"/api/v1/apps/{app_id}/imports"), 202)
+    started: dict[str, Any] = ok(client.post(f"/api/v1/apps/{app_id}/imports"), 202)
     assert started["status"] == "QUEUED"
     return started
 
