@@ -56,6 +56,8 @@ DUMMY = {
     "task_id": "tskNoSuchTask0000000",
     "token_id": "00TNoSuchToken000000",
     "name": "USER_PROVISIONING",
+    "import_id": "impNoSuchImport00000",
+    "account_id": "umaNoSuchAccount0000",
 }
 
 
