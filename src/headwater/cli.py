@@ -17,6 +17,7 @@ from headwater.commands import apps as apps_commands
 from headwater.commands import common
 from headwater.commands import directory as directory_commands
 from headwater.commands import engine as engine_commands
+from headwater.commands import imports as imports_commands  # noqa: F401  (registers on apps)
 from headwater.commands import mappings as mappings_commands
 from headwater.commands import reconcile as reconcile_commands
 from headwater.commands import rules as rules_commands
