@@ -8,6 +8,7 @@ from headwater.web import (
     apps,
     assignments,
     groups,
+    imports,
     mappings,
     observe,
     people,
@@ -21,5 +22,17 @@ from headwater.web.core import PREFIX
 __all__ = ["router"]
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-for module in (signin, people, groups, rules, apps, assignments, push, mappings, tasks, observe):
+for module in (
+    signin,
+    people,
+    groups,
+    rules,
+    apps,
+    assignments,
+    push,
+    mappings,
+    imports,
+    tasks,
+    observe,
+):
     router.include_router(module.router)
