@@ -29,7 +29,7 @@ ALL = [MatchRule.USER_NAME, MatchRule.EMAIL, MatchRule.EXTERNAL_ID, MatchRule.EM
 
 
 def account(id: str, user_name: str, **more: str) -> ListedAccount:
-    return ListedAccount(id, user_name, True, **more)  # type: ignore[arg-type]
+    return ListedAccount(id, user_name, True, **more)
 
 
 @pytest.mark.parametrize(
