@@ -99,18 +99,24 @@ async def _read_all(
     app really serves), then ``concurrency`` pages at a time; ``store`` gets each wave's items
     with the next ``startIndex`` and the total."""
     step = size
+    previous: object = None
     if total is None or start == 1:
         first = await fetch(start, size)
         total = first.total
         if first.items and len(first.items) < size and (total or 0) > len(first.items):
             step = len(first.items)  # the app serves smaller pages than asked
         start += len(first.items)
+        previous = getattr(first.items[0], "id", None) if first.items else None
         await store(list(first.items), start, total)
         if not first.items or (total is None and len(first.items) < size):
             return
     while total is None or start <= total:
         if total is None:
             page = await fetch(start, step)
+            head = getattr(page.items[0], "id", None) if page.items else None
+            if head is not None and head == previous:
+                return  # the app ignores startIndex: the same page again would never end
+            previous = head
             start += len(page.items)
             await store(list(page.items), start, total)
             if len(page.items) < step:
