@@ -20,6 +20,7 @@ from headwater.runtime import Runtime
 from headwater.testing.toolkit import (
     InProcessScim,
     converge,
+    create_group,
     create_scim_app,
     create_user,
     create_users,
@@ -228,3 +229,57 @@ def test_one_import_at_a_time_and_bad_requests(
         f"/api/v1/apps/{app_id}/provisioning/settings", json={"importMatching": "email,shoeSize"}
     )
     assert response.status_code == 400
+
+
+def test_link_an_unmanaged_account_and_push_to_a_found_group(
+    runtime: Runtime, downstream: InProcessScim, client: TestClient
+) -> None:
+    ann = create_user(runtime, "ann@example.com")
+    bob = create_user(runtime, "bob@example.com")
+    legacy = downstream.scim.create_user("a.smith")  # matches nobody by userName or email
+    downstream.scim.create_user("bob@example.com")
+    editors = downstream.scim.create_group("Editors")
+    app_id = create_scim_app(runtime, downstream.base_url, "Linkable")
+    started = _import(client, app_id)
+    converge(runtime)
+    ok(client.post(f"/api/v1/apps/{app_id}/imports/{started['id']}/confirm"), 202)
+    converge(runtime)
+    [stray] = _all(client, f"/api/v1/apps/{app_id}/unmanagedAccounts")
+    assert stray["userName"] == "a.smith"
+
+    # Bob already has an account here: linking a second one to him is refused.
+    refused = client.post(
+        f"/api/v1/apps/{app_id}/unmanagedAccounts/{stray['id']}/link", json={"userId": bob}
+    )
+    assert refused.status_code == 400
+    downstream.transport.clear()
+    linked = client.post(
+        f"/api/v1/apps/{app_id}/unmanagedAccounts/{stray['id']}/link", json={"userId": ann}
+    )
+    assert ok(linked, 202)["state"] == "LINKING"
+    converge(runtime)
+    assert _all(client, f"/api/v1/apps/{app_id}/unmanagedAccounts") == []
+    with runtime.database.read() as session:
+        link = session.get(t.AppUserLink, (app_id, ann))
+        assert link is not None and link.external_id == legacy
+    assert downstream.transport.count("POST", resource="Users") == 0
+    assert downstream.scim.user("a.smith") is not None  # kept its userName
+
+    # One step: the found group becomes the target of a push of a directory group.
+    team = create_group(runtime, "Team", [ann, bob])
+    made = ok(
+        client.post(
+            f"/api/v1/apps/{app_id}/imports/{started['id']}/groups/link",
+            json={"links": [{"externalId": editors, "sourceGroupId": team}]},
+        )
+    )
+    assert len(made) == 1
+    converge(runtime)
+    assert downstream.scim.members("Editors") == {"a.smith", "bob@example.com"}
+    groups = _all(client, f"/api/v1/apps/{app_id}/imports/{started['id']}/groups")
+    assert [g["mappingId"] for g in groups] == [made[0]["mappingId"]]
+    again = client.post(
+        f"/api/v1/apps/{app_id}/imports/{started['id']}/groups/link",
+        json={"links": [{"externalId": "nope", "sourceGroupId": team}]},
+    )
+    assert again.status_code == 400
