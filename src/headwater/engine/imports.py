@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Rows per IN (...) list.
 CHUNK = 500
-#: Longest wait before a failed read of the app is tried again.
+#: Longest wait before a failed read of the app is tried again, and how many tries in all
+#: (what was read is kept between them).
 RETRY_MAX = 300.0
+MAX_ATTEMPTS = 10
 #: States of an unmanaged account that a survey may forget once the app no longer lists it.
 FORGETTABLE = (UnmanagedState.UNMANAGED, UnmanagedState.IGNORED, UnmanagedState.DEACTIVATED)
 
@@ -76,9 +78,11 @@ async def run_import_keys(
             else:
                 await _run(database, app, connector, key.subject_id)
         except TransientError as exc:
-            delay = min(RETRY_MAX, 5.0 * 2**key.attempts)
-            await _db(_retry, database, key, str(exc), delay)
-            continue
+            if key.attempts + 1 < MAX_ATTEMPTS:
+                delay = min(RETRY_MAX, 5.0 * 2**key.attempts)
+                await _db(_retry, database, key, str(exc), delay)
+                continue
+            await _db(_fail, database, key.subject_id, f"{exc} ({MAX_ATTEMPTS} attempts)")
         except DownstreamError as exc:
             await _db(_fail, database, key.subject_id, str(exc))
         await _db(_finish, database, key)
