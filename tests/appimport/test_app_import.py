@@ -167,6 +167,9 @@ def test_import_matches_confirms_without_creates_and_guards_deactivation(
     assert len(held) == UNMATCHED and all(item["held"] for item in held)
     assert not downstream.transport.writes()
     assert "app.headwater.mass_change.held" in event_types(runtime, "app.headwater")
+    planned = ok(client.get(f"/api/v1/apps/{app_id}/plan"))["unmanaged"]
+    assert len(planned) == UNMATCHED
+    assert {(item["op"], item["held"]) for item in planned} == {("DEACTIVATE_ACCOUNT", True)}
 
     decided = ok(client.post(f"/api/v1/apps/{app_id}/unmanagedAccounts/approve"))
     assert decided == {"decided": UNMATCHED}
