@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from headwater import clock
+from headwater.commands import app_imports as app_imports_commands  # noqa: F401  (registers on apps)
 from headwater.commands import apps as apps_commands
 from headwater.commands import common
 from headwater.commands import directory as directory_commands

@@ -46,6 +46,7 @@ from headwater.testing.toolkit import (
     create_user,
     make_runtime,
     push_group,
+    record_import,
     record_task,
 )
 from headwater.testing.toolkit import create_app as create_bookmark_app
@@ -72,6 +73,8 @@ APP_READS = (
     "/tasks",
     "/provisioning/settings",
     "/features",
+    "/imports",
+    "/unmanagedAccounts",
 )
 OKTA_ERROR = {"errorCode", "errorSummary", "errorLink", "errorId", "errorCauses"}
 
@@ -106,6 +109,7 @@ def _seed(runtime: Runtime) -> Seeds:
         record_task(runtime, scim, "user", users[2]),
         record_task(runtime, scim, "push", mapping),
     ]
+    imported = [record_import(runtime, scim, f"stray{i}") for i in range(2)]
     for i in range(2):
         api_token(runtime, f"spare{i}")
     with runtime.database.read() as session:
@@ -124,6 +128,8 @@ def _seed(runtime: Runtime) -> Seeds:
         "token_id": token_ids,
         "source_id": source_ids,
         "name": ["USER_PROVISIONING"],
+        "import_id": [run for run, _ in imported],
+        "account_id": [account for _, account in imported],
     }
 
 

@@ -58,6 +58,8 @@ DUMMY = {
     "source_id": "0srNoSuchSource00000",
     "name": "USER_PROVISIONING",
     "schema_id": "default",
+    "import_id": "impNoSuchImport00000",
+    "account_id": "umaNoSuchAccount0000",
 }
 
 

@@ -14,6 +14,7 @@ from headwater.api.deps import get_actor, storable_url
 from headwater.api.errors import install_error_handlers
 from headwater.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from headwater.api.routes import (
+    app_imports,
     app_users,
     apps,
     extensions,
@@ -64,6 +65,7 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
         groups,
         apps,
         app_users,
+        app_imports,
         group_push,
         mappings,
         schemas,

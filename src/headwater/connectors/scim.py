@@ -62,6 +62,9 @@ from headwater.domain.dialects import (
 from headwater.domain.downstream import (
     AccountAttributes,
     GroupState,
+    ListedAccount,
+    ListedGroup,
+    ListingPage,
     RemoteAccount,
     RemoteGroup,
 )
@@ -1060,3 +1063,77 @@ class ScimConnector:
     async def delete_group(self, group_id: str) -> None:
         """DELETE the group; one that is already gone counts as deleted."""
         await self._call("DELETE", "/Groups/{id}", resource_id=group_id, missing_ok=True)
+
+    # -- listing (``engine.ports.AccountLister``) -------------------------------------------
+
+    @property
+    def listing_page_size(self) -> int:
+        """Pages of a listing stay within the app's ``filter.maxResults``."""
+        return self._page_cap
+
+    async def _list_page(
+        self, template: str, start_index: int, count: int, extra: Mapping[str, str] | None = None
+    ) -> tuple[list[Any], int | None]:
+        params: dict[str, str | int] = {
+            "startIndex": max(1, start_index),
+            "count": max(1, min(count, self._page_cap)),
+            **(extra or {}),
+        }
+        payload = await self._call("GET", template, params=params)
+        return self._parse(self._resources, payload, "GET", template)
+
+    @_scrubbed
+    async def list_accounts(self, start_index: int, count: int) -> ListingPage[ListedAccount]:
+        """One page of ``GET /Users`` (``startIndex``/``count``), read for matching."""
+        resources, total = await self._list_page("/Users", start_index, count)
+        items = tuple(self._parse(_listed_account, r, "GET", "/Users") for r in resources)
+        return ListingPage(items, total)
+
+    @_scrubbed
+    async def list_groups(self, start_index: int, count: int) -> ListingPage[ListedGroup]:
+        """One page of ``GET /Groups``, members left out where the app allows."""
+        resources, total = await self._list_page(
+            "/Groups", start_index, count, {"excludedAttributes": "members"}
+        )
+        items = tuple(self._parse(_listed_group, r, "GET", "/Groups") for r in resources)
+        return ListingPage(items, total)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _primary_email(emails: Any) -> str | None:
+    """The primary email, else the first one with a value."""
+    if not isinstance(emails, list):
+        return None
+    found = [e for e in emails if isinstance(e, Mapping) and _text(_field(e, "value"))]
+    for entry in found:
+        if _field(entry, "primary") is True:
+            return _text(_field(entry, "value"))
+    return _text(_field(found[0], "value")) if found else None
+
+
+def _listed_account(payload: Any) -> ListedAccount:
+    account = ScimConnector._account(payload)
+    enterprise = _field(payload, ENTERPRISE_SCHEMA)
+    employee = _field(enterprise, "employeeNumber") if isinstance(enterprise, Mapping) else None
+    return ListedAccount(
+        id=account.id,
+        user_name=account.user_name,
+        active=account.active,
+        external_id=_text(_field(payload, "externalId")),
+        email=_primary_email(_field(payload, "emails")),
+        employee_number=_text(employee),
+        display_name=_text(_field(payload, "displayName")),
+    )
+
+
+def _listed_group(payload: Any) -> ListedGroup:
+    if not isinstance(payload, Mapping):
+        raise _MalformedError("group is not a JSON object")
+    resource_id = _as_id(_field(payload, "id"))
+    display_name = _field(payload, "displayName")
+    if resource_id is None or not isinstance(display_name, str):
+        raise _MalformedError("group without id or displayName")
+    return ListedGroup(resource_id, display_name)

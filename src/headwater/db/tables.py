@@ -35,6 +35,9 @@ __all__ = [
     "App",
     "AppConnection",
     "AppGroupAssignment",
+    "AppImport",
+    "AppImportAccount",
+    "AppImportGroup",
     "AppUserAssignment",
     "AppUserLink",
     "Base",
@@ -54,6 +57,7 @@ __all__ = [
     "Source",
     "SourceToken",
     "Task",
+    "UnmanagedAccount",
     "User",
     "UserSchema",
     "WorkerHeartbeat",
@@ -417,6 +421,119 @@ class PushRule(Base):
     status: Mapped[str] = mapped_column(String(16))
     created: Mapped[datetime]
     last_updated: Mapped[datetime]
+
+
+# --- App imports and unmanaged accounts ------------------------------------------------------
+
+
+class AppImport(Base):
+    """One import of what an app already holds: its progress and the counts of its verdicts.
+
+    The engine runs it (an ``import`` key); what it read is in ``app_import_accounts`` and
+    ``app_import_groups``, so a restarted worker resumes from ``next_index``."""
+
+    __tablename__ = "app_imports"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    #: The matching rules it used (comma-separated), fixed when it started.
+    rules: Mapped[str] = mapped_column(String(255))
+    auto_confirm: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Who started it (an admin or token id), for the system log of its confirmation.
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    accounts_total: Mapped[int | None] = mapped_column(Integer)
+    accounts_read: Mapped[int] = mapped_column(Integer, default=0)
+    groups_read: Mapped[int] = mapped_column(Integer, default=0)
+    #: The ``startIndex`` of the next page of accounts to read (those before it are stored): a
+    #: resumed run starts there.
+    next_index: Mapped[int] = mapped_column(Integer, default=1)
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    unmatched: Mapped[int] = mapped_column(Integer, default=0)
+    conflicts: Mapped[int] = mapped_column(Integer, default=0)
+    linked: Mapped[int] = mapped_column(Integer, default=0)
+    confirmed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime]
+    started: Mapped[datetime | None]
+    finished: Mapped[datetime | None]
+    last_updated: Mapped[datetime]
+
+
+class AppImportAccount(Base):
+    """One downstream account an import read, and the verdict of matching."""
+
+    __tablename__ = "app_import_accounts"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    import_id: Mapped[str] = mapped_column(ForeignKey("app_imports.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(255))
+    user_name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(255))
+    #: The account's own ``externalId`` as the app reports it.
+    account_external_id: Mapped[str | None] = mapped_column(String(255))
+    employee_number: Mapped[str | None] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: A ``domain.matching.MatchKind``; None until matched.
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    rule: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    candidates: Mapped[list[Any] | None]
+    #: An admin (or the app's auto-confirm) asked to link it; the engine does.
+    link_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Linked by the engine.
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        UniqueConstraint("import_id", "external_id"),
+        Index("ix_app_import_accounts_import_id_outcome", "import_id", "outcome"),
+    )
+
+
+class AppImportGroup(Base):
+    """One downstream group an import read."""
+
+    __tablename__ = "app_import_groups"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    import_id: Mapped[str] = mapped_column(ForeignKey("app_imports.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(255))
+    #: The push mapping it was linked to, once linked.
+    mapping_id: Mapped[str | None] = mapped_column(
+        ForeignKey("push_mappings.id", ondelete="SET NULL")
+    )
+
+    __table_args__ = (UniqueConstraint("import_id", "external_id"),)
+
+
+class UnmanagedAccount(Base):
+    """An account in an app that no directory user owns, as last seen by an import or a full
+    reconcile; an admin deactivates, links or ignores it."""
+
+    __tablename__ = "unmanaged_accounts"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(255))
+    user_name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: A ``states.UnmanagedState``.
+    state: Mapped[str] = mapped_column(String(16))
+    #: The mass-change guard's hold on its deactivation (a ``states.HoldDecision``), if any.
+    decision: Mapped[str | None] = mapped_column(String(16))
+    #: The directory user it was linked to (state LINKED).
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    last_updated: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("app_id", "external_id"),)
 
 
 # --- Engine ------------------------------------------------------------------------------------

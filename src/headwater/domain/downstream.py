@@ -6,9 +6,19 @@ The planner speaks these types; each connector translates them to its protocol (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-__all__ = ["AccountAttributes", "GroupState", "RemoteAccount", "RemoteGroup"]
+__all__ = [
+    "AccountAttributes",
+    "GroupState",
+    "ListedAccount",
+    "ListedGroup",
+    "ListingPage",
+    "RemoteAccount",
+    "RemoteGroup",
+]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -78,3 +88,34 @@ class GroupState:
 
     display_name: str
     member_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ListedAccount:
+    """A downstream account as a listing reports it, with what matching can use: the
+    attributes an app import compares with the directory."""
+
+    id: str
+    user_name: str
+    active: bool
+    external_id: str | None = None
+    email: str | None = None
+    employee_number: str | None = None
+    display_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ListedGroup:
+    """A downstream group as a listing reports it (members are not read)."""
+
+    id: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class ListingPage(Generic[T]):
+    """One page of a paged listing: its items and the total the app announced (None when it
+    did not say)."""
+
+    items: tuple[T, ...]
+    total: int | None

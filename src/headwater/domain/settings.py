@@ -24,6 +24,7 @@ from headwater.domain.dialects import (
     OpCase,
 )
 from headwater.domain.mapping import check_user_name_template
+from headwater.domain.matching import check_rules
 from headwater.domain.storable import check_text
 from headwater.errors import InvalidRequest
 
@@ -110,6 +111,10 @@ class ProvisioningSettings:
     #: Seconds a leaving account's membership removals may keep failing before the account is
     #: deactivated anyway (the memberships are then reported stale and retried).
     offboarding_deadline: int = 300
+    #: App imports: the matching rules, in order, comma-separated (``domain.matching``).
+    import_matching: str = "userName,email"
+    #: App imports: link exact matches as soon as the import has read the app.
+    import_auto_confirm: bool = False
 
     def switches(self) -> Dialect:
         """The dialect this app is spoken to in (read by the SCIM connector only)."""
@@ -283,4 +288,8 @@ def check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     checked = {name: _checked(name, kinds[name], value) for name, value in changes.items()}
     if "user_name_template" in checked:
         check_user_name_template(checked["user_name_template"], "userNameTemplate")
+    if "import_matching" in checked:
+        problem = check_rules(checked["import_matching"])
+        if problem:
+            raise _refuse(f"importMatching: {problem}")
     return checked

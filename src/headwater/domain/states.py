@@ -13,11 +13,13 @@ __all__ = [
     "ConnectionStatus",
     "GroupType",
     "HoldDecision",
+    "ImportStatus",
     "KeyKind",
     "LinkState",
     "MappingStatus",
     "RuleStatus",
     "SyncState",
+    "UnmanagedState",
 ]
 
 
@@ -26,6 +28,12 @@ class KeyKind(StrEnum):
 
     USER = "user"
     PUSH = "push"
+    #: An app import to run (subject: the import's id), or, with the app's id as subject, a
+    #: survey that refreshes the app's unmanaged accounts.
+    IMPORT = "import"
+    #: An unmanaged account (one nobody in the directory owns) to deactivate; at most eight
+    #: characters are stored, hence the short value.
+    UNMANAGED = "stray"
 
 
 class LinkState(StrEnum):
@@ -88,3 +96,31 @@ class RuleStatus(StrEnum):
     INACTIVE = "INACTIVE"
     #: A group it names was deleted: it changes nothing until it is fixed and activated.
     INVALID = "INVALID"
+
+
+class ImportStatus(StrEnum):
+    """An app import: queued, reading the app, read and waiting for confirmation, confirmed,
+    or failed (the app could not be read)."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    #: Links asked for are being made by the engine.
+    CONFIRMING = "CONFIRMING"
+    CONFIRMED = "CONFIRMED"
+    FAILED = "FAILED"
+
+
+class UnmanagedState(StrEnum):
+    """An account found in an app that no directory user owns."""
+
+    UNMANAGED = "UNMANAGED"
+    #: An admin said to leave it alone: it is listed, never touched.
+    IGNORED = "IGNORED"
+    #: Deactivation asked for; the engine sends it (or the guard holds it).
+    DEACTIVATING = "DEACTIVATING"
+    DEACTIVATED = "DEACTIVATED"
+    #: An admin chose a user for it; the engine links it.
+    LINKING = "LINKING"
+    #: Linked to a directory user: it is that user's account now.
+    LINKED = "LINKED"

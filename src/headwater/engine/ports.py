@@ -12,9 +12,17 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from headwater.domain.capabilities import Capabilities
-from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAccount, RemoteGroup
+from headwater.domain.downstream import (
+    AccountAttributes,
+    GroupState,
+    ListedAccount,
+    ListedGroup,
+    ListingPage,
+    RemoteAccount,
+    RemoteGroup,
+)
 
-__all__ = ["Connector"]
+__all__ = ["AccountLister", "Connector"]
 
 
 @runtime_checkable
@@ -76,3 +84,24 @@ class Connector(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class AccountLister(Protocol):
+    """A connector that can list every account and group of its app, page by page (app
+    imports and the full reconcile's unmanaged-account survey). Separate from ``Connector`` so
+    a connector that cannot list need not pretend to; callers check with ``isinstance``."""
+
+    @property
+    def listing_page_size(self) -> int:
+        """The largest page the app allows (its ``filter.maxResults`` for SCIM)."""
+        ...
+
+    async def list_accounts(self, start_index: int, count: int) -> ListingPage[ListedAccount]:
+        """Accounts ``start_index`` (1-based) onwards, at most ``count`` of them."""
+        ...
+
+    async def list_groups(self, start_index: int, count: int) -> ListingPage[ListedGroup]:
+        """Groups ``start_index`` (1-based) onwards, at most ``count`` of them, without their
+        members."""
+        ...

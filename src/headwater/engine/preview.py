@@ -27,7 +27,8 @@ from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAcc
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.plan import plan_account
 from headwater.domain.profile_mapping import AppMapping, MappingImpact, attribute_changes
-from headwater.domain.states import KeyKind, LinkState
+from headwater.domain.states import HoldDecision, KeyKind, LinkState, UnmanagedState
+from headwater.domain.unmanaged import plan_stray
 from headwater.engine import guard, observe, snapshot
 from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.ports import Connector
@@ -232,7 +233,37 @@ async def plan_app(
         "attributeChanges": attribute_diffs,
         "errors": waiting,
         "orphans": orphans,
+        "unmanaged": await asyncio.to_thread(_unmanaged_plan, database, app_id),
     }
+
+
+def _unmanaged_plan(database: Database, app_id: str) -> list[dict[str, Any]]:
+    """Deactivations of unmanaged accounts asked for and not yet sent (``domain.unmanaged``),
+    each with whether the mass-change guard holds it."""
+    found = []
+    with database.read() as session:
+        rows = session.execute(
+            select(t.UnmanagedAccount)
+            .where(
+                t.UnmanagedAccount.app_id == app_id,
+                t.UnmanagedAccount.state == UnmanagedState.DEACTIVATING,
+            )
+            .order_by(t.UnmanagedAccount.id)
+        ).scalars()
+        for row in rows:
+            decision = HoldDecision(row.decision) if row.decision else None
+            plan = plan_stray(UnmanagedState(row.state), row.external_id, row.active, decision)
+            if plan.operation is None and not plan.held:
+                continue
+            found.append(
+                {
+                    "op": "DEACTIVATE_ACCOUNT",
+                    "externalId": row.external_id,
+                    "userName": row.user_name,
+                    "held": plan.held,
+                }
+            )
+    return found
 
 
 def mapping_impact(session: Session, app_id: str, mapping: AppMapping) -> MappingImpact:

@@ -37,16 +37,18 @@ from headwater.domain.connection import ConnectionInfo
 from headwater.domain.fate import ErrorClass, Fate, decide
 from headwater.domain.mapping import MappingError
 from headwater.domain.retry import RetryPolicy
-from headwater.domain.states import AppStatus
+from headwater.domain.states import AppStatus, KeyKind
 from headwater.engine import (
     capabilities,
     guard,
+    imports,
     intents,
     observe,
     quarantine,
     recorder,
     snapshot,
     trail,
+    unmanaged,
 )
 from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.executor import MembershipResult, execute
@@ -136,16 +138,40 @@ class Reconciler:
     async def reconcile_app(
         self, reconcile_id: str, app_id: str, keys: list[leases.ClaimedKey]
     ) -> None:
-        """Reconcile one app's claimed keys (the worker runs one app per lane)."""
+        """Reconcile one app's claimed keys (the worker runs one app per lane); imports and
+        unmanaged accounts have keys of their own kinds, run beside the accounts'."""
         database = self.database
+        claimed = keys
         app = await self._db(_read_app, database, app_id)
         if app is None or app.status != AppStatus.ACTIVE or not app.connection_enabled:
             # Nothing to send; activating the app or its connection enqueues every key again.
+            # An import cannot wait for that: it fails, saying why.
+            await self._db(imports.abandon, database, keys, "the app or its connection is inactive")
             await self._db(recorder.finish_all, database, keys)
             return
         if app.quarantined and not await self._probe(app, keys):
             return
         connector = await self._connector(app)
+        strays = [k for k in keys if k.kind is KeyKind.UNMANAGED]
+        if strays:
+            await unmanaged.run_stray_keys(database, app, connector, strays)
+        keys = [k for k in keys if k.kind in (KeyKind.USER, KeyKind.PUSH)]
+        if keys:
+            await self._reconcile_keys(reconcile_id, app, connector, keys)
+        # Imports last: they read the whole app, and the other keys need not wait for that.
+        import_keys = [k for k in claimed if k.kind is KeyKind.IMPORT]
+        if import_keys:
+            await imports.run_import_keys(database, app, connector, import_keys)
+
+    async def _reconcile_keys(
+        self,
+        reconcile_id: str,
+        app: AppSnapshot,
+        connector: Connector,
+        keys: list[leases.ClaimedKey],
+    ) -> None:
+        """The six steps for the account and push keys of one app."""
+        database = self.database
         batch = await self._db(_load, database, app, keys)
         if batch.gone:
             await self._db(recorder.finish_all, database, batch.gone)

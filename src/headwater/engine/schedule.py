@@ -1,6 +1,6 @@
-"""Housekeeping on a timer: periodic full reconciles, and purging deleted users once nothing
-downstream refers to them any more. Any worker may run them; PostgreSQL's ``SKIP LOCKED`` keeps
-two workers from starting the same app's full reconcile."""
+"""Housekeeping on a timer: periodic full reconciles (with a survey of unmanaged accounts), and
+purging deleted users once nothing downstream refers to them any more. Any worker may run them;
+PostgreSQL's ``SKIP LOCKED`` keeps two workers from starting the same app's full reconcile."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ def start_full_reconciles(database: Database) -> int:
                 continue
             if last is not None:
                 outbox.enqueue_app(session, app.id, observe=True)
+                # A survey of the app's accounts keeps its unmanaged accounts current (run
+                # only when its connector can list them, see ``imports``).
+                outbox.enqueue_keys(session, [(app.id, KeyKind.IMPORT, app.id)])
                 started += 1
             app.last_full_reconcile = now
     return started

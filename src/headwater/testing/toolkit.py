@@ -834,6 +834,71 @@ def record_task(runtime: Runtime, app_id: str, kind: str, subject: str) -> str:
         return task.id
 
 
+def record_import(runtime: Runtime, app_id: str, user_name: str = "stray") -> tuple[str, str]:
+    """A completed app import that read one account nobody owns and one group, and that
+    account as the app's unmanaged account; returns (import id, unmanaged account id).
+
+    Raw rows, deliberately: only the engine reads apps, and API tests (the fuzz, permissions)
+    need an import and an unmanaged account of an app whose downstream they never reach.
+    """
+    from headwater.domain.downstream import ListedAccount
+    from headwater.engine.imports import upsert_unmanaged
+
+    now = clock.utcnow()
+    run = t.AppImport(
+        id=ids.new_id("imp"),
+        app_id=app_id,
+        status="COMPLETED",
+        rules="userName,email",
+        auto_confirm=False,
+        accounts_total=1,
+        accounts_read=1,
+        groups_read=1,
+        next_index=2,
+        matched=0,
+        unmatched=1,
+        conflicts=0,
+        linked=0,
+        confirmed=0,
+        created=now,
+        started=now,
+        finished=now,
+        last_updated=now,
+    )
+    external_id = f"ext-{user_name}-{ids.new_id('x')}"
+    with runtime.database.transaction() as session:
+        session.add(run)
+        session.flush()
+        session.add(
+            t.AppImportAccount(
+                id=ids.new_id("iac"),
+                import_id=run.id,
+                external_id=external_id,
+                user_name=user_name,
+                active=True,
+                outcome="UNMATCHED",
+                candidates=[],
+                link_requested=False,
+                confirmed=False,
+            )
+        )
+        session.add(
+            t.AppImportGroup(
+                id=ids.new_id("igr"),
+                import_id=run.id,
+                external_id=f"grp-{external_id}",
+                display_name=f"Found {user_name}",
+            )
+        )
+        upsert_unmanaged(session, app_id, [ListedAccount(external_id, user_name, True)])
+        account_id = session.execute(
+            select(t.UnmanagedAccount.id).where(
+                t.UnmanagedAccount.app_id == app_id, t.UnmanagedAccount.external_id == external_id
+            )
+        ).scalar_one()
+        return run.id, account_id
+
+
 # --- Converging --------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from headwater.web import (
+    app_imports,
     apps,
     assignments,
     groups,
@@ -32,6 +33,7 @@ for module in (
     assignments,
     push,
     mappings,
+    app_imports,
     tasks,
     observe,
 ):
