@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import ssl
 import threading
@@ -287,7 +288,10 @@ class LdapConnector:
         self._observe = observe
         self._on_request = on_request
         self._connect_timeout = profile.connect_timeout or settings.connect_timeout
-        self._request_timeout = profile.request_timeout or settings.request_timeout
+        # ldap3 packs the receive timeout as whole seconds.
+        self._request_timeout = max(
+            1, math.ceil(profile.request_timeout or settings.request_timeout)
+        )
         self._pool = _Pool(settings.max_concurrency)
         self._closed = False
 
@@ -420,7 +424,7 @@ class LdapConnector:
                 exc.detail = self.scrubber(exc.detail, limit=MAX_DETAIL)
                 exc.args = (exc.message,)
                 raise exc from None
-            except (lx.LDAPException, OSError, ssl.SSLError) as exc:
+            except Exception as exc:
                 error = ldap_error(exc, operation, probing=probing, scrub=self.scrubber)
                 self._seen(isinstance(error, TransientError | AppUnavailableError))
                 raise error from None

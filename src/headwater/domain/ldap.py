@@ -20,6 +20,7 @@ from headwater.errors import InvalidRequest
 __all__ = [
     "LDAP_APP_NAME",
     "LDAP_SCHEME",
+    "LDAP_SECRET_FIELDS",
     "PROFILE_FIELDS",
     "Deactivation",
     "LdapProfile",
@@ -74,6 +75,17 @@ PROFILE_FIELDS: dict[str, str] = {
     "connectTimeout": "connect_timeout",
     "requestTimeout": "request_timeout",
 }
+
+
+#: The secret's fields an LDAP connection needs, then those it may have.
+LDAP_SECRET_FIELDS: tuple[tuple[str, ...], tuple[str, ...]] = (
+    ("bind_dn", "password", "people_base", "groups_base"),
+    tuple(
+        k
+        for k in PROFILE_FIELDS.values()
+        if k not in ("bind_dn", "password", "people_base", "groups_base")
+    ),
+)
 
 
 def _invalid(cause: str) -> InvalidRequest:
