@@ -105,7 +105,8 @@ def seeded(runtime: Runtime, server: Slapd, directory: Directory) -> Seed:
     converge(runtime)
     assert set(directory.people()) == {TAYLOR, ALEX, SAM}
     assert directory.members("AppPushGroup") == {TAYLOR, ALEX, SAM}
-    return Seed(*people, accounting, pushed, app, mapping)
+    taylor, alex, sam = people
+    return Seed(taylor, alex, sam, accounting, pushed, app, mapping)
 
 
 def assert_taylor_gone(directory: Directory) -> None:
