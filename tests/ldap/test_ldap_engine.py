@@ -14,7 +14,7 @@ import pytest
 
 from headwater.connectors.ldap import LOCKED
 from headwater.runtime import Runtime
-from headwater.testing.slapd import Slapd
+from headwater.testing.slapd import DirectoryReader, Slapd
 from headwater.testing.toolkit import (
     add_member,
     assign_group,
@@ -35,50 +35,6 @@ ALEX = "alex.jones@example.com"
 SAM = "sam.lee@example.com"
 
 
-class Directory:
-    """What the directory holds, read with a connection of its own."""
-
-    def __init__(self, server: Slapd) -> None:
-        self.server = server
-
-    def people(self) -> dict[str, dict[str, list[str]]]:
-        """uid -> attributes (with "dn") of every entry under the people and disabled bases."""
-        found: dict[str, dict[str, list[str]]] = {}
-        with self.server.connect() as conn:
-            for base in (self.server.people_base, self.server.disabled_base):
-                conn.search(base, "(objectClass=inetOrgPerson)", attributes=["*", "+"])
-                for entry in conn.entries:
-                    values = {k: [str(v) for v in entry[k].values] for k in entry.entry_attributes}
-                    values["dn"] = [entry.entry_dn]
-                    uid = values["uid"][0]
-                    assert uid not in found, f"two entries for {uid}"
-                    found[uid] = values
-        return found
-
-    def active(self, uid: str) -> bool:
-        entry = self.people()[uid]
-        return "pwdAccountLockedTime" not in entry
-
-    def groups(self) -> dict[str, tuple[str, set[str]]]:
-        """cn (the RDN's) -> (entryUUID, member uids)."""
-        uids = {p["dn"][0].lower(): uid for uid, p in self.people().items()}
-        found: dict[str, tuple[str, set[str]]] = {}
-        with self.server.connect() as conn:
-            conn.search(
-                self.server.groups_base,
-                "(objectClass=groupOfNames)",
-                attributes=["cn", "member", "entryUUID"],
-            )
-            for entry in conn.entries:
-                name = entry.entry_dn.split(",")[0].split("=", 1)[1]
-                members = {uids.get(str(m).lower(), str(m)) for m in entry["member"].values}
-                found[name] = (str(entry["entryUUID"].value), members - {""})
-        return found
-
-    def members(self, name: str) -> set[str]:
-        return self.groups()[name][1]
-
-
 @dataclass
 class Seed:
     taylor: str
@@ -91,11 +47,11 @@ class Seed:
 
 
 @pytest.fixture
-def directory(fresh_slapd: Slapd) -> Directory:
-    return Directory(fresh_slapd)
+def directory(fresh_slapd: Slapd) -> DirectoryReader:
+    return DirectoryReader(fresh_slapd)
 
 
-def seeded(runtime: Runtime, server: Slapd, directory: Directory) -> Seed:
+def seeded(runtime: Runtime, server: Slapd, directory: DirectoryReader) -> Seed:
     people = [create_user(runtime, login) for login in (TAYLOR, ALEX, SAM)]
     accounting = create_group(runtime, "Accounting", people)
     pushed = create_group(runtime, "AppPushGroup", people)
@@ -109,7 +65,7 @@ def seeded(runtime: Runtime, server: Slapd, directory: Directory) -> Seed:
     return Seed(taylor, alex, sam, accounting, pushed, app, mapping)
 
 
-def assert_taylor_gone(directory: Directory) -> None:
+def assert_taylor_gone(directory: DirectoryReader) -> None:
     assert not directory.active(TAYLOR)
     assert directory.people()[TAYLOR]["pwdAccountLockedTime"] == [LOCKED]
     for _, members in directory.groups().values():
@@ -117,7 +73,7 @@ def assert_taylor_gone(directory: Directory) -> None:
 
 
 def test_seed_recipe_creates_entries_and_pushes_the_group(
-    runtime: Runtime, fresh_slapd: Slapd, directory: Directory
+    runtime: Runtime, fresh_slapd: Slapd, directory: DirectoryReader
 ) -> None:
     seeded(runtime, fresh_slapd, directory)
     taylor = directory.people()[TAYLOR]
@@ -130,7 +86,7 @@ def test_seed_recipe_creates_entries_and_pushes_the_group(
 
 
 def test_wrong_order_leaves_no_orphan_membership(
-    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: Directory
+    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: DirectoryReader
 ) -> None:
     runtime = sqlite_runtime
     seed = seeded(runtime, fresh_slapd, directory)
@@ -145,7 +101,7 @@ def test_wrong_order_leaves_no_orphan_membership(
 
 
 def test_right_order_gives_the_same_result(
-    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: Directory
+    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: DirectoryReader
 ) -> None:
     runtime = sqlite_runtime
     seed = seeded(runtime, fresh_slapd, directory)
@@ -165,7 +121,7 @@ def test_right_order_gives_the_same_result(
 
 
 def test_one_group_assigned_and_pushed(
-    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: Directory
+    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: DirectoryReader
 ) -> None:
     runtime = sqlite_runtime
     people = [create_user(runtime, login) for login in (TAYLOR, ALEX, SAM)]
@@ -182,7 +138,7 @@ def test_one_group_assigned_and_pushed(
 
 
 def test_rename_keeps_the_entry_and_unlink_keep_or_delete(
-    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: Directory
+    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: DirectoryReader
 ) -> None:
     runtime = sqlite_runtime
     seed = seeded(runtime, fresh_slapd, directory)
@@ -205,7 +161,7 @@ def test_rename_keeps_the_entry_and_unlink_keep_or_delete(
 
 
 def test_deactivation_by_move_and_by_delete(
-    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: Directory
+    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: DirectoryReader
 ) -> None:
     runtime = sqlite_runtime
     people = [create_user(runtime, login) for login in (TAYLOR, ALEX)]

@@ -30,7 +30,7 @@ from typing import IO, Self
 
 import ldap3
 
-__all__ = ["SLAPD", "Slapd", "make_ca", "slapd_missing"]
+__all__ = ["SLAPD", "DirectoryReader", "Slapd", "make_ca", "slapd_missing"]
 
 SLAPD = os.environ.get("HEADWATER_SLAPD", "/usr/sbin/slapd")
 MODULE_DIR = Path("/usr/lib/ldap")
@@ -151,6 +151,9 @@ class Slapd:
     ) -> None:
         self.suffix = suffix
         self.root_dn = f"cn=admin,{suffix}"
+        #: A service account's DN that may write everywhere once it is added (with a
+        #: ``userPassword``): for tests that change a bind password under Headwater.
+        self.service_dn = f"cn=headwater,{suffix}"
         self.root_password = root_password
         self.people_base = f"ou=people,{suffix}"
         self.groups_base = f"ou=groups,{suffix}"
@@ -221,6 +224,14 @@ class Slapd:
             "index uid,cn,mail eq",
             "index entryUUID eq",
             "index member eq",
+            "access to attrs=userPassword",
+            f'    by dn.exact="{self.service_dn}" write',
+            "    by self write",
+            "    by anonymous auth",
+            "    by * none",
+            "access to *",
+            f'    by dn.exact="{self.service_dn}" write',
+            "    by * read",
         ]
         if "memberof" in self.overlays:
             lines += [
@@ -345,3 +356,52 @@ class Slapd:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class DirectoryReader:
+    """What a :class:`Slapd` holds, read with a connection of its own (as the root DN), the
+    way a test checks a downstream independently of the connector under test."""
+
+    def __init__(self, server: Slapd) -> None:
+        self.server = server
+
+    def people(self) -> dict[str, dict[str, list[str]]]:
+        """uid -> every attribute (operational too, and the DN as ``dn``) of each
+        ``inetOrgPerson`` under the people and disabled bases; two entries with one uid fail."""
+        found: dict[str, dict[str, list[str]]] = {}
+        with self.server.connect() as conn:
+            for base in (self.server.people_base, self.server.disabled_base):
+                conn.search(base, "(objectClass=inetOrgPerson)", attributes=["*", "+"])
+                for entry in conn.entries:
+                    values = {k: [str(v) for v in entry[k].values] for k in entry.entry_attributes}
+                    values["dn"] = [entry.entry_dn]
+                    uid = values["uid"][0]
+                    if uid in found:
+                        raise AssertionError(f"two entries for {uid}")
+                    found[uid] = values
+        return found
+
+    def active(self, uid: str) -> bool:
+        """Not locked by ``pwdAccountLockedTime`` and not under the disabled base."""
+        entry = self.people()[uid]
+        moved = entry["dn"][0].lower().endswith("," + self.server.disabled_base.lower())
+        return "pwdAccountLockedTime" not in entry and not moved
+
+    def groups(self) -> dict[str, tuple[str, set[str]]]:
+        """The RDN's cn -> (entryUUID, member uids; a DN naming no person stays a DN)."""
+        uids = {p["dn"][0].lower(): uid for uid, p in self.people().items()}
+        found: dict[str, tuple[str, set[str]]] = {}
+        with self.server.connect() as conn:
+            conn.search(
+                self.server.groups_base,
+                "(objectClass=groupOfNames)",
+                attributes=["cn", "member", "entryUUID"],
+            )
+            for entry in conn.entries:
+                name = entry.entry_dn.split(",")[0].split("=", 1)[1]
+                members = {uids.get(str(m).lower(), str(m)) for m in entry["member"].values}
+                found[name] = (str(entry["entryUUID"].value), members - {""})
+        return found
+
+    def members(self, name: str) -> set[str]:
+        return self.groups()[name][1]
