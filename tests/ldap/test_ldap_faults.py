@@ -106,15 +106,12 @@ def test_a_changed_bind_password_quarantines_until_the_connection_is_fixed(
     with runtime.database.transaction() as session:
         prepared = connections.prepare_connection(session, runtime.secrets, app_id, spec)
         connections.save_connection(session, SYSTEM, prepared, enabled=True)
-    wait_for(
-        lambda: (
-            (converge(runtime, timeout=30, horizon=0.5, settled=False) or True)
-            and not _quarantined(runtime, app_id)
-        ),
-        "recovery",
-        timeout=60,
-        interval=0.5,
-    )
+
+    def recovered() -> bool:
+        converge(runtime, timeout=30, horizon=0.5, settled=False)
+        return not _quarantined(runtime, app_id)
+
+    wait_for(recovered, "recovery", timeout=60, interval=0.5)
     converge(runtime, timeout=60, horizon=HORIZON)
     assert len(directory.people()) == 5
     with runtime.database.read() as session:
