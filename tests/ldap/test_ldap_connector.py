@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import ldap3
 import pytest
@@ -20,7 +22,8 @@ from headwater.connectors.outbound import OutboundPolicy
 from headwater.domain.downstream import AccountAttributes
 from headwater.domain.ldap import Deactivation, LdapProfile
 from headwater.domain.settings import ProvisioningSettings
-from headwater.testing.slapd import Slapd
+from headwater.testing.slapd import Slapd, make_ca, slapd_missing
+from headwater.testing.toolkit import IN_CI
 
 LOOPBACK = OutboundPolicy.from_text("127.0.0.0/8")
 
@@ -241,3 +244,42 @@ async def test_a_stopped_directory_is_transient_and_a_restart_recovers(
     fresh_slapd.start()
     assert await ldap.get_user(created.id) is not None
     await ldap.aclose()
+
+
+@pytest.fixture(scope="module")
+def tls_slapd() -> Iterator[Slapd]:
+    problem = slapd_missing()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"slapd is required in CI: {problem}")
+        pytest.skip(problem)
+    with Slapd(tls=True) as server:
+        yield server
+
+
+@pytest.mark.parametrize("kind", ["ldaps", "starttls"])
+async def test_tls_with_a_ca_made_at_test_time(tls_slapd: Slapd, kind: str, tmp_path: Path) -> None:
+    ldaps = kind == "ldaps"
+
+    def tls_connector(ca_pem: str | None) -> LdapConnector:
+        ldap = connector(tls_slapd, ca_pem=ca_pem, start_tls=not ldaps)
+        if ldaps:
+            ldap = LdapConnector(
+                tls_slapd.ldaps_url,
+                password=tls_slapd.root_password,
+                profile=ldap.profile,
+                settings=ldap.settings,
+                policy=LOOPBACK,
+            )
+        return ldap
+
+    good = tls_connector(tls_slapd.ca_pem)
+    await good.test_connection()
+    created = await good.create_user(person(unique("tls")))
+    assert await good.get_user(created.id) is not None
+    await good.aclose()
+    other_ca, _, _ = make_ca(tmp_path, "Some other CA")
+    wrong = tls_connector(other_ca)
+    with pytest.raises(AppUnavailableError, match="TLS"):
+        await wrong.test_connection()
+    await wrong.aclose()
