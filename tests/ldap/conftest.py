@@ -33,3 +33,9 @@ def fresh_slapd() -> Iterator[Slapd]:
     _require_slapd()
     with Slapd() as server:
         yield server
+
+
+@pytest.fixture
+def slapd_for_properties() -> None:
+    """Skip or fail (under CI) before any example when slapd is not installed."""
+    _require_slapd()
