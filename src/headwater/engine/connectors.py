@@ -12,14 +12,17 @@ from collections.abc import Callable
 import httpx
 
 from headwater.connectors.auth import build_auth
+from headwater.connectors.ldap import LdapConnector
 from headwater.connectors.outbound import OutboundPolicy, OutboundTransport, Resolver
 from headwater.connectors.scim import ScimConnector
 from headwater.connectors.scrub import Scrubber
 from headwater.crypto import SecretBox
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import ConnectionInfo
+from headwater.domain.ldap import LDAP_SCHEME, parse_profile
 from headwater.domain.settings import ProvisioningSettings
 from headwater.engine.limits import AppLimits, GatedTransport
+from headwater.engine.ports import Connector
 
 __all__ = ["ConnectorFactory", "RequestHook"]
 
@@ -28,7 +31,8 @@ RequestHook = Callable[[str, str, str, int | None, float], None]
 
 
 class ConnectorFactory:
-    """Makes SCIM connectors; tests hand in transports that route a base URL in-process."""
+    """Makes SCIM and LDAP connectors; tests hand in transports that route a SCIM base URL
+    in-process."""
 
     def __init__(
         self,
@@ -62,18 +66,32 @@ class ConnectorFactory:
         settings: ProvisioningSettings,
         limits: AppLimits | None = None,
         capabilities: Capabilities | None = None,
-    ) -> ScimConnector:
+    ) -> Connector:
         secret = (
             self._secrets.open(connection.secret_encrypted) if connection.secret_encrypted else {}
         )
         plain = {k: str(v) for k, v in secret.items()}
         scrubber = Scrubber.for_secret(plain)
-        auth = build_auth(connection.auth_scheme, plain, scrubber=scrubber)
         app_id = connection.app_id
 
         def on_request(method: str, path: str, status: int | None, seconds: float) -> None:
             for hook in self.hooks:
                 hook(app_id, method, path, status, seconds)
+
+        if connection.auth_scheme == LDAP_SCHEME:
+            return LdapConnector(
+                connection.base_url,
+                password=plain.get("password", ""),
+                profile=parse_profile(plain),
+                settings=settings,
+                policy=self.policy,
+                resolver=self.resolver,
+                scrubber=scrubber,
+                gate=limits.slot if limits is not None else None,
+                observe=limits.observe if limits is not None else None,
+                on_request=on_request,
+            )
+        auth = build_auth(connection.auth_scheme, plain, scrubber=scrubber)
 
         transport = self._transport_for(connection.base_url) or OutboundTransport(
             self.policy,

@@ -108,7 +108,7 @@ class Metrics:
     def observe_request(
         self, app_id: str, method: str, path: str, status: int | None, seconds: float
     ) -> None:
-        self.requests.labels(app_id, method, path, str(status or "error")).inc()
+        self.requests.labels(app_id, method, path, "error" if status is None else str(status)).inc()
         self.request_seconds.labels(app_id, method).observe(seconds)
 
     def render(self) -> bytes:

@@ -1,9 +1,10 @@
 """The port the engine needs from a downstream connector, and nothing more.
 
-``connectors.scim.ScimConnector`` is the adapter behind it today; the read-only connector used
-by previews wraps any adapter. Operations address accounts and groups by the downstream's ids;
-every failure is raised as a ``connectors.errors.DownstreamError`` subclass, whose type decides
-what happens to the key (see ``domain.fate``).
+``connectors.scim.ScimConnector`` and ``connectors.ldap.LdapConnector`` are the adapters behind
+it; the read-only connector used by previews wraps any adapter. Operations address accounts
+and groups by the downstream's ids; every failure is raised as a
+``connectors.errors.DownstreamError`` subclass, whose type decides what happens to the key (see
+``domain.fate``).
 """
 
 from __future__ import annotations

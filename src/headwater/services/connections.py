@@ -24,6 +24,14 @@ from headwater.db import tables as t
 from headwater.db.events import Actor
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import ConnectionInfo, PreparedConnection
+from headwater.domain.ldap import (
+    LDAP_APP_NAME,
+    LDAP_SCHEME,
+    LDAP_SECRET_FIELDS,
+    PROFILE_FIELDS,
+    check_ldap_url,
+    parse_profile,
+)
 from headwater.domain.states import ConnectionStatus
 from headwater.domain.storable import check_string
 from headwater.errors import NotFound
@@ -44,6 +52,8 @@ AUTH_SCHEMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "BASIC": (("username", "password"), ()),
     "OAUTH2": (("token_url", "client_id", "client_secret"), ("scope", "client_auth")),
     "NONE": ((), ()),
+    # An LDAP directory (``domain.ldap``): the bind and the bases, sealed with the password.
+    LDAP_SCHEME: LDAP_SECRET_FIELDS,
 }
 
 
@@ -63,6 +73,7 @@ SECRET_FIELD_NAMES = {
     "client_secret": "clientSecret",
     "scope": "scope",
     "client_auth": "clientAuth",
+    **{key: api for api, key in PROFILE_FIELDS.items()},
 }
 
 
@@ -152,10 +163,21 @@ def prepare_connection(
     """Validate and seal a new connection for ``app_id`` without storing it."""
     app = get_app(session, app_id)
     require(spec.auth_scheme in AUTH_SCHEMES, "profile.authScheme: unsupported value")
+    ldap = app.name == LDAP_APP_NAME
+    require(
+        ldap == (spec.auth_scheme == LDAP_SCHEME),
+        f"profile.authScheme: {LDAP_SCHEME} is for {LDAP_APP_NAME} apps, which take only it",
+    )
     existing = session.get(t.AppConnection, app_id)
     base_url = spec.base_url if spec.base_url is not None or existing is None else existing.base_url
-    base_url = _check_url(base_url, "baseUrl")
+    base_url = check_ldap_url(base_url) if ldap else _check_url(base_url, "baseUrl")
+    if ldap:
+        host = url_parts(base_url)
+        problem = host_spelling_problem(host.hostname or "") if host else "is not valid"
+        require(problem is None, f"baseUrl: its host {problem}")
     secret = _merged_secret(spec, existing, base_url, box)
+    if ldap:
+        secret = {**secret, **parse_profile(secret).to_secret()}
     sealed = box.seal(secret) if secret else None
     info = ConnectionInfo(app.id, base_url, spec.auth_scheme, sealed)
     return PreparedConnection(info, settings_of(app), _credentials(secret))

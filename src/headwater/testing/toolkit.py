@@ -51,6 +51,7 @@ from headwater import clock, ids
 from headwater.config import Settings
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
+from headwater.domain.ldap import LDAP_APP_NAME, LDAP_SCHEME
 from headwater.domain.lifecycle import Action
 from headwater.domain.settings import ProvisioningSettings, check_changes
 from headwater.engine import connection_test
@@ -82,6 +83,7 @@ if TYPE_CHECKING:
     from typer.testing import Result
 
     from headwater.connectors.scim import ScimConnector
+    from headwater.testing.slapd import Slapd
 
 __all__ = [
     "ADMIN",
@@ -124,6 +126,7 @@ __all__ = [
     "create_admin",
     "create_app",
     "create_group",
+    "create_ldap_app",
     "create_rule",
     "create_scim_app",
     "create_user",
@@ -709,6 +712,43 @@ def create_scim_app(
         connections.save_connection(
             session, SYSTEM, prepared, enabled=enabled, capabilities=announced
         )
+    if settings:
+        update_settings(runtime, app_id, **settings)
+    return app_id
+
+
+def create_ldap_app(
+    runtime: Runtime,
+    server: Slapd,
+    label: str = "Directory",
+    *,
+    password: str | None = None,
+    enabled: bool = True,
+    profile: Mapping[str, str] | None = None,
+    **settings: Any,
+) -> str:
+    """An active LDAP app (``headwater_ldap``) binding to ``server`` as its root DN, its
+    people, groups and disabled bases; ``profile`` overrides connection fields by their
+    secret keys (``deactivation``...), ``settings`` are applied as :func:`update_settings`
+    applies them. As the API does, an enabled connection is tested first. Returns the id."""
+    secret = {
+        "bind_dn": server.root_dn,
+        "password": server.root_password if password is None else password,
+        "people_base": server.people_base,
+        "groups_base": server.groups_base,
+        "disabled_base": server.disabled_base,
+        **(profile or {}),
+    }
+    spec = connections.ConnectionSpec(LDAP_SCHEME, server.url, secret)
+    with runtime.database.transaction() as session:
+        spec_app = apps.AppSpec(label, LDAP_APP_NAME)
+        app_id = apps.create_app(session, SYSTEM, spec_app, activate=True).id
+    with runtime.database.read() as session:
+        prepared = connections.prepare_connection(session, runtime.secrets, app_id, spec)
+    if enabled:
+        run_async(lambda: connection_test.probe(runtime.connectors, prepared))
+    with runtime.database.transaction() as session:
+        connections.save_connection(session, SYSTEM, prepared, enabled=enabled)
     if settings:
         update_settings(runtime, app_id, **settings)
     return app_id

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -89,10 +89,27 @@ class ConnectionProfileBody(BaseModel):
     token_url: StrictStr | None = Field(default=None, alias="tokenUrl")
     scope: StrictStr | None = None
     client_auth: StrictStr | None = Field(default=None, alias="clientAuth")
+    # LDAP apps (``authScheme: LDAP``, docs/ldap.md); ``password`` is the bind password.
+    bind_dn: StrictStr | None = Field(default=None, alias="bindDn")
+    start_tls: StrictBool | None = Field(default=None, alias="startTls")
+    ca_pem: StrictStr | None = Field(default=None, alias="caCertificate")
+    people_base: StrictStr | None = Field(default=None, alias="peopleBaseDn")
+    groups_base: StrictStr | None = Field(default=None, alias="groupsBaseDn")
+    disabled_base: StrictStr | None = Field(default=None, alias="disabledBaseDn")
+    deactivation: StrictStr | None = None
+    dn_template: StrictStr | None = Field(default=None, alias="userDnTemplate")
+    match_attribute: StrictStr | None = Field(default=None, alias="matchAttribute")
+    connect_timeout: StrictFloat | StrictInt | None = Field(default=None, alias="connectTimeout")
+    request_timeout: StrictFloat | StrictInt | None = Field(default=None, alias="requestTimeout")
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class ConnectionBody(BaseModel):
-    """``TOKEN``, ``BASIC``, ``NONE``, and (Headwater extension) OAuth 2.0 client credentials."""
+    """``TOKEN``, ``BASIC``, ``NONE``, (Headwater extensions) OAuth 2.0 client credentials and
+    ``LDAP`` for LDAP apps."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
@@ -104,7 +121,8 @@ class ConnectionBody(BaseModel):
         scheme = profile.auth_scheme.strip().upper()
         required, optional = connections.AUTH_SCHEMES.get(scheme, ((), ()))
         names = (*required, *optional)
-        secret = {name: getattr(profile, name) for name in names if getattr(profile, name)}
+        values = {name: getattr(profile, name) for name in names}
+        secret = {k: _text(v) for k, v in values.items() if v is not None and v != ""}
         return connections.ConnectionSpec(scheme, self.base_url, secret)
 
 

@@ -1,0 +1,285 @@
+"""The LDAP connector against a real slapd: accounts, groups, members, errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import ldap3
+import pytest
+
+from headwater.connectors.errors import (
+    AppUnavailableError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
+from headwater.connectors.ldap import LOCKED, LdapConnector
+from headwater.connectors.outbound import OutboundPolicy
+from headwater.domain.downstream import AccountAttributes
+from headwater.domain.ldap import Deactivation, LdapProfile
+from headwater.domain.settings import ProvisioningSettings
+from headwater.testing.slapd import Slapd, make_ca, slapd_missing
+from headwater.testing.toolkit import IN_CI
+
+LOOPBACK = OutboundPolicy.from_text("127.0.0.0/8")
+
+
+def connector(
+    server: Slapd,
+    *,
+    password: str | None = None,
+    policy: OutboundPolicy = LOOPBACK,
+    batch: int = 100,
+    **profile: object,
+) -> LdapConnector:
+    values: dict[str, object] = {
+        "bind_dn": server.root_dn,
+        "people_base": server.people_base,
+        "groups_base": server.groups_base,
+        "disabled_base": server.disabled_base,
+    }
+    values.update(profile)
+    return LdapConnector(
+        server.url,
+        password=server.root_password if password is None else password,
+        profile=LdapProfile(**values),  # type: ignore[arg-type]
+        settings=ProvisioningSettings(membership_batch_size=batch, request_timeout=5),
+        policy=policy,
+    )
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def person(user_name: str, **changes: object) -> AccountAttributes:
+    attrs = AccountAttributes(
+        user_name=user_name,
+        external_id="00u" + user_name,
+        given_name="Ada",
+        family_name="Lovelace",
+        email=f"{user_name}@example.org",
+        title="Engineer",
+    )
+    return replace(attrs, **changes)  # type: ignore[arg-type]
+
+
+def entry(server: Slapd, query: str, base: str | None = None) -> dict[str, list[str]]:
+    """An independent read: (DN under key "dn") and every attribute, operational too."""
+    with server.connect() as conn:
+        conn.search(base or server.suffix, query, attributes=["*", "+"])
+        assert len(conn.entries) == 1, conn.entries
+        found = conn.entries[0]
+        values = {k: [str(v) for v in found[k].values] for k in found.entry_attributes}
+        values["dn"] = [found.entry_dn]
+        return values
+
+
+async def test_connection_test_checks_credentials_and_bases(slapd: Slapd) -> None:
+    good = connector(slapd)
+    await good.test_connection()
+    await good.aclose()
+    wrong = connector(slapd, password="not-the-password")
+    with pytest.raises(AppUnavailableError) as caught:
+        await wrong.test_connection()
+    assert "not-the-password" not in str(caught.value)
+    await wrong.aclose()
+    missing = connector(slapd, groups_base=f"ou=nowhere,{slapd.suffix}")
+    with pytest.raises(AppUnavailableError, match="groups base DN does not exist"):
+        await missing.test_connection()
+    await missing.aclose()
+
+
+async def test_outbound_policy_applies_to_the_directory_host(slapd: Slapd) -> None:
+    denied = connector(slapd, policy=OutboundPolicy())
+    with pytest.raises(AppUnavailableError, match="outbound policy"):
+        await denied.test_connection()
+    await denied.aclose()
+
+
+async def test_account_create_find_update_and_link_by_entry_uuid(slapd: Slapd) -> None:
+    ldap = connector(slapd)
+    name = unique("ada")
+    created = await ldap.create_user(person(name))
+    assert created.user_name == name and created.active
+    seen = entry(slapd, f"(uid={name})")
+    assert seen["entryUUID"] == [created.id]
+    assert seen["dn"] == [f"uid={name},{slapd.people_base}"]
+    assert seen["mail"] == [f"{name}@example.org"] and seen["cn"] == ["Ada Lovelace"]
+    found = await ldap.find_user(name)
+    assert found == created
+    with pytest.raises(ConflictError):
+        await ldap.create_user(person(name))
+    # Someone renames the entry: the link (entryUUID) holds.
+    with slapd.connect() as conn:
+        conn.modify_dn(f"uid={name},{slapd.people_base}", f"cn={name}")
+    renamed = unique("ada")
+    await ldap.replace_user(created.id, person(renamed, title=None, department="R&D"))
+    seen = entry(slapd, f"(entryUUID={created.id})")
+    assert seen["dn"] == [f"uid={renamed},{slapd.people_base}"]
+    assert "title" not in seen and seen["departmentNumber"] == ["R&D"]
+    assert (await ldap.get_user(created.id)) is not None
+    await ldap.delete_user(created.id)
+    await ldap.delete_user(created.id)  # gone counts as deleted
+    assert await ldap.get_user(created.id) is None
+    with pytest.raises(NotFoundError):
+        await ldap.replace_user(created.id, person(renamed))
+    await ldap.aclose()
+
+
+async def test_only_changed_attributes_are_sent(slapd: Slapd) -> None:
+    ldap = connector(slapd)
+    name = unique("mod")
+    created = await ldap.create_user(person(name))
+    before = entry(slapd, f"(uid={name})")["modifyTimestamp"]
+    await ldap.replace_user(created.id, person(name))  # nothing changed: no modify
+    assert entry(slapd, f"(uid={name})")["modifyTimestamp"] == before
+    await ldap.aclose()
+
+
+@pytest.mark.parametrize("mode", list(Deactivation))
+async def test_deactivation_and_reactivation(slapd: Slapd, mode: Deactivation) -> None:
+    ldap = connector(slapd, deactivation=mode)
+    name = unique("off")
+    created = await ldap.create_user(person(name))
+    await ldap.set_active(created.id, False)
+    if mode is Deactivation.DELETE:
+        assert await ldap.get_user(created.id) is None
+        with pytest.raises(NotFoundError):
+            await ldap.set_active(created.id, True)
+        await ldap.aclose()
+        return
+    account = await ldap.get_user(created.id)
+    assert account is not None and not account.active
+    seen = entry(slapd, f"(uid={name})")
+    if mode is Deactivation.LOCK:
+        assert seen["pwdAccountLockedTime"] == [LOCKED]
+    else:
+        assert seen["dn"] == [f"uid={name},{slapd.disabled_base}"]
+    await ldap.replace_user(created.id, person(name, active=True))
+    account = await ldap.get_user(created.id)
+    assert account is not None and account.active
+    seen = entry(slapd, f"(uid={name})")
+    assert "pwdAccountLockedTime" not in seen
+    assert seen["dn"] == [f"uid={name},{slapd.people_base}"]
+    await ldap.aclose()
+
+
+async def test_groups_members_rename_and_drift(slapd: Slapd) -> None:
+    ldap = connector(slapd, batch=2)
+    users = [await ldap.create_user(person(unique("m"))) for _ in range(5)]
+    ids = [u.id for u in users]
+    name = unique("Engineering ")
+    group = await ldap.create_group(name)
+    assert (await ldap.find_group(name)) is not None
+    with pytest.raises(ConflictError):
+        await ldap.create_group(name)
+    assert await ldap.patch_members(group.id, add=ids, remove=[]) == 3
+    read = await ldap.get_group(group.id)
+    assert read is not None and read.member_ids == frozenset(ids)
+    assert await ldap.patch_members(group.id, add=ids[:1], remove=ids[3:]) == 1
+    read = await ldap.get_group(group.id)
+    assert read is not None and read.member_ids == frozenset(ids[:3])
+    # memberOf (overlay) follows the member values.
+    if "memberof" in slapd.overlays:
+        held = entry(slapd, f"(entryUUID={ids[0]})")["memberOf"]
+        assert held == [f"cn={name},{slapd.groups_base}"]
+    # Drift: someone adds a foreign member by hand; a replace removes it.
+    foreign = f"cn=stranger,{slapd.suffix}"
+    with slapd.connect() as conn:
+        conn.modify(f"cn={name},{slapd.groups_base}", {"member": [(ldap3.MODIFY_ADD, [foreign])]})
+    read = await ldap.get_group(group.id)
+    assert read is not None and read.member_ids is not None and foreign in read.member_ids
+    await ldap.replace_members(group.id, name, ids[1:2])
+    read = await ldap.get_group(group.id)
+    assert read is not None and read.member_ids == frozenset(ids[1:2])
+    await ldap.remove_members(group.id, ids)
+    read = await ldap.get_group(group.id)
+    assert read is not None and read.member_ids == frozenset()
+    renamed = unique("Platform ")
+    await ldap.rename_group(group.id, renamed)
+    read = await ldap.get_group(group.id)
+    assert read is not None and read.display_name == renamed
+    await ldap.delete_group(group.id)
+    await ldap.delete_group(group.id)
+    assert await ldap.get_group(group.id) is None
+    await ldap.remove_members(group.id, ids)  # a group that is gone holds nobody
+    await ldap.aclose()
+
+
+async def test_large_group_maps_members_back(slapd: Slapd) -> None:
+    ldap = connector(slapd, batch=50)
+    ids = [(await ldap.create_user(person(unique("big")))).id for _ in range(40)]
+    group = await ldap.create_group(unique("Big "))
+    assert await ldap.patch_members(group.id, add=ids, remove=[]) == 1
+    read = await ldap.get_group(group.id)
+    assert read is not None and read.member_ids == frozenset(ids)
+    await ldap.aclose()
+
+
+async def test_schema_refusals_are_tasks_with_scrubbed_messages(slapd: Slapd) -> None:
+    ldap = connector(slapd)
+    bad = person(unique("bad"), extra={"noSuchAttribute": slapd.root_password})
+    with pytest.raises(PermanentError) as caught:
+        await ldap.create_user(bad)
+    assert caught.value.status == 400
+    assert slapd.root_password not in str(caught.value)
+    await ldap.aclose()
+
+
+async def test_a_stopped_directory_is_transient_and_a_restart_recovers(
+    fresh_slapd: Slapd,
+) -> None:
+    ldap = connector(fresh_slapd)
+    created = await ldap.create_user(person(unique("r")))
+    fresh_slapd.stop()
+    with pytest.raises(TransientError):
+        await ldap.get_user(created.id)
+    with pytest.raises(AppUnavailableError, match="cannot connect"):
+        await ldap.test_connection()
+    fresh_slapd.start()
+    assert await ldap.get_user(created.id) is not None
+    await ldap.aclose()
+
+
+@pytest.fixture(scope="module")
+def tls_slapd() -> Iterator[Slapd]:
+    problem = slapd_missing()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"slapd is required in CI: {problem}")
+        pytest.skip(problem)
+    with Slapd(tls=True) as server:
+        yield server
+
+
+@pytest.mark.parametrize("kind", ["ldaps", "starttls"])
+async def test_tls_with_a_ca_made_at_test_time(tls_slapd: Slapd, kind: str, tmp_path: Path) -> None:
+    ldaps = kind == "ldaps"
+
+    def tls_connector(ca_pem: str | None) -> LdapConnector:
+        ldap = connector(tls_slapd, ca_pem=ca_pem, start_tls=not ldaps)
+        if ldaps:
+            ldap = LdapConnector(
+                tls_slapd.ldaps_url,
+                password=tls_slapd.root_password,
+                profile=ldap.profile,
+                settings=ldap.settings,
+                policy=LOOPBACK,
+            )
+        return ldap
+
+    good = tls_connector(tls_slapd.ca_pem)
+    await good.test_connection()
+    created = await good.create_user(person(unique("tls")))
+    assert await good.get_user(created.id) is not None
+    await good.aclose()
+    other_ca, _, _ = make_ca(tmp_path, "Some other CA")
+    wrong = tls_connector(other_ca)
+    with pytest.raises(AppUnavailableError, match="TLS"):
+        await wrong.test_connection()
+    await wrong.aclose()
