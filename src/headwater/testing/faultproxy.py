@@ -115,6 +115,8 @@ class LoggedRequest:
     error: str | None = None
     done: bool = False
     duration: float | None = None
+    #: The upstream's answer to a ``POST /Bulk`` (whose operations each have an outcome).
+    upstream_body: bytes | None = None
 
     @property
     def outcome(self) -> str:
@@ -1025,6 +1027,8 @@ class FaultProxy(FaultControls):
             entry.error = f"upstream unreachable: {exc!r}"
             return _Response(502, [], b"upstream unreachable\n")
         entry.upstream_status = upstream.status_code
+        if request.method == "POST" and request.path.endswith("/Bulk"):
+            entry.upstream_body = upstream.content
         kept = [(k, v) for k, v in upstream.headers.raw if k.decode().lower() not in _NOT_FORWARDED]
         if request.method == "HEAD":
             # No body to measure: the upstream's length is the one the client wants.

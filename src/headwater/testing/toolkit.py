@@ -1381,11 +1381,26 @@ def scim_server(
 
 
 def creates_per_user_name(proxy: FaultProxyThread) -> Counter[str]:
-    """How many ``POST /Users`` the downstream accepted, per userName."""
+    """How many ``POST /Users`` the downstream accepted, per userName, alone or as operations
+    of a Bulk request (``status`` 201 in its answer)."""
     created: Counter[str] = Counter()
     for entry in proxy.requests("POST", r"/Users$"):
         if entry.upstream_status == 201:
             created[entry.json()["userName"]] += 1
+    for entry in proxy.requests("POST", r"/Bulk$"):
+        if entry.upstream_status != 200 or not entry.upstream_body:
+            continue
+        answers = {
+            answer.get("bulkId"): str(answer.get("status"))
+            for answer in json.loads(entry.upstream_body).get("Operations", [])
+        }
+        for operation in entry.json().get("Operations", []):
+            created_here = answers.get(operation.get("bulkId")) == "201"
+            if created_here and (operation.get("method"), operation.get("path")) == (
+                "POST",
+                "/Users",
+            ):
+                created[operation["data"]["userName"]] += 1
     return created
 
 
