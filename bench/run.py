@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    bulk,
     directory,
     engine,
     expressions,
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "rules": rules.run,
     "mappings": mappings.run,
     "provision": provision.run,
+    "bulk": bulk.run,
     "push": push.run,
     "workers": workers.run,
     "isolation": isolation.run,

@@ -146,9 +146,7 @@ class BulkQueue:
             for pending in batch:
                 _settle(pending, answer=response)
             return
-        answers = _answers(response)
-        for pending in batch:
-            answer = answers.get(pending.operation["bulkId"])
+        for pending, answer in zip(batch, _answers(response, batch), strict=True):
             if answer is None:
                 _settle(
                     pending,
@@ -180,29 +178,47 @@ def _copy(exc: DownstreamError) -> DownstreamError:
     return copy
 
 
-def _answers(response: httpx.Response) -> dict[str, Mapping[str, Any]]:
-    """Each operation's answer by ``bulkId``; a body that is not a BulkResponse answers none
-    (every operation then fails transiently, and is retried)."""
+def _answers(response: httpx.Response, batch: list[_Pending]) -> list[Mapping[str, Any] | None]:
+    """Each operation's answer: by ``bulkId`` where the app returns it (RFC 7644 requires it
+    for a POST only), else the answer at the same position when the app answered every
+    operation in order and that answer fits (same method, same resource). A body that is not a
+    BulkResponse answers none: every operation then fails transiently, and is retried."""
     try:
         payload = response.json()
     except (ValueError, UnicodeDecodeError):
-        return {}
-    if not isinstance(payload, Mapping):
-        return {}
-    operations = next(
-        (v for k, v in payload.items() if isinstance(k, str) and k.casefold() == "operations"),
-        None,
-    )
+        return [None] * len(batch)
+    operations = _get(payload, "Operations") if isinstance(payload, Mapping) else None
     if not isinstance(operations, list):
-        return {}
-    found: dict[str, Mapping[str, Any]] = {}
-    for answer in operations:
-        if not isinstance(answer, Mapping):
-            continue
-        bulk_id = _get(answer, "bulkId")
+        return [None] * len(batch)
+    listed = [answer if isinstance(answer, Mapping) else None for answer in operations]
+    by_id = {}
+    for answer in listed:
+        bulk_id = _get(answer, "bulkId") if answer is not None else None
         if isinstance(bulk_id, str):
-            found[bulk_id] = answer
+            by_id[bulk_id] = answer
+    in_order = len(listed) == len(batch)
+    found: list[Mapping[str, Any] | None] = []
+    for index, pending in enumerate(batch):
+        answer = by_id.get(pending.operation["bulkId"])
+        if answer is None and in_order and _fits(listed[index], pending.operation):
+            answer = listed[index]
+        found.append(answer)
     return found
+
+
+def _fits(answer: Mapping[str, Any] | None, operation: Mapping[str, Any]) -> bool:
+    if answer is None:
+        return False
+    bulk_id = _get(answer, "bulkId")
+    if isinstance(bulk_id, str) and bulk_id != operation["bulkId"]:
+        return False
+    method = _get(answer, "method")
+    if isinstance(method, str) and method.upper() != operation["method"]:
+        return False
+    location = _get(answer, "location")
+    if isinstance(location, str) and operation["method"] != "POST":
+        return unquote(location).rstrip("/").endswith(unquote(operation["path"]))
+    return True
 
 
 def _get(data: Mapping[str, Any], name: str) -> Any:
