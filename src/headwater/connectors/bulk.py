@@ -42,6 +42,8 @@ ENVELOPE = 256
 #: How long the queue waits for more writes after the last one came in (writes of keys that
 #: are ready arrive within a few event-loop turns; a full request goes at once).
 LINGER = 0.002
+#: ...but no write waits longer than this for others to join it.
+MAX_WAIT = 0.05
 #: Answers that mean "this app takes no Bulk request": sent one by one from then on.
 REFUSED = frozenset({404, 405, 501})
 
@@ -94,9 +96,12 @@ class BulkQueue:
         return await pending.answer
 
     async def _linger(self) -> None:
-        """Send what came in once nothing more arrives for a moment."""
+        """Send what came in once nothing more arrives for a moment (or the first write has
+        waited long enough)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + MAX_WAIT
         seen = -1
-        while self._pending and len(self._pending) != seen:
+        while self._pending and len(self._pending) != seen and loop.time() < until:
             seen = len(self._pending)
             await asyncio.sleep(LINGER)
         while self._pending:
