@@ -13,14 +13,18 @@ Floors, in the same run, from a bare ``httpx.AsyncClient`` with the app's 8 lane
 fresh server: **one request per account** (a ``POST /Users`` each, no look-up) and the
 ``provision`` benchmark's **look-up + create** per account. The ratios are Headwater's wall
 time over the floors'; Bulk's goal is at most 0.6 of the one-request floor.
+``python -m bench.bulk [--quick] [--users N]`` runs it alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,8 +33,11 @@ from bench.common import (
     DIGITS,
     SECRET_KEY,
     Context,
+    Databases,
     IncompleteRun,
     Meter,
+    Mode,
+    Report,
     RequestCounter,
     Usage,
     analyze,
@@ -144,8 +151,8 @@ def _describe(counts: Counter[str]) -> str:
     return ", ".join(f"{key} {n}" for key, n in sorted(counts.items()))
 
 
-def run(ctx: Context) -> None:
-    report, count = ctx.report, ctx.mode.provision_users
+def run(ctx: Context, users: int | None = None) -> None:
+    report, count = ctx.report, users or ctx.mode.provision_users
     concurrency = ProvisioningSettings().max_concurrency
     report.section(
         f"bulk: assign a group of {count:,} users; batched look-ups and SCIM Bulk (SQLite)"
@@ -200,3 +207,22 @@ def run(ctx: Context) -> None:
         sum(bulk.requests.values()) / count,
         f"{_describe(bulk.requests)}",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bulk", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="200 users instead of 10,000")
+    parser.add_argument("--users", type=int, help="users in the assigned group")
+    args = parser.parse_args(argv)
+    mode = Mode.pick(quick=args.quick, full=False)
+    with tempfile.TemporaryDirectory(prefix="hw-bench-") as scratch:
+        databases = Databases(Path(scratch))
+        try:
+            run(Context(mode, Report(), databases, Path(scratch)), args.users)
+        finally:
+            databases.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
 from headwater.connectors.errors import ConflictError, NotFoundError, TransientError
 from headwater.connectors.scim import ScimConnector
-from headwater.domain.capabilities import BulkSupport, Capabilities
+from headwater.domain.capabilities import BulkLimits, BulkSupport, Capabilities, bulk_limits
 from headwater.domain.downstream import AccountAttributes
-from headwater.domain.settings import ProvisioningSettings
+from headwater.domain.settings import ProvisioningSettings, check_changes
+from headwater.errors import InvalidRequest
 from headwater.testing.toolkit import InProcessScim, loopback_transport, proxied_scim_server
 
 BULK = Capabilities(bulk=True, bulk_max_operations=1000, bulk_max_payload_size=1_048_576)
@@ -201,3 +203,33 @@ async def test_a_failed_bulk_request_fails_each_operation_transiently() -> None:
             assert not scim.bulk_refused
             again = await asyncio.gather(*(scim.create_user(account(f"u{n}")) for n in range(3)))
             assert len({a.id for a in again}) == 3
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+def test_settings_are_checked_and_bounded() -> None:
+    assert check_changes({"lookup_batch_size": 200, "bulk_support": "unsupported"}) == {
+        "lookup_batch_size": 200,
+        "bulk_support": BulkSupport.UNSUPPORTED,
+    }
+    for bad in ({"lookup_batch_size": 201}, {"lookup_batch_size": -1}, {"bulk_support": "yes"}):
+        with pytest.raises(InvalidRequest):
+            check_changes(bad)
+    stored = ProvisioningSettings.from_json({"lookup_batch_size": 5000, "bulk_support": 3})
+    assert (stored.lookup_batch_size, stored.bulk_support) == (200, BulkSupport.ANNOUNCED)
+
+
+def test_bulk_limits_follow_the_announcement_and_the_setting() -> None:
+    refused = replace(BULK, bulk_refused_at="2026-11-30T00:00:00+00:00")
+    silent = Capabilities()
+    assert bulk_limits(BULK, BulkSupport.ANNOUNCED) == BulkLimits(1000, 1_048_576)
+    assert bulk_limits(BULK, BulkSupport.UNSUPPORTED) is None
+    assert bulk_limits(refused, BulkSupport.ANNOUNCED) is None
+    assert bulk_limits(refused, BulkSupport.SUPPORTED) == BulkLimits(1000, 1_048_576)
+    assert bulk_limits(silent, BulkSupport.ANNOUNCED) is None
+    assert bulk_limits(silent, BulkSupport.SUPPORTED) == BulkLimits(100, 1_048_576)
+    huge = Capabilities(bulk=True, bulk_max_operations=10**9, bulk_max_payload_size=10**9)
+    assert bulk_limits(huge, BulkSupport.ANNOUNCED) == BulkLimits(1000, 10**9)
+    tiny = Capabilities(bulk=True, bulk_max_operations=1, bulk_max_payload_size=10**6)
+    assert bulk_limits(tiny, BulkSupport.ANNOUNCED) is None
