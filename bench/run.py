@@ -23,6 +23,7 @@ from typing import Any
 
 from bench import (
     csv_import,
+    bulk,
     directory,
     engine,
     expressions,
@@ -42,6 +43,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "rules": rules.run,
     "mappings": mappings.run,
     "provision": provision.run,
+    "bulk": bulk.run,
     "push": push.run,
     "workers": workers.run,
     "isolation": isolation.run,

@@ -45,6 +45,7 @@ def test_quick_benchmarks_run_and_print_ratios() -> None:
     expected = {
         "directory",
         "provision",
+        "bulk",
         "push",
         "isolation",
         "engine",

@@ -79,6 +79,9 @@ def load_example(api: httpx.Client, scim_url: str, scim_token: str) -> dict[str,
             json={"baseUrl": scim_url, "profile": {"authScheme": "TOKEN", "token": scim_token}},
         )
     )
+    _check(
+        api.put(f"/api/v1/apps/{app['id']}/provisioning/settings", json={"lookupBatchSize": 100})
+    )
     _check(api.put(f"/api/v1/apps/{app['id']}/groups/{groups['Accounting']}", json={"priority": 0}))
     _check(
         api.post(
@@ -113,7 +116,8 @@ def run_demo(*, port: int) -> None:
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     DEMO_DIR.mkdir(parents=True)
     scim_token = secrets.token_urlsafe(24)
-    downstream = ScimServerProcess(bearer_token=scim_token)
+    # scim2-server implements SCIM Bulk and filters joined by "or": the demo app uses both.
+    downstream = ScimServerProcess(bearer_token=scim_token, extra_args=["--bulk"])
     runtime: Runtime | None = None
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None

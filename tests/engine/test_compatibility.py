@@ -52,6 +52,8 @@ class Target:
     server: str
     vendor: str | None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: scim2-server announces SCIM Bulk (scimmy always does).
+    bulk: bool = False
 
 
 TARGETS = {
@@ -64,21 +66,26 @@ TARGETS = {
         "scim2-server", "put-only-groups", {"dialect": "put-only-groups"}
     ),
     "django-scim2, entra-style": Target("django-scim2", None, {"dialect": "entra-style"}),
-    "scimmy": Target("scimmy", None),
+    "scimmy": Target("scimmy", None, {"bulk_support": "unsupported"}),
+    "scim2-server, Bulk and batched look-ups": Target(
+        "scim2-server", None, {"lookup_batch_size": 50}, bulk=True
+    ),
+    "scimmy, Bulk and batched look-ups": Target("scimmy", None, {"lookup_batch_size": 50}),
 }
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[Callable[[str], ScimServer]]:
+def servers() -> Iterator[Callable[[str, bool], ScimServer]]:
     """Starts each server once, when first asked for."""
-    running: dict[str, ScimServer] = {}
+    running: dict[tuple[str, bool], ScimServer] = {}
     with contextlib.ExitStack() as stack:
 
-        def get(name: str) -> ScimServer:
-            if name not in running:
+        def get(name: str, bulk: bool = False) -> ScimServer:
+            if (name, bulk) not in running:
                 require_scim_server(name)
-                running[name] = stack.enter_context(server_process(name, bearer_token=TOKEN))
-            return running[name]
+                process = server_process(name, bearer_token=TOKEN, bulk=bulk)
+                running[name, bulk] = stack.enter_context(process)
+            return running[name, bulk]
 
         yield get
 
@@ -113,9 +120,11 @@ def target(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def world(target: str, servers: Callable[[str], ScimServer], tmp_path: Path) -> Iterator[World]:
+def world(
+    target: str, servers: Callable[[str, bool], ScimServer], tmp_path: Path
+) -> Iterator[World]:
     spec = TARGETS[target]
-    server = servers(spec.server)
+    server = servers(spec.server, spec.bulk)
     runtime = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path, retry_base_seconds=0.05)
     with FaultProxyThread(server.base_url, seed=3) as proxy:
         if spec.vendor:

@@ -104,6 +104,52 @@ def test_mixed_faults_converge_exactly(fast_runtime: Runtime) -> None:
 
 
 @pytest.mark.slow
+def test_mixed_faults_converge_exactly_with_bulk_and_batched_lookups(
+    fast_runtime: Runtime,
+) -> None:
+    """600 users and 6 pushed groups through Bulk requests and batched look-ups, 20% of
+    requests failing in assorted ways (a failed Bulk request fails each of its operations; an
+    answer lost after the app applied it is found by the next look-up)."""
+    runtime = fast_runtime
+    with proxied_scim_server(seed=13, bulk=True) as (server, proxy):
+        everyone = create_group(runtime, "Everyone here")
+        teams = [create_group(runtime, f"Team {n:02d}") for n in range(6)]
+        for n, team in enumerate(teams):
+            create_users(runtime, 100, start=n * 100, group_ids=[everyone, team])
+        app_id = create_scim_app(
+            runtime, proxy.base_url, "Faulty", max_concurrency=4, lookup_batch_size=100
+        )
+        assign_group(runtime, app_id, everyone)
+        pushed = {}
+        for n, team in enumerate(teams):
+            pushed[f"Team {n:02d}"] = {
+                f"user{i:05d}@example.com" for i in range(n * 100, n * 100 + 100)
+            }
+            push_group(runtime, app_id, team)
+        rule = proxy.mixed(0.2, seed=5, max_delay=0.05)
+        converge(runtime, timeout=300, horizon=HORIZON, settled=False)
+        proxy.remove(rule)
+        converge(runtime, timeout=60, horizon=HORIZON)
+
+        scim = ScimReader(server.base_url)
+        accounts, groups = scim.users(), scim.groups()
+        names = [a["userName"] for a in accounts]
+        assert len(names) == len(set(names)) == 600
+        assert all(a["active"] for a in accounts)
+        by_id = {a["id"]: a["userName"] for a in accounts}
+        assert {g["displayName"] for g in groups} == set(pushed)
+        for group in groups:
+            members = {by_id[m["value"]] for m in group.get("members", [])}
+            assert members == pushed[group["displayName"]], group["displayName"]
+        assert max(creates_per_user_name(proxy).values()) == 1
+        assert proxy.requests("POST", r"/Bulk$"), "no Bulk request was sent"
+        faults = [e for e in proxy.requests() if e.fault and not e.fault.startswith("delay")]
+        assert faults, "the proxy injected no fault"
+        with runtime.database.read() as session:
+            assert outbox.pending_count(session) == 0
+
+
+@pytest.mark.slow
 def test_sigkill_of_the_worker_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     """A `headwater worker` process is killed at 10 random moments of a 5,000-user run."""
     key = Fernet.generate_key().decode()

@@ -323,9 +323,17 @@ def fresh_world() -> Iterator[tuple[Runtime, TestClient]]:
             runtime.close()
 
 
-def run_scenario(runtime: Runtime, client: TestClient, start: Start, actions: list[Any]) -> None:
-    downstream = InProcessScim().serve(runtime)
-    app_id = create_scim_app(runtime, downstream.base_url, "Property")
+def run_scenario(
+    runtime: Runtime,
+    client: TestClient,
+    start: Start,
+    actions: list[Any],
+    *,
+    bulk: bool = False,
+    **app_settings: Any,
+) -> None:
+    downstream = InProcessScim(bulk=bulk).serve(runtime)
+    app_id = create_scim_app(runtime, downstream.base_url, "Property", **app_settings)
     play(runtime, client, app_id, start, actions)
     check_converged(runtime, app_id, downstream.scim)
 
@@ -362,6 +370,36 @@ def play(
 def test_any_sequence_converges_to_the_desired_state(start: Start, actions: list[Any]) -> None:
     with fresh_world() as (runtime, client):
         run_scenario(runtime, client, start, actions)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    start=STARTS,
+    actions=st.lists(ACTIONS, min_size=5, max_size=30),
+    bulk=st.booleans(),
+    lookup_batch_size=st.sampled_from([0, 2, 50]),
+    update_method=st.sampled_from(["PUT", "PATCH"]),
+)
+def test_any_sequence_converges_with_bulk_and_batched_lookups(
+    start: Start, actions: list[Any], bulk: bool, lookup_batch_size: int, update_method: str
+) -> None:
+    """The same property with the app options that change how requests are sent: writes in
+    SCIM Bulk requests (the app announces Bulk), accounts looked up several at a time."""
+    with fresh_world() as (runtime, client):
+        run_scenario(
+            runtime,
+            client,
+            start,
+            actions,
+            bulk=bulk,
+            lookup_batch_size=lookup_batch_size,
+            update_method=update_method,
+        )
 
 
 #: A vendor's behaviour played by the fault proxy, and the dialect the app is set to.

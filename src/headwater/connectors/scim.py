@@ -40,6 +40,7 @@ from scim2_models import (
 
 from headwater import __version__
 from headwater.connectors.auth import TOKEN_REQUEST
+from headwater.connectors.bulk import BulkQueue
 from headwater.connectors.errors import (
     AppUnavailableError,
     ConflictError,
@@ -50,7 +51,7 @@ from headwater.connectors.errors import (
 )
 from headwater.connectors.outbound import OutboundDenied, OutboundPolicy, OutboundTransport
 from headwater.connectors.scrub import MAX_DETAIL, Scrubber, scrub_text
-from headwater.domain.capabilities import Capabilities, parse_service_provider_config
+from headwater.domain.capabilities import Capabilities, bulk_limits, parse_service_provider_config
 from headwater.domain.dialects import (
     BooleanEncoding,
     Dialect,
@@ -68,7 +69,7 @@ from headwater.domain.downstream import (
     RemoteAccount,
     RemoteGroup,
 )
-from headwater.domain.settings import MAX_BATCH_SIZE, ProvisioningSettings
+from headwater.domain.settings import MAX_BATCH_SIZE, MAX_LOOKUP_BATCH, ProvisioningSettings
 
 __all__ = ["RequestHook", "ScimConnector", "escape_filter_value"]
 
@@ -90,6 +91,13 @@ _UserModel = User[EnterpriseUser]
 _RESERVED = frozenset({"schemas", "id", "meta"})
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
+#: The writes that may go in a Bulk request (RFC 7644 §3.7: no reads).
+_BULK_WRITES = frozenset(
+    (method, template)
+    for method in ("POST", "PUT", "PATCH", "DELETE")
+    for template in ("/Users", "/Users/{id}", "/Groups", "/Groups/{id}")
+    if (method == "POST") == ("{id}" not in template)
+)
 
 
 class _MalformedError(ValueError):
@@ -451,6 +459,12 @@ def _as_text_booleans(value: Any) -> Any:
     return value
 
 
+def _path(template: str, resource_id: str | None) -> str:
+    if resource_id is None:
+        return template
+    return template.replace("{id}", quote(resource_id, safe=""))
+
+
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -494,6 +508,12 @@ class ScimConnector:
         #: A PUT of a whole group is a read, a change and a write: two of them on one group at
         #: once (a rename beside a removal) would each write back what the other undid.
         self._group_locks: dict[str, asyncio.Lock] = {}
+        #: Set when the app answered 400 to a look-up of several userNames joined by ``or``;
+        #: the engine stores it so later batches look accounts up one by one.
+        self.or_filter_refused = False
+        limits = bulk_limits(self.capabilities, settings.bulk_support)
+        #: Writes gathered into Bulk requests, when the app takes them (``connectors.bulk``).
+        self._bulk = BulkQueue(self._send_bulk, limits) if limits is not None else None
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             auth=auth,
@@ -532,10 +552,39 @@ class ScimConnector:
         return min(max(1, self.settings.membership_batch_size), self.dialect.max_changes)
 
     @property
+    def bulk_operations(self) -> int:
+        """Operations one Bulk request carries; 0 when writes go one request each."""
+        if self._bulk is None or self._bulk.refused:
+            return 0
+        return self._bulk.limits.operations
+
+    @property
+    def bulk_refused(self) -> bool:
+        """Whether the app answered that it takes no Bulk request (stored by the engine)."""
+        return self._bulk is not None and self._bulk.refused
+
+    @property
+    def lookup_batch(self) -> int:
+        """userNames one look-up asks for (``lookupBatchSize``, within the app's
+        ``filter.maxResults``); 0 when accounts are looked up one by one."""
+        size = min(self.settings.lookup_batch_size, MAX_LOOKUP_BATCH, self._page_cap)
+        if (
+            size < 2
+            or self.or_filter_refused
+            or self.capabilities.filter is False
+            or self.capabilities.or_filter_refused_at is not None
+        ):
+            return 0
+        return size
+
+    @property
     def _page_cap(self) -> int:
         """Largest ``count`` to ask for: within the app's ``filter.maxResults``."""
         announced = self.capabilities.filter_max_results
         return MAX_BATCH_SIZE if not announced else min(announced, MAX_BATCH_SIZE)
+
+    async def _send_bulk(self, body: Mapping[str, Any]) -> httpx.Response:
+        return await self._send("POST", "/Bulk", body=body)
 
     async def _patch(self, template: str, resource_id: str, body: dict[str, Any]) -> Any:
         """A PATCH in the app's dialect."""
@@ -564,9 +613,7 @@ class ScimConnector:
         probing: bool = False,
     ) -> httpx.Response:
         """Send one request; transport failures come back as connector errors."""
-        path = template
-        if resource_id is not None:
-            path = template.replace("{id}", quote(resource_id, safe=""))
+        path = _path(template, resource_id)
         if params:
             # %20 rather than '+': some servers do not decode '+' in a filter.
             path = f"{path}?{urlencode(params, quote_via=quote)}"
@@ -600,10 +647,15 @@ class ScimConnector:
         body: Mapping[str, Any] | None = None,
         missing_ok: bool = False,
     ) -> dict[str, Any] | None:
-        """Send a request and return its JSON object (None for no body, or a tolerated 404)."""
-        response = await self._send(
-            method, template, resource_id=resource_id, params=params, body=body
-        )
+        """Send a request and return its JSON object (None for no body, or a tolerated 404).
+        A write goes in a Bulk request when the app takes them; its answer is read alike."""
+        response = None
+        if self._bulk is not None and (method, template) in _BULK_WRITES:
+            response = await self._bulk.submit(method, _path(template, resource_id), body)
+        if response is None:
+            response = await self._send(
+                method, template, resource_id=resource_id, params=params, body=body
+            )
         if response.status_code == 404 and missing_ok:
             return None
         if not 200 <= response.status_code < 300:
@@ -777,6 +829,50 @@ class ScimConnector:
         if match is None:
             return None
         return self._parse(self._account, match, "GET", "/Users")
+
+    @_scrubbed
+    async def find_users(self, user_names: Sequence[str]) -> dict[str, RemoteAccount | None]:
+        """The accounts for many userNames in one ``GET /Users?filter=userName eq "a" or ...``:
+        an account, or None where the app has none. A name left out of the answer is unknown
+        (look it up alone): the app's answer was cut short, or did not apply the filter. A 400
+        means the app refuses such a filter: remembered, and every name is left unknown."""
+        names = _unique(user_names)
+        if not names or self.lookup_batch == 0:
+            return {}
+        expression = " or ".join(f'userName eq "{escape_filter_value(n)}"' for n in names)
+        params: dict[str, str | int] = {
+            "filter": expression,
+            "startIndex": 1,
+            "count": min(len(names) * 2, self._page_cap),
+        }
+        try:
+            payload = await self._call("GET", "/Users", params=params, missing_ok=True)
+        except PermanentError as exc:
+            if exc.status != 400:
+                raise
+            self.or_filter_refused = True
+            log.info("the app refuses userName filters joined by or; looking up one by one")
+            return {}
+        resources, total = self._parse(self._resources, payload, "GET", "/Users")
+        complete = total is None or total <= len(resources)
+        found: dict[str, RemoteAccount | None] = {}
+        for name in names:
+            match = self._best_match(resources, "userName", name)
+            if match is not None:
+                found[name] = self._parse(self._account, match, "GET", "/Users")
+            elif complete and self._filtered(resources, names):
+                found[name] = None
+        return found
+
+    @staticmethod
+    def _filtered(resources: list[Any], names: Sequence[str]) -> bool:
+        """Whether the app applied the filter: every account it returned is one asked for."""
+        asked = {n.casefold() for n in names}
+        for resource in resources:
+            user_name = _field(resource, "userName") if isinstance(resource, Mapping) else None
+            if not isinstance(user_name, str) or user_name.casefold() not in asked:
+                return False
+        return True
 
     @_scrubbed
     async def get_user(self, user_id: str) -> RemoteAccount | None:

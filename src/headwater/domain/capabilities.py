@@ -14,14 +14,37 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Capabilities", "PatchSupport", "parse_service_provider_config"]
+__all__ = [
+    "BulkLimits",
+    "BulkSupport",
+    "Capabilities",
+    "PatchSupport",
+    "bulk_limits",
+    "parse_service_provider_config",
+]
 
 #: Largest number kept from an announcement (a server may announce anything).
 MAX_ANNOUNCED = 1_000_000_000
+#: Most operations Headwater puts in one Bulk request, whatever the app allows: a failed
+#: request is retried whole, and its answer is held in memory.
+MAX_BULK_OPERATIONS = 1000
+#: Used when an admin turns Bulk on for an app that announced no limits.
+DEFAULT_BULK_OPERATIONS = 100
+DEFAULT_BULK_PAYLOAD = 1_048_576
+#: Smallest ``maxPayloadSize`` worth a Bulk request (below it, one operation may not fit).
+MIN_BULK_PAYLOAD = 4096
 
 
 class PatchSupport(StrEnum):
     """Admin override of the app's ``patch.supported``."""
+
+    ANNOUNCED = "announced"
+    SUPPORTED = "supported"
+    UNSUPPORTED = "unsupported"
+
+
+class BulkSupport(StrEnum):
+    """Admin override of the app's ``bulk.supported``."""
 
     ANNOUNCED = "announced"
     SUPPORTED = "supported"
@@ -43,6 +66,10 @@ class Capabilities:
     etag: bool | None = None
     #: When the app answered "501 Not Implemented" to a PATCH (PATCH is then unsupported).
     patch_refused_at: str | None = None
+    #: When the app refused (400) a look-up of several userNames joined by ``or``.
+    or_filter_refused_at: str | None = None
+    #: When the app refused a Bulk request (501, 404 or 405 to ``POST /Bulk``).
+    bulk_refused_at: str | None = None
     #: When ``/ServiceProviderConfig`` was last read.
     read_at: str | None = None
 
@@ -52,6 +79,12 @@ class Capabilities:
 
     def patch_refused(self, when: datetime) -> Capabilities:
         return replace(self, patch=False, patch_refused_at=when.isoformat())
+
+    def or_filter_refused(self, when: datetime) -> Capabilities:
+        return replace(self, or_filter_refused_at=when.isoformat())
+
+    def bulk_refused(self, when: datetime) -> Capabilities:
+        return replace(self, bulk_refused_at=when.isoformat())
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +96,7 @@ class Capabilities:
             return cls()
         flags = ("patch", "bulk", "filter", "change_password", "sort", "etag")
         numbers = ("bulk_max_operations", "bulk_max_payload_size", "filter_max_results")
-        texts = ("patch_refused_at", "read_at")
+        texts = ("patch_refused_at", "or_filter_refused_at", "bulk_refused_at", "read_at")
         values: dict[str, Any] = {}
         for name in flags:
             value = data.get(name)
@@ -83,8 +116,13 @@ class Capabilities:
                 "supported": self.bulk,
                 "maxOperations": self.bulk_max_operations,
                 "maxPayloadSize": self.bulk_max_payload_size,
+                "refusedAt": self.bulk_refused_at,
             },
-            "filter": {"supported": self.filter, "maxResults": self.filter_max_results},
+            "filter": {
+                "supported": self.filter,
+                "maxResults": self.filter_max_results,
+                "orRefusedAt": self.or_filter_refused_at,
+            },
             "changePassword": {"supported": self.change_password},
             "sort": {"supported": self.sort},
             "etag": {"supported": self.etag},
@@ -149,3 +187,31 @@ def parse_service_provider_config(payload: Any, when: datetime) -> Capabilities:
         etag=_flag(_section(payload, "etag")),
         read_at=when.isoformat(),
     )
+
+
+@dataclass(frozen=True)
+class BulkLimits:
+    """How much one Bulk request may carry."""
+
+    operations: int
+    payload: int
+
+
+def bulk_limits(capabilities: Capabilities, support: BulkSupport) -> BulkLimits | None:
+    """Whether writes go in Bulk requests, and within what: the app's announcement (and no
+    refusal seen since), unless an admin says otherwise; None means one request each."""
+    if support is BulkSupport.UNSUPPORTED:
+        return None
+    if support is BulkSupport.ANNOUNCED and (
+        capabilities.bulk is not True or capabilities.bulk_refused_at is not None
+    ):
+        return None
+    operations = capabilities.bulk_max_operations
+    payload = capabilities.bulk_max_payload_size
+    if support is BulkSupport.SUPPORTED:
+        operations = operations or DEFAULT_BULK_OPERATIONS
+        payload = payload or DEFAULT_BULK_PAYLOAD
+    if not operations or operations < 2 or not payload or payload < MIN_BULK_PAYLOAD:
+        # Announced without room for two operations: nothing is gained.
+        return None
+    return BulkLimits(min(operations, MAX_BULK_OPERATIONS), payload)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, get_type_hints
 
-from headwater.domain.capabilities import PatchSupport
+from headwater.domain.capabilities import BulkSupport, PatchSupport
 from headwater.domain.dialects import (
     MAX_CHANGES,
     PROFILES,
@@ -59,6 +59,8 @@ class SuspendAction(StrEnum):
 MembershipMethod = GroupWrites
 
 MAX_BATCH_SIZE = MAX_CHANGES
+#: Most userNames one batched look-up asks for (its filter and URL stay a few kilobytes).
+MAX_LOOKUP_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,12 @@ class ProvisioningSettings:
     #: Overrides the app's announced ``patch.supported`` (an announcement can be wrong).
     patch_support: PatchSupport = PatchSupport.ANNOUNCED
     membership_batch_size: int = 100
+    #: userNames one look-up asks for at once (``userName eq "a" or userName eq "b"``) before
+    #: the accounts of a batch are created; 0 looks each one up alone.
+    lookup_batch_size: int = 0
+    #: Overrides the app's announced ``bulk.supported``: writes go in SCIM Bulk requests when
+    #: the app takes them.
+    bulk_support: BulkSupport = BulkSupport.ANNOUNCED
     #: Remove members of pushed groups that belong to no account Headwater manages (else only
     #: report them as orphans).
     remove_unknown_members: bool = False
@@ -206,6 +214,7 @@ def public_name(field_name: str) -> str:
 #: Inclusive bounds of every numeric setting (documented in docs/api.md).
 BOUNDS: dict[str, tuple[float, float]] = {
     "membership_batch_size": (1, MAX_BATCH_SIZE),
+    "lookup_batch_size": (0, MAX_LOOKUP_BATCH),
     "max_concurrency": (1, 256),
     "rate_limit_per_second": (0, 10_000),
     "mass_change_threshold": (0, 1),

@@ -2,20 +2,25 @@
 
 Each operation returns what the recorder needs (ids, whether an account was linked or made).
 Create is always lookup-then-POST, and a 409 falls back to lookup-and-link, so a retried or
-crashed create never leaves a duplicate account or group.
+crashed create never leaves a duplicate account or group. The look-up may have been made
+beforehand for the whole batch (``known``: see ``prefetch``); a 409 is then looked up again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from headwater.connectors.errors import (
     ConflictError,
+    DownstreamError,
     NotFoundError,
     OperationRefused,
     PermanentError,
 )
-from headwater.domain.downstream import AccountAttributes, GroupState
+from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAccount
 from headwater.domain.operations import (
     AddMembers,
     CreateAccount,
@@ -30,7 +35,7 @@ from headwater.domain.operations import (
     UpdateAccount,
 )
 from headwater.domain.settings import ProvisioningSettings, UpdateMethod
-from headwater.engine.ports import Connector
+from headwater.engine.ports import BatchedLookups, Connector
 
 __all__ = [
     "AccountResult",
@@ -38,7 +43,13 @@ __all__ = [
     "MembershipResult",
     "OperationResult",
     "execute",
+    "prefetch",
 ]
+
+log = logging.getLogger(__name__)
+
+#: What a batched look-up settled: an account, or None where the app has none.
+Known = Mapping[str, RemoteAccount | None]
 
 
 @dataclass(frozen=True)
@@ -74,10 +85,38 @@ async def _update(
         await connector.replace_user(external_id, attrs)
 
 
+async def prefetch(connector: Connector, user_names: Sequence[str]) -> Known:
+    """Look the accounts about to be created up in batches, when the connector can: one
+    request per ``lookup_batch`` names instead of one each. A batch that fails settles
+    nothing (its names are looked up alone, as without batching)."""
+    if not isinstance(connector, BatchedLookups):
+        return {}
+    size = connector.lookup_batch
+    names = list(dict.fromkeys(user_names))
+    if size < 2 or len(names) < 2:
+        return {}
+    known: dict[str, RemoteAccount | None] = {}
+
+    async def one(chunk: Sequence[str]) -> None:
+        try:
+            known.update(await connector.find_users(chunk))
+        except DownstreamError as exc:
+            log.info("batched look-up failed, looking up one by one: %s", exc)
+
+    await asyncio.gather(*(one(names[i : i + size]) for i in range(0, len(names), size)))
+    return known
+
+
 async def _create_account(
-    connector: Connector, attrs: AccountAttributes, settings: ProvisioningSettings
+    connector: Connector,
+    attrs: AccountAttributes,
+    settings: ProvisioningSettings,
+    known: Known,
 ) -> AccountResult:
-    found = await connector.find_user(attrs.user_name)
+    if attrs.user_name in known:
+        found = known[attrs.user_name]
+    else:
+        found = await connector.find_user(attrs.user_name)
     if found is None:
         if not settings.create_users:
             raise PermanentError("Matching user not found and user creation is disabled")
@@ -179,12 +218,16 @@ async def _rename_group(connector: Connector, op: RenameGroup) -> None:
 
 
 async def execute(
-    op: Operation, connector: Connector, settings: ProvisioningSettings
+    op: Operation,
+    connector: Connector,
+    settings: ProvisioningSettings,
+    known: Known | None = None,
 ) -> OperationResult:
-    """Send one operation; raises connector errors unchanged for the caller to classify."""
+    """Send one operation; raises connector errors unchanged for the caller to classify.
+    ``known``: accounts already looked up for this batch (``prefetch``)."""
     match op:
         case CreateAccount(_, attrs):
-            return await _create_account(connector, attrs, settings)
+            return await _create_account(connector, attrs, settings, known or {})
         case UpdateAccount(_, external_id, attrs):
             await _update(connector, external_id, attrs, settings)
             return AccountResult(external_id)

@@ -5,6 +5,10 @@ it; the read-only connector used by previews wraps any adapter. Operations addre
 and groups by the downstream's ids; every failure is raised as a
 ``connectors.errors.DownstreamError`` subclass, whose type decides what happens to the key (see
 ``domain.fate``).
+
+Abilities only some connectors have are separate ports, checked with ``isinstance`` by the
+engine: ``AccountLister`` (every account and group, page by page), ``BatchedLookups`` (many
+accounts found in one request) and ``BulkWrites`` (writes gathered into SCIM Bulk requests). A connector without them is sent one request at a time.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from headwater.domain.downstream import (
     RemoteGroup,
 )
 
-__all__ = ["AccountLister", "Connector"]
+__all__ = ["AccountLister", "BatchedLookups", "BulkWrites", "Connector"]
 
 
 @runtime_checkable
@@ -105,4 +109,40 @@ class AccountLister(Protocol):
     async def list_groups(self, start_index: int, count: int) -> ListingPage[ListedGroup]:
         """Groups ``start_index`` (1-based) onwards, at most ``count`` of them, without their
         members."""
+        ...
+
+
+@runtime_checkable
+class BatchedLookups(Protocol):
+    """Finds many accounts by userName in one request (a filter joined by ``or``)."""
+
+    @property
+    def lookup_batch(self) -> int:
+        """userNames one request may ask for; 0 when each is looked up alone."""
+        ...
+
+    @property
+    def or_filter_refused(self) -> bool:
+        """Whether the app refused such a look-up (stored by the engine)."""
+        ...
+
+    async def find_users(self, user_names: Sequence[str]) -> dict[str, RemoteAccount | None]:
+        """An account or None for each name the answer settles; a name left out is unknown
+        and is looked up alone."""
+        ...
+
+
+@runtime_checkable
+class BulkWrites(Protocol):
+    """Sends the writes made at the same time in Bulk requests, each answered as if alone:
+    the engine only lets enough keys run at once to fill them."""
+
+    @property
+    def bulk_operations(self) -> int:
+        """Operations one Bulk request carries; 0 when writes go one request each."""
+        ...
+
+    @property
+    def bulk_refused(self) -> bool:
+        """Whether the app answered that it takes no Bulk request (stored by the engine)."""
         ...

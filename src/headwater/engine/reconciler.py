@@ -9,7 +9,8 @@ For each app in a batch, in order:
    DEPROVISIONING marks become facts, and the accounts are planned again with them; pushed
    groups are planned again with the members still admitted, whose adds are recorded pending;
 5. **send** the operations through the connector, each key's in order, keys in parallel within
-   the app's limits;
+   the app's limits (the accounts to create looked up in batches first, and writes gathered
+   into Bulk requests, where the connector and the app can);
 6. **decide** each key's fate (``domain.fate``) and **record** everything (one short write
    transaction).
 
@@ -51,11 +52,11 @@ from headwater.engine import (
     unmanaged,
 )
 from headwater.engine.connectors import ConnectorFactory
-from headwater.engine.executor import MembershipResult, execute
+from headwater.engine.executor import MembershipResult, execute, prefetch
 from headwater.engine.failures import classify, retry_after
 from headwater.engine.limits import AppLimits
 from headwater.engine.metrics import Metrics
-from headwater.engine.ports import Connector
+from headwater.engine.ports import BatchedLookups, BulkWrites, Connector
 from headwater.engine.snapshot import AppSnapshot
 from headwater.engine.work import AccountWork, Batch, Outcome, PushWork, Work
 from headwater.engine.work import load as load_work
@@ -185,8 +186,9 @@ class Reconciler:
         batch.plan_pushes(app.settings)
         await self._db(self._admit_and_record_pending, app, batch)
         outcomes = await self._send(app, connector, batch)
-        if connector.patch_refused and app.capabilities.patch_refused_at is None:
-            await self._db(_patch_refused, database, app)
+        learned = _learned(app, connector)
+        if learned:
+            await self._db(_learn, database, app, learned)
         fates = [(outcome, self._fate(outcome)) for outcome in outcomes]
         await self._db(recorder.record, database, app, fates)
         for outcome, fate in fates:
@@ -267,8 +269,19 @@ class Reconciler:
         """Send each key's operations in order; keys run in parallel within the app's limit.
         Once the app is found unavailable, nothing more is sent to it."""
         unavailable = asyncio.Event()
-        limit = asyncio.Semaphore(app.settings.max_concurrency)
         outcomes = [_outcome_before_sending(work) for work in batch.items]
+        creating = [
+            op.attributes.user_name
+            for outcome in outcomes
+            if outcome.error is None and outcome.work.plan is not None
+            for op in outcome.work.plan.operations
+            if isinstance(op, ops.CreateAccount)
+        ]
+        known = await prefetch(connector, creating) if creating else {}
+        width = connector.bulk_operations if isinstance(connector, BulkWrites) else 0
+        # With Bulk, a key waiting for its answer holds no connection: let enough keys run
+        # to fill the requests (the transport still bounds the requests in flight).
+        limit = asyncio.Semaphore(app.settings.max_concurrency * max(1, width))
 
         async def run(outcome: Outcome) -> None:
             plan = outcome.work.plan
@@ -281,7 +294,7 @@ class Reconciler:
                         outcome.error_class = ErrorClass.UNAVAILABLE
                         return
                     try:
-                        result = await execute(operation, connector, app.settings)
+                        result = await execute(operation, connector, app.settings, known)
                     except (DownstreamError, MappingError) as exc:
                         error_class = classify(exc, operation)
                         if _goes_stale(operation, error_class, outcome.work):
@@ -383,9 +396,27 @@ def _quarantine(
         quarantine.enter(session, app, keys, reason)
 
 
-def _patch_refused(database: Database, app: AppSnapshot) -> None:
+def _learned(app: AppSnapshot, connector: Connector) -> list[str]:
+    """What the app refused during this batch, and is not yet stored."""
+    known = app.capabilities
+    learned = []
+    if connector.patch_refused and known.patch_refused_at is None:
+        learned.append(capabilities.PATCH)
+    if (
+        isinstance(connector, BatchedLookups)
+        and connector.or_filter_refused
+        and known.or_filter_refused_at is None
+    ):
+        learned.append(capabilities.OR_FILTER)
+    bulk_refused = isinstance(connector, BulkWrites) and connector.bulk_refused
+    if bulk_refused and known.bulk_refused_at is None:
+        learned.append(capabilities.BULK)
+    return learned
+
+
+def _learn(database: Database, app: AppSnapshot, learned: Sequence[str]) -> None:
     with database.transaction() as session:
-        capabilities.patch_refused(session, app)
+        capabilities.refused(session, app, learned)
 
 
 def _leave_quarantine(database: Database, app: AppSnapshot) -> None:

@@ -333,6 +333,8 @@ _TUNING_ONLY = frozenset(
         "rate_limit_per_second",
         "full_reconcile_interval",
         "membership_batch_size",
+        "lookup_batch_size",
+        "bulk_support",
         "update_method",
     }
 )

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -115,6 +115,8 @@ class LoggedRequest:
     error: str | None = None
     done: bool = False
     duration: float | None = None
+    #: The upstream's answer to a ``POST /Bulk`` (whose operations each have an outcome).
+    upstream_body: bytes | None = None
 
     @property
     def outcome(self) -> str:
@@ -190,6 +192,7 @@ class FaultRule:
         init=False, repr=False, default=lambda _rng: _Reset("reset")
     )
     _body_match: Callable[[bytes], bool] | None = field(init=False, repr=False, default=None)
+    _query_match: Callable[[str], bool] | None = field(init=False, repr=False, default=None)
     _pattern: re.Pattern[str] | None = field(init=False, repr=False, default=None)
     _rng: random.Random = field(init=False, repr=False, default_factory=random.Random)
 
@@ -197,12 +200,14 @@ class FaultRule:
     def exhausted(self) -> bool:
         return self.remaining == 0
 
-    def _matches(self, method: str, path: str, body: bytes) -> bool:
+    def _matches(self, method: str, path: str, body: bytes, query: str = "") -> bool:
         if self.remaining == 0:
             return False
         if self.method is not None and self.method != method:
             return False
         if self._pattern is not None and not self._pattern.search(path):
+            return False
+        if self._query_match is not None and not self._query_match(query):
             return False
         return self._body_match is None or self._body_match(body)
 
@@ -407,7 +412,7 @@ class _Plan:
             if mode == "503":
                 return _answer(503, None, "outage:503"), False
             for rule in self.rules:
-                if not rule._matches(entry.method, entry.path, entry.body):
+                if not rule._matches(entry.method, entry.path, entry.body, entry.query):
                     continue
                 if rule.probability < 1.0 and rule._rng.random() >= rule.probability:
                     continue
@@ -610,6 +615,24 @@ class FaultControls:
         rule = FaultRule("refuse_whole_replace", "PATCH", path, 1.0, None, False)
         rule._make = lambda _rng: action
         rule._body_match = _replaces_all_members
+        return self._plan.add(rule, None)
+
+    def refuse_or_filters(self, *, path: str = r"/Users$") -> FaultRule:
+        """Refuse (400 ``invalidFilter``) a search whose filter joins expressions with
+        ``or``, as apps that take only ``attribute eq "value"`` do (AWS IAM Identity
+        Center documents ``eq`` on ``userName`` and ``externalId`` only)."""
+        body = _scim_error(400, "only one eq expression is supported", "invalidFilter")
+        action = _answer(400, body, "refuse_or_filters")
+        rule = FaultRule("refuse_or_filters", "GET", path, 1.0, None, False)
+        rule._make = lambda _rng: action
+        rule._query_match = lambda query: " or " in unquote(query).lower()
+        return self._plan.add(rule, None)
+
+    def refuse_bulk(self, *, path: str = r"/Bulk$") -> FaultRule:
+        """Answer 501 to ``POST /Bulk``, as apps that announce Bulk but do not take it do."""
+        action = _answer(501, _scim_error(501, "Bulk is not supported (FaultProxy)"), "refuse_bulk")
+        rule = FaultRule("refuse_bulk", "POST", path, 1.0, None, False)
+        rule._make = lambda _rng: action
         return self._plan.add(rule, None)
 
     def vendor(self, name: str) -> list[FaultRule]:
@@ -1004,6 +1027,8 @@ class FaultProxy(FaultControls):
             entry.error = f"upstream unreachable: {exc!r}"
             return _Response(502, [], b"upstream unreachable\n")
         entry.upstream_status = upstream.status_code
+        if request.method == "POST" and request.path.endswith("/Bulk"):
+            entry.upstream_body = upstream.content
         kept = [(k, v) for k, v in upstream.headers.raw if k.decode().lower() not in _NOT_FORWARDED]
         if request.method == "HEAD":
             # No body to measure: the upstream's length is the one the client wants.

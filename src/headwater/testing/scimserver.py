@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import IO, Any, Literal, cast
 
 import httpx
-from scim2_models import ScimProvider, UnauthorizedException
+from scim2_models import Bulk, ScimProvider, UnauthorizedException
 from scim2_server.applications.asgi import ASGIApplication
 from scim2_server.memory import AsyncInMemoryStorage
 from scim2_server.requests import ScimRequest
@@ -108,8 +108,12 @@ class ScimApplication(ASGIApplication):
         await super().__call__(cast(dict[str, Any], scope), cast(Any, receive), send)
 
 
-def _build_app(bearer_tokens: Sequence[str]) -> ScimApplication:
+def _build_app(bearer_tokens: Sequence[str], *, bulk: bool = False) -> ScimApplication:
     config = load_default_service_provider_config()
+    if not bulk:
+        # scim2-server implements Bulk; it is announced only when a test asks for it, since
+        # most tests look at the single requests Headwater sends.
+        config.bulk = Bulk(supported=False, max_operations=0, max_payload_size=0)
     if bearer_tokens:
         # Announcing the scheme is what makes 401 answers carry WWW-Authenticate.
         config.authentication_schemes = [
@@ -122,14 +126,15 @@ def _build_app(bearer_tokens: Sequence[str]) -> ScimApplication:
     return ScimApplication(provider, bearer_tokens)
 
 
-def in_process_app(bearer_token: str | None = None) -> ScimApplication:
+def in_process_app(bearer_token: str | None = None, *, bulk: bool = False) -> ScimApplication:
     """Return a fresh, empty scim2-server ASGI application (users and groups of RFC 7643).
 
     Use it with ``httpx.ASGITransport(app=...)`` when a test needs SCIM semantics but no
     sockets. Resources are served under ``/v2`` (the prefix is optional); ``.storage``
-    holds them, for tests that seed or inspect the server directly.
+    holds them, for tests that seed or inspect the server directly. ``bulk`` announces SCIM
+    Bulk (``/Bulk``, up to 1,000 operations and 1 MiB per request).
     """
-    return _build_app([bearer_token] if bearer_token else [])
+    return _build_app([bearer_token] if bearer_token else [], bulk=bulk)
 
 
 class ScimServerProcess:
@@ -318,10 +323,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--bearer-token", action="append", default=[], help="accepted token (repeatable)"
     )
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--bulk", action="store_true", help="announce SCIM Bulk")
     args = parser.parse_args(argv)
 
     config = uvicorn.Config(
-        _build_app(args.bearer_token),
+        _build_app(args.bearer_token, bulk=args.bulk),
         host=args.host,
         port=args.port or 0,
         log_level=args.log_level,

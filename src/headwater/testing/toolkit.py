@@ -1385,7 +1385,8 @@ class InProcessScim:
     ``transport`` records what Headwater (or a connector) sent; ``scim`` reads the server
     directly. :meth:`serve` routes a runtime's connectors for this host here; :meth:`connector`
     makes a bare connector to it (close them with :meth:`aclose`). ``max_results`` lowers the
-    server's ``filter.maxResults`` (the page size it grants at most).
+    server's ``filter.maxResults`` (the page size it grants at most); ``bulk`` announces SCIM
+    Bulk.
     """
 
     def __init__(
@@ -1394,10 +1395,11 @@ class InProcessScim:
         *,
         bearer_token: str | None = None,
         max_results: int | None = None,
+        bulk: bool = False,
     ) -> None:
         from scim2_models import Filter
 
-        self.app = in_process_app(bearer_token)
+        self.app = in_process_app(bearer_token, bulk=bulk)
         if max_results is not None:
             self.app.service.config.filter = Filter(supported=True, max_results=max_results)
         self.origin = f"http://{host}"
@@ -1439,12 +1441,14 @@ class InProcessScim:
 
 @contextlib.contextmanager
 def proxied_scim_server(
-    seed: int = 7, *, bearer_token: str | None = None
+    seed: int = 7, *, bearer_token: str | None = None, bulk: bool = False
 ) -> Iterator[tuple[ScimServerProcess, FaultProxyThread]]:
     """A scim2-server subprocess with the fault proxy in front (point apps at the proxy, read
-    the server)."""
+    the server); ``bulk`` makes it announce SCIM Bulk."""
     with (
-        ScimServerProcess(bearer_token=bearer_token) as server,
+        ScimServerProcess(
+            bearer_token=bearer_token, extra_args=["--bulk"] if bulk else ()
+        ) as server,
         FaultProxyThread(server.base_url, seed=seed) as proxy,
     ):
         yield server, proxy
@@ -1482,11 +1486,26 @@ def scim_server(
 
 
 def creates_per_user_name(proxy: FaultProxyThread) -> Counter[str]:
-    """How many ``POST /Users`` the downstream accepted, per userName."""
+    """How many ``POST /Users`` the downstream accepted, per userName, alone or as operations
+    of a Bulk request (``status`` 201 in its answer)."""
     created: Counter[str] = Counter()
     for entry in proxy.requests("POST", r"/Users$"):
         if entry.upstream_status == 201:
             created[entry.json()["userName"]] += 1
+    for entry in proxy.requests("POST", r"/Bulk$"):
+        if entry.upstream_status != 200 or not entry.upstream_body:
+            continue
+        answers = {
+            answer.get("bulkId"): str(answer.get("status"))
+            for answer in json.loads(entry.upstream_body).get("Operations", [])
+        }
+        for operation in entry.json().get("Operations", []):
+            created_here = answers.get(operation.get("bulkId")) == "201"
+            if created_here and (operation.get("method"), operation.get("path")) == (
+                "POST",
+                "/Users",
+            ):
+                created[operation["data"]["userName"]] += 1
     return created
 
 

@@ -80,15 +80,16 @@ class ScimServer(Protocol):
     ) -> None: ...
 
 
-def server_process(name: str, *, bearer_token: str | None = None) -> ScimServer:
-    """A runner (not yet started) for the server called ``name``, one of :data:`SERVER_NAMES`.
+def server_process(name: str, *, bearer_token: str | None = None, bulk: bool = False) -> ScimServer:
+    """A runner (not yet started) for the server called ``name``, one of :data:`SERVER_NAMES`;
+    ``bulk`` makes scim2-server announce SCIM Bulk (scimmy always does, django-scim2 never).
 
     Use it as a context manager: ``with server_process("scimmy", bearer_token=t) as server:``.
     """
     if name == "scim2-server":
         from headwater.testing.scimserver import ScimServerProcess
 
-        return ScimServerProcess(bearer_token=bearer_token)
+        return ScimServerProcess(bearer_token=bearer_token, extra_args=["--bulk"] if bulk else ())
     if name == "django-scim2":
         return DjangoScimProcess(bearer_token=bearer_token)
     if name == "scimmy":
