@@ -24,6 +24,7 @@ from headwater.testing.scimserver import ScimServerProcess
 from headwater.testing.servers import ScimServer, server_process
 from headwater.testing.toolkit import (
     InProcessScim,
+    ScimReader,
     loopback_transport,
     require_scim_server,
 )
@@ -187,15 +188,58 @@ async def test_501_to_a_patch_is_done_by_put_at_once_and_remembered(
     await again.aclose()
 
 
-async def test_a_501_is_permanent_where_no_other_method_exists(
+async def test_501_to_an_account_patch_is_done_by_put_of_the_whole_account(
+    proxied: tuple[ScimServerProcess, FaultProxyThread],
+    through_proxy: tuple[ScimConnector, FaultProxyThread],
+) -> None:
+    """Deactivation is never lost to a 501: the account is read and PUT back with ``active``
+    changed (every other attribute kept), and the refusal is remembered."""
+    server, _ = proxied
+    scim, proxy = through_proxy
+    attrs = AccountAttributes("q@x.org", "eq", given_name="Quinn", title="Clerk")
+    account = await scim.create_user(attrs)
+    proxy.put_only_users()
+    proxy.clear_log()
+    await scim.set_active(account.id, False)
+    assert scim.patch_refused
+    assert [r.method for r in proxy.requests(path_regex=r"/Users/")] == ["PATCH", "GET", "PUT"]
+    held = ScimReader(server.base_url).user("q@x.org")
+    assert held is not None and held["active"] is False
+    assert held["title"] == "Clerk" and held["name"]["givenName"] == "Quinn"
+
+    # A profile update by PATCH goes the same way.
+    proxy.clear_log()
+    changed = await scim.patch_user(account.id, replace(attrs, title="Head clerk"))
+    assert changed is not None and changed.id == account.id
+    assert [r.method for r in proxy.requests(path_regex=r"/Users/")] == ["PATCH", "PUT"]
+
+    # What was learned sends accounts straight to PUT.
+    learned = ScimConnector(
+        proxy.base_url,
+        auth=None,
+        settings=ProvisioningSettings(),
+        transport=loopback_transport(),
+        capabilities=Capabilities().patch_refused(datetime.now(UTC)),
+    )
+    proxy.clear_log()
+    await learned.set_active(account.id, True)
+    await learned.patch_user(account.id, attrs)
+    assert "PATCH" not in [r.method for r in proxy.requests()]
+    held = ScimReader(server.base_url).user("q@x.org")
+    assert held is not None and held["active"] is True and held["title"] == "Clerk"
+    await learned.aclose()
+
+
+async def test_a_put_that_keeps_the_account_active_is_an_error(
     through_proxy: tuple[ScimConnector, FaultProxyThread],
 ) -> None:
     scim, proxy = through_proxy
-    account = await scim.create_user(AccountAttributes("q@x.org", "eq"))
-    proxy.status(501, method="PATCH", path=r"/Users/")
-    with pytest.raises(PermanentError, match="HTTP 501"):
+    account = await scim.create_user(AccountAttributes("r@x.org", "er"))
+    proxy.put_only_users()
+    proxy.status(200, {"id": account.id, "userName": "r@x.org", "active": True}, method="PUT")
+    with pytest.raises(PermanentError, match="kept active=True"):
         await scim.set_active(account.id, False)
-    assert proxy.count(method="PATCH") == 1  # asked once: asking again gets the same answer
+    assert not scim.patch_refused
 
 
 async def test_admin_override_beats_the_announcement(

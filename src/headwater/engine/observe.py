@@ -1,11 +1,17 @@
 """Reading the downstream back: accounts on a full reconcile, pushed groups on a full reconcile
 or a push that replaces the whole membership. What is read becomes facts for the planner; an
 account or group the downstream lost reads as ``None``, one not read stays ``UNOBSERVED``.
+
+A group read without its members (the app hides them) is unknown, not empty. Where the app
+offers a way to ask about one account at a time (the dialect's ``member_check``), the accounts
+Headwater links in the app but does not want in the group are checked, within a per-pass
+budget, so a member added by hand downstream can be proved and taken out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 
 from headwater.connectors.errors import AppUnavailableError, DownstreamError
 from headwater.domain.states import MappingStatus
@@ -13,7 +19,7 @@ from headwater.engine.ports import Connector
 from headwater.engine.snapshot import AppSnapshot
 from headwater.engine.work import AccountWork, PushWork
 
-__all__ = ["read_back"]
+__all__ = ["read_back", "share_budget"]
 
 
 async def read_back(
@@ -57,3 +63,65 @@ async def read_back(
             work.observed_members = group.member_ids
 
     await asyncio.gather(*(account(w) for w in accounts), *(push(w) for w in pushes))
+    await _check_hidden_members(app, connector, pushes, limit)
+
+
+def _outsiders(work: PushWork) -> list[str]:
+    """The accounts Headwater links in the app that the group should not hold (only a check
+    can prove one of them is there). Wanted members need no check: an add of a member already
+    there changes nothing, and one add carries many members where a check asks about one."""
+    wanted = {external_id for _, external_id in work.snapshot.eligible}
+    return sorted(e for e in work.known_accounts if e not in wanted)
+
+
+def share_budget(sizes: list[int], budget: int) -> list[int]:
+    """Split ``budget`` checks between groups needing ``sizes`` checks: each gets an equal
+    share, and what a small group does not use goes to the others."""
+    shares = [0] * len(sizes)
+    left = budget
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    for position, index in enumerate(order):
+        share = min(sizes[index], left // (len(order) - position))
+        shares[index] = share
+        left -= share
+    return shares
+
+
+async def _check_hidden_members(
+    app: AppSnapshot, connector: Connector, pushes: list[PushWork], limit: asyncio.Semaphore
+) -> None:
+    """Check, for each group read without members, the accounts it should not hold, within the
+    app's ``member_check_budget`` (requests per pass). A group with more candidates than its
+    share is checked a random sample at a time, so repeated passes cover all of it."""
+    unknown = [w for w in pushes if w.members_unknown and w.error is None]
+    if not unknown or app.settings.member_check_budget <= 0:
+        return
+    candidates = [_outsiders(w) for w in unknown]
+    shares = share_budget([len(c) for c in candidates], app.settings.member_check_budget)
+
+    async def ask(group: str, external_id: str) -> bool | None:
+        async with limit:
+            return await connector.has_member(group, external_id)
+
+    async def check(work: PushWork, sample: list[str]) -> None:
+        group = work.snapshot.target_external_id
+        assert group is not None
+        answers = await asyncio.gather(*(ask(group, e) for e in sample), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException) and (
+                isinstance(answer, AppUnavailableError) or not isinstance(answer, DownstreamError)
+            ):
+                raise answer
+        if any(not isinstance(answer, bool) for answer in answers):
+            # No way to tell, or a check failed: the members stay unknown, and nothing is
+            # removed on a guess.
+            return
+        work.found_members = frozenset(e for e, a in zip(sample, answers, strict=True) if a)
+
+    samples = [
+        ids if len(ids) <= share else random.sample(ids, share)
+        for ids, share in zip(candidates, shares, strict=True)
+    ]
+    await asyncio.gather(
+        *(check(w, s) for w, s in zip(unknown, samples, strict=True) if s),
+    )

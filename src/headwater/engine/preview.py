@@ -80,6 +80,9 @@ class ReadOnlyConnector:
     async def get_group(self, id: str) -> RemoteGroup | None:
         return await self._inner.get_group(id)
 
+    async def has_member(self, id: str, member_id: str) -> bool | None:
+        return await self._inner.has_member(id, member_id)
+
     async def aclose(self) -> None:
         await self._inner.aclose()
 
