@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -126,6 +127,61 @@ async def test_put_only_groups_change_by_put_of_the_whole_group(harness: InProce
     empty = await scim.create_group("Empty")  # read without members: unknown
     with pytest.raises(PermanentError, match="does not return their members"):
         await scim.patch_members(empty.id, add=["d"], remove=[])
+
+
+# -- member checks (members hidden on read) ----------------------------------------------------
+
+
+async def test_the_member_filter_tells_whether_one_account_is_in_a_group(
+    harness: InProcessScim,
+) -> None:
+    aws = harness.connector(settings(DialectName.AWS_IDENTITY_CENTER))
+    ann = await aws.create_user(AccountAttributes("ann@example.org", "00uA"))
+    bob = await aws.create_user(AccountAttributes("bob@example.org", "00uB"))
+    group = await aws.create_group("Checked")
+    await aws.patch_members(group.id, add=[ann.id], remove=[])
+    harness.transport.clear()
+    assert await aws.has_member(group.id, ann.id) is True
+    assert await aws.has_member(group.id, bob.id) is False
+    assert await aws.has_member(group.id, "no-such-account") is False
+    sent = harness.transport.sent[0]
+    wanted = f'id eq "{group.id}" and members eq "{ann.id}"'
+    assert sent.method == "GET" and wanted in unquote(sent.query)
+    # No route, no request.
+    rfc = harness.connector(settings(DialectName.RFC7644))
+    harness.transport.clear()
+    assert await rfc.has_member(group.id, ann.id) is None
+    assert await rfc.groups_of(ann.id) is None
+    assert harness.transport.sent == []
+
+
+@pytest.fixture(scope="module")
+def scimmy() -> Iterator[ScimServer]:
+    require_scim_server("scimmy")
+    with server_process("scimmy", bearer_token=TOKEN) as server:
+        yield server
+
+
+async def test_an_accounts_groups_are_read_from_the_account(scimmy: ScimServer) -> None:
+    """scimmy lists a user's groups (and leaves the attribute out when there are none)."""
+    connector = ScimConnector(
+        scimmy.base_url,
+        auth=BearerTokenAuth(TOKEN),
+        settings=settings(
+            DialectName.CUSTOM, group_members_returned=False, member_check="user-groups"
+        ),
+        transport=loopback_transport(),
+    )
+    ann = await connector.create_user(AccountAttributes("ann@example.org", "00uA"))
+    bob = await connector.create_user(AccountAttributes("bob@example.org", "00uB"))
+    one, two = await connector.create_group("One"), await connector.create_group("Two")
+    await connector.patch_members(one.id, add=[ann.id], remove=[])
+    await connector.patch_members(two.id, add=[ann.id], remove=[])
+    assert await connector.groups_of(ann.id) == frozenset({one.id, two.id})
+    assert await connector.groups_of(bob.id) == frozenset()
+    assert await connector.groups_of("no-such-account") == frozenset()
+    assert await connector.has_member(one.id, ann.id) is None
+    await connector.aclose()
 
 
 # -- 501 ---------------------------------------------------------------------------------------

@@ -888,7 +888,7 @@ class ScimConnector:
         only when the account is in it (the form AWS IAM Identity Center documents; it answers
         404 for an account it does not know, which is not a member either).
         """
-        if self.dialect.member_check is MemberCheck.NONE:
+        if self.dialect.member_check is not MemberCheck.GROUP_FILTER:
             return None
         query = (
             f'id eq "{escape_filter_value(group_id)}" and '
@@ -899,6 +899,31 @@ class ScimConnector:
         return any(
             isinstance(r, Mapping) and _as_id(_field(r, "id")) == group_id for r in resources
         )
+
+    @_scrubbed
+    async def groups_of(self, member_id: str) -> frozenset[str] | None:
+        """The ids of the groups the account is in, read from the account (``user-groups``);
+        None when the app offers no such read (nothing is sent then). An account read without
+        ``groups`` is in none (RFC 7643 §2.5: unassigned and empty are the same state), and
+        an account that is gone is in none either."""
+        if self.dialect.member_check is not MemberCheck.USER_GROUPS:
+            return None
+        payload = await self._call(
+            "GET",
+            "/Users/{id}",
+            resource_id=member_id,
+            params={"attributes": "groups"},
+            missing_ok=True,
+        )
+        raw = _field(payload, "groups") if payload is not None else None
+        if raw is None:
+            return frozenset()
+        if not isinstance(raw, list):
+            raise TransientError(
+                "GET /Users/{id}: malformed response (groups is not a list)", status=200
+            )
+        values = (_as_id(_field(g, "value")) if isinstance(g, Mapping) else None for g in raw)
+        return frozenset(v for v in values if v is not None)
 
     @_scrubbed
     async def create_group(self, display_name: str) -> RemoteGroup:

@@ -59,10 +59,13 @@ class MemberCheck(StrEnum):
 
     ``none``: it cannot be learned; ``group-filter``: ``GET /Groups?filter=id eq "G" and
     members eq "U"`` answers the group when the account is in it (AWS IAM Identity Center
-    documents this filter for exactly that use)."""
+    documents this filter for exactly that use); ``user-groups``: ``GET
+    /Users/{id}?attributes=groups`` lists the account's groups (RFC 7643 §4.1.2), one request
+    for every pushed group at once."""
 
     NONE = "none"
     GROUP_FILTER = "group-filter"
+    USER_GROUPS = "user-groups"
 
 
 class OpCase(StrEnum):

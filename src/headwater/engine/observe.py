@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from headwater.connectors.errors import AppUnavailableError, DownstreamError
 from headwater.domain.states import MappingStatus
@@ -20,6 +22,8 @@ from headwater.engine.snapshot import AppSnapshot
 from headwater.engine.work import AccountWork, PushWork
 
 __all__ = ["read_back", "share_budget"]
+
+_A = TypeVar("_A")
 
 
 async def read_back(
@@ -91,27 +95,76 @@ async def _check_hidden_members(
     app: AppSnapshot, connector: Connector, pushes: list[PushWork], limit: asyncio.Semaphore
 ) -> None:
     """Check, for each group read without members, the accounts it should not hold, within the
-    app's ``member_check_budget`` (requests per pass). A group with more candidates than its
-    share is checked a random sample at a time, so repeated passes cover all of it."""
+    app's ``member_check_budget`` (requests per pass). Where the app lists an account's groups,
+    one read answers for every group; else each (group, account) pair is one filter. More
+    candidates than the budget: a random sample each pass, so repeated passes cover them all."""
     unknown = [w for w in pushes if w.members_unknown and w.error is None]
-    if not unknown or app.settings.member_check_budget <= 0:
+    budget = app.settings.member_check_budget
+    if not unknown or budget <= 0:
         return
     candidates = [_outsiders(w) for w in unknown]
-    shares = share_budget([len(c) for c in candidates], app.settings.member_check_budget)
+    accounts = sorted({e for ids in candidates for e in ids})
+    if not accounts:
+        for work in unknown:
+            work.found_members = frozenset()
+        return
 
-    async def ask(group: str, external_id: str) -> bool | None:
+    async def ask(call: Awaitable[_A]) -> _A:
         async with limit:
-            return await connector.has_member(group, external_id)
+            return await call
+
+    first = random.choice(accounts)
+    try:
+        groups = await ask(connector.groups_of(first))
+    except AppUnavailableError:
+        raise
+    except DownstreamError:
+        return  # the members stay unknown: nothing is removed on a guess
+    if groups is None:
+        await _by_group_filter(connector, unknown, candidates, budget, ask)
+        return
+    rest = [e for e in accounts if e != first]
+    sample = rest if len(rest) < budget else random.sample(rest, budget - 1)
+    answers = await asyncio.gather(
+        *(ask(connector.groups_of(e)) for e in sample), return_exceptions=True
+    )
+    _reraise(answers)
+    of: dict[str, frozenset[str]] = {first: groups}
+    for account, answer in zip(sample, answers, strict=True):
+        if isinstance(answer, frozenset):
+            of[account] = answer
+    for work, ids in zip(unknown, candidates, strict=True):
+        group = work.snapshot.target_external_id
+        work.found_members = frozenset(e for e in ids if group in of.get(e, frozenset()))
+
+
+def _reraise(answers: list[Any]) -> None:
+    """Raise what must stop the app (or is not a downstream error); a failed check alone only
+    leaves what it asked about unknown."""
+    for answer in answers:
+        if isinstance(answer, BaseException) and (
+            isinstance(answer, AppUnavailableError) or not isinstance(answer, DownstreamError)
+        ):
+            raise answer
+
+
+async def _by_group_filter(
+    connector: Connector,
+    unknown: list[PushWork],
+    candidates: list[list[str]],
+    budget: int,
+    ask: Callable[[Awaitable[bool | None]], Awaitable[bool | None]],
+) -> None:
+    """One filter per (group, account): the budget is shared between the groups."""
+    shares = share_budget([len(c) for c in candidates], budget)
 
     async def check(work: PushWork, sample: list[str]) -> None:
         group = work.snapshot.target_external_id
         assert group is not None
-        answers = await asyncio.gather(*(ask(group, e) for e in sample), return_exceptions=True)
-        for answer in answers:
-            if isinstance(answer, BaseException) and (
-                isinstance(answer, AppUnavailableError) or not isinstance(answer, DownstreamError)
-            ):
-                raise answer
+        answers = await asyncio.gather(
+            *(ask(connector.has_member(group, e)) for e in sample), return_exceptions=True
+        )
+        _reraise(answers)
         if any(not isinstance(answer, bool) for answer in answers):
             # No way to tell, or a check failed: the members stay unknown, and nothing is
             # removed on a guess.
@@ -122,6 +175,4 @@ async def _check_hidden_members(
         ids if len(ids) <= share else random.sample(ids, share)
         for ids, share in zip(candidates, shares, strict=True)
     ]
-    await asyncio.gather(
-        *(check(w, s) for w, s in zip(unknown, samples, strict=True) if s),
-    )
+    await asyncio.gather(*(check(w, s) for w, s in zip(unknown, samples, strict=True) if s))

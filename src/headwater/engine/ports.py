@@ -45,6 +45,10 @@ class Connector(Protocol):
         """Whether the account is in the group, for apps that hide members on read; None
         when the app offers no way to tell."""
 
+    async def groups_of(self, member_id: str) -> frozenset[str] | None:
+        """The groups the account is in, read from the account; None when the app offers no
+        such read."""
+
     async def create_group(self, display_name: str) -> RemoteGroup: ...
     async def rename_group(self, id: str, display_name: str) -> None: ...
     async def delete_group(self, id: str) -> None: ...
