@@ -168,7 +168,10 @@ async def test_an_accounts_groups_are_read_from_the_account(scimmy: ScimServer) 
         scimmy.base_url,
         auth=BearerTokenAuth(TOKEN),
         settings=settings(
-            DialectName.CUSTOM, group_members_returned=False, member_check="user-groups"
+            DialectName.CUSTOM,
+            group_members_returned=False,
+            members_replace=False,
+            member_check="user-groups",
         ),
         transport=loopback_transport(),
     )
@@ -181,7 +184,18 @@ async def test_an_accounts_groups_are_read_from_the_account(scimmy: ScimServer) 
     assert await connector.groups_of(bob.id) == frozenset()
     assert await connector.groups_of("no-such-account") == frozenset()
     assert await connector.has_member(one.id, ann.id) is None
+    # A full push overwrites the whole membership here: no check is needed, none is sent.
+    overwriting = ScimConnector(
+        scimmy.base_url,
+        auth=BearerTokenAuth(TOKEN),
+        settings=settings(
+            DialectName.CUSTOM, group_members_returned=False, member_check="user-groups"
+        ),
+        transport=loopback_transport(),
+    )
+    assert await overwriting.groups_of(ann.id) is None
     await connector.aclose()
+    await overwriting.aclose()
 
 
 # -- 501 ---------------------------------------------------------------------------------------

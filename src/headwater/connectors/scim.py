@@ -535,6 +535,14 @@ class ScimConnector:
         announced = self.capabilities.filter_max_results
         return MAX_BATCH_SIZE if not announced else min(announced, MAX_BATCH_SIZE)
 
+    @property
+    def _check_route(self) -> MemberCheck:
+        """How one account's membership may be asked about; ``none`` where a full push
+        overwrites the whole membership anyway (a PUT, or a PATCH replace)."""
+        if self.dialect.group_writes is GroupWrites.PUT or self.dialect.members_replace:
+            return MemberCheck.NONE
+        return self.dialect.member_check
+
     async def _patch(self, template: str, resource_id: str, body: dict[str, Any]) -> Any:
         """A PATCH in the app's dialect."""
         return await self._call(
@@ -888,7 +896,7 @@ class ScimConnector:
         only when the account is in it (the form AWS IAM Identity Center documents; it answers
         404 for an account it does not know, which is not a member either).
         """
-        if self.dialect.member_check is not MemberCheck.GROUP_FILTER:
+        if self._check_route is not MemberCheck.GROUP_FILTER:
             return None
         query = (
             f'id eq "{escape_filter_value(group_id)}" and '
@@ -906,7 +914,7 @@ class ScimConnector:
         None when the app offers no such read (nothing is sent then). An account read without
         ``groups`` is in none (RFC 7643 §2.5: unassigned and empty are the same state), and
         an account that is gone is in none either."""
-        if self.dialect.member_check is not MemberCheck.USER_GROUPS:
+        if self._check_route is not MemberCheck.USER_GROUPS:
             return None
         payload = await self._call(
             "GET",
