@@ -333,16 +333,17 @@ def test_members_unknown_on_read_is_a_full_push_never_an_empty_group() -> None:
 
 def test_members_unknown_but_checked_takes_out_the_linked_accounts_found() -> None:
     """Members hidden, some linked accounts checked one by one: those found and not wanted go
-    (after the full push); a wanted one found stays; an id no linked account stands for is
-    never removed."""
+    (after the full push); a wanted one found stays; one pushed before goes with the full push
+    (not twice); an id no linked account stands for is never removed."""
     checked = facts(
         eligible=frozenset({TAYLOR}),
         members_unknown=True,
-        found_members=frozenset({"ext-s", "ext-t", "stranger"}),
+        found_members=frozenset({"ext-s", "ext-t", "ext-a", "stranger"}),
     )
     plan = plan_push(checked, SETTINGS)
     first, second = plan.operations
     assert isinstance(first, ops.ReplaceMembers) and first.members == (TAYLOR,)
+    assert first.recorded == ("ext-a", "ext-t")
     assert isinstance(second, ops.RemoveMembers) and second.members == (SAM,)
     assert second.whole == GroupState("AppPushGroup", ("ext-t",))
     # Nothing wanted and nothing ever pushed: only what a check proved goes.

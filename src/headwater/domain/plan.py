@@ -277,10 +277,11 @@ def plan_push(facts: PushFacts, settings: ProvisioningSettings) -> PushPlan:
         return PushPlan(tuple(operations), orphans=unknown, reason="compared with downstream")
     # Members hidden, but some accounts were checked one by one: those found and not wanted
     # are taken out (a check proves them there); members no account stands for stay unknown.
-    wanted_ids = {e for _, e in eligible}
+    # (Members pushed before and no longer wanted are removed by the full push already.)
+    settled = {e for _, e in eligible} | {e for _, e in facts.recorded}
     proved = tuple(
         (facts.known_accounts[e], e)
-        for e in sorted(facts.found_members - wanted_ids)
+        for e in sorted(facts.found_members - settled)
         if e in facts.known_accounts
     )
     checked_out = (

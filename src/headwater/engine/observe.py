@@ -71,11 +71,13 @@ async def read_back(
 
 
 def _outsiders(work: PushWork) -> list[str]:
-    """The accounts Headwater links in the app that the group should not hold (only a check
-    can prove one of them is there). Wanted members need no check: an add of a member already
-    there changes nothing, and one add carries many members where a check asks about one."""
-    wanted = {external_id for _, external_id in work.snapshot.eligible}
-    return sorted(e for e in work.known_accounts if e not in wanted)
+    """The accounts Headwater links in the app that the group should not hold and that it never
+    pushed there (only a check can prove one of them is there). Wanted members need no check:
+    an add of a member already there changes nothing, and one add carries many members where
+    a check asks about one; members pushed before and no longer wanted are removed anyway."""
+    snap = work.snapshot
+    skip = {e for _, e in snap.eligible} | {e for _, e in snap.recorded}
+    return sorted(e for e in work.known_accounts if e not in skip)
 
 
 def share_budget(sizes: list[int], budget: int) -> list[int]:
@@ -165,11 +167,10 @@ async def _by_group_filter(
             *(ask(connector.has_member(group, e)) for e in sample), return_exceptions=True
         )
         _reraise(answers)
-        if any(not isinstance(answer, bool) for answer in answers):
-            # No way to tell, or a check failed: the members stay unknown, and nothing is
-            # removed on a guess.
-            return
-        work.found_members = frozenset(e for e, a in zip(sample, answers, strict=True) if a)
+        if any(answer is None for answer in answers):
+            return  # the app offers no way to tell
+        # A check that failed leaves its account unknown: nothing is removed on a guess.
+        work.found_members = frozenset(e for e, a in zip(sample, answers, strict=True) if a is True)
 
     samples = [
         ids if len(ids) <= share else random.sample(ids, share)
