@@ -48,7 +48,9 @@ def test_the_general_tab_shows_the_dialect_and_unavailable_drift_repair(
         assert console_sign_in(client).status_code == 303
         page = client.get(f"/console/apps/{app_id}").text
         assert "<code>aws-identity-center</code>" in page
-        assert 'id="drift-repair-unavailable"' in page
+        # Members hidden, but each linked account can be checked by the member filter.
+        assert 'id="drift-repair-unavailable"' not in page
+        assert "<dd>group-filter</dd>" in page
         assert "Not read yet" not in page  # the connection test read ServiceProviderConfig
 
         provisioning = client.get(f"/console/apps/{app_id}/provisioning").text
@@ -61,10 +63,12 @@ def test_the_general_tab_shows_the_dialect_and_unavailable_drift_repair(
         assert kept.dialect == "aws-identity-center"
 
         data["member_removal"] = "value-list"
+        data["member_check"] = "none"
         assert client.post(f"/console/apps/{app_id}/settings", data=data).status_code == 303
         with runtime.database.read() as session:
             changed = apps.settings_of(apps.get_app(session, app_id))
         assert changed.dialect == "custom" and changed.member_removal == "value-list"
+        assert changed.member_check == "none"
         assert changed.group_members_returned is False  # the rest of the profile stays
         page = client.get(f"/console/apps/{app_id}").text
         assert "<code>custom</code>" in page and 'id="drift-repair-unavailable"' in page

@@ -167,7 +167,10 @@ def test_apps_show_and_set_the_dialect(
 
     assert "Updated" in cli.ok("apps", "set", "Dialects", "dialect=aws-identity-center")
     shown = cli.ok("apps", "show", "Dialects")
-    assert "aws-identity-center" in shown and "UNAVAILABLE" in shown
+    assert "aws-identity-center" in shown and "group-filter" in shown
+    assert "Updated" in cli.ok("apps", "set", "Dialects", "memberCheck=none")
+    shown = cli.ok("apps", "show", "Dialects")
+    assert "custom" in shown and "UNAVAILABLE" in shown
 
     refused = cli("apps", "set", "Dialects", "dialect=aws-identity-center", "memberRemoval=filter")
     assert refused.exit_code == 1

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -24,6 +25,7 @@ from headwater.testing.scimserver import ScimServerProcess
 from headwater.testing.servers import ScimServer, server_process
 from headwater.testing.toolkit import (
     InProcessScim,
+    ScimReader,
     loopback_transport,
     require_scim_server,
 )
@@ -127,6 +129,75 @@ async def test_put_only_groups_change_by_put_of_the_whole_group(harness: InProce
         await scim.patch_members(empty.id, add=["d"], remove=[])
 
 
+# -- member checks (members hidden on read) ----------------------------------------------------
+
+
+async def test_the_member_filter_tells_whether_one_account_is_in_a_group(
+    harness: InProcessScim,
+) -> None:
+    aws = harness.connector(settings(DialectName.AWS_IDENTITY_CENTER))
+    ann = await aws.create_user(AccountAttributes("ann@example.org", "00uA"))
+    bob = await aws.create_user(AccountAttributes("bob@example.org", "00uB"))
+    group = await aws.create_group("Checked")
+    await aws.patch_members(group.id, add=[ann.id], remove=[])
+    harness.transport.clear()
+    assert await aws.has_member(group.id, ann.id) is True
+    assert await aws.has_member(group.id, bob.id) is False
+    assert await aws.has_member(group.id, "no-such-account") is False
+    sent = harness.transport.sent[0]
+    wanted = f'id eq "{group.id}" and members eq "{ann.id}"'
+    assert sent.method == "GET" and wanted in unquote(sent.query)
+    # No route, no request.
+    rfc = harness.connector(settings(DialectName.RFC7644))
+    harness.transport.clear()
+    assert await rfc.has_member(group.id, ann.id) is None
+    assert await rfc.groups_of(ann.id) is None
+    assert harness.transport.sent == []
+
+
+@pytest.fixture(scope="module")
+def scimmy() -> Iterator[ScimServer]:
+    require_scim_server("scimmy")
+    with server_process("scimmy", bearer_token=TOKEN) as server:
+        yield server
+
+
+async def test_an_accounts_groups_are_read_from_the_account(scimmy: ScimServer) -> None:
+    """scimmy lists a user's groups (and leaves the attribute out when there are none)."""
+    connector = ScimConnector(
+        scimmy.base_url,
+        auth=BearerTokenAuth(TOKEN),
+        settings=settings(
+            DialectName.CUSTOM,
+            group_members_returned=False,
+            members_replace=False,
+            member_check="user-groups",
+        ),
+        transport=loopback_transport(),
+    )
+    ann = await connector.create_user(AccountAttributes("ann@example.org", "00uA"))
+    bob = await connector.create_user(AccountAttributes("bob@example.org", "00uB"))
+    one, two = await connector.create_group("One"), await connector.create_group("Two")
+    await connector.patch_members(one.id, add=[ann.id], remove=[])
+    await connector.patch_members(two.id, add=[ann.id], remove=[])
+    assert await connector.groups_of(ann.id) == frozenset({one.id, two.id})
+    assert await connector.groups_of(bob.id) == frozenset()
+    assert await connector.groups_of("no-such-account") == frozenset()
+    assert await connector.has_member(one.id, ann.id) is None
+    # A full push overwrites the whole membership here: no check is needed, none is sent.
+    overwriting = ScimConnector(
+        scimmy.base_url,
+        auth=BearerTokenAuth(TOKEN),
+        settings=settings(
+            DialectName.CUSTOM, group_members_returned=False, member_check="user-groups"
+        ),
+        transport=loopback_transport(),
+    )
+    assert await overwriting.groups_of(ann.id) is None
+    await connector.aclose()
+    await overwriting.aclose()
+
+
 # -- 501 ---------------------------------------------------------------------------------------
 
 
@@ -187,15 +258,58 @@ async def test_501_to_a_patch_is_done_by_put_at_once_and_remembered(
     await again.aclose()
 
 
-async def test_a_501_is_permanent_where_no_other_method_exists(
+async def test_501_to_an_account_patch_is_done_by_put_of_the_whole_account(
+    proxied: tuple[ScimServerProcess, FaultProxyThread],
+    through_proxy: tuple[ScimConnector, FaultProxyThread],
+) -> None:
+    """Deactivation is never lost to a 501: the account is read and PUT back with ``active``
+    changed (every other attribute kept), and the refusal is remembered."""
+    server, _ = proxied
+    scim, proxy = through_proxy
+    attrs = AccountAttributes("q@x.org", "eq", given_name="Quinn", title="Clerk")
+    account = await scim.create_user(attrs)
+    proxy.put_only_users()
+    proxy.clear_log()
+    await scim.set_active(account.id, False)
+    assert scim.patch_refused
+    assert [r.method for r in proxy.requests(path_regex=r"/Users/")] == ["PATCH", "GET", "PUT"]
+    held = ScimReader(server.base_url).user("q@x.org")
+    assert held is not None and held["active"] is False
+    assert held["title"] == "Clerk" and held["name"]["givenName"] == "Quinn"
+
+    # A profile update by PATCH goes the same way.
+    proxy.clear_log()
+    changed = await scim.patch_user(account.id, replace(attrs, title="Head clerk"))
+    assert changed is not None and changed.id == account.id
+    assert [r.method for r in proxy.requests(path_regex=r"/Users/")] == ["PATCH", "PUT"]
+
+    # What was learned sends accounts straight to PUT.
+    learned = ScimConnector(
+        proxy.base_url,
+        auth=None,
+        settings=ProvisioningSettings(),
+        transport=loopback_transport(),
+        capabilities=Capabilities().patch_refused(datetime.now(UTC)),
+    )
+    proxy.clear_log()
+    await learned.set_active(account.id, True)
+    await learned.patch_user(account.id, attrs)
+    assert "PATCH" not in [r.method for r in proxy.requests()]
+    held = ScimReader(server.base_url).user("q@x.org")
+    assert held is not None and held["active"] is True and held["title"] == "Clerk"
+    await learned.aclose()
+
+
+async def test_a_put_that_keeps_the_account_active_is_an_error(
     through_proxy: tuple[ScimConnector, FaultProxyThread],
 ) -> None:
     scim, proxy = through_proxy
-    account = await scim.create_user(AccountAttributes("q@x.org", "eq"))
-    proxy.status(501, method="PATCH", path=r"/Users/")
-    with pytest.raises(PermanentError, match="HTTP 501"):
+    account = await scim.create_user(AccountAttributes("r@x.org", "er"))
+    proxy.put_only_users()
+    proxy.status(200, {"id": account.id, "userName": "r@x.org", "active": True}, method="PUT")
+    with pytest.raises(PermanentError, match="kept active=True"):
         await scim.set_active(account.id, False)
-    assert proxy.count(method="PATCH") == 1  # asked once: asking again gets the same answer
+    assert not scim.patch_refused
 
 
 async def test_admin_override_beats_the_announcement(

@@ -1,8 +1,9 @@
 """The seed's scenarios against every SCIM server and dialect profile Headwater is tested with:
 scim2-server as it is and behind the fault proxy playing a vendor (AWS IAM Identity Center's
-hidden members, 100-change cap and refused whole replace; an app that answers 501 to every
-group PATCH), django-scim2 and scimmy, each a real process. docs/compatibility.md's matrix is
-this file's outcome: a cell is a test here.
+hidden members, 100-change cap and refused whole replace, with and without the member filter;
+an app that answers 501 to every group PATCH, or to every PATCH), django-scim2 and scimmy,
+each a real process. docs/compatibility.md's matrix is this file's outcome: a cell is a test
+here.
 
 Each scenario uses names of its own, so one server per target serves the whole module.
 """
@@ -61,7 +62,28 @@ TARGETS = {
     "aws-identity-center": Target(
         "scim2-server", "aws-identity-center", {"dialect": "aws-identity-center"}
     ),
+    "aws-identity-center, no member check": Target(
+        "scim2-server",
+        "aws-identity-center",
+        {
+            "dialect": "custom",
+            "group_members_returned": False,
+            "members_replace": False,
+            "member_check": "none",
+        },
+    ),
+    "scimmy as aws, user groups": Target(
+        "scimmy",
+        "aws-identity-center",
+        {
+            "dialect": "custom",
+            "group_members_returned": False,
+            "members_replace": False,
+            "member_check": "user-groups",
+        },
+    ),
     "501-on-patch, rfc7644": Target("scim2-server", "put-only-groups"),
+    "501-on-every-patch, rfc7644": Target("scim2-server", "put-only"),
     "501-on-patch, put-only-groups": Target(
         "scim2-server", "put-only-groups", {"dialect": "put-only-groups"}
     ),
@@ -258,10 +280,15 @@ def test_unlink_delete(world: World) -> None:
     assert world.active("taylor")
 
 
-def test_drift_made_downstream_is_repaired(world: World) -> None:
+#: Targets whose members are hidden and checked one account at a time (by the member filter, or
+#: by reading the account's groups).
+CHECKED = {"aws-identity-center": "members%20eq", "scimmy as aws, user groups": "attributes=groups"}
+
+
+def test_drift_made_downstream_is_repaired(world: World, target: str) -> None:
     """A member removed by hand comes back; a linked account added by hand is taken out where
-    the app lets Headwater see or overwrite members (elsewhere the API says drift repair is
-    unavailable, and it is not)."""
+    the app lets Headwater see, overwrite or check members (elsewhere the API says drift repair
+    is unavailable, and it is not)."""
     s = seed(world)
     outsider = create_user(world.runtime, world.login("outsider"))
     other = create_group(world.runtime, world.name("Other"), [outsider])
@@ -277,7 +304,10 @@ def test_drift_made_downstream_is_repaired(world: World) -> None:
     with world.runtime.database.transaction() as session:
         tasks.reconcile_app(session, SYSTEM, world.app)
         repair = apps.capabilities_of(apps.get_app(session, world.app))["driftRepair"]
+    world.proxy.clear_log()
     settle(world.runtime)
+    if target in CHECKED:
+        assert any(CHECKED[target] in r.query for r in world.proxy.requests("GET"))
     if repair == "AVAILABLE":
         assert world.members("AppPushGroup") == logins(world, *EVERYONE)
     else:

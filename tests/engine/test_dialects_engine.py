@@ -174,6 +174,75 @@ def test_a_group_read_without_members_is_unknown_not_empty(
             )
         )
         shown = ok(client.get(f"/api/v1/apps/{app}"))["capabilities"]
+        assert shown["driftRepair"] == "AVAILABLE" and shown["memberCheck"] == "group-filter"
+        ok(client.put(f"/api/v1/apps/{app}/provisioning/settings", json={"memberCheck": "none"}))
+        shown = ok(client.get(f"/api/v1/apps/{app}"))["capabilities"]
     assert shown["driftRepair"] == "UNAVAILABLE" and shown["membersReplace"] is False
     assert shown["announced"]["patch"]["supported"] is True
     assert extra_name
+
+
+def _checks(proxy: FaultProxyThread) -> list[str]:
+    """The member filters sent (``GET /Groups?filter=id eq ... and members eq ...``)."""
+    return [r.query for r in proxy.requests("GET", r"/Groups$") if "members%20eq" in r.query]
+
+
+def test_hidden_members_are_checked_one_by_one_and_drift_is_repaired(
+    runtime: Runtime, server: ScimServerProcess, proxy: FaultProxyThread
+) -> None:
+    """AWS IAM Identity Center's behaviours: members hidden, no whole replace. A linked account
+    added to the pushed group by hand is found by the member filter and taken out; a member
+    removed by hand is added back; a member no account stands for stays (unknown)."""
+    proxy.vendor("aws-identity-center")
+    app = create_scim_app(runtime, proxy.base_url, dialect="aws-identity-center")
+    name, _, logins = pushed_team(runtime, app, size=3)
+    _, _, others = pushed_team(runtime, app, size=2)
+    converge(runtime)
+    scim = ScimReader(server.base_url)
+    group = scim.group(name)
+    outsider, gone = scim.user(others[0]), scim.user(logins[0])
+    assert group is not None and outsider is not None and gone is not None
+    stranger = scim.create_user(f"{unique('s')}@example.com")
+    scim.patch_members(group["id"], add=[outsider["id"], stranger], remove=[gone["id"]])
+    proxy.clear_log()
+    with runtime.database.transaction() as session:
+        tasks.reconcile_app(session, SYSTEM, app)
+    converge(runtime)
+    held = scim.members(name)
+    assert held is not None and set(logins) <= held, "the member removed by hand is back"
+    assert others[0] not in held, "the linked account added by hand is out"
+    ids = {m["value"] for m in (scim.group(name) or {}).get("members", [])}
+    assert stranger in ids, "a member no account stands for is never removed on a guess"
+    # Two pushed groups, each checked for the linked accounts it should not hold (the other
+    # team's two, and the strays of this one: 2 + 3 checks), never for its wanted members.
+    assert len(_checks(proxy)) == 5
+    with api_client(runtime) as client:
+        shown = ok(client.get(f"/api/v1/apps/{app}"))["capabilities"]
+    assert shown["driftRepair"] == "AVAILABLE" and "checks up to 200" in shown["driftRepairNote"]
+
+
+def test_member_checks_stay_within_the_budget_per_pass(
+    runtime: Runtime, server: ScimServerProcess, proxy: FaultProxyThread
+) -> None:
+    """A large app is sampled, never checked in full every pass: the budget bounds the checks
+    one full reconcile sends, and repeated passes still find the stray member."""
+    proxy.vendor("aws-identity-center")
+    app = create_scim_app(
+        runtime, proxy.base_url, dialect="aws-identity-center", member_check_budget=3
+    )
+    name, _, _ = pushed_team(runtime, app, size=2)
+    _, _, others = pushed_team(runtime, app, size=10)
+    converge(runtime)
+    scim = ScimReader(server.base_url)
+    group, outsider = scim.group(name), scim.user(others[4])
+    assert group is not None and outsider is not None
+    scim.patch_members(group["id"], add=[outsider["id"]])
+    passes = 0
+    while others[4] in (scim.members(name) or set()):
+        passes += 1
+        assert passes <= 40, "the stray member was never found"
+        proxy.clear_log()
+        with runtime.database.transaction() as session:
+            tasks.reconcile_app(session, SYSTEM, app)
+        converge(runtime)
+        assert len(_checks(proxy)) <= 3

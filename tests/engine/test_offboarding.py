@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.domain.capabilities import Capabilities
 from headwater.engine import preview
 from headwater.runtime import Runtime
 from headwater.testing.toolkit import (
@@ -107,4 +108,39 @@ def test_a_removal_that_keeps_failing_waits_no_longer_than_the_deadline(runtime:
         assert 5 <= took < 10, f"deactivated after {took:.1f} s (deadline 5 s)"
         patches = proxy.requests("PATCH", r"/Groups/")
         assert len(patches) >= 2, "the removal was retried before the deadline"
+        assert len(_stale(runtime)) == 1
+
+
+def test_an_app_that_refuses_every_patch_still_deactivates_within_the_deadline(
+    runtime: Runtime,
+) -> None:
+    """501 to every PATCH (users and groups), and the group PUT that would take the membership
+    out keeps failing: the account is deactivated by a PUT of the whole account within the
+    deadline, and the app is remembered as refusing PATCH."""
+    with proxied_scim_server() as (server, proxy):
+        scim = ScimReader(server.base_url)
+        taylor = create_user(runtime, LOGIN)
+        staff = create_group(runtime, "Staff", [taylor])
+        app_id = create_scim_app(runtime, proxy.base_url, offboarding_deadline=5)
+        assign_group(runtime, app_id, staff)
+        push_group(runtime, app_id, staff)
+        converge(runtime)
+
+        proxy.vendor("put-only")
+        proxy.status(503, method="PUT", path=r"/Groups/")
+        started = clock.utcnow()
+        unassign_group(runtime, app_id, staff)
+        converge(runtime, horizon=7, timeout=60, settled=False)
+        account = scim.user(LOGIN)
+        assert account is not None and account["active"] is False
+        assert account["userName"] == LOGIN  # the PUT carried the account as it was
+        with runtime.database.read() as session:
+            link = session.get(t.AppUserLink, (app_id, taylor))
+            assert link is not None and link.status_changed is not None
+            took = (clock.as_utc(link.status_changed) - started).total_seconds()
+            app = session.get(t.App, app_id)
+            assert app is not None
+            assert Capabilities.from_json(app.capabilities).patch_refused_at is not None
+        assert 5 <= took < 10, f"deactivated after {took:.1f} s (deadline 5 s)"
+        assert proxy.count("PUT", r"/Users/") >= 1
         assert len(_stale(runtime)) == 1

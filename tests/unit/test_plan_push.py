@@ -13,6 +13,7 @@ from headwater.domain.downstream import GroupState
 from headwater.domain.plan import UNOBSERVED, PushFacts, PushPlan, plan_push
 from headwater.domain.settings import ProvisioningSettings
 from headwater.domain.states import MappingStatus
+from headwater.engine.observe import share_budget
 
 SETTINGS = ProvisioningSettings()
 PUT_ONLY = replace(SETTINGS, dialect=DialectName.PUT_ONLY_GROUPS)
@@ -328,3 +329,35 @@ def test_members_unknown_on_read_is_a_full_push_never_an_empty_group() -> None:
     (op,) = plan.operations
     assert isinstance(op, ops.ReplaceMembers)
     assert op.members == (TAYLOR,) and op.recorded == ("ext-a", "ext-t")
+
+
+def test_members_unknown_but_checked_takes_out_the_linked_accounts_found() -> None:
+    """Members hidden, some linked accounts checked one by one: those found and not wanted go
+    (after the full push); a wanted one found stays; one pushed before goes with the full push
+    (not twice); an id no linked account stands for is never removed."""
+    checked = facts(
+        eligible=frozenset({TAYLOR}),
+        members_unknown=True,
+        found_members=frozenset({"ext-s", "ext-t", "ext-a", "stranger"}),
+    )
+    plan = plan_push(checked, SETTINGS)
+    first, second = plan.operations
+    assert isinstance(first, ops.ReplaceMembers) and first.members == (TAYLOR,)
+    assert first.recorded == ("ext-a", "ext-t")
+    assert isinstance(second, ops.RemoveMembers) and second.members == (SAM,)
+    assert second.whole == GroupState("AppPushGroup", ("ext-t",))
+    # Nothing wanted and nothing ever pushed: only what a check proved goes.
+    empty = facts(
+        eligible=frozenset(),
+        recorded=frozenset(),
+        members_unknown=True,
+        found_members=frozenset({"ext-a"}),
+    )
+    assert summary(plan_push(empty, SETTINGS)) == [("REMOVE_MEMBERS", ["ext-a"])]
+
+
+def test_the_check_budget_is_shared_and_a_small_group_leaves_its_share_to_others() -> None:
+    assert share_budget([2, 10, 10], 12) == [2, 5, 5]
+    assert share_budget([2, 10], 3) == [1, 2]
+    assert share_budget([3, 4], 100) == [3, 4]
+    assert share_budget([5], 0) == [0]

@@ -56,6 +56,7 @@ from headwater.domain.dialects import (
     BooleanEncoding,
     Dialect,
     GroupWrites,
+    MemberCheck,
     MemberRemoval,
     OpCase,
     effective,
@@ -586,6 +587,14 @@ class ScimConnector:
     async def _send_bulk(self, body: Mapping[str, Any]) -> httpx.Response:
         return await self._send("POST", "/Bulk", body=body)
 
+    @property
+    def _check_route(self) -> MemberCheck:
+        """How one account's membership may be asked about; ``none`` where a full push
+        overwrites the whole membership anyway (a PUT, or a PATCH replace)."""
+        if self.dialect.group_writes is GroupWrites.PUT or self.dialect.members_replace:
+            return MemberCheck.NONE
+        return self.dialect.member_check
+
     async def _patch(self, template: str, resource_id: str, body: dict[str, Any]) -> Any:
         """A PATCH in the app's dialect."""
         return await self._call(
@@ -898,23 +907,62 @@ class ScimConnector:
 
     @_scrubbed
     async def patch_user(self, user_id: str, attrs: AccountAttributes) -> RemoteAccount | None:
-        """PATCH replace of every mapped attribute; None when the server answers 204."""
+        """PATCH replace of every mapped attribute; None when the server answers 204. An app
+        known to refuse PATCH gets a PUT of the account; a 501 is answered the same way, at once
+        (RFC 7644 §3.12), and remembered."""
+        if self.dialect.user_writes is GroupWrites.PUT:
+            return await self.replace_user(user_id, attrs)
         body = _patch_body(_user_patch_operations(attrs))
         try:
             payload = await self._patch("/Users/{id}", user_id, body)
         except PermanentError as exc:
             if exc.status != 501:
                 raise
-            # The same change by the other method, at once (RFC 7644 §3.12).
-            return await self.replace_user(user_id, attrs)
+            account = await self.replace_user(user_id, attrs)
+            self.patch_refused = True
+            return account
         if payload is None:
             return None
         return self._parse(self._account, payload, "PATCH", "/Users/{id}")
 
     @_scrubbed
     async def set_active(self, user_id: str, active: bool) -> None:
+        """Deactivate or reactivate the account: one PATCH, or for an app that refuses PATCH
+        (known, or answered 501 now) a PUT of the whole account as read, ``active`` changed."""
+        if self.dialect.user_writes is GroupWrites.PUT:
+            await self._put_active(user_id, active)
+            return
         body = _patch_body([{"op": "replace", "path": "active", "value": active}])
-        await self._patch("/Users/{id}", user_id, body)
+        try:
+            await self._patch("/Users/{id}", user_id, body)
+        except PermanentError as exc:
+            if exc.status != 501:
+                raise
+            await self._put_active(user_id, active, refused=exc)
+            self.patch_refused = True
+
+    async def _put_active(
+        self, user_id: str, active: bool, *, refused: PermanentError | None = None
+    ) -> None:
+        """Read the account and PUT it back with ``active`` set: a PUT of ``active`` alone
+        would clear every other attribute. Server-owned attributes (``meta``, the read-only
+        ``groups``) are left out; an answer showing ``active`` unchanged is an error, not a
+        success (an app may ignore what it does not take)."""
+        current = await self._call("GET", "/Users/{id}", resource_id=user_id, missing_ok=True)
+        if current is None:
+            raise NotFoundError("GET /Users/{id}: not found (HTTP 404)", status=404)
+        body = {k: v for k, v in current.items() if k.casefold() not in ("meta", "groups")}
+        body["id"] = user_id
+        body["active"] = active
+        answer = await self._call("PUT", "/Users/{id}", resource_id=user_id, body=body)
+        held = _field(answer, "active") if answer is not None else None
+        if held is not None and _as_bool(held, default=active) is not active:
+            cause = f"{refused.message}; " if refused is not None else ""
+            raise PermanentError(
+                f"{cause}PUT /Users/{{id}}: the app kept active={not active}",
+                status=refused.status if refused is not None else None,
+                detail=refused.detail if refused is not None else "",
+            )
 
     @_scrubbed
     async def delete_user(self, user_id: str) -> None:
@@ -937,6 +985,52 @@ class ScimConnector:
         if payload is None:
             return None
         return self._parse(self._group, payload, "GET", "/Groups/{id}")
+
+    @_scrubbed
+    async def has_member(self, group_id: str, member_id: str) -> bool | None:
+        """Whether the account is in the group, for apps that hide members on read; None when
+        the app offers no way to tell (nothing is sent then).
+
+        ``group-filter``: ``GET /Groups?filter=id eq "G" and members eq "U"`` answers the group
+        only when the account is in it (the form AWS IAM Identity Center documents; it answers
+        404 for an account it does not know, which is not a member either).
+        """
+        if self._check_route is not MemberCheck.GROUP_FILTER:
+            return None
+        query = (
+            f'id eq "{escape_filter_value(group_id)}" and '
+            f'members eq "{escape_filter_value(member_id)}"'
+        )
+        payload = await self._call("GET", "/Groups", params={"filter": query}, missing_ok=True)
+        resources, _ = self._parse(self._resources, payload, "GET", "/Groups")
+        return any(
+            isinstance(r, Mapping) and _as_id(_field(r, "id")) == group_id for r in resources
+        )
+
+    @_scrubbed
+    async def groups_of(self, member_id: str) -> frozenset[str] | None:
+        """The ids of the groups the account is in, read from the account (``user-groups``);
+        None when the app offers no such read (nothing is sent then). An account read without
+        ``groups`` is in none (RFC 7643 §2.5: unassigned and empty are the same state), and
+        an account that is gone is in none either."""
+        if self._check_route is not MemberCheck.USER_GROUPS:
+            return None
+        payload = await self._call(
+            "GET",
+            "/Users/{id}",
+            resource_id=member_id,
+            params={"attributes": "groups"},
+            missing_ok=True,
+        )
+        raw = _field(payload, "groups") if payload is not None else None
+        if raw is None:
+            return frozenset()
+        if not isinstance(raw, list):
+            raise TransientError(
+                "GET /Users/{id}: malformed response (groups is not a list)", status=200
+            )
+        values = (_as_id(_field(g, "value")) if isinstance(g, Mapping) else None for g in raw)
+        return frozenset(v for v in values if v is not None)
 
     @_scrubbed
     async def create_group(self, display_name: str) -> RemoteGroup:

@@ -20,6 +20,7 @@ __all__ = [
     "Dialect",
     "DialectName",
     "GroupWrites",
+    "MemberCheck",
     "MemberRemoval",
     "OpCase",
     "drift_repair",
@@ -53,6 +54,20 @@ class MemberRemoval(StrEnum):
     VALUE_LIST = "value-list"
 
 
+class MemberCheck(StrEnum):
+    """How to learn whether one account is in a group when the app hides members on read.
+
+    ``none``: it cannot be learned; ``group-filter``: ``GET /Groups?filter=id eq "G" and
+    members eq "U"`` answers the group when the account is in it (AWS IAM Identity Center
+    documents this filter for exactly that use); ``user-groups``: ``GET
+    /Users/{id}?attributes=groups`` lists the account's groups (RFC 7643 §4.1.2), one request
+    for every pushed group at once."""
+
+    NONE = "none"
+    GROUP_FILTER = "group-filter"
+    USER_GROUPS = "user-groups"
+
+
 class OpCase(StrEnum):
     """PATCH ``op`` spelling: ``add`` (RFC 7644) or ``Add`` (as Entra ID sends it)."""
 
@@ -73,6 +88,9 @@ class Dialect:
 
     name: DialectName = DialectName.RFC7644
     group_writes: GroupWrites = GroupWrites.PATCH
+    #: How accounts are changed: PATCH, or (once the app is known to refuse PATCH) a PUT of the
+    #: whole account as read.
+    user_writes: GroupWrites = GroupWrites.PATCH
     #: Whether ``GET /Groups/{id}`` returns ``members`` (when it does not, they are unknown).
     members_returned: bool = True
     #: Whether a whole membership may be overwritten (PATCH ``replace`` of ``members``).
@@ -82,6 +100,8 @@ class Dialect:
     booleans: BooleanEncoding = BooleanEncoding.JSON
     #: Most membership changes in one PATCH (the app's cap; the batch size setting may go lower).
     max_changes: int = MAX_CHANGES
+    #: How membership of one account is checked when members are hidden (drift repair).
+    member_check: MemberCheck = MemberCheck.NONE
 
 
 #: The named profiles, each following one vendor's documentation (docs/compatibility.md).
@@ -92,6 +112,7 @@ PROFILES: dict[DialectName, Dialect] = {
         members_returned=False,
         members_replace=False,
         max_changes=100,
+        member_check=MemberCheck.GROUP_FILTER,
     ),
     DialectName.ENTRA_STYLE: Dialect(
         name=DialectName.ENTRA_STYLE,
@@ -105,19 +126,21 @@ PROFILES: dict[DialectName, Dialect] = {
 
 
 def effective(dialect: Dialect, capabilities: Capabilities, patch: PatchSupport) -> Dialect:
-    """The dialect as it is spoken: groups go by PUT once PATCH is known to be unsupported
-    (announced by the app or learned from a 501), unless an admin says otherwise."""
+    """The dialect as it is spoken: groups and accounts go by PUT once PATCH is known to be
+    unsupported (announced by the app or learned from a 501), unless an admin says otherwise."""
     supported = capabilities.patch if patch is PatchSupport.ANNOUNCED else None
     if patch is PatchSupport.UNSUPPORTED or supported is False:
-        return replace(dialect, group_writes=GroupWrites.PUT)
+        return replace(dialect, group_writes=GroupWrites.PUT, user_writes=GroupWrites.PUT)
     return dialect
 
 
 def drift_repair(dialect: Dialect) -> bool:
     """Whether a full reconcile can undo changes made to a pushed group downstream: it can read
-    the members back, or overwrite them all (PUT, or a PATCH replace)."""
+    the members back, overwrite them all (PUT, or a PATCH replace), or check the accounts it
+    manages one by one."""
     return (
         dialect.members_returned
         or dialect.group_writes is GroupWrites.PUT
         or dialect.members_replace
+        or dialect.member_check is not MemberCheck.NONE
     )

@@ -212,6 +212,8 @@ class PushFacts:
     #: The group was read but the app did not say who its members are (it hides them, or
     #: drops the attribute of an empty group): treated as a full push, never as empty.
     members_unknown: bool = False
+    #: Members unknown: accounts Headwater links that a check proved to be in the group.
+    found_members: frozenset[str] = frozenset()
     #: Account external id → user id for every account linked in the app (classifies members).
     known_accounts: dict[str, str] = field(default_factory=dict)
     #: Users that may be added now (their account is still active under a lock taken just
@@ -273,13 +275,36 @@ def plan_push(facts: PushFacts, settings: ProvisioningSettings) -> PushPlan:
         whole = GroupState(name, tuple(e for _, e in addable))
         operations.extend(_membership_changes(facts.mapping_id, group, add, tuple(remove), whole))
         return PushPlan(tuple(operations), orphans=unknown, reason="compared with downstream")
+    # Members hidden, but some accounts were checked one by one: those found and not wanted
+    # are taken out (a check proves them there); members no account stands for stay unknown.
+    # (Members pushed before and no longer wanted are removed by the full push already.)
+    settled = {e for _, e in eligible} | {e for _, e in facts.recorded}
+    proved = tuple(
+        (facts.known_accounts[e], e)
+        for e in sorted(facts.found_members - settled)
+        if e in facts.known_accounts
+    )
+    checked_out = (
+        [
+            RemoveMembers(
+                facts.mapping_id,
+                group,
+                proved,
+                whole=GroupState(name, tuple(e for _, e in addable)),
+            )
+        ]
+        if facts.members_unknown and proved
+        else []
+    )
     if facts.members_unknown and not facts.full_push and not addable and not facts.recorded:
         # Nothing wanted, nothing ever pushed: an overwrite would only empty what cannot be
         # seen (and an app that drops an empty group's attribute reads this way too).
+        operations.extend(checked_out)
         return PushPlan(tuple(operations), reason="members unknown, none wanted")
     if facts.full_push or facts.members_unknown:
         recorded = tuple(sorted(e for _, e in facts.recorded))
         operations.append(ReplaceMembers(facts.mapping_id, group, name, tuple(addable), recorded))
+        operations.extend(checked_out)
         return PushPlan(tuple(operations), reason="full push")
     recorded_ids = {e for _, e in facts.recorded}
     eligible_ids = {e for _, e in eligible}

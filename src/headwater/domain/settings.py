@@ -20,6 +20,7 @@ from headwater.domain.dialects import (
     Dialect,
     DialectName,
     GroupWrites,
+    MemberCheck,
     MemberRemoval,
     OpCase,
 )
@@ -89,6 +90,8 @@ class ProvisioningSettings:
     member_removal: MemberRemoval = MemberRemoval.FILTER
     patch_op_case: OpCase = OpCase.LOWER
     boolean_encoding: BooleanEncoding = BooleanEncoding.JSON
+    #: How one account's membership is checked when the app hides members (drift repair).
+    member_check: MemberCheck = MemberCheck.NONE
     #: Overrides the app's announced ``patch.supported`` (an announcement can be wrong).
     patch_support: PatchSupport = PatchSupport.ANNOUNCED
     membership_batch_size: int = 100
@@ -123,6 +126,9 @@ class ProvisioningSettings:
     import_matching: str = "userName,email"
     #: App imports: link exact matches as soon as the import has read the app.
     import_auto_confirm: bool = False
+    #: Most membership checks (requests) one reconcile pass sends to an app that hides group
+    #: members; a larger group is checked a sample at a time over several passes.
+    member_check_budget: int = 200
 
     def switches(self) -> Dialect:
         """The dialect this app is spoken to in (read by the SCIM connector only)."""
@@ -136,6 +142,7 @@ class ProvisioningSettings:
             member_removal=MemberRemoval(self.member_removal),
             op_case=OpCase(self.patch_op_case),
             booleans=BooleanEncoding(self.boolean_encoding),
+            member_check=MemberCheck(self.member_check),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -172,6 +179,7 @@ SWITCHES = (
     "member_removal",
     "patch_op_case",
     "boolean_encoding",
+    "member_check",
 )
 
 
@@ -183,6 +191,7 @@ def _profile_values(dialect: Dialect) -> dict[str, Any]:
         "member_removal": dialect.member_removal,
         "patch_op_case": dialect.op_case,
         "boolean_encoding": dialect.booleans,
+        "member_check": dialect.member_check,
     }
 
 
@@ -223,6 +232,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "connect_timeout": (1, 60),
     "request_timeout": (1, 600),
     "offboarding_deadline": (5, 86_400),
+    "member_check_budget": (0, 100_000),
 }
 #: Numeric settings where 0 means "off" and any other value must reach this minimum.
 OFF_OR_AT_LEAST: dict[str, float] = {"full_reconcile_interval": 60}

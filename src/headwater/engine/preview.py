@@ -81,6 +81,12 @@ class ReadOnlyConnector:
     async def get_group(self, id: str) -> RemoteGroup | None:
         return await self._inner.get_group(id)
 
+    async def has_member(self, id: str, member_id: str) -> bool | None:
+        return await self._inner.has_member(id, member_id)
+
+    async def groups_of(self, member_id: str) -> frozenset[str] | None:
+        return await self._inner.groups_of(member_id)
+
     async def aclose(self) -> None:
         await self._inner.aclose()
 

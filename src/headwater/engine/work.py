@@ -122,6 +122,8 @@ class PushWork:
     observed_members: frozenset[str] | Unobserved | None = UNOBSERVED
     #: The group was read and the app did not say who its members are.
     members_unknown: bool = False
+    #: Members hidden: linked accounts a check proved to be in the group (None: none checked).
+    found_members: frozenset[str] | None = None
     #: Account external id → user id for every linked account (only loaded when read back).
     known_accounts: dict[str, str] = field(default_factory=dict)
     #: Users that may be added (checked under a lock just before sending); None: all eligible.
@@ -145,6 +147,7 @@ class PushWork:
             delete_target=snap.delete_target,
             observed_members=self.observed_members,
             members_unknown=self.members_unknown,
+            found_members=self.found_members or frozenset(),
             known_accounts=self.known_accounts,
             admitted=self.admitted,
         )

@@ -21,7 +21,7 @@ from headwater.db import tables as t
 from headwater.db.events import Actor, Target
 from headwater.db.paging import Page, fetch_page
 from headwater.domain.capabilities import Capabilities
-from headwater.domain.dialects import drift_repair, effective
+from headwater.domain.dialects import Dialect, GroupWrites, MemberCheck, drift_repair, effective
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.mapping import TemplatePreview, check_user_name_template, preview_user_names
 from headwater.domain.settings import ProvisioningSettings, public_name, with_changes
@@ -375,25 +375,35 @@ def capabilities_of(app: t.App) -> dict[str, Any]:
     settings = settings_of(app)
     announced = Capabilities.from_json(app.capabilities)
     spoken = effective(settings.switches(), announced, settings.patch_support)
-    repair = drift_repair(spoken)
+    # Checking accounts one by one is the only way left when members are hidden and nothing
+    # overwrites them; a budget of 0 turns the checks off.
+    by_checks = not (spoken.members_returned or _overwrites(spoken))
+    repair = drift_repair(spoken) and not (
+        by_checks and (spoken.member_check is MemberCheck.NONE or settings.member_check_budget == 0)
+    )
     return {
         "dialect": str(spoken.name),
         "groupWrites": str(spoken.group_writes),
+        "userWrites": str(spoken.user_writes),
         "membersReturned": spoken.members_returned,
         "membersReplace": spoken.members_replace,
         "memberRemoval": str(spoken.member_removal),
         "patchOpCase": str(spoken.op_case),
         "booleanEncoding": str(spoken.booleans),
+        "memberCheck": str(spoken.member_check),
         "maxChangesPerRequest": min(settings.membership_batch_size, spoken.max_changes),
         "patchSupport": str(settings.patch_support),
         "announced": announced.public(),
         "driftRepair": "AVAILABLE" if repair else "UNAVAILABLE",
         "driftRepairNote": (
-            "a full reconcile reads pushed groups back, or overwrites them whole"
+            _checked_note(settings.member_check_budget)
+            if repair and by_checks
+            else "a full reconcile reads pushed groups back, or overwrites them whole"
             if repair
-            else "the app hides group members and refuses a whole replace: members added or "
-            "removed in the app itself are not seen or undone; a full reconcile only adds the "
-            "members Headwater wants and removes those it pushed before"
+            else "the app hides group members, refuses a whole replace and offers no way to "
+            "check one account (memberCheck none, or memberCheckBudget 0): members added in the "
+            "app itself are not seen or undone; a full reconcile only re-adds the members "
+            "Headwater wants and removes those it pushed before"
         ),
     }
 
@@ -429,3 +439,17 @@ def preview_template(
             chosen = list(session.execute(live.limit(limit)).scalars())
     samples = [(user.id, user.login, dict(user.profile or {})) for user in chosen]
     return preview_user_names(template, samples, user_schema.expression_types(session))
+
+
+def _overwrites(dialect: Dialect) -> bool:
+    """Whether a full push overwrites the whole membership (a PUT, or a PATCH replace)."""
+    return dialect.group_writes is GroupWrites.PUT or dialect.members_replace
+
+
+def _checked_note(budget: int) -> str:
+    return (
+        "the app hides group members: a full reconcile re-adds the members Headwater wants, "
+        f"and checks up to {budget} accounts it links per pass one by one, taking out those "
+        "found where they should not be; members no account of Headwater's stands for stay "
+        "unknown"
+    )

@@ -597,6 +597,14 @@ class FaultControls:
         rule._make = lambda _rng: action
         return self._plan.add(rule, None)
 
+    def put_only_users(self, *, path: str = r"/Users/[^/]+$") -> FaultRule:
+        """Answer 501 to every ``PATCH`` of a user: the app takes accounts only by ``PUT``."""
+        body = _scim_error(501, "PATCH is not supported for users (FaultProxy)")
+        action = _answer(501, body, "put_only_users")
+        rule = FaultRule("put_only_users", "PATCH", path, 1.0, None, False)
+        rule._make = lambda _rng: action
+        return self._plan.add(rule, None)
+
     def cap_changes(self, limit: int = 100, *, path: str = r"/Groups/[^/]+$") -> FaultRule:
         """Refuse (400 ``tooMany``) a group ``PATCH`` that changes more than ``limit``
         members, as AWS IAM Identity Center documents."""
@@ -637,11 +645,16 @@ class FaultControls:
 
     def vendor(self, name: str) -> list[FaultRule]:
         """The behaviours of one vendor at once: ``aws-identity-center`` (members hidden, 100
-        changes per PATCH, no whole replace) or ``put-only-groups`` (501 to PATCH)."""
+        changes per PATCH, no whole replace), ``put-only-groups`` (501 to a group PATCH),
+        ``put-only-users`` (501 to a user PATCH) or ``put-only`` (501 to every PATCH)."""
         if name == "aws-identity-center":
             return [self.hide_members(), self.refuse_whole_replace(), self.cap_changes(100)]
         if name == "put-only-groups":
             return [self.put_only_groups()]
+        if name == "put-only-users":
+            return [self.put_only_users()]
+        if name == "put-only":
+            return [self.put_only_groups(), self.put_only_users()]
         raise ValueError(f"unknown vendor behaviour {name!r}")
 
     def mixed(
