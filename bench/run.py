@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
-    csv_import,
     bulk,
+    csv_import,
     directory,
     engine,
     expressions,

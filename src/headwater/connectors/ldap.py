@@ -772,6 +772,14 @@ class LdapConnector:
 
         return await self._run("search", work)
 
+    async def has_member(self, id: str, member_id: str) -> bool | None:
+        """Never asked: a directory's group entries always carry their members."""
+        return None
+
+    async def groups_of(self, member_id: str) -> frozenset[str] | None:
+        """Never asked: a directory's group entries always carry their members."""
+        return None
+
     async def get_group(self, id: str) -> RemoteGroup | None:
         """The group with its members as account ids (entryUUIDs); a member DN naming no
         account under the bases is given as the DN."""
