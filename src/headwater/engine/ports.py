@@ -8,8 +8,8 @@ and groups by the downstream's ids; every failure is raised as a
 
 Abilities only some connectors have are separate ports, checked with ``isinstance`` by the
 engine: ``AccountLister`` (every account and group, page by page), ``BatchedLookups`` (many
-accounts found in one request) and ``BulkWrites`` (writes gathered into SCIM Bulk requests). A connector without them is sent one request at a
-time.
+accounts found in one request) and ``BulkWrites`` (writes gathered into SCIM Bulk requests).
+A connector without them is sent one request at a time.
 """
 
 from __future__ import annotations
