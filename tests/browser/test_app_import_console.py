@@ -30,7 +30,8 @@ def test_import_tab(
 
     sign_in(page)
     page.goto(f"/console/apps/{app_id}/imports")
-    expect(page.get_by_role("link", name="Import", exact=True)).to_have_attribute(
+    app_tabs = page.get_by_role("navigation", name="Application")
+    expect(app_tabs.get_by_role("link", name="Import", exact=True)).to_have_attribute(
         "aria-current", "page"
     )
     page.get_by_role("button", name="Start import").click()
