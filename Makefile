@@ -44,8 +44,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # The rest runs on one pytest-xdist worker per core (each worker has its own databases and
-# downstream servers). The browser suite runs in its own session: Playwright's sync API keeps an event loop running in
-# the main thread for as long as the browser lives, which other tests' asyncio.run() cannot share.
+# downstream servers). The browser suite runs in its own session: Playwright's sync API keeps an
+# event loop running in the main thread for as long as the browser lives, which other tests'
+# asyncio.run() cannot share.
 test: lint typecheck $(SCIMMY_STAMP)
 	$(BIN)/pytest -q -n auto --ignore=tests/browser
 	$(BIN)/pytest -q tests/browser
