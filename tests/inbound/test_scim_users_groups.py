@@ -170,7 +170,8 @@ def test_bad_input_gets_scim_errors_never_a_500(http: TestClient, staff: dict[st
     scim_error(http.get("Users/" + "x" * 300), 404)
     scim_error(http.get("Nowhere"), 404)
     scim_error(http.post("ServiceProviderConfig", json={}), 405)
-    scim_error(http.post("Bulk", json={}), 501)
+    scim_error(http.post("Bulk", json={}), 400, "invalidSyntax")
+    scim_error(http.get("Bulk"), 405)
     malformed = http.post(
         "Users", content=b"{not json", headers={"Content-Type": "application/scim+json"}
     )
