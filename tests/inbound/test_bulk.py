@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from fastapi.testclient import TestClient
 from scim2_client.engines.asgi import ASGISCIMClient
 from scim2_models import BulkOperation, BulkRequest, BulkResponse, Error, Group
@@ -391,3 +393,55 @@ async def test_scim2_client_sends_a_bulk_request(runtime: Runtime, source: tuple
     group_model: Any = client.get_resource_model("Group")
     team: Any = await client.query(group_model, (operations[0].location or "").rsplit("/", 1)[1])
     assert [member.value for member in team.members or []] == [robin]
+
+
+# --- Hostile bodies ------------------------------------------------------------------------------
+
+_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=12)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_methods = st.sampled_from(["POST", "PUT", "PATCH", "DELETE", "post", "GET", ""]) | _scalars
+_paths = st.sampled_from(["/Users", "/Groups", "/Users/bulkId:a", "/Groups/bulkId:b", "Users/x"]) | _scalars
+_bulk_ids = st.sampled_from(["a", "b", "c"]) | _scalars
+_references = st.sampled_from(["bulkId:a", "bulkId:b", "bulkId:zz", "bulkId:"])
+_data = (
+    st.fixed_dictionaries(
+        {"userName": st.text(max_size=10), "members": st.lists(st.fixed_dictionaries({"value": _references}), max_size=3)},
+        optional={
+            "name": st.fixed_dictionaries({"givenName": _scalars, "familyName": _scalars}),
+            "emails": st.lists(st.fixed_dictionaries({"value": _scalars}), max_size=2),
+            "displayName": _scalars,
+            "Operations": _values,
+        },
+    )
+    | _values
+)
+_operations = st.fixed_dictionaries(
+    {},
+    optional={"method": _methods, "path": _paths, "bulkId": _bulk_ids, "data": _data, "version": _scalars},
+)
+_bodies = st.fixed_dictionaries(
+    {"Operations": st.lists(_operations, max_size=6)},
+    optional={"failOnErrors": st.integers(-2, 8) | _scalars, "schemas": st.just([BULK_REQUEST])},
+) | _values
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=_bodies)
+def test_hostile_bodies_never_get_a_500(http: TestClient, body: Any) -> None:
+    response = http.post("Bulk", json=body)
+    assert response.status_code in (200, 400, 409, 413), response.text
+    document = response.json()
+    if response.status_code != 200:
+        scim_error(response, response.status_code)
+        return
+    for result in document["Operations"]:
+        assert result["status"] != "500", result
