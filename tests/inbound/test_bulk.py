@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from fastapi.testclient import TestClient
 from scim2_client.engines.asgi import ASGISCIMClient
 from scim2_models import BulkOperation, BulkRequest, BulkResponse, Error, Group
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from headwater.testing.toolkit import events
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 def person(login: str, **extra: Any) -> dict[str, Any]:
@@ -110,7 +111,9 @@ RESOLUTION: list[tuple[str, list[dict[str, Any]], list[str]]] = [
         [
             post_user("boss", "bea.boss@example.com"),
             post_user(
-                "u1", "ann.lee@example.com", **{ENTERPRISE_USER: {"manager": {"value": "bulkId:boss"}}}
+                "u1",
+                "ann.lee@example.com",
+                **{ENTERPRISE_USER: {"manager": {"value": "bulkId:boss"}}},
             ),
             post_group("g1", "Finance"),
             {
@@ -127,7 +130,10 @@ RESOLUTION: list[tuple[str, list[dict[str, Any]], list[str]]] = [
     ),
     (
         "reference to a failed POST is a 409",
-        [post_user("u1", "not-a-person@example.com", name=None), post_group("g1", "F", "bulkId:u1")],
+        [
+            post_user("u1", "not-a-person@example.com", name=None),
+            post_group("g1", "F", "bulkId:u1"),
+        ],
         ["400", "409"],
     ),
     (
@@ -146,7 +152,13 @@ RESOLUTION: list[tuple[str, list[dict[str, Any]], list[str]]] = [
     ),
     (
         "a self reference is a cycle",
-        [post_user("u1", "ann.lee@example.com", **{ENTERPRISE_USER: {"manager": {"value": "bulkId:u1"}}})],
+        [
+            post_user(
+                "u1",
+                "ann.lee@example.com",
+                **{ENTERPRISE_USER: {"manager": {"value": "bulkId:u1"}}},
+            )
+        ],
         ["409"],
     ),
     (
@@ -186,7 +198,9 @@ def test_references_resolve_to_the_created_ids(http: TestClient) -> None:
         http,
         post_group("g1", "Finance", "bulkId:u1", "bulkId:u2"),
         post_user("u1", "ann.lee@example.com"),
-        post_user("u2", "bob.ray@example.com", **{ENTERPRISE_USER: {"manager": {"value": "bulkId:u1"}}}),
+        post_user(
+            "u2", "bob.ray@example.com", **{ENTERPRISE_USER: {"manager": {"value": "bulkId:u1"}}}
+        ),
     )
     assert statuses(results) == ["201", "201", "201"]
     ann, bob = id_of(results[1]), id_of(results[2])
@@ -240,7 +254,7 @@ def test_each_operation_is_its_own_transaction_and_its_single_endpoint(
         http,
         post_user("u1", "bob.ray@example.com"),
         post_user("u2", "ANN.LEE@example.com"),  # taken: 409 uniqueness, nothing written
-        {"method": "PUT", "path": f"/Users/{ann['id']}", "data": person("ann.lee@example.com", title="CFO")},
+        {"method": "PUT", "path": f"/Users/{ann['id']}", "data": {**ann, "title": "CFO"}},
         {"method": "PATCH", "path": f"/Users/{ann['id']}", "version": 'W/"stale"', "data": {
             "Operations": [{"op": "replace", "path": "title", "value": "Clerk"}]}},
         {"method": "PATCH", "path": f"/Users/{ann['id']}", "data": {
@@ -294,13 +308,13 @@ BAD_REQUESTS: list[tuple[Any, int, str | None]] = [
     ("Operations", 400, "invalidSyntax"),
     ({}, 400, "invalidSyntax"),
     ({"Operations": {"method": "POST"}}, 400, "invalidSyntax"),
-    ({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": []}, 400, "invalidSyntax"),
+    ({"schemas": [PATCH_OP], "Operations": []}, 400, "invalidSyntax"),
     ({"schemas": "nope", "Operations": []}, 400, "invalidSyntax"),
     ({"Operations": [], "failOnErrors": 0}, 400, "invalidValue"),
     ({"Operations": [], "failOnErrors": "1"}, 400, "invalidValue"),
     ({"Operations": [], "failOnErrors": True}, 400, "invalidValue"),
     ({"Operations": [], "failOnErrors": 10**30}, 400, "invalidValue"),
-    ({"Operations": [post_user("x", "a.b@example.com"), post_user("x", "c.d@example.com")]}, 400, "invalidValue"),
+    ({"Operations": [post_user("x", "a@x.com"), post_user("x", "c@x.com")]}, 400, "invalidValue"),
     # Text no database stores is refused in the whole body, as on every endpoint.
     ({"Operations": [post_user("x", "a.b@example.com", title="\u0000")]}, 400, "invalidValue"),
 ]  # fmt: skip
@@ -353,9 +367,13 @@ def test_bad_operations_fail_alone(http: TestClient) -> None:
 
 
 def test_a_bad_body_or_token_is_refused(http: TestClient) -> None:
-    malformed = http.post("Bulk", content=b"{nope", headers={"Content-Type": "application/scim+json"})
+    malformed = http.post(
+        "Bulk", content=b"{nope", headers={"Content-Type": "application/scim+json"}
+    )
     scim_error(malformed, 400, "invalidSyntax")
-    scim_error(http.post("Bulk", json={"Operations": []}, headers={"Authorization": "Bearer x"}), 401)
+    scim_error(
+        http.post("Bulk", json={"Operations": []}, headers={"Authorization": "Bearer x"}), 401
+    )
     scim_error(http.put("Bulk", json={}), 405)
     assert send(http) == []
 
@@ -400,16 +418,24 @@ async def test_scim2_client_sends_a_bulk_request(runtime: Runtime, source: tuple
 _scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=12)
 _values = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 _methods = st.sampled_from(["POST", "PUT", "PATCH", "DELETE", "post", "GET", ""]) | _scalars
-_paths = st.sampled_from(["/Users", "/Groups", "/Users/bulkId:a", "/Groups/bulkId:b", "Users/x"]) | _scalars
+_paths = (
+    st.sampled_from(["/Users", "/Groups", "/Users/bulkId:a", "/Groups/bulkId:b", "Users/x"])
+    | _scalars
+)
 _bulk_ids = st.sampled_from(["a", "b", "c"]) | _scalars
 _references = st.sampled_from(["bulkId:a", "bulkId:b", "bulkId:zz", "bulkId:"])
 _data = (
     st.fixed_dictionaries(
-        {"userName": st.text(max_size=10), "members": st.lists(st.fixed_dictionaries({"value": _references}), max_size=3)},
+        {
+            "userName": st.text(max_size=10),
+            "members": st.lists(st.fixed_dictionaries({"value": _references}), max_size=3),
+        },
         optional={
             "name": st.fixed_dictionaries({"givenName": _scalars, "familyName": _scalars}),
             "emails": st.lists(st.fixed_dictionaries({"value": _scalars}), max_size=2),
@@ -421,12 +447,24 @@ _data = (
 )
 _operations = st.fixed_dictionaries(
     {},
-    optional={"method": _methods, "path": _paths, "bulkId": _bulk_ids, "data": _data, "version": _scalars},
+    optional={
+        "method": _methods,
+        "path": _paths,
+        "bulkId": _bulk_ids,
+        "data": _data,
+        "version": _scalars,
+    },
 )
-_bodies = st.fixed_dictionaries(
-    {"Operations": st.lists(_operations, max_size=6)},
-    optional={"failOnErrors": st.integers(-2, 8) | _scalars, "schemas": st.just([BULK_REQUEST])},
-) | _values
+_bodies = (
+    st.fixed_dictionaries(
+        {"Operations": st.lists(_operations, max_size=6)},
+        optional={
+            "failOnErrors": st.integers(-2, 8) | _scalars,
+            "schemas": st.just([BULK_REQUEST]),
+        },
+    )
+    | _values
+)
 
 
 @settings(

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from tests.inbound.test_bulk import BULK_REQUEST, person, post_user
@@ -40,7 +39,7 @@ def _meeting(
     return held
 
 
-def _write(http: TestClient, kind: str, target: dict[str, Any] | None) -> httpx.Response:
+def _write(http: TestClient, kind: str, target: dict[str, Any] | None) -> Any:
     if kind == "create":
         return http.post("Users", json=person("robin.hale@example.com"))
     if kind == "bulk":

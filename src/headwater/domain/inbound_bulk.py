@@ -91,7 +91,9 @@ class BulkRequest:
 def _get(mapping: Mapping[str, Any], name: str) -> Any:
     """An attribute of a raw payload; SCIM attribute names are case-insensitive."""
     lowered = name.lower()
-    return next((v for k, v in mapping.items() if isinstance(k, str) and k.lower() == lowered), None)
+    return next(
+        (v for k, v in mapping.items() if isinstance(k, str) and k.lower() == lowered), None
+    )
 
 
 def parse_request(body: Any) -> BulkRequest:
@@ -114,9 +116,7 @@ def parse_request(body: Any) -> BulkRequest:
         or not isinstance(fail_on_errors, int)
         or not 1 <= fail_on_errors <= MAX_OPERATIONS
     ):
-        raise InvalidValueException(
-            detail=f"failOnErrors: an integer from 1 to {MAX_OPERATIONS}"
-        )
+        raise InvalidValueException(detail=f"failOnErrors: an integer from 1 to {MAX_OPERATIONS}")
     operations = [_operation(index, item) for index, item in enumerate(raw)]
     declared: set[str] = set()
     for operation in operations:
@@ -141,7 +141,10 @@ def _operation(index: int, item: Any) -> Operation:
         not isinstance(bulk_id, str) or not 0 < len(bulk_id) <= MAX_BULK_ID
     ):
         return Operation(
-            index, method, path, failure=_invalid(f"bulkId: a string of 1 to {MAX_BULK_ID} characters")
+            index,
+            method,
+            path,
+            failure=_invalid(f"bulkId: a string of 1 to {MAX_BULK_ID} characters"),
         )
     shell = Operation(index, method, path, bulk_id)
     if method is None:
@@ -193,6 +196,15 @@ def _checked(operation: Operation, declared: set[str]) -> Operation:
     return operation
 
 
+def _is_reference(key: Any, value: Any) -> bool:
+    return (
+        isinstance(key, str)
+        and key.lower() == "value"
+        and isinstance(value, str)
+        and value.startswith(REFERENCE)
+    )
+
+
 def references(data: Any, depth: int = 0) -> list[str]:
     """The bulkIds ``data`` references: strings ``bulkId:X`` under a key named ``value``."""
     found: list[str] = []
@@ -200,9 +212,8 @@ def references(data: Any, depth: int = 0) -> list[str]:
         return found
     if isinstance(data, Mapping):
         for key, value in data.items():
-            if isinstance(key, str) and key.lower() == "value":
-                if isinstance(value, str) and value.startswith(REFERENCE):
-                    found.append(value[len(REFERENCE) :])
+            if _is_reference(key, value):
+                found.append(value[len(REFERENCE) :])
             found.extend(references(value, depth + 1))
     elif isinstance(data, list):
         for item in data:
@@ -217,12 +228,7 @@ def resolve(data: Any, ids: Callable[[str], str], depth: int = 0) -> Any:
     if isinstance(data, Mapping):
         resolved: dict[str, Any] = {}
         for key, value in data.items():
-            if (
-                isinstance(key, str)
-                and key.lower() == "value"
-                and isinstance(value, str)
-                and value.startswith(REFERENCE)
-            ):
+            if _is_reference(key, value):
                 resolved[key] = ids(value[len(REFERENCE) :])
             else:
                 resolved[key] = resolve(value, ids, depth + 1)
