@@ -4,6 +4,7 @@ each operation applied like its single endpoint (mastery, the system log, downst
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from headwater.testing.toolkit import events
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
+MEDIA = "application/scim+json"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
@@ -483,3 +485,18 @@ def test_hostile_bodies_never_get_a_500(http: TestClient, body: Any) -> None:
         return
     for result in document["Operations"]:
         assert result["status"] != "500", result
+
+
+def test_the_documented_bulk_request(http: TestClient) -> None:
+    """docs/inbound-scim.md's curl example, as written."""
+    text = (Path(__file__).parents[2] / "docs" / "inbound-scim.md").read_text()
+    example = text.split("/scim/v2/Bulk \\\n", 1)[1].split("-d '", 1)[1].split("'\n```", 1)[0]
+    response = http.post("Bulk", content=example.encode(), headers={"Content-Type": MEDIA})
+    assert response.status_code == 200, response.text
+    results = response.json()["Operations"]
+    assert statuses(results) == ["201", "201", "201", "200"]
+    kim, lee = id_of(results[1]), id_of(results[2])
+    assert member_ids(http, results[0]["location"]) == sorted([kim, lee])
+    read = http.get(f"Users/{lee}").json()
+    assert read["title"] == "Payroll clerk"
+    assert read[ENTERPRISE_USER]["manager"]["value"] == kim
