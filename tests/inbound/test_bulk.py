@@ -18,6 +18,7 @@ from tests.inbound.conftest import BASE
 from tests.inbound.test_scim_users_groups import hire, scim_error
 
 from headwater.db import tables as t
+from headwater.domain import inbound_bulk
 from headwater.domain.inbound import ENTERPRISE_USER
 from headwater.domain.inbound_bulk import MAX_OPERATIONS, MAX_PAYLOAD, Operation, order
 from headwater.runtime import Runtime
@@ -302,6 +303,21 @@ def test_limits_are_announced_and_enforced(http: TestClient) -> None:
     assert too_big.headers["content-type"].startswith("application/scim+json")
     exactly = [{"method": "DELETE", "path": f"/Users/u{i}"} for i in range(MAX_OPERATIONS)]
     assert statuses(send(http, *exactly)) == ["404"] * MAX_OPERATIONS
+
+
+def test_max_payload_below_the_body_limit_is_enforced_by_bulk(
+    http: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbound_bulk, "MAX_PAYLOAD", 2000)
+    assert http.get("ServiceProviderConfig").json()["bulk"]["maxPayloadSize"] == 2000
+    operations = [post_user(f"u{i}", f"user{i}@example.com") for i in range(12)]
+    body = json.dumps({"schemas": [BULK_REQUEST], "Operations": operations}).encode()
+    assert len(body) > 2000
+    too_big = http.post("Bulk", content=body, headers={"Content-Type": MEDIA})
+    scim_error(too_big, 413)
+    assert "maxPayloadSize" in too_big.json()["detail"]
+    assert http.get("Users").json()["totalResults"] == 0
+    assert statuses(send(http, *operations[:2])) == ["201", "201"]
 
 
 #: Requests that fail whole: (body, status, scimType).
