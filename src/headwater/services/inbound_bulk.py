@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Outcome:
     """What one operation did: a status and where, or why it failed (``error``: a
-    ``Failure`` or the exception the single endpoint would have answered with)."""
+    ``Failure``, or the exception the single endpoint would have answered with; its status
+    is then the edge's mapping of it, ``status`` only a placeholder)."""
 
     operation: Operation
     status: int
