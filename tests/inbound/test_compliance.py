@@ -17,6 +17,7 @@ from scim2_tester import Status, check_server
 from tests.inbound.conftest import BASE, StarletteSCIMClient
 
 from headwater.domain.inbound import ENTERPRISE_USER
+from headwater.domain.inbound_bulk import MAX_OPERATIONS, MAX_PAYLOAD
 from headwater.runtime import Runtime
 from headwater.server import create_app
 from headwater.testing.toolkit import events
@@ -41,7 +42,9 @@ def test_every_compliance_check_of_a_claimed_feature_passes(http: TestClient) ->
     config = http.get("ServiceProviderConfig").json()
     assert config["patch"]["supported"] and config["filter"]["supported"]
     assert config["sort"]["supported"] and config["etag"]["supported"]
-    assert config["bulk"]["supported"] is False
+    assert config["bulk"]["supported"] is True
+    assert config["bulk"]["maxOperations"] == MAX_OPERATIONS
+    assert config["bulk"]["maxPayloadSize"] == MAX_PAYLOAD
 
 
 async def test_scim2_client_drives_users_and_groups(

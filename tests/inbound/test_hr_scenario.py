@@ -121,3 +121,62 @@ def test_a_group_from_the_source_assigns_the_app(
     converge(runtime)
     account = downstream.scim.user(HIRE)
     assert account is None or account["active"] is False
+
+
+def test_a_bulk_hire_reaches_the_app_and_a_bulk_leave_deactivates(
+    runtime: Runtime, http: TestClient, downstream: InProcessScim
+) -> None:
+    finance = create_group(runtime, "Finance")
+    create_rule(runtime, "Finance by department", 'user.department == "Finance"', [finance])
+    app = create_scim_app(runtime, downstream.base_url)
+    assign_group(runtime, app, finance)
+    push_group(runtime, app, finance)
+    converge(runtime)
+
+    robin = {
+        "userName": HIRE,
+        "name": {"givenName": "Robin", "familyName": "Hale"},
+        "emails": [{"value": HIRE, "primary": True}],
+        ENTERPRISE_USER: {"department": "Finance"},
+    }
+    bulk = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+    hired = http.post(
+        "Bulk",
+        json={
+            "schemas": [bulk],
+            "Operations": [
+                {
+                    "method": "POST",
+                    "path": "/Groups",
+                    "bulkId": "payroll",
+                    "data": {"displayName": "Payroll", "members": [{"value": "bulkId:robin"}]},
+                },
+                {"method": "POST", "path": "/Users", "bulkId": "robin", "data": robin},
+            ],
+        },
+    )
+    assert hired.status_code == 200, hired.text
+    results = hired.json()["Operations"]
+    assert [result["status"] for result in results] == ["201", "201"]
+    person = results[1]["location"].rsplit("/", 1)[1]
+    # Each operation enqueued the app's key in its own transaction.
+    assert person in members(runtime, finance)
+    assert person in queued_subjects(runtime, app)
+    converge(runtime)
+    account = downstream.scim.user(HIRE)
+    assert account is not None and account["active"] is True
+    assert downstream.scim.members("Finance") == {HIRE}
+
+    leave = {"Operations": [{"op": "Replace", "path": "active", "value": "False"}]}
+    left = http.post(
+        "Bulk",
+        json={
+            "schemas": [bulk],
+            "Operations": [{"method": "PATCH", "path": f"/Users/{person}", "data": leave}],
+        },
+    )
+    assert [result["status"] for result in left.json()["Operations"]] == ["200"]
+    converge(runtime)
+    account = downstream.scim.user(HIRE)
+    assert account is not None and account["active"] is False
+    assert downstream.scim.members("Finance") == set()

@@ -170,11 +170,16 @@ def test_bad_input_gets_scim_errors_never_a_500(http: TestClient, staff: dict[st
     scim_error(http.get("Users/" + "x" * 300), 404)
     scim_error(http.get("Nowhere"), 404)
     scim_error(http.post("ServiceProviderConfig", json={}), 405)
-    scim_error(http.post("Bulk", json={}), 501)
+    scim_error(http.post("Bulk", json={}), 400, "invalidSyntax")
+    scim_error(http.get("Bulk"), 405)
     malformed = http.post(
         "Users", content=b"{not json", headers={"Content-Type": "application/scim+json"}
     )
     scim_error(malformed, 400, "invalidSyntax")
+    huge = b'{"userName": "' + b"x" * 1_100_000 + b'"}'
+    too_large = http.post("Users", content=huge, headers={"Content-Type": "application/scim+json"})
+    scim_error(too_large, 413)
+    assert too_large.headers["content-type"] == "application/scim+json"
     scim_error(http.post("Users", json=[]), 400)
     scim_error(http.post("Users", json={"userName": "no.names@example.com"}), 400)
     scim_error(http.post("Users", json={"userName": 7}), 400)

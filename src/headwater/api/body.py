@@ -17,14 +17,24 @@ from pydantic import BaseModel, ValidationError
 from headwater.domain.storable import REQUEST, check_document
 from headwater.errors import InvalidRequest, MalformedRequest
 
-__all__ = ["json_body", "openapi_body", "parse"]
+__all__ = ["decode", "json_body", "openapi_body", "parse", "raw_body"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
 async def json_body(request: Request) -> Any:
     """The decoded JSON body, or ``None`` when the body is empty."""
-    raw = await request.body()
+    return decode(await request.body())
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body's bytes, read on the event loop (within the body size limit), so that a plain
+    ``def`` handler can decode it with :func:`decode` in the threadpool."""
+    return await request.body()
+
+
+def decode(raw: bytes) -> Any:
+    """A body's JSON, checked like :func:`json_body` does, or ``None`` when it is empty."""
     if not raw.strip():
         return None
     try:

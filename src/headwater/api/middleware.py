@@ -11,6 +11,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["BodyLimitMiddleware", "RequestIdMiddleware"]
 
 
+#: Paths whose clients read SCIM's error message rather than Okta's.
+SCIM_PREFIX = "/scim/"
+
+
+def _too_large_scim() -> bytes:
+    """RFC 7644 §3.12's error message (what ``api.scim`` answers with everywhere else)."""
+    return json.dumps(
+        {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+            "status": "413",
+            "detail": "The request body is too large.",
+        }
+    ).encode()
+
+
 def _too_large_body() -> bytes:
     return json.dumps(
         {
@@ -37,7 +52,7 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(scope, send)
             return
         received = 0
         too_large = False
@@ -64,21 +79,23 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not response_started:
-                await self._reject(send)
+                await self._reject(scope, send)
         except Exception:
             if too_large and not response_started:
-                await self._reject(send)
+                await self._reject(scope, send)
             else:
                 raise
 
-    async def _reject(self, send: Send) -> None:
-        body = _too_large_body()
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        scim = str(scope.get("path") or "").startswith(SCIM_PREFIX)
+        body = _too_large_scim() if scim else _too_large_body()
+        media_type = b"application/scim+json" if scim else b"application/json"
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", media_type),
                     (b"content-length", str(len(body)).encode()),
                 ],
             }

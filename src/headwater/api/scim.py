@@ -11,18 +11,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from scim2_models import Error, SCIMException
+from scim2_models import Error, PayloadTooLargeException, SCIMException
 from sqlalchemy.orm import Session
 
-from headwater.api.body import json_body
-from headwater.api.deps import base_url, get_db, storable_url
+from headwater.api.body import decode, raw_body
+from headwater.api.deps import base_url, get_db, get_runtime, storable_url
 from headwater.db import tables as t
-from headwater.domain import inbound
+from headwater.domain import inbound, inbound_bulk
 from headwater.domain.inbound import InvalidResource
 from headwater.errors import (
     Conflict,
@@ -34,6 +34,7 @@ from headwater.errors import (
     Unauthenticated,
 )
 from headwater.services import inbound as scim
+from headwater.services import inbound_bulk as bulk_service
 from headwater.services import sources
 from headwater.services.directory import LOGIN_TAKEN, NAME_TAKEN
 
@@ -55,37 +56,59 @@ def _scim_json(document: Any, status: int = 200, headers: dict[str, str] | None 
     return JSONResponse(document, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+#: An error's status, detail and ``scimType``.
+Problem = tuple[int, str, str | None]
+
+
+def error_document(status: int, detail: str, scim_type: str | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = Error(
+        status=status, scim_type=scim_type, detail=detail[:1000]
+    ).model_dump()
+    return document
+
+
 def error_response(status: int, detail: str, scim_type: str | None = None) -> Any:
-    error = Error(status=status, scim_type=scim_type, detail=detail[:1000])
-    document = error.model_dump()
+    document = error_document(status, detail, scim_type)
     headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if status == 401 else None
     return _scim_json(document, status, headers)
 
 
-def _from_validation(exc: InvalidResource) -> Any:
+def _from_validation(exc: InvalidResource) -> Problem:
     if isinstance(exc.errors, str):
-        return error_response(400, exc.errors, "invalidValue")
+        return 400, exc.errors, "invalidValue"
     errors = Error.from_validation_errors(exc.errors)
     first = errors[0] if errors else Error(status=400, scim_type="invalidValue", detail=str(exc))
-    return error_response(int(first.status or 400), first.detail or "invalid", first.scim_type)
+    return int(first.status or 400), first.detail or "invalid", first.scim_type
 
 
-def _from_headwater(exc: HeadwaterError) -> Any:
+def _from_headwater(exc: HeadwaterError) -> Problem:
     detail = "; ".join(exc.causes) if exc.causes else exc.summary
     if isinstance(exc, InvalidRequest):
         if LOGIN_TAKEN in exc.causes or NAME_TAKEN in exc.causes:
-            return error_response(409, detail, "uniqueness")
+            return 409, detail, "uniqueness"
         scim_type = "invalidFilter" if exc.summary.startswith("Invalid search") else "invalidValue"
-        return error_response(400, detail, scim_type)
+        return 400, detail, scim_type
     if isinstance(exc, MalformedRequest):
-        return error_response(400, "The request body is not valid JSON.", "invalidSyntax")
+        return 400, "The request body is not valid JSON.", "invalidSyntax"
     if isinstance(exc, NotFound):
-        return error_response(404, exc.summary)
+        return 404, exc.summary, None
     if isinstance(exc, Unauthenticated):
-        return error_response(401, "A valid source bearer token is required.")
+        return 401, "A valid source bearer token is required.", None
     if isinstance(exc, StatusConflict | Conflict):
-        return error_response(409, detail)
-    return error_response(exc.status if exc.status < 500 else 400, detail)
+        return 409, detail, None
+    return (exc.status if exc.status < 500 else 400), detail, None
+
+
+def _problem_of(exc: Exception) -> Problem | None:
+    """The SCIM error for a failure, or ``None`` for one that is not the caller's."""
+    if isinstance(exc, SCIMException):
+        error = exc.to_error()
+        return int(error.status or 400), error.detail or "", error.scim_type
+    if isinstance(exc, InvalidResource):
+        return _from_validation(exc)
+    if isinstance(exc, HeadwaterError):
+        return _from_headwater(exc)
+    return None
 
 
 class ScimRoute(APIRoute):
@@ -97,13 +120,10 @@ class ScimRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
-            except SCIMException as exc:
-                error = exc.to_error()
-                return error_response(int(error.status or 400), error.detail or "", error.scim_type)  # type: ignore[no-any-return]
-            except InvalidResource as exc:
-                return _from_validation(exc)  # type: ignore[no-any-return]
-            except HeadwaterError as exc:
-                return _from_headwater(exc)  # type: ignore[no-any-return]
+            except (SCIMException, InvalidResource, HeadwaterError) as exc:
+                problem = _problem_of(exc)
+                assert problem is not None
+                return error_response(*problem)  # type: ignore[no-any-return]
             except RequestValidationError:
                 return error_response(400, "Invalid request.", "invalidValue")  # type: ignore[no-any-return]
 
@@ -111,6 +131,11 @@ class ScimRoute(APIRoute):
 
 
 router = APIRouter(prefix="/scim/v2", route_class=ScimRoute, include_in_schema=False)
+
+#: A request's body, read on the event loop within the server's body size limit; the handlers
+#: are plain ``def`` (run in the threadpool, as their database work is synchronous) and decode
+#: it there with ``decode``.
+Body = Annotated[bytes, Depends(raw_body)]
 
 
 # --- The caller -------------------------------------------------------------------------------
@@ -229,8 +254,16 @@ def _with_location(document: dict[str, Any], kind: str, location: str) -> dict[s
     return {**document, "meta": {"resourceType": kind, "location": location}}
 
 
+def _max_payload(request: Request) -> int:
+    """``bulk.maxPayloadSize``: the bulk bound, or the server's body limit if it is lower."""
+    limit: int = get_runtime(request).settings.max_body_bytes
+    return min(inbound_bulk.MAX_PAYLOAD, limit)
+
+
 def _config(request: Request) -> dict[str, Any]:
-    document = inbound.service_provider_config(bulk=False, max_operations=0, max_payload=0)
+    document = inbound.service_provider_config(
+        bulk=True, max_operations=inbound_bulk.MAX_OPERATIONS, max_payload=_max_payload(request)
+    )
     return _with_location(
         document, "ServiceProviderConfig", f"{_base(request)}/ServiceProviderConfig"
     )
@@ -335,8 +368,8 @@ def _listing(request: Request, kind: str, params: dict[str, Any]) -> Any:
     return _scim_json(_list(projected, total=page.total, start=page.start_index))
 
 
-async def _search_params(request: Request) -> dict[str, Any]:
-    body = await json_body(request)
+def _search_params(raw: bytes) -> dict[str, Any]:
+    body = decode(raw)
     if body is None:
         return {}
     if not isinstance(body, dict):
@@ -357,8 +390,8 @@ def list_users(request: Request) -> Response:
 
 
 @router.post("/Users/.search")
-async def search_users(request: Request) -> Response:
-    return _listing(request, "User", await _search_params(request))  # type: ignore[no-any-return]
+def search_users(request: Request, raw: Body) -> Response:
+    return _listing(request, "User", _search_params(raw))  # type: ignore[no-any-return]
 
 
 @router.get("/Groups")
@@ -367,14 +400,14 @@ def list_groups(request: Request) -> Response:
 
 
 @router.post("/Groups/.search")
-async def search_groups(request: Request) -> Response:
-    return _listing(request, "Group", await _search_params(request))  # type: ignore[no-any-return]
+def search_groups(request: Request, raw: Body) -> Response:
+    return _listing(request, "Group", _search_params(raw))  # type: ignore[no-any-return]
 
 
 @router.post("/Users")
-async def create_user(request: Request) -> Response:
+def create_user(request: Request, raw: Body) -> Response:
     source = _source(request)
-    body = await json_body(request)
+    body = decode(raw)
     with get_db(request).transaction() as session:
         user = scim.create_user(session, _attached(session, source), body)
         document = scim.user_resource(user, _base(request))
@@ -391,9 +424,9 @@ def get_user(request: Request, user_id: str) -> Response:
 
 
 @router.put("/Users/{user_id}")
-async def replace_user(request: Request, user_id: str) -> Response:
+def replace_user(request: Request, user_id: str, raw: Body) -> Response:
     source = _source(request)
-    body = await json_body(request)
+    body = decode(raw)
     if_match = request.headers.get("if-match")
     with get_db(request).transaction() as session:
         owner = _attached(session, source)
@@ -403,9 +436,9 @@ async def replace_user(request: Request, user_id: str) -> Response:
 
 
 @router.patch("/Users/{user_id}")
-async def patch_user(request: Request, user_id: str) -> Response:
+def patch_user(request: Request, user_id: str, raw: Body) -> Response:
     source = _source(request)
-    body = await json_body(request)
+    body = decode(raw)
     if_match = request.headers.get("if-match")
     with get_db(request).transaction() as session:
         owner = _attached(session, source)
@@ -424,9 +457,9 @@ def delete_user(request: Request, user_id: str) -> Response:
 
 
 @router.post("/Groups")
-async def create_group(request: Request) -> Response:
+def create_group(request: Request, raw: Body) -> Response:
     source = _source(request)
-    body = await json_body(request)
+    body = decode(raw)
     with get_db(request).transaction() as session:
         group = scim.create_group(session, _attached(session, source), body)
         document = scim.group_resource(session, group, _base(request))
@@ -443,9 +476,9 @@ def get_group(request: Request, group_id: str) -> Response:
 
 
 @router.put("/Groups/{group_id}")
-async def replace_group(request: Request, group_id: str) -> Response:
+def replace_group(request: Request, group_id: str, raw: Body) -> Response:
     source = _source(request)
-    body = await json_body(request)
+    body = decode(raw)
     if_match = request.headers.get("if-match")
     with get_db(request).transaction() as session:
         owner = _attached(session, source)
@@ -455,9 +488,9 @@ async def replace_group(request: Request, group_id: str) -> Response:
 
 
 @router.patch("/Groups/{group_id}")
-async def patch_group(request: Request, group_id: str) -> Response:
+def patch_group(request: Request, group_id: str, raw: Body) -> Response:
     source = _source(request)
-    body = await json_body(request)
+    body = decode(raw)
     if_match = request.headers.get("if-match")
     with get_db(request).transaction() as session:
         owner = _attached(session, source)
@@ -475,6 +508,53 @@ def delete_group(request: Request, group_id: str) -> Response:
     return Response(status_code=204)
 
 
+# --- Bulk -------------------------------------------------------------------------------------
+
+
+@router.post("/Bulk")
+def bulk(request: Request, raw: Body) -> Response:
+    """RFC 7644 §3.7: the operations run one by one, each in its own transaction, through the
+    same code as the single endpoints (``services.inbound_bulk``)."""
+    source = _source(request)
+    limit = _max_payload(request)
+    if len(raw) > limit:
+        raise PayloadTooLargeException(
+            detail=f"a bulk request has at most {limit} bytes (maxPayloadSize)"
+        )
+    parsed = inbound_bulk.parse_request(decode(raw))
+    outcomes = bulk_service.run(get_db(request), source.id, parsed, _base(request))
+    document = {
+        "schemas": [inbound_bulk.BULK_RESPONSE],
+        "Operations": [_bulk_result(outcome) for outcome in outcomes],
+    }
+    return _scim_json(document)  # type: ignore[no-any-return]
+
+
+def _bulk_result(outcome: bulk_service.Outcome) -> dict[str, Any]:
+    """One operation's result: its method, bulkId, location, version and status (a string, as
+    in RFC 7644's examples), and the SCIM error as ``response`` when it failed."""
+    operation = outcome.operation
+    result: dict[str, Any] = {}
+    if operation.method is not None:
+        result["method"] = operation.method
+    if operation.bulk_id is not None:
+        result["bulkId"] = operation.bulk_id
+    if outcome.location is not None:
+        result["location"] = outcome.location
+    if outcome.version is not None:
+        result["version"] = outcome.version
+    status = outcome.status
+    error = outcome.error
+    if isinstance(error, inbound_bulk.Failure):
+        result["response"] = error_document(error.status, error.detail, error.scim_type)
+    elif error is not None:
+        problem = _problem_of(error) or (500, "The operation failed unexpectedly.", None)
+        status = problem[0]
+        result["response"] = error_document(*problem)
+    result["status"] = str(status)
+    return result
+
+
 # --- Anything else ----------------------------------------------------------------------------
 
 #: Paths that exist, with the methods they answer; other methods get 405, other paths 404.
@@ -483,6 +563,7 @@ _KNOWN = [
     (re.compile(r"^(Users|Groups)$"), "GET, POST"),
     (re.compile(r"^(Users|Groups)/\.search$"), "POST"),
     (re.compile(r"^(Users|Groups)/[^/]+$"), "GET, PUT, PATCH, DELETE"),
+    (re.compile(r"^Bulk$"), "POST"),
 ]
 
 
@@ -494,8 +575,6 @@ def elsewhere(request: Request, rest: str) -> Response:
             response.headers["Allow"] = methods
             return response
     _source(request)
-    if rest == "Bulk":
-        return error_response(501, "Bulk operations are not supported")  # type: ignore[no-any-return]
     if rest == ".search" and request.method == "POST":
         detail = "Search one resource type at a time: /Users/.search or /Groups/.search"
         return error_response(501, detail)  # type: ignore[no-any-return]
