@@ -1,5 +1,5 @@
 """An LDAP directory as a downstream app: accounts as ``inetOrgPerson`` entries, pushed groups
-as ``groupOfNames``, behind the same ``Connector`` port as SCIM.
+as ``groupOfNames`` (or ``groupOfUniqueNames``, per app), behind the same ``Connector`` port as SCIM.
 
 The id Headwater keeps for an entry is its ``entryUUID``: every operation first finds the
 entry's current DN by searching for that UUID, so an entry renamed or moved (modrdn) by anyone
@@ -50,7 +50,7 @@ from headwater.connectors.outbound import OutboundPolicy, Resolver, system_resol
 from headwater.connectors.scrub import MAX_DETAIL, Scrubber
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAccount, RemoteGroup
-from headwater.domain.ldap import Deactivation, LdapProfile
+from headwater.domain.ldap import Deactivation, LdapProfile, OnMissingEntry
 from headwater.domain.settings import ProvisioningSettings
 
 __all__ = ["LOCKED", "LdapConnector", "ldap_error"]
@@ -64,8 +64,8 @@ Gate = Callable[[], AbstractAsyncContextManager[None]]
 #: ppolicy's "locked until an administrator unlocks" value of ``pwdAccountLockedTime``.
 LOCKED = "000001010000Z"
 PERSON_CLASSES = ("top", "person", "organizationalPerson", "inetOrgPerson")
-GROUP_CLASSES = ("top", "groupOfNames")
-#: ``groupOfNames`` must hold a member: an emptied group holds the empty DN instead.
+#: ``groupOfNames`` (and ``groupOfUniqueNames``) must hold a member: an emptied group holds
+#: the empty DN instead.
 PLACEHOLDER = ""
 #: Attribute values a single OR filter resolves at once.
 _FILTER_CHUNK = 100
@@ -77,6 +77,8 @@ _RESERVED = frozenset(
     {"objectclass", "userpassword", "entryuuid", "memberof", "pwdaccountlockedtime"}
 )
 _ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+#: The optional unique identifier a ``uniqueMember`` value may carry after its DN.
+_OPTIONAL_UID = re.compile(r"#'[01]*'B$")
 
 #: Result codes: retry later / the app is unusable as configured / bad input.
 _TRANSIENT = {3, 10, 11, 51, 52, 80}
@@ -294,6 +296,9 @@ class LdapConnector:
         )
         self._pool = _Pool(settings.max_concurrency)
         self._closed = False
+        #: The pushed groups' object class and the attribute that holds their members.
+        self._group_class = str(profile.group_class)
+        self._member = profile.group_class.member_attribute
 
     #: LDAP has no PATCH to refuse: every change is a modify.
     patch_refused = False
@@ -312,6 +317,21 @@ class LdapConnector:
     @property
     def _batch(self) -> int:
         return max(1, self.settings.membership_batch_size)
+
+    async def _addressed(self, operation: str, work: Callable[[ldap3.Connection], _T]) -> _T:
+        """Run a change to an entry or group addressed by id. When it is gone (noSuchObject),
+        the engine recreates it (``NotFoundError``) or, if the profile's ``onMissingEntry``
+        is ``TASK``, stops with an error that opens a Task."""
+        try:
+            return await self._run(operation, work)
+        except NotFoundError as exc:
+            if self.profile.on_missing is not OnMissingEntry.TASK:
+                raise
+            raise PermanentError(
+                f"{exc.message}; not created again (onMissingEntry is TASK)",
+                status=404,
+                detail=exc.detail,
+            ) from None
 
     # -- connections -------------------------------------------------------------------------
 
@@ -712,14 +732,25 @@ class LdapConnector:
         return dn, entry
 
     async def replace_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount:
-        return await self._run("modify", lambda c: self._modify_account(c, id, attrs, attrs.active))
+        return await self._addressed(
+            "modify", lambda c: self._modify_account(c, id, attrs, attrs.active)
+        )
 
     async def patch_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount | None:
         """The same as ``replace_user``: a modify sends only what changed either way."""
         return await self.replace_user(id, attrs)
 
     async def set_active(self, id: str, active: bool) -> None:
-        await self._run("modify", lambda c: self._modify_account(c, id, None, active))
+        def work(conn: ldap3.Connection) -> RemoteAccount:
+            return self._modify_account(conn, id, None, active)
+
+        deleting = not active and self.profile.deactivation is Deactivation.DELETE
+        if deleting and self.profile.on_missing is OnMissingEntry.TASK:
+            # Deactivating deletes the entry: one that is gone already needs no Task.
+            with contextlib.suppress(NotFoundError):
+                await self._run("modify", work)
+            return
+        await self._addressed("modify", work)
 
     async def delete_user(self, id: str) -> None:
         """Delete the entry; one that is already gone counts as deleted."""
@@ -743,12 +774,12 @@ class LdapConnector:
     ) -> tuple[str, list[str], bool] | None:
         """(DN, member DNs, whether it holds the placeholder) of the group, or None."""
         found = self._search_uuid(
-            conn, [self.profile.groups_base], group_id, ["entryUUID", "cn", "member"]
+            conn, [self.profile.groups_base], group_id, ["entryUUID", "cn", self._member]
         )
         if found is None:
             return None
         dn, entry = found
-        members = entry.get("member", [])
+        members = [_OPTIONAL_UID.sub("", m) for m in entry.get(self._member.casefold(), [])]
         return (
             dn,
             [m for m in members if m.strip()],
@@ -757,7 +788,8 @@ class LdapConnector:
 
     async def find_group(self, display_name: str) -> RemoteGroup | None:
         def work(conn: ldap3.Connection) -> RemoteGroup | None:
-            query = f"(&(objectClass=groupOfNames)(cn={escape_filter_chars(display_name)}))"
+            name = escape_filter_chars(display_name)
+            query = f"(&(objectClass={self._group_class})(cn={name}))"
             loose = None
             for dn, entry in self._search(
                 conn, self.profile.groups_base, query, ["entryUUID", "cn"]
@@ -798,7 +830,11 @@ class LdapConnector:
         dn = f"cn={escape_rdn(display_name)},{self.profile.groups_base}"
 
         def work(conn: ldap3.Connection) -> RemoteGroup:
-            conn.add(dn, list(GROUP_CLASSES), {"cn": display_name, "member": [PLACEHOLDER]})
+            conn.add(
+                dn,
+                ["top", self._group_class],
+                {"cn": display_name, self._member: [PLACEHOLDER]},
+            )
             found = self._search(conn, dn, "(objectClass=*)", ["entryUUID"], "BASE")
             if not found or not found[0][1].get("entryuuid"):
                 raise TransientError("LDAP add: the new group cannot be read back")
@@ -816,7 +852,7 @@ class LdapConnector:
             if self._group_name(read[0]) != display_name:
                 conn.modify_dn(read[0], f"cn={escape_rdn(display_name)}", delete_old_dn=True)
 
-        await self._run("modrdn", work)
+        await self._addressed("modrdn", work)
 
     async def delete_group(self, id: str) -> None:
         def work(conn: ldap3.Connection) -> None:
@@ -842,7 +878,7 @@ class LdapConnector:
         ``only`` every member not in ``add`` goes. Returns the modify requests sent.
 
         Adds go first and the placeholder last, so the group is never left without a member
-        (which ``groupOfNames`` forbids).
+        (which ``groupOfNames`` and ``groupOfUniqueNames`` forbid).
         """
         read = self._read_group(conn, group_id)
         if read is None:
@@ -871,14 +907,14 @@ class LdapConnector:
             if index == 0 and placeholder_held:
                 change.append((ldap3.MODIFY_DELETE, [PLACEHOLDER]))
                 placeholder_held = False
-            conn.modify(dn, {"member": change})
+            conn.modify(dn, {self._member: change})
             sent += 1
         batches = _chunks(to_remove, self._batch)
         for index, batch in enumerate(batches):
             change = [(ldap3.MODIFY_DELETE, list(batch))]
             if left <= 0 and index == len(batches) - 1 and not placeholder_held:
                 change.insert(0, (ldap3.MODIFY_ADD, [PLACEHOLDER]))
-            conn.modify(dn, {"member": change})
+            conn.modify(dn, {self._member: change})
             sent += 1
         return sent
 
@@ -893,7 +929,7 @@ class LdapConnector:
         """Add and remove in modify batches of ``membership_batch_size`` values."""
         if not add and not remove:
             return 0
-        return await self._run(
+        return await self._addressed(
             "modify", lambda c: self._change_members(c, id, add=add, remove=remove)
         )
 
@@ -901,8 +937,12 @@ class LdapConnector:
         self, id: str, member_ids: Sequence[str], *, whole: GroupState | None = None
     ) -> None:
         """Take members out; a group that is gone holds nobody."""
+        if not member_ids:
+            return
         with contextlib.suppress(NotFoundError):
-            await self.patch_members(id, add=[], remove=member_ids)
+            await self._run(
+                "modify", lambda c: self._change_members(c, id, add=[], remove=member_ids)
+            )
 
     async def replace_members(
         self,
@@ -914,6 +954,6 @@ class LdapConnector:
     ) -> int:
         """Make the group hold exactly ``member_ids`` (others, foreign DNs too, go)."""
         members = _unique(member_ids)
-        return await self._run(
+        return await self._addressed(
             "modify", lambda c: self._change_members(c, id, add=members, remove=(), only=True)
         )
