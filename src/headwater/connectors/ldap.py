@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import ldap3
 from ldap3.core import exceptions as lx
+from ldap3.protocol.rfc4527 import post_read_control
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
@@ -69,6 +70,8 @@ PERSON_CLASSES = ("top", "person", "organizationalPerson", "inetOrgPerson")
 PLACEHOLDER = ""
 #: Attribute values a single OR filter resolves at once.
 _FILTER_CHUNK = 100
+#: RFC 4527's Post-Read control: an add answers with the new entry's attributes.
+_POST_READ = "1.3.6.1.1.13.2"
 #: Up to this many member DNs are read one by one; more, and the bases are scanned once.
 _READ_EACH = 16
 _MAX_MESSAGE = 500
@@ -536,6 +539,17 @@ class LdapConnector:
             if e.get("type") == "searchResEntry"
         ]
 
+    @staticmethod
+    def _post_read(conn: ldap3.Connection) -> dict[str, list[str]] | None:
+        """The entry the last request's Post-Read control returned, if the directory
+        sent it and it carries the entryUUID."""
+        controls = (conn.result or {}).get("controls") or {}
+        value = (controls.get(_POST_READ) or {}).get("value") or {}
+        entry = _folded(value.get("result") or {})
+        if not entry.get("entryuuid"):
+            return None
+        return entry
+
     def _account_attributes(self) -> list[str]:
         return ["entryUUID", "uid", self.profile.match_attribute, "pwdAccountLockedTime"]
 
@@ -650,6 +664,56 @@ class LdapConnector:
 
         return await self._run("search", work)
 
+    @property
+    def lookup_batch(self) -> int:
+        """Names one search looks up before creates (a filter joined by ``|``, which every
+        directory takes): the app's ``lookupBatchSize``, else 100."""
+        return min(self.settings.lookup_batch_size or _FILTER_CHUNK, _FILTER_CHUNK)
+
+    #: LDAP filters always take ``|``.
+    or_filter_refused = False
+
+    async def find_users(self, user_names: Sequence[str]) -> dict[str, RemoteAccount | None]:
+        """The entries for many names in one search per base of the matching attribute: an
+        exact value (else one equal but for case) settles a name, and a name is settled as
+        absent only when every entry returned belongs to a name asked for (the directory may
+        match more loosely than that); a name left out is looked up alone."""
+        attribute = self.profile.match_attribute
+        names = _unique(user_names)
+        if not names:
+            return {}
+        terms = "".join(f"({attribute}={escape_filter_chars(n)})" for n in names)
+        query = f"(&(objectClass=*)(|{terms}))"
+
+        def work(conn: ldap3.Connection) -> dict[str, RemoteAccount | None]:
+            entries = [
+                (dn, entry)
+                for base in self._bases
+                for dn, entry in self._search(conn, base, query, self._account_attributes())
+                if entry.get("entryuuid")
+            ]
+            exact: dict[str, RemoteAccount] = {}
+            folded: dict[str, RemoteAccount] = {}
+            for dn, entry in entries:
+                for value in entry.get(attribute.casefold(), []):
+                    exact.setdefault(value, self._remote_account(dn, entry))
+                    folded.setdefault(value.casefold(), self._remote_account(dn, entry))
+            asked = {n.casefold() for n in names}
+            complete = all(
+                any(v.casefold() in asked for v in entry.get(attribute.casefold(), []))
+                for _, entry in entries
+            )
+            found: dict[str, RemoteAccount | None] = {}
+            for name in names:
+                match = exact.get(name) or folded.get(name.casefold())
+                if match is not None:
+                    found[name] = match
+                elif complete:
+                    found[name] = None
+            return found
+
+        return await self._run("search", work)
+
     async def get_user(self, id: str) -> RemoteAccount | None:
         def work(conn: ldap3.Connection) -> RemoteAccount | None:
             found = self._search_uuid(conn, self._bases, id, self._account_attributes())
@@ -665,9 +729,17 @@ class LdapConnector:
         dn = f"{self._rdn(attrs)},{parent}"
         values = {k: v for k, v in _attributes(attrs, self.profile.match_attribute).items() if v}
 
+        locking = not attrs.active and self.profile.deactivation is Deactivation.LOCK
+
         def work(conn: ldap3.Connection) -> RemoteAccount:
-            conn.add(dn, list(PERSON_CLASSES), values)
-            if not attrs.active and self.profile.deactivation is Deactivation.LOCK:
+            read = None if locking else [post_read_control(self._account_attributes())]
+            conn.add(dn, list(PERSON_CLASSES), values, controls=read)
+            if read is not None:
+                # The directory answered with the new entry (RFC 4527): no read-back needed.
+                answered = self._post_read(conn)
+                if answered is not None:
+                    return self._remote_account(dn, answered)
+            if locking:
                 conn.modify(dn, {"pwdAccountLockedTime": [(ldap3.MODIFY_REPLACE, [LOCKED])]})
             found = self._search(conn, dn, "(objectClass=*)", self._account_attributes(), "BASE")
             if not found or not found[0][1].get("entryuuid"):
