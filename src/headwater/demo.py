@@ -1,6 +1,6 @@
 """``headwater demo``: Headwater on SQLite, a real downstream SCIM app, and the seed's example;
-when OpenLDAP's ``slapd`` is installed, a throwaway directory too, as a second app ("LDAP
-Directory") that is given the same groups.
+when OpenLDAP's ``slapd`` is installed, a throwaway directory too, connected as a second app
+("LDAP Directory") with nothing assigned yet (docs/ldap.md goes on from there).
 
 The example is loaded through Headwater's own API, exactly as an admin script would.
 """
@@ -12,9 +12,8 @@ import shutil
 import signal
 import threading
 import time
-from pathlib import Path
-from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -110,11 +109,10 @@ class LdapDirectory:
     disabled_base: str
 
 
-def load_ldap_example(
-    api: httpx.Client, directory: LdapDirectory, groups: Mapping[str, str]
-) -> str:
-    """An "LDAP Directory" app beside the SCIM one: Accounting assigned, AppPushGroup pushed
-    (``groups`` as :func:`load_example` returns them). Returns the app's id."""
+def load_ldap_example(api: httpx.Client, directory: LdapDirectory) -> str:
+    """An "LDAP Directory" app beside the SCIM one, connected to ``directory`` and active,
+    with nothing assigned or pushed yet: docs/ldap.md walks through assigning Accounting and
+    pushing AppPushGroup to it. Returns the app's id."""
     app = _check(
         api.post(
             "/api/v1/apps?activate=true",
@@ -134,13 +132,6 @@ def load_ldap_example(
         api.post(
             f"/api/v1/apps/{app['id']}/connections/default?activate=true",
             json={"baseUrl": directory.url, "profile": profile},
-        )
-    )
-    _check(api.put(f"/api/v1/apps/{app['id']}/groups/{groups['Accounting']}", json={}))
-    _check(
-        api.post(
-            f"/api/v1/apps/{app['id']}/group-push/mappings",
-            json={"sourceGroupId": groups["AppPushGroup"], "targetGroupName": "AppPushGroup"},
         )
     )
     return str(app["id"])
@@ -212,7 +203,7 @@ def run_demo(*, port: int) -> None:
         base = f"http://127.0.0.1:{port}"
         _wait_for(base + "/health")
         with httpx.Client(base_url=base, headers={"Authorization": f"SSWS {api_token}"}) as api:
-            example = load_example(api, downstream.base_url, scim_token)
+            load_example(api, downstream.base_url, scim_token)
             if slapd is not None:
                 directory = LdapDirectory(
                     slapd.url,
@@ -222,7 +213,7 @@ def run_demo(*, port: int) -> None:
                     slapd.groups_base,
                     slapd.disabled_base,
                 )
-                load_ldap_example(api, directory, example["groups"])
+                load_ldap_example(api, directory)
         print(f"Headwater is running at {base}")
         print(f"  Console:        {base}/console  (user: admin, password: {admin_password})")
         print(f"  API:            {base}/api/v1   (OpenAPI: {base}/openapi.json)")
