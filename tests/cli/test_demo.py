@@ -77,16 +77,17 @@ def test_the_demo_runs_an_ldap_directory_beside_the_scim_app(tmp_path: Path) -> 
     with demo:
         assert demo.process is not None and demo.ldap_url is not None, demo.output
         assert demo.ldap_password is not None
+        ldap_url, ldap_password = demo.ldap_url, demo.ldap_password
         children = children_of(demo.process.pid)
         assert [pid for pid, cmd in children.items() if "slapd" in cmd], children
-        port = int(demo.ldap_url.rsplit(":", 1)[1])
+        port = int(ldap_url.rsplit(":", 1)[1])
         headers = {"Authorization": f"SSWS {demo.token}"}
         apps = httpx.get(demo.base + "/api/v1/apps", headers=headers).json()
         assert {app["label"] for app in apps} >= {"Demo SCIM App", "LDAP Directory"}
 
         def read() -> tuple[set[str], set[str]]:
-            server = ldap3.Server(demo.ldap_url, get_info=ldap3.NONE)
-            conn = ldap3.Connection(server, "cn=admin,dc=example,dc=org", demo.ldap_password)
+            server = ldap3.Server(ldap_url, get_info=ldap3.NONE)
+            conn = ldap3.Connection(server, "cn=admin,dc=example,dc=org", ldap_password)
             conn.bind()
             try:
                 people_base, groups_base = (

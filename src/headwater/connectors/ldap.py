@@ -1,5 +1,6 @@
 """An LDAP directory as a downstream app: accounts as ``inetOrgPerson`` entries, pushed groups
-as ``groupOfNames`` (or ``groupOfUniqueNames``, per app), behind the same ``Connector`` port as SCIM.
+as ``groupOfNames`` (or ``groupOfUniqueNames``, per app), behind the same ``Connector`` port as
+SCIM.
 
 The id Headwater keeps for an entry is its ``entryUUID``: every operation first finds the
 entry's current DN by searching for that UUID, so an entry renamed or moved (modrdn) by anyone

@@ -1586,8 +1586,8 @@ BANNER = re.compile(
     r".*\(user: admin, password: (?P<password>\S+)\)\n"
     r".*\n"
     r"  Downstream app: (?P<scim>http://127\.0\.0\.1:(?P<scim_port>\d+)/v2) .*\n"
-    r"(?:  LDAP directory: (?:(?P<ldap>ldap://127\.0\.0\.1:\d+) .*password: (?P<ldap_password>\S+)\)"
-    r"|not started .*)\n)?"
+    r"(?:  LDAP directory: "
+    r"(?:(?P<ldap>ldap://127\.0\.0\.1:\d+) .*password: (?P<ldap_password>\S+)\)|not started .*)\n)?"
     r"(?:.*\n){2}"
     r"Press Ctrl-C to stop\. Your API token \(shown once\):\n"
     r"(?P<token>\S+)\n",
