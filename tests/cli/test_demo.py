@@ -66,8 +66,8 @@ def test_the_downstream_takes_a_token_that_starts_with_a_dash(backend: str) -> N
 
 
 def test_the_demo_runs_an_ldap_directory_beside_the_scim_app(tmp_path: Path) -> None:
-    """With slapd installed, the demo starts one, provisions the seed's example into it as the
-    "LDAP Directory" app, and stops it with everything else."""
+    """With slapd installed, the demo starts one and connects it as the "LDAP Directory" app;
+    the groups docs/ldap.md gives it land in the directory, which stops with everything else."""
     problem = slapd_missing()
     if problem is not None:
         if IN_CI:
@@ -84,6 +84,16 @@ def test_the_demo_runs_an_ldap_directory_beside_the_scim_app(tmp_path: Path) -> 
         headers = {"Authorization": f"SSWS {demo.token}"}
         apps = httpx.get(demo.base + "/api/v1/apps", headers=headers).json()
         assert {app["label"] for app in apps} >= {"Demo SCIM App", "LDAP Directory"}
+        # As docs/ldap.md goes on: Accounting assigned, AppPushGroup pushed.
+        (app,) = [a for a in apps if a["label"] == "LDAP Directory"]
+        groups = httpx.get(demo.base + "/api/v1/groups", headers=headers).json()
+        ids = {g["profile"]["name"]: g["id"] for g in groups}
+        with httpx.Client(base_url=demo.base + "/api/v1", headers=headers) as api:
+            assigned = api.put(f"/apps/{app['id']}/groups/{ids['Accounting']}", json={})
+            assert assigned.status_code == 200, assigned.text
+            mapping = {"sourceGroupId": ids["AppPushGroup"], "targetGroupName": "AppPushGroup"}
+            pushed = api.post(f"/apps/{app['id']}/group-push/mappings", json=mapping)
+            assert pushed.status_code in (200, 201), pushed.text
 
         def read() -> tuple[set[str], set[str]]:
             server = ldap3.Server(ldap_url, get_info=ldap3.NONE)
