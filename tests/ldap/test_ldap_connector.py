@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import ldap3
 import pytest
@@ -255,6 +256,36 @@ async def test_a_missing_entry_is_lost_or_a_task(slapd: Slapd, setting: OnMissin
         assert caught.value.status == 404
     await ldap.remove_members(group.id, [account.id])  # a group that is gone holds nobody
     await ldap.delete_user(account.id)  # as does a deleted entry
+    await ldap.aclose()
+
+
+async def test_accounts_are_looked_up_many_at_a_time(
+    slapd: Slapd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One search settles many names before creates; an add answers with the new entry
+    (Post-Read), so no search follows it."""
+    ldap = connector(slapd)
+    assert ldap.lookup_batch == 100 and not ldap.or_filter_refused
+    first, second, absent = unique("look"), unique("look"), unique("absent")
+    searches: list[str] = []
+    search = ldap3.Connection.search
+
+    def counted(self: ldap3.Connection, base: str, *args: Any, **kwargs: Any) -> Any:
+        searches.append(base)
+        return search(self, base, *args, **kwargs)
+
+    monkeypatch.setattr(ldap3.Connection, "search", counted)
+    created = await ldap.create_user(person(first))
+    assert searches == []
+    monkeypatch.undo()
+    assert created.user_name == first and created.active
+    await ldap.create_user(person(second))
+    found = await ldap.find_users([first, second.upper(), absent, first])
+    assert set(found) == {first, second.upper(), absent}
+    assert found[first] is not None and found[first].id == created.id
+    assert found[second.upper()] is not None and found[second.upper()].user_name == second
+    assert found[absent] is None
+    assert await ldap.find_users([]) == {}
     await ldap.aclose()
 
 
