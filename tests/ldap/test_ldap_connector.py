@@ -282,8 +282,9 @@ async def test_accounts_are_looked_up_many_at_a_time(
     await ldap.create_user(person(second))
     found = await ldap.find_users([first, second.upper(), absent, first])
     assert set(found) == {first, second.upper(), absent}
-    assert found[first] is not None and found[first].id == created.id
-    assert found[second.upper()] is not None and found[second.upper()].user_name == second
+    exact, loose = found[first], found[second.upper()]
+    assert exact is not None and exact.id == created.id
+    assert loose is not None and loose.user_name == second
     assert found[absent] is None
     assert await ldap.find_users([]) == {}
     await ldap.aclose()
