@@ -1,4 +1,6 @@
-"""``headwater demo``: Headwater on SQLite, a real downstream SCIM app, and the seed's example.
+"""``headwater demo``: Headwater on SQLite, a real downstream SCIM app, and the seed's example;
+when OpenLDAP's ``slapd`` is installed, a throwaway directory too, connected as a second app
+("LDAP Directory") with nothing assigned yet (docs/ldap.md goes on from there).
 
 The example is loaded through Headwater's own API, exactly as an admin script would.
 """
@@ -10,13 +12,16 @@ import shutil
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import httpx
 
-__all__ = ["load_example", "run_demo"]
+from headwater.domain.ldap import LDAP_APP_NAME, LDAP_SCHEME
+
+__all__ = ["LdapDirectory", "load_example", "load_ldap_example", "run_demo"]
 
 DEMO_DIR = Path("data") / "demo"
 
@@ -92,6 +97,46 @@ def load_example(api: httpx.Client, scim_url: str, scim_token: str) -> dict[str,
     return {"app": app["id"], "users": users, "groups": groups}
 
 
+@dataclass(frozen=True)
+class LdapDirectory:
+    """Where the demo's directory is and how Headwater binds to it."""
+
+    url: str
+    bind_dn: str
+    password: str
+    people_base: str
+    groups_base: str
+    disabled_base: str
+
+
+def load_ldap_example(api: httpx.Client, directory: LdapDirectory) -> str:
+    """An "LDAP Directory" app beside the SCIM one, connected to ``directory`` and active,
+    with nothing assigned or pushed yet: docs/ldap.md walks through assigning Accounting and
+    pushing AppPushGroup to it. Returns the app's id."""
+    app = _check(
+        api.post(
+            "/api/v1/apps?activate=true",
+            json={"name": LDAP_APP_NAME, "label": "LDAP Directory"},
+        )
+    )
+    profile = {
+        "authScheme": LDAP_SCHEME,
+        "bindDn": directory.bind_dn,
+        "password": directory.password,
+        "peopleBaseDn": directory.people_base,
+        "groupsBaseDn": directory.groups_base,
+        "disabledBaseDn": directory.disabled_base,
+        "deactivation": "LOCK",
+    }
+    _check(
+        api.post(
+            f"/api/v1/apps/{app['id']}/connections/default?activate=true",
+            json={"baseUrl": directory.url, "profile": profile},
+        )
+    )
+    return str(app["id"])
+
+
 class _Stop(Exception):
     """SIGTERM or SIGINT asks the demo to stop: raised in the main thread."""
 
@@ -102,7 +147,8 @@ def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
 
 def run_demo(*, port: int) -> None:
     """Run until Ctrl-C (SIGINT) or SIGTERM; either stops Headwater's server and its worker,
-    then the downstream scim2-server child process, before returning."""
+    then the downstream scim2-server child process (and slapd, when it was started), before
+    returning."""
     import uvicorn
 
     from headwater.config import Settings
@@ -112,12 +158,16 @@ def run_demo(*, port: int) -> None:
     from headwater.services import admins, tokens
     from headwater.serving import uvicorn_config
     from headwater.testing.scimserver import LOOPBACK_ALLOW, ScimServerProcess
+    from headwater.testing.slapd import Slapd, slapd_missing
 
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     DEMO_DIR.mkdir(parents=True)
     scim_token = secrets.token_urlsafe(24)
     # scim2-server implements SCIM Bulk and filters joined by "or": the demo app uses both.
     downstream = ScimServerProcess(bearer_token=scim_token, extra_args=["--bulk"])
+    # OpenLDAP's slapd, when installed: a directory of its own in a temporary folder.
+    no_slapd = slapd_missing()
+    slapd = None if no_slapd else Slapd(root_password=secrets.token_urlsafe(18))
     runtime: Runtime | None = None
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
@@ -127,6 +177,8 @@ def run_demo(*, port: int) -> None:
     previous_interrupt = signal.signal(signal.SIGINT, _stop_on_signal)
     try:
         downstream.start()
+        if slapd is not None:
+            slapd.start()
         # The downstream runs on loopback, which the outbound policy denies unless allowed.
         settings = Settings.load(
             data_dir=DEMO_DIR,
@@ -152,10 +204,27 @@ def run_demo(*, port: int) -> None:
         _wait_for(base + "/health")
         with httpx.Client(base_url=base, headers={"Authorization": f"SSWS {api_token}"}) as api:
             load_example(api, downstream.base_url, scim_token)
+            if slapd is not None:
+                directory = LdapDirectory(
+                    slapd.url,
+                    slapd.root_dn,
+                    slapd.root_password,
+                    slapd.people_base,
+                    slapd.groups_base,
+                    slapd.disabled_base,
+                )
+                load_ldap_example(api, directory)
         print(f"Headwater is running at {base}")
         print(f"  Console:        {base}/console  (user: admin, password: {admin_password})")
         print(f"  API:            {base}/api/v1   (OpenAPI: {base}/openapi.json)")
         print(f"  Downstream app: {downstream.base_url}  (scim2-server, bearer token auth)")
+        if slapd is not None:
+            print(
+                f"  LDAP directory: {slapd.url}  (OpenLDAP slapd; bind DN: {slapd.root_dn}, "
+                f"password: {slapd.root_password})"
+            )
+        else:
+            print(f"  LDAP directory: not started ({no_slapd})")
         print("  SCIM dialect:   rfc7644  (per app: headwater apps set APP dialect=entra-style)")
         print('  Try:  curl -H "Authorization: SSWS $TOKEN" ' + base + "/api/v1/users")
         print("Press Ctrl-C to stop. Your API token (shown once):")
@@ -174,6 +243,8 @@ def run_demo(*, port: int) -> None:
             if thread is not None:
                 thread.join(timeout=10)
             downstream.stop()
+            if slapd is not None:
+                slapd.close()
             if runtime is not None:
                 runtime.close()
         finally:

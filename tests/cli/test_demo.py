@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+import ldap3
 import pytest
 
 from headwater.testing.scimserver import ScimServerProcess
-from headwater.testing.toolkit import Demo
+from headwater.testing.slapd import slapd_missing
+from headwater.testing.toolkit import IN_CI, Demo, children_of, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -61,3 +63,63 @@ def test_the_downstream_takes_a_token_that_starts_with_a_dash(backend: str) -> N
         url = server.base_url + "/Users"
         assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
         assert httpx.get(url, headers={"Authorization": "Bearer other"}).status_code == 401
+
+
+def test_the_demo_runs_an_ldap_directory_beside_the_scim_app(tmp_path: Path) -> None:
+    """With slapd installed, the demo starts one and connects it as the "LDAP Directory" app;
+    the groups docs/ldap.md gives it land in the directory, which stops with everything else."""
+    problem = slapd_missing()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"slapd is required in CI: {problem}")
+        pytest.skip(problem)
+    demo = Demo(tmp_path)
+    with demo:
+        assert demo.process is not None and demo.ldap_url is not None, demo.output
+        assert demo.ldap_password is not None
+        ldap_url, ldap_password = demo.ldap_url, demo.ldap_password
+        children = children_of(demo.process.pid)
+        assert [pid for pid, cmd in children.items() if "slapd" in cmd], children
+        port = int(ldap_url.rsplit(":", 1)[1])
+        headers = {"Authorization": f"SSWS {demo.token}"}
+        apps = httpx.get(demo.base + "/api/v1/apps", headers=headers).json()
+        assert {app["label"] for app in apps} >= {"Demo SCIM App", "LDAP Directory"}
+        # As docs/ldap.md goes on: Accounting assigned, AppPushGroup pushed.
+        (app,) = [a for a in apps if a["label"] == "LDAP Directory"]
+        groups = httpx.get(demo.base + "/api/v1/groups", headers=headers).json()
+        ids = {g["profile"]["name"]: g["id"] for g in groups}
+        with httpx.Client(base_url=demo.base + "/api/v1", headers=headers) as api:
+            assigned = api.put(f"/apps/{app['id']}/groups/{ids['Accounting']}", json={})
+            assert assigned.status_code == 200, assigned.text
+            mapping = {"sourceGroupId": ids["AppPushGroup"], "targetGroupName": "AppPushGroup"}
+            pushed = api.post(f"/apps/{app['id']}/group-push/mappings", json=mapping)
+            assert pushed.status_code in (200, 201), pushed.text
+
+        def read() -> tuple[set[str], set[str]]:
+            server = ldap3.Server(ldap_url, get_info=ldap3.NONE)
+            conn = ldap3.Connection(server, "cn=admin,dc=example,dc=org", ldap_password)
+            conn.bind()
+            try:
+                people_base, groups_base = (
+                    "ou=people,dc=example,dc=org",
+                    "ou=groups,dc=example,dc=org",
+                )
+                conn.search(people_base, "(objectClass=inetOrgPerson)", attributes=["uid"])
+                people = {str(e.uid) for e in conn.entries}
+                conn.search(groups_base, "(cn=AppPushGroup)", attributes=["member"])
+                members = {str(m) for e in conn.entries for m in e.member.values} - {""}
+            finally:
+                conn.unbind()
+            return people, members
+
+        wanted = {"taylor.smith@example.com", "alex.johnson@example.com", "jordan.lee@example.com"}
+
+        def loaded() -> tuple[set[str], set[str]] | None:
+            people, members = read()
+            return (people, members) if people == wanted and len(members) == 2 else None
+
+        found = wait_for(loaded, "the example in the directory", timeout=60)
+        assert all(dn.startswith("uid=") for dn in found[1])
+        assert demo.stop(signal.SIGTERM, timeout=PROMPTLY) == 0, demo.output
+        assert not accepts_connections(port)
+        assert "Traceback" not in demo.output, demo.output

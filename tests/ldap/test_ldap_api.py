@@ -57,9 +57,22 @@ def test_an_ldap_connection_is_tested_sealed_and_never_shown(
         stored = runtime.secrets.open(row.secret_encrypted)
     assert stored["password"] == slapd.root_password
     assert stored["people_base"] == slapd.people_base
+    assert stored["group_class"] == "groupOfNames" and stored["on_missing"] == "RECREATE"
     # Changing a field keeps the password (same URL); the test binds with it again.
-    ok(client.post(_url(app_id), json=_body(slapd, password=None, deactivation="MOVE")))
+    changed = _body(
+        slapd,
+        password=None,
+        deactivation="MOVE",
+        groupObjectClass="groupofuniquenames",
+        onMissingEntry="task",
+    )
+    ok(client.post(_url(app_id), json=changed))
     ok(client.post(f"{_url(app_id)}/lifecycle/activate"))
+    with runtime.database.read() as session:
+        row = session.get(t.AppConnection, app_id)
+        assert row is not None and row.secret_encrypted is not None
+        stored = runtime.secrets.open(row.secret_encrypted)
+    assert stored["group_class"] == "groupOfUniqueNames" and stored["on_missing"] == "TASK"
 
 
 def test_a_wrong_password_fails_the_test_without_echoing_it(
@@ -96,6 +109,10 @@ def test_a_wrong_password_fails_the_test_without_echoing_it(
         ({"userDnTemplate": "uid=${password}"}, "profile.userDnTemplate"),
         ({"userDnTemplate": "uid=${userName},ou=x"}, "profile.userDnTemplate"),
         ({"matchAttribute": "mail)(uid=*"}, "profile.matchAttribute"),
+        ({"groupObjectClass": "posixGroup"}, "profile.groupObjectClass"),
+        ({"groupObjectClass": "groupOfNames" * 10}, "profile.groupObjectClass"),
+        ({"onMissingEntry": "IGNORE"}, "profile.onMissingEntry"),
+        ({"onMissingEntry": "TASK" * 100}, "profile.onMissingEntry"),
         ({"authScheme": "TOKEN", "token": "t"}, "profile.authScheme"),
     ],
 )

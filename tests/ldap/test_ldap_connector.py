@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import ldap3
 import pytest
@@ -20,7 +21,7 @@ from headwater.connectors.errors import (
 from headwater.connectors.ldap import LOCKED, LdapConnector
 from headwater.connectors.outbound import OutboundPolicy
 from headwater.domain.downstream import AccountAttributes
-from headwater.domain.ldap import Deactivation, LdapProfile
+from headwater.domain.ldap import Deactivation, GroupClass, LdapProfile, OnMissingEntry
 from headwater.domain.settings import ProvisioningSettings
 from headwater.testing.slapd import Slapd, make_ca, slapd_missing
 from headwater.testing.toolkit import IN_CI
@@ -169,8 +170,10 @@ async def test_deactivation_and_reactivation(slapd: Slapd, mode: Deactivation) -
     await ldap.aclose()
 
 
-async def test_groups_members_rename_and_drift(slapd: Slapd) -> None:
-    ldap = connector(slapd, batch=2)
+@pytest.mark.parametrize("group_class", list(GroupClass))
+async def test_groups_members_rename_and_drift(slapd: Slapd, group_class: GroupClass) -> None:
+    ldap = connector(slapd, batch=2, group_class=group_class)
+    attribute = group_class.member_attribute
     users = [await ldap.create_user(person(unique("m"))) for _ in range(5)]
     ids = [u.id for u in users]
     name = unique("Engineering ")
@@ -181,17 +184,19 @@ async def test_groups_members_rename_and_drift(slapd: Slapd) -> None:
     assert await ldap.patch_members(group.id, add=ids, remove=[]) == 3
     read = await ldap.get_group(group.id)
     assert read is not None and read.member_ids == frozenset(ids)
+    written = entry(slapd, f"(entryUUID={group.id})")
+    assert group_class.value in written["objectClass"] and len(written[attribute]) == 5
     assert await ldap.patch_members(group.id, add=ids[:1], remove=ids[3:]) == 1
     read = await ldap.get_group(group.id)
     assert read is not None and read.member_ids == frozenset(ids[:3])
     # memberOf (overlay) follows the member values.
-    if "memberof" in slapd.overlays:
+    if "memberof" in slapd.overlays and group_class is GroupClass.GROUP_OF_NAMES:
         held = entry(slapd, f"(entryUUID={ids[0]})")["memberOf"]
         assert held == [f"cn={name},{slapd.groups_base}"]
     # Drift: someone adds a foreign member by hand; a replace removes it.
     foreign = f"cn=stranger,{slapd.suffix}"
     with slapd.connect() as conn:
-        conn.modify(f"cn={name},{slapd.groups_base}", {"member": [(ldap3.MODIFY_ADD, [foreign])]})
+        conn.modify(f"cn={name},{slapd.groups_base}", {attribute: [(ldap3.MODIFY_ADD, [foreign])]})
     read = await ldap.get_group(group.id)
     assert read is not None and read.member_ids is not None and foreign in read.member_ids
     await ldap.replace_members(group.id, name, ids[1:2])
@@ -200,6 +205,7 @@ async def test_groups_members_rename_and_drift(slapd: Slapd) -> None:
     await ldap.remove_members(group.id, ids)
     read = await ldap.get_group(group.id)
     assert read is not None and read.member_ids == frozenset()
+    assert entry(slapd, f"(entryUUID={group.id})")[attribute] == [""]  # the placeholder
     renamed = unique("Platform ")
     await ldap.rename_group(group.id, renamed)
     read = await ldap.get_group(group.id)
@@ -208,6 +214,79 @@ async def test_groups_members_rename_and_drift(slapd: Slapd) -> None:
     await ldap.delete_group(group.id)
     assert await ldap.get_group(group.id) is None
     await ldap.remove_members(group.id, ids)  # a group that is gone holds nobody
+    await ldap.aclose()
+
+
+async def test_a_group_of_the_other_class_is_not_linked(slapd: Slapd) -> None:
+    """A same-named group of the other object class is not taken for a pushed group."""
+    plain = connector(slapd)
+    unique_names = connector(slapd, group_class=GroupClass.GROUP_OF_UNIQUE_NAMES)
+    name = unique("Mixed ")
+    await plain.create_group(name)
+    assert await unique_names.find_group(name) is None
+    assert await plain.find_group(name) is not None
+    await plain.aclose()
+    await unique_names.aclose()
+
+
+@pytest.mark.parametrize("setting", list(OnMissingEntry))
+async def test_a_missing_entry_is_lost_or_a_task(slapd: Slapd, setting: OnMissingEntry) -> None:
+    """noSuchObject on a change: NotFoundError (the engine creates it again) or, with
+    onMissingEntry TASK, a permanent error (the engine opens a Task)."""
+    ldap = connector(slapd, on_missing=setting)
+    user_name = unique("gone")
+    account = await ldap.create_user(person(user_name))
+    group = await ldap.create_group(unique("Gone "))
+    with slapd.connect() as conn:
+        conn.delete(f"uid={user_name},{slapd.people_base}")
+        conn.search(slapd.groups_base, f"(entryUUID={group.id})")
+        conn.delete(conn.entries[0].entry_dn)
+    changes = [
+        ldap.replace_user(account.id, person(user_name, title="Boss")),
+        ldap.set_active(account.id, False),
+        ldap.rename_group(group.id, unique("Renamed ")),
+        ldap.patch_members(group.id, add=[account.id], remove=[]),
+        ldap.replace_members(group.id, "x", []),
+    ]
+    for change in changes:
+        with pytest.raises(PermanentError) as caught:
+            await change
+        lost = isinstance(caught.value, NotFoundError)
+        assert lost is (setting is OnMissingEntry.RECREATE)
+        assert caught.value.status == 404
+    await ldap.remove_members(group.id, [account.id])  # a group that is gone holds nobody
+    await ldap.delete_user(account.id)  # as does a deleted entry
+    await ldap.aclose()
+
+
+async def test_accounts_are_looked_up_many_at_a_time(
+    slapd: Slapd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One search settles many names before creates; an add answers with the new entry
+    (Post-Read), so no search follows it."""
+    ldap = connector(slapd)
+    assert ldap.lookup_batch == 100 and not ldap.or_filter_refused
+    first, second, absent = unique("look"), unique("look"), unique("absent")
+    searches: list[str] = []
+    search = ldap3.Connection.search
+
+    def counted(self: ldap3.Connection, base: str, *args: Any, **kwargs: Any) -> Any:
+        searches.append(base)
+        return search(self, base, *args, **kwargs)
+
+    monkeypatch.setattr(ldap3.Connection, "search", counted)
+    created = await ldap.create_user(person(first))
+    assert searches == []
+    monkeypatch.undo()
+    assert created.user_name == first and created.active
+    await ldap.create_user(person(second))
+    found = await ldap.find_users([first, second.upper(), absent, first])
+    assert set(found) == {first, second.upper(), absent}
+    exact, loose = found[first], found[second.upper()]
+    assert exact is not None and exact.id == created.id
+    assert loose is not None and loose.user_name == second
+    assert found[absent] is None
+    assert await ldap.find_users([]) == {}
     await ldap.aclose()
 
 

@@ -8,11 +8,15 @@ same entryUUID); unlinking with the group kept or deleted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import ldap3
 import pytest
+from sqlalchemy import select
 
 from headwater.connectors.ldap import LOCKED
+from headwater.db import tables as t
 from headwater.runtime import Runtime
 from headwater.testing.slapd import DirectoryReader, Slapd
 from headwater.testing.toolkit import (
@@ -26,8 +30,11 @@ from headwater.testing.toolkit import (
     push_group,
     remove_member,
     rename_group,
+    set_mapping_status,
+    unassign_group,
     unlink_mapping,
     update_settings,
+    update_user,
 )
 
 TAYLOR = "taylor.smith@example.com"
@@ -51,11 +58,16 @@ def directory(fresh_slapd: Slapd) -> DirectoryReader:
     return DirectoryReader(fresh_slapd)
 
 
-def seeded(runtime: Runtime, server: Slapd, directory: DirectoryReader) -> Seed:
+def seeded(
+    runtime: Runtime,
+    server: Slapd,
+    directory: DirectoryReader,
+    profile: Mapping[str, str] | None = None,
+) -> Seed:
     people = [create_user(runtime, login) for login in (TAYLOR, ALEX, SAM)]
     accounting = create_group(runtime, "Accounting", people)
     pushed = create_group(runtime, "AppPushGroup", people)
-    app = create_ldap_app(runtime, server)
+    app = create_ldap_app(runtime, server, profile=profile)
     assign_group(runtime, app, accounting)
     mapping = push_group(runtime, app, pushed)
     converge(runtime)
@@ -176,3 +188,67 @@ def test_deactivation_by_move_and_by_delete(
     change_status(runtime, people[1], "deactivate")
     converge(runtime)
     assert ALEX not in directory.people()
+
+
+def test_group_of_unique_names_end_to_end(
+    runtime: Runtime, fresh_slapd: Slapd, directory: DirectoryReader
+) -> None:
+    """Pushed as groupOfUniqueNames: created, members in uniqueMember, both unassign orders'
+    removal, a rename, and a hand-made drift repaired."""
+    seed = seeded(runtime, fresh_slapd, directory, {"group_class": "groupOfUniqueNames"})
+    with fresh_slapd.connect() as conn:
+        conn.search(fresh_slapd.groups_base, "(cn=AppPushGroup)", attributes=["*"])
+        (group,) = conn.entries
+        assert "groupOfUniqueNames" in group.objectClass.values
+        assert "member" not in group.entry_attributes
+        dn = group.entry_dn
+    remove_member(runtime, seed.accounting, seed.taylor)
+    converge(runtime)
+    assert_taylor_gone(directory)
+    assert directory.members("AppPushGroup") == {ALEX, SAM}
+    rename_group(runtime, seed.pushed, "Finance")
+    converge(runtime)
+    assert directory.members("Finance") == {ALEX, SAM}
+    # Someone adds Taylor back by hand: a full push (drift repair) takes the value out again.
+    with fresh_slapd.connect() as conn:
+        dn = dn.replace("cn=AppPushGroup", "cn=Finance")
+        taylor = f"uid={TAYLOR},{fresh_slapd.people_base}"
+        conn.modify(dn, {"uniqueMember": [(ldap3.MODIFY_ADD, [taylor])]})
+    assert directory.members("Finance") == {TAYLOR, ALEX, SAM}
+    set_mapping_status(runtime, seed.app, seed.mapping, "ACTIVE")
+    converge(runtime)
+    assert directory.members("Finance") == {ALEX, SAM}
+
+
+def test_a_missing_entry_is_created_again_or_a_task(
+    sqlite_runtime: Runtime, fresh_slapd: Slapd, directory: DirectoryReader
+) -> None:
+    """An entry deleted by hand behind Headwater's back: with the default onMissingEntry
+    (RECREATE) the next change creates it again; with TASK the change stops with a Task."""
+    runtime = sqlite_runtime
+    alex, sam = (create_user(runtime, login) for login in (ALEX, SAM))
+    group = create_group(runtime, "Accounting", [alex, sam])
+    again = create_ldap_app(runtime, fresh_slapd, label="Again")
+    assign_group(runtime, again, group)
+    converge(runtime)
+    with fresh_slapd.connect() as conn:
+        conn.delete(f"uid={ALEX},{fresh_slapd.people_base}")
+    update_user(runtime, alex, title="Auditor")
+    converge(runtime)
+    assert directory.people()[ALEX]["title"] == ["Auditor"]
+    unassign_group(runtime, again, group)
+    converge(runtime)
+    tasked = create_ldap_app(runtime, fresh_slapd, label="Tasked", profile={"on_missing": "task"})
+    assign_group(runtime, tasked, group)
+    converge(runtime)
+    with fresh_slapd.connect() as conn:
+        conn.delete(f"uid={SAM},{fresh_slapd.people_base}")
+    update_user(runtime, sam, title="Auditor")
+    converge(runtime)
+    assert SAM not in directory.people()
+    with runtime.database.read() as session:
+        tasks = session.execute(
+            select(t.Task.subject_id, t.Task.message).where(t.Task.app_id == tasked)
+        ).all()
+    assert [subject for subject, _ in tasks] == [sam]
+    assert "onMissingEntry is TASK" in tasks[0][1]

@@ -1,5 +1,6 @@
 """An LDAP directory as a downstream app: accounts as ``inetOrgPerson`` entries, pushed groups
-as ``groupOfNames``, behind the same ``Connector`` port as SCIM.
+as ``groupOfNames`` (or ``groupOfUniqueNames``, per app), behind the same ``Connector`` port as
+SCIM.
 
 The id Headwater keeps for an entry is its ``entryUUID``: every operation first finds the
 entry's current DN by searching for that UUID, so an entry renamed or moved (modrdn) by anyone
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit
 
 import ldap3
 from ldap3.core import exceptions as lx
+from ldap3.protocol.rfc4527 import post_read_control
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
@@ -50,7 +52,7 @@ from headwater.connectors.outbound import OutboundPolicy, Resolver, system_resol
 from headwater.connectors.scrub import MAX_DETAIL, Scrubber
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAccount, RemoteGroup
-from headwater.domain.ldap import Deactivation, LdapProfile
+from headwater.domain.ldap import Deactivation, LdapProfile, OnMissingEntry
 from headwater.domain.settings import ProvisioningSettings
 
 __all__ = ["LOCKED", "LdapConnector", "ldap_error"]
@@ -64,11 +66,13 @@ Gate = Callable[[], AbstractAsyncContextManager[None]]
 #: ppolicy's "locked until an administrator unlocks" value of ``pwdAccountLockedTime``.
 LOCKED = "000001010000Z"
 PERSON_CLASSES = ("top", "person", "organizationalPerson", "inetOrgPerson")
-GROUP_CLASSES = ("top", "groupOfNames")
-#: ``groupOfNames`` must hold a member: an emptied group holds the empty DN instead.
+#: ``groupOfNames`` (and ``groupOfUniqueNames``) must hold a member: an emptied group holds
+#: the empty DN instead.
 PLACEHOLDER = ""
 #: Attribute values a single OR filter resolves at once.
 _FILTER_CHUNK = 100
+#: RFC 4527's Post-Read control: an add answers with the new entry's attributes.
+_POST_READ = "1.3.6.1.1.13.2"
 #: Up to this many member DNs are read one by one; more, and the bases are scanned once.
 _READ_EACH = 16
 _MAX_MESSAGE = 500
@@ -77,6 +81,8 @@ _RESERVED = frozenset(
     {"objectclass", "userpassword", "entryuuid", "memberof", "pwdaccountlockedtime"}
 )
 _ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+#: The optional unique identifier a ``uniqueMember`` value may carry after its DN.
+_OPTIONAL_UID = re.compile(r"#'[01]*'B$")
 
 #: Result codes: retry later / the app is unusable as configured / bad input.
 _TRANSIENT = {3, 10, 11, 51, 52, 80}
@@ -294,6 +300,9 @@ class LdapConnector:
         )
         self._pool = _Pool(settings.max_concurrency)
         self._closed = False
+        #: The pushed groups' object class and the attribute that holds their members.
+        self._group_class = str(profile.group_class)
+        self._member = profile.group_class.member_attribute
 
     #: LDAP has no PATCH to refuse: every change is a modify.
     patch_refused = False
@@ -312,6 +321,21 @@ class LdapConnector:
     @property
     def _batch(self) -> int:
         return max(1, self.settings.membership_batch_size)
+
+    async def _addressed(self, operation: str, work: Callable[[ldap3.Connection], _T]) -> _T:
+        """Run a change to an entry or group addressed by id. When it is gone (noSuchObject),
+        the engine recreates it (``NotFoundError``) or, if the profile's ``onMissingEntry``
+        is ``TASK``, stops with an error that opens a Task."""
+        try:
+            return await self._run(operation, work)
+        except NotFoundError as exc:
+            if self.profile.on_missing is not OnMissingEntry.TASK:
+                raise
+            raise PermanentError(
+                f"{exc.message}; not created again (onMissingEntry is TASK)",
+                status=404,
+                detail=exc.detail,
+            ) from None
 
     # -- connections -------------------------------------------------------------------------
 
@@ -516,6 +540,17 @@ class LdapConnector:
             if e.get("type") == "searchResEntry"
         ]
 
+    @staticmethod
+    def _post_read(conn: ldap3.Connection) -> dict[str, list[str]] | None:
+        """The entry the last request's Post-Read control returned, if the directory
+        sent it and it carries the entryUUID."""
+        controls = (conn.result or {}).get("controls") or {}
+        value = (controls.get(_POST_READ) or {}).get("value") or {}
+        entry = _folded(value.get("result") or {})
+        if not entry.get("entryuuid"):
+            return None
+        return entry
+
     def _account_attributes(self) -> list[str]:
         return ["entryUUID", "uid", self.profile.match_attribute, "pwdAccountLockedTime"]
 
@@ -630,6 +665,56 @@ class LdapConnector:
 
         return await self._run("search", work)
 
+    @property
+    def lookup_batch(self) -> int:
+        """Names one search looks up before creates (a filter joined by ``|``, which every
+        directory takes): the app's ``lookupBatchSize``, else 100."""
+        return min(self.settings.lookup_batch_size or _FILTER_CHUNK, _FILTER_CHUNK)
+
+    #: LDAP filters always take ``|``.
+    or_filter_refused = False
+
+    async def find_users(self, user_names: Sequence[str]) -> dict[str, RemoteAccount | None]:
+        """The entries for many names in one search per base of the matching attribute: an
+        exact value (else one equal but for case) settles a name, and a name is settled as
+        absent only when every entry returned belongs to a name asked for (the directory may
+        match more loosely than that); a name left out is looked up alone."""
+        attribute = self.profile.match_attribute
+        names = _unique(user_names)
+        if not names:
+            return {}
+        terms = "".join(f"({attribute}={escape_filter_chars(n)})" for n in names)
+        query = f"(&(objectClass=*)(|{terms}))"
+
+        def work(conn: ldap3.Connection) -> dict[str, RemoteAccount | None]:
+            entries = [
+                (dn, entry)
+                for base in self._bases
+                for dn, entry in self._search(conn, base, query, self._account_attributes())
+                if entry.get("entryuuid")
+            ]
+            exact: dict[str, RemoteAccount] = {}
+            folded: dict[str, RemoteAccount] = {}
+            for dn, entry in entries:
+                for value in entry.get(attribute.casefold(), []):
+                    exact.setdefault(value, self._remote_account(dn, entry))
+                    folded.setdefault(value.casefold(), self._remote_account(dn, entry))
+            asked = {n.casefold() for n in names}
+            complete = all(
+                any(v.casefold() in asked for v in entry.get(attribute.casefold(), []))
+                for _, entry in entries
+            )
+            found: dict[str, RemoteAccount | None] = {}
+            for name in names:
+                match = exact.get(name) or folded.get(name.casefold())
+                if match is not None:
+                    found[name] = match
+                elif complete:
+                    found[name] = None
+            return found
+
+        return await self._run("search", work)
+
     async def get_user(self, id: str) -> RemoteAccount | None:
         def work(conn: ldap3.Connection) -> RemoteAccount | None:
             found = self._search_uuid(conn, self._bases, id, self._account_attributes())
@@ -645,9 +730,17 @@ class LdapConnector:
         dn = f"{self._rdn(attrs)},{parent}"
         values = {k: v for k, v in _attributes(attrs, self.profile.match_attribute).items() if v}
 
+        locking = not attrs.active and self.profile.deactivation is Deactivation.LOCK
+
         def work(conn: ldap3.Connection) -> RemoteAccount:
-            conn.add(dn, list(PERSON_CLASSES), values)
-            if not attrs.active and self.profile.deactivation is Deactivation.LOCK:
+            read = None if locking else [post_read_control(self._account_attributes())]
+            conn.add(dn, list(PERSON_CLASSES), values, controls=read)
+            if read is not None:
+                # The directory answered with the new entry (RFC 4527): no read-back needed.
+                answered = self._post_read(conn)
+                if answered is not None:
+                    return self._remote_account(dn, answered)
+            if locking:
                 conn.modify(dn, {"pwdAccountLockedTime": [(ldap3.MODIFY_REPLACE, [LOCKED])]})
             found = self._search(conn, dn, "(objectClass=*)", self._account_attributes(), "BASE")
             if not found or not found[0][1].get("entryuuid"):
@@ -712,14 +805,25 @@ class LdapConnector:
         return dn, entry
 
     async def replace_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount:
-        return await self._run("modify", lambda c: self._modify_account(c, id, attrs, attrs.active))
+        return await self._addressed(
+            "modify", lambda c: self._modify_account(c, id, attrs, attrs.active)
+        )
 
     async def patch_user(self, id: str, attrs: AccountAttributes) -> RemoteAccount | None:
         """The same as ``replace_user``: a modify sends only what changed either way."""
         return await self.replace_user(id, attrs)
 
     async def set_active(self, id: str, active: bool) -> None:
-        await self._run("modify", lambda c: self._modify_account(c, id, None, active))
+        def work(conn: ldap3.Connection) -> RemoteAccount:
+            return self._modify_account(conn, id, None, active)
+
+        deleting = not active and self.profile.deactivation is Deactivation.DELETE
+        if deleting and self.profile.on_missing is OnMissingEntry.TASK:
+            # Deactivating deletes the entry: one that is gone already needs no Task.
+            with contextlib.suppress(NotFoundError):
+                await self._run("modify", work)
+            return
+        await self._addressed("modify", work)
 
     async def delete_user(self, id: str) -> None:
         """Delete the entry; one that is already gone counts as deleted."""
@@ -743,12 +847,12 @@ class LdapConnector:
     ) -> tuple[str, list[str], bool] | None:
         """(DN, member DNs, whether it holds the placeholder) of the group, or None."""
         found = self._search_uuid(
-            conn, [self.profile.groups_base], group_id, ["entryUUID", "cn", "member"]
+            conn, [self.profile.groups_base], group_id, ["entryUUID", "cn", self._member]
         )
         if found is None:
             return None
         dn, entry = found
-        members = entry.get("member", [])
+        members = [_OPTIONAL_UID.sub("", m) for m in entry.get(self._member.casefold(), [])]
         return (
             dn,
             [m for m in members if m.strip()],
@@ -757,7 +861,8 @@ class LdapConnector:
 
     async def find_group(self, display_name: str) -> RemoteGroup | None:
         def work(conn: ldap3.Connection) -> RemoteGroup | None:
-            query = f"(&(objectClass=groupOfNames)(cn={escape_filter_chars(display_name)}))"
+            name = escape_filter_chars(display_name)
+            query = f"(&(objectClass={self._group_class})(cn={name}))"
             loose = None
             for dn, entry in self._search(
                 conn, self.profile.groups_base, query, ["entryUUID", "cn"]
@@ -798,7 +903,11 @@ class LdapConnector:
         dn = f"cn={escape_rdn(display_name)},{self.profile.groups_base}"
 
         def work(conn: ldap3.Connection) -> RemoteGroup:
-            conn.add(dn, list(GROUP_CLASSES), {"cn": display_name, "member": [PLACEHOLDER]})
+            conn.add(
+                dn,
+                ["top", self._group_class],
+                {"cn": display_name, self._member: [PLACEHOLDER]},
+            )
             found = self._search(conn, dn, "(objectClass=*)", ["entryUUID"], "BASE")
             if not found or not found[0][1].get("entryuuid"):
                 raise TransientError("LDAP add: the new group cannot be read back")
@@ -816,7 +925,7 @@ class LdapConnector:
             if self._group_name(read[0]) != display_name:
                 conn.modify_dn(read[0], f"cn={escape_rdn(display_name)}", delete_old_dn=True)
 
-        await self._run("modrdn", work)
+        await self._addressed("modrdn", work)
 
     async def delete_group(self, id: str) -> None:
         def work(conn: ldap3.Connection) -> None:
@@ -842,7 +951,7 @@ class LdapConnector:
         ``only`` every member not in ``add`` goes. Returns the modify requests sent.
 
         Adds go first and the placeholder last, so the group is never left without a member
-        (which ``groupOfNames`` forbids).
+        (which ``groupOfNames`` and ``groupOfUniqueNames`` forbid).
         """
         read = self._read_group(conn, group_id)
         if read is None:
@@ -871,14 +980,14 @@ class LdapConnector:
             if index == 0 and placeholder_held:
                 change.append((ldap3.MODIFY_DELETE, [PLACEHOLDER]))
                 placeholder_held = False
-            conn.modify(dn, {"member": change})
+            conn.modify(dn, {self._member: change})
             sent += 1
         batches = _chunks(to_remove, self._batch)
         for index, batch in enumerate(batches):
             change = [(ldap3.MODIFY_DELETE, list(batch))]
             if left <= 0 and index == len(batches) - 1 and not placeholder_held:
                 change.insert(0, (ldap3.MODIFY_ADD, [PLACEHOLDER]))
-            conn.modify(dn, {"member": change})
+            conn.modify(dn, {self._member: change})
             sent += 1
         return sent
 
@@ -893,7 +1002,7 @@ class LdapConnector:
         """Add and remove in modify batches of ``membership_batch_size`` values."""
         if not add and not remove:
             return 0
-        return await self._run(
+        return await self._addressed(
             "modify", lambda c: self._change_members(c, id, add=add, remove=remove)
         )
 
@@ -901,8 +1010,12 @@ class LdapConnector:
         self, id: str, member_ids: Sequence[str], *, whole: GroupState | None = None
     ) -> None:
         """Take members out; a group that is gone holds nobody."""
+        if not member_ids:
+            return
         with contextlib.suppress(NotFoundError):
-            await self.patch_members(id, add=[], remove=member_ids)
+            await self._run(
+                "modify", lambda c: self._change_members(c, id, add=[], remove=member_ids)
+            )
 
     async def replace_members(
         self,
@@ -914,6 +1027,6 @@ class LdapConnector:
     ) -> int:
         """Make the group hold exactly ``member_ids`` (others, foreign DNs too, go)."""
         members = _unique(member_ids)
-        return await self._run(
+        return await self._addressed(
             "modify", lambda c: self._change_members(c, id, add=members, remove=(), only=True)
         )

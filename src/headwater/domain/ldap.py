@@ -23,7 +23,9 @@ __all__ = [
     "LDAP_SECRET_FIELDS",
     "PROFILE_FIELDS",
     "Deactivation",
+    "GroupClass",
     "LdapProfile",
+    "OnMissingEntry",
     "check_dn",
     "check_ldap_url",
     "parse_profile",
@@ -60,6 +62,26 @@ class Deactivation(StrEnum):
     DELETE = "DELETE"
 
 
+class GroupClass(StrEnum):
+    """The object class of pushed groups; each names its member attribute."""
+
+    GROUP_OF_NAMES = "groupOfNames"
+    GROUP_OF_UNIQUE_NAMES = "groupOfUniqueNames"
+
+    @property
+    def member_attribute(self) -> str:
+        return "member" if self is GroupClass.GROUP_OF_NAMES else "uniqueMember"
+
+
+class OnMissingEntry(StrEnum):
+    """What a change to an entry (or group) that is no longer in the directory does."""
+
+    #: Forget the link; the next pass creates the entry again where it is still wanted.
+    RECREATE = "RECREATE"
+    #: Stop and open a Task for an administrator.
+    TASK = "TASK"
+
+
 #: The profile's API names and their keys in the sealed connection secret.
 PROFILE_FIELDS: dict[str, str] = {
     "bindDn": "bind_dn",
@@ -72,6 +94,8 @@ PROFILE_FIELDS: dict[str, str] = {
     "deactivation": "deactivation",
     "userDnTemplate": "dn_template",
     "matchAttribute": "match_attribute",
+    "groupObjectClass": "group_class",
+    "onMissingEntry": "on_missing",
     "connectTimeout": "connect_timeout",
     "requestTimeout": "request_timeout",
 }
@@ -160,6 +184,8 @@ class LdapProfile:
     deactivation: Deactivation = Deactivation.LOCK
     dn_template: str = "uid=${userName}"
     match_attribute: str = "uid"
+    group_class: GroupClass = GroupClass.GROUP_OF_NAMES
+    on_missing: OnMissingEntry = OnMissingEntry.RECREATE
     connect_timeout: float | None = None
     request_timeout: float | None = None
 
@@ -175,6 +201,8 @@ class LdapProfile:
             "deactivation": str(self.deactivation),
             "dn_template": self.dn_template,
             "match_attribute": self.match_attribute,
+            "group_class": str(self.group_class),
+            "on_missing": str(self.on_missing),
             "connect_timeout": self.connect_timeout,
             "request_timeout": self.request_timeout,
         }
@@ -219,6 +247,26 @@ def _template(value: Any, name: str) -> str:
     return f"{attribute.strip()}={rest.strip()}"
 
 
+def _group_class(value: Any, name: str) -> GroupClass:
+    if value is None or value == "":
+        return GroupClass.GROUP_OF_NAMES
+    text = value.strip().casefold() if isinstance(value, str) and len(value) <= 64 else None
+    for option in GroupClass:
+        if text == option.value.casefold():
+            return option
+    raise _invalid(f"{name}: must be groupOfNames or groupOfUniqueNames")
+
+
+def _on_missing(value: Any, name: str) -> OnMissingEntry:
+    if value is None or value == "":
+        return OnMissingEntry.RECREATE
+    text = value.strip().upper() if isinstance(value, str) and len(value) <= 64 else None
+    for option in OnMissingEntry:
+        if text == option.value:
+            return option
+    raise _invalid(f"{name}: must be RECREATE or TASK")
+
+
 def parse_profile(values: Mapping[str, Any], *, prefix: str = "profile.") -> LdapProfile:
     """Check a profile given by secret key (``bind_dn``...); 400 naming the API field."""
     names = {key: f"{prefix}{api}" for api, key in PROFILE_FIELDS.items()}
@@ -241,6 +289,8 @@ def parse_profile(values: Mapping[str, Any], *, prefix: str = "profile.") -> Lda
     if not isinstance(match, str) or not re.fullmatch(_ATTRIBUTE, match) or len(match) > 64:
         raise _invalid(f"{names['match_attribute']}: not an attribute name")
     return LdapProfile(
+        group_class=_group_class(values.get("group_class"), names["group_class"]),
+        on_missing=_on_missing(values.get("on_missing"), names["on_missing"]),
         bind_dn=check_dn(values.get("bind_dn"), names["bind_dn"]),
         people_base=check_dn(values.get("people_base"), names["people_base"]),
         groups_base=check_dn(values.get("groups_base"), names["groups_base"]),

@@ -388,18 +388,25 @@ class DirectoryReader:
         return "pwdAccountLockedTime" not in entry and not moved
 
     def groups(self) -> dict[str, tuple[str, set[str]]]:
-        """The RDN's cn -> (entryUUID, member uids; a DN naming no person stays a DN)."""
+        """The RDN's cn -> (entryUUID, member uids; a DN naming no person stays a DN), of
+        ``groupOfNames`` and ``groupOfUniqueNames`` entries alike."""
         uids = {p["dn"][0].lower(): uid for uid, p in self.people().items()}
         found: dict[str, tuple[str, set[str]]] = {}
         with self.server.connect() as conn:
             conn.search(
                 self.server.groups_base,
-                "(objectClass=groupOfNames)",
-                attributes=["cn", "member", "entryUUID"],
+                "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))",
+                attributes=["cn", "member", "uniqueMember", "entryUUID"],
             )
             for entry in conn.entries:
                 name = entry.entry_dn.split(",")[0].split("=", 1)[1]
-                members = {uids.get(str(m).lower(), str(m)) for m in entry["member"].values}
+                held = [
+                    str(m)
+                    for attribute in ("member", "uniqueMember")
+                    if attribute in entry.entry_attributes
+                    for m in entry[attribute].values
+                ]
+                members = {uids.get(m.lower(), m) for m in held}
                 found[name] = (str(entry["entryUUID"].value), members - {""})
         return found
 

@@ -1586,6 +1586,8 @@ BANNER = re.compile(
     r".*\(user: admin, password: (?P<password>\S+)\)\n"
     r".*\n"
     r"  Downstream app: (?P<scim>http://127\.0\.0\.1:(?P<scim_port>\d+)/v2) .*\n"
+    r"(?:  LDAP directory: "
+    r"(?:(?P<ldap>ldap://127\.0\.0\.1:\d+) .*password: (?P<ldap_password>\S+)\)|not started .*)\n)?"
     r"(?:.*\n){2}"
     r"Press Ctrl-C to stop\. Your API token \(shown once\):\n"
     r"(?P<token>\S+)\n",
@@ -1634,6 +1636,9 @@ class Demo:
         self.process: subprocess.Popen[bytes] | None = None
         self.scim_pid: int | None = None
         self.scim_cmdline = ""
+        #: The demo's slapd (when installed): its URL and root password, else None.
+        self.ldap_url: str | None = None
+        self.ldap_password: str | None = None
 
     @property
     def output(self) -> str:
@@ -1661,6 +1666,8 @@ class Demo:
         self.token = found["token"]
         self.scim_url = found["scim"]
         self.scim_port = int(found["scim_port"])
+        self.ldap_url = found["ldap"]
+        self.ldap_password = found["ldap_password"]
         assert self.base == f"http://127.0.0.1:{self.port}", self.output
         children = children_of(self.process.pid)
         scim = [pid for pid, cmd in children.items() if "headwater.testing.scimserver" in cmd]

@@ -99,6 +99,8 @@ class ConnectionProfileBody(BaseModel):
     deactivation: StrictStr | None = None
     dn_template: StrictStr | None = Field(default=None, alias="userDnTemplate")
     match_attribute: StrictStr | None = Field(default=None, alias="matchAttribute")
+    group_class: StrictStr | None = Field(default=None, alias="groupObjectClass")
+    on_missing: StrictStr | None = Field(default=None, alias="onMissingEntry")
     connect_timeout: StrictFloat | StrictInt | None = Field(default=None, alias="connectTimeout")
     request_timeout: StrictFloat | StrictInt | None = Field(default=None, alias="requestTimeout")
 
