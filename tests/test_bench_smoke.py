@@ -53,6 +53,8 @@ def test_quick_benchmarks_run_and_print_ratios() -> None:
         "rules",
         "mappings",
         "signin",
+        "csv_import",
+        "app_import",
     }
     if "workers: skipped" not in result.stdout and "note: skipped" not in result.stdout:
         expected.add("workers")
