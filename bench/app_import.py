@@ -100,7 +100,9 @@ def _import_row(runtime: Runtime, app_id: str, import_id: str) -> t.AppImport:
 
 def _linked(runtime: Runtime, app_id: str) -> int:
     with runtime.database.read() as session:
-        query = select(func.count()).select_from(t.AppUserLink).where(t.AppUserLink.app_id == app_id)
+        query = (
+            select(func.count()).select_from(t.AppUserLink).where(t.AppUserLink.app_id == app_id)
+        )
         return int(session.execute(query).scalar_one())
 
 

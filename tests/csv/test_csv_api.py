@@ -110,10 +110,13 @@ def test_a_body_over_the_bound_is_refused(tmp_path: Path, sqlite_runtime: Runtim
 def test_only_roles_that_write_people_or_groups_may_import(runtime: Runtime) -> None:
     group = create_group(runtime, "Engineering")
     app = create_bookmark_app(runtime, "Wiki")
-    scopes = {"READ_ONLY_ADMIN": {}, "APP_ADMIN": {"apps": [app]}}
-    scopes["GROUP_MEMBERSHIP_ADMIN"] = {"groups": [group]}
-    for role, scope in scopes.items():
-        token = api_token(runtime, f"{role.lower()}-token", role=role, **scope)
+    scopes = {
+        "READ_ONLY_ADMIN": ([], []),
+        "APP_ADMIN": ([app], []),
+        "GROUP_MEMBERSHIP_ADMIN": ([], [group]),
+    }
+    for role, (apps, groups) in scopes.items():
+        token = api_token(runtime, f"{role.lower()}-token", role=role, apps=apps, groups=groups)
         with api_client(runtime, token) as client:
             for kind in ("users", "groups"):
                 response = client.post(f"/api/v1/imports/{kind}", content=PEOPLE, headers=CSV)

@@ -109,7 +109,7 @@ def _raw_insert(
         marks = ["%s::json" if name in _JSON_COLUMNS else "%s" for name in columns]
     names = ", ".join(columns)
     connection.exec_driver_sql(
-        f"INSERT INTO {table} ({names}) VALUES ({', '.join(marks)})",  # noqa: S608 - fixed names
+        f"INSERT INTO {table} ({names}) VALUES ({', '.join(marks)})",
         rows,
     )
 

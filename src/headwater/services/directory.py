@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from argon2 import PasswordHasher
-from sqlalchemy import Select, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Select, Table, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -685,8 +685,8 @@ class _Written:
     profile: Mapping[str, Any]
 
 
-_USERS = t.User.__table__
-_MEMBERSHIPS = t.Membership.__table__
+_USERS = Table("users", t.Base.metadata)
+_MEMBERSHIPS = Table("memberships", t.Base.metadata)
 
 
 def import_users(session: Session, actor: Actor, people: Sequence[ImportedUser]) -> list[str]:
@@ -758,9 +758,7 @@ def _new_imported_user(person: ImportedUser, user_id: str, now: datetime) -> dic
     """The row of a new person (see :func:`create_user`), for a multi-row insert."""
     status = lifecycle.initial_status(activate=person.activate, has_password=False)
     profile = (
-        dict(person.profile)
-        if person.validated
-        else profiles.validate_user_profile(person.profile)
+        dict(person.profile) if person.validated else profiles.validate_user_profile(person.profile)
     )
     return {
         "id": user_id,
