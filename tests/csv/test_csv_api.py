@@ -12,6 +12,7 @@ from headwater.testing.toolkit import (
     api_token,
     assert_okta_error,
     create_group,
+    create_users,
     events,
     members,
     row_counts,
@@ -50,6 +51,23 @@ def test_a_file_posted_as_text_csv_is_imported_with_its_summary(runtime: Runtime
     assert len(members(runtime, engineering)) == 1
     created = events(runtime, "user.lifecycle.create")
     assert [event.actor["displayName"] for event in created] == ["HR"]
+
+
+def test_mass_deactivations_are_held_until_posted_again_with_confirm(runtime: Runtime) -> None:
+    create_users(runtime, 12, prefix="p", digits=2)
+    rows = [f"p{n:02d}@example.com,DEPROVISIONED" for n in range(11)]
+    data = "\n".join(["login,status", *rows]) + "\n"
+    with api_client(runtime) as client:
+        held = client.post("/api/v1/imports/users", content=data, headers=CSV)
+        assert held.status_code == 200, held.text
+        body = held.json()
+        assert (body["held"], body["updated"]) == (11, 0)
+        assert "confirm=true" in body["heldReason"]
+        assert [row["line"] for row in body["heldRows"]] == list(range(2, 13))
+        assert events(runtime, "user.lifecycle.deactivate") == []
+        confirmed = client.post("/api/v1/imports/users?confirm=true", content=data, headers=CSV)
+    assert (confirmed.json()["held"], confirmed.json()["updated"]) == (0, 11)
+    assert len(events(runtime, "user.lifecycle.deactivate")) == 11
 
 
 def test_groups_are_imported_from_the_example_file(runtime: Runtime) -> None:

@@ -329,7 +329,7 @@ def _must_hold(database: Database, source: Source, options: Options, summary: Su
     return (
         f"{leaving} rows deactivate or suspend people, more than {share}% of the {active} "
         "active people: they are held. Check the file, then import it again with --confirm "
-        "(or tick 'confirm' in the console) to apply them."
+        "(confirm=true over the API, or tick 'confirm' in the console) to apply them."
     )
 
 
