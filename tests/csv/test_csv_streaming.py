@@ -31,12 +31,16 @@ def generated(path: Path, start: int, count: int) -> Path:
     return path
 
 
+def _collect(_read: int, _rows: int) -> None:
+    gc.collect()
+
+
 def peak_of(runtime: Runtime, path: Path) -> tuple[int, csv_import.Summary]:
     tracemalloc.start()
     try:
         options = csv_import.Options(batch_size=100)
         summary = csv_import.import_users(
-            runtime.database, SYSTEM, path, options, progress=lambda _read, _rows: gc.collect()
+            runtime.database, SYSTEM, path, options, progress=_collect
         )
         return tracemalloc.get_traced_memory()[1], summary
     finally:
