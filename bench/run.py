@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    app_import,
     bulk,
     csv_import,
     directory,
@@ -50,6 +51,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "engine": engine.run,
     "signin": signin.run,
     "csv_import": csv_import.run,
+    "app_import": app_import.run,
 }
 
 

@@ -4,6 +4,7 @@ dry runs, matching, groups, and deactivations held above the mass-change thresho
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,12 @@ def test_a_good_file_creates_people_with_groups_events_and_keys(runtime: Runtime
     kinds = [e.event_type for e in events(runtime, target_id=p1.id)]
     assert kinds.count("group.user_membership.add") == 2
     assert "user.lifecycle.create" in kinds and "user.lifecycle.activate" in kinds
+    # The batch's events read back as the ORM writes them: JSON documents, the time.
+    added = next(e for e in events(runtime, target_id=eng) if e.targets[0]["id"] == p1.id)
+    assert added.actor == SYSTEM.as_json() and added.debug == {}
+    assert [target["id"] for target in added.targets] == [p1.id, eng]
+    assert added.targets[0]["alternateId"] == "p1@example.com"
+    assert isinstance(added.published, datetime) and len(added.uuid) == 36
     again = run(runtime, text)
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
 

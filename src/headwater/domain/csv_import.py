@@ -232,6 +232,9 @@ class UserRow:
     attributes: dict[str, Any]
     groups: tuple[str, ...]
     status: Status | None
+    #: The attributes alone passed ``profiles.validate_user_profile`` (the row gives every
+    #: required attribute): a new person's profile needs no second check.
+    complete: bool = False
 
 
 def user_row(header: Header, row: CsvRow) -> UserRow:
@@ -251,11 +254,12 @@ def user_row(header: Header, row: CsvRow) -> UserRow:
         raise RowError(f"{header.match.value}: the match key is blank")
     groups = _groups(cells[header.groups]) if header.groups is not None else ()
     status = _status(cells[header.status]) if header.status is not None else None
+    stand_ins = _placeholders(attributes)
     try:
-        profiles.validate_user_profile({**_placeholders(attributes), **attributes})
+        profiles.validate_user_profile({**stand_ins, **attributes})
     except InvalidRequest as exc:
         raise RowError(exc.causes[0] if exc.causes else exc.summary) from exc
-    return UserRow(row.line, key, attributes, groups, status)
+    return UserRow(row.line, key, attributes, groups, status, complete=not stand_ins)
 
 
 def _placeholders(attributes: Mapping[str, Any]) -> dict[str, str]:

@@ -329,7 +329,7 @@ def _must_hold(database: Database, source: Source, options: Options, summary: Su
     return (
         f"{leaving} rows deactivate or suspend people, more than {share}% of the {active} "
         "active people: they are held. Check the file, then import it again with --confirm "
-        "(or tick 'confirm' in the console) to apply them."
+        "(confirm=true over the API, or tick 'confirm' in the console) to apply them."
     )
 
 
@@ -501,11 +501,12 @@ def _plan_create(row: UserRow, row_groups: list[t.Group], missing: list[str]) ->
     if row.status in (Status.SUSPENDED, Status.DEPROVISIONED):
         raise RowError(f"status: a new person cannot start {row.status}")
     try:
-        profile = profiles.validate_user_profile(row.attributes)
+        # A row that gives every required attribute was checked whole when it was read.
+        profile = row.attributes if row.complete else profiles.validate_user_profile(row.attributes)
     except InvalidRequest as exc:
         raise RowError(exc.causes[0] if exc.causes else exc.summary) from exc
     person = directory.ImportedUser(
-        profile=profile, activate=row.status != Status.STAGED, groups=row_groups
+        profile=profile, activate=row.status != Status.STAGED, groups=row_groups, validated=True
     )
     return _Plan(person, "created")
 
@@ -520,7 +521,9 @@ def _plan_update(row: UserRow, user: t.User, row_groups: list[t.Group], held: se
     action = rows_.status_action(user.status, row.status)
     joins = [group for group in row_groups if group.id not in held]
     changed = merged != user.profile or bool(joins) or action is not None
-    person = directory.ImportedUser(profile=row.attributes, user=user, groups=joins, action=action)
+    person = directory.ImportedUser(
+        profile=merged, user=user, groups=joins, action=action, validated=True
+    )
     return _Plan(person, "updated" if changed else "unchanged")
 
 

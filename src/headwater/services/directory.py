@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from argon2 import PasswordHasher
-from sqlalchemy import Select, delete, exists, func, or_, select, update
+from sqlalchemy import Select, Table, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -84,7 +84,16 @@ _LIFECYCLE_MESSAGES = {
 # --- Shared helpers ---------------------------------------------------------------------------
 
 
-def _user_target(user: t.User) -> Target:
+class _Person(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def login(self) -> str: ...
+    @property
+    def profile(self) -> Mapping[str, Any]: ...
+
+
+def _user_target(user: _Person) -> Target:
     name = f"{user.profile.get('firstName', '')} {user.profile.get('lastName', '')}".strip()
     return Target(user.id, "User", user.login, name or user.login)
 
@@ -662,73 +671,122 @@ class ImportedUser:
     groups: Sequence[t.Group] = ()
     #: A lifecycle action to run after the profile and memberships are written.
     action: Action | None = None
+    #: ``profile`` is already the result of ``profiles.validate_user_profile`` (a new person's
+    #: whole profile, or an update's merged one), so it is not validated again.
+    validated: bool = False
 
 
-def import_users(session: Session, actor: Actor, people: Sequence[ImportedUser]) -> list[t.User]:
+@dataclass(frozen=True)
+class _Written:
+    """A person an import wrote: what its events and memberships name."""
+
+    id: str
+    login: str
+    profile: Mapping[str, Any]
+
+
+_USERS = Table("users", t.Base.metadata)
+_MEMBERSHIPS = Table("memberships", t.Base.metadata)
+
+
+def import_users(session: Session, actor: Actor, people: Sequence[ImportedUser]) -> list[str]:
     """Create, update, add to groups and move through the lifecycle many people in the
     caller's transaction, with the rows, events and keys of :func:`create_user`,
-    :func:`update_user`, :func:`add_member` and :func:`change_status`, but one flush and one
-    set-based enqueue per kind of change instead of several statements per person.
+    :func:`update_user`, :func:`add_member` and :func:`change_status`, but one flush, one
+    multi-row insert of the new people and one set-based enqueue per kind of change instead of
+    several statements per person. The people's ids, in order.
 
     A taken login raises InvalidRequest: the caller rolls the whole batch back.
     """
     now = clock.utcnow()
-    users: list[t.User] = []
-    created: list[tuple[t.User, bool]] = []
+    written: list[_Written] = []
+    new_rows: list[dict[str, Any]] = []
     events: list[Pending] = []
     touched: set[str] = set()
+    fresh = iter(ids.new_ids("00u", sum(1 for person in people if person.user is None)))
     for person in people:
         if person.user is None:
-            user = _new_imported_user(person, now)
-            session.add(user)
-            created.append((user, person.activate))
+            row = _new_imported_user(person, next(fresh), now)
+            new_rows.append(row)
+            written.append(_Written(row["id"], row["login"], row["profile"]))
+            target = _user_target(written[-1])
+            events.append(Pending("user.lifecycle.create", "Create Okta user", (target,)))
+            if person.activate:
+                events.append(Pending("user.lifecycle.activate", "Activate Okta user", (target,)))
         else:
             user = person.user
-            if _merge_imported_profile(user, person.profile, now, events):
+            if _merge_imported_profile(user, person, now, events):
                 touched.add(user.id)
-        users.append(user)
+            written.append(_Written(user.id, user.login, user.profile))
     _flush_unique(session, LOGIN_TAKEN)
-    for user, activated in created:
-        target = _user_target(user)
-        events.append(Pending("user.lifecycle.create", "Create Okta user", (target,)))
-        if activated:
-            events.append(Pending("user.lifecycle.activate", "Activate Okta user", (target,)))
-    touched |= _import_memberships(session, people, users, now, events)
+    if new_rows:
+        try:
+            session.execute(insert(_USERS), new_rows)
+        except IntegrityError as exc:
+            raise InvalidRequest("Api validation failed: " + LOGIN_TAKEN, [LOGIN_TAKEN]) from exc
+    touched |= _import_memberships(session, people, written, now, events)
     record_many(session, actor, events)
     if touched:
         # After the memberships: a user's keys then include the apps and push mappings of
         # the groups they just joined (what enqueue_membership_change would name).
         outbox.enqueue_users(session, sorted(touched))
     if rule_evaluation.active_rules(session).ordered:
-        for user in users:
+        for user in _users_of(session, people, written):
             rule_evaluation.evaluate_user(session, user, actor)
-    for person, user in zip(people, users, strict=True):
-        if person.action is not None:
-            _apply_action(session, actor, user, person.action)
-    return users
+    for person in people:
+        if person.user is not None and person.action is not None:
+            _apply_action(session, actor, person.user, person.action)
+    return [person.id for person in written]
 
 
-def _new_imported_user(person: ImportedUser, now: datetime) -> t.User:
+def _users_of(
+    session: Session, people: Sequence[ImportedUser], written: Sequence[_Written]
+) -> list[t.User]:
+    """The batch's people as ORM objects (the new ones loaded in one query)."""
+    created = [w.id for person, w in zip(people, written, strict=True) if person.user is None]
+    loaded: dict[str, t.User] = {}
+    for start in range(0, len(created), 500):
+        query = select(t.User).where(t.User.id.in_(created[start : start + 500]))
+        loaded.update((user.id, user) for user in session.execute(query).scalars())
+    return [
+        person.user if person.user is not None else loaded[w.id]
+        for person, w in zip(people, written, strict=True)
+    ]
+
+
+def _new_imported_user(person: ImportedUser, user_id: str, now: datetime) -> dict[str, Any]:
+    """The row of a new person (see :func:`create_user`), for a multi-row insert."""
     status = lifecycle.initial_status(activate=person.activate, has_password=False)
-    user = t.User(
-        id=ids.new_id("00u"),
-        status=status,
-        password_hash=None,
-        created=now,
-        activated=now if status == Status.ACTIVE else None,
-        status_changed=now if person.activate else None,
-        last_login=None,
-        last_updated=now,
-        password_changed=None,
+    profile = (
+        dict(person.profile) if person.validated else profiles.validate_user_profile(person.profile)
     )
-    _set_identity(user, profiles.validate_user_profile(person.profile))
-    return user
+    return {
+        "id": user_id,
+        "status": status,
+        "login": profile["login"],
+        "login_lower": profile["login"].lower(),
+        "email_lower": profile["email"].lower(),
+        "profile": profile,
+        "password_hash": None,
+        "created": now,
+        "activated": now if status == Status.ACTIVE else None,
+        "status_changed": now if person.activate else None,
+        "last_login": None,
+        "last_updated": now,
+        "password_changed": None,
+        "source_id": None,
+        "source_document": None,
+    }
 
 
 def _merge_imported_profile(
-    user: t.User, changes: Mapping[str, Any], now: datetime, events: list[Pending]
+    user: t.User, person: ImportedUser, now: datetime, events: list[Pending]
 ) -> bool:
-    new = profiles.validate_user_profile(profiles.merge(user.profile, changes))
+    new = (
+        dict(person.profile)
+        if person.validated
+        else profiles.validate_user_profile(profiles.merge(user.profile, person.profile))
+    )
     old = user.profile
     names = sorted(name for name in {*old, *new} if old.get(name) != new.get(name))
     if not names:
@@ -744,11 +802,12 @@ def _merge_imported_profile(
 def _import_memberships(
     session: Session,
     people: Sequence[ImportedUser],
-    users: Sequence[t.User],
+    users: Sequence[_Written],
     now: datetime,
     events: list[Pending],
 ) -> set[str]:
-    """Add the batch's memberships in one multi-row insert; the users who joined a group."""
+    """Add the batch's memberships in one multi-row insert; the users who joined a group
+    (a new person holds no membership yet: only the others' are looked up)."""
     wanted = {
         (group.id, user.id): (group, user)
         for person, user in zip(people, users, strict=True)
@@ -761,7 +820,9 @@ def _import_memberships(
             cause = f"Group memberships of a {group.type} cannot be changed"
             raise InvalidRequest("Api validation failed: " + cause, [f"groupId: {cause}"])
     held: dict[tuple[str, str], bool] = {}
-    user_ids = sorted({user.id for user in users})
+    user_ids = sorted(
+        {user.id for person, user in zip(people, users, strict=True) if person.user is not None}
+    )
     for start in range(0, len(user_ids), 500):
         rows = session.execute(
             select(t.Membership.group_id, t.Membership.user_id, t.Membership.manual).where(
@@ -773,7 +834,7 @@ def _import_memberships(
     by_rule = [pair for pair in wanted if held.get(pair) is False]
     if new:
         session.execute(
-            _insert(session)(t.Membership),
+            insert(_MEMBERSHIPS),
             [{"group_id": g, "user_id": u, "created": now, "manual": True} for g, u in new],
         )
     for group_id, user_id in by_rule:
@@ -784,9 +845,12 @@ def _import_memberships(
             .execution_options(synchronize_session=False)
         )
     message = "Add user to group membership"
+    joined = {group_id for group_id, _ in new}
+    for group in {group.id: group for group, _ in wanted.values()}.values():
+        if group.id in joined:
+            group.last_membership_updated = now
     for pair in new:
         group, user = wanted[pair]
-        group.last_membership_updated = now
         targets = (_user_target(user), _group_target(group))
         events.append(Pending("group.user_membership.add", message, targets))
     return {user_id for _, user_id in new}
