@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,10 @@ class Database:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(headwater_readonly=True), expire_on_commit=False
         )
+        # SQLite has one writer at a time. Writers of this process queue on this lock, which
+        # hands over the moment the holder commits, instead of on SQLite's busy handler, which
+        # sleeps in steps of up to 100 ms between retries (other processes still meet it).
+        self._write_lock: threading.RLock | None = threading.RLock() if self.is_sqlite else None
 
     @property
     def dialect(self) -> str:
@@ -48,7 +53,11 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commits on success, rolls back on any error."""
-        with self._sessions() as session, session.begin():
+        if self._write_lock is None:
+            with self._sessions() as session, session.begin():
+                yield session
+            return
+        with self._write_lock, self._sessions() as session, session.begin():
             yield session
 
     @contextmanager
