@@ -145,6 +145,7 @@ def _measure(
     token: str,
     user_ids: list[str],
     seconds: float,
+    rounds: int,
 ) -> None:
     bases, pids = [base for base, _ in servers], [pid for _, pid in servers]
     rng = random.Random(7)
@@ -161,7 +162,7 @@ def _measure(
 
     reads: list[tuple[float, float]] = []
     writes: list[tuple[float, float]] = []
-    for _ in range(2):
+    for _ in range(rounds):
         reads.append(asyncio.run(_rate(bases, pids, token, read, seconds, 200)))
         writes.append(asyncio.run(_rate(bases, pids, token, write, seconds, 200)))
     get, post = max(reads), max(writes)
@@ -206,6 +207,7 @@ def _seed(url: str, data_dir: Path) -> tuple[str, list[str]]:
 def _bench(
     ctx: Context, db: str, url: str, processes: int, seconds: float, profile: Path | None
 ) -> None:
+    rounds = 1 if ctx.mode.name == "quick" else 2
     data_dir = ctx.data_dir(f"{NAME}-{db}-{processes}")
     token, user_ids = _seed(url, data_dir)
     label = f"[{db}, {processes} serve process{'es' if processes > 1 else ''}]"
@@ -214,12 +216,12 @@ def _bench(
             stack.enter_context(serve(url, data_dir, profile if index == 0 else None))
             for index in range(processes)
         ]
-        _measure(ctx, label, servers, token, user_ids, seconds)
+        _measure(ctx, label, servers, token, user_ids, seconds, rounds)
 
 
 def run(ctx: Context, *, seconds: float | None = None, profile: Path | None = None) -> None:
     """SQLite with one ``serve`` process; PostgreSQL with one and two."""
-    phase = seconds if seconds is not None else (2.0 if ctx.mode.name == "quick" else 8.0)
+    phase = seconds if seconds is not None else (1.0 if ctx.mode.name == "quick" else 8.0)
     ctx.report.section(f"{NAME}: POST /api/v1/users over HTTP, {CLIENTS} clients")
     _bench(ctx, "sqlite", ctx.databases.sqlite(), 1, phase, profile)
     for processes in (1, 2):

@@ -44,6 +44,7 @@ def test_quick_benchmarks_run_and_print_ratios() -> None:
     benchmarks = {name for name, _ in ratios}
     expected = {
         "directory",
+        "api_writes",
         "provision",
         "bulk",
         "push",
