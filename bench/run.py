@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    api_writes,
     app_import,
     bulk,
     csv_import,
@@ -40,6 +41,7 @@ from bench.common import PG_URL, Context, Databases, IncompleteRun, Mode, Report
 
 BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "directory": directory.run,
+    "api_writes": api_writes.run,
     "expressions": expressions.run,
     "rules": rules.run,
     "mappings": mappings.run,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from headwater import __version__
 from headwater.api import scim
-from headwater.api.deps import get_actor, storable_url
+from headwater.api.deps import get_actor, storable_url_dep
 from headwater.api.errors import install_error_handlers
 from headwater.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from headwater.api.routes import (
@@ -59,7 +59,7 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
     install_error_handlers(app)
 
     # The URL is checked before any route's permission check, which logs refusals with the path.
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(get_actor), Depends(storable_url)])
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(get_actor), Depends(storable_url_dep)])
     for module in (
         users,
         group_rules,

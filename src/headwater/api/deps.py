@@ -10,18 +10,19 @@ recorded in the system log. ``tests/api/test_permissions.py`` fails for a route 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from headwater.api.body import json_body
 from headwater.db.engine import Database
 from headwater.db.events import Actor
 from headwater.domain.access import Grant, Kind, Permission, allows, visible
 from headwater.domain.storable import check_text, refuse
-from headwater.errors import Unauthenticated
+from headwater.errors import Forbidden, Unauthenticated
 from headwater.services import access, tokens
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ __all__ = [
     "base_url",
     "requires",
     "storable_url",
+    "storable_url_dep",
 ]
 
 
@@ -47,6 +49,19 @@ def get_runtime(request: Request) -> Runtime:
 
 def get_db(request: Request) -> Database:
     return get_runtime(request).database
+
+
+# The dependencies below are ``async`` where they do no I/O: FastAPI runs a plain ``def``
+# dependency in the thread pool, and each such hop (a thread hand-off and back, for a dictionary
+# look-up) cost more than the work itself. Those that read the database hop once, explicitly.
+
+
+async def _runtime_dep(request: Request) -> Runtime:
+    return get_runtime(request)
+
+
+async def _db_dep(request: Request) -> Database:
+    return get_db(request)
 
 
 def _token_from_header(value: str | None) -> str | None:
@@ -96,25 +111,34 @@ def get_caller(request: Request) -> Caller:
     return caller
 
 
-def get_actor(request: Request) -> Actor:
+async def _caller(request: Request) -> Caller:
+    """``get_caller`` with its database read in the thread pool (none once the request's
+    caller is known)."""
+    current = getattr(request.state, "caller", None)
+    if isinstance(current, Caller):
+        return current
+    return await run_in_threadpool(get_caller, request)
+
+
+async def get_actor(request: Request) -> Actor:
     """The authenticated token as the system log's actor; every /api/v1 route depends on this."""
-    return get_caller(request).actor
+    return (await _caller(request)).actor
 
 
 @functools.cache
-def requires(permission: Permission, param: str | None = None) -> Callable[[Request], Caller]:
+def requires(
+    permission: Permission, param: str | None = None
+) -> Callable[[Request], Awaitable[Caller]]:
     """A dependency that lets the call through only if the caller holds ``permission`` on the
     resource named by the path parameter ``param`` (none: the collection or the org)."""
 
-    def check(request: Request) -> Caller:
-        caller = get_caller(request)
+    async def check(request: Request) -> Caller:
+        caller = await _caller(request)
         resource = request.path_params.get(param) if param else None
         if allows(caller.grant, permission, resource):
             return caller
         where = f"{request.method} {request.url.path}"
-        with get_db(request).transaction() as session:
-            refused = access.deny(session, caller.actor, permission, resource, where)
-        raise refused
+        raise await run_in_threadpool(_deny, get_db(request), caller, permission, resource, where)
 
     check.permission = permission  # type: ignore[attr-defined]
     check.param = param  # type: ignore[attr-defined]
@@ -122,9 +146,26 @@ def requires(permission: Permission, param: str | None = None) -> Callable[[Requ
     return check
 
 
+def _deny(
+    database: Database,
+    caller: Caller,
+    permission: Permission,
+    resource: str | None,
+    where: str,
+) -> Forbidden:
+    """Record the refusal in the system log (its own transaction); the error to raise."""
+    with database.transaction() as session:
+        return access.deny(session, caller.actor, permission, resource, where)
+
+
 def allow(permission: Permission, param: str | None = None) -> Any:
     """``dependencies=[allow(...)]`` for a route that needs no ``Caller`` parameter."""
     return Depends(requires(permission, param))
+
+
+async def storable_url_dep(request: Request) -> None:
+    """``storable_url`` as a dependency (no I/O: run on the event loop)."""
+    storable_url(request)
 
 
 def storable_url(request: Request) -> None:
@@ -149,7 +190,7 @@ def base_url(request: Request) -> str:
     return (configured or str(request.base_url)).rstrip("/")
 
 
-RuntimeDep = Annotated["Runtime", Depends(get_runtime)]
-DbDep = Annotated[Database, Depends(get_db)]
+RuntimeDep = Annotated["Runtime", Depends(_runtime_dep)]
+DbDep = Annotated[Database, Depends(_db_dep)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
 BodyDep = Annotated[Any, Depends(json_body)]
