@@ -175,13 +175,19 @@ def load_accounts(
         groups[row.user_id].append(
             GroupGrant(row.group_id, row.name, row.priority, dict(row.profile or {}))
         )
+    # The columns read below, not whole ORM rows: nothing here is written back.
     links = {
         row.user_id: row
         for row in session.execute(
-            select(t.AppUserLink).where(
-                t.AppUserLink.app_id == app_id, t.AppUserLink.user_id.in_(user_ids)
-            )
-        ).scalars()
+            select(
+                t.AppUserLink.user_id,
+                t.AppUserLink.external_id,
+                t.AppUserLink.state,
+                t.AppUserLink.last_pushed,
+                t.AppUserLink.user_name,
+                t.AppUserLink.deprovision_started,
+            ).where(t.AppUserLink.app_id == app_id, t.AppUserLink.user_id.in_(user_ids))
+        )
     }
     memberships = load_memberships(session, app_id, user_ids)
     managers = _manager_accounts(session, app_id, users)
