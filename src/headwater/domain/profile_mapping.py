@@ -344,6 +344,16 @@ class AppMapping:
         return not self.properties
 
     @cached_property
+    def _targets(self) -> dict[str, Target]:
+        """``targets(self.schema)``, built once per mapping rather than once per user."""
+        return targets(self.schema)
+
+    @cached_property
+    def _ordered(self) -> tuple[tuple[str, Property], ...]:
+        """The properties in name order, sorted once per mapping."""
+        return tuple(sorted(self.properties.items()))
+
+    @cached_property
     def groups_read(self) -> frozenset[GroupReference]:
         """The groups whose membership the mapping's expressions read (``isMemberOf…``)."""
         found: set[GroupReference] = set()
@@ -452,7 +462,7 @@ class AppMapping:
         )
         if self.is_default:
             return base
-        known = targets(self.schema)
+        known = self._targets
         values: dict[str, Any] = {}
         extra = dict(base.extra)
         facts = Facts(
@@ -462,7 +472,7 @@ class AppMapping:
             group_ids=group_ids,
             group_names=group_names,
         )
-        for name, prop in sorted(self.properties.items()):
+        for name, prop in self._ordered:
             target = known.get(name)
             if target is None:  # a custom attribute removed from the schema
                 continue

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import BindParameter, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from headwater import clock
@@ -124,6 +124,10 @@ class Without:
     direct: bool = False
 
 
+#: The user ids of one ``load_accounts`` call, bound once per statement (``{"user_ids": [...]}``).
+_IDS: BindParameter[str] = bindparam("user_ids", expanding=True)
+
+
 def load_accounts(
     session: Session,
     app_id: str,
@@ -135,10 +139,12 @@ def load_accounts(
     """Users, grants, recorded accounts and pushed memberships for ``user_ids`` in one app;
     ``all_groups``: every group of each user too (the app's mapping reads membership)."""
     without = without or Without()
+    ids = {"user_ids": user_ids}  # one expanding parameter, not a literal per id per query
     users = {
         row.id: UserFacts(row.id, row.status, dict(row.profile or {}))
         for row in session.execute(
-            select(t.User.id, t.User.status, t.User.profile).where(t.User.id.in_(user_ids))
+            select(t.User.id, t.User.status, t.User.profile).where(t.User.id.in_(_IDS)),
+            ids,
         )
     }
     direct: dict[str, DirectGrant] = {}
@@ -152,8 +158,9 @@ def load_accounts(
                     t.AppUserAssignment.user_name,
                 ).where(
                     t.AppUserAssignment.app_id == app_id,
-                    t.AppUserAssignment.user_id.in_(user_ids),
-                )
+                    t.AppUserAssignment.user_id.in_(_IDS),
+                ),
+                ids,
             )
         }
     groups: dict[str, list[GroupGrant]] = defaultdict(list)
@@ -167,21 +174,28 @@ def load_accounts(
         )
         .join(t.AppGroupAssignment, t.AppGroupAssignment.group_id == t.Membership.group_id)
         .join(t.Group, t.Group.id == t.AppGroupAssignment.group_id)
-        .where(t.AppGroupAssignment.app_id == app_id, t.Membership.user_id.in_(user_ids))
+        .where(t.AppGroupAssignment.app_id == app_id, t.Membership.user_id.in_(_IDS))
     )
     if without.group_id is not None:
         grants = grants.where(t.AppGroupAssignment.group_id != without.group_id)
-    for row in session.execute(grants):
+    for row in session.execute(grants, ids):
         groups[row.user_id].append(
             GroupGrant(row.group_id, row.name, row.priority, dict(row.profile or {}))
         )
+    # The columns read below, not whole ORM rows: nothing here is written back.
     links = {
         row.user_id: row
         for row in session.execute(
-            select(t.AppUserLink).where(
-                t.AppUserLink.app_id == app_id, t.AppUserLink.user_id.in_(user_ids)
-            )
-        ).scalars()
+            select(
+                t.AppUserLink.user_id,
+                t.AppUserLink.external_id,
+                t.AppUserLink.state,
+                t.AppUserLink.last_pushed,
+                t.AppUserLink.user_name,
+                t.AppUserLink.deprovision_started,
+            ).where(t.AppUserLink.app_id == app_id, t.AppUserLink.user_id.in_(_IDS)),
+            ids,
+        )
     }
     memberships = load_memberships(session, app_id, user_ids)
     managers = _manager_accounts(session, app_id, users)
@@ -190,7 +204,8 @@ def load_accounts(
         for user_id, group_id, name in session.execute(
             select(t.Membership.user_id, t.Group.id, t.Group.name)
             .join(t.Group, t.Group.id == t.Membership.group_id)
-            .where(t.Membership.user_id.in_(user_ids))
+            .where(t.Membership.user_id.in_(_IDS)),
+            ids,
         ):
             member_of[user_id][0].add(group_id)
             member_of[user_id][1].add(name)
