@@ -87,7 +87,8 @@ def test_the_demo_runs_an_ldap_directory_beside_the_scim_app(tmp_path: Path) -> 
         # As docs/ldap.md goes on: Accounting assigned, AppPushGroup pushed.
         (app,) = [a for a in apps if a["label"] == "LDAP Directory"]
         groups = httpx.get(demo.base + "/api/v1/groups", headers=headers).json()
-        ids = {g["profile"]["name"]: g["id"] for g in groups}
+        # Only directory groups: the SCIM app's pushed AppPushGroup is listed too, as APP_GROUP.
+        ids = {g["profile"]["name"]: g["id"] for g in groups if g["type"] == "OKTA_GROUP"}
         with httpx.Client(base_url=demo.base + "/api/v1", headers=headers) as api:
             assigned = api.put(f"/apps/{app['id']}/groups/{ids['Accounting']}", json={})
             assert assigned.status_code == 200, assigned.text
