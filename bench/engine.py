@@ -76,6 +76,9 @@ _CONFIG = json.dumps(
 ).encode()
 
 
+_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
 class CannedScim:
     """A SCIM service provider that answers from canned bytes and counts requests."""
 
@@ -238,6 +241,37 @@ def measure(ctx: Context, url: str, count: int, lookup_batch_size: int = 0) -> d
         ctx.databases.drop(url)
 
 
+def floor(count: int, lanes: int = 8) -> float:
+    """CPU per account (ms) of a bare ``httpx.AsyncClient`` sending the same look-up and create
+    per account to the same sink, ``lanes`` at a time: what the HTTP client alone costs."""
+    import asyncio
+
+    import httpx
+
+    async def main() -> float:
+        sink = CannedScim()
+        transport = httpx.ASGITransport(app=sink)
+        async with httpx.AsyncClient(transport=transport, base_url=f"{SINK}/scim/v2") as client:
+            limit = asyncio.Semaphore(lanes)
+
+            async def one(i: int) -> None:
+                name = f"user{i:0{DIGITS}d}@example.com"
+                async with limit:
+                    found = await client.get(
+                        "/Users", params={"filter": f'userName eq "{name}"', "count": 2}
+                    )
+                    found.json()
+                    body = {"schemas": [_USER], "userName": name, "active": True}
+                    created = await client.post("/Users", content=json.dumps(body).encode())
+                    created.json()
+
+            cpu = time.process_time()
+            await asyncio.gather(*(one(i) for i in range(count)))
+            return (time.process_time() - cpu) * 1000 / count
+
+    return asyncio.run(main())
+
+
 def rereconcile(runtime: Runtime, sink: CannedScim, app_id: str) -> dict[str, float]:
     """A full reconcile of the converged app, as the schedule starts one (every key observing,
     plus the unmanaged-account survey): downstream reads and writes per 100 accounts."""
@@ -266,8 +300,15 @@ def run(ctx: Context) -> None:
                 url = ctx.databases.sqlite() if db == "sqlite" else ctx.databases.postgres()
             except PostgresUnavailable as exc:
                 report.note(f"PostgreSQL skipped: {exc}")
-                return
+                break
             _report(ctx, db, batch, measure(ctx, url, count, lookup_batch_size=batch))
+    bare = floor(count)
+    report.row(
+        NAME,
+        "floor: bare httpx, look-up + create per account, 8 lanes",
+        f"{bare:.3f} ms CPU per account (the HTTP client's share of the figures above)",
+        floor_cpu_ms_per_account=bare,
+    )
 
 
 def _report(ctx: Context, db: str, batch: int, figures: dict[str, float]) -> None:
