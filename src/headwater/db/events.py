@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from headwater import clock, ids
 from headwater.db import tables
 
-__all__ = ["SYSTEM", "Actor", "Pending", "Target", "record", "record_many"]
+__all__ = ["SYSTEM", "Actor", "Buffer", "Pending", "Target", "record", "record_many"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,57 @@ def _raw_insert(
         f"INSERT INTO {table} ({names}) VALUES ({', '.join(marks)})",
         rows,
     )
+
+
+class Buffer:
+    """Events of one transaction held as rows and written in two multi-row inserts by
+    :meth:`write`: the same rows as :func:`record` (id and time taken when the event is added,
+    so the log's order is unchanged), without an ORM object per event."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.targets: list[dict[str, str]] = []
+
+    def add(
+        self,
+        event_type: str,
+        message: str,
+        *,
+        actor: Actor,
+        targets: Sequence[Target] = (),
+        outcome: str = "SUCCESS",
+        reason: str | None = None,
+    ) -> None:
+        event_id = ids.new_id("evt")
+        self.events.append(
+            {
+                "id": event_id,
+                "uuid": str(uuid.uuid4()),
+                "published": clock.utcnow(),
+                "event_type": event_type,
+                "severity": "WARN" if outcome == "FAILURE" else "INFO",
+                "display_message": message,
+                "outcome_result": outcome,
+                "outcome_reason": reason,
+                "actor": actor.as_json(),
+                "targets": [target.as_json() for target in targets],
+                "debug": {},
+            }
+        )
+        self.targets.extend(
+            {"target_id": target_id, "event_id": event_id}
+            for target_id in {target.id for target in targets}
+        )
+
+    def write(self, session: Session) -> None:
+        """Insert what was added (on the session's connection, in its transaction)."""
+        if not self.events:
+            return
+        connection = session.connection()
+        connection.execute(insert(_EVENTS), self.events)
+        if self.targets:
+            connection.execute(insert(_EVENT_TARGETS), self.targets)
+        self.events, self.targets = [], []
 
 
 @dataclass(frozen=True)

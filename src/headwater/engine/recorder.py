@@ -16,6 +16,7 @@ from headwater import clock, ids
 from headwater.db import leases, outbox
 from headwater.db import tables as t
 from headwater.db.engine import Database
+from headwater.db.events import Buffer
 from headwater.domain import operations as ops
 from headwater.domain.fate import ErrorClass, Fate, Finish, Quarantine, RequeueAfter, Retry, Task
 from headwater.domain.states import GroupType, KeyKind, LinkState, MappingStatus, SyncState
@@ -49,6 +50,8 @@ class _Batch:
     joined: set[str] = field(default_factory=set)
     #: Push mappings that went through (their members wanted again are no longer stale).
     pushed: list[str] = field(default_factory=list)
+    #: Events of operations that went through, written together at the end.
+    events: Buffer = field(default_factory=Buffer)
 
 
 def record(database: Database, app: AppSnapshot, fates: Sequence[tuple[Outcome, Fate]]) -> None:
@@ -87,6 +90,7 @@ def record(database: Database, app: AppSnapshot, fates: Sequence[tuple[Outcome, 
         if batch.joined:
             session.flush()
             outbox.enqueue_push_for_app_users(session, app.id, sorted(batch.joined))
+        batch.events.write(session)
 
 
 def _write_fate(batch: _Batch, outcome: Outcome, fate: Fate) -> None:
@@ -143,6 +147,7 @@ def _record_done(batch: _Batch, outcome: Outcome) -> None:
                 "application.provision.group_push.push_memberships",
                 f"Removed from pushed group {operation.group_external_id} in {app.label} "
                 "before the account is deprovisioned",
+                buffer=batch.events,
             )
 
 
@@ -174,6 +179,7 @@ def _record_operation(
                 if result.linked
                 else "application.provision.user.push",
                 f"Account {verb} in {app.label} ({result.external_id})",
+                buffer=batch.events,
             )
             return True
         case ops.UpdateAccount(user_id, _, attrs):
@@ -192,6 +198,7 @@ def _record_operation(
                 labels,
                 "application.provision.user.push_profile",
                 f"Profile pushed to {app.label}",
+                buffer=batch.events,
             )
         case ops.SetActive(user_id, _, active, attrs):
             link = links.upsert(
@@ -212,6 +219,7 @@ def _record_operation(
                 if active
                 else "application.provision.user.deactivate",
                 f"Account {'reactivated' if active else 'deactivated'} in {app.label}",
+                buffer=batch.events,
             )
             return True
         case ops.DeleteAccount(user_id, _):
@@ -230,6 +238,7 @@ def _record_operation(
                 labels,
                 "application.provision.user.delete",
                 f"Account deleted in {app.label}",
+                buffer=batch.events,
             )
         case ops.EnsureGroup(mapping_id, _):
             assert isinstance(result, GroupResult)

@@ -82,15 +82,18 @@ def account_event(
     *,
     outcome: str = "SUCCESS",
     reason: str | None = None,
+    buffer: events.Buffer | None = None,
 ) -> None:
+    """One event about a user's account in ``app``; held in ``buffer`` when given (a batch
+    writes its events together)."""
+    targets = [_user_target(user_id, labels), app_target(app)]
+    if buffer is not None:
+        buffer.add(
+            event_type, message, actor=SYSTEM, targets=targets, outcome=outcome, reason=reason
+        )
+        return
     events.record(
-        session,
-        event_type,
-        message,
-        actor=SYSTEM,
-        targets=[_user_target(user_id, labels), app_target(app)],
-        outcome=outcome,
-        reason=reason,
+        session, event_type, message, actor=SYSTEM, targets=targets, outcome=outcome, reason=reason
     )
 
 
