@@ -22,8 +22,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import ldap3
-
 from headwater.testing.slapd import Slapd
 
 __all__ = ["main"]
@@ -43,18 +41,11 @@ def _cpu() -> float:
 
 def with_ldap3(server: Slapd, prefix: str, users: int) -> None:
     def lane(numbers: range) -> None:
-        conn = ldap3.Connection(
-            ldap3.Server(server.url, get_info=ldap3.NONE),
-            server.root_dn,
-            server.root_password,
-            auto_bind=True,
-            raise_exceptions=True,
-        )
-        for number in numbers:
-            uid = f"{prefix}{number:06d}"
-            conn.search(server.people_base, f"(uid={uid})", attributes=["entryUUID"])
-            conn.add(f"uid={uid},{server.people_base}", ["inetOrgPerson"], _attributes(uid))
-        conn.unbind()
+        with server.connect() as conn:
+            for number in numbers:
+                uid = f"{prefix}{number:06d}"
+                conn.search(server.people_base, f"(uid={uid})", attributes=["entryUUID"])
+                conn.add(f"uid={uid},{server.people_base}", ["inetOrgPerson"], _attributes(uid))
 
     with ThreadPoolExecutor(LANES) as pool:
         list(pool.map(lane, [range(k, users, LANES) for k in range(LANES)]))
