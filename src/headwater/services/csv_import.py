@@ -592,13 +592,13 @@ def _store_holds(session: Session, run: _Run, held: list[_Held], summary: Summar
 _DECISIONS = tuple(decision.value for decision in HoldDecision)
 
 
-def holds_query(decision: str | None = None) -> Select[Any]:
+def holds_query(status: str | None = None) -> Select[Any]:
     """Held rows with this decision (HELD when omitted), oldest first; InvalidRequest for a
     decision that does not exist."""
-    wanted = decision or HoldDecision.HELD.value
+    wanted = status or HoldDecision.HELD.value
     if wanted not in _DECISIONS:
         raise InvalidRequest(
-            "Api validation failed: decision", [f"decision: one of {', '.join(_DECISIONS)}"]
+            "Api validation failed: status", [f"status: one of {', '.join(_DECISIONS)}"]
         )
     return select(t.ImportHold).where(t.ImportHold.decision == wanted)
 
