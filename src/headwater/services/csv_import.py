@@ -66,6 +66,7 @@ __all__ = [
     "import_actor",
     "import_groups",
     "import_users",
+    "list_holds",
     "preview",
 ]
 
@@ -601,6 +602,15 @@ def holds_query(status: str | None = None) -> Select[Any]:
             "Api validation failed: status", [f"status: one of {', '.join(_DECISIONS)}"]
         )
     return select(t.ImportHold).where(t.ImportHold.decision == wanted)
+
+
+def list_holds(database: Database, status: str | None, limit: int) -> list[t.ImportHold]:
+    """The first ``limit`` held rows with this decision, oldest first (detached)."""
+    query = holds_query(status).order_by(t.ImportHold.id).limit(limit)
+    with database.read() as session:
+        rows = list(session.execute(query).scalars())
+        session.expunge_all()
+    return rows
 
 
 def decide_hold(database: Database, actor: Actor, hold_id: str, approve: bool) -> t.ImportHold:
