@@ -25,6 +25,7 @@ from headwater.domain.csv_import import MATCH_KEYS, MatchKey
 from headwater.errors import HeadwaterError, InvalidRequest
 from headwater.services import csv_import
 from headwater.web.core import (
+    PREFIX,
     AdminDep,
     ConsoleRoute,
     Form,
@@ -34,7 +35,6 @@ from headwater.web.core import (
     allow,
     db_of,
     error_message,
-    PREFIX,
     render,
     runtime_of,
     see_other,
