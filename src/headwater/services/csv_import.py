@@ -660,17 +660,18 @@ def _apply_hold(session: Session, actor: Actor, hold: t.ImportHold) -> None:
         groups=tuple(stored.get("groups") or ()),
         status=Status(status) if status else None,
     )
-    planner = _Planner(MatchKey(hold.match), False, [], _GroupNames())
-    local = Summary(dry_run=False)
+    match = MatchKey(hold.match)
     stale = "This held row no longer applies to the person; reject it, or import a new file"
-    plans, _ = _plan(session, planner, [row], local)
+    found = _matching_users(session, match, [hold.key]).get(_normal(match, hold.key), [])
+    if [user.id for user in found] != [hold.user_id]:
+        raise InvalidRequest(
+            stale, [f"{match.value} {hold.key!r} no longer matches the person it matched"]
+        )
+    local = Summary(dry_run=False)
+    plans, _ = _plan(session, _Planner(match, False, [], _GroupNames()), [row], local)
     if local.rejections:
         raise InvalidRequest(stale, [f"line {hold.line}: {local.rejections[0].reason}"])
     person = plans[0].person
-    if person.user is None or person.user.id != hold.user_id:
-        raise InvalidRequest(
-            stale, [f"{hold.match} {hold.key!r} no longer matches the person it matched"]
-        )
     try:
         directory.import_users(session, actor, [person])
     except IntegrityError as exc:
