@@ -33,9 +33,10 @@ from schemathesis import GenerationMode
 from schemathesis.python import asgi
 
 from headwater.db.events import SYSTEM
+from headwater.domain.settings import ProvisioningSettings
 from headwater.runtime import Runtime
 from headwater.server import create_app
-from headwater.services import push_rules, sources, tokens
+from headwater.services import csv_import, push_rules, sources, tokens
 from headwater.testing.toolkit import (
     StubResolver,
     api_token,
@@ -118,7 +119,15 @@ def _seed(runtime: Runtime) -> Seeds:
         source = sources.create_source(session, SYSTEM, "Seed source")
         source_token, _ = sources.issue_token(session, SYSTEM, source.id)
         source_ids, token_ids = [source.id], [*token_ids, source_token.id]
+    for i in range(2):
+        create_user(runtime, f"held{i}@example.com")
+    leaving = b"login,status\nheld0@example.com,DEPROVISIONED\nheld1@example.com,DEPROVISIONED\n"
+    guard = ProvisioningSettings(mass_change_threshold=0.01, mass_change_minimum=1)
+    held = csv_import.import_users(
+        runtime.database, SYSTEM, leaving, csv_import.Options(guard=guard)
+    ).held_rows
     return {
+        "hold_id": [item.id for item in held if item.id],
         "user_id": [*users, staged, "seed1@example.com"],
         "group_id": groups,
         "app_id": [scim, bookmark],

@@ -60,6 +60,7 @@ DUMMY = {
     "schema_id": "default",
     "import_id": "impNoSuchImport00000",
     "account_id": "umaNoSuchAccount0000",
+    "hold_id": "imhNoSuchHold0000000",
 }
 
 

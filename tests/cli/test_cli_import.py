@@ -8,7 +8,7 @@ import re
 import shlex
 from pathlib import Path
 
-from headwater.testing.toolkit import Cli
+from headwater.testing.toolkit import Cli, create_users
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "csv-import.md"
@@ -51,3 +51,30 @@ def test_a_file_without_the_match_column_stops_before_writing(cli: Cli, tmp_path
     result = cli("import", "users", str(path), "--match", "phone", "--no-progress")
     assert result.exit_code == 1
     assert "--match must be one of login, email, employeeNumber" in result.stderr
+
+
+def test_held_rows_are_listed_approved_and_rejected(cli: Cli, tmp_path: Path) -> None:
+    runtime = cli.runtime()
+    try:
+        create_users(runtime, 12, prefix="p", digits=1, start=1)
+    finally:
+        runtime.close()
+    path = tmp_path / "leavers.csv"
+    rows = [f"p{n}@example.com,DEPROVISIONED" for n in range(1, 12)]
+    path.write_text("\n".join(["login,status", *rows]) + "\n")
+    imported = cli("import", "users", str(path), "--source", "HR", "--no-progress")
+    assert imported.exit_code == 1
+    assert "11 held" in imported.stdout and "headwater import approve" in imported.stderr
+    listed = cli.ok("import", "holds")
+    hold_ids = re.findall(r"\b(imh\w+)\b", listed)
+    assert len(hold_ids) == 11 and "p1@example.com" in listed and "HR" in listed
+    assert cli.ok("import", "approve", hold_ids[0]).strip() == f"{hold_ids[0]}: approved"
+    assert cli.ok("import", "reject", hold_ids[1], hold_ids[2]).count("rejected") == 2
+    again = cli("import", "approve", hold_ids[0], "imhNoSuchHold", hold_ids[3])
+    assert again.exit_code == 1
+    assert f"{hold_ids[3]}: approved" in again.stdout
+    assert "already decided: APPROVED" in again.stderr and "imhNoSuchHold" in again.stderr
+    assert len(re.findall(r"\bimh\w+", cli.ok("import", "holds", "--status", "approved"))) == 2
+    assert len(re.findall(r"\bimh\w+", cli.ok("import", "holds"))) == 7
+    bad = cli("import", "holds", "--status", "maybe")
+    assert bad.exit_code == 1 and "status: one of HELD" in bad.stderr

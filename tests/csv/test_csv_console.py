@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from headwater.db import tables as t
+from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
 from headwater.server import create_app
+from headwater.services import csv_import
 from headwater.services.access import DENIED_EVENT
 from headwater.testing.toolkit import (
     console_client,
@@ -19,6 +23,7 @@ from headwater.testing.toolkit import (
     console_sign_in,
     create_admin,
     create_group,
+    create_users,
     events,
     members,
     row_counts,
@@ -111,3 +116,45 @@ def test_a_bad_header_is_shown_on_the_form(app: FastAPI) -> None:
         refused = upload(client, b"email,nickname\nx@y.zz,X\n")
         assert refused.status_code == 400  # type: ignore[attr-defined]
         assert "the match key column" in refused.text  # type: ignore[attr-defined]
+
+
+def test_held_rows_are_listed_and_decided_on_the_import_page(
+    app: FastAPI, sqlite_runtime: Runtime
+) -> None:
+    create_users(sqlite_runtime, 12, prefix="p", digits=1, start=1)
+    rows = [f"p{n}@example.com,DEPROVISIONED" for n in range(1, 12)]
+    data = ("\n".join(["login,status", *rows]) + "\n").encode()
+    summary = csv_import.import_users(sqlite_runtime.database, SYSTEM, data)
+    first, second, third = (item.id for item in summary.held_rows[:3])
+    with console_client(app) as client:
+        console_sign_in(client, "auditor", PASSWORD)
+        page = client.get("/console/import")
+        assert page.status_code == 200 and f'id="hold-{first}"' in page.text
+        csrf = console_csrf(client, "/console/import")
+        refused = client.post(f"/console/import/holds/{first}/approve", data={"csrf_token": csrf})
+        assert refused.status_code == 303
+        client.post("/console/logout", data={"csrf_token": csrf})
+        console_sign_in(client, "root", PASSWORD)
+        page = client.get("/console/import")
+        assert page.text.count('/approve">') == 11
+        assert client.post(f"/console/import/holds/{first}/approve").status_code == 403
+        csrf = console_csrf(client, "/console/import")
+        done = client.post(f"/console/import/holds/{first}/approve", data={"csrf_token": csrf})
+        assert done.status_code == 303 and done.headers["location"] == "/console/import"
+        page = client.get("/console/import")
+        assert "Held row for p1@example.com (line 2) approved and applied." in page.text
+        assert f'id="hold-{first}"' not in page.text
+        client.post(f"/console/import/holds/{second}/reject", data={"csrf_token": csrf})
+        again = client.post(f"/console/import/holds/{first}/reject", data={"csrf_token": csrf})
+        assert again.status_code == 303
+        assert "already decided: APPROVED" in client.get("/console/import").text
+        unknown = client.post(f"/console/import/holds/{third}/maybe", data={"csrf_token": csrf})
+        assert unknown.status_code == 303
+    with sqlite_runtime.database.read() as session:
+        found = dict(session.execute(select(t.User.login, t.User.status)).all())
+    assert [found[f"p{n}@example.com"] for n in (1, 2, 3)] == [
+        "DEPROVISIONED",
+        "PROVISIONED",
+        "PROVISIONED",
+    ]
+    assert [e.debug["permission"] for e in events(sqlite_runtime, DENIED_EVENT)] == ["users.write"]

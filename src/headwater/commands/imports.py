@@ -1,4 +1,5 @@
-"""``headwater import users|groups FILE.csv``: CSV imports with a progress bar and a summary."""
+"""``headwater import users|groups FILE.csv``: CSV imports with a progress bar and a summary;
+``headwater import holds|approve|reject``: the rows the mass-change guard held."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rich.progress import (
 
 from headwater.commands.common import cli_actor, err, fail, notice, opened, out, table
 from headwater.domain.csv_import import MATCH_KEYS, MatchKey
+from headwater.errors import HeadwaterError, InvalidRequest
 from headwater.services import csv_import
 from headwater.services.csv_import import Summary
 
@@ -81,9 +83,9 @@ def _print(summary: Summary, noun: str) -> None:
         if summary.rejected > SHOWN:
             notice(f"... and {summary.rejected - SHOWN} more rejected rows.")
     if summary.held_rows:
-        held = table("line", "key", "reason", title="Held rows")
+        held = table("line", "key", "reason", "hold id", title="Held rows")
         for item in summary.held_rows[:SHOWN]:
-            held.add_row(str(item.line), item.key or "", item.reason)
+            held.add_row(str(item.line), item.key or "", item.reason, item.id or "")
         console.print(held)
     if summary.held_reason:
         notice(summary.held_reason)
@@ -123,7 +125,9 @@ def import_users(
     imported. Exits with 1 when a row was rejected or held."""
     if match not in MATCH_KEYS:
         fail(f"--match must be one of {', '.join(MATCH_KEYS)}, not {match!r}")
-    options = csv_import.Options(match=MatchKey(match), dry_run=dry_run, confirm=confirm)
+    options = csv_import.Options(
+        match=MatchKey(match), source=source, dry_run=dry_run, confirm=confirm
+    )
     with opened() as runtime:
         actor = csv_import.import_actor(cli_actor(), source)
         summary = _run(
@@ -154,3 +158,68 @@ def import_groups(file: FileArg, dry_run: DryRunOpt = False, progress: ProgressO
     _print(summary, "groups")
     if summary.rejected:
         raise typer.Exit(1)
+
+
+#: Held rows listed by ``headwater import holds`` at most.
+MAX_LISTED = 1000
+
+
+@import_app.command("holds")
+def list_holds(
+    status: Annotated[
+        str, typer.Option(help="Which held rows: HELD (waiting), APPROVED or REJECTED.")
+    ] = "HELD",
+    limit: Annotated[
+        int, typer.Option(min=1, max=MAX_LISTED, help="List at most this many.")
+    ] = 200,
+) -> None:
+    """List the import rows the mass-change guard held, oldest first."""
+    status = status.upper()
+    with opened() as runtime:
+        try:
+            rows = csv_import.list_holds(runtime.database, status, limit)
+        except InvalidRequest as exc:
+            fail("; ".join(exc.causes) or exc.summary)
+    grid = table("id", "line", "key", "reason", "source", "created", title=f"{status} rows")
+    for row in rows:
+        created = row.created.strftime("%Y-%m-%d %H:%M:%S")
+        grid.add_row(row.id, str(row.line), row.key, row.reason, row.source or "", created)
+    out().print(grid)
+    if status == "HELD" and rows:
+        notice("Decide with: headwater import approve ID... or headwater import reject ID...")
+
+
+def _decide(hold_ids: list[str], approve: bool) -> None:
+    verb = "approved" if approve else "rejected"
+    failed = 0
+    console = out()
+    with opened() as runtime:
+        for hold_id in hold_ids:
+            try:
+                csv_import.decide_hold(runtime.database, cli_actor(), hold_id, approve)
+            except HeadwaterError as exc:
+                failed += 1
+                causes = "; ".join(exc.causes)
+                notice(f"{hold_id}: {exc.summary}" + (f" ({causes})" if causes else ""))
+                continue
+            console.print(f"{hold_id}: {verb}", markup=False, highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+HoldIds = Annotated[list[str], typer.Argument(help="Ids of held rows (headwater import holds).")]
+
+
+@import_app.command("approve")
+def approve(hold_ids: HoldIds) -> None:
+    """Apply held rows now, each as an import with --confirm would (all of a row or nothing).
+    Exits with 1 when a row could not be approved (unknown, decided already, or no longer
+    applying to the person)."""
+    _decide(hold_ids, True)
+
+
+@import_app.command("reject")
+def reject(hold_ids: HoldIds) -> None:
+    """Drop held rows: the people stay as they are. Exits with 1 when a row could not be
+    rejected."""
+    _decide(hold_ids, False)

@@ -48,6 +48,7 @@ __all__ = [
     "GroupRule",
     "GroupRuleMember",
     "HeldOperation",
+    "ImportHold",
     "Membership",
     "Orphan",
     "PushMapping",
@@ -607,6 +608,37 @@ class HeldOperation(Base):
     #: HELD until decided; APPROVED lets the reconciler proceed.
     decision: Mapped[str] = mapped_column(String(16))
     created: Mapped[datetime]
+
+
+class ImportHold(Base):
+    """A CSV import row held by the mass-change guard (it would deactivate or suspend a
+    person), stored whole so that an admin can approve it (it is then applied as an import
+    with confirm would) or reject it later."""
+
+    __tablename__ = "import_holds"
+
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    #: What was imported: ``users``.
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The person the row matched when it was held.
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    line: Mapped[int] = mapped_column(Integer)
+    #: The row's match key (its login, email or employee number).
+    key: Mapped[str] = mapped_column(String(255))
+    #: The row as read: ``attributes``, ``groups``, ``status`` (bounded in size).
+    row: Mapped[dict[str, Any]]
+    reason: Mapped[str] = mapped_column(Text)
+    #: The import's options: how rows matched people, and the source named as actor.
+    match: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(String(100))
+    created: Mapped[datetime]
+    created_by: Mapped[dict[str, Any]]
+    #: A ``states.HoldDecision``.
+    decision: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[dict[str, Any] | None]
+
+    __table_args__ = (Index("ix_import_holds_decision_id", "decision", "id"),)
 
 
 # --- System log and access --------------------------------------------------------------------

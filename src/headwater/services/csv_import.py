@@ -16,12 +16,16 @@ in memory, so a million-row file runs in the same memory as a thousand-row one.
 Rows that deactivate or suspend people are counted first (a quick pass over the file); when
 more would go than the mass-change threshold allows (``domain.mass_change``, with the
 defaults an app gets), those rows are held: reported, not applied, until the import is run
-again with ``confirm``.
+again with ``confirm``. Each held row is stored (``import_holds``, in the transaction of the batch
+that held it) so that an admin can decide on it later: approving applies the row as an import
+with ``confirm`` would, checked again against the person as they are then; rejecting leaves
+the person as they are.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -30,32 +34,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from headwater import clock, ids
 from headwater.db import tables as t
 from headwater.db.engine import Database
-from headwater.db.events import Actor, record
+from headwater.db.events import Actor, Pending, Target, record, record_many
 from headwater.domain import csv_import as rows_
 from headwater.domain import mass_change, profiles
-from headwater.domain.csv_import import CsvRow, Header, MatchKey, RowError, UserRow
+from headwater.domain.csv_import import CsvRow, MatchKey, RowError, UserRow
 from headwater.domain.lifecycle import DELETED, Status
 from headwater.domain.settings import ProvisioningSettings
-from headwater.errors import HeadwaterError, InvalidRequest
+from headwater.domain.states import HoldDecision
+from headwater.errors import Conflict, HeadwaterError, InvalidRequest, NotFound
 from headwater.services import directory
 from headwater.services.filtering import json_text
 
 __all__ = [
     "DEFAULT_BATCH",
+    "HOLD_EVENT",
+    "MAX_HOLD_BYTES",
     "MAX_REPORTED",
     "Options",
     "Progress",
     "Source",
     "Summary",
+    "decide_hold",
+    "holds_query",
     "import_actor",
     "import_groups",
     "import_users",
+    "list_holds",
     "preview",
 ]
 
@@ -66,6 +77,9 @@ MAX_REPORTED = 1000
 Source = Path | bytes
 #: Called after each batch with the bytes read so far and the rows seen so far.
 Progress = Callable[[int, int], None]
+#: Largest held row stored for approval (its JSON); a larger one is rejected instead.
+MAX_HOLD_BYTES = 256 * 1024
+HOLD_EVENT = "system.import.hold"
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,8 @@ class Line:
     line: int
     reason: str
     key: str | None = None
+    #: The stored hold's id (held rows of an import that is not a dry run).
+    id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"line": self.line, "reason": self.reason, "key": self.key}
@@ -102,10 +118,10 @@ class Summary:
         if len(self.rejections) < MAX_REPORTED:
             self.rejections.append(Line(line, reason, key))
 
-    def hold(self, line: int, reason: str, key: str) -> None:
+    def hold(self, line: int, reason: str, key: str, hold_id: str | None = None) -> None:
         self.held += 1
         if len(self.held_rows) < MAX_REPORTED:
-            self.held_rows.append(Line(line, reason, key))
+            self.held_rows.append(Line(line, reason, key, hold_id))
 
     def sort(self) -> None:
         """Listed rows in file order (a row rejected on reading is known before its batch's
@@ -130,7 +146,8 @@ class Summary:
                 {"line": r.line, "reason": r.reason, "key": r.key} for r in self.rejections
             ],
             "heldRows": [
-                {"line": r.line, "reason": r.reason, "key": r.key} for r in self.held_rows
+                {"id": r.id, "line": r.line, "reason": r.reason, "key": r.key}
+                for r in self.held_rows
             ],
         }
 
@@ -138,6 +155,8 @@ class Summary:
 @dataclass(frozen=True)
 class Options:
     match: MatchKey = MatchKey.LOGIN
+    #: Where the file comes from (``--source HR``), kept with held rows.
+    source: str | None = None
     dry_run: bool = False
     #: Apply deactivations and suspensions even above the mass-change threshold.
     confirm: bool = False
@@ -274,9 +293,10 @@ def import_users(
         with _opened(source) as lines:
             rows = rows_.read_rows(lines)
             header = rows_.parse_header(_header_of(rows), options.match)
-            run = _Run(
-                database, actor, header, options, bool(holding), summary, seen, _GroupNames()
+            planner = _Planner(
+                options.match, bool(holding), header.missing_for_create(), _GroupNames()
             )
+            run = _Run(database, actor, options, planner, summary, seen)
             batch: list[UserRow] = []
             for row in rows:
                 try:
@@ -328,9 +348,23 @@ def _must_hold(database: Database, source: Source, options: Options, summary: Su
     share = round(options.guard.mass_change_threshold * 100)
     return (
         f"{leaving} rows deactivate or suspend people, more than {share}% of the {active} "
-        "active people: they are held. Check the file, then import it again with --confirm "
-        "(confirm=true over the API, or tick 'confirm' in the console) to apply them."
+        "active people: they are held for approval. Approve or reject each held row (headwater "
+        "import approve ID, POST /api/v1/imports/holds/ID/lifecycle/approve, or the console's "
+        "import page), or check the file and import it again with --confirm (confirm=true over "
+        "the API, or tick 'confirm' in the console) to apply them all."
     )
+
+
+@dataclass
+class _Planner:
+    """What checking rows against the directory needs."""
+
+    match: MatchKey
+    #: Hold the rows that deactivate or suspend (the guard tripped, no confirmation).
+    holding: bool
+    #: Required attributes the file has no column for (a new person cannot be created).
+    missing: list[str]
+    groups: _GroupNames
 
 
 @dataclass
@@ -339,13 +373,19 @@ class _Run:
 
     database: Database
     actor: Actor
-    header: Header
     options: Options
-    #: Hold the rows that deactivate or suspend (the guard tripped, no confirmation).
-    holding: bool
+    planner: _Planner
     summary: Summary
     seen: _Seen
-    groups: _GroupNames
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A row the guard holds, and the person it matched."""
+
+    row: UserRow
+    user_id: str
+    reason: str
 
 
 class _GroupNames:
@@ -381,14 +421,18 @@ def _users_batch(run: _Run, batch: list[UserRow]) -> None:
         return
     if run.options.dry_run:
         with run.database.read() as session:
-            for plan in _plan(session, run, batch, run.summary):
-                run.summary.count(plan.outcome)
+            plans, held = _plan(session, run.planner, batch, run.summary)
+        for plan in plans:
+            run.summary.count(plan.outcome)
+        for item in held:
+            run.summary.hold(item.row.line, item.reason, item.row.key)
         return
     local = Summary(dry_run=False)
     try:
         with run.database.transaction() as session:
-            plans = _plan(session, run, batch, local)
+            plans, held = _plan(session, run.planner, batch, local)
             directory.import_users(session, run.actor, [plan.person for plan in plans])
+            _store_holds(session, run, held, local)
     except (HeadwaterError, IntegrityError):
         # Another writer got in between the checks and the write: one row at a time.
         for row in batch:
@@ -403,15 +447,16 @@ def _merge(summary: Summary, local: Summary, plans: Sequence[_Plan]) -> None:
     for item in local.rejections:
         summary.reject(item.line, item.reason, item.key)
     for item in local.held_rows:
-        summary.hold(item.line, item.reason, item.key or "")
+        summary.hold(item.line, item.reason, item.key or "", item.id)
 
 
 def _users_one(run: _Run, row: UserRow) -> None:
     local = Summary(dry_run=False)
     try:
         with run.database.transaction() as session:
-            plans = _plan(session, run, [row], local)
+            plans, held = _plan(session, run.planner, [row], local)
             directory.import_users(session, run.actor, [plan.person for plan in plans])
+            _store_holds(session, run, held, local)
     except HeadwaterError as exc:
         run.summary.reject(row.line, "; ".join(exc.causes) or exc.summary, row.key)
         return
@@ -452,22 +497,25 @@ class _Plan:
     outcome: str
 
 
-def _plan(session: Session, run: _Run, batch: list[UserRow], summary: Summary) -> list[_Plan]:
-    """What each row does, checked against the database; rejected and held rows are reported
-    in ``summary`` and left out."""
-    options = run.options
-    matches = _matching_users(session, options.match, [row.key for row in batch])
+def _plan(
+    session: Session, planner: _Planner, batch: list[UserRow], summary: Summary
+) -> tuple[list[_Plan], list[_Held]]:
+    """What each row does, checked against the database, and the rows the guard holds;
+    rejected rows are reported in ``summary``, and held ones left out of the plans."""
+    match = planner.match
+    matches = _matching_users(session, match, [row.key for row in batch])
     logins = _login_owners(session, [row.attributes.get("login") for row in batch])
     names = {name.lower() for row in batch for name in row.groups}
-    known = run.groups.resolve(session, names)
+    known = planner.groups.resolve(session, names)
     member_of = _manual_memberships(session, [u.id for us in matches.values() for u in us])
-    missing = run.header.missing_for_create()
+    missing = planner.missing
     plans: list[_Plan] = []
+    held: list[_Held] = []
     for row in batch:
         try:
-            found = matches.get(_normal(options.match, row.key), [])
+            found = matches.get(_normal(match, row.key), [])
             if len(found) > 1:
-                raise RowError(f"{len(found)} people have {options.match.value} {row.key!r}")
+                raise RowError(f"{len(found)} people have {match.value} {row.key!r}")
             user = found[0] if found else None
             login = row.attributes.get("login")
             owner = logins.get(login.lower()) if isinstance(login, str) else None
@@ -481,11 +529,153 @@ def _plan(session: Session, run: _Run, batch: list[UserRow], summary: Summary) -
         except RowError as exc:
             summary.reject(row.line, str(exc), row.key)
             continue
-        if run.holding and plan.person.action in rows_.DESTRUCTIVE:
-            summary.hold(row.line, f"asks for {row.status}", row.key)
+        if planner.holding and plan.person.action in rows_.DESTRUCTIVE and user is not None:
+            held.append(_Held(row, user.id, f"asks for {row.status}"))
             continue
         plans.append(plan)
-    return plans
+    return plans, held
+
+
+# --- Held rows --------------------------------------------------------------------------------
+
+
+def _store_holds(session: Session, run: _Run, held: list[_Held], summary: Summary) -> None:
+    """Keep each held row for an admin's decision (in the batch's transaction), with one
+    system log event each; a row too large to keep is rejected instead."""
+    if not held:
+        return
+    now = clock.utcnow()
+    created_by = run.actor.as_json()
+    pending: list[Pending] = []
+    for item in held:
+        row = item.row
+        stored = {
+            "attributes": row.attributes,
+            "groups": list(row.groups),
+            "status": row.status.value if row.status is not None else None,
+        }
+        if len(json.dumps(stored)) > MAX_HOLD_BYTES:
+            summary.reject(
+                row.line,
+                f"too large to hold for approval (over {MAX_HOLD_BYTES} bytes): import it "
+                "with confirm",
+                row.key,
+            )
+            continue
+        hold = t.ImportHold(
+            id=ids.new_id("imh"),
+            kind="users",
+            user_id=item.user_id,
+            line=row.line,
+            key=row.key[:255],
+            row=stored,
+            reason=item.reason,
+            match=run.options.match.value,
+            source=run.options.source,
+            created=now,
+            created_by=created_by,
+            decision=HoldDecision.HELD.value,
+        )
+        session.add(hold)
+        summary.hold(row.line, item.reason, row.key, hold.id)
+        pending.append(
+            Pending(
+                HOLD_EVENT,
+                f"CSV import row held for approval: {item.reason}",
+                (Target(item.user_id, "User", row.key),),
+                {"holdId": hold.id, "line": row.line},
+            )
+        )
+    session.flush()
+    record_many(session, run.actor, pending)
+
+
+_DECISIONS = tuple(decision.value for decision in HoldDecision)
+
+
+def holds_query(status: str | None = None) -> Select[Any]:
+    """Held rows with this decision (HELD when omitted), oldest first; InvalidRequest for a
+    decision that does not exist."""
+    wanted = status or HoldDecision.HELD.value
+    if wanted not in _DECISIONS:
+        raise InvalidRequest(
+            "Api validation failed: status", [f"status: one of {', '.join(_DECISIONS)}"]
+        )
+    return select(t.ImportHold).where(t.ImportHold.decision == wanted)
+
+
+def list_holds(database: Database, status: str | None, limit: int) -> list[t.ImportHold]:
+    """The first ``limit`` held rows with this decision, oldest first (detached)."""
+    query = holds_query(status).order_by(t.ImportHold.id).limit(limit)
+    with database.read() as session:
+        rows = list(session.execute(query).scalars())
+        session.expunge_all()
+    return rows
+
+
+def decide_hold(database: Database, actor: Actor, hold_id: str, approve: bool) -> t.ImportHold:
+    """Approve (apply the row now, as an import with confirm would: all of it or nothing) or
+    reject (leave the person as they are) one held row. NotFound for an unknown id, Conflict
+    when it was decided already, InvalidRequest when the row no longer applies to the person
+    (nothing is written then, and the row stays held)."""
+    with database.transaction() as session:
+        hold = session.execute(
+            select(t.ImportHold).where(t.ImportHold.id == hold_id).with_for_update()
+        ).scalar_one_or_none()
+        if hold is None:
+            raise NotFound(f"Not found: Resource not found: {hold_id} (ImportHold)")
+        if hold.decision != HoldDecision.HELD:
+            raise Conflict(
+                f"This held row was already decided: {hold.decision}",
+                [f"id: {hold_id} is {hold.decision}, not HELD"],
+            )
+        who = import_actor(actor, hold.source)
+        if approve:
+            _apply_hold(session, who, hold)
+        decision = HoldDecision.APPROVED if approve else HoldDecision.REJECTED
+        hold.decision = decision.value
+        hold.decided_at = clock.utcnow()
+        hold.decided_by = actor.as_json()
+        verb = "approve" if approve else "reject"
+        record(
+            session,
+            f"{HOLD_EVENT}.{verb}",
+            f"Held CSV import row {'approved' if approve else 'rejected'}",
+            actor=who,
+            targets=[Target(hold.user_id, "User", hold.key)],
+            debug={"holdId": hold.id, "line": hold.line, "reason": hold.reason},
+        )
+        session.flush()
+        session.expunge(hold)
+    return hold
+
+
+def _apply_hold(session: Session, actor: Actor, hold: t.ImportHold) -> None:
+    stored = hold.row
+    status = stored.get("status")
+    row = UserRow(
+        line=hold.line,
+        key=hold.key,
+        attributes=dict(stored.get("attributes") or {}),
+        groups=tuple(stored.get("groups") or ()),
+        status=Status(status) if status else None,
+    )
+    match = MatchKey(hold.match)
+    stale = "This held row no longer applies to the person; reject it, or import a new file"
+    found = _matching_users(session, match, [hold.key]).get(_normal(match, hold.key), [])
+    if [user.id for user in found] != [hold.user_id]:
+        raise InvalidRequest(
+            stale, [f"{match.value} {hold.key!r} no longer matches the person it matched"]
+        )
+    local = Summary(dry_run=False)
+    plans, _ = _plan(session, _Planner(match, False, [], _GroupNames()), [row], local)
+    if local.rejections:
+        raise InvalidRequest(stale, [f"line {hold.line}: {local.rejections[0].reason}"])
+    person = plans[0].person
+    try:
+        directory.import_users(session, actor, [person])
+    except IntegrityError as exc:
+        raise InvalidRequest(stale, ["it conflicts with a change made since"]) from exc
 
 
 def _groups_of(row: UserRow, known: dict[str, t.Group]) -> list[t.Group]:

@@ -4,6 +4,9 @@ The upload is kept between the preview and the import in the data folder (mode 0
 a random id and bound to the admin who sent it), so that the import writes exactly the file
 that was previewed; it is deleted once imported, and any upload older than an hour goes at the
 next preview.
+
+Rows the mass-change guard held are listed on the import page, each with approve and reject
+buttons (forms with the CSRF token, like every console form).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from headwater.domain.csv_import import MATCH_KEYS, MatchKey
 from headwater.errors import HeadwaterError, InvalidRequest
 from headwater.services import csv_import
 from headwater.web.core import (
+    PREFIX,
     AdminDep,
     ConsoleRoute,
     Form,
@@ -33,6 +37,8 @@ from headwater.web.core import (
     error_message,
     render,
     runtime_of,
+    see_other,
+    session_of,
 )
 
 __all__ = ["router"]
@@ -40,6 +46,8 @@ __all__ = ["router"]
 router = APIRouter(route_class=ConsoleRoute)
 
 PREVIEW_ROWS = 10
+#: Held rows listed on the import page at most (the API and the CLI list them all).
+HOLDS_SHOWN = 200
 #: Uploads older than this are deleted at the next preview.
 KEEP_SECONDS = 3600
 
@@ -68,12 +76,33 @@ def _options(form: Form) -> tuple[str, str]:
 
 
 def _context(**values: Any) -> dict[str, Any]:
-    return {"section": "import", "match_keys": MATCH_KEYS, "error": None, **values}
+    defaults = {"holds": [], "holds_shown": HOLDS_SHOWN}
+    return {"section": "import", "match_keys": MATCH_KEYS, "error": None, **defaults, **values}
 
 
 @router.get("/import", dependencies=[allow(P.USERS_READ)])
 def import_page(request: Request, admin: AdminDep) -> Response:
-    return render(request, "imports/upload.html", _context(match="login", source=""))
+    holds = csv_import.list_holds(db_of(request), None, HOLDS_SHOWN)
+    context = _context(match="login", source="", holds=holds, holds_shown=HOLDS_SHOWN)
+    return render(request, "imports/upload.html", context)
+
+
+@router.post("/import/holds/{hold_id}/{verb}", dependencies=[allow(P.USERS_WRITE)])
+def decide_hold(
+    request: Request, admin: AdminDep, form: FormDep, hold_id: str, verb: str
+) -> Response:
+    """Approve (apply) or reject one held row, then back to the import page."""
+    if verb not in ("approve", "reject"):
+        raise InvalidRequest("Unknown action.", ["action: approve or reject"])
+    approve = verb == "approve"
+    try:
+        hold = csv_import.decide_hold(db_of(request), admin.actor, hold_id[:64], approve)
+    except HeadwaterError as exc:
+        session_of(request).flash("error", error_message(exc))
+    else:
+        done = "approved and applied" if approve else "rejected; the person was left as is"
+        session_of(request).flash("ok", f"Held row for {hold.key} (line {hold.line}) {done}.")
+    return see_other(f"{PREFIX}/import")
 
 
 @router.post("/import/preview", dependencies=[allow(P.USERS_WRITE)])
@@ -145,7 +174,9 @@ def run_import(request: Request, admin: AdminDep, form: FormDep) -> Response:
     path = _upload(request, admin, form.get("upload"))
     match, source = _options(form)
     actor = csv_import.import_actor(admin.actor, source or None)
-    options = csv_import.Options(match=MatchKey(match), confirm=form.checked("confirm"))
+    options = csv_import.Options(
+        match=MatchKey(match), source=source or None, confirm=form.checked("confirm")
+    )
     summary = csv_import.import_users(db_of(request), actor, path, options)
     for kept in (path, path.with_suffix(".json")):
         kept.unlink(missing_ok=True)
