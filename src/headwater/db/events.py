@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -159,9 +160,9 @@ class Buffer:
         if not self.events:
             return
         connection = session.connection()
-        connection.execute(insert(_EVENTS), self.events)
+        connection.execute(insert(tables.Event), self.events)
         if self.targets:
-            connection.execute(insert(_EVENT_TARGETS), self.targets)
+            connection.execute(insert(tables.EventTarget), self.targets)
         self.events, self.targets = [], []
 
 
