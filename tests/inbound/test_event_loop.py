@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.inbound.test_bulk import BULK_REQUEST, person, post_user
+from tests.inbound.test_inbound_bulk import BULK_REQUEST, person, post_user
 from tests.inbound.test_scim_users_groups import hire
 
 from headwater.db import leases
