@@ -18,13 +18,11 @@ import asyncio
 import itertools
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -40,60 +38,15 @@ from bench.common import (
     Report,
     _proc_cpu,
     fmt_ms,
+    served_api,
 )
-from headwater.testing.scimserver import free_port
-from headwater.testing.toolkit import api_token, create_users, make_runtime, wait_for
+from headwater.testing.toolkit import api_token, create_users, make_runtime
 
 __all__ = ["run"]
 
 NAME = "api_writes"
 CLIENTS = 8
 SEEDED = 200
-
-
-@contextmanager
-def serve(url: str, data_dir: Path, profile: Path | None = None) -> Iterator[tuple[str, int]]:
-    """``headwater serve --no-worker`` on a free loopback port (under cProfile when ``profile``
-    names the output file); yields its base URL and process id."""
-    port = free_port()
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env.update(
-        HEADWATER_DATABASE_URL=url,
-        HEADWATER_SECRET_KEY=SECRET_KEY,
-        HEADWATER_DATA_DIR=str(data_dir),
-        HEADWATER_LOG_LEVEL="ERROR",
-        PYTHONPATH=os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p),
-    )
-    profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
-    command = [sys.executable, *profiler, "-m", "headwater", "serve", "--no-worker"]
-    command += ["--port", str(port)]
-    log_path = data_dir / f"serve-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"headwater serve exited; see {log_path}")
-        try:
-            return httpx.get(base + "/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, "headwater serve to answer", timeout=60, interval=0.1)
-        yield base, process.pid
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT if profile is not None else signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 Call = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
@@ -213,7 +166,7 @@ def _bench(
     label = f"[{db}, {processes} serve process{'es' if processes > 1 else ''}]"
     with ExitStack() as stack:
         servers = [
-            stack.enter_context(serve(url, data_dir, profile if index == 0 else None))
+            stack.enter_context(served_api(url, data_dir, profile if index == 0 else None))
             for index in range(processes)
         ]
         _measure(ctx, label, servers, token, user_ids, seconds, rounds)

@@ -11,15 +11,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import httpx
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -27,7 +31,8 @@ from sqlalchemy.engine import make_url
 from headwater.db.engine import Database
 from headwater.db.migrate import upgrade
 from headwater.runtime import Runtime
-from headwater.testing.toolkit import numbered_profile, scim_user
+from headwater.testing.scimserver import free_port
+from headwater.testing.toolkit import numbered_profile, scim_user, wait_for
 
 __all__ = [
     "DIGITS",
@@ -454,3 +459,51 @@ class Context:
         path = self.work_dir / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+# --- A real API process -------------------------------------------------------------------------
+
+
+@contextmanager
+def served_api(url: str, data_dir: Path, profile: Path | None = None) -> Iterator[tuple[str, int]]:
+    """``headwater serve --no-worker`` on a free loopback port (under cProfile when ``profile``
+    names the output file); yields its base URL and process id."""
+    port = free_port()
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env.update(
+        HEADWATER_DATABASE_URL=url,
+        HEADWATER_SECRET_KEY=SECRET_KEY,
+        HEADWATER_DATA_DIR=str(data_dir),
+        HEADWATER_LOG_LEVEL="ERROR",
+        PYTHONPATH=os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p),
+    )
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+    command = [sys.executable, *profiler, "-m", "headwater", "serve", "--no-worker"]
+    command += ["--port", str(port)]
+    log_path = data_dir / f"serve-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"headwater serve exited; see {log_path}")
+        try:
+            return httpx.get(base + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, "headwater serve to answer", timeout=60, interval=0.1)
+        yield base, process.pid
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT if profile is not None else signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -13,29 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 
-from bench.common import SECRET_KEY, Context, IncompleteRun, fmt_ms, percentile
-from headwater.testing.scimserver import free_port
+from bench.common import SECRET_KEY, Context, IncompleteRun, fmt_ms, percentile, served_api
 from headwater.testing.toolkit import (
     ADMIN,
     api_token,
     create_admin,
     create_users,
     make_runtime,
-    wait_for,
 )
 
 __all__ = ["run"]
@@ -47,47 +38,6 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 FLOOD_LIMIT_SECONDS = 600.0
 #: Pause between two timed calls, so each phase spans seconds, not a burst.
 PACE_SECONDS = 0.05
-
-
-@contextmanager
-def serve(url: str, data_dir: Path) -> Iterator[str]:
-    """``headwater serve --no-worker`` on a free loopback port; yields its base URL."""
-    port = free_port()
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env.update(
-        HEADWATER_DATABASE_URL=url,
-        HEADWATER_SECRET_KEY=SECRET_KEY,
-        HEADWATER_DATA_DIR=str(data_dir),
-        HEADWATER_LOG_LEVEL="ERROR",
-        PYTHONPATH=os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p),
-    )
-    command = [sys.executable, "-m", "headwater", "serve", "--no-worker", "--port", str(port)]
-    with (data_dir / "serve.log").open("wb") as log:
-        process = subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"headwater serve exited; see {data_dir / 'serve.log'}")
-        try:
-            return httpx.get(base + "/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, "headwater serve to answer", timeout=60, interval=0.1)
-        yield base
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class Flood:
@@ -194,7 +144,7 @@ def run(ctx: Context) -> None:
         token = api_token(runtime, "bench")
     finally:
         runtime.close()
-    with serve(url, data_dir) as base:
+    with served_api(url, data_dir) as (base, _pid):
         _measure(base, token, 5, "warm-up")
         quiet_reads, quiet_writes = _measure(base, token, count, "quiet")
         with Flood(base) as flood:
