@@ -177,7 +177,8 @@ def prepare_connection(
         require(problem is None, f"baseUrl: its host {problem}")
     secret = _merged_secret(spec, existing, base_url, box)
     if ldap:
-        secret = {**secret, **parse_profile(secret).to_secret()}
+        # Sealed as checked: a field sent empty is cleared, not stored as "".
+        secret = {"password": secret["password"], **parse_profile(secret).to_secret()}
     sealed = box.seal(secret) if secret else None
     info = ConnectionInfo(app.id, base_url, spec.auth_scheme, sealed)
     return PreparedConnection(info, settings_of(app), _credentials(secret))
@@ -194,6 +195,19 @@ def stored_connection(session: Session, box: SecretBox, app_id: str) -> Prepared
         with contextlib.suppress(ValueError):
             hidden = _credentials(box.open(row.secret_encrypted))
     return PreparedConnection(info, settings_of(app), hidden)
+
+
+def ldap_profile(session: Session, box: SecretBox, app_id: str) -> dict[str, str]:
+    """The stored LDAP profile by secret key, without its password (for a form to show);
+    empty when the app has no LDAP connection or its secret cannot be opened."""
+    row = session.get(t.AppConnection, app_id)
+    if row is None or row.auth_scheme != LDAP_SCHEME or row.secret_encrypted is None:
+        return {}
+    try:
+        stored = box.open(row.secret_encrypted)
+    except ValueError:
+        return {}
+    return {k: str(v) for k, v in stored.items() if k not in SECRET_VALUES}
 
 
 def connection(session: Session, app_id: str) -> t.AppConnection:
