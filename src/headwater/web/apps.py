@@ -1,5 +1,8 @@
 """Applications: list and create, the General tab (label, lifecycle, reconcile, plan preview)
-and the Provisioning tab (connection with a test button, To-App switches, Headwater settings)."""
+and the Provisioning tab (connection with a test button, To-App switches, Headwater settings).
+
+An app's name decides its kind, as in the API: an LDAP directory is named ``headwater_ldap``
+and its Provisioning tab shows the LDAP connection form (``web.ldap_connection``)."""
 
 from __future__ import annotations
 
@@ -17,10 +20,13 @@ from headwater.domain.access import Kind
 from headwater.domain.access import Permission as P
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import PreparedConnection
+from headwater.domain.ldap import LDAP_APP_NAME, LDAP_SCHEME
 from headwater.domain.settings import ProvisioningSettings, check_changes, public_name
 from headwater.engine import connection_test, preview
 from headwater.errors import HeadwaterError, InvalidRequest, NotFound
 from headwater.services import apps, connections, tasks
+from headwater.services.validation import require
+from headwater.web import ldap_connection
 from headwater.web.core import (
     PREFIX,
     AdminDep,
@@ -62,6 +68,8 @@ SECRET_LABELS = {
     "scope": "Scope",
 }
 SECRET_FIELDS = frozenset({"token", "password", "client_secret"})
+#: The kinds of app the console creates (form value and label).
+KINDS = (("scim", "SCIM 2.0 app"), ("ldap", "LDAP directory"))
 
 
 # --- List and create ---------------------------------------------------------------------------
@@ -86,26 +94,37 @@ def app_list(request: Request, admin: AdminDep, q: str = "", after: str | None =
         "q": q,
         "error": None,
         "values": {},
+        "kinds": KINDS,
     }
     return render(request, "apps/list.html", context)
 
 
 def _app_name(form: Form) -> str:
-    """The catalog name: as given, else a slug of the label (Okta generates one too)."""
+    """The catalog name, which decides the kind: an LDAP directory's is fixed; another app's
+    is as given, else a slug of the label (Okta generates one too)."""
     given = form.get("name")
-    return given or (re.sub(r"[^a-z0-9]+", "_", form.get("label").lower()).strip("_") or "app")
+    if form.get("kind") == "ldap":
+        require(given in ("", LDAP_APP_NAME), f"name: an LDAP directory is named {LDAP_APP_NAME}")
+        return LDAP_APP_NAME
+    name = given or (re.sub(r"[^a-z0-9]+", "_", form.get("label").lower()).strip("_") or "app")
+    require(name != LDAP_APP_NAME, f"name: {LDAP_APP_NAME} is for LDAP directories")
+    return name
+
+
+def is_ldap(app: t.App) -> bool:
+    return app.name == LDAP_APP_NAME
 
 
 @router.post("/apps", dependencies=[allow(P.APPS_MANAGE)])
 def create_app(request: Request, admin: AdminDep, form: FormDep) -> Response:
     url = form.get("url")
-    spec = apps.AppSpec(
-        label=form.get("label"),
-        name=_app_name(form),
-        sign_on_mode="BOOKMARK" if url else None,
-        document={"settings": {"app": {"url": url}}} if url else {},
-    )
     try:
+        spec = apps.AppSpec(
+            label=form.get("label"),
+            name=_app_name(form),
+            sign_on_mode="BOOKMARK" if url else None,
+            document={"settings": {"app": {"url": url}}} if url else {},
+        )
         with db_of(request).transaction() as session:
             app = apps.create_app(session, admin.actor, spec, activate=True)
             app_id, label = app.id, app.label
@@ -227,19 +246,37 @@ def _template_preview(session: Any, app_id: str, template: str) -> dict[str, Any
     }
 
 
-@router.get("/apps/{app_id}/provisioning", dependencies=[allow(P.APPS_READ, "app_id")])
-def provisioning(request: Request, admin: AdminDep, app_id: str, template: str = "") -> Response:
+def _provisioning_page(
+    request: Request,
+    app_id: str,
+    template: str = "",
+    entered: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    """The tab; an LDAP app's form shows ``entered`` (a form sent back), else what is stored."""
     with reading(request) as session:
         app = apps.get_app(session, app_id)
         connection = session.get(t.AppConnection, app_id)
         settings = apps.settings_of(app)
         tried = _template_preview(session, app_id, template) if template else None
+        ldap = None
+        if is_ldap(app):
+            stored = connections.ldap_profile(session, runtime_of(request).secrets, app_id)
+            ldap = (
+                entered
+                if entered is not None
+                else ldap_connection.form_values(connection.base_url if connection else "", stored)
+            )
     context = {
         "section": "apps",
         "tab": "provisioning",
         "app": app,
         "connection": connection,
-        "schemes": list(connections.AUTH_SCHEMES),
+        "ldap": ldap,
+        "ldap_fields": ldap_connection.FIELDS,
+        "ldap_choices": ldap_connection.CHOICES,
+        "ldap_timeouts": ldap_connection.TIMEOUTS,
+        "schemes": [scheme for scheme in connections.AUTH_SCHEMES if scheme != LDAP_SCHEME],
         "secret_labels": SECRET_LABELS,
         "secret_fields": SECRET_FIELDS,
         "switches": [(name, label, getattr(settings, name)) for name, label in SWITCHES],
@@ -247,7 +284,12 @@ def provisioning(request: Request, admin: AdminDep, app_id: str, template: str =
         "template_preview": tried,
         "user_name_template": template or settings.user_name_template,
     }
-    return render(request, "apps/provisioning.html", context)
+    return render(request, "apps/provisioning.html", context, status)
+
+
+@router.get("/apps/{app_id}/provisioning", dependencies=[allow(P.APPS_READ, "app_id")])
+def provisioning(request: Request, admin: AdminDep, app_id: str, template: str = "") -> Response:
+    return _provisioning_page(request, app_id, template)
 
 
 def _connection_spec(form: Form) -> connections.ConnectionSpec:
@@ -263,10 +305,17 @@ async def save_connection(
     request: Request, admin: AdminDep, form: FormDep, app_id: str
 ) -> Response:
     """``test`` only probes; ``save`` probes then stores enabled; ``save_disabled`` stores
-    without probing. Nothing is stored when the probe fails."""
+    without probing. Nothing is stored when the probe fails. An LDAP form is shown again,
+    as entered but for its password, after a test or a refusal: it is long to type again."""
     runtime = runtime_of(request)
     action = form.get("action")
-    spec = _connection_spec(form)
+
+    def ldap_app() -> bool:
+        with runtime.database.read() as session:
+            return is_ldap(apps.get_app(session, app_id))
+
+    ldap = await run_in_threadpool(ldap_app)
+    spec = ldap_connection.spec_from(form) if ldap else _connection_spec(form)
 
     def prepare() -> PreparedConnection:
         with runtime.database.read() as session:
@@ -278,6 +327,10 @@ async def save_connection(
                 session, admin.actor, prepared, enabled=enabled, capabilities=announced
             )
 
+    async def again(status: int) -> Response:
+        entered = ldap_connection.submitted_values(form)
+        return await run_in_threadpool(_provisioning_page, request, app_id, "", entered, status)
+
     back = see_other(f"{PREFIX}/apps/{app_id}/provisioning")
     announced = None
     try:
@@ -286,10 +339,10 @@ async def save_connection(
             announced = await connection_test.probe(runtime.connectors, prepared)
     except InvalidRequest as exc:
         session_of(request).flash("error", error_message(exc))
-        return back
+        return await again(400) if ldap else back
     if action == "test":
         session_of(request).flash("ok", "Connection test succeeded. Save to use it.")
-        return back
+        return await again(200) if ldap else back
     await run_in_threadpool(store, prepared, action == "save")
     state = "saved and enabled" if action == "save" else "saved (disabled)"
     session_of(request).flash("ok", f"Connection {state}.")
