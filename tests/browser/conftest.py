@@ -1,5 +1,5 @@
 """Browser fixtures: Debian's Chromium driven by Playwright against a live Headwater (SQLite,
-worker on) and, where a test needs one, a real scim2-server downstream on loopback.
+worker on) and, where a test needs one, a real scim2-server downstream or slapd on loopback.
 
 Chromium comes from ``apt-get install chromium`` (Playwright's own browser download is not
 used). Without it the tests skip locally and fail in CI.
@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from headwater.runtime import Runtime
 from headwater.services import admins
 from headwater.testing.scimserver import ScimServerProcess
+from headwater.testing.slapd import Slapd, slapd_missing
 from headwater.testing.toolkit import ADMIN, ADMIN_PASSWORD, IN_CI, LiveServer
 
 CHROMIUM = Path(os.environ.get("HEADWATER_CHROMIUM", "/usr/bin/chromium"))
@@ -73,3 +74,15 @@ def downstream() -> Iterator[tuple[ScimServerProcess, str]]:
     server.start()
     yield server, token
     server.stop()
+
+
+@pytest.fixture
+def slapd() -> Iterator[Slapd]:
+    """A directory of its own (skipped outside CI when slapd is not installed)."""
+    problem = slapd_missing()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"slapd is required in CI: {problem}")
+        pytest.skip(problem)
+    with Slapd() as server:
+        yield server

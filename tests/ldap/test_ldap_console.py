@@ -88,7 +88,13 @@ def test_the_console_creates_an_app_of_either_kind(
     assert _apps(sqlite_runtime)["Wiki"] == "wiki"
 
     ldap_page = client.get(where).text
-    assert 'name="bind_dn"' in ldap_page and "SCIM 2.0 base URL" not in ldap_page
+    connection_form = ldap_page.split('/connection">', 1)[1].split("</form>", 1)[0]
+    names = ("base_url", "start_tls", "bind_dn", "password", "people_base", "groups_base")
+    more = ("disabled_base", "ca_pem", "deactivation", "dn_template", "match_attribute")
+    last = ("group_class", "on_missing", "connect_timeout", "request_timeout")
+    for name in (*names, *more, *last):  # each field once (a browser sends every copy)
+        assert connection_form.count(f'name="{name}"') == 1, name
+    assert "SCIM 2.0 base URL" not in ldap_page
     assert '<textarea id="f-ca_pem" name="ca_pem"' in ldap_page
     assert '<input id="f-start_tls" name="start_tls" type="checkbox">' in ldap_page
     for select_name in ("deactivation", "group_class", "on_missing"):

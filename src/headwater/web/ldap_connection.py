@@ -23,9 +23,8 @@ from headwater.web.core import Form
 
 __all__ = ["CHOICES", "FIELDS", "form_values", "spec_from", "submitted_values"]
 
-#: Text fields of the profile (secret key, label, hint), in the order the form shows them.
+#: Text fields of the profile after the bind DN and password (secret key, label, hint).
 FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("bind_dn", "Bind DN", "The account Headwater binds as, e.g. cn=headwater,dc=example,dc=com."),
     ("people_base", "People base DN", "Where accounts are created."),
     ("groups_base", "Groups base DN", "Where pushed groups are created."),
     ("disabled_base", "Disabled base DN", "Where deactivated accounts go; needed for MOVE."),
