@@ -112,6 +112,7 @@ def _app_name(form: Form) -> str:
 
 
 def is_ldap(app: t.App) -> bool:
+    """Whether the app is an LDAP directory (its name decides, as in the connection service)."""
     return app.name == LDAP_APP_NAME
 
 
@@ -259,14 +260,11 @@ def _provisioning_page(
         connection = session.get(t.AppConnection, app_id)
         settings = apps.settings_of(app)
         tried = _template_preview(session, app_id, template) if template else None
-        ldap = None
-        if is_ldap(app):
+        ldap = entered if is_ldap(app) else None
+        if is_ldap(app) and ldap is None:
             stored = connections.ldap_profile(session, runtime_of(request).secrets, app_id)
-            ldap = (
-                entered
-                if entered is not None
-                else ldap_connection.form_values(connection.base_url if connection else "", stored)
-            )
+            base_url = connection.base_url if connection else ""
+            ldap = ldap_connection.form_values(base_url, stored)
     context = {
         "section": "apps",
         "tab": "provisioning",
