@@ -126,6 +126,21 @@ def test_a_converged_app_costs_only_the_listing(runtime: Runtime) -> None:
     assert _reads(downstream.transport) == (3, 0)
 
 
+def test_a_listing_longer_than_the_reads_it_saves_is_given_up(runtime: Runtime) -> None:
+    """The app holds many more accounts than Headwater knew of: the first page announces
+    more pages than there are accounts to read, and each account is read alone."""
+    downstream = InProcessScim(max_results=PAGE).serve(runtime)
+    app_id = _app(runtime, downstream.base_url)
+    for i in range(60):
+        downstream.scim.create_user(f"by.hand.{i:02d}@example.com")
+    downstream.transport.clear()
+
+    _full_reconcile(runtime, app_id, survey=False)
+
+    assert _reads(downstream.transport) == (1, USERS)
+    assert downstream.transport.writes() == []
+
+
 @pytest.fixture
 def proxied(tmp_path: Path) -> Iterator[tuple[Runtime, ScimServerProcess, FaultProxyThread]]:
     runtime = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path)

@@ -47,6 +47,7 @@ __all__ = [
     "HOLD_SECONDS",
     "Listing",
     "Listings",
+    "TooLong",
     "list_app",
     "pass_left",
     "read_pages",
@@ -131,18 +132,29 @@ class Listing:
         return RemoteAccount(listed.id, listed.user_name, listed.active)
 
 
-async def list_app(app: AppSnapshot, lister: AccountLister) -> Listing:
-    """List every account of the app; the connector's errors are raised."""
+class TooLong(Exception):
+    """The app announced more accounts than the listing was worth reading."""
+
+
+async def list_app(
+    app: AppSnapshot, lister: AccountLister, most_pages: int | None = None
+) -> Listing:
+    """List every account of the app; the connector's errors are raised, and ``TooLong``
+    when the first page announces more than ``most_pages`` pages."""
     started = clock.utcnow()
     accounts: dict[str, ListedAccount] = {}
+    size = lister.listing_page_size
 
-    async def keep(items: list[ListedAccount], _next: int, _total: int | None) -> None:
+    async def keep(items: list[ListedAccount], _next: int, total: int | None) -> None:
+        served = len(items) if 0 < len(items) < size else size
+        if most_pages is not None and not accounts and -(-(total or 0) // served) > most_pages:
+            raise TooLong(f"{total} accounts")
         for item in items:
             accounts[item.id] = item
 
     await read_pages(
         lister.list_accounts,
-        lister.listing_page_size,
+        size,
         app.settings.max_concurrency,
         1,
         None,
@@ -183,23 +195,22 @@ class Listings:
             and app.id not in self._failed
         )
 
-    async def take(self, app: AppSnapshot, connector: Connector) -> Listing:
-        """List the app now and keep the listing; the connector's errors are raised."""
+    async def try_take(self, app: AppSnapshot, connector: Connector, wanted: int) -> Listing | None:
+        """List the app to read back ``wanted`` accounts, and keep the listing. A listing that
+        fails, or that the app announces longer than ``wanted`` reads (it holds many more
+        accounts than Headwater knew of: given up after its first page), is not tried again
+        for a while, and the accounts are read alone (whatever stops the app shows on those
+        reads)."""
         assert isinstance(connector, AccountLister)
-        listing = await list_app(app, connector)
-        self._held[app.id] = (connector, listing)
-        return listing
-
-    async def try_take(self, app: AppSnapshot, connector: Connector) -> Listing | None:
-        """List the app for a read-back: a listing that fails is not tried again for a while,
-        and its accounts are read alone (whatever stops the app shows on those reads)."""
         try:
-            return await self.take(app, connector)
-        except DownstreamError as exc:
-            log.warning("listing app %s failed (%s); its accounts are read alone", app.id, exc)
+            listing = await list_app(app, connector, most_pages=wanted - 1)
+        except (TooLong, DownstreamError) as exc:
+            log.warning("listing app %s stopped (%s); its accounts are read alone", app.id, exc)
             self._failed[app.id] = clock.utcnow()
             self._held.pop(app.id, None)
             return None
+        self._held[app.id] = (connector, listing)
+        return listing
 
     def drop(self, app_id: str) -> None:
         self._held.pop(app_id, None)

@@ -228,11 +228,10 @@ class Reconciler:
         since = held.started if held is not None else None
         waiting, accounts = await self._db(_pass_left, self.database, app.id, since)
         assert isinstance(connector, AccountLister)
-        if not listing.worth_listing(
-            len(unserved) + waiting, accounts, connector.listing_page_size
-        ):
+        wanted = len(unserved) + waiting
+        if not listing.worth_listing(wanted, accounts, connector.listing_page_size):
             return held
-        return await listings.try_take(app, connector)
+        return await listings.try_take(app, connector, wanted)
 
     async def _probe(self, app: AppSnapshot, keys: list[leases.ClaimedKey]) -> bool:
         """A quarantined app: hold its keys until the probe time, then test the connection."""
