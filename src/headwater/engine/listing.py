@@ -188,7 +188,9 @@ class Listings:
         return entry[1]
 
     def lists(self, app: AppSnapshot, connector: Connector) -> bool:
-        """Whether the app's accounts may be read from a listing."""
+        """Whether the app's accounts may be read from a listing (not while a failed one is
+        remembered)."""
+        self.expire()
         return (
             app.settings.list_reads
             and isinstance(connector, AccountLister)
