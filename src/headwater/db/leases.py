@@ -58,6 +58,9 @@ class ClaimedKey:
     generation: int
     attempts: int
     observe: bool
+    #: When the key was last enqueued (a read of the downstream made since then answers an
+    #: observing key); None for keys made up outside the outbox (previews).
+    enqueued_at: datetime | None = None
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -107,6 +110,7 @@ def claim(
             t.ReconcileKey.generation,
             t.ReconcileKey.attempts,
             t.ReconcileKey.observe,
+            t.ReconcileKey.enqueued_at,
         )
         .where(_due(now))
         .order_by(t.ReconcileKey.not_before, t.ReconcileKey.kind.desc())
@@ -147,6 +151,7 @@ def claim(
             row.generation,
             row.attempts,
             row.observe,
+            clock.as_utc(row.enqueued_at),
         )
         for row in rows
     ]

@@ -129,6 +129,9 @@ class ProvisioningSettings:
     #: Most membership checks (requests) one reconcile pass sends to an app that hides group
     #: members; a larger group is checked a sample at a time over several passes.
     member_check_budget: int = 200
+    #: A full reconcile reads accounts back from one paged listing of the app, shared by the
+    #: pass, where the connector can list (else one read per account).
+    list_reads: bool = True
 
     def switches(self) -> Dialect:
         """The dialect this app is spoken to in (read by the SCIM connector only)."""

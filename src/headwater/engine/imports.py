@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,7 +29,7 @@ from headwater.db import events, leases, outbox
 from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import SYSTEM, Target
-from headwater.domain.downstream import ListedAccount, ListedGroup, ListingPage
+from headwater.domain.downstream import ListedAccount, ListedGroup
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.matching import (
     DirectoryPerson,
@@ -42,6 +42,7 @@ from headwater.domain.matching import (
 from headwater.domain.states import ImportStatus, KeyKind, LinkState, SyncState, UnmanagedState
 from headwater.engine import trail
 from headwater.engine.links import Links
+from headwater.engine.listing import Listings, list_app, read_pages
 from headwater.engine.ports import AccountLister, Connector
 from headwater.engine.snapshot import AppSnapshot
 
@@ -68,13 +69,14 @@ async def run_import_keys(
     app: AppSnapshot,
     connector: Connector,
     keys: Sequence[leases.ClaimedKey],
+    listings: Listings,
 ) -> None:
     """Run each import (or survey) key of one app, one after another; each key's end is
-    written by the run itself."""
+    written by the run itself. A survey uses the listing its pass already read, if any."""
     for key in keys:
         try:
             if key.subject_id == app.id:
-                await _survey(database, app, connector)
+                await _survey(database, app, connector, key, listings)
             else:
                 await _run(database, app, connector, key.subject_id)
         except TransientError as exc:
@@ -86,53 +88,6 @@ async def run_import_keys(
         except DownstreamError as exc:
             await _db(_fail, database, key.subject_id, str(exc))
         await _db(_finish, database, key)
-
-
-# --- reading ------------------------------------------------------------------------------------
-
-
-async def _read_all(
-    fetch: Callable[[int, int], Awaitable[ListingPage[T]]],
-    size: int,
-    concurrency: int,
-    start: int,
-    total: int | None,
-    store: Callable[[list[T], int, int | None], Awaitable[None]],
-) -> None:
-    """Read pages from ``start`` on: the first alone (it tells the total and the page size the
-    app really serves), then ``concurrency`` pages at a time; ``store`` gets each wave's items
-    with the next ``startIndex`` and the total."""
-    step = size
-    previous: object = None
-    if total is None or start == 1:
-        first = await fetch(start, size)
-        total = first.total
-        if first.items and len(first.items) < size and (total or 0) > len(first.items):
-            step = len(first.items)  # the app serves smaller pages than asked
-        start += len(first.items)
-        previous = getattr(first.items[0], "id", None) if first.items else None
-        await store(list(first.items), start, total)
-        if not first.items or (total is None and len(first.items) < size):
-            return
-    while total is None or start <= total:
-        if total is None:
-            page = await fetch(start, step)
-            head = getattr(page.items[0], "id", None) if page.items else None
-            if head is not None and head == previous:
-                return  # the app ignores startIndex: the same page again would never end
-            previous = head
-            start += len(page.items)
-            await store(list(page.items), start, total)
-            if len(page.items) < step:
-                return
-            continue
-        starts = [s for s in range(start, total + 1, step)][: max(1, concurrency)]
-        pages = await asyncio.gather(*(fetch(s, step) for s in starts))
-        items = [item for page in pages for item in page.items]
-        start = starts[-1] + step
-        await store(items, start, total)
-        if not pages[-1].items:
-            return  # the app listed fewer than it announced
 
 
 # --- an import ----------------------------------------------------------------------------------
@@ -164,7 +119,7 @@ async def _run(database: Database, app: AppSnapshot, connector: Connector, impor
     ) -> None:
         await _db(_store_accounts, database, import_id, items, next_index, total)
 
-    await _read_all(
+    await read_pages(
         connector.list_accounts, size, concurrency, run.next_index, run.total, store_accounts
     )
     groups: list[ListedGroup] = []
@@ -172,7 +127,7 @@ async def _run(database: Database, app: AppSnapshot, connector: Connector, impor
     async def keep_groups(items: list[ListedGroup], _next: int, _total: int | None) -> None:
         groups.extend(items)
 
-    await _read_all(connector.list_groups, size, concurrency, 1, None, keep_groups)
+    await read_pages(connector.list_groups, size, concurrency, 1, None, keep_groups)
     await _db(_store_groups, database, import_id, groups)
     auto = await _db(_match, database, app, import_id)
     if auto:
@@ -589,26 +544,24 @@ def _confirm(database: Database, app: AppSnapshot, import_id: str) -> None:
 # --- the survey of a full reconcile -------------------------------------------------------------
 
 
-async def _survey(database: Database, app: AppSnapshot, connector: Connector) -> None:
+async def _survey(
+    database: Database,
+    app: AppSnapshot,
+    connector: Connector,
+    key: leases.ClaimedKey,
+    listings: Listings,
+) -> None:
     """List the app's accounts and keep its unmanaged accounts current: an account nobody
-    links is recorded (or seen again), one the app no longer lists is forgotten."""
+    links is recorded (or seen again), one the app no longer lists is forgotten. The listing
+    the pass read its accounts back from serves, when it was read after this key was
+    enqueued; the survey ends the pass, so that listing is let go."""
     if not isinstance(connector, AccountLister):
         return
-    started = clock.utcnow()
-    accounts: list[ListedAccount] = []
-
-    async def keep(items: list[ListedAccount], _next: int, _total: int | None) -> None:
-        accounts.extend(items)
-
-    await _read_all(
-        connector.list_accounts,
-        connector.listing_page_size,
-        app.settings.max_concurrency,
-        1,
-        None,
-        keep,
-    )
-    await _db(_record_survey, database, app, accounts, started)
+    listing = listings.held(app, connector)
+    listings.drop(app.id)
+    if listing is None or not listing.serves(key):
+        listing = await list_app(app, connector)
+    await _db(_record_survey, database, app, list(listing.accounts.values()), listing.started)
 
 
 def _record_survey(

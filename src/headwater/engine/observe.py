@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from headwater.connectors.errors import AppUnavailableError, DownstreamError
 from headwater.domain.states import MappingStatus
+from headwater.engine.listing import Listing
 from headwater.engine.ports import Connector
 from headwater.engine.snapshot import AppSnapshot
 from headwater.engine.work import AccountWork, PushWork
@@ -27,9 +28,14 @@ _A = TypeVar("_A")
 
 
 async def read_back(
-    app: AppSnapshot, connector: Connector, accounts: list[AccountWork], pushes: list[PushWork]
+    app: AppSnapshot,
+    connector: Connector,
+    accounts: list[AccountWork],
+    pushes: list[PushWork],
+    listing: Listing | None = None,
 ) -> None:
-    """Fill ``observed`` facts where the keys ask for them, with the app's concurrency.
+    """Fill ``observed`` facts where the keys ask for them, with the app's concurrency: an
+    account from ``listing`` where it can answer (see ``engine.listing``), else read alone.
 
     A failed read fails its key only; ``AppUnavailableError`` stops the whole app."""
     limit = asyncio.Semaphore(app.settings.max_concurrency)
@@ -38,6 +44,11 @@ async def read_back(
         record = work.snapshot.record
         if not (work.key.observe and record is not None and record.external_id):
             return
+        if listing is not None and listing.serves(work.key):
+            listed = listing.answer(work.snapshot)
+            if listed is not None:
+                work.observed = listed
+                return
         async with limit:
             try:
                 work.observed = await connector.get_user(record.external_id)

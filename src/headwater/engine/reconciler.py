@@ -3,7 +3,8 @@
 For each app in a batch, in order:
 
 1. **load** what the planner needs (one short read transaction, set-based queries);
-2. **read back** the downstream where asked (full reconcile, push now);
+2. **read back** the downstream where asked (full reconcile, push now): a full reconcile's
+   accounts from one listing of the app shared by the pass, where it can (``listing``);
 3. **plan** with pure functions (``domain.plan``);
 4. **guard and intents** (one short write transaction): the mass-change guard's verdict and the
    DEPROVISIONING marks become facts, and the accounts are planned again with them; pushed
@@ -26,6 +27,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import ParamSpec, TypeVar
 
 from headwater import clock
@@ -44,6 +46,7 @@ from headwater.engine import (
     guard,
     imports,
     intents,
+    listing,
     observe,
     quarantine,
     recorder,
@@ -56,7 +59,7 @@ from headwater.engine.executor import MembershipResult, execute, prefetch
 from headwater.engine.failures import classify, retry_after
 from headwater.engine.limits import AppLimits
 from headwater.engine.metrics import Metrics
-from headwater.engine.ports import BatchedLookups, BulkWrites, Connector
+from headwater.engine.ports import AccountLister, BatchedLookups, BulkWrites, Connector
 from headwater.engine.snapshot import AppSnapshot
 from headwater.engine.work import AccountWork, Batch, Outcome, PushWork, Work
 from headwater.engine.work import load as load_work
@@ -88,6 +91,8 @@ class Reconciler:
         self.jitter = jitter
         self._connectors: dict[str, tuple[tuple[object, ...], Connector]] = {}
         self.limits: dict[str, AppLimits] = {}
+        #: The listing of each app's accounts its full reconcile shares.
+        self.listings = listing.Listings()
         #: Live workers sharing each app's limits (kept current by the worker loop).
         self.share = 1
 
@@ -162,7 +167,7 @@ class Reconciler:
         # Imports last: they read the whole app, and the other keys need not wait for that.
         import_keys = [k for k in claimed if k.kind is KeyKind.IMPORT]
         if import_keys:
-            await imports.run_import_keys(database, app, connector, import_keys)
+            await imports.run_import_keys(database, app, connector, import_keys, self.listings)
 
     async def _reconcile_keys(
         self,
@@ -177,8 +182,10 @@ class Reconciler:
         if batch.gone:
             await self._db(recorder.finish_all, database, batch.gone)
         try:
-            await observe.read_back(app, connector, batch.accounts, batch.pushes)
+            listed = await self._listing(app, connector, batch)
+            await observe.read_back(app, connector, batch.accounts, batch.pushes, listed)
         except AppUnavailableError as exc:
+            self.listings.drop(app.id)
             await self._db(_quarantine, database, app, keys, str(exc))
             return
         batch.plan_accounts(app.settings)
@@ -197,7 +204,34 @@ class Reconciler:
         if limits is not None and limits.failing():
             # Most recent calls failed: stop hammering; the keys already carry their backoff.
             limits.reset()
+            self.listings.drop(app.id)
             await self._db(_quarantine, database, app, [], "most recent requests failed")
+
+    async def _listing(
+        self, app: AppSnapshot, connector: Connector, batch: Batch
+    ) -> listing.Listing | None:
+        """The listing this batch's accounts are read back from: the one the pass holds, or
+        a new one when the accounts it cannot answer for (this batch's, and those still
+        waiting in the outbox) would cost more reads alone than the listing's pages."""
+        listings = self.listings
+        if not listings.lists(app, connector):
+            return None
+        held = listings.held(app, connector)
+        reads = [
+            w
+            for w in batch.accounts
+            if w.key.observe and w.snapshot.record is not None and w.snapshot.record.external_id
+        ]
+        unserved = [w for w in reads if held is None or not held.serves(w.key)]
+        if not unserved:
+            return held
+        since = held.started if held is not None else None
+        waiting, accounts = await self._db(_pass_left, self.database, app.id, since)
+        assert isinstance(connector, AccountLister)
+        wanted = len(unserved) + waiting
+        if not listing.worth_listing(wanted, accounts, connector.listing_page_size):
+            return held
+        return await listings.try_take(app, connector, wanted)
 
     async def _probe(self, app: AppSnapshot, keys: list[leases.ClaimedKey]) -> bool:
         """A quarantined app: hold its keys until the probe time, then test the connection."""
@@ -382,6 +416,11 @@ def _read_app(database: Database, app_id: str) -> AppSnapshot | None:
 def _load(database: Database, app: AppSnapshot, keys: Sequence[leases.ClaimedKey]) -> Batch:
     with database.read() as session:
         return load_work(session, app, keys)
+
+
+def _pass_left(database: Database, app_id: str, since: datetime | None) -> tuple[int, int]:
+    with database.read() as session:
+        return listing.pass_left(session, app_id, since)
 
 
 def _hold(database: Database, keys: Sequence[leases.ClaimedKey], delay: float) -> None:

@@ -65,6 +65,9 @@ class AccountSnapshot:
     #: Every group of the user, by id and name (loaded only for a mapping that reads membership).
     group_ids: frozenset[str] = frozenset()
     group_names: frozenset[str] = frozenset()
+    #: When Headwater last wrote the account's link (a listing taken before then may not show
+    #: what it recorded).
+    link_written: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,7 @@ def load_accounts(
                 t.AppUserLink.last_pushed,
                 t.AppUserLink.user_name,
                 t.AppUserLink.deprovision_started,
+                t.AppUserLink.last_updated,
             ).where(t.AppUserLink.app_id == app_id, t.AppUserLink.user_id.in_(_IDS)),
             ids,
         )
@@ -233,6 +237,7 @@ def load_accounts(
             ),
             group_ids=frozenset(member_of[user_id][0]) if all_groups else frozenset(),
             group_names=frozenset(member_of[user_id][1]) if all_groups else frozenset(),
+            link_written=clock.as_utc(link.last_updated) if link is not None else None,
         )
     return result
 

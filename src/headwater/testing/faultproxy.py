@@ -212,6 +212,10 @@ class FaultRule:
         return self._body_match is None or self._body_match(body)
 
 
+def _listed_in(resource: Any, ids: frozenset[str]) -> bool:
+    return isinstance(resource, dict) and resource.get("id") in ids
+
+
 def _encode_body(body: Body) -> tuple[bytes, str | None]:
     """Return the bytes of an answer body and the content type it implies."""
     if body is None:
@@ -586,6 +590,25 @@ class FaultControls:
 
         rule = FaultRule("hide_members", "GET", path, 1.0, None, True)
         action = _Rewrite(strip, "hide_members")
+        rule._make = lambda _rng: action
+        return self._plan.add(rule, None)
+
+    def leave_out_of_listings(
+        self, resource_ids: Iterable[str], *, path: str = r"/Users$"
+    ) -> FaultRule:
+        """Answer every listing (``GET /Users``) without the resources ``resource_ids``,
+        their total left as it was: what a reader sees when the app's list moves between two
+        pages and an entry slips past it."""
+        hidden = frozenset(resource_ids)
+
+        def skip(document: Any) -> Any:
+            if not isinstance(document, dict) or not isinstance(document.get("Resources"), list):
+                return document
+            kept = [r for r in document["Resources"] if not _listed_in(r, hidden)]
+            return {**document, "Resources": kept}
+
+        rule = FaultRule("leave_out_of_listings", "GET", path, 1.0, None, True)
+        action = _Rewrite(skip, "leave_out_of_listings")
         rule._make = lambda _rng: action
         return self._plan.add(rule, None)
 
