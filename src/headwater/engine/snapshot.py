@@ -135,9 +135,13 @@ def load_accounts(
     *,
     without: Without | None = None,
     all_groups: bool = False,
+    memberships: bool = True,
+    managers: bool = True,
 ) -> dict[str, AccountSnapshot]:
     """Users, grants, recorded accounts and pushed memberships for ``user_ids`` in one app;
-    ``all_groups``: every group of each user too (the app's mapping reads membership)."""
+    ``all_groups``: every group of each user too (the app's mapping reads membership).
+    A caller that only maps attributes may leave out the pushed ``memberships`` and the
+    ``managers``' account ids (then empty and None)."""
     without = without or Without()
     ids = {"user_ids": user_ids}  # one expanding parameter, not a literal per id per query
     users = {
@@ -197,8 +201,8 @@ def load_accounts(
             ids,
         )
     }
-    memberships = load_memberships(session, app_id, user_ids)
-    managers = _manager_accounts(session, app_id, users)
+    pushed = load_memberships(session, app_id, user_ids) if memberships else {}
+    manager_ids = _manager_accounts(session, app_id, users) if managers else {}
     member_of: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
     if all_groups:
         for user_id, group_id, name in session.execute(
@@ -224,8 +228,8 @@ def load_accounts(
                 else None
             ),
             user_name=link.user_name if link else None,
-            memberships=tuple(memberships.get(user_id, ())),
-            manager_external_id=managers.get(manager_ref),
+            memberships=tuple(pushed.get(user_id, ())),
+            manager_external_id=manager_ids.get(manager_ref),
             deprovision_started=(
                 clock.as_utc(link.deprovision_started)
                 if link is not None and link.deprovision_started is not None
