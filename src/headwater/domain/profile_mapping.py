@@ -279,11 +279,8 @@ def attribute_changes(
     """``{attribute: {"from": old, "to": new}}`` between what was sent and what would be (SCIM
     paths: ``name.middleName``, ``urn:...:User:costCenter``)."""
     old, new = _flat(before), _flat(after.as_dict())
-    return {
-        key: {"from": old.get(key), "to": new.get(key)}
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key)
-    }
+    changed = [key for key in old.keys() | new.keys() if old.get(key) != new.get(key)]
+    return {key: {"from": old.get(key), "to": new.get(key)} for key in sorted(changed)}
 
 
 def targets(schema: AppSchema) -> dict[str, Target]:
@@ -551,6 +548,15 @@ class MappingChange:
     def reads_manager(self) -> bool:
         """Whether comparing needs the manager's account id (the manager is mapped differently)."""
         return self.changed is None or "manager" in self.changed
+
+    @property
+    def reads_pushed(self) -> bool:
+        """Whether comparing needs what was sent (only a CREATE-only property reads it)."""
+        return any(
+            prop.push_status is PushStatus.CREATE
+            for mapping in (self.before, self.after)
+            for prop in mapping.properties.values()
+        )
 
     def differs(
         self,

@@ -303,6 +303,7 @@ def mapping_impact(session: Session, app_id: str, mapping: AppMapping) -> Mappin
             all_groups=groups,
             memberships=False,
             managers=change.reads_manager,
+            last_pushed=change.reads_pushed,
         )
         for user_id in chunk:
             snap = accounts[user_id]
