@@ -30,6 +30,8 @@ __all__ = [
     "NamePreview",
     "TemplatePreview",
     "account_attributes",
+    "account_fields",
+    "base_value",
     "check_user_name_template",
     "preview_user_names",
     "render_user_name",
@@ -84,10 +86,39 @@ def account_attributes(
     manager_id: str | None = None,
 ) -> AccountAttributes:
     """The full attribute set for one account."""
+    return AccountAttributes(
+        **account_fields(
+            user_id,
+            profile,
+            app_profile,
+            user_name_template=user_name_template,
+            user_name_override=user_name_override,
+            active=active,
+            manager_id=manager_id,
+        )
+    )
+
+
+def account_fields(
+    user_id: str,
+    profile: dict[str, Any],
+    app_profile: dict[str, Any],
+    *,
+    user_name_template: str,
+    user_name_override: str | None = None,
+    active: bool = True,
+    manager_id: str | None = None,
+) -> dict[str, Any]:
+    """``account_attributes`` as the keyword arguments of ``AccountAttributes``, for a mapping
+    that overrides some of them before building the attributes once."""
     user_name = user_name_override or render_user_name(user_name_template, profile)
     first, last = profile.get("firstName"), profile.get("lastName")
     display = profile.get("displayName") or " ".join(str(p) for p in (first, last) if p) or None
     values: dict[str, Any] = {
+        "user_name": user_name,
+        "external_id": user_id,
+        "active": active,
+        "manager_id": manager_id,
         "given_name": _text(first),
         "family_name": _text(last),
         "display_name": _text(display),
@@ -102,14 +133,38 @@ def account_attributes(
             values[_CORE_KEYS[key]] = _text(value)
         elif key not in ("userName", "externalId", "active", "manager"):
             extra[key] = value
-    return AccountAttributes(
-        user_name=user_name,
-        external_id=user_id,
-        active=active,
-        manager_id=manager_id,
-        extra=extra,
-        **values,
-    )
+    values["extra"] = extra
+    return values
+
+
+#: Directory attribute each built-in field reads (``display_name`` also falls back on the name).
+_FROM_PROFILE = {
+    "given_name": "firstName",
+    "family_name": "lastName",
+    "email": "email",
+    "title": "title",
+    "department": "department",
+    "employee_number": "employeeNumber",
+}
+_TO_APP_KEY = {value: key for key, value in _CORE_KEYS.items()}
+
+
+def base_value(
+    field: str, profile: dict[str, Any], app_profile: dict[str, Any], manager_id: str | None
+) -> Any:
+    """One field of ``account_attributes`` (not ``user_name``), computed alone: comparing two
+    mappings needs only the fields they map differently."""
+    if field == "manager_id":
+        return manager_id
+    app_key = _TO_APP_KEY[field]
+    if app_key in app_profile:
+        return _text(app_profile[app_key])
+    if field == "display_name":
+        first, last = profile.get("firstName"), profile.get("lastName")
+        return _text(
+            profile.get("displayName") or " ".join(str(p) for p in (first, last) if p) or None
+        )
+    return _text(profile.get(_FROM_PROFILE[field]))
 
 
 def _text(value: Any) -> str | None:

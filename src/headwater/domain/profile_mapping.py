@@ -29,7 +29,7 @@ from headwater.domain.expressions import (
     Type,
     compile_expression,
 )
-from headwater.domain.mapping import MappingError, account_attributes
+from headwater.domain.mapping import MappingError, account_fields, base_value, render_user_name
 from headwater.errors import InvalidRequest
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "AppMapping",
     "AppSchema",
     "CustomAttribute",
+    "MappingChange",
     "MappingImpact",
     "PushStatus",
     "Target",
@@ -278,11 +279,8 @@ def attribute_changes(
     """``{attribute: {"from": old, "to": new}}`` between what was sent and what would be (SCIM
     paths: ``name.middleName``, ``urn:...:User:costCenter``)."""
     old, new = _flat(before), _flat(after.as_dict())
-    return {
-        key: {"from": old.get(key), "to": new.get(key)}
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key)
-    }
+    changed = [key for key in old.keys() | new.keys() if old.get(key) != new.get(key)]
+    return {key: {"from": old.get(key), "to": new.get(key)} for key in sorted(changed)}
 
 
 def targets(schema: AppSchema) -> dict[str, Target]:
@@ -447,24 +445,19 @@ class AppMapping:
         properties. ``last_pushed`` (the account exists) keeps CREATE-only attributes as they
         were sent; ``group_ids``/``group_names`` are the user's groups (needed only when the
         mapping reads membership). MappingError when an expression fails for this user."""
-        own_name = self.properties.get("userName")
-        template_name = user_name_override
-        if template_name is None and own_name is not None and own_name.expression is not None:
-            template_name = "-"  # replaced below; the template is not evaluated
-        base = account_attributes(
+        fields = account_fields(
             user_id,
             profile,
             app_profile,
             user_name_template=user_name_template,
-            user_name_override=template_name,
+            user_name_override=self._template_name(user_name_override),
             active=active,
             manager_id=manager_id,
         )
         if self.is_default:
-            return base
+            return AccountAttributes(**fields)
         known = self._targets
-        values: dict[str, Any] = {}
-        extra = dict(base.extra)
+        extra = fields["extra"]
         facts = Facts(
             user=profile,
             internal=internal or {},
@@ -472,35 +465,237 @@ class AppMapping:
             group_ids=group_ids,
             group_names=group_names,
         )
+        mapped_name = False
         for name, prop in self._ordered:
             target = known.get(name)
             if target is None:  # a custom attribute removed from the schema
                 continue
             if name == "userName" and user_name_override is not None:
                 continue  # an explicit username on the assignment wins
-            if prop.push_status is PushStatus.DONT_PUSH:
-                value: Any = None
-            elif prop.push_status is PushStatus.CREATE and last_pushed is not None:
-                value = _pushed_value(target, last_pushed)
-            elif prop.expression is None or (target.field is not None and target.name == "manager"):
-                value = _base_value(target, base)
-            else:
-                value = _evaluate(target, prop.expression, facts)
+            value = _property_value(target, prop, facts, last_pushed)
             if target.field is not None:
-                values[target.field] = value
+                if value is not _BUILT_IN:  # each field has one target: still the built-in
+                    fields[target.field] = value
             else:
                 _place(extra, target.path, value)
-        if "user_name" in values and not values["user_name"]:
-            raise MappingError("userName: the mapping gives no username for this user")
-        if "user_name" in values and len(str(values["user_name"])) > 100:
-            raise MappingError("userName: username must be 1 to 100 characters")
-        return replace(base, extra=extra, **values)
+            mapped_name = mapped_name or name == "userName"
+        if mapped_name:  # after every property: a failing expression is reported first
+            _check_user_name(fields["user_name"])
+        return AccountAttributes(**fields)
+
+    def _user_name(self, user: _User) -> str:
+        """The username the built-in part gives (MappingError when the template fails)."""
+        return self._template_name(user.override) or render_user_name(user.template, user.profile)
+
+    def _template_name(self, user_name_override: str | None) -> str | None:
+        """The username given instead of the app's template: the assignment's, or a
+        placeholder when the mapping's own ``userName`` expression replaces the template."""
+        own_name = self.properties.get("userName")
+        if user_name_override is None and own_name is not None and own_name.expression is not None:
+            return "-"  # replaced by the expression; the template is not evaluated
+        return user_name_override
 
 
-def _base_value(target: Target, base: AccountAttributes) -> Any:
-    if target.field is not None:
-        return getattr(base, target.field)
-    return None
+@dataclass(frozen=True)
+class _User:
+    """One user's inputs to a mapping, as ``AppMapping.attributes`` takes them."""
+
+    profile: dict[str, Any]
+    app_profile: dict[str, Any]
+    template: str
+    override: str | None
+    manager_id: str | None
+    last_pushed: Mapping[str, Any] | None
+    facts: Facts
+
+
+def _outcome(
+    mapping: AppMapping,
+    user_id: str,
+    profile: dict[str, Any],
+    app_profile: dict[str, Any],
+    **kw: Any,
+) -> tuple[AccountAttributes | None, str | None]:
+    try:
+        return mapping.attributes(user_id, profile, app_profile, **kw), None
+    except MappingError as exc:
+        return None, str(exc)
+
+
+@dataclass(frozen=True)
+class MappingChange:
+    """A mapping change of one app, compared user by user on what changed only: the
+    properties whose expression or push status differ. ``differs`` is exactly whether
+    ``attributes`` (or its MappingError) differs between the two mappings, without evaluating
+    the properties they share, or the built-in fields neither changes."""
+
+    before: AppMapping
+    after: AppMapping
+
+    @cached_property
+    def changed(self) -> tuple[str, ...] | None:
+        """The attributes mapped differently, in name order (None: the schemas differ, so
+        every user is compared in full)."""
+        if self.before.schema != self.after.schema:
+            return None
+        known = self.before._targets
+        old, new = self.before.properties, self.after.properties
+        return tuple(
+            sorted(n for n in old.keys() | new.keys() if n in known and old.get(n) != new.get(n))
+        )
+
+    @property
+    def reads_manager(self) -> bool:
+        """Whether comparing needs the manager's account id (the manager is mapped differently)."""
+        return self.changed is None or "manager" in self.changed
+
+    @property
+    def reads_pushed(self) -> bool:
+        """Whether comparing needs what was sent (only a CREATE-only property reads it)."""
+        return any(
+            prop.push_status is PushStatus.CREATE
+            for mapping in (self.before, self.after)
+            for prop in mapping.properties.values()
+        )
+
+    def differs(
+        self,
+        user_id: str,
+        profile: dict[str, Any],
+        app_profile: dict[str, Any],
+        *,
+        user_name_template: str,
+        user_name_override: str | None = None,
+        active: bool = True,
+        manager_id: str | None = None,
+        internal: Mapping[str, object] | None = None,
+        last_pushed: Mapping[str, Any] | None = None,
+        group_ids: Set[str] = frozenset(),
+        group_names: Set[str] = frozenset(),
+    ) -> bool:
+        """Whether this user's attributes, or mapping failure, differ (``attributes``'s
+        arguments)."""
+        changed = self.changed
+        if changed == ():
+            return False
+        if changed is not None:
+            facts = Facts(
+                user=profile,
+                internal=internal or {},
+                appuser=app_profile,
+                group_ids=group_ids,
+                group_names=group_names,
+            )
+            user = _User(
+                profile,
+                app_profile,
+                user_name_template,
+                user_name_override,
+                manager_id,
+                last_pushed,
+                facts,
+            )
+            old, new = self._values(self.before, user), self._values(self.after, user)
+            if old is not None and new is not None:
+                # The shared properties give the same in both: the same attributes when the
+                # changed ones agree, the same failure (theirs comes first) when one fails.
+                return old != new and not self._shared_fails(user)
+        kw: dict[str, Any] = {
+            "user_name_template": user_name_template,
+            "user_name_override": user_name_override,
+            "active": active,
+            "manager_id": manager_id,
+            "internal": internal,
+            "last_pushed": last_pushed,
+            "group_ids": group_ids,
+            "group_names": group_names,
+        }
+        before = _outcome(self.before, user_id, profile, app_profile, **kw)
+        return before != _outcome(self.after, user_id, profile, app_profile, **kw)
+
+    def _values(self, mapping: AppMapping, user: _User) -> tuple[Any, ...] | None:
+        """What ``mapping`` sends in each changed attribute; None when it fails for this user
+        or an attribute also comes from the assignment's extras (then compared in full)."""
+        known = mapping._targets
+        values = []
+        value: Any
+        try:
+            for name in self.changed or ():
+                target = known[name]
+                if target.field is None and target.path[0] in user.app_profile:
+                    return None
+                prop = mapping.properties.get(name)
+                if name == "userName":
+                    value = mapping._user_name(user)
+                    if prop is not None and user.override is None:
+                        sent = _property_value(target, prop, user.facts, user.last_pushed)
+                        value = value if sent is _BUILT_IN else sent
+                        _check_user_name(value)
+                elif prop is None:
+                    value = _BUILT_IN
+                else:
+                    value = _property_value(target, prop, user.facts, user.last_pushed)
+                if value is _BUILT_IN:
+                    value = (
+                        None
+                        if target.field is None
+                        else base_value(
+                            target.field, user.profile, user.app_profile, user.manager_id
+                        )
+                    )
+                values.append(value)
+        except MappingError:
+            return None
+        return tuple(values)
+
+    def _shared_fails(self, user: _User) -> bool:
+        """Whether the part both mappings share fails for this user (the template, the
+        properties that did not change, the username check when the username did not)."""
+        changed = self.changed or ()
+        mapping = self.before
+        known = mapping._targets
+        try:
+            if "userName" not in changed:
+                user_name = mapping._user_name(user)
+            for name, prop in mapping._ordered:
+                target = known.get(name)
+                if target is None or name in changed:
+                    continue
+                if name == "userName" and user.override is not None:
+                    continue
+                value = _property_value(target, prop, user.facts, user.last_pushed)
+                if name == "userName":
+                    _check_user_name(user_name if value is _BUILT_IN else value)
+        except MappingError:
+            return True
+        return False
+
+
+#: A property that sends the built-in field's value.
+_BUILT_IN = object()
+
+
+def _property_value(
+    target: Target,
+    prop: Property,
+    facts: Facts,
+    last_pushed: Mapping[str, Any] | None,
+) -> Any:
+    """What one stored property sends for one user; ``_BUILT_IN``: the built-in field."""
+    if prop.push_status is PushStatus.DONT_PUSH:
+        return None
+    if prop.push_status is PushStatus.CREATE and last_pushed is not None:
+        return _pushed_value(target, last_pushed)
+    if prop.expression is None or (target.field is not None and target.name == "manager"):
+        return _BUILT_IN if target.field is not None else None
+    return _evaluate(target, prop.expression, facts)
+
+
+def _check_user_name(value: Any) -> None:
+    if not value:
+        raise MappingError("userName: the mapping gives no username for this user")
+    if len(str(value)) > 100:
+        raise MappingError("userName: username must be 1 to 100 characters")
 
 
 def _pushed_value(target: Target, pushed: Mapping[str, Any]) -> Any:

@@ -23,17 +23,23 @@ from headwater.db.leases import ClaimedKey
 from headwater.domain import operations as ops
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.connection import ConnectionInfo
+from headwater.domain.desired import desired_account
 from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAccount, RemoteGroup
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.plan import plan_account
-from headwater.domain.profile_mapping import AppMapping, MappingImpact, attribute_changes
+from headwater.domain.profile_mapping import (
+    AppMapping,
+    MappingChange,
+    MappingImpact,
+    attribute_changes,
+)
 from headwater.domain.states import HoldDecision, KeyKind, LinkState, UnmanagedState
 from headwater.domain.unmanaged import plan_stray
 from headwater.engine import guard, observe, snapshot
 from headwater.engine.connectors import ConnectorFactory
 from headwater.engine.ports import Connector
 from headwater.engine.snapshot import AppSnapshot, Without
-from headwater.engine.work import Batch, account_work, mapped
+from headwater.engine.work import Batch, account_work, mapping_inputs
 from headwater.engine.work import load as load_work
 from headwater.errors import NotFound
 
@@ -275,29 +281,40 @@ def _unmanaged_plan(database: Database, app_id: str) -> list[dict[str, Any]]:
 def mapping_impact(session: Session, app_id: str, mapping: AppMapping) -> MappingImpact:
     """The users whose attributes, as a reconcile would send them, differ under ``mapping``
     from the app's current mapping (a mapping failure appearing or going counts): exactly the
-    keys a mapping change must enqueue. Reads in ``session`` (the change's own transaction)."""
+    keys a mapping change must enqueue. Only the properties that changed are evaluated
+    (``MappingChange``). Reads in ``session`` (the change's own transaction)."""
     app = snapshot.load_app(session, app_id)
     if app is None:
         raise NotFound()
-    changed = replace(app, mapping=mapping)
+    change = MappingChange(app.mapping, mapping)
+    active = guard.active_accounts(session, app_id)
+    if change.changed == ():
+        return MappingImpact((), 0, active)
     groups = app.mapping.reads_membership or mapping.reads_membership
     users = sorted(set(session.execute(outbox.app_user_subjects(app_id)).scalars()))
     affected: list[str] = []
     updates = 0
     for start in range(0, len(users), CHUNK):
         chunk = users[start : start + CHUNK]
-        accounts = snapshot.load_accounts(session, app_id, chunk, all_groups=groups)
+        accounts = snapshot.load_accounts(
+            session,
+            app_id,
+            chunk,
+            all_groups=groups,
+            memberships=False,
+            managers=change.reads_manager,
+            last_pushed=change.reads_pushed,
+        )
         for user_id in chunk:
-            key = ClaimedKey(app_id, KeyKind.USER, user_id, 0, 0, False)
-            before = account_work(key, accounts[user_id], app)
-            after = mapped(accounts[user_id], changed, before.desired)
-            if (before.attributes, before.mapping_error) == after:
+            snap = accounts[user_id]
+            desired = desired_account(snap.user, snap.direct, snap.groups, app.settings)
+            inputs = mapping_inputs(snap, app.settings, desired)
+            if inputs is None or not change.differs(**inputs):
                 continue
             affected.append(user_id)
-            record = accounts[user_id].record
-            if record is not None and record.state == LinkState.ACTIVE:
+            if snap.record is not None and snap.record.state == LinkState.ACTIVE:
                 updates += 1
-    return MappingImpact(tuple(affected), updates, guard.active_accounts(session, app_id))
+    return MappingImpact(tuple(affected), updates, active)
 
 
 def mapping_preview(

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import BindParameter, bindparam, func, select
+from sqlalchemy import BindParameter, bindparam, func, null, select
 from sqlalchemy.orm import Session
 
 from headwater import clock
@@ -127,6 +127,10 @@ class Without:
     direct: bool = False
 
 
+def _by_priority(grant: GroupGrant) -> tuple[int, str]:
+    return grant.priority, grant.group_id
+
+
 #: The user ids of one ``load_accounts`` call, bound once per statement (``{"user_ids": [...]}``).
 _IDS: BindParameter[str] = bindparam("user_ids", expanding=True)
 
@@ -138,9 +142,14 @@ def load_accounts(
     *,
     without: Without | None = None,
     all_groups: bool = False,
+    memberships: bool = True,
+    managers: bool = True,
+    last_pushed: bool = True,
 ) -> dict[str, AccountSnapshot]:
     """Users, grants, recorded accounts and pushed memberships for ``user_ids`` in one app;
-    ``all_groups``: every group of each user too (the app's mapping reads membership)."""
+    ``all_groups``: every group of each user too (the app's mapping reads membership).
+    A caller that only maps attributes may leave out the pushed ``memberships``, the
+    ``managers``' account ids and what was sent (``last_pushed``): then empty and None."""
     without = without or Without()
     ids = {"user_ids": user_ids}  # one expanding parameter, not a literal per id per query
     users = {
@@ -166,25 +175,32 @@ def load_accounts(
                 ids,
             )
         }
-    groups: dict[str, list[GroupGrant]] = defaultdict(list)
-    grants = (
-        select(
-            t.Membership.user_id,
-            t.AppGroupAssignment.group_id,
-            t.Group.name,
-            t.AppGroupAssignment.priority,
-            t.AppGroupAssignment.profile,
-        )
-        .join(t.AppGroupAssignment, t.AppGroupAssignment.group_id == t.Membership.group_id)
-        .join(t.Group, t.Group.id == t.AppGroupAssignment.group_id)
-        .where(t.AppGroupAssignment.app_id == app_id, t.Membership.user_id.in_(_IDS))
-    )
+    # The app's group assignments once (few), then only which of them each user is in: one
+    # grant (and its profile, decoded once) per group, not one per user.
+    assignments = select(
+        t.AppGroupAssignment.group_id,
+        t.Group.name,
+        t.AppGroupAssignment.priority,
+        t.AppGroupAssignment.profile,
+    ).join(t.Group, t.Group.id == t.AppGroupAssignment.group_id)
+    assignments = assignments.where(t.AppGroupAssignment.app_id == app_id)
     if without.group_id is not None:
-        grants = grants.where(t.AppGroupAssignment.group_id != without.group_id)
-    for row in session.execute(grants, ids):
-        groups[row.user_id].append(
-            GroupGrant(row.group_id, row.name, row.priority, dict(row.profile or {}))
+        assignments = assignments.where(t.AppGroupAssignment.group_id != without.group_id)
+    assigned = {
+        row.group_id: GroupGrant(row.group_id, row.name, row.priority, dict(row.profile or {}))
+        for row in session.execute(assignments)
+    }
+    groups: dict[str, list[GroupGrant]] = defaultdict(list)
+    if assigned:
+        members = (
+            select(t.Membership.user_id, t.Membership.group_id)
+            .join(t.AppGroupAssignment, t.AppGroupAssignment.group_id == t.Membership.group_id)
+            .where(t.AppGroupAssignment.app_id == app_id, t.Membership.user_id.in_(_IDS))
         )
+        for user_id, group_id in session.execute(members, ids):
+            grant = assigned.get(group_id)  # None: assigned after the read above, or left out
+            if grant is not None:
+                groups[user_id].append(grant)
     # The columns read below, not whole ORM rows: nothing here is written back.
     links = {
         row.user_id: row
@@ -193,7 +209,7 @@ def load_accounts(
                 t.AppUserLink.user_id,
                 t.AppUserLink.external_id,
                 t.AppUserLink.state,
-                t.AppUserLink.last_pushed,
+                t.AppUserLink.last_pushed if last_pushed else null().label("last_pushed"),
                 t.AppUserLink.user_name,
                 t.AppUserLink.deprovision_started,
                 t.AppUserLink.last_updated,
@@ -201,8 +217,8 @@ def load_accounts(
             ids,
         )
     }
-    memberships = load_memberships(session, app_id, user_ids)
-    managers = _manager_accounts(session, app_id, users)
+    pushed = load_memberships(session, app_id, user_ids) if memberships else {}
+    manager_ids = _manager_accounts(session, app_id, users) if managers else {}
     member_of: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
     if all_groups:
         for user_id, group_id, name in session.execute(
@@ -218,18 +234,19 @@ def load_accounts(
         user = users.get(user_id)
         link = links.get(user_id)
         manager_ref = str((user.profile if user else {}).get("managerId") or "")
+        granted = groups.get(user_id, ())
         result[user_id] = AccountSnapshot(
             user=user,
             direct=direct.get(user_id),
-            groups=tuple(sorted(groups.get(user_id, []), key=lambda g: (g.priority, g.group_id))),
+            groups=tuple(granted) if len(granted) < 2 else tuple(sorted(granted, key=_by_priority)),
             record=(
                 AccountRecord(link.external_id, LinkState(link.state), link.last_pushed)
                 if link
                 else None
             ),
             user_name=link.user_name if link else None,
-            memberships=tuple(memberships.get(user_id, ())),
-            manager_external_id=managers.get(manager_ref),
+            memberships=tuple(pushed.get(user_id, ())),
+            manager_external_id=manager_ids.get(manager_ref),
             deprovision_started=(
                 clock.as_utc(link.deprovision_started)
                 if link is not None and link.deprovision_started is not None

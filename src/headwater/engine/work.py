@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -31,7 +32,17 @@ from headwater.engine import snapshot
 from headwater.engine.executor import OperationResult
 from headwater.engine.snapshot import AccountSnapshot, AppSnapshot, PushSnapshot
 
-__all__ = ["AccountWork", "Batch", "Outcome", "PushWork", "Work", "account_work", "load", "mapped"]
+__all__ = [
+    "AccountWork",
+    "Batch",
+    "Outcome",
+    "PushWork",
+    "Work",
+    "account_work",
+    "load",
+    "mapped",
+    "mapping_inputs",
+]
 
 
 @dataclass
@@ -90,26 +101,36 @@ def mapped(
 ) -> tuple[AccountAttributes | None, str | None]:
     """The attributes the app's mapping gives this user (None when not assigned), or the
     mapping's error for this user."""
-    if not desired.assigned or snap.user is None:
+    inputs = mapping_inputs(snap, app.settings, desired)
+    if inputs is None:
         return None, None
-    record = snap.record
     try:
-        attributes = app.mapping.attributes(
-            snap.user.id,
-            snap.user.profile,
-            desired.app_profile,
-            user_name_template=app.settings.user_name_template,
-            user_name_override=snap.direct.user_name if snap.direct else None,
-            active=desired.active,
-            manager_id=snap.manager_external_id,
-            internal={"id": snap.user.id, "status": snap.user.status},
-            last_pushed=record.last_pushed if record and record.external_id else None,
-            group_ids=snap.group_ids,
-            group_names=snap.group_names,
-        )
+        attributes = app.mapping.attributes(**inputs)
     except MappingError as exc:
         return None, str(exc)
     return attributes, None
+
+
+def mapping_inputs(
+    snap: AccountSnapshot, settings: ProvisioningSettings, desired: DesiredAccount
+) -> dict[str, Any] | None:
+    """The arguments of ``AppMapping.attributes`` for this user (None when not assigned)."""
+    if not desired.assigned or snap.user is None:
+        return None
+    record = snap.record
+    return {
+        "user_id": snap.user.id,
+        "profile": snap.user.profile,
+        "app_profile": desired.app_profile,
+        "user_name_template": settings.user_name_template,
+        "user_name_override": snap.direct.user_name if snap.direct else None,
+        "active": desired.active,
+        "manager_id": snap.manager_external_id,
+        "internal": {"id": snap.user.id, "status": snap.user.status},
+        "last_pushed": record.last_pushed if record and record.external_id else None,
+        "group_ids": snap.group_ids,
+        "group_names": snap.group_names,
+    }
 
 
 @dataclass
