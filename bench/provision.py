@@ -30,6 +30,7 @@ from bench.common import (
     Meter,
     PostgresUnavailable,
     RequestCounter,
+    RssSampler,
     Usage,
     analyze,
     login_of,
@@ -64,6 +65,8 @@ class Result:
     usage: Usage
     requests: Counter[str]
     converged: int
+    #: The in-process worker's memory over the assignment and drain (None for the floor).
+    rss: RssSampler | None = None
 
 
 def scim_total(base_url: str, resource: str = "Users") -> int:
@@ -143,7 +146,10 @@ def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
             app_id = create_scim_app(runtime, server.base_url, "Bench SCIM")
             converge(runtime, timeout=3600, settled=False)
             counter.counts.clear()
-            with Meter({"scim": server.pid}, postgres=pg_database(runtime)) as meter:
+            with (
+                RssSampler() as rss,
+                Meter({"scim": server.pid}, postgres=pg_database(runtime)) as meter,
+            ):
                 with Meter() as put:  # the API call itself is measured too
                     assignment = {"priority": 0}
                     ok(client.put(f"/api/v1/apps/{app_id}/groups/{group_id}", json=assignment))
@@ -158,7 +164,8 @@ def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
         require_complete(
             f"{NAME}: headwater[{runtime.database.dialect}]", converged, count, "accounts"
         )
-        return Result(meter.usage, Counter(counter.counts), converged), put.usage.wall
+        result = Result(meter.usage, Counter(counter.counts), converged, rss)
+        return result, put.usage.wall
     finally:
         runtime.close()
         ctx.databases.drop(url)
@@ -204,6 +211,7 @@ def run(ctx: Context) -> None:
         accounts=floor.converged,
         users=count,
         walls=[r.usage.wall for r in floors],
+        cpu_ms_per_account=floor.usage.cpu_self * 1000 / count,
     )
     report.line(f"floor requests: {_describe(floor.requests)}")
     for db in databases:
@@ -220,11 +228,21 @@ def run(ctx: Context) -> None:
             users=count,
             assignment_put_seconds=median(puts[db]),
             walls=[r.usage.wall for r in results[db]],
+            cpu_ms_per_account=result.usage.cpu_self * 1000 / count,
+            **(result.rss.as_dict() if result.rss else {}),
         )
         report.line(f"headwater[{db}] requests: {_describe(result.requests)}")
         report.line(
             f"headwater[{db}] assignment PUT (enqueues {count:,} keys): {median(puts[db]):.3f} s"
         )
+        if result.rss is not None:
+            report.line(
+                f"headwater[{db}] memory of the process during the drain: {result.rss.describe()}"
+            )
+            report.line(
+                f"headwater[{db}] CPU here {result.usage.cpu_self * 1000 / count:.2f} ms/account, "
+                f"RSS growth {result.rss.growth / count:.0f} bytes/account"
+            )
         report.ratio(
             NAME,
             f"headwater[{db}] / floor wall time",

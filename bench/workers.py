@@ -18,11 +18,13 @@ so the worker only finds them at its next idle poll (``idle_poll_seconds``, 1 s 
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,15 +38,20 @@ from sqlalchemy import select
 
 from bench.common import (
     DIGITS,
+    MIB,
     SECRET_KEY,
     Context,
+    Databases,
     Meter,
+    Mode,
     PostgresUnavailable,
+    Report,
     Usage,
     analyze,
     fmt_ms,
     login_of,
     median,
+    peak_rss,
     percentile,
     pg_database,
     require_complete,
@@ -78,6 +85,14 @@ class Throughput:
     workers: int
     usage: Usage
     converged: int
+    #: Each worker process's peak resident set (``VmHWM``, its whole life), in bytes.
+    peak_rss: list[int] = field(default_factory=list)
+
+    def rss_text(self) -> str:
+        return "peak RSS " + ", ".join(f"{rss / MIB:.0f}" for rss in self.peak_rss) + " MiB"
+
+    def rss_dict(self) -> dict[str, Any]:
+        return {"worker_peak_rss_mib": [rss / MIB for rss in self.peak_rss]}
 
 
 def _live_workers(runtime: Runtime) -> list[tuple[str, float]]:
@@ -184,10 +199,11 @@ def _throughput(
                     ok(client.put(f"/api/v1/apps/{app_id}/groups/{group_id}", json=assignment))
                     while pending(runtime):
                         time.sleep(0.02)
+                peaks = [peak_rss(p.pid) for p in processes]
             converged = sink.app.requests["POST /Users"] if latency else scim_total(server.base_url)
         what = f"{NAME}: {count} worker process{'es' if count > 1 else ''}"
         require_complete(what, converged, users, "accounts")
-        return Throughput(count, meter.usage, converged)
+        return Throughput(count, meter.usage, converged, peaks)
     finally:
         runtime.close()
         ctx.databases.drop(url)
@@ -307,11 +323,12 @@ def run(ctx: Context) -> None:
             NAME,
             f"{count} worker process{'es' if count > 1 else ''}",
             f"{result.usage.describe()}, {users / result.usage.wall:7.1f} accounts/s, "
-            f"workers {workers_cpu * 1000 / users:.2f} ms cpu/account",
+            f"workers {workers_cpu * 1000 / users:.2f} ms cpu/account, {result.rss_text()}",
             workers=count,
             usage=result.usage.as_dict(),
             accounts=result.converged,
             users=users,
+            **result.rss_dict(),
         )
     base = results[0].usage.wall
     for result in results[1:]:
@@ -321,30 +338,7 @@ def run(ctx: Context) -> None:
             base / result.usage.wall,
             f"{users / result.usage.wall:.0f} vs {users / base:.0f} accounts/s",
         )
-    ceiling = LATENCY_CONCURRENCY / (2 * LATENCY)
-    report.line(
-        f"latency-bound: every request waits {LATENCY * 1000:.0f} ms in a proxy, the app allows "
-        f"{LATENCY_CONCURRENCY} at once: at most {ceiling:.0f} accounts/s (a lookup and a create "
-        "each), whatever the number of workers"
-    )
-    for count in ctx.mode.worker_counts:
-        result = _throughput(ctx, count, users, latency=LATENCY, concurrency=LATENCY_CONCURRENCY)
-        rate = users / result.usage.wall
-        report.row(
-            NAME,
-            f"latency-bound, {count} worker process{'es' if count > 1 else ''}",
-            f"{result.usage.describe()}, {rate:7.1f} accounts/s",
-            workers=count,
-            latency_bound=True,
-            accounts_per_second=rate,
-        )
-        report.ratio(
-            NAME,
-            f"latency-bound throughput {count} worker{'s' if count > 1 else ''} / "
-            "concurrency / latency",
-            rate / ceiling,
-            f"{rate:.0f} vs {ceiling:.0f} accounts/s; goal within 15% (0.85x or more)",
-        )
+    latency_bound(ctx, users)
     changes = ctx.mode.latency_changes
     poll = _idle_poll()
     report.line(
@@ -382,6 +376,71 @@ def run(ctx: Context) -> None:
     )
 
 
+def latency_bound(ctx: Context, users: int) -> None:
+    """Throughput for each worker count against a far-away app: every request waits
+    ``LATENCY`` in a proxy and the app allows ``LATENCY_CONCURRENCY`` at once."""
+    report = ctx.report
+    ceiling = LATENCY_CONCURRENCY / (2 * LATENCY)
+    report.line(
+        f"latency-bound: every request waits {LATENCY * 1000:.0f} ms in a proxy, the app allows "
+        f"{LATENCY_CONCURRENCY} at once: at most {ceiling:.0f} accounts/s (a lookup and a create "
+        "each), whatever the number of workers"
+    )
+    for count in ctx.mode.worker_counts:
+        result = _throughput(ctx, count, users, latency=LATENCY, concurrency=LATENCY_CONCURRENCY)
+        rate = users / result.usage.wall
+        report.row(
+            NAME,
+            f"latency-bound, {count} worker process{'es' if count > 1 else ''}",
+            f"{result.usage.describe()}, {rate:7.1f} accounts/s, {result.rss_text()}",
+            workers=count,
+            latency_bound=True,
+            accounts_per_second=rate,
+            usage=result.usage.as_dict(),
+            accounts=result.converged,
+            users=users,
+            **result.rss_dict(),
+        )
+        report.ratio(
+            NAME,
+            f"latency-bound throughput {count} worker{'s' if count > 1 else ''} / "
+            "concurrency / latency",
+            rate / ceiling,
+            f"{rate:.0f} vs {ceiling:.0f} accounts/s; goal within 15% (0.85x or more)",
+        )
+
+
 def _idle_poll() -> float:
     """The idle poll of the worker subprocesses (they read the same environment)."""
     return Settings().idle_poll_seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.workers --latency-bound [--users N] [--json FILE]``: only the
+    latency-bound throughput (1, 2 and 4 workers), which the machine's load moves little."""
+    parser = argparse.ArgumentParser(prog="python -m bench.workers", description=main.__doc__)
+    parser.add_argument(
+        "--latency-bound", action="store_true", required=True, help="the latency-bound runs only"
+    )
+    parser.add_argument("--users", type=int, default=3_000, help="accounts per run")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    args = parser.parse_args(argv)
+    mode = Mode.pick(quick=False, full=False)
+    report = Report()
+    load = os.getloadavg()
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    report.section(f"workers (PostgreSQL), latency-bound: {args.users:,} accounts")
+    with tempfile.TemporaryDirectory(prefix="hw-bench-") as scratch:
+        databases = Databases(Path(scratch))
+        try:
+            latency_bound(Context(mode, report, databases, Path(scratch)), args.users)
+        finally:
+            databases.close()
+    if args.json is not None:
+        meta = {"load_before": load, "load_after": os.getloadavg(), "users": args.users}
+        report.dump(args.json, meta)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
