@@ -56,8 +56,8 @@ from bench.common import (
     pg_database,
     require_complete,
 )
-from bench.engine import ServedSink
 from bench.provision import pending, scim_total
+from bench.sink import SinkProcess
 from headwater.config import Settings
 from headwater.db import outbox
 from headwater.db import tables as t
@@ -160,7 +160,7 @@ def worker_processes(
             log.close()
 
 
-#: The latency-bound downstream: every request waits this long in the proxy.
+#: The latency-bound downstream: every request waits this long in the sink.
 LATENCY = 0.1
 #: The app's concurrency for the latency-bound runs (shared by the live workers).
 LATENCY_CONCURRENCY = 32
@@ -170,37 +170,33 @@ def _throughput(
     ctx: Context, count: int, users: int, *, latency: float = 0.0, concurrency: int = 8
 ) -> Throughput:
     """``users`` accounts by ``count`` worker processes; with ``latency``, every downstream
-    request waits that long in a proxy (a far-away app), and the app allows ``concurrency``."""
+    request waits that long in a canned sink (a far-away app), and the app allows
+    ``concurrency``."""
     url = ctx.databases.postgres()
     runtime = make_runtime(url, ctx.data_dir(f"workers-{count}"), secret_key=SECRET_KEY)
     try:
         group_id = create_group(runtime, "Everyone")
         create_users(runtime, users, digits=DIGITS, group_ids=[group_id])
         analyze(runtime)
-        with (
-            ScimServerProcess() as server,
-            ServedSink() as sink,
-            FaultProxyThread(sink.base_url.rsplit("/scim/v2", 1)[0]) as proxy,
-            api_client(runtime, raise_server_exceptions=True) as client,
-        ):
-            assert server.pid is not None
-            target = server.base_url
-            if latency:
-                # A far-away app that answers at once: the wait is all latency.
-                proxy.delay(latency)
-                target = proxy.base_url + "/scim/v2"
+        # A far-away app answers at once after its latency: a canned sink in its own process,
+        # so that neither its cost nor the wait lands in this process (see ``bench.sink``).
+        downstream = SinkProcess(latency) if latency else ScimServerProcess()
+        with downstream, api_client(runtime, raise_server_exceptions=True) as client:
+            assert downstream.pid is not None
+            target = downstream.base_url
             app_id = create_scim_app(runtime, target, "Bench SCIM", max_concurrency=concurrency)
             settle = ctx.mode.name != "quick"
             log_dir = ctx.data_dir(f"workers-{count}-{int(latency * 1000)}-logs")
             with worker_processes(runtime, url, count, log_dir, settle=settle) as processes:
-                pids = {"scim": server.pid} | {f"w{i}": p.pid for i, p in enumerate(processes)}
+                pids = {"sink" if latency else "scim": downstream.pid}
+                pids |= {f"w{i}": p.pid for i, p in enumerate(processes)}
                 with Meter(pids, postgres=pg_database(runtime)) as meter:
                     assignment = {"priority": 0}
                     ok(client.put(f"/api/v1/apps/{app_id}/groups/{group_id}", json=assignment))
                     while pending(runtime):
                         time.sleep(0.02)
                 peaks = [peak_rss(p.pid) for p in processes]
-            converged = sink.app.requests["POST /Users"] if latency else scim_total(server.base_url)
+            converged = scim_total(downstream.base_url)
         what = f"{NAME}: {count} worker process{'es' if count > 1 else ''}"
         require_complete(what, converged, users, "accounts")
         return Throughput(count, meter.usage, converged, peaks)
@@ -382,7 +378,8 @@ def latency_bound(ctx: Context, users: int) -> None:
     report = ctx.report
     ceiling = LATENCY_CONCURRENCY / (2 * LATENCY)
     report.line(
-        f"latency-bound: every request waits {LATENCY * 1000:.0f} ms in a proxy, the app allows "
+        f"latency-bound: every request waits {LATENCY * 1000:.0f} ms in a canned sink (its own "
+        f"process), the app allows "
         f"{LATENCY_CONCURRENCY} at once: at most {ceiling:.0f} accounts/s (a lookup and a create "
         "each), whatever the number of workers"
     )
