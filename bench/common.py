@@ -15,6 +15,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,7 @@ from headwater.testing.toolkit import numbered_profile, scim_user, wait_for
 
 __all__ = [
     "DIGITS",
+    "MIB",
     "PG_URL",
     "SECRET_KEY",
     "Context",
@@ -46,12 +48,14 @@ __all__ = [
     "PostgresUnavailable",
     "Report",
     "RequestCounter",
+    "RssSampler",
     "Usage",
     "analyze",
     "fmt_ms",
     "login_of",
     "median",
     "median_run",
+    "peak_rss",
     "percentile",
     "pg_database",
     "require_complete",
@@ -294,6 +298,89 @@ class Meter:
         }
         if self.postgres:
             usage.cpu_postgres = _postgres_cpu(self.postgres) - self._pg
+
+
+# --- Memory ------------------------------------------------------------------------------------
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 2**20
+
+
+def _rss(pid: int | None = None) -> int:
+    """The resident set of a process now, in bytes (this one by default; 0 once it is gone)."""
+    try:
+        statm = Path(f"/proc/{pid or 'self'}/statm").read_text()
+    except OSError:
+        return 0
+    return int(statm.split()[1]) * _PAGE
+
+
+def peak_rss(pid: int) -> int:
+    """The highest resident set a live process has had so far (``VmHWM``), in bytes."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class RssSampler:
+    """Samples a process's resident set every ``interval`` seconds while active, in a thread.
+
+    ``VmHWM`` is the peak over the process's whole life; sampling bounds the peak to the
+    measured interval (the drain), and ``before`` gives what the process held when it began,
+    so growth during the interval can be told from what setting up the world cost.
+    """
+
+    def __init__(self, pid: int | None = None, interval: float = 0.2) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.before = 0
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+
+    def _take(self) -> None:
+        self.peak = max(self.peak, _rss(self.pid))
+        self.samples += 1
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._take()
+
+    def __enter__(self) -> RssSampler:
+        self.before = self.peak = _rss(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._take()
+
+    @property
+    def growth(self) -> int:
+        """Bytes the peak exceeds the resident set at the start."""
+        return self.peak - self.before
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "rss_before_mib": self.before / MIB,
+            "rss_peak_mib": self.peak / MIB,
+            "rss_growth_mib": self.growth / MIB,
+            "rss_samples": self.samples,
+        }
+
+    def describe(self) -> str:
+        return (
+            f"peak RSS {self.peak / MIB:.0f} MiB, {self.growth / MIB:+.0f} MiB over "
+            f"{self.before / MIB:.0f} MiB before ({self.samples} samples every "
+            f"{self.interval:g} s)"
+        )
 
 
 # --- Databases ---------------------------------------------------------------------------------

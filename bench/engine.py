@@ -12,12 +12,9 @@ re-reconcile of the converged app: downstream reads per 100 accounts (goal 1) an
 
 from __future__ import annotations
 
-import itertools
+import asyncio
 import json
-import threading
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from sqlalchemy import event
@@ -30,6 +27,7 @@ from bench.common import (
     analyze,
     require_complete,
 )
+from bench.sink import CannedScim
 from headwater.db import outbox
 from headwater.db.engine import Database
 from headwater.domain.states import KeyKind
@@ -44,134 +42,12 @@ from headwater.testing.toolkit import (
     queued,
 )
 
-__all__ = ["CannedScim", "ServedSink", "run"]
+__all__ = ["run"]
 
 NAME = "engine"
 SINK = "http://sink.bench"
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-_EMPTY = json.dumps(
-    {
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-        "totalResults": 0,
-        "startIndex": 1,
-        "itemsPerPage": 0,
-        "Resources": [],
-    }
-).encode()
-_CONFIG = json.dumps(
-    {
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "patch": {"supported": True},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": True, "maxResults": 200},
-        "changePassword": {"supported": False},
-        "sort": {"supported": False},
-        "etag": {"supported": False},
-        "authenticationSchemes": [],
-    }
-).encode()
-
-
 _USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-
-
-class CannedScim:
-    """A SCIM service provider that answers from canned bytes and counts requests."""
-
-    def __init__(self) -> None:
-        self.requests: Counter[str] = Counter()
-        self._ids = itertools.count(1)
-        #: What each created user answers to ``GET /Users/{id}`` (for re-reconciles).
-        self.users: dict[str, bytes] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        method, path = scope["method"], scope["path"]
-        resource = path.split("/scim/v2/", 1)[-1]
-        self.requests[
-            f"{method} /{resource.split('/')[0]}{'/{id}' if '/' in resource else ''}"
-        ] += 1
-        status, payload = 200, _EMPTY
-        if path.endswith("/ServiceProviderConfig"):
-            payload = _CONFIG
-        elif method == "POST":
-            sent = json.loads(body)
-            sent["id"] = f"u{next(self._ids)}"
-            status, payload = 201, json.dumps(sent).encode()
-            self.users[sent["id"]] = payload
-        elif method == "GET" and resource.startswith("Users/"):
-            found = self.users.get(resource.split("/", 1)[1])
-            status, payload = (200, found) if found is not None else (404, b"")
-        elif method == "GET" and resource == "Users" and b"filter" not in scope["query_string"]:
-            payload = self._page(scope["query_string"].decode())
-        elif method in ("PUT", "PATCH"):
-            status, payload = 200, body
-        headers = [(b"content-type", b"application/scim+json")]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
-
-    def _page(self, query: str) -> bytes:
-        """One page of every created user (``startIndex``/``count``), for listings."""
-        params = dict(part.partition("=")[::2] for part in query.split("&") if part)
-        start, count = int(params.get("startIndex") or 1), int(params.get("count") or 100)
-        page = list(self.users.values())[start - 1 : start - 1 + count]
-        return json.dumps(
-            {
-                "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-                "totalResults": len(self.users),
-                "startIndex": start,
-                "itemsPerPage": len(page),
-                "Resources": [json.loads(user) for user in page],
-            }
-        ).encode()
-
-
-class ServedSink:
-    """A :class:`CannedScim` served by uvicorn on a loopback port, in a thread (for worker
-    subprocesses, which need a socket)."""
-
-    def __init__(self) -> None:
-        import uvicorn
-
-        from headwater.testing.scimserver import free_port
-
-        self.app = CannedScim()
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/scim/v2"
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ServedSink:
-        import httpx
-
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.base_url + "/ServiceProviderConfig", timeout=1)
-                self.app.requests.clear()
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("the sink did not start")
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 class Statements:
@@ -244,7 +120,6 @@ def measure(ctx: Context, url: str, count: int, lookup_batch_size: int = 0) -> d
 def floor(count: int, lanes: int = 8) -> float:
     """CPU per account (ms) of a bare ``httpx.AsyncClient`` sending the same look-up and create
     per account to the same sink, ``lanes`` at a time: what the HTTP client alone costs."""
-    import asyncio
 
     import httpx
 

@@ -13,10 +13,15 @@ ratio for less work.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
 import json
+import os
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -26,10 +31,14 @@ from bench.common import (
     DIGITS,
     SECRET_KEY,
     Context,
+    Databases,
     IncompleteRun,
     Meter,
+    Mode,
     PostgresUnavailable,
+    Report,
     RequestCounter,
+    RssSampler,
     Usage,
     analyze,
     login_of,
@@ -64,6 +73,8 @@ class Result:
     usage: Usage
     requests: Counter[str]
     converged: int
+    #: The in-process worker's memory over the assignment and drain (None for the floor).
+    rss: RssSampler | None = None
 
 
 def scim_total(base_url: str, resource: str = "Users") -> int:
@@ -143,7 +154,10 @@ def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
             app_id = create_scim_app(runtime, server.base_url, "Bench SCIM")
             converge(runtime, timeout=3600, settled=False)
             counter.counts.clear()
-            with Meter({"scim": server.pid}, postgres=pg_database(runtime)) as meter:
+            with (
+                RssSampler() as rss,
+                Meter({"scim": server.pid}, postgres=pg_database(runtime)) as meter,
+            ):
                 with Meter() as put:  # the API call itself is measured too
                     assignment = {"priority": 0}
                     ok(client.put(f"/api/v1/apps/{app_id}/groups/{group_id}", json=assignment))
@@ -158,7 +172,8 @@ def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
         require_complete(
             f"{NAME}: headwater[{runtime.database.dialect}]", converged, count, "accounts"
         )
-        return Result(meter.usage, Counter(counter.counts), converged), put.usage.wall
+        result = Result(meter.usage, Counter(counter.counts), converged, rss)
+        return result, put.usage.wall
     finally:
         runtime.close()
         ctx.databases.drop(url)
@@ -168,8 +183,26 @@ def _describe(counts: Counter[str]) -> str:
     return ", ".join(f"{key} {n}" for key, n in sorted(counts.items()))
 
 
-def run(ctx: Context) -> None:
-    """Provision N users through Headwater on SQLite and PostgreSQL, interleaved with the floor."""
+def _floor_row(
+    report: Report, floor: Result, concurrency: int, count: int, floors: list[Result]
+) -> None:
+    report.row(
+        NAME,
+        f"floor (bare httpx, {concurrency} lanes)",
+        f"{floor.usage.describe()}, {count / floor.usage.wall:7.1f} accounts/s",
+        usage=floor.usage.as_dict(),
+        requests=dict(floor.requests),
+        accounts=floor.converged,
+        users=count,
+        walls=[r.usage.wall for r in floors],
+        cpu_ms_per_account=floor.usage.cpu_self * 1000 / count,
+    )
+    report.line(f"floor requests: {_describe(floor.requests)}")
+
+
+def run(ctx: Context, *, with_floor: bool = True) -> None:
+    """Provision N users through Headwater on SQLite and PostgreSQL, interleaved with the floor
+    (``with_floor=False``: Headwater alone, for sizes whose floor the time cannot afford)."""
     report, count, runs = ctx.report, ctx.mode.provision_users, ctx.mode.runs
     concurrency = ProvisioningSettings().max_concurrency
     report.section(
@@ -181,8 +214,9 @@ def run(ctx: Context) -> None:
     results: dict[str, list[Result]] = {db: [] for db in databases}
     puts: dict[str, list[float]] = {db: [] for db in databases}
     for index in range(runs):
-        floors.append(run_floor(count, concurrency))
-        report.line(f"run {index + 1}: floor {floors[-1].usage.wall:.1f} s")
+        if with_floor:
+            floors.append(run_floor(count, concurrency))
+            report.line(f"run {index + 1}: floor {floors[-1].usage.wall:.1f} s")
         for db in list(databases):
             try:
                 url = ctx.databases.sqlite() if db == "sqlite" else ctx.databases.postgres()
@@ -194,18 +228,11 @@ def run(ctx: Context) -> None:
             results[db].append(result)
             puts[db].append(put_seconds)
             report.line(f"run {index + 1}: headwater[{db}] {result.usage.wall:.1f} s")
-    floor = median_run(floors)
-    report.row(
-        NAME,
-        f"floor (bare httpx, {concurrency} lanes)",
-        f"{floor.usage.describe()}, {count / floor.usage.wall:7.1f} accounts/s",
-        usage=floor.usage.as_dict(),
-        requests=dict(floor.requests),
-        accounts=floor.converged,
-        users=count,
-        walls=[r.usage.wall for r in floors],
-    )
-    report.line(f"floor requests: {_describe(floor.requests)}")
+    floor = median_run(floors) if floors else None
+    if floor is None:
+        report.note("no floor: Headwater alone, no ratio to the floor")
+    else:
+        _floor_row(report, floor, concurrency, count, floors)
     for db in databases:
         result = median_run(results[db])
         wall = result.usage.wall
@@ -220,11 +247,23 @@ def run(ctx: Context) -> None:
             users=count,
             assignment_put_seconds=median(puts[db]),
             walls=[r.usage.wall for r in results[db]],
+            cpu_ms_per_account=result.usage.cpu_self * 1000 / count,
+            **(result.rss.as_dict() if result.rss else {}),
         )
         report.line(f"headwater[{db}] requests: {_describe(result.requests)}")
         report.line(
             f"headwater[{db}] assignment PUT (enqueues {count:,} keys): {median(puts[db]):.3f} s"
         )
+        if result.rss is not None:
+            report.line(
+                f"headwater[{db}] memory of the process during the drain: {result.rss.describe()}"
+            )
+            report.line(
+                f"headwater[{db}] CPU here {result.usage.cpu_self * 1000 / count:.2f} ms/account, "
+                f"RSS growth {result.rss.growth / count:.0f} bytes/account"
+            )
+        if floor is None:
+            continue
         report.ratio(
             NAME,
             f"headwater[{db}] / floor wall time",
@@ -237,3 +276,36 @@ def run(ctx: Context) -> None:
             result.usage.cpu_self / max(floor.usage.cpu_self, 1e-9),
             f"{result.usage.cpu_self:.1f} s vs {floor.usage.cpu_self:.1f} s in the sending process",
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.provision --users N [--only sqlite|postgresql] [--no-floor]``."""
+    parser = argparse.ArgumentParser(prog="python -m bench.provision", description=__doc__)
+    parser.add_argument("--users", type=int, default=10_000, help="users in the group")
+    parser.add_argument(
+        "--only", action="append", choices=["sqlite", "postgresql"], help="databases (repeatable)"
+    )
+    parser.add_argument("--no-floor", action="store_true", help="Headwater alone, no floor run")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    args = parser.parse_args(argv)
+    mode = dataclasses.replace(
+        Mode.pick(quick=False, full=True),
+        provision_users=args.users,
+        provision_databases=tuple(args.only or ("sqlite", "postgresql")),
+    )
+    report = Report()
+    load = os.getloadavg()
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="hw-bench-") as scratch:
+        databases = Databases(Path(scratch))
+        try:
+            run(Context(mode, report, databases, Path(scratch)), with_floor=not args.no_floor)
+        finally:
+            databases.close()
+    if args.json is not None:
+        report.dump(args.json, {"load_before": load, "load_after": os.getloadavg()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

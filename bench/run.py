@@ -2,8 +2,10 @@
 
 ``--quick`` uses small sizes (the smoke test runs it); the default sizes take a few minutes;
 ``--full`` adds the 100k cases; ``--runs N`` repeats the provision and push runs (median run
-reported). Every benchmark prints its figures and ``ratio`` lines. A run that does less work
-than asked (``IncompleteRun``) stops the benchmarks: exit status 1, no ratio for it, no JSON.
+reported); ``--provision-users N`` sets the provision group's size (``--full --only provision
+--provision-users 10000`` runs 10k on both databases). Every benchmark prints its figures and
+``ratio`` lines. A run that does less work than asked (``IncompleteRun``) stops the benchmarks:
+exit status 1, no ratio for it, no JSON.
 """
 
 from __future__ import annotations
@@ -102,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         type=_positive,
         help="repeat the whole provision and push runs (median run reported; default 1)",
     )
+    parser.add_argument(
+        "--provision-users",
+        type=_positive,
+        metavar="N",
+        help="users in the provision benchmark's group (overrides the mode's size)",
+    )
     args = parser.parse_args(argv)
 
     warnings.filterwarnings("ignore")
@@ -109,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = Mode.pick(quick=args.quick, full=args.full)
     if args.runs:
         mode = dataclasses.replace(mode, runs=args.runs)
+    if args.provision_users:
+        mode = dataclasses.replace(mode, provision_users=args.provision_users)
     machine = _machine()
     print(
         f"headwater benchmarks, {mode.name} mode: {machine['cpu']}, {machine['cores']} cores, "

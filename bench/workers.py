@@ -18,11 +18,14 @@ so the worker only finds them at its next idle poll (``idle_poll_seconds``, 1 s 
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,21 +39,27 @@ from sqlalchemy import select
 
 from bench.common import (
     DIGITS,
+    MIB,
     SECRET_KEY,
     Context,
+    Databases,
     Meter,
+    Mode,
     PostgresUnavailable,
+    Report,
     Usage,
     analyze,
     fmt_ms,
     login_of,
     median,
+    peak_rss,
     percentile,
     pg_database,
     require_complete,
+    scim_user_body,
 )
-from bench.engine import ServedSink
-from bench.provision import pending, scim_total
+from bench.provision import floor_provision, pending, scim_total
+from bench.sink import SinkProcess
 from headwater.config import Settings
 from headwater.db import outbox
 from headwater.db import tables as t
@@ -78,6 +87,14 @@ class Throughput:
     workers: int
     usage: Usage
     converged: int
+    #: Each worker process's peak resident set (``VmHWM``, its whole life), in bytes.
+    peak_rss: list[int] = field(default_factory=list)
+
+    def rss_text(self) -> str:
+        return "peak RSS " + ", ".join(f"{rss / MIB:.0f}" for rss in self.peak_rss) + " MiB"
+
+    def rss_dict(self) -> dict[str, Any]:
+        return {"worker_peak_rss_mib": [rss / MIB for rss in self.peak_rss]}
 
 
 def _live_workers(runtime: Runtime) -> list[tuple[str, float]]:
@@ -119,7 +136,7 @@ def worker_processes(
                     stderr=subprocess.STDOUT,
                 )
             )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a busy machine starts Python slowly
         while len(_live_workers(runtime)) < count:
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise RuntimeError(f"workers did not start; see {log_dir}")
@@ -145,7 +162,7 @@ def worker_processes(
             log.close()
 
 
-#: The latency-bound downstream: every request waits this long in the proxy.
+#: The latency-bound downstream: every request waits this long in the sink.
 LATENCY = 0.1
 #: The app's concurrency for the latency-bound runs (shared by the live workers).
 LATENCY_CONCURRENCY = 32
@@ -155,39 +172,36 @@ def _throughput(
     ctx: Context, count: int, users: int, *, latency: float = 0.0, concurrency: int = 8
 ) -> Throughput:
     """``users`` accounts by ``count`` worker processes; with ``latency``, every downstream
-    request waits that long in a proxy (a far-away app), and the app allows ``concurrency``."""
+    request waits that long in a canned sink (a far-away app), and the app allows
+    ``concurrency``."""
     url = ctx.databases.postgres()
     runtime = make_runtime(url, ctx.data_dir(f"workers-{count}"), secret_key=SECRET_KEY)
     try:
         group_id = create_group(runtime, "Everyone")
         create_users(runtime, users, digits=DIGITS, group_ids=[group_id])
         analyze(runtime)
-        with (
-            ScimServerProcess() as server,
-            ServedSink() as sink,
-            FaultProxyThread(sink.base_url.rsplit("/scim/v2", 1)[0]) as proxy,
-            api_client(runtime, raise_server_exceptions=True) as client,
-        ):
-            assert server.pid is not None
-            target = server.base_url
-            if latency:
-                # A far-away app that answers at once: the wait is all latency.
-                proxy.delay(latency)
-                target = proxy.base_url + "/scim/v2"
+        # A far-away app answers at once after its latency: a canned sink in its own process,
+        # so that neither its cost nor the wait lands in this process (see ``bench.sink``).
+        downstream = SinkProcess(latency) if latency else ScimServerProcess()
+        with downstream, api_client(runtime, raise_server_exceptions=True) as client:
+            assert downstream.pid is not None
+            target = downstream.base_url
             app_id = create_scim_app(runtime, target, "Bench SCIM", max_concurrency=concurrency)
             settle = ctx.mode.name != "quick"
             log_dir = ctx.data_dir(f"workers-{count}-{int(latency * 1000)}-logs")
             with worker_processes(runtime, url, count, log_dir, settle=settle) as processes:
-                pids = {"scim": server.pid} | {f"w{i}": p.pid for i, p in enumerate(processes)}
+                pids = {"sink" if latency else "scim": downstream.pid}
+                pids |= {f"w{i}": p.pid for i, p in enumerate(processes)}
                 with Meter(pids, postgres=pg_database(runtime)) as meter:
                     assignment = {"priority": 0}
                     ok(client.put(f"/api/v1/apps/{app_id}/groups/{group_id}", json=assignment))
                     while pending(runtime):
                         time.sleep(0.02)
-            converged = sink.app.requests["POST /Users"] if latency else scim_total(server.base_url)
+                peaks = [peak_rss(p.pid) for p in processes]
+            converged = scim_total(downstream.base_url)
         what = f"{NAME}: {count} worker process{'es' if count > 1 else ''}"
         require_complete(what, converged, users, "accounts")
-        return Throughput(count, meter.usage, converged)
+        return Throughput(count, meter.usage, converged, peaks)
     finally:
         runtime.close()
         ctx.databases.drop(url)
@@ -307,11 +321,12 @@ def run(ctx: Context) -> None:
             NAME,
             f"{count} worker process{'es' if count > 1 else ''}",
             f"{result.usage.describe()}, {users / result.usage.wall:7.1f} accounts/s, "
-            f"workers {workers_cpu * 1000 / users:.2f} ms cpu/account",
+            f"workers {workers_cpu * 1000 / users:.2f} ms cpu/account, {result.rss_text()}",
             workers=count,
             usage=result.usage.as_dict(),
             accounts=result.converged,
             users=users,
+            **result.rss_dict(),
         )
     base = results[0].usage.wall
     for result in results[1:]:
@@ -321,30 +336,7 @@ def run(ctx: Context) -> None:
             base / result.usage.wall,
             f"{users / result.usage.wall:.0f} vs {users / base:.0f} accounts/s",
         )
-    ceiling = LATENCY_CONCURRENCY / (2 * LATENCY)
-    report.line(
-        f"latency-bound: every request waits {LATENCY * 1000:.0f} ms in a proxy, the app allows "
-        f"{LATENCY_CONCURRENCY} at once: at most {ceiling:.0f} accounts/s (a lookup and a create "
-        "each), whatever the number of workers"
-    )
-    for count in ctx.mode.worker_counts:
-        result = _throughput(ctx, count, users, latency=LATENCY, concurrency=LATENCY_CONCURRENCY)
-        rate = users / result.usage.wall
-        report.row(
-            NAME,
-            f"latency-bound, {count} worker process{'es' if count > 1 else ''}",
-            f"{result.usage.describe()}, {rate:7.1f} accounts/s",
-            workers=count,
-            latency_bound=True,
-            accounts_per_second=rate,
-        )
-        report.ratio(
-            NAME,
-            f"latency-bound throughput {count} worker{'s' if count > 1 else ''} / "
-            "concurrency / latency",
-            rate / ceiling,
-            f"{rate:.0f} vs {ceiling:.0f} accounts/s; goal within 15% (0.85x or more)",
-        )
+    latency_bound(ctx, users)
     changes = ctx.mode.latency_changes
     poll = _idle_poll()
     report.line(
@@ -382,6 +374,106 @@ def run(ctx: Context) -> None:
     )
 
 
+def latency_bound(ctx: Context, users: int) -> None:
+    """Throughput for each worker count against a far-away app: every request waits
+    ``LATENCY`` in a proxy and the app allows ``LATENCY_CONCURRENCY`` at once."""
+    report = ctx.report
+    ceiling = LATENCY_CONCURRENCY / (2 * LATENCY)
+    report.line(
+        f"latency-bound: every request waits {LATENCY * 1000:.0f} ms in a canned sink (its own "
+        f"process), the app allows {LATENCY_CONCURRENCY} at once: at most {ceiling:.0f} "
+        "accounts/s (a lookup and a create each), whatever the number of workers"
+    )
+    # What this machine allows now: a bare client sending the same requests to the same sink.
+    bodies = [
+        scim_user_body(login_of("user", i), f"00ufloor{i:011d}", f"User {i:06d}")
+        for i in range(users)
+    ]
+    with SinkProcess(LATENCY) as sink:
+        with Meter({"sink": sink.pid}) as meter:
+            asyncio.run(floor_provision(sink.base_url, bodies, LATENCY_CONCURRENCY))
+        require_complete(
+            f"{NAME}: latency-bound floor", scim_total(sink.base_url), users, "accounts"
+        )
+    floor_rate = users / meter.usage.wall
+    report.row(
+        NAME,
+        f"latency-bound floor (bare httpx, {LATENCY_CONCURRENCY} lanes)",
+        f"{meter.usage.describe()}, {floor_rate:7.1f} accounts/s",
+        latency_bound=True,
+        floor=True,
+        accounts_per_second=floor_rate,
+        usage=meter.usage.as_dict(),
+        users=users,
+    )
+    report.ratio(
+        NAME,
+        "latency-bound floor / concurrency / latency",
+        floor_rate / ceiling,
+        f"{floor_rate:.0f} vs {ceiling:.0f} accounts/s: below 0.85x, this machine cannot show "
+        "the latency-bound regime now, whatever the workers do",
+    )
+    for count in ctx.mode.worker_counts:
+        result = _throughput(ctx, count, users, latency=LATENCY, concurrency=LATENCY_CONCURRENCY)
+        rate = users / result.usage.wall
+        report.row(
+            NAME,
+            f"latency-bound, {count} worker process{'es' if count > 1 else ''}",
+            f"{result.usage.describe()}, {rate:7.1f} accounts/s, {result.rss_text()}",
+            workers=count,
+            latency_bound=True,
+            accounts_per_second=rate,
+            usage=result.usage.as_dict(),
+            accounts=result.converged,
+            users=users,
+            **result.rss_dict(),
+        )
+        report.ratio(
+            NAME,
+            f"latency-bound throughput {count} worker{'s' if count > 1 else ''} / "
+            "concurrency / latency",
+            rate / ceiling,
+            f"{rate:.0f} vs {ceiling:.0f} accounts/s; goal within 15% (0.85x or more)",
+        )
+        report.ratio(
+            NAME,
+            f"latency-bound throughput {count} worker{'s' if count > 1 else ''} / floor",
+            rate / floor_rate,
+            f"{rate:.0f} vs {floor_rate:.0f} accounts/s for the bare client in the same run",
+        )
+
+
 def _idle_poll() -> float:
     """The idle poll of the worker subprocesses (they read the same environment)."""
     return Settings().idle_poll_seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.workers --latency-bound [--users N] [--json FILE]``: only the
+    latency-bound throughput (1, 2 and 4 workers), which the machine's load moves little."""
+    parser = argparse.ArgumentParser(prog="python -m bench.workers", description=main.__doc__)
+    parser.add_argument(
+        "--latency-bound", action="store_true", required=True, help="the latency-bound runs only"
+    )
+    parser.add_argument("--users", type=int, default=3_000, help="accounts per run")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    args = parser.parse_args(argv)
+    mode = Mode.pick(quick=False, full=False)
+    report = Report()
+    load = os.getloadavg()
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    report.section(f"workers (PostgreSQL), latency-bound: {args.users:,} accounts")
+    with tempfile.TemporaryDirectory(prefix="hw-bench-") as scratch:
+        databases = Databases(Path(scratch))
+        try:
+            latency_bound(Context(mode, report, databases, Path(scratch)), args.users)
+        finally:
+            databases.close()
+    if args.json is not None:
+        meta = {"load_before": load, "load_after": os.getloadavg(), "users": args.users}
+        report.dump(args.json, meta)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 import json
@@ -206,6 +207,26 @@ def test_short_delay_only_slows(proxy: FaultProxyThread, client: httpx.Client) -
     (entry,) = proxy.requests()
     assert entry.forwarded and entry.upstream_status == 200
     assert entry.duration is not None and entry.duration >= 0.2
+
+
+def test_delayed_requests_wait_together(proxy: FaultProxyThread) -> None:
+    """A delay holds each request on its own: 32 delayed requests are all in the proxy at
+    once (a far-away app with concurrency 32), not waiting one after another."""
+    proxy.delay(2.0, path=r"/ServiceProviderConfig$")
+
+    async def send_all() -> None:
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(base_url=proxy.base_url, limits=limits, timeout=60) as client:
+            answers = await asyncio.gather(
+                *(client.get("/ServiceProviderConfig") for _ in range(32))
+            )
+        assert all(answer.status_code == 200 for answer in answers)
+
+    asyncio.run(send_all())
+    entries = proxy.requests()
+    assert len(entries) == 32 and all(entry.fault == "delay:2" for entry in entries)
+    # Every request arrived before the first one was answered.
+    assert max(e.time for e in entries) < min(e.time + (e.duration or 0) for e in entries)
 
 
 def test_malformed_json(proxy: FaultProxyThread, client: httpx.Client) -> None:
