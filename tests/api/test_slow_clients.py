@@ -2,11 +2,13 @@
 a byte at a time has its connection closed once ``HEADWATER_HEADER_TIMEOUT_SECONDS`` or
 ``HEADWATER_BODY_TIMEOUT_SECONDS`` have passed, while other clients are served as usual and a
 slow *answer* (the application's own time) is never cut. The server runs as ``headwater serve``
-configures uvicorn (``headwater.serving``)."""
+configures uvicorn (``headwater.serving``), over each of its two HTTP protocols: httptools (with
+uvloop; skipped where they are not installed) and h11."""
 
 from __future__ import annotations
 
 import logging
+import re
 import select
 import socket
 import time
@@ -17,6 +19,7 @@ import pytest
 
 from headwater.db import tables as t
 from headwater.runtime import Runtime
+from headwater.serving import MAX_HEAD_BYTES, fast_protocol
 from headwater.testing.toolkit import LiveServer, api_token, count_rows
 
 BOUND = 1.0  # seconds, both deadlines
@@ -24,11 +27,27 @@ SLACK = 1.0
 DRIBBLE = 0.2  # seconds between two bytes
 
 
+@pytest.fixture(
+    params=[
+        pytest.param(
+            True,
+            id="httptools",
+            marks=pytest.mark.skipif(not fast_protocol(), reason="httptools or uvloop missing"),
+        ),
+        pytest.param(False, id="h11"),
+    ]
+)
+def fast(request: pytest.FixtureRequest) -> bool:
+    """Which of ``headwater serve``'s two HTTP protocols the server runs."""
+    value: bool = request.param
+    return value
+
+
 @pytest.fixture
-def server(sqlite_runtime: Runtime) -> Iterator[LiveServer]:
+def server(sqlite_runtime: Runtime, fast: bool) -> Iterator[LiveServer]:
     sqlite_runtime.settings.header_timeout_seconds = BOUND
     sqlite_runtime.settings.body_timeout_seconds = BOUND
-    with LiveServer(sqlite_runtime) as live:
+    with LiveServer(sqlite_runtime, fast=fast) as live:
         yield live
 
 
@@ -139,13 +158,71 @@ def test_a_slow_answer_is_not_cut_off(server: LiveServer, monkeypatch: pytest.Mo
         assert response.status_code == 401  # read in full, then refused: no token
 
 
-def test_an_idle_kept_alive_connection_is_closed(sqlite_runtime: Runtime) -> None:
+def test_an_idle_kept_alive_connection_is_closed(sqlite_runtime: Runtime, fast: bool) -> None:
     sqlite_runtime.settings.header_timeout_seconds = 30  # only the keep-alive setting acts
     sqlite_runtime.settings.keep_alive_seconds = 1
-    with LiveServer(sqlite_runtime) as live, _connect(live) as idle:
+    with LiveServer(sqlite_runtime, fast=fast) as live, _connect(live) as idle:
         idle.sendall(b"GET /health HTTP/1.1\r\nHost: headwater\r\n\r\n")
         assert _read_response(idle).startswith(b"HTTP/1.1 200")
         start = time.monotonic()
         readable, _, _ = select.select([idle], [], [], 1 + SLACK + 2)
         assert readable and idle.recv(65536) == b"", "the idle connection was kept"
         assert time.monotonic() - start <= 1 + SLACK
+
+
+def test_headers_without_end_are_refused(server: LiveServer) -> None:
+    """Headers sent fast but without end are answered 400 once past ``MAX_HEAD_BYTES`` (h11's
+    own bound), well before the header deadline: the server never holds more of them."""
+    with _connect(server) as greedy:
+        greedy.sendall(b"GET /health HTTP/1.1\r\nHost: headwater\r\n")
+        filler = b"X-Filler: " + b"f" * 1000 + b"\r\n"
+        start = time.monotonic()
+        answer = b""
+        try:
+            for _ in range(4 * MAX_HEAD_BYTES // len(filler)):
+                greedy.sendall(filler)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        greedy.settimeout(BOUND / 2)
+        try:
+            while chunk := greedy.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    assert time.monotonic() - start < BOUND
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    _served_meanwhile(server)
+
+
+def test_a_pipelined_request_is_answered_in_order(server: LiveServer) -> None:
+    """Two requests in one write: both answered, in order, on the same connection (the
+    deadlines follow the one being answered, not the one waiting behind it)."""
+    with _connect(server) as client:
+        client.sendall(
+            b"GET /health HTTP/1.1\r\nHost: headwater\r\n\r\n"
+            b"GET /nowhere HTTP/1.1\r\nHost: headwater\r\n\r\n"
+        )
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < 2 or not answers.endswith(b"}"):
+            chunk = client.recv(65536)
+            assert chunk, f"closed after {answers!r}"
+            answers += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d{3})", answers) == [b"200", b"404"]
+
+
+def test_serve_uses_httptools_and_uvloop_when_installed(sqlite_runtime: Runtime) -> None:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from headwater.serving import DeadlineProtocol, uvicorn_config
+
+    config = uvicorn_config(object(), sqlite_runtime.settings, host="127.0.0.1", port=1)
+    if fast_protocol():
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        assert issubclass(config.http, HttpToolsProtocol)
+        assert config.loop == "uvloop"
+    else:
+        assert issubclass(config.http, DeadlineProtocol)
+        assert issubclass(config.http, H11Protocol)
+        assert config.loop == "asyncio"
+    assert config.http.header_seconds == sqlite_runtime.settings.header_timeout_seconds

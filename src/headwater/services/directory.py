@@ -205,9 +205,13 @@ def create_user(
     _set_identity(user, clean)
     session.add(user)
     _flush_unique(session, LOGIN_TAKEN)
-    _log(session, actor, "user.lifecycle.create", "Create Okta user", _user_target(user))
+    # The events as rows, not ORM objects: the same rows as ``record`` without a unit of work
+    # (and a second flush) for what is a create's most frequent write besides the user.
+    target = (_user_target(user),)
+    events = [Pending("user.lifecycle.create", "Create Okta user", target)]
     if activate:
-        _log(session, actor, "user.lifecycle.activate", "Activate Okta user", _user_target(user))
+        events.append(Pending("user.lifecycle.activate", "Activate Okta user", target))
+    record_many(session, actor, events)
     for group in groups:
         _insert_membership(session, actor, group, user, now)
     if groups:

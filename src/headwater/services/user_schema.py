@@ -35,8 +35,14 @@ SCHEMA_ID = "default"
 
 
 def load(session: Session, *, lock: bool = False) -> UserSchema:
-    row = session.get(t.UserSchema, SCHEMA_ID, with_for_update=lock)
-    return UserSchema.from_json(row.definition if row else None)
+    if lock:  # the row stays in the session for ``update`` to change
+        row = session.get(t.UserSchema, SCHEMA_ID, with_for_update=True)
+        return UserSchema.from_json(row.definition if row else None)
+    # Every create and profile change reads it: the column alone, without an ORM object.
+    definition = session.execute(
+        select(t.UserSchema.definition).where(t.UserSchema.id == SCHEMA_ID)
+    ).scalar()
+    return UserSchema.from_json(definition)
 
 
 def expression_types(session: Session) -> dict[str, Type] | None:

@@ -422,9 +422,12 @@ class StubResolver:
 
 class LiveServer:
     """Headwater served by uvicorn in a thread on a loopback port (with its worker, if asked),
-    configured as ``headwater serve`` configures it."""
+    configured as ``headwater serve`` configures it (``fast``: httptools and uvloop, or h11 and
+    asyncio; by default what ``serve`` would pick)."""
 
-    def __init__(self, runtime: Runtime, *, start_worker: bool = False) -> None:
+    def __init__(
+        self, runtime: Runtime, *, start_worker: bool = False, fast: bool | None = None
+    ) -> None:
         import uvicorn
 
         from headwater.server import create_app
@@ -438,6 +441,7 @@ class LiveServer:
             runtime.settings,
             host="127.0.0.1",
             port=self.port,
+            fast=fast,
             log_level="warning",
             lifespan="on",
         )
