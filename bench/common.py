@@ -551,20 +551,27 @@ class Context:
 # --- A real API process -------------------------------------------------------------------------
 
 
-@contextmanager
-def served_api(url: str, data_dir: Path, profile: Path | None = None) -> Iterator[tuple[str, int]]:
-    """``headwater serve --no-worker`` on a free loopback port (under cProfile when ``profile``
-    names the output file); yields its base URL and process id."""
-    port = free_port()
+def headwater_env(url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``headwater`` subprocess on database ``url``: this checkout's
+    sources first on its path, the benchmarks' secret key, then ``extra``."""
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[1] / "src")
     env.update(
         HEADWATER_DATABASE_URL=url,
         HEADWATER_SECRET_KEY=SECRET_KEY,
         HEADWATER_DATA_DIR=str(data_dir),
-        HEADWATER_LOG_LEVEL="ERROR",
         PYTHONPATH=os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p),
+        **extra,
     )
+    return env
+
+
+@contextmanager
+def served_api(url: str, data_dir: Path, profile: Path | None = None) -> Iterator[tuple[str, int]]:
+    """``headwater serve --no-worker`` on a free loopback port (under cProfile when ``profile``
+    names the output file); yields its base URL and process id."""
+    port = free_port()
+    env = headwater_env(url, data_dir, HEADWATER_LOG_LEVEL="ERROR")
     profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
     command = [sys.executable, *profiler, "-m", "headwater", "serve", "--no-worker"]
     command += ["--port", str(port)]

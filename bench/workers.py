@@ -50,6 +50,7 @@ from bench.common import (
     Usage,
     analyze,
     fmt_ms,
+    headwater_env,
     login_of,
     median,
     peak_rss,
@@ -112,15 +113,7 @@ def worker_processes(
     With ``settle``, also wait until every worker has refreshed its share of the per-app limits
     after the last one started (heartbeats come every 10 s).
     """
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env.update(
-        HEADWATER_DATABASE_URL=url,
-        HEADWATER_SECRET_KEY=SECRET_KEY,
-        HEADWATER_DATA_DIR=str(log_dir),
-        HEADWATER_OUTBOUND_ALLOW=LOOPBACK_ALLOW,
-        PYTHONPATH=os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p),
-    )
+    env = headwater_env(url, log_dir, HEADWATER_OUTBOUND_ALLOW=LOOPBACK_ALLOW)
     processes: list[subprocess.Popen[bytes]] = []
     logs = []
     try:
