@@ -99,6 +99,14 @@ def test_custom_expressions_enterprise_and_custom_attributes() -> None:
     }
 
 
+def test_a_mapped_extension_replaces_a_non_object_from_the_assignment() -> None:
+    """An assignment profile may give the extension as a plain value; the mapped attribute
+    still arrives, in an object, rather than failing the user's evaluation."""
+    mapping = AppMapping().updated({"costCenter": {"expression": '"CC-" + user.employeeNumber'}})
+    got = attrs(mapping, app_profile={ENTERPRISE: "not an object"})
+    assert got.extra == {ENTERPRISE: {"costCenter": "CC-42"}}
+
+
 def test_push_statuses() -> None:
     mapping = AppMapping().updated(
         {

@@ -712,7 +712,11 @@ def _pushed_value(target: Target, pushed: Mapping[str, Any]) -> Any:
 
 
 def _place(extra: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    """Set (or, for None, leave out) ``path`` in the extra attributes, copying nested objects."""
+    """Set (or, for None, leave out) ``path`` in the extra attributes, copying nested objects.
+
+    A value that is not an object where the path needs one (an assignment profile that gives
+    the enterprise extension as a string, say) is replaced: the mapping wins, as it does for
+    the built-in fields."""
     head, *rest = path
     if not rest:
         if value is None:
@@ -720,7 +724,8 @@ def _place(extra: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
         else:
             extra[head] = value
         return
-    nested = dict(extra.get(head) or {})
+    current = extra.get(head)
+    nested = dict(current) if isinstance(current, Mapping) else {}
     _place(nested, tuple(rest), value)
     if nested:
         extra[head] = nested
