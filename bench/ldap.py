@@ -1,14 +1,15 @@
 """LDAP push: accounts and one group of all of them pushed into a throwaway slapd by the engine,
-against a floor of the same LDAP writes sent by a bare ldap3 client (one add per entry, the
-group's members in modify batches of the same size, one connection). Prints both, their ratio,
-and the LDAP requests each sent.
+against two floors sent by a bare ldap3 client on one connection: the writes alone (one add per
+entry, the group's members in modify batches of the same size), and the same plus what linking
+needs (a look-up search per 100 names before their adds, the new entry's id from each add's
+Post-Read control), which are the operations Headwater sends but for resolving member DNs.
+Prints each, the ratios, and the LDAP requests each sent.
 
     python -m bench.ldap [--users 10000] [--batch 100] [--concurrency 2] [--repeat 1]
 
-Each round measures the floor and then Headwater, each against a fresh slapd; with
+Each round measures both floors and then Headwater, each against a fresh slapd; with
 ``--repeat`` the rounds alternate and the best of each is kept (the machine's load drifts).
-Not part of ``bench.run``: it needs slapd (``apt-get install slapd``).
-"""
+Not part of ``bench.run``: it needs slapd (``apt-get install slapd``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import ldap3
+from ldap3.protocol.rfc4527 import post_read_control
+from ldap3.utils.conv import escape_filter_chars
 
 from headwater.testing.slapd import Slapd
 from headwater.testing.toolkit import (
@@ -36,6 +39,9 @@ from headwater.testing.toolkit import (
 )
 
 _COUNTED = ("search", "add", "modify", "modify_dn", "delete")
+_POST_READ = "1.3.6.1.1.13.2"
+#: Names per look-up search (the connector's default ``lookupBatchSize``).
+LOOKUP_BATCH = 100
 
 
 @contextmanager
@@ -98,20 +104,41 @@ def engine_seconds(
             runtime.close()
 
 
-def floor_seconds(accounts: int, batch: int) -> tuple[float, collections.Counter[str]]:
-    """The same entries and memberships written by one bare, bound ldap3 connection."""
+def floor_seconds(
+    accounts: int, batch: int, *, linking: bool = False
+) -> tuple[float, collections.Counter[str]]:
+    """The same entries and memberships written by one bare, bound ldap3 connection.
+
+    ``linking``: also what any provisioner that links rather than duplicates must send, as
+    Headwater does: before each ``LOOKUP_BATCH`` adds, one search for those names (the filter
+    Headwater's batched look-up sends), and each add asks for the new entry's ``entryUUID``
+    with the Post-Read control (the id a link keys on). Without it: the writes alone."""
+    attributes = ["entryUUID", "uid", "uid", "pwdAccountLockedTime"]
     with Slapd() as server, server.connect() as conn, counted() as counts:
         started = time.perf_counter()
         dns = []
-        for i in range(accounts):
-            uid = f"user{i:06d}@example.com"
-            dn = f"uid={uid},{server.people_base}"
-            conn.add(
-                dn,
-                ["top", "person", "organizationalPerson", "inetOrgPerson"],
-                {"uid": uid, "cn": f"User {i}", "sn": f"{i}", "givenName": "User", "mail": uid},
-            )
-            dns.append(dn)
+        uids = [f"user{i:06d}@example.com" for i in range(accounts)]
+        for start in range(0, accounts, LOOKUP_BATCH):
+            chunk = uids[start : start + LOOKUP_BATCH]
+            if linking:
+                terms = "".join(f"(uid={escape_filter_chars(u)})" for u in chunk)
+                conn.search(
+                    server.people_base, f"(&(objectClass=*)(|{terms}))", attributes=attributes
+                )
+                if conn.entries:
+                    raise SystemExit("the floor's directory is not empty")
+            for offset, uid in enumerate(chunk):
+                i = start + offset
+                dn = f"uid={uid},{server.people_base}"
+                conn.add(
+                    dn,
+                    ["top", "person", "organizationalPerson", "inetOrgPerson"],
+                    {"uid": uid, "cn": f"User {i}", "sn": f"{i}", "givenName": "User", "mail": uid},
+                    controls=[post_read_control(attributes)] if linking else None,
+                )
+                if linking and not conn.result.get("controls", {}).get(_POST_READ):
+                    raise SystemExit("slapd sent no Post-Read answer")
+                dns.append(dn)
         group = f"cn=Everyone,{server.groups_base}"
         conn.add(group, ["top", "groupOfNames"], {"cn": "Everyone", "member": [""]})
         for start in range(0, len(dns), batch):
@@ -135,20 +162,27 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="rounds; the best of each is kept")
     args = parser.parse_args()
-    floors, engines = [], []
+    floors, linked, engines = [], [], []
     for round_ in range(1, max(1, args.repeat) + 1):
         floor, floor_counts = floor_seconds(args.users, args.batch)
+        link, link_counts = floor_seconds(args.users, args.batch, linking=True)
         engine, engine_counts = engine_seconds(args.users, args.batch, args.concurrency)
         floors.append(floor)
+        linked.append(link)
         engines.append(engine)
-        print(f"round {round_}: bare {floor:.2f} s, headwater {engine:.2f} s")
-    floor, engine = min(floors), min(engines)
-    print(f"bare ldap3: {args.users} entries + group in {floor:.2f} s ({_requests(floor_counts)})")
+        print(
+            f"round {round_}: bare writes {floor:.2f} s, bare linking {link:.2f} s, "
+            f"headwater {engine:.2f} s"
+        )
+    floor, link, engine = min(floors), min(linked), min(engines)
+    print(f"bare ldap3, writes only: {floor:.2f} s ({_requests(floor_counts)})")
+    print(f"bare ldap3, linking:     {link:.2f} s ({_requests(link_counts)}, Post-Read on adds)")
     print(
-        f"headwater:  {args.users} entries + group in {engine:.2f} s "
+        f"headwater:               {engine:.2f} s "
         f"({_requests(engine_counts)}; maxConcurrency {args.concurrency})"
     )
-    print(f"ratio ldap: {engine:.2f} / {floor:.2f} = {engine / floor:.2f}x")
+    print(f"ratio ldap: {engine:.2f} / {link:.2f} = {engine / link:.2f}x (the linking floor)")
+    print(f"ratio ldap-writes: {engine:.2f} / {floor:.2f} = {engine / floor:.2f}x (writes only)")
 
 
 if __name__ == "__main__":

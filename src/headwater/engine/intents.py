@@ -83,17 +83,20 @@ def _insert_pending(
         return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    rows = [
-        {"mapping_id": mapping_id, "user_id": u, "external_id": e, "pending": True}
-        for u, e in members
-    ]
-    for start in range(0, len(rows), 1000):
-        stmt = insert(t.PushMember).values(rows[start : start + 1000])
-        # A member recorded under an account id that changed (the account was recreated):
-        # the row follows the new id, pending, so removing the old id later keeps it.
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["mapping_id", "user_id"],
-            set_={"external_id": stmt.excluded.external_id, "pending": True},
-            where=t.PushMember.external_id != stmt.excluded.external_id,
-        )
-        session.execute(stmt)
+    stmt = insert(t.PushMember)
+    # A member recorded under an account id that changed (the account was recreated):
+    # the row follows the new id, pending, so removing the old id later keeps it.
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["mapping_id", "user_id"],
+        set_={"external_id": stmt.excluded.external_id, "pending": True},
+        where=t.PushMember.external_id != stmt.excluded.external_id,
+    )
+    # One statement with many parameter sets on the session's connection: compiled once and
+    # cached, where a multi-row VALUES list would be compiled again for every batch.
+    session.connection().execute(
+        stmt,
+        [
+            {"mapping_id": mapping_id, "user_id": u, "external_id": e, "pending": True}
+            for u, e in members
+        ],
+    )
