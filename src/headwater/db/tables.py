@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    desc,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -562,7 +563,10 @@ class ReconcileKey(Base):
     #: Set when this reconcile must read downstream state back (full reconcile, drift check).
     observe: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    __table_args__ = (Index("ix_reconcile_keys_not_before", "not_before"),)
+    #: A claim walks this index in its order (due first, user keys before push keys of the same
+    #: time) and stops at its limit: every key of one bulk enqueue shares ``not_before``, and
+    #: an index of that column alone made each claim sort them all.
+    __table_args__ = (Index("ix_reconcile_keys_due", "not_before", desc("kind")),)
 
 
 class WorkerHeartbeat(Base):
