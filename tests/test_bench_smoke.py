@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench import provision, push, run
+from bench import claims, provision, push, run
 from bench.common import Context, Databases, IncompleteRun, Mode, Report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,3 +146,11 @@ def test_push_honours_runs(tmp_path: Path) -> None:
         assert len(walls) == 3
         assert rows[name]["usage"]["wall"] == sorted(walls)[1]
     assert len(ctx.report.ratios) == 3
+
+
+@pytest.mark.parametrize("index", list(claims.INDEXES))
+def test_the_claims_bench_claims_and_finishes_full_batches(tmp_path: Path, index: str) -> None:
+    """``bench.claims`` on a small SQLite queue, with each index it compares."""
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    claim, finish = claims.claim_and_finish_ms(url, tmp_path, 600, 2, claims.INDEXES[index])
+    assert claim > 0 and finish > 0

@@ -24,13 +24,13 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.db.rowsets import rows_in
 from headwater.domain.states import KeyKind
 
 __all__ = [
@@ -131,8 +131,9 @@ def claim(
     session.execute(
         update(key)
         .where(
-            tuple_(key.app_id, key.kind, key.subject_id).in_(
-                [(row.app_id, row.kind, row.subject_id) for row in rows]
+            rows_in(
+                (key.app_id, key.kind, key.subject_id),
+                [(row.app_id, row.kind, row.subject_id) for row in rows],
             )
         )
         .values(
@@ -186,8 +187,9 @@ def finish_many(session: Session, keys: Sequence[ClaimedKey]) -> None:
         session.execute(
             delete(key)
             .where(
-                tuple_(key.app_id, key.kind, key.subject_id, key.generation).in_(
-                    [(k.app_id, k.kind.value, k.subject_id, k.generation) for k in chunk]
+                rows_in(
+                    (key.app_id, key.kind, key.generation, key.subject_id),
+                    [(k.app_id, k.kind.value, k.generation, k.subject_id) for k in chunk],
                 )
             )
             .execution_options(synchronize_session=False)
@@ -196,8 +198,9 @@ def finish_many(session: Session, keys: Sequence[ClaimedKey]) -> None:
         session.execute(
             update(key)
             .where(
-                tuple_(key.app_id, key.kind, key.subject_id).in_(
-                    [(k.app_id, k.kind.value, k.subject_id) for k in chunk]
+                rows_in(
+                    (key.app_id, key.kind, key.subject_id),
+                    [(k.app_id, k.kind.value, k.subject_id) for k in chunk],
                 )
             )
             .values(claimed_by=None, claimed_generation=None, lease_until=None)
@@ -248,8 +251,9 @@ def extend(
     session.execute(
         update(key)
         .where(
-            tuple_(key.app_id, key.kind, key.subject_id).in_(
-                [(k.app_id, k.kind, k.subject_id) for k in keys]
+            rows_in(
+                (key.app_id, key.kind, key.subject_id),
+                [(k.app_id, k.kind.value, k.subject_id) for k in keys],
             ),
             key.claimed_by == worker_id,
         )

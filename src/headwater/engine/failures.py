@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
@@ -25,6 +25,7 @@ from headwater.connectors.scrub import scrub_text
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.leases import ClaimedKey
+from headwater.db.rowsets import rows_in
 from headwater.domain import operations as ops
 from headwater.domain.fate import ErrorClass
 from headwater.domain.mapping import MappingError
@@ -186,7 +187,7 @@ def clear_tasks(session: Session, app_id: str, keys: Sequence[ClaimedKey]) -> No
             delete(t.Task)
             .where(
                 t.Task.app_id == app_id,
-                tuple_(t.Task.kind, t.Task.subject_id).in_(pairs[start : start + 500]),
+                rows_in((t.Task.kind, t.Task.subject_id), pairs[start : start + 500]),
             )
             .execution_options(synchronize_session=False)
         )

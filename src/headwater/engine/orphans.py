@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from headwater import clock
@@ -21,6 +21,7 @@ from headwater.db import events
 from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import Actor, Target
+from headwater.db.rowsets import rows_in
 from headwater.domain.connection import ConnectionInfo
 from headwater.domain.operations import RemoveMembers
 from headwater.engine import snapshot
@@ -105,7 +106,7 @@ def _forget_orphans(database: Database, actor: Actor, app_id: str, done: list[Or
     keys = [(b.mapping_id, e) for b in done for e in b.external_ids]
     with database.transaction() as session:
         session.execute(
-            delete(t.Orphan).where(tuple_(t.Orphan.mapping_id, t.Orphan.external_id).in_(keys))
+            delete(t.Orphan).where(rows_in((t.Orphan.mapping_id, t.Orphan.external_id), keys))
         )
         message = f"{len(keys)} unknown member(s) removed from pushed groups"
         events.record(

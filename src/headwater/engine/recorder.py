@@ -263,6 +263,8 @@ def _record_operation(
                 session.execute(
                     delete(t.PushMember).where(
                         t.PushMember.mapping_id == mapping_id,
+                        # The plain IN lets SQLite use the key; the pairs then pick the rows.
+                        t.PushMember.user_id.in_([u for u, _ in known]),
                         tuple_(t.PushMember.user_id, t.PushMember.external_id).in_(known),
                     )
                 )

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, select, tuple_, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from headwater import clock
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Actor, Target, record
+from headwater.db.rowsets import rows_in
 from headwater.domain.expressions import Facts
 from headwater.domain.group_rules import (
     CompiledRule,
@@ -212,7 +213,7 @@ def write_changes(
         present = set(
             session.execute(
                 select(t.Membership.group_id, t.Membership.user_id).where(
-                    tuple_(t.Membership.group_id, t.Membership.user_id).in_(pairs)
+                    rows_in((t.Membership.group_id, t.Membership.user_id), pairs)
                 )
             ).all()
         )
@@ -227,9 +228,14 @@ def write_changes(
     for chunk in _chunks(remove_list):
         session.execute(
             delete(t.GroupRuleMember).where(
-                tuple_(
-                    t.GroupRuleMember.rule_id, t.GroupRuleMember.group_id, t.GroupRuleMember.user_id
-                ).in_(chunk)
+                rows_in(
+                    (
+                        t.GroupRuleMember.rule_id,
+                        t.GroupRuleMember.group_id,
+                        t.GroupRuleMember.user_id,
+                    ),
+                    chunk,
+                )
             )
         )
         pairs = sorted({(g, u) for _, g, u in chunk})
@@ -240,7 +246,7 @@ def write_changes(
         rows = session.execute(
             delete(t.Membership)
             .where(
-                tuple_(t.Membership.group_id, t.Membership.user_id).in_(pairs),
+                rows_in((t.Membership.group_id, t.Membership.user_id), pairs),
                 t.Membership.manual.is_(False),
                 ~held,
             )
