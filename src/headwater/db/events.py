@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -116,13 +115,23 @@ def _raw_insert(
 
 
 class Buffer:
-    """Events of one transaction held as rows and written in two multi-row inserts by
+    """Events of one transaction held as rows and written in two ``executemany`` inserts by
     :meth:`write`: the same rows as :func:`record` (id and time taken when the event is added,
-    so the log's order is unchanged), without an ORM object per event."""
+    so the log's order is unchanged), without an ORM object per event. Each row's JSON is
+    encoded once as it is added (the actor and a repeated target once per buffer), and the
+    rows go to the driver as they are (see :func:`_raw_insert`)."""
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.targets: list[dict[str, str]] = []
+        #: (id, published, event_type, severity, message, outcome, reason, actor, targets).
+        self.events: list[tuple[Any, ...]] = []
+        self.targets: list[tuple[str, str]] = []
+        self._encoded: dict[Actor | Target, str] = {}
+
+    def _json(self, item: Actor | Target) -> str:
+        text = self._encoded.get(item)
+        if text is None:
+            text = self._encoded[item] = json.dumps(item.as_json())
+        return text
 
     def add(
         self,
@@ -135,34 +144,51 @@ class Buffer:
         reason: str | None = None,
     ) -> None:
         event_id = ids.new_id("evt")
+        encoded = self._json
         self.events.append(
-            {
-                "id": event_id,
-                "uuid": str(uuid.uuid4()),
-                "published": clock.utcnow(),
-                "event_type": event_type,
-                "severity": "WARN" if outcome == "FAILURE" else "INFO",
-                "display_message": message,
-                "outcome_result": outcome,
-                "outcome_reason": reason,
-                "actor": actor.as_json(),
-                "targets": [target.as_json() for target in targets],
-                "debug": {},
-            }
+            (
+                event_id,
+                clock.utcnow(),
+                event_type,
+                "WARN" if outcome == "FAILURE" else "INFO",
+                message,
+                outcome,
+                reason,
+                encoded(actor),
+                "[" + ", ".join([encoded(target) for target in targets]) + "]",
+            )
         )
-        self.targets.extend(
-            {"target_id": target_id, "event_id": event_id}
-            for target_id in {target.id for target in targets}
-        )
+        self.targets.extend((target_id, event_id) for target_id in {t.id for t in targets})
 
     def write(self, session: Session) -> None:
         """Insert what was added (on the session's connection, in its transaction)."""
         if not self.events:
             return
         connection = session.connection()
-        connection.execute(insert(tables.Event), self.events)
+        published_type = tables.Event.__table__.c.published.type
+        convert = published_type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
+        noise = secrets.token_bytes(16 * len(self.events))  # one read for every uuid4
+        rows = []
+        for n, (event_id, published, kind, severity, text, result, why, who, aimed) in enumerate(
+            self.events
+        ):
+            row = {
+                "id": event_id,
+                "uuid": str(uuid.UUID(bytes=noise[16 * n : 16 * n + 16], version=4)),
+                "published": convert(published) if convert else published,
+                "event_type": kind,
+                "severity": severity,
+                "display_message": text,
+                "outcome_result": result,
+                "outcome_reason": why,
+                "actor": who,
+                "targets": aimed,
+                "debug": "{}",
+            }
+            rows.append(tuple(row[name] for name in _EVENT_COLUMNS))
+        _raw_insert(connection, "events", _EVENT_COLUMNS, rows)
         if self.targets:
-            connection.execute(insert(tables.EventTarget), self.targets)
+            _raw_insert(connection, "event_targets", ("target_id", "event_id"), self.targets)
         self.events, self.targets = [], []
 
 

@@ -510,6 +510,7 @@ def _confirm(database: Database, app: AppSnapshot, import_id: str) -> None:
                 "application.provision.user.import",
                 f"Account {row.external_id} in {app.label} linked by import",
             )
+        links.write()
         for chunk in _chunks(linked_accounts):
             session.execute(
                 delete(t.UnmanagedAccount).where(

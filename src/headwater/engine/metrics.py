@@ -104,12 +104,25 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_DatabaseCollector(database))
+        self._counted: dict[tuple[str, str, str, int | None], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
 
     def observe_request(
         self, app_id: str, method: str, path: str, status: int | None, seconds: float
     ) -> None:
-        self.requests.labels(app_id, method, path, "error" if status is None else str(status)).inc()
-        self.request_seconds.labels(app_id, method).observe(seconds)
+        """Count one downstream request. The labelled children are kept: ``labels()`` looks
+        its child up under a lock and validates the labels on every call, once per request."""
+        counted = self._counted.get((app_id, method, path, status))
+        if counted is None:
+            code = "error" if status is None else str(status)
+            counted = self._counted[(app_id, method, path, status)] = self.requests.labels(
+                app_id, method, path, code
+            )
+        counted.inc()
+        timed = self._timed.get((app_id, method))
+        if timed is None:
+            timed = self._timed[(app_id, method)] = self.request_seconds.labels(app_id, method)
+        timed.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -40,15 +40,21 @@ async def read_back(
     A failed read fails its key only; ``AppUnavailableError`` stops the whole app."""
     limit = asyncio.Semaphore(app.settings.max_concurrency)
 
-    async def account(work: AccountWork) -> None:
+    def unread(work: AccountWork) -> bool:
+        """Whether the account must be read alone (the listing answers the others here)."""
         record = work.snapshot.record
         if not (work.key.observe and record is not None and record.external_id):
-            return
+            return False
         if listing is not None and listing.serves(work.key):
             listed = listing.answer(work.snapshot)
             if listed is not None:
                 work.observed = listed
-                return
+                return False
+        return True
+
+    async def account(work: AccountWork) -> None:
+        record = work.snapshot.record
+        assert record is not None and record.external_id
         async with limit:
             try:
                 work.observed = await connector.get_user(record.external_id)
@@ -57,11 +63,14 @@ async def read_back(
             except DownstreamError as exc:
                 work.error = exc
 
+    def wanted(work: PushWork) -> bool:
+        snap = work.snapshot
+        asked = work.key.observe or snap.full_push
+        return bool(asked and snap.target_external_id and snap.status != MappingStatus.INACTIVE)
+
     async def push(work: PushWork) -> None:
         snap = work.snapshot
-        wanted = work.key.observe or snap.full_push
-        if not wanted or not snap.target_external_id or snap.status == MappingStatus.INACTIVE:
-            return
+        assert snap.target_external_id
         async with limit:
             try:
                 group = await connector.get_group(snap.target_external_id)
@@ -77,7 +86,10 @@ async def read_back(
         else:
             work.observed_members = group.member_ids
 
-    await asyncio.gather(*(account(w) for w in accounts), *(push(w) for w in pushes))
+    # A task only for what is read: a batch of new accounts reads nothing.
+    reads = [account(w) for w in accounts if unread(w)] + [push(w) for w in pushes if wanted(w)]
+    if reads:
+        await asyncio.gather(*reads)
     await _check_hidden_members(app, connector, pushes, limit)
 
 

@@ -317,10 +317,13 @@ class Reconciler:
         # to fill the requests (the transport still bounds the requests in flight).
         limit = asyncio.Semaphore(app.settings.max_concurrency * max(1, width))
 
+        def sends(outcome: Outcome) -> bool:
+            plan = outcome.work.plan
+            return outcome.error is None and plan is not None and bool(plan.operations)
+
         async def run(outcome: Outcome) -> None:
             plan = outcome.work.plan
-            if outcome.error is not None or plan is None or not plan.operations:
-                return
+            assert plan is not None
             async with limit:
                 for operation in plan.operations:
                     if unavailable.is_set():
@@ -343,7 +346,10 @@ class Reconciler:
                         return
                     outcome.done.append((operation, result))
 
-        await asyncio.gather(*(run(o) for o in outcomes))
+        # A task only for a key with something to send.
+        sending = [run(o) for o in outcomes if sends(o)]
+        if sending:
+            await asyncio.gather(*sending)
         return outcomes
 
     def _fate(self, outcome: Outcome) -> Fate:

@@ -57,8 +57,9 @@ class _Batch:
 def record(database: Database, app: AppSnapshot, fates: Sequence[tuple[Outcome, Fate]]) -> None:
     """Write every outcome of one app's batch, and each key's fate, in one transaction.
 
-    Statements are set-based per batch: links read in one query, new rows inserted by one
-    batched flush at commit, keys finished and Tasks cleared in one statement each."""
+    Statements are set-based per batch: links read in one query, new ones inserted by one
+    ``executemany`` once every outcome is recorded (before anything reads them back), keys
+    finished and Tasks cleared in one statement each."""
     with database.transaction() as session, session.no_autoflush:
         users = [o.key.subject_id for o, _ in fates if o.key.kind is KeyKind.USER]
         batch = _Batch(
@@ -78,6 +79,7 @@ def record(database: Database, app: AppSnapshot, fates: Sequence[tuple[Outcome, 
                 reason = reason or fate.reason
                 continue
             _write_fate(batch, outcome, fate)
+        batch.links.write()
         leases.finish_many(session, batch.finished)
         failures.clear_tasks(session, app.id, batch.settled)
         if batch.pushed:
@@ -201,15 +203,15 @@ def _record_operation(
                 buffer=batch.events,
             )
         case ops.SetActive(user_id, _, active, attrs):
-            link = links.upsert(
+            pushed = {} if attrs is None else {"last_pushed": attrs.as_dict()}
+            links.upsert(
                 user_id,
                 state=LinkState.ACTIVE if active else LinkState.INACTIVE,
                 sync_state=SyncState.SYNCHRONIZED,
                 last_sync=now,
                 last_error=None,
+                **pushed,
             )
-            if attrs is not None:
-                link.last_pushed = attrs.as_dict()
             trail.account_event(
                 session,
                 app,

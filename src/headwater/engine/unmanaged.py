@@ -150,6 +150,7 @@ def _link(session: Session, app: AppSnapshot, row: t.UnmanagedAccount) -> None:
         row.last_error = f"{user.login} already has another account in this app"
         row.last_updated = now
         return
+    links.write()
     outbox.enqueue_users_for_apps(session, app.id, [user_id])
     labels = trail.load_labels(session, [user_id])
     trail.account_event(
