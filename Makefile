@@ -43,12 +43,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The rest runs on one pytest-xdist worker per core (each worker has its own databases and
-# downstream servers). The browser suite runs in its own session: Playwright's sync API keeps an
-# event loop running in the main thread for as long as the browser lives, which other tests'
-# asyncio.run() cannot share.
+# pytest-xdist workers: two per core, at most 8 (docs/decisions/0042). Many tests wait on
+# downstream servers, slapd, PostgreSQL and sockets, so one worker per core leaves the cores
+# partly idle; each worker has its own databases and downstream servers. The cap keeps a
+# many-core machine within a default PostgreSQL's 100 connections.
+TEST_WORKERS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) * 2 )); echo $$(( n > 8 ? 8 : n )))
+
+# The rest runs on TEST_WORKERS workers; worksteal lets an idle worker take queued tests from a
+# busy one, so no worker runs alone at the end. The browser suite runs in its own session:
+# Playwright's sync API keeps an event loop running in the main thread for as long as the
+# browser lives, which other tests' asyncio.run() cannot share.
 test: lint typecheck $(SCIMMY_STAMP)
-	$(BIN)/pytest -q -n auto --ignore=tests/browser
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal --ignore=tests/browser
 	$(BIN)/pytest -q tests/browser
 
 unit: $(STAMP)
