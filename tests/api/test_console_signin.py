@@ -148,7 +148,6 @@ def test_a_sign_in_flood_hashes_two_at_a_time_and_does_not_hold_up_api_writes(
     assert all("Sign-in is busy. Try again in a moment." in r.text for r in shed)
 
 
-@pytest.mark.slow
 def test_unknown_throttled_and_real_usernames_cost_the_same(
     app: FastAPI, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
