@@ -44,8 +44,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # pytest-xdist workers: one per core by default (docs/decisions/0042: four workers on two cores
-# were faster but starved the console sign-in test's throttled hashing past its one-minute
-# window). Each worker has its own databases and downstream servers.
+# were slower on a quiet machine and starved the console sign-in test's throttled hashing past
+# its one-minute window). Each worker has its own databases and downstream servers.
 TEST_WORKERS ?= auto
 
 # The rest runs on TEST_WORKERS workers; worksteal lets an idle worker take queued tests from a
