@@ -43,12 +43,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The rest runs on one pytest-xdist worker per core (each worker has its own databases and
-# downstream servers). The browser suite runs in its own session: Playwright's sync API keeps an
-# event loop running in the main thread for as long as the browser lives, which other tests'
-# asyncio.run() cannot share.
+# pytest-xdist workers: one per core by default (docs/decisions/0042: four workers on two cores
+# were slower on a quiet machine and starved the console sign-in test's throttled hashing past
+# its one-minute window). Each worker has its own databases and downstream servers.
+TEST_WORKERS ?= auto
+
+# The rest runs on TEST_WORKERS workers; worksteal lets an idle worker take queued tests from a
+# busy one, so no worker runs alone at the end. The browser suite runs in its own session:
+# Playwright's sync API keeps an event loop running in the main thread for as long as the
+# browser lives, which other tests' asyncio.run() cannot share.
 test: lint typecheck $(SCIMMY_STAMP)
-	$(BIN)/pytest -q -n auto --ignore=tests/browser
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal --ignore=tests/browser
 	$(BIN)/pytest -q tests/browser
 
 unit: $(STAMP)

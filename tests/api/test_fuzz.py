@@ -255,6 +255,7 @@ def _check(case: Any, data: Any, session: Any, token: str, seeds: Seeds, *, host
     _harvest(response, seeds)
 
 
+@pytest.mark.slow
 def test_no_server_errors(isolated: Runtime, subtests: pytest.Subtests) -> None:
     runtime = isolated
     seeds = _seed(runtime)

@@ -324,6 +324,7 @@ def test_the_console_lists_rules_and_previews_an_expression(runtime: Runtime) ->
         assert "did you mean String.toLowerCase?" in bad.text
 
 
+@pytest.mark.slow
 def test_oktas_two_thousand_rules_work_and_one_more_is_refused(sqlite_runtime: Runtime) -> None:
     runtime = sqlite_runtime
     group = create_group(runtime, "Engineering")

@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -97,6 +98,7 @@ def _all(client: TestClient, path: str) -> list[dict[str, Any]]:
     return items
 
 
+@pytest.mark.slow
 def test_import_matches_confirms_without_creates_and_guards_deactivation(
     runtime: Runtime, downstream: InProcessScim, client: TestClient
 ) -> None:

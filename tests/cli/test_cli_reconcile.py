@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from headwater import clock
@@ -51,6 +52,7 @@ def downstream_count(downstream: ScimServerProcess, domain: str) -> int:
     return sum(u["userName"].endswith(f"@{domain}") for u in scim.users())
 
 
+@pytest.mark.slow
 def test_reconcile_800_users_with_live_progress(
     cli: Cli, runtime: Runtime, downstream: ScimServerProcess
 ) -> None:

@@ -609,6 +609,7 @@ def test_normalise_replaces_only_what_varies() -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("curl") is None and os.environ.get("CI", "").lower() != "true",
     reason="curl is not installed",

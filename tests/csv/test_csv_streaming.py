@@ -15,6 +15,8 @@ import gc
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
 from headwater.runtime import Runtime
@@ -47,6 +49,7 @@ def peak_of(runtime: Runtime, path: Path) -> tuple[int, csv_import.Summary]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_file(sqlite_runtime: Runtime, tmp_path: Path) -> None:
     create_group(sqlite_runtime, "Big")
     create_group(sqlite_runtime, "Small")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from headwater.runtime import Runtime
@@ -331,6 +332,7 @@ def test_deleting_the_source_group_deletes_downstream_when_the_app_says_so(
     assert (mapping["status"], mapping["targetGroupId"]) == ("INACTIVE", None)
 
 
+@pytest.mark.slow
 def test_a_thousand_member_push_is_batched(
     client: TestClient, runtime: Runtime, downstream: InProcessScim
 ) -> None:

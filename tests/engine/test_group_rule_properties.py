@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -181,6 +182,7 @@ def _apply(runtime: Runtime, model: Model, ids: dict[str, list[str]], action: An
         model.kept[a] = set()
 
 
+@pytest.mark.slow
 @settings(
     max_examples=30,
     deadline=None,
