@@ -10,7 +10,7 @@ object each, and its unit-of-work flush, cost more than the row.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -49,23 +49,12 @@ class NewLink:
     pushed_given: bool = False
 
     def row(self) -> dict[str, Any]:
-        return {
-            "app_id": self.app_id,
-            "user_id": self.user_id,
-            "external_id": self.external_id,
-            "user_name": self.user_name,
-            "state": self.state,
-            "sync_state": self.sync_state,
-            "last_pushed": self.last_pushed
-            if self.pushed_given or self.last_pushed is not None
-            else null(),
-            "last_sync": self.last_sync,
-            "last_error": self.last_error,
-            "created": self.created,
-            "last_updated": self.last_updated,
-            "status_changed": self.status_changed,
-            "deprovision_started": self.deprovision_started,
-        }
+        """The row to insert: every field but ``pushed_given``, which only decides between
+        JSON ``null`` and SQL NULL for ``last_pushed``."""
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pushed_given"}
+        if not self.pushed_given and self.last_pushed is None:
+            row["last_pushed"] = null()
+        return row
 
 
 Link = t.AppUserLink | NewLink
