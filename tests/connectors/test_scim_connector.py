@@ -512,3 +512,37 @@ async def test_a_server_that_never_answers_times_out_within_the_request_timeout(
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_cookies_an_app_sets_are_sent_back(harness: InProcessScim) -> None:
+    """The client reads cookies only from responses that set one (to spare the rest the
+    cost), and still sends back what an app set, as any HTTP client would (a load balancer's
+    affinity cookie); requests go to the app's base URL however they are built."""
+    inner = harness.transport
+    seen: list[tuple[str, str | None]] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.headers.get("cookie")))
+        response = await inner.handle_async_request(request)
+        if request.method == "GET" and request.url.path.endswith("/Users"):
+            response.headers["Set-Cookie"] = "affinity=node-2; Path=/"
+        return response
+
+    scim = ScimConnector(
+        "http://scim.test/v2/",
+        auth=None,
+        settings=ProvisioningSettings(),
+        transport=httpx.MockTransport(handler),
+    )
+    async with scim:
+        await scim.create_user(alice())
+        assert await scim.find_user("alice@example.com") is not None
+        created = await scim.create_user(alice(user_name="bob@example.com", external_id="00u-b"))
+        await scim.get_user(created.id)
+    assert [path for path, _ in seen] == [
+        "/v2/Users",
+        "/v2/Users",
+        "/v2/Users",
+        f"/v2/Users/{created.id}",
+    ]
+    assert [cookie for _, cookie in seen] == [None, None, "affinity=node-2", "affinity=node-2"]

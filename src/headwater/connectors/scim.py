@@ -312,6 +312,16 @@ def _scrubbed(
     return guarded
 
 
+class _SetCookiesOnly(httpx.Cookies):
+    """The client's cookie jar, read only from responses that set a cookie: httpx otherwise
+    wraps every response and its request in ``urllib`` adapters to look for one, a fifth of a
+    look-up's cost in the client."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
 def _user_payload(attrs: AccountAttributes, *, context: Context) -> dict[str, Any]:
     """The full SCIM User for ``attrs``: core + enterprise schemas, ``extra`` merged on top."""
     try:
@@ -528,6 +538,10 @@ class ScimConnector:
                 "Content-Type": SCIM_MEDIA_TYPE,
             },
         )
+        self._client._cookies = _SetCookiesOnly()
+        #: Requests go to absolute URLs built here: httpx's merging of a relative one into
+        #: ``base_url`` parses twice, about two thirds of building a request.
+        self._base = str(self._client.base_url.copy_with(fragment=None))
 
     def __repr__(self) -> str:
         # The base URL only: never the auth object or headers.
@@ -631,7 +645,9 @@ class ScimConnector:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._deadline):
-                response = await self._client.request(method, path, content=content)
+                response = await self._client.request(
+                    method, self._base + path.lstrip("/"), content=content
+                )
             status = response.status_code
             return response
         except DownstreamError:  # raised by an auth flow (OAuth token endpoint)
