@@ -4,6 +4,9 @@ or in its own process (:class:`SinkProcess`), optionally far away, for the laten
 
 It costs next to nothing: no parsing beyond the path, every lookup finds nobody, every create
 answers the user sent, reads answer the users created, a listing pages the created users.
+With ``bulk`` it announces SCIM Bulk (1,000 operations, 1 MiB, as scim2-server does) and answers
+``POST /Bulk`` the same way operation by operation (each create's answer is its ``location``);
+without, it announces none, so figures taken before Bulk stay comparable.
 
 The latency-bound ``workers`` runs need a downstream that holds many requests at once and costs
 next to nothing, and whose cost does not land in the benchmark process: served from a thread
@@ -49,30 +52,61 @@ _EMPTY = json.dumps(
         "Resources": [],
     }
 ).encode()
-_CONFIG = json.dumps(
-    {
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "patch": {"supported": True},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": True, "maxResults": 200},
-        "changePassword": {"supported": False},
-        "sort": {"supported": False},
-        "etag": {"supported": False},
-        "authenticationSchemes": [],
-    }
-).encode()
+_NO_BULK = {"supported": False, "maxOperations": 0, "maxPayloadSize": 0}
+_BULK = {"supported": True, "maxOperations": 1000, "maxPayloadSize": 1_048_576}
+_BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
+
+
+def _config(bulk: bool) -> bytes:
+    return json.dumps(
+        {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "patch": {"supported": True},
+            "bulk": _BULK if bulk else _NO_BULK,
+            "filter": {"supported": True, "maxResults": 200},
+            "changePassword": {"supported": False},
+            "sort": {"supported": False},
+            "etag": {"supported": False},
+            "authenticationSchemes": [],
+        }
+    ).encode()
 
 
 class CannedScim:
     """A SCIM service provider that answers from canned bytes and counts requests."""
 
-    def __init__(self, latency: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, *, bulk: bool = False) -> None:
         #: Seconds every request waits before its answer (a far-away app); 0 answers at once.
         self.latency = latency
         self.requests: Counter[str] = Counter()
+        self._config = _config(bulk)
         self._ids = itertools.count(1)
         #: What each created user answers to ``GET /Users/{id}`` (for re-reconciles).
         self.users: dict[str, bytes] = {}
+        #: Accounts created, alone or as operations of Bulk requests.
+        self.created = 0
+
+    def _create(self, sent: dict[str, Any]) -> tuple[str, bytes]:
+        sent["id"] = f"u{next(self._ids)}"
+        payload = json.dumps(sent).encode()
+        self.users[sent["id"]] = payload
+        self.created += 1
+        return sent["id"], payload
+
+    def _bulk(self, body: bytes, base: str) -> bytes:
+        """Each operation answered as alone: a create by its ``location``, a change 200."""
+        answers = []
+        for operation in json.loads(body).get("Operations", []):
+            method, path = operation.get("method"), operation.get("path", "")
+            answer = {"method": method, "bulkId": operation.get("bulkId")}
+            if method == "POST":
+                created, _ = self._create(dict(operation.get("data") or {}))
+                answer |= {"status": "201", "location": f"{base}{path}/{created}"}
+            else:
+                answer |= {"status": "204" if method == "DELETE" else "200"}
+                answer["location"] = f"{base}{path}"
+            answers.append(answer)
+        return json.dumps({"schemas": [_BULK_RESPONSE], "Operations": answers}).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,12 +126,12 @@ class CannedScim:
         ] += 1
         status, payload = 200, _EMPTY
         if path.endswith("/ServiceProviderConfig"):
-            payload = _CONFIG
+            payload = self._config
+        elif method == "POST" and resource == "Bulk":
+            payload = self._bulk(body, path.removesuffix("/Bulk"))
         elif method == "POST":
-            sent = json.loads(body)
-            sent["id"] = f"u{next(self._ids)}"
-            status, payload = 201, json.dumps(sent).encode()
-            self.users[sent["id"]] = payload
+            _, created = self._create(json.loads(body))
+            status, payload = 201, created
         elif method == "GET" and resource.startswith("Users/"):
             found = self.users.get(resource.split("/", 1)[1])
             status, payload = (200, found) if found is not None else (404, b"")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench import claims, provision, push, run
+from bench import bulk, claims, engine, provision, push, run
 from bench.common import Context, Databases, IncompleteRun, Mode, Report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,3 +154,26 @@ def test_the_claims_bench_claims_and_finishes_full_batches(tmp_path: Path, index
     url = f"sqlite:///{tmp_path / 'claims.db'}"
     claim, finish = claims.claim_and_finish_ms(url, tmp_path, 600, 2, claims.INDEXES[index])
     assert claim > 0 and finish > 0
+
+
+@pytest.mark.e2e
+def test_the_engine_bench_sends_bulk_creates_first(tiny: Context) -> None:
+    """``bench.engine``'s Bulk + create-first mode at tiny size: every account created, no
+    look-up, the creates in Bulk requests (far fewer requests than accounts)."""
+    url = tiny.databases.sqlite()
+    sending = engine.SENDINGS[-1]
+    assert sending.bulk and not sending.lookup_before_create
+    figures = engine.measure(tiny, url, TINY.provision_users, sending)
+    assert 0 < figures["requests_per_account"] < 0.5
+    assert figures["cpu_ms_per_account"] > 0
+    assert figures["rereconcile_writes"] == 0
+
+
+@pytest.mark.e2e
+def test_the_bulk_bench_creates_first_without_look_ups(tiny: Context) -> None:
+    """``bench.bulk``'s create-first run at tiny size, against scim2-server announcing Bulk."""
+    result = bulk.run_headwater(tiny, TINY.provision_users, lookup_before_create=False)
+    sent = result.requests
+    assert sum(n for name, n in sent.items() if name.startswith("POST") and "Bulk" in name) >= 1
+    assert not any(name.startswith("GET") and "Users" in name for name in sent), sent
+    assert result.usage.wall > 0

@@ -84,8 +84,13 @@ def load_example(api: httpx.Client, scim_url: str, scim_token: str) -> dict[str,
             json={"baseUrl": scim_url, "profile": {"authScheme": "TOKEN", "token": scim_token}},
         )
     )
+    # scim2-server answers a duplicate userName with 409: new accounts are created first, and
+    # only one that already exists is looked up (and linked).
     _check(
-        api.put(f"/api/v1/apps/{app['id']}/provisioning/settings", json={"lookupBatchSize": 100})
+        api.put(
+            f"/api/v1/apps/{app['id']}/provisioning/settings",
+            json={"lookupBatchSize": 100, "lookupBeforeCreate": False},
+        )
     )
     _check(api.put(f"/api/v1/apps/{app['id']}/groups/{groups['Accounting']}", json={"priority": 0}))
     _check(
@@ -163,7 +168,8 @@ def run_demo(*, port: int) -> None:
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     DEMO_DIR.mkdir(parents=True)
     scim_token = secrets.token_urlsafe(24)
-    # scim2-server implements SCIM Bulk and filters joined by "or": the demo app uses both.
+    # scim2-server implements SCIM Bulk, filters joined by "or" and unique userNames: the demo
+    # app uses all three.
     downstream = ScimServerProcess(bearer_token=scim_token, extra_args=["--bulk"])
     # OpenLDAP's slapd, when installed: a directory of its own in a temporary folder.
     no_slapd = slapd_missing()

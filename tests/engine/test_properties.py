@@ -384,12 +384,19 @@ def test_any_sequence_converges_to_the_desired_state(start: Start, actions: list
     bulk=st.booleans(),
     lookup_batch_size=st.sampled_from([0, 2, 50]),
     update_method=st.sampled_from(["PUT", "PATCH"]),
+    lookup_before_create=st.booleans(),
 )
 def test_any_sequence_converges_with_bulk_and_batched_lookups(
-    start: Start, actions: list[Any], bulk: bool, lookup_batch_size: int, update_method: str
+    start: Start,
+    actions: list[Any],
+    bulk: bool,
+    lookup_batch_size: int,
+    update_method: str,
+    lookup_before_create: bool,
 ) -> None:
     """The same property with the app options that change how requests are sent: writes in
-    SCIM Bulk requests (the app announces Bulk), accounts looked up several at a time."""
+    SCIM Bulk requests (the app announces Bulk), accounts looked up several at a time, or
+    created first (looked up only on a 409)."""
     with fresh_world() as (runtime, client):
         run_scenario(
             runtime,
@@ -399,6 +406,7 @@ def test_any_sequence_converges_with_bulk_and_batched_lookups(
             bulk=bulk,
             lookup_batch_size=lookup_batch_size,
             update_method=update_method,
+            lookup_before_create=lookup_before_create,
         )
 
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields
-from typing import Any
+from enum import StrEnum
+from typing import Any, get_type_hints
 
-from headwater.domain.settings import ProvisioningSettings, check_changes, public_name
+from headwater.domain.settings import (
+    BOUNDS,
+    MAX_TEXT,
+    ProvisioningSettings,
+    check_changes,
+    public_name,
+)
 from headwater.errors import InvalidRequest
 
-__all__ = ["parse_app_filter", "parse_settings_changes", "settings_json"]
+__all__ = ["parse_app_filter", "parse_settings_changes", "settings_body_schema", "settings_json"]
 
 
 _FILTER_TERM = re.compile(r'^\s*(status|name)\s+eq\s+"([^"]*)"\s*$', re.IGNORECASE)
@@ -46,3 +53,23 @@ def parse_settings_changes(data: Any) -> dict[str, Any]:
         cause = f"{', '.join(unknown)}: unknown setting"
         raise InvalidRequest("Api validation failed: " + cause, [cause])
     return check_changes({by_public_name[key]: value for key, value in data.items()})
+
+
+def settings_body_schema() -> dict[str, Any]:
+    """``openapi_extra`` for the settings body, made from the settings themselves (types,
+    values, bounds), so the schema, and every client and fuzz that reads it, knows each one."""
+    properties: dict[str, Any] = {}
+    for name, kind in get_type_hints(ProvisioningSettings).items():
+        if kind is bool:
+            schema: dict[str, Any] = {"type": "boolean"}
+        elif isinstance(kind, type) and issubclass(kind, StrEnum):
+            schema = {"type": "string", "enum": [member.value for member in kind]}
+        elif kind is str:
+            schema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
+        else:
+            low, high = BOUNDS[name]
+            schema = {"type": "integer" if kind is int else "number"}
+            schema |= {"minimum": low, "maximum": high}
+        properties[public_name(name)] = schema
+    body = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": body}}}}

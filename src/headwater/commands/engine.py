@@ -133,6 +133,8 @@ def plan(
     summary = ", ".join(f"{name} {count}" for name, count in result["summary"].items())
     message = f"{len(operations)} operation(s): {summary}" if operations else "Nothing to send"
     console.print(f"{message}.", markup=False, highlight=False)
+    if result["summary"].get("CREATE_ACCOUNT") and result["accountCreates"] == "CREATE_FIRST":
+        console.print("Accounts are created first; one that exists (409) is looked up and linked.")
     if result["errors"]:
         console.print(f"{len(result['errors'])} user(s) wait for a mapping fix:")
         for error in result["errors"][:limit]:

@@ -98,6 +98,11 @@ class ProvisioningSettings:
     #: userNames one look-up asks for at once (``userName eq "a" or userName eq "b"``) before
     #: the accounts of a batch are created; 0 looks each one up alone.
     lookup_batch_size: int = 0
+    #: Look a new account up before creating it. False creates first and looks up only on a
+    #: 409 (for apps that enforce unique userNames, as RFC 7644 requires): one request per new
+    #: account instead of two. Not for LDAP apps (their uniqueness is the DN's, not the
+    #: matching attribute's).
+    lookup_before_create: bool = True
     #: Overrides the app's announced ``bulk.supported``: writes go in SCIM Bulk requests when
     #: the app takes them.
     bulk_support: BulkSupport = BulkSupport.ANNOUNCED

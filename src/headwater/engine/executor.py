@@ -1,9 +1,11 @@
 """Sends planned operations through a connector; knows nothing of the database.
 
 Each operation returns what the recorder needs (ids, whether an account was linked or made).
-Create is always lookup-then-POST, and a 409 falls back to lookup-and-link, so a retried or
+An account create is lookup-then-POST, and a 409 falls back to lookup-and-link, so a retried or
 crashed create never leaves a duplicate account or group. The look-up may have been made
 beforehand for the whole batch (``known``: see ``prefetch``); a 409 is then looked up again.
+With ``lookup_before_create`` off the POST goes first and only a 409 is looked up: the app's
+own uniqueness of userName (RFC 7644 §3.3) stands in for the look-up.
 """
 
 from __future__ import annotations
@@ -85,11 +87,14 @@ async def _update(
         await connector.replace_user(external_id, attrs)
 
 
-async def prefetch(connector: Connector, user_names: Sequence[str]) -> Known:
+async def prefetch(
+    connector: Connector, user_names: Sequence[str], settings: ProvisioningSettings
+) -> Known:
     """Look the accounts about to be created up in batches, when the connector can: one
     request per ``lookup_batch`` names instead of one each. A batch that fails settles
-    nothing (its names are looked up alone, as without batching)."""
-    if not isinstance(connector, BatchedLookups):
+    nothing (its names are looked up alone, as without batching). Nothing is looked up when
+    creates go first."""
+    if not settings.lookup_before_create or not isinstance(connector, BatchedLookups):
         return {}
     size = connector.lookup_batch
     names = list(dict.fromkeys(user_names))
@@ -113,7 +118,9 @@ async def _create_account(
     settings: ProvisioningSettings,
     known: Known,
 ) -> AccountResult:
-    if attrs.user_name in known:
+    if not settings.lookup_before_create and settings.create_users:
+        found = None
+    elif attrs.user_name in known:
         found = known[attrs.user_name]
     else:
         found = await connector.find_user(attrs.user_name)

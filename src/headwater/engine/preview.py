@@ -242,6 +242,9 @@ async def plan_app(
         "observed": observe,
         "operations": described,
         "summary": summary,
+        # How each CREATE_ACCOUNT is sent: looked up first (found: linked), or created first
+        # (a 409 is looked up and linked).
+        "accountCreates": "LOOK_UP_FIRST" if app.settings.lookup_before_create else "CREATE_FIRST",
         "attributeChanges": attribute_diffs,
         "errors": waiting,
         "orphans": orphans,

@@ -311,7 +311,7 @@ class Reconciler:
             for op in outcome.work.plan.operations
             if isinstance(op, ops.CreateAccount)
         ]
-        known = await prefetch(connector, creating) if creating else {}
+        known = await prefetch(connector, creating, app.settings) if creating else {}
         width = connector.bulk_operations if isinstance(connector, BulkWrites) else 0
         # With Bulk, a key waiting for its answer holds no connection: let enough keys run
         # to fill the requests (the transport still bounds the requests in flight).

@@ -22,6 +22,7 @@ from headwater.db.events import Actor, Target
 from headwater.db.paging import Page, fetch_page
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.dialects import Dialect, GroupWrites, MemberCheck, drift_repair, effective
+from headwater.domain.ldap import LDAP_APP_NAME
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.mapping import TemplatePreview, check_user_name_template, preview_user_names
 from headwater.domain.settings import ProvisioningSettings, public_name, with_changes
@@ -335,6 +336,7 @@ _TUNING_ONLY = frozenset(
         "membership_batch_size",
         "lookup_batch_size",
         "bulk_support",
+        "lookup_before_create",
         "update_method",
     }
 )
@@ -347,6 +349,12 @@ def update_settings(
     app = get_app(session, app_id)
     before = settings_of(app)
     after = with_changes(before, changes)
+    # A directory refuses a second entry only at the same DN, not at the same matching
+    # attribute: creating first could make a duplicate where a look-up would have linked.
+    require(
+        after.lookup_before_create or app.name != LDAP_APP_NAME,
+        "lookupBeforeCreate: LDAP apps always look an account up before creating it",
+    )
     if after.user_name_template != before.user_name_template:
         user_schema.check_template(session, after.user_name_template, "userNameTemplate")
     changed = sorted(n for n in after.to_json() if getattr(before, n) != getattr(after, n))

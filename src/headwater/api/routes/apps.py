@@ -599,6 +599,7 @@ def get_provisioning_settings(db: DbDep, app_id: str) -> dict[str, Any]:
     "/apps/{app_id}/provisioning/settings",
     tags=["Headwater extension"],
     dependencies=[allow(P.APPS_WRITE, "app_id")],
+    openapi_extra=wire.settings_body_schema(),
 )
 def update_provisioning_settings(
     db: DbDep, actor: ActorDep, body: BodyDep, app_id: str
