@@ -171,7 +171,7 @@ class SambaDC:
         folder = self._folder
         self._output = open(folder / "samba.out", "ab")  # noqa: SIM115 (closed in stop)
         self._process = subprocess.Popen(
-            [SAMBA, "-i", "-M", "single", "-s", str(folder / "etc" / "smb.conf")],
+            [SAMBA, "-i", "-s", str(folder / "etc" / "smb.conf")],
             stdout=self._output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -231,12 +231,23 @@ class SambaDC:
             server,
             user=self.bind_dn,
             password=self.password,
-            auto_bind=True,
             raise_exceptions=True,
             receive_timeout=int(max(timeout, 10)),
             auto_range=False,
             return_empty_attributes=False,
         )
+        try:
+            conn.open()
+            conn.bind()
+        except BaseException:
+            # ldap3 leaves the socket of a connection that failed to open.
+            with contextlib.suppress(Exception):
+                conn.unbind()
+            sock = getattr(conn, "socket", None)
+            if sock is not None:
+                with contextlib.suppress(Exception):
+                    sock.close()
+            raise
         try:
             yield conn
         finally:
