@@ -123,6 +123,14 @@ def test_a_wrong_password_fails_the_test_without_echoing_it(
             {
                 "directory": "activeDirectory",
                 "deactivation": "DISABLE",
+                "userDnTemplate": "uid=${userName}",
+            },
+            "profile.userDnTemplate",
+        ),
+        (
+            {
+                "directory": "activeDirectory",
+                "deactivation": "DISABLE",
                 "groupObjectClass": "groupOfNames",
             },
             "profile.groupObjectClass",

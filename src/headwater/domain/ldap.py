@@ -330,6 +330,13 @@ def parse_profile(values: Mapping[str, Any], *, prefix: str = "profile.") -> Lda
     match = values.get("match_attribute") or ("sAMAccountName" if ad else "uid")
     if not isinstance(match, str) or not re.fullmatch(_ATTRIBUTE, match) or len(match) > 64:
         raise _invalid(f"{names['match_attribute']}: not an attribute name")
+    template = _template(
+        values.get("dn_template") or ("cn=${userName}" if ad else "uid=${userName}"),
+        names["dn_template"],
+    )
+    if ad and template.partition("=")[0].casefold() != "cn":
+        # AD names user entries by cn (the class's rDNAttID): another RDN is refused at add.
+        raise _invalid(f"{names['dn_template']}: must be cn=${{...}} for Active Directory")
     return LdapProfile(
         directory=directory,
         group_class=_group_class(values.get("group_class"), names["group_class"], directory),
@@ -341,10 +348,7 @@ def parse_profile(values: Mapping[str, Any], *, prefix: str = "profile.") -> Lda
         ca_pem=ca,
         disabled_base=disabled,
         deactivation=mode,
-        dn_template=_template(
-            values.get("dn_template") or ("cn=${userName}" if ad else "uid=${userName}"),
-            names["dn_template"],
-        ),
+        dn_template=template,
         match_attribute=match,
         connect_timeout=_seconds(values.get("connect_timeout"), names["connect_timeout"]),
         request_timeout=_seconds(values.get("request_timeout"), names["request_timeout"]),
