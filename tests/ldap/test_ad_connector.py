@@ -166,29 +166,43 @@ async def test_create_find_update_and_link_by_object_guid(samba: SambaDC, ad_ou:
 async def test_conflicts_link_by_sam_account_name_or_upn(samba: SambaDC, ad_ou: str) -> None:
     """An account that exists under another DN: AD refuses the add (sAMAccountName in use:
     entryAlreadyExists; userPrincipalName in use: constraintViolation), both a
-    ConflictError, and find_user finds the account to link."""
+    ConflictError, and find_user finds the account to link: by userPrincipalName, or by
+    sAMAccountName when the account has no userPrincipalName. One whose userPrincipalName is
+    another's is not linked by the local part."""
     ldap = connector(samba, ad_ou)
-    sam = unique("cl")
+    user = ["top", "person", "organizationalPerson", "user"]
+    sam, other, taken = unique("cl"), unique("up"), unique("tk")
     with samba.connect() as conn:
-        conn.add(
-            f"CN=Existing {sam},OU=people,{ad_ou}",
-            ["top", "person", "organizationalPerson", "user"],
-            {"sAMAccountName": sam, "userPrincipalName": f"{sam}@corp.example"},
-        )
-        other = unique("up")
+        conn.add(f"CN=Existing {sam},OU=people,{ad_ou}", user, {"sAMAccountName": sam})
         conn.add(
             f"CN=Existing {other},OU=people,{ad_ou}",
-            ["top", "person", "organizationalPerson", "user"],
+            user,
             {"sAMAccountName": unique("x"), "userPrincipalName": f"{other}@hw.test"},
+        )
+        conn.add(
+            f"CN=Existing {taken},OU=people,{ad_ou}",
+            user,
+            {"sAMAccountName": taken, "userPrincipalName": f"{taken}@corp.example"},
         )
     with pytest.raises(ConflictError, match="AD error"):
         await ldap.create_user(person(f"{sam}@hw.test"))
     found = await ldap.find_user(f"{sam}@hw.test")
-    assert found is not None and found.user_name == f"{sam}@corp.example"
+    assert found is not None and found.user_name == sam
+    assert read(samba, ad_ou, f"(sAMAccountName={sam})")["objectGUID"] == found.id
     with pytest.raises(ConflictError, match="constraintViolation"):
         await ldap.create_user(person(f"{other}@hw.test"))
     found = await ldap.find_user(f"{other}@hw.test")
     assert found is not None and found.user_name == f"{other}@hw.test"
+    # Someone else's sAMAccountName: not linked; the add is refused (a conflict left as is,
+    # which the engine makes a Task), and a mapped sAMAccountName creates the account. (A UPN
+    # in the domain's own realm would clash too: AD implies sAMAccountName@realm.)
+    elsewhere = f"{taken}@example.org"
+    assert await ldap.find_user(elsewhere) is None
+    with pytest.raises(ConflictError):
+        await ldap.create_user(person(elsewhere))
+    mapped = unique("mp")
+    created = await ldap.create_user(person(elsewhere, extra={"sAMAccountName": mapped}))
+    assert read(samba, ad_ou, f"(sAMAccountName={mapped})")["objectGUID"] == created.id
     await ldap.aclose()
 
 

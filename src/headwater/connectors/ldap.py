@@ -806,8 +806,10 @@ class LdapConnector:
 
     async def _find_ad_users(self, names: Sequence[str]) -> dict[str, RemoteAccount | None]:
         """Active Directory: a name is the ``userPrincipalName`` first, else the
-        ``sAMAccountName`` its local part gives (both compare without case there); every
-        name is settled by the one search."""
+        ``sAMAccountName`` its local part gives, but only on an account without a
+        ``userPrincipalName`` (one with another is someone else's: ``ann@a.example`` is not
+        ``ann@b.example``); both compare without case there. Every name is settled by the one
+        search."""
         terms = []
         for name in names:
             terms.append(f"(userPrincipalName={escape_filter_chars(name)})")
@@ -826,6 +828,8 @@ class LdapConnector:
                     account = self._remote_account(dn, entry)
                     for upn in entry.get("userprincipalname", []):
                         by_upn.setdefault(upn.casefold(), account)
+                    if entry.get("userprincipalname"):
+                        continue
                     for sam in entry.get("samaccountname", []):
                         by_sam.setdefault(sam.casefold(), account)
             found: dict[str, RemoteAccount | None] = {}
