@@ -114,6 +114,27 @@ def test_a_wrong_password_fails_the_test_without_echoing_it(
         ({"onMissingEntry": "IGNORE"}, "profile.onMissingEntry"),
         ({"onMissingEntry": "TASK" * 100}, "profile.onMissingEntry"),
         ({"authScheme": "TOKEN", "token": "t"}, "profile.authScheme"),
+        ({"directory": "novell"}, "profile.directory"),
+        ({"directory": "activeDirectory" * 10}, "profile.directory"),
+        ({"deactivation": "DISABLE"}, "profile.deactivation"),
+        ({"directory": "activeDirectory", "deactivation": "LOCK"}, "profile.deactivation"),
+        ({"groupObjectClass": "group"}, "profile.groupObjectClass"),
+        (
+            {
+                "directory": "activeDirectory",
+                "deactivation": "DISABLE",
+                "userDnTemplate": "uid=${userName}",
+            },
+            "profile.userDnTemplate",
+        ),
+        (
+            {
+                "directory": "activeDirectory",
+                "deactivation": "DISABLE",
+                "groupObjectClass": "groupOfNames",
+            },
+            "profile.groupObjectClass",
+        ),
     ],
 )
 def test_every_field_is_validated(

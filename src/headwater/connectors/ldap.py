@@ -9,6 +9,10 @@ only the attributes that differ. Group members are member DNs; reading a group m
 to the ``entryUUID`` of the accounts they name, so drift repair compares like with like, and a
 member DN that names no entry under the bases is reported as the DN itself.
 
+With the profile's ``directory: activeDirectory`` the entries speak Active Directory's dialect
+(``connectors.ad``): ``user`` entries linked by ``objectGUID``, deactivation by
+``userAccountControl``, ``group`` entries whose members are read by range retrieval.
+
 ldap3 is synchronous: each operation (one or a few LDAP requests) runs on a small thread pool,
 one bound connection per thread, at most ``max_concurrency`` at once per app, so the event loop
 never waits on the directory. A connection is opened to an address the outbound policy allows
@@ -40,6 +44,7 @@ from ldap3.protocol.rfc4527 import post_read_control
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
+from headwater.connectors import ad
 from headwater.connectors.errors import (
     AppUnavailableError,
     ConflictError,
@@ -52,7 +57,7 @@ from headwater.connectors.outbound import OutboundPolicy, Resolver, system_resol
 from headwater.connectors.scrub import MAX_DETAIL, Scrubber
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAccount, RemoteGroup
-from headwater.domain.ldap import Deactivation, LdapProfile, OnMissingEntry
+from headwater.domain.ldap import Deactivation, Directory, LdapProfile, OnMissingEntry
 from headwater.domain.settings import ProvisioningSettings
 
 __all__ = ["LOCKED", "LdapConnector", "ldap_error"]
@@ -89,20 +94,43 @@ _TRANSIENT = {3, 10, 11, 51, 52, 80}
 _UNAVAILABLE = {7, 8, 13, 48, 49, 50, 53}
 _BAD_INPUT = {16, 17, 18, 19, 20, 21, 34, 64, 65, 67, 69}
 
+#: Active Directory's extended error code at the start of its diagnostic message.
+_AD_EXTENDED = re.compile(r"^\s*([0-9A-Fa-f]{8}):")
+
 _T = TypeVar("_T")
 
 
 def ldap_error(
-    exc: Exception, operation: str, *, probing: bool = False, scrub: Scrubber | None = None
+    exc: Exception,
+    operation: str,
+    *,
+    probing: bool = False,
+    scrub: Scrubber | None = None,
+    directory: Directory = Directory.OPENLDAP,
 ) -> DownstreamError:
-    """The connector error for an ldap3 failure; its type tells the engine what to do."""
+    """The connector error for an ldap3 failure; its type tells the engine what to do.
+
+    Active Directory words an answer with an extended error code first (``0000052D: ...``):
+    there, unwillingToPerform with such a code refuses this request's content (a member that
+    does not exist, a password policy), not the app, and a constraintViolation on a name
+    already in use (``userPrincipalName``) is a conflict the engine links on.
+    """
     clean = scrub or Scrubber()
     where = f"LDAP {operation}"
     if isinstance(exc, lx.LDAPOperationResult):
         code = int(exc.result or 0)
         name = str(exc.description or "error")
-        detail = clean(str(exc.message or ""), limit=MAX_DETAIL)
+        text = str(exc.message or "")
+        detail = clean(text, limit=MAX_DETAIL)
         message = f"{where}: {name} ({code})"
+        if directory is Directory.ACTIVE_DIRECTORY:
+            extended = _AD_EXTENDED.match(text)
+            if extended:
+                message = f"{message}, AD error {extended.group(1).upper()}"
+            if code == 19 and ("already in use" in text or "userprincipalname" in text.lower()):
+                return ConflictError(message, detail=detail)
+            if code == 53 and extended:
+                return PermanentError(message, status=400, detail=detail)
         if code in _TRANSIENT:
             return TransientError(message, detail=detail)
         if code in _UNAVAILABLE:
@@ -205,6 +233,15 @@ def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+def _uac(entry: Mapping[str, list[str]]) -> int:
+    """An entry's ``userAccountControl`` (0 when it was not read)."""
+    values = entry.get("useraccountcontrol") or ["0"]
+    try:
+        return int(values[0])
+    except ValueError:
+        return 0
+
+
 def _chunks(values: Sequence[_T], size: int) -> list[Sequence[_T]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
@@ -236,6 +273,16 @@ def _attributes(attrs: AccountAttributes, match_attribute: str) -> dict[str, lis
     if not any(k.casefold() == match_attribute.casefold() for k in result):
         result[match_attribute] = [attrs.user_name]
     return result
+
+
+def _entry(found: Mapping[str, Any]) -> tuple[str, dict[str, list[str]]]:
+    """(DN, folded attributes) of a search answer; a binary objectGUID as its canonical text."""
+    entry = _folded(found.get("attributes") or {})
+    raw = found.get("raw_attributes") or {}
+    guids = raw.get("objectGUID") if hasattr(raw, "get") else None
+    if guids:
+        entry["objectguid"] = [ad.guid_text(bytes(g)) for g in guids if len(g) == 16]
+    return str(found["dn"]), entry
 
 
 class _Pool:
@@ -278,6 +325,7 @@ class LdapConnector:
         gate: Gate | None = None,
         observe: Callable[[bool], None] | None = None,
         on_request: RequestHook | None = None,
+        member_range: int = ad.MEMBER_RANGE,
     ) -> None:
         parts = urlsplit(url)
         self.url = url
@@ -303,6 +351,12 @@ class LdapConnector:
         #: The pushed groups' object class and the attribute that holds their members.
         self._group_class = str(profile.group_class)
         self._member = profile.group_class.member_attribute
+        self._ad = profile.active_directory
+        #: The attribute that links an entry (and its folded key in a read entry).
+        self._ida = "objectGUID" if self._ad else "entryUUID"
+        self._idk = self._ida.casefold()
+        #: Values of ``member`` asked for per range-retrieval request (Active Directory).
+        self.member_range = member_range
 
     #: LDAP has no PATCH to refuse: every change is a modify.
     patch_refused = False
@@ -381,6 +435,10 @@ class LdapConnector:
             receive_timeout=self._request_timeout,
             auto_referrals=False,
             read_only=False,
+            # Active Directory's ranged ``member`` is read here, range by range (ldap3's own
+            # following trips over empty attributes).
+            auto_range=not self._ad,
+            return_empty_attributes=not self._ad,
         )
         try:
             conn.open()
@@ -449,7 +507,13 @@ class LdapConnector:
                 exc.args = (exc.message,)
                 raise exc from None
             except Exception as exc:
-                error = ldap_error(exc, operation, probing=probing, scrub=self.scrubber)
+                error = ldap_error(
+                    exc,
+                    operation,
+                    probing=probing,
+                    scrub=self.scrubber,
+                    directory=self.profile.directory,
+                )
                 self._seen(isinstance(error, TransientError | AppUnavailableError))
                 raise error from None
             finally:
@@ -496,16 +560,20 @@ class LdapConnector:
     def _search_uuid(
         self, conn: ldap3.Connection, bases: Sequence[str], value: str, attributes: Sequence[str]
     ) -> tuple[str, dict[str, list[str]]] | None:
-        """The entry whose entryUUID is ``value`` under ``bases``: (DN, attributes)."""
+        """The entry whose id (entryUUID, or AD's objectGUID) is ``value`` under ``bases``:
+        (DN, attributes)."""
         if not _is_uuid(value):
             return None
         for base in bases:
-            found = self._search(
-                conn, base, f"(entryUUID={escape_filter_chars(value)})", attributes
-            )
+            found = self._search(conn, base, self._id_filter(value), attributes)
             if found:
                 return found[0]
         return None
+
+    def _id_filter(self, value: str) -> str:
+        if self._ad:
+            return ad.guid_filter(value)
+        return f"(entryUUID={escape_filter_chars(value)})"
 
     @staticmethod
     def _search(
@@ -519,11 +587,7 @@ class LdapConnector:
             conn.search(base, query, search_scope=scope, attributes=list(attributes))
         except lx.LDAPNoSuchObjectResult:
             return []
-        return [
-            (str(e["dn"]), _folded(e.get("attributes", {})))
-            for e in conn.response or []
-            if e.get("type") == "searchResEntry"
-        ]
+        return [_entry(e) for e in conn.response or [] if e.get("type") == "searchResEntry"]
 
     def _paged(
         self, conn: ldap3.Connection, base: str, query: str, attributes: Sequence[str]
@@ -534,11 +598,7 @@ class LdapConnector:
             )
         except lx.LDAPNoSuchObjectResult:
             return []
-        return [
-            (str(e["dn"]), _folded(e.get("attributes", {})))
-            for e in entries or []
-            if e.get("type") == "searchResEntry"
-        ]
+        return [_entry(e) for e in entries or [] if e.get("type") == "searchResEntry"]
 
     @staticmethod
     def _post_read(conn: ldap3.Connection) -> dict[str, list[str]] | None:
@@ -552,18 +612,30 @@ class LdapConnector:
         return entry
 
     def _account_attributes(self) -> list[str]:
+        if self._ad:
+            return ["objectGUID", "sAMAccountName", "userPrincipalName", "userAccountControl"]
         return ["entryUUID", "uid", self.profile.match_attribute, "pwdAccountLockedTime"]
 
     def _remote_account(self, dn: str, entry: Mapping[str, list[str]]) -> RemoteAccount:
-        names = entry.get(self.profile.match_attribute.casefold()) or entry.get("uid") or [dn]
+        if self._ad:
+            names = entry.get("userprincipalname") or entry.get("samaccountname") or [dn]
+        else:
+            names = entry.get(self.profile.match_attribute.casefold()) or entry.get("uid") or [dn]
         match self.profile.deactivation:
+            case Deactivation.DISABLE:
+                active = not _uac(entry) & ad.ACCOUNTDISABLE
             case Deactivation.LOCK:
                 active = not entry.get("pwdaccountlockedtime")
             case Deactivation.MOVE:
                 active = not _under(dn, self.profile.disabled_base)
             case _:
                 active = True
-        return RemoteAccount(id=entry["entryuuid"][0], user_name=names[0], active=active)
+        return RemoteAccount(id=entry[self._idk][0], user_name=names[0], active=active)
+
+    def _wanted(self, attrs: AccountAttributes) -> dict[str, list[str] | None]:
+        if self._ad:
+            return ad.ad_attributes(attrs)
+        return _attributes(attrs, self.profile.match_attribute)
 
     def _dns_of(self, conn: ldap3.Connection, ids: Sequence[str]) -> dict[str, str]:
         """The current DN of each account id (entryUUID) that still names an entry; an id
@@ -574,10 +646,10 @@ class LdapConnector:
             if not _is_uuid(value) and "=" in value:
                 found[value] = value
         for chunk in _chunks(uuids, _FILTER_CHUNK):
-            query = "(|" + "".join(f"(entryUUID={escape_filter_chars(u)})" for u in chunk) + ")"
+            query = "(|" + "".join(self._id_filter(u) for u in chunk) + ")"
             for base in self._bases:
-                for dn, entry in self._search(conn, base, query, ["entryUUID"]):
-                    found[entry["entryuuid"][0].lower()] = dn
+                for dn, entry in self._search(conn, base, query, [self._ida]):
+                    found[entry[self._idk][0].lower()] = dn
         return {i: found[i.lower()] for i in ids if i.lower() in found} | {
             i: found[i] for i in ids if i in found
         }
@@ -587,14 +659,14 @@ class LdapConnector:
         by_dn: dict[str, str] = {}
         if len(dns) <= _READ_EACH:
             for dn in dns:
-                entries = self._search(conn, dn, "(objectClass=*)", ["entryUUID"], "BASE")
-                if entries and entries[0][1].get("entryuuid"):
-                    by_dn[_norm(dn)] = entries[0][1]["entryuuid"][0]
+                entries = self._search(conn, dn, "(objectClass=*)", [self._ida], "BASE")
+                if entries and entries[0][1].get(self._idk):
+                    by_dn[_norm(dn)] = entries[0][1][self._idk][0]
         else:
             for base in self._bases:
-                for dn, entry in self._paged(conn, base, "(objectClass=*)", ["entryUUID"]):
-                    if entry.get("entryuuid"):
-                        by_dn[_norm(dn)] = entry["entryuuid"][0]
+                for dn, entry in self._paged(conn, base, "(objectClass=*)", [self._ida]):
+                    if entry.get(self._idk):
+                        by_dn[_norm(dn)] = entry[self._idk][0]
         return [by_dn.get(_norm(dn), dn) for dn in dns]
 
     # -- connection --------------------------------------------------------------------------
@@ -604,10 +676,22 @@ class LdapConnector:
 
         def work(conn: ldap3.Connection) -> Capabilities:
             root = self._search(
-                conn, "", "(objectClass=*)", ["supportedLDAPVersion", "namingContexts"], "BASE"
+                conn,
+                "",
+                "(objectClass=*)",
+                ["supportedLDAPVersion", "namingContexts", "supportedCapabilities"],
+                "BASE",
             )
             if not root:
                 raise AppUnavailableError("LDAP test: the root DSE cannot be read")
+            is_ad = ad.AD_CAPABILITY in root[0][1].get("supportedcapabilities", [])
+            if is_ad != self._ad:
+                said = "activeDirectory" if self._ad else "openldap"
+                raise AppUnavailableError(
+                    f"LDAP test: the profile's directory is {said}, but the server "
+                    + ("is not" if self._ad else "is")
+                    + " Active Directory"
+                )
             for name, base in (
                 ("people", self.profile.people_base),
                 ("groups", self.profile.groups_base),
@@ -648,6 +732,9 @@ class LdapConnector:
 
     async def find_user(self, user_name: str) -> RemoteAccount | None:
         """The entry whose matching attribute equals ``user_name`` (exact value first)."""
+        if self._ad:
+            found = await self.find_users([user_name])
+            return found.get(user_name)
         attribute = self.profile.match_attribute
 
         def work(conn: ldap3.Connection) -> RemoteAccount | None:
@@ -655,7 +742,7 @@ class LdapConnector:
             loose = None
             for base in self._bases:
                 for dn, entry in self._search(conn, base, query, self._account_attributes()):
-                    if not entry.get("entryuuid"):
+                    if not entry.get(self._idk):
                         continue
                     values = entry.get(attribute.casefold(), [])
                     if user_name in values:
@@ -683,6 +770,8 @@ class LdapConnector:
         names = _unique(user_names)
         if not names:
             return {}
+        if self._ad:
+            return await self._find_ad_users(names)
         terms = "".join(f"({attribute}={escape_filter_chars(n)})" for n in names)
         query = f"(&(objectClass=*)(|{terms}))"
 
@@ -691,7 +780,7 @@ class LdapConnector:
                 (dn, entry)
                 for base in self._bases
                 for dn, entry in self._search(conn, base, query, self._account_attributes())
-                if entry.get("entryuuid")
+                if entry.get(self._idk)
             ]
             exact: dict[str, RemoteAccount] = {}
             folded: dict[str, RemoteAccount] = {}
@@ -715,6 +804,44 @@ class LdapConnector:
 
         return await self._run("search", work)
 
+    async def _find_ad_users(self, names: Sequence[str]) -> dict[str, RemoteAccount | None]:
+        """Active Directory: a name is the ``userPrincipalName`` first, else the
+        ``sAMAccountName`` its local part gives, but only on an account without a
+        ``userPrincipalName`` (one with another is someone else's: ``ann@a.example`` is not
+        ``ann@b.example``); both compare without case there. Every name is settled by the one
+        search."""
+        terms = []
+        for name in names:
+            terms.append(f"(userPrincipalName={escape_filter_chars(name)})")
+            sam = ad.derived_sam(name)
+            if sam is not None:
+                terms.append(f"(sAMAccountName={escape_filter_chars(sam)})")
+        query = f"(&(objectClass=user)(|{''.join(terms)}))"
+
+        def work(conn: ldap3.Connection) -> dict[str, RemoteAccount | None]:
+            by_upn: dict[str, RemoteAccount] = {}
+            by_sam: dict[str, RemoteAccount] = {}
+            for base in self._bases:
+                for dn, entry in self._search(conn, base, query, self._account_attributes()):
+                    if not entry.get(self._idk):
+                        continue
+                    account = self._remote_account(dn, entry)
+                    for upn in entry.get("userprincipalname", []):
+                        by_upn.setdefault(upn.casefold(), account)
+                    if entry.get("userprincipalname"):
+                        continue
+                    for sam in entry.get("samaccountname", []):
+                        by_sam.setdefault(sam.casefold(), account)
+            found: dict[str, RemoteAccount | None] = {}
+            for name in names:
+                local = ad.derived_sam(name)
+                found[name] = by_upn.get(name.casefold()) or (
+                    by_sam.get(local.casefold()) if local is not None else None
+                )
+            return found
+
+        return await self._run("search", work)
+
     async def get_user(self, id: str) -> RemoteAccount | None:
         def work(conn: ldap3.Connection) -> RemoteAccount | None:
             found = self._search_uuid(conn, self._bases, id, self._account_attributes())
@@ -728,6 +855,8 @@ class LdapConnector:
         if not attrs.active and self.profile.deactivation is Deactivation.MOVE:
             parent = self.profile.disabled_base or parent
         dn = f"{self._rdn(attrs)},{parent}"
+        if self._ad:
+            return await self._create_ad_user(dn, attrs)
         values = {k: v for k, v in _attributes(attrs, self.profile.match_attribute).items() if v}
 
         locking = not attrs.active and self.profile.deactivation is Deactivation.LOCK
@@ -743,18 +872,50 @@ class LdapConnector:
             if locking:
                 conn.modify(dn, {"pwdAccountLockedTime": [(ldap3.MODIFY_REPLACE, [LOCKED])]})
             found = self._search(conn, dn, "(objectClass=*)", self._account_attributes(), "BASE")
-            if not found or not found[0][1].get("entryuuid"):
+            if not found or not found[0][1].get(self._idk):
                 raise TransientError("LDAP add: the new entry cannot be read back")
             return self._remote_account(*found[0])
 
         return await self._run("add", work)
+
+    async def _create_ad_user(self, dn: str, attrs: AccountAttributes) -> RemoteAccount:
+        """Add a ``user`` without a password: AD creates it disabled and PASSWD_NOTREQD
+        (``userAccountControl`` 546). An active account then has ACCOUNTDISABLE cleared, the
+        other bits as the directory set them."""
+        values = {k: v for k, v in ad.ad_attributes(attrs).items() if v}
+        enable = attrs.active and self.profile.deactivation is Deactivation.DISABLE
+
+        def work(conn: ldap3.Connection) -> RemoteAccount:
+            conn.add(dn, list(ad.USER_CLASSES), values)
+            names = self._account_attributes()
+            found = self._search(conn, dn, "(objectClass=*)", names, "BASE")
+            if not found or not found[0][1].get(self._idk):
+                raise TransientError("LDAP add: the new entry cannot be read back")
+            dn_, entry = found[0]
+            if enable or self.profile.deactivation is not Deactivation.DISABLE:
+                dn_, entry = self._set_uac(conn, dn_, entry, disabled=False)
+            return self._remote_account(dn_, entry)
+
+        return await self._run("add", work)
+
+    @staticmethod
+    def _set_uac(
+        conn: ldap3.Connection, dn: str, entry: dict[str, list[str]], *, disabled: bool
+    ) -> tuple[str, dict[str, list[str]]]:
+        """Set or clear ACCOUNTDISABLE in ``userAccountControl`` as read, other bits kept."""
+        current = _uac(entry)
+        wanted = ad.with_disabled(current, disabled)
+        if wanted != current:
+            conn.modify(dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(wanted)])]})
+            entry = {**entry, "useraccountcontrol": [str(wanted)]}
+        return dn, entry
 
     def _modify_account(
         self, conn: ldap3.Connection, user_id: str, attrs: AccountAttributes | None, active: bool
     ) -> RemoteAccount:
         """Bring the entry to ``attrs`` (when given) and ``active``: a modrdn when its RDN
         changes, one modify of the attributes that differ, then the deactivation state."""
-        wanted = _attributes(attrs, self.profile.match_attribute) if attrs is not None else {}
+        wanted = self._wanted(attrs) if attrs is not None else {}
         names = [*self._account_attributes(), *wanted]
         found = self._search_uuid(conn, self._bases, user_id, names)
         if found is None:
@@ -785,6 +946,8 @@ class LdapConnector:
         self, conn: ldap3.Connection, dn: str, entry: dict[str, list[str]], active: bool
     ) -> tuple[str, dict[str, list[str]]]:
         match self.profile.deactivation:
+            case Deactivation.DISABLE:
+                dn, entry = self._set_uac(conn, dn, entry, disabled=not active)
             case Deactivation.LOCK:
                 locked = bool(entry.get("pwdaccountlockedtime"))
                 if active and locked:
@@ -829,7 +992,7 @@ class LdapConnector:
         """Delete the entry; one that is already gone counts as deleted."""
 
         def work(conn: ldap3.Connection) -> None:
-            found = self._search_uuid(conn, self._bases, id, ["entryUUID"])
+            found = self._search_uuid(conn, self._bases, id, [self._ida])
             if found is not None:
                 with contextlib.suppress(lx.LDAPNoSuchObjectResult):
                     conn.delete(found[0])
@@ -845,13 +1008,15 @@ class LdapConnector:
     def _read_group(
         self, conn: ldap3.Connection, group_id: str
     ) -> tuple[str, list[str], bool] | None:
-        """(DN, member DNs, whether it holds the placeholder) of the group, or None."""
-        found = self._search_uuid(
-            conn, [self.profile.groups_base], group_id, ["entryUUID", "cn", self._member]
-        )
+        """(DN, member DNs, whether it holds the placeholder) of the group, or None. Active
+        Directory's members are read by range retrieval (its groups may be empty)."""
+        names = [self._ida, "cn"] if self._ad else [self._ida, "cn", self._member]
+        found = self._search_uuid(conn, [self.profile.groups_base], group_id, names)
         if found is None:
             return None
         dn, entry = found
+        if self._ad:
+            return dn, self._ranged_members(conn, dn), False
         members = [_OPTIONAL_UID.sub("", m) for m in entry.get(self._member.casefold(), [])]
         return (
             dn,
@@ -859,17 +1024,37 @@ class LdapConnector:
             len(members) > len([m for m in members if m.strip()]),
         )
 
+    def _ranged_members(self, conn: ldap3.Connection, dn: str) -> list[str]:
+        """Every ``member`` value of the group, ``member_range`` values per request
+        (``member;range=0-1499``, then from where the directory's answer ended), so a group
+        larger than the server's MaxValRange is read whole."""
+        members: list[str] = []
+        start: int | None = 0
+        step = max(1, self.member_range)
+        while start is not None:
+            wanted = f"{self._member};range={start}-{start + step - 1}"
+            try:
+                conn.search(dn, "(objectClass=*)", search_scope="BASE", attributes=[wanted])
+            except lx.LDAPNoSuchObjectResult:
+                break
+            answer = next(
+                (e for e in conn.response or [] if e.get("type") == "searchResEntry"), None
+            )
+            if answer is None:
+                break
+            values, start = ad.member_range(answer.get("raw_attributes") or {}, self._member)
+            members += [bytes(v).decode("utf-8", errors="replace") for v in values]
+        return members
+
     async def find_group(self, display_name: str) -> RemoteGroup | None:
         def work(conn: ldap3.Connection) -> RemoteGroup | None:
             name = escape_filter_chars(display_name)
             query = f"(&(objectClass={self._group_class})(cn={name}))"
             loose = None
-            for dn, entry in self._search(
-                conn, self.profile.groups_base, query, ["entryUUID", "cn"]
-            ):
-                if not entry.get("entryuuid"):
+            for dn, entry in self._search(conn, self.profile.groups_base, query, [self._ida, "cn"]):
+                if not entry.get(self._idk):
                     continue
-                group = RemoteGroup(entry["entryuuid"][0], self._group_name(dn), None)
+                group = RemoteGroup(entry[self._idk][0], self._group_name(dn), None)
                 if group.display_name == display_name:
                     return group
                 loose = loose or group
@@ -902,16 +1087,21 @@ class LdapConnector:
         """Add an empty group (holding only the placeholder member)."""
         dn = f"cn={escape_rdn(display_name)},{self.profile.groups_base}"
 
+        if self._ad:
+            # AD's groups may be empty; a global security group named like its source.
+            values: dict[str, Any] = {
+                "cn": display_name,
+                "sAMAccountName": ad.group_account_name(display_name),
+            }
+        else:
+            values = {"cn": display_name, self._member: [PLACEHOLDER]}
+
         def work(conn: ldap3.Connection) -> RemoteGroup:
-            conn.add(
-                dn,
-                ["top", self._group_class],
-                {"cn": display_name, self._member: [PLACEHOLDER]},
-            )
-            found = self._search(conn, dn, "(objectClass=*)", ["entryUUID"], "BASE")
-            if not found or not found[0][1].get("entryuuid"):
+            conn.add(dn, ["top", self._group_class], values)
+            found = self._search(conn, dn, "(objectClass=*)", [self._ida], "BASE")
+            if not found or not found[0][1].get(self._idk):
                 raise TransientError("LDAP add: the new group cannot be read back")
-            return RemoteGroup(found[0][1]["entryuuid"][0], display_name, frozenset())
+            return RemoteGroup(found[0][1][self._idk][0], display_name, frozenset())
 
         return await self._run("add", work)
 
@@ -980,16 +1170,34 @@ class LdapConnector:
             if index == 0 and placeholder_held:
                 change.append((ldap3.MODIFY_DELETE, [PLACEHOLDER]))
                 placeholder_held = False
-            conn.modify(dn, {self._member: change})
+            self._modify_members(conn, dn, change)
             sent += 1
         batches = _chunks(to_remove, self._batch)
         for index, batch in enumerate(batches):
             change = [(ldap3.MODIFY_DELETE, list(batch))]
-            if left <= 0 and index == len(batches) - 1 and not placeholder_held:
+            last = index == len(batches) - 1
+            if left <= 0 and last and not placeholder_held and not self._ad:
                 change.insert(0, (ldap3.MODIFY_ADD, [PLACEHOLDER]))
-            conn.modify(dn, {self._member: change})
+            self._modify_members(conn, dn, change)
             sent += 1
         return sent
+
+    def _modify_members(
+        self, conn: ldap3.Connection, dn: str, change: list[tuple[str, list[str]]]
+    ) -> None:
+        """One modify of the group's members. Active Directory answers noSuchObject for a
+        member DN that names no entry (the group was just read, so it is there): that is the
+        request's fault, not a group to create again."""
+        try:
+            conn.modify(dn, {self._member: change})
+        except lx.LDAPNoSuchObjectResult as exc:
+            if not self._ad:
+                raise
+            raise PermanentError(
+                "LDAP modify: a member names no entry in Active Directory",
+                status=400,
+                detail=self.scrubber(str(exc.message or ""), limit=MAX_DETAIL),
+            ) from None
 
     async def patch_members(
         self,

@@ -23,6 +23,7 @@ __all__ = [
     "LDAP_SECRET_FIELDS",
     "PROFILE_FIELDS",
     "Deactivation",
+    "Directory",
     "GroupClass",
     "LdapProfile",
     "OnMissingEntry",
@@ -51,11 +52,23 @@ TEMPLATE_NAMES = frozenset(
 )
 
 
+class Directory(StrEnum):
+    """The directory's dialect: how entries are classed, linked, disabled and grouped."""
+
+    #: OpenLDAP and its kin: ``inetOrgPerson``, ``entryUUID``, ``groupOfNames``.
+    OPENLDAP = "openldap"
+    #: Active Directory (and Samba's AD DC): ``user``, ``objectGUID``, ``userAccountControl``,
+    #: ``group`` with ``member`` read by range retrieval.
+    ACTIVE_DIRECTORY = "activeDirectory"
+
+
 class Deactivation(StrEnum):
     """What deactivating an account does to its entry (reactivation undoes it)."""
 
     #: Set ``pwdAccountLockedTime`` (the ppolicy overlay's permanent lock).
     LOCK = "LOCK"
+    #: Set ``userAccountControl``'s ACCOUNTDISABLE bit (Active Directory only).
+    DISABLE = "DISABLE"
     #: Move the entry under the disabled base DN.
     MOVE = "MOVE"
     #: Delete the entry (reactivation creates it again).
@@ -67,10 +80,12 @@ class GroupClass(StrEnum):
 
     GROUP_OF_NAMES = "groupOfNames"
     GROUP_OF_UNIQUE_NAMES = "groupOfUniqueNames"
+    #: Active Directory's groups (only there).
+    GROUP = "group"
 
     @property
     def member_attribute(self) -> str:
-        return "member" if self is GroupClass.GROUP_OF_NAMES else "uniqueMember"
+        return "uniqueMember" if self is GroupClass.GROUP_OF_UNIQUE_NAMES else "member"
 
 
 class OnMissingEntry(StrEnum):
@@ -84,6 +99,7 @@ class OnMissingEntry(StrEnum):
 
 #: The profile's API names and their keys in the sealed connection secret.
 PROFILE_FIELDS: dict[str, str] = {
+    "directory": "directory",
     "bindDn": "bind_dn",
     "password": "password",
     "startTls": "start_tls",
@@ -188,6 +204,11 @@ class LdapProfile:
     on_missing: OnMissingEntry = OnMissingEntry.RECREATE
     connect_timeout: float | None = None
     request_timeout: float | None = None
+    directory: Directory = Directory.OPENLDAP
+
+    @property
+    def active_directory(self) -> bool:
+        return self.directory is Directory.ACTIVE_DIRECTORY
 
     def to_secret(self) -> dict[str, str]:
         """The profile as the plain strings stored in the sealed connection secret."""
@@ -205,6 +226,7 @@ class LdapProfile:
             "on_missing": str(self.on_missing),
             "connect_timeout": self.connect_timeout,
             "request_timeout": self.request_timeout,
+            "directory": str(self.directory),
         }
         return {k: str(v) for k, v in values.items() if v is not None}
 
@@ -247,11 +269,25 @@ def _template(value: Any, name: str) -> str:
     return f"{attribute.strip()}={rest.strip()}"
 
 
-def _group_class(value: Any, name: str) -> GroupClass:
+def _directory(value: Any, name: str) -> Directory:
+    if value is None or value == "":
+        return Directory.OPENLDAP
+    text = value.strip().casefold() if isinstance(value, str) and len(value) <= 64 else None
+    for option in Directory:
+        if text == option.value.casefold():
+            return option
+    raise _invalid(f"{name}: must be openldap or activeDirectory")
+
+
+def _group_class(value: Any, name: str, directory: Directory) -> GroupClass:
+    if directory is Directory.ACTIVE_DIRECTORY:
+        if value is None or value == "" or (isinstance(value, str) and value.strip() == "group"):
+            return GroupClass.GROUP
+        raise _invalid(f"{name}: must be group (or left out) for Active Directory")
     if value is None or value == "":
         return GroupClass.GROUP_OF_NAMES
     text = value.strip().casefold() if isinstance(value, str) and len(value) <= 64 else None
-    for option in GroupClass:
+    for option in (GroupClass.GROUP_OF_NAMES, GroupClass.GROUP_OF_UNIQUE_NAMES):
         if text == option.value.casefold():
             return option
     raise _invalid(f"{name}: must be groupOfNames or groupOfUniqueNames")
@@ -275,21 +311,35 @@ def parse_profile(values: Mapping[str, Any], *, prefix: str = "profile.") -> Lda
         not isinstance(ca, str) or len(ca) > MAX_PEM or "-----BEGIN CERTIFICATE-----" not in ca
     ):
         raise _invalid(f"{names['ca_pem']}: must be PEM certificates")
-    deactivation = values.get("deactivation") or Deactivation.LOCK
+    directory = _directory(values.get("directory"), names["directory"])
+    ad = directory is Directory.ACTIVE_DIRECTORY
+    deactivation = values.get("deactivation") or (Deactivation.DISABLE if ad else Deactivation.LOCK)
     try:
-        mode = Deactivation(str(deactivation).upper())
+        mode = Deactivation(str(deactivation).upper()[:16])
     except ValueError:
-        raise _invalid(f"{names['deactivation']}: must be LOCK, MOVE or DELETE") from None
+        mode = None
+    if ad and mode not in (Deactivation.DISABLE, Deactivation.MOVE, Deactivation.DELETE):
+        raise _invalid(f"{names['deactivation']}: must be DISABLE, MOVE or DELETE")
+    if mode is None or (not ad and mode is Deactivation.DISABLE):
+        raise _invalid(f"{names['deactivation']}: must be LOCK, MOVE or DELETE")
     disabled = values.get("disabled_base") or None
     if disabled is not None:
         disabled = check_dn(disabled, names["disabled_base"])
     if mode is Deactivation.MOVE and disabled is None:
         raise _invalid(f"{names['disabled_base']}: required when deactivation is MOVE")
-    match = values.get("match_attribute") or "uid"
+    match = values.get("match_attribute") or ("sAMAccountName" if ad else "uid")
     if not isinstance(match, str) or not re.fullmatch(_ATTRIBUTE, match) or len(match) > 64:
         raise _invalid(f"{names['match_attribute']}: not an attribute name")
+    template = _template(
+        values.get("dn_template") or ("cn=${userName}" if ad else "uid=${userName}"),
+        names["dn_template"],
+    )
+    if ad and template.partition("=")[0].casefold() != "cn":
+        # AD names user entries by cn (the class's rDNAttID): another RDN is refused at add.
+        raise _invalid(f"{names['dn_template']}: must be cn=${{...}} for Active Directory")
     return LdapProfile(
-        group_class=_group_class(values.get("group_class"), names["group_class"]),
+        directory=directory,
+        group_class=_group_class(values.get("group_class"), names["group_class"], directory),
         on_missing=_on_missing(values.get("on_missing"), names["on_missing"]),
         bind_dn=check_dn(values.get("bind_dn"), names["bind_dn"]),
         people_base=check_dn(values.get("people_base"), names["people_base"]),
@@ -298,7 +348,7 @@ def parse_profile(values: Mapping[str, Any], *, prefix: str = "profile.") -> Lda
         ca_pem=ca,
         disabled_base=disabled,
         deactivation=mode,
-        dn_template=_template(values.get("dn_template") or "uid=${userName}", names["dn_template"]),
+        dn_template=template,
         match_attribute=match,
         connect_timeout=_seconds(values.get("connect_timeout"), names["connect_timeout"]),
         request_timeout=_seconds(values.get("request_timeout"), names["request_timeout"]),

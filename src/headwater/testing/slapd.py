@@ -59,9 +59,12 @@ def _module(name: str) -> bool:
     return (MODULE_DIR / f"{name}.la").exists() or (MODULE_DIR / f"{name}.so").exists()
 
 
-def make_ca(folder: Path, name: str = "Headwater test CA") -> tuple[str, str, str]:
-    """A self-signed CA and a server certificate for 127.0.0.1 and localhost, written to
-    ``folder``; returns (CA PEM, server certificate path, server key path)."""
+def make_ca(
+    folder: Path, name: str = "Headwater test CA", *, address: str = LOOPBACK
+) -> tuple[str, str, str]:
+    """A self-signed CA and a server certificate for ``address`` (127.0.0.1 unless told) and
+    localhost, written to ``folder``; returns (CA PEM, server certificate path, server key
+    path)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -109,7 +112,7 @@ def make_ca(folder: Path, name: str = "Headwater test CA") -> tuple[str, str, st
         .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(address))]
             ),
             critical=False,
         )

@@ -83,6 +83,7 @@ if TYPE_CHECKING:
     from typer.testing import Result
 
     from headwater.connectors.scim import ScimConnector
+    from headwater.testing.samba import SambaDC
     from headwater.testing.slapd import Slapd
 
 __all__ = [
@@ -723,7 +724,7 @@ def create_scim_app(
 
 def create_ldap_app(
     runtime: Runtime,
-    server: Slapd,
+    server: Slapd | SambaDC,
     label: str = "Directory",
     *,
     password: str | None = None,
@@ -734,15 +735,29 @@ def create_ldap_app(
     """An active LDAP app (``headwater_ldap``) binding to ``server`` as its root DN, its
     people, groups and disabled bases; ``profile`` overrides connection fields by their
     secret keys (``deactivation``...), ``settings`` are applied as :func:`update_settings`
-    applies them. As the API does, an enabled connection is tested first. Returns the id."""
-    secret = {
-        "bind_dn": server.root_dn,
-        "password": server.root_password if password is None else password,
-        "people_base": server.people_base,
-        "groups_base": server.groups_base,
-        "disabled_base": server.disabled_base,
-        **(profile or {}),
-    }
+    applies them. As the API does, an enabled connection is tested first. Returns the id.
+
+    A Samba AD DC (``SambaDC``) is bound to as the domain's Administrator with the
+    ``activeDirectory`` dialect; its bases come from ``profile`` (a test's own OU)."""
+    from headwater.testing.slapd import Slapd
+
+    secret: dict[str, str]
+    if isinstance(server, Slapd):
+        secret = {
+            "bind_dn": server.root_dn,
+            "password": server.root_password if password is None else password,
+            "people_base": server.people_base,
+            "groups_base": server.groups_base,
+            "disabled_base": server.disabled_base,
+        }
+    else:
+        secret = {
+            "directory": "activeDirectory",
+            "bind_dn": server.bind_dn,
+            "password": server.password if password is None else password,
+            "ca_pem": server.ca_pem or "",
+        }
+    secret.update(profile or {})
     spec = connections.ConnectionSpec(LDAP_SCHEME, server.url, secret)
     with runtime.database.transaction() as session:
         spec_app = apps.AppSpec(label, LDAP_APP_NAME)

@@ -14,6 +14,7 @@ from headwater.domain.ldap import (
     LDAP_SCHEME,
     PROFILE_FIELDS,
     Deactivation,
+    Directory,
     GroupClass,
     LdapProfile,
     OnMissingEntry,
@@ -33,10 +34,18 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 #: Select fields: secret key to (label, choices as value and text).
 CHOICES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "directory": (
+        "Directory",
+        (
+            (Directory.OPENLDAP, "OpenLDAP (inetOrgPerson, entryUUID)"),
+            (Directory.ACTIVE_DIRECTORY, "Active Directory (user, objectGUID)"),
+        ),
+    ),
     "deactivation": (
         "Deactivation",
         (
             (Deactivation.LOCK, "LOCK: lock the entry (pwdAccountLockedTime)"),
+            (Deactivation.DISABLE, "DISABLE: Active Directory's account disabled bit"),
             (Deactivation.MOVE, "MOVE: move it under the disabled base DN"),
             (Deactivation.DELETE, "DELETE: delete it (reactivation creates it again)"),
         ),
@@ -46,6 +55,7 @@ CHOICES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
         (
             (GroupClass.GROUP_OF_NAMES, "groupOfNames (member)"),
             (GroupClass.GROUP_OF_UNIQUE_NAMES, "groupOfUniqueNames (uniqueMember)"),
+            (GroupClass.GROUP, "group (Active Directory)"),
         ),
     ),
     "on_missing": (

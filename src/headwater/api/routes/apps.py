@@ -90,6 +90,7 @@ class ConnectionProfileBody(BaseModel):
     scope: StrictStr | None = None
     client_auth: StrictStr | None = Field(default=None, alias="clientAuth")
     # LDAP apps (``authScheme: LDAP``, docs/ldap.md); ``password`` is the bind password.
+    directory: StrictStr | None = None
     bind_dn: StrictStr | None = Field(default=None, alias="bindDn")
     start_tls: StrictBool | None = Field(default=None, alias="startTls")
     ca_pem: StrictStr | None = Field(default=None, alias="caCertificate")
