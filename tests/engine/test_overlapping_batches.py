@@ -20,6 +20,7 @@ from headwater.db import tables as t
 from headwater.db.leases import ClaimedKey
 from headwater.domain.states import KeyKind, LinkState
 from headwater.engine import listing, recorder
+from headwater.engine import reconciler as reconciler_module
 from headwater.engine.reconciler import Reconciler
 from headwater.runtime import Runtime
 from headwater.testing.toolkit import (
@@ -31,6 +32,7 @@ from headwater.testing.toolkit import (
     create_users,
     make_runtime,
     queued,
+    run_async,
 )
 
 #: The batch (numbered in the order their reconciles start) a request or a record belongs to.
@@ -76,6 +78,17 @@ class Downstream(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """The server outlives the connectors that reach it."""
+
+
+class SlowGroupReads(Downstream):
+    """A group read whose answer takes a while to arrive: another read of the group can be
+    answered meanwhile, before either change is written back."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.method == "GET" and "/Groups/" in request.url.path:
+            await asyncio.sleep(0.05)
+        return response
 
 
 #: ("request" | "record", batch) in the order they happened.
@@ -300,3 +313,41 @@ def test_a_connector_replaced_under_a_running_batch_is_closed_only_after_it(
     assert events.index(("request", 2)) < events.index(("record", 1))
     assert batches.most_running == 2
     assert len(active_links(runtime, app_id)) == 20
+
+
+def test_a_connector_and_the_one_replacing_it_change_one_group_in_turn(
+    small_batches: Runtime,
+) -> None:
+    """An app that takes groups only by PUT: a change is a read of the group and a PUT of it
+    whole. A batch still sending through a retired connector and one sending through its
+    successor take the same lock for the group, so neither PUT undoes the other's change."""
+    runtime = small_batches
+    server = InProcessScim()
+    runtime.connectors.transports[server.origin + "/"] = SlowGroupReads(server.transport)
+    app_id = create_scim_app(runtime, server.base_url, "Whole groups", membership_method="PUT")
+    alex = server.scim.create_user("alex@example.com")
+    sam = server.scim.create_user("sam@example.com")
+    group = server.scim.create_group("Team")
+
+    worker = runtime.worker()
+    app = reconciler_module._read_app(runtime.database, app_id)
+    assert app is not None
+
+    async def two_batches() -> None:
+        BATCH.set(1)
+        reconciler = worker.reconciler
+        try:
+            async with reconciler._using(app) as retired:
+                reconciler.share = 2  # a worker joined: the next batch builds a new connector
+                async with reconciler._using(app) as successor:
+                    assert successor is not retired
+                    await asyncio.gather(
+                        retired.patch_members(group, add=[alex], remove=[]),
+                        successor.patch_members(group, add=[sam], remove=[]),
+                    )
+        finally:
+            await worker.aclose()
+
+    run_async(two_batches)
+
+    assert server.scim.member_ids("Team") == {alex, sam}

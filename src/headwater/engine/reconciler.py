@@ -95,6 +95,9 @@ class Reconciler:
         #: still sends through it is retired, and closed when the last such batch ends.
         self._users: dict[int, int] = {}
         self._retired: dict[int, Connector] = {}
+        #: Each app's group locks, handed to every connector built for it: a batch sending
+        #: through a retired connector and one sending through its successor take the same.
+        self._group_locks: dict[str, dict[str, asyncio.Lock]] = {}
         self.limits: dict[str, AppLimits] = {}
         #: The listing of each app's accounts its full reconcile shares.
         self.listings = listing.Listings()
@@ -141,7 +144,8 @@ class Reconciler:
         info = ConnectionInfo(
             app.id, app.base_url or "", app.auth_scheme or "NONE", app.secret_encrypted
         )
-        built = self.connectors.build(info, app.settings, limits, app.capabilities)
+        locks = self._group_locks.setdefault(app.id, {})
+        built = self.connectors.build(info, app.settings, limits, app.capabilities, locks)
         # Replaced before anything is awaited, so a batch of the app starting meanwhile
         # neither builds one more nor closes this one twice.
         self._connectors[app.id] = (fingerprint, built)
