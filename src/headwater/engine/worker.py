@@ -187,7 +187,7 @@ class Worker:
 
     def _next_due(self) -> datetime | None:
         with self.database.read() as session:
-            return leases.next_due(session, self._full_apps())
+            return leases.next_due(session, self._full_apps(), self.worker_id)
 
     # --- lanes --------------------------------------------------------------------------------
 
