@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     idle_poll_seconds: float = Field(default=1.0, ge=0.01, le=60)
     #: Apps one worker reconciles at once (each in its own lane).
     worker_lanes: int = Field(default=32, ge=1, le=256)
+    #: Batches of one app a worker keeps in flight at once: the next is claimed, planned and
+    #: sending while the last one's slowest requests finish and it is recorded. They share the
+    #: app's connector and its limits, so the requests in flight to the app do not grow with it.
+    worker_batches_per_app: int = Field(default=2, ge=1, le=8)
     #: A worker loop that has not gone round for this many seconds is reported stuck.
     worker_stuck_seconds: float = Field(default=120.0, ge=1, le=3600)
     #: Public base URL used in ``_links`` (defaults to the request's own base URL).

@@ -58,6 +58,14 @@ def _cases(tmp: Path) -> list[tuple[dict[str, str | None], str]]:
             "HEADWATER_DATA_DIR: cannot create the folder",
         ),
         ({"HEADWATER_WORKER_LANES": "1000"}, "HEADWATER_WORKER_LANES: Input should be less"),
+        (
+            {"HEADWATER_WORKER_BATCHES_PER_APP": "9"},
+            "HEADWATER_WORKER_BATCHES_PER_APP: Input should be less than or equal to 8",
+        ),
+        (
+            {"HEADWATER_WORKER_BATCHES_PER_APP": "0"},
+            "HEADWATER_WORKER_BATCHES_PER_APP: Input should be greater than or equal to 1",
+        ),
         ({"HEADWATER_LEASE_SECONDS": "1e999"}, "HEADWATER_LEASE_SECONDS: "),
         ({"HEADWATER_EMBEDDED_WORKER": "maybe"}, "HEADWATER_EMBEDDED_WORKER: Input should be"),
         ({"HEADWATER_LOG_LEVEL": "LOUD"}, "HEADWATER_LOG_LEVEL: Input should be"),

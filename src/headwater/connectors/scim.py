@@ -499,10 +499,13 @@ class ScimConnector:
         on_request: RequestHook | None = None,
         scrubber: Scrubber | None = None,
         capabilities: Capabilities | None = None,
+        group_locks: dict[str, asyncio.Lock] | None = None,
     ) -> None:
         """``transport`` defaults to an :class:`OutboundTransport` with the default outbound
         policy; ``scrubber`` holds the app's secrets, to keep them out of every error;
-        ``capabilities`` are what the app announced (or was seen to refuse)."""
+        ``capabilities`` are what the app announced (or was seen to refuse); ``group_locks``
+        are shared with the other connectors of the same app in this process (one replacing
+        another while a batch still sends through the old one)."""
         self.settings = settings
         self.capabilities = capabilities or Capabilities()
         #: The one place a dialect is read: every request below is shaped by it.
@@ -517,7 +520,7 @@ class ScimConnector:
         self._deadline = settings.request_timeout
         #: A PUT of a whole group is a read, a change and a write: two of them on one group at
         #: once (a rename beside a removal) would each write back what the other undid.
-        self._group_locks: dict[str, asyncio.Lock] = {}
+        self._group_locks: dict[str, asyncio.Lock] = group_locks if group_locks is not None else {}
         #: Set when the app answered 400 to a look-up of several userNames joined by ``or``;
         #: the engine stores it so later batches look accounts up one by one.
         self.or_filter_refused = False

@@ -232,12 +232,22 @@ def retry_later(
     )
 
 
-def next_due(session: Session, exclude_app_ids: Sequence[str] = ()) -> datetime | None:
+def next_due(
+    session: Session, exclude_app_ids: Sequence[str] = (), worker_id: str | None = None
+) -> datetime | None:
     """When the earliest key becomes due (for the worker's sleep), leaving out apps the worker
-    is busy with."""
-    query = select(func.min(t.ReconcileKey.not_before))
+    is busy with and, given ``worker_id``, the keys that worker holds a running lease on (its
+    own batches in flight are not due: counting them would wake it at once, again and again,
+    while an app has fewer batches in flight than it may)."""
+    key = t.ReconcileKey
+    query = select(func.min(key.not_before))
     if exclude_app_ids:
-        query = query.where(t.ReconcileKey.app_id.not_in(list(exclude_app_ids)))
+        query = query.where(key.app_id.not_in(list(exclude_app_ids)))
+    if worker_id is not None:
+        now = clock.utcnow()
+        query = query.where(
+            or_(key.claimed_by.is_(None), key.claimed_by != worker_id, key.lease_until < now)
+        )
     value = session.execute(query).scalar_one_or_none()
     return clock.as_utc(value) if value is not None else None
 

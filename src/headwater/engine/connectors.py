@@ -7,6 +7,7 @@ in ``transports`` (in-process apps, for tests) open no socket and bypass it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -66,7 +67,10 @@ class ConnectorFactory:
         settings: ProvisioningSettings,
         limits: AppLimits | None = None,
         capabilities: Capabilities | None = None,
+        group_locks: dict[str, asyncio.Lock] | None = None,
     ) -> Connector:
+        """A connector for the app; ``group_locks`` (SCIM: a group's read-then-PUT) are shared
+        by every connector built for the app with the same dict."""
         secret = (
             self._secrets.open(connection.secret_encrypted) if connection.secret_encrypted else {}
         )
@@ -108,4 +112,5 @@ class ConnectorFactory:
             on_request=on_request,
             scrubber=scrubber,
             capabilities=capabilities,
+            group_locks=group_locks,
         )

@@ -20,6 +20,8 @@ A listing that fails leaves every account to its own read. The listing holds one
 ``ListedAccount`` per account of the app (what the planner compares, and what the survey
 records of an unmanaged account): memory bounded by the app's size, one app's listing per
 worker, kept no longer than ``HOLD_SECONDS`` and dropped once the pass's survey has used it.
+A worker runs several batches of one app at once: while one of them lists the app, the others
+that want a listing wait for that one instead of listing the app again.
 """
 
 from __future__ import annotations
@@ -177,6 +179,8 @@ class Listings:
         self._held: dict[str, tuple[Connector, Listing]] = {}
         #: Apps whose listing failed, and when: their accounts are read alone for a while.
         self._failed: dict[str, datetime] = {}
+        #: Listings under way, by app: a batch wanting one meanwhile waits for it.
+        self._taking: dict[str, tuple[Connector, asyncio.Future[Listing | None]]] = {}
 
     def held(self, app: AppSnapshot, connector: Connector) -> Listing | None:
         """The app's listing, while it is young enough and was read through this connector
@@ -204,14 +208,25 @@ class Listings:
         for a while, and the accounts are read alone (whatever stops the app shows on those
         reads)."""
         assert isinstance(connector, AccountLister)
+        taking = self._taking.get(app.id)
+        if taking is not None and taking[0] is connector:
+            return await asyncio.shield(taking[1])
+        future: asyncio.Future[Listing | None] = asyncio.get_running_loop().create_future()
+        self._taking[app.id] = (connector, future)
+        listing: Listing | None = None
         try:
             listing = await list_app(app, connector, most_pages=wanted - 1)
         except (TooLong, DownstreamError) as exc:
             log.warning("listing app %s stopped (%s); its accounts are read alone", app.id, exc)
             self._failed[app.id] = clock.utcnow()
             self._held.pop(app.id, None)
-            return None
-        self._held[app.id] = (connector, listing)
+        else:
+            self._held[app.id] = (connector, listing)
+        finally:
+            # Those waiting read alone if this listing ended any other way (cancelled).
+            future.set_result(listing)
+            if app.id in self._taking and self._taking[app.id][1] is future:
+                del self._taking[app.id]
         return listing
 
     def drop(self, app_id: str) -> None:

@@ -25,7 +25,8 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import ParamSpec, TypeVar
@@ -90,6 +91,13 @@ class Reconciler:
         self.policy = policy or RetryPolicy(base=settings.retry_base_seconds)
         self.jitter = jitter
         self._connectors: dict[str, tuple[tuple[object, ...], Connector]] = {}
+        #: Batches using each connector (by ``id``): one replaced while a batch of its app
+        #: still sends through it is retired, and closed when the last such batch ends.
+        self._users: dict[int, int] = {}
+        self._retired: dict[int, Connector] = {}
+        #: Each app's group locks, handed to every connector built for it: a batch sending
+        #: through a retired connector and one sending through its successor take the same.
+        self._group_locks: dict[str, dict[str, asyncio.Lock]] = {}
         self.limits: dict[str, AppLimits] = {}
         #: The listing of each app's accounts its full reconcile shares.
         self.listings = listing.Listings()
@@ -97,9 +105,11 @@ class Reconciler:
         self.share = 1
 
     async def aclose(self) -> None:
-        for _, connector in self._connectors.values():
-            await connector.aclose()
+        connectors = [c for _, c in self._connectors.values()] + list(self._retired.values())
         self._connectors.clear()
+        self._retired.clear()
+        for connector in connectors:
+            await connector.aclose()
 
     async def _db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Database work runs in a thread, so the event loop keeps sending meanwhile."""
@@ -117,7 +127,8 @@ class Reconciler:
         return limits
 
     async def _connector(self, app: AppSnapshot) -> Connector:
-        """The app's connector, kept across batches while its connection is unchanged."""
+        """The app's connector, kept across batches while its connection is unchanged (and
+        its limits: a new share of them builds a new connector)."""
         limits = self._limits_for(app)
         fingerprint = (
             app.base_url,
@@ -130,14 +141,39 @@ class Reconciler:
         cached = self._connectors.get(app.id)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
-        if cached is not None:
-            await cached[1].aclose()
         info = ConnectionInfo(
             app.id, app.base_url or "", app.auth_scheme or "NONE", app.secret_encrypted
         )
-        built = self.connectors.build(info, app.settings, limits, app.capabilities)
+        locks = self._group_locks.setdefault(app.id, {})
+        built = self.connectors.build(info, app.settings, limits, app.capabilities, locks)
+        # Replaced before anything is awaited, so a batch of the app starting meanwhile
+        # neither builds one more nor closes this one twice.
         self._connectors[app.id] = (fingerprint, built)
+        if cached is not None:
+            old = cached[1]
+            if self._users.get(id(old)):
+                self._retired[id(old)] = old  # another batch still sends through it
+            else:
+                await old.aclose()
         return built
+
+    @asynccontextmanager
+    async def _using(self, app: AppSnapshot) -> AsyncIterator[Connector]:
+        """The app's connector for one batch: not closed under it if a batch of the app
+        started later replaces it."""
+        connector = await self._connector(app)
+        key = id(connector)
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            yield connector
+        finally:
+            left = self._users.pop(key) - 1
+            if left:
+                self._users[key] = left
+            else:
+                retired = self._retired.pop(key, None)
+                if retired is not None:
+                    await retired.aclose()
 
     # --- entry point --------------------------------------------------------------------------
 
@@ -155,19 +191,19 @@ class Reconciler:
             await self._db(imports.abandon, database, keys, "the app or its connection is inactive")
             await self._db(recorder.finish_all, database, keys)
             return
-        if app.quarantined and not await self._probe(app, keys):
-            return
-        connector = await self._connector(app)
-        strays = [k for k in keys if k.kind is KeyKind.UNMANAGED]
-        if strays:
-            await unmanaged.run_stray_keys(database, app, connector, strays)
-        keys = [k for k in keys if k.kind in (KeyKind.USER, KeyKind.PUSH)]
-        if keys:
-            await self._reconcile_keys(reconcile_id, app, connector, keys)
-        # Imports last: they read the whole app, and the other keys need not wait for that.
-        import_keys = [k for k in claimed if k.kind is KeyKind.IMPORT]
-        if import_keys:
-            await imports.run_import_keys(database, app, connector, import_keys, self.listings)
+        async with self._using(app) as connector:
+            if app.quarantined and not await self._probe(app, connector, keys):
+                return
+            strays = [k for k in keys if k.kind is KeyKind.UNMANAGED]
+            if strays:
+                await unmanaged.run_stray_keys(database, app, connector, strays)
+            keys = [k for k in keys if k.kind in (KeyKind.USER, KeyKind.PUSH)]
+            if keys:
+                await self._reconcile_keys(reconcile_id, app, connector, keys)
+            # Imports last: they read the whole app, and the other keys need not wait for it.
+            import_keys = [k for k in claimed if k.kind is KeyKind.IMPORT]
+            if import_keys:
+                await imports.run_import_keys(database, app, connector, import_keys, self.listings)
 
     async def _reconcile_keys(
         self,
@@ -233,14 +269,15 @@ class Reconciler:
             return held
         return await listings.try_take(app, connector, wanted)
 
-    async def _probe(self, app: AppSnapshot, keys: list[leases.ClaimedKey]) -> bool:
+    async def _probe(
+        self, app: AppSnapshot, connector: Connector, keys: list[leases.ClaimedKey]
+    ) -> bool:
         """A quarantined app: hold its keys until the probe time, then test the connection."""
         now = clock.utcnow()
         if app.next_probe is not None and clock.as_utc(app.next_probe) > now:
             delay = (clock.as_utc(app.next_probe) - now).total_seconds()
             await self._db(_hold, self.database, keys, delay)
             return False
-        connector = await self._connector(app)
         try:
             await connector.test_connection()
         except DownstreamError as exc:

@@ -1,5 +1,10 @@
 """The worker loop: claim due keys, reconcile them, repeat; sleep until woken or due.
 
+Each claimed batch of an app runs in a lane of its own, and an app may have up to
+``worker_batches_per_app`` lanes at once: its next batch is claimed, planned and sending while
+the last one's slowest requests finish and it is recorded. The app's lanes share its connector
+and its limits, so the requests in flight to the app stay within its concurrency.
+
 On PostgreSQL workers wake on ``LISTEN/NOTIFY`` (every enqueue notifies on commit), so an idle
 cluster reacts in milliseconds; SQLite polls. Leases are extended while a batch runs, and a
 worker that dies simply lets its leases expire: its keys are claimed again by whoever is alive.
@@ -10,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -65,9 +71,9 @@ class Liveness:
 class Worker:
     """One reconcile worker; ``headwater worker`` runs one, ``serve`` embeds one.
 
-    Each app's keys go through their own lane: a slow or hanging app holds only its own keys,
-    and an exception in one app's reconcile is logged, recorded against that app and retried
-    later, while every other app goes on.
+    Each batch of an app's keys goes through its own lane: a slow or hanging app holds only its
+    own keys, and an exception in one batch's reconcile is logged, recorded against that app and
+    its keys retried later, while every other lane goes on.
     """
 
     def __init__(
@@ -89,10 +95,12 @@ class Worker:
         self.reconciler = Reconciler(database, connectors, settings, metrics)
         self._wake = asyncio.Event()
         self.batches = 0
-        #: Keys in flight, by app (one lane per app).
-        self._in_flight: dict[str, list[ClaimedKey]] = {}
-        self._lanes: dict[str, asyncio.Task[None]] = {}
-        #: Failed reconciles in a row, by app (their keys back off further each time).
+        #: Keys in flight, by lane: (app, the lane's batch of that app's keys).
+        self._in_flight: dict[int, tuple[str, list[ClaimedKey]]] = {}
+        self._lanes: dict[int, asyncio.Task[None]] = {}
+        self._lane_numbers = itertools.count(1)
+        #: Failed reconciles of an app in a row, whichever lane ran them (their keys back off
+        #: further each time: the app, not one batch, is what keeps failing).
         self._crashes: dict[str, int] = {}
         self._last_beat = -1e9
         self._last_tick = time.monotonic()
@@ -109,9 +117,20 @@ class Worker:
                 limit=self.settings.worker_batch_size,
                 lease_seconds=self.settings.lease_seconds,
                 app_ids=self.app_ids,
-                exclude_app_ids=list(self._in_flight),
+                exclude_app_ids=self._full_apps(),
                 share=self.reconciler.share,
             )
+
+    def _full_apps(self) -> list[str]:
+        """Apps with as many lanes as they may have: the next claim leaves their keys."""
+        lanes = Counter(app_id for app_id, _ in self._in_flight.values())
+        most = self.settings.worker_batches_per_app
+        return [app_id for app_id, count in lanes.items() if count >= most]
+
+    def _room(self) -> bool:
+        """Whether another lane may start (``worker_lanes`` apps, each with its batches)."""
+        settings = self.settings
+        return len(self._in_flight) < settings.worker_lanes * settings.worker_batches_per_app
 
     def heartbeat(self) -> int:
         """Say we are alive; returns how many workers are (to share per-app limits)."""
@@ -152,7 +171,7 @@ class Worker:
             await asyncio.sleep(every)
             try:
                 await self._beat_if_due()
-                keys = [key for group in self._in_flight.values() for key in group]
+                keys = [key for _, group in self._in_flight.values() for key in group]
                 if keys:
                     await asyncio.to_thread(self._extend, keys, lease)
             except Exception:
@@ -168,13 +187,19 @@ class Worker:
 
     def _next_due(self) -> datetime | None:
         with self.database.read() as session:
-            return leases.next_due(session, list(self._in_flight))
+            return leases.next_due(session, self._full_apps(), self.worker_id)
 
     # --- lanes --------------------------------------------------------------------------------
 
-    async def _lane(self, app_id: str, keys: list[ClaimedKey]) -> None:
-        """One app's keys, start to finish; whatever goes wrong stays with this app."""
-        self._in_flight[app_id] = keys
+    def _open_lane(self, app_id: str, keys: list[ClaimedKey]) -> int:
+        """Number a lane and count its keys in flight at once (the next claim sees them)."""
+        number = next(self._lane_numbers)
+        self._in_flight[number] = (app_id, keys)
+        return number
+
+    async def _lane(self, number: int, app_id: str, keys: list[ClaimedKey]) -> None:
+        """One batch of one app's keys, start to finish; whatever goes wrong stays with this
+        batch's keys."""
         started = time.monotonic()
         try:
             await self.reconciler.reconcile_app(ids.new_id("rcn"), app_id, keys)
@@ -186,7 +211,7 @@ class Worker:
         except Exception as exc:
             await self._app_failed(app_id, keys, exc)
         finally:
-            self._in_flight.pop(app_id, None)
+            self._in_flight.pop(number, None)
 
     async def _app_failed(self, app_id: str, keys: list[ClaimedKey], exc: Exception) -> None:
         crashes = self._crashes[app_id] = self._crashes.get(app_id, 0) + 1
@@ -209,14 +234,16 @@ class Worker:
             log.exception("could not release the keys of app %s; their leases will end", app_id)
 
     async def step(self) -> int:
-        """Claim one batch and reconcile it to the end, app lanes side by side (tests, CLI)."""
+        """Claim one batch and reconcile it to the end, app lanes side by side (tests, the
+        CLI's reconcile of one app: each round reports progress)."""
         await self._beat_if_due()
         keys = await asyncio.to_thread(self._claim)
         if not keys:
             return 0
         keeper = asyncio.create_task(self._keeper())
         try:
-            await asyncio.gather(*(self._lane(a, k) for a, k in _by_app(keys).items()))
+            lanes = [(self._open_lane(a, k), a, k) for a, k in _by_app(keys).items()]
+            await asyncio.gather(*(self._lane(n, a, k) for n, a, k in lanes))
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -236,20 +263,36 @@ class Worker:
     # --- loops --------------------------------------------------------------------------------
 
     async def drain(self, *, timeout: float = 60.0, horizon: float = 0.0) -> None:
-        """Reconcile until no key is due within ``horizon`` seconds (tests, CLI)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            if await self.step():
-                continue
-            next_due = await asyncio.to_thread(self._next_due)
-            if next_due is None:
-                return
-            wait = (next_due - clock.utcnow()).total_seconds()
-            if wait > horizon:
-                return
-            if asyncio.get_running_loop().time() + max(wait, 0) > deadline:
-                raise TimeoutError("keys still pending after the drain timeout")
-            await asyncio.sleep(max(wait, 0.01))
+        """Reconcile until no lane runs and no key is due within ``horizon`` seconds (tests,
+        CLI). Lanes start while others run, as in ``run``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        keeper = asyncio.create_task(self._keeper())
+        try:
+            while True:
+                await self._beat_if_due()
+                if self._room() and self._start_lanes(await asyncio.to_thread(self._claim)):
+                    continue
+                if self._lanes:
+                    # Claim again once a lane ends: its app may take another batch.
+                    await asyncio.wait(
+                        set(self._lanes.values()), return_when=asyncio.FIRST_COMPLETED
+                    )
+                    continue
+                next_due = await asyncio.to_thread(self._next_due)
+                if next_due is None:
+                    return
+                wait = (next_due - clock.utcnow()).total_seconds()
+                if wait > horizon:
+                    return
+                if loop.time() + max(wait, 0) > deadline:
+                    raise TimeoutError("keys still pending after the drain timeout")
+                await asyncio.sleep(max(wait, 0.01))
+        finally:
+            await self._stop_lanes()
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set: claim for idle apps, start their lanes, sleep until a lane
@@ -268,9 +311,7 @@ class Worker:
                         last_housekeeping = loop.time()
                         await asyncio.to_thread(schedule.start_full_reconciles, self.database)
                         await asyncio.to_thread(schedule.purge_deleted_users, self.database)
-                    if len(self._lanes) < self.settings.worker_lanes and self._start_lanes(
-                        await asyncio.to_thread(self._claim)
-                    ):
+                    if self._room() and self._start_lanes(await asyncio.to_thread(self._claim)):
                         continue
                     next_due = await asyncio.to_thread(self._next_due)
                 except Exception as exc:
@@ -297,16 +338,16 @@ class Worker:
 
     def _start_lanes(self, keys: list[ClaimedKey]) -> bool:
         for app_id, app_keys in _by_app(keys).items():
-            self._in_flight[app_id] = app_keys  # excluded from the next claim at once
-            lane = asyncio.create_task(self._lane(app_id, app_keys))
-            self._lanes[app_id] = lane
-            lane.add_done_callback(functools.partial(self._lane_done, app_id))
+            number = self._open_lane(app_id, app_keys)
+            lane = asyncio.create_task(self._lane(number, app_id, app_keys))
+            self._lanes[number] = lane
+            lane.add_done_callback(functools.partial(self._lane_done, number))
         if keys:
             self.batches += 1
         return bool(keys)
 
-    def _lane_done(self, app_id: str, _: asyncio.Task[None]) -> None:
-        self._lanes.pop(app_id, None)
+    def _lane_done(self, number: int, _: asyncio.Task[None]) -> None:
+        self._lanes.pop(number, None)
         self._wake.set()
 
     async def _stop_lanes(self) -> None:
