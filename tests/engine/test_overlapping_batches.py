@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -22,6 +24,7 @@ from headwater.domain.states import KeyKind, LinkState
 from headwater.engine import listing, recorder
 from headwater.engine import reconciler as reconciler_module
 from headwater.engine.reconciler import Reconciler
+from headwater.engine.worker import Worker
 from headwater.runtime import Runtime
 from headwater.testing.toolkit import (
     InProcessScim,
@@ -101,7 +104,12 @@ class Batches:
     """Numbers each batch's reconcile (``BATCH``), keeps its keys and counts the batches
     running at once; ``before`` runs at the start of each (it may raise)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, before: Before | None = None) -> None:
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        before: Before | None = None,
+        on_record: Callable[[int | None], None] | None = None,
+    ) -> None:
         self.keys: dict[int, list[ClaimedKey]] = {}
         self.running = 0
         self.most_running = 0
@@ -111,7 +119,11 @@ class Batches:
         batches = self
 
         async def reconcile_app(
-            reconciler: Reconciler, reconcile_id: str, app_id: str, keys: list[ClaimedKey]
+            reconciler: Reconciler,
+            reconcile_id: str,
+            app_id: str,
+            keys: list[ClaimedKey],
+            **options: Any,
         ) -> None:
             tag = len(batches.keys) + 1
             batches.keys[tag] = list(keys)
@@ -121,12 +133,14 @@ class Batches:
             try:
                 if before is not None:
                     await before(reconciler, tag)
-                await real_reconcile(reconciler, reconcile_id, app_id, keys)
+                await real_reconcile(reconciler, reconcile_id, app_id, keys, **options)
             finally:
                 batches.running -= 1
 
         def record(*args: Any, **kwargs: Any) -> None:
             events.append(("record", BATCH.get()))
+            if on_record is not None:
+                on_record(BATCH.get())
             real_record(*args, **kwargs)
 
         monkeypatch.setattr(Reconciler, "reconcile_app", reconcile_app)
@@ -191,6 +205,31 @@ def test_the_next_batch_sends_before_the_last_one_is_recorded(
     assert len(server.scim.by_user_name()) == 20, "no account twice"
 
 
+def test_the_next_batch_starts_once_the_last_ones_keys_have_all_started(
+    small_batches: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of an app take turns: the next one is claimed in the last one's tail, not
+    beside it from the start (two batches in step would tail and record together)."""
+    runtime = small_batches
+    server = InProcessScim()
+
+    async def hold(_: httpx.Request, __: int | None) -> None:
+        await asyncio.sleep(0.01)
+
+    serve(runtime, server, hold)
+    batches = Batches(monkeypatch)
+    app_id = app_with_users(runtime, server, 20, max_concurrency=3)
+
+    converge(runtime)
+
+    assert batches.most_running == 2
+    first_of_second = events.index(("request", 2))
+    before = events[:first_of_second].count(("request", 1))
+    # Each of the first batch's 10 keys had sent its look-up before the second batch sent.
+    assert before >= 10, before
+    assert len(active_links(runtime, app_id)) == 20
+
+
 def test_the_batches_of_an_app_share_its_concurrency(
     any_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,19 +256,23 @@ def test_the_batches_of_an_app_share_its_concurrency(
 def test_a_failed_batch_gives_back_only_its_own_keys(
     small_batches: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The first batch fails as it records (after its keys were sent, once the second batch
+    is under way): only its keys go back to the queue, the second batch's are recorded."""
     runtime = small_batches
     server = InProcessScim()
-    second_started = asyncio.Event()
+    second_started = threading.Event()
 
     async def before(_: Reconciler, tag: int) -> None:
         if tag == 2:
             second_started.set()
-        elif tag == 1:
-            await _until(second_started)
+
+    def on_record(tag: int | None) -> None:
+        if tag == 1:
+            assert second_started.wait(30), "the second batch never started"
             raise OverflowError("date value out of range")
 
     serve(runtime, server)
-    batches = Batches(monkeypatch, before)
+    batches = Batches(monkeypatch, before, on_record)
     app_id = app_with_users(runtime, server, 20)
 
     converge(runtime, settled=False)  # the failed batch's keys retry seconds later
@@ -245,11 +288,20 @@ def test_a_failed_batch_gives_back_only_its_own_keys(
 def test_batches_wanting_a_listing_at_once_list_the_app_once(
     small_batches: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A worker starts an app's next batch once the last one's keys have all started, past
+    its listing; two batches that start together (as two lanes did before that rule) must
+    still list the app once between them."""
     runtime = small_batches
     server = InProcessScim(max_results=5)
     downstream = serve(runtime, server)
     app_id = app_with_users(runtime, server, 30)
     converge(runtime)
+
+    def full_apps(worker: Worker) -> list[str]:
+        lanes = Counter(app for app, _ in worker._in_flight.values())
+        return [app for app, n in lanes.items() if n >= worker.settings.worker_batches_per_app]
+
+    monkeypatch.setattr(Worker, "_full_apps", full_apps)
 
     both_want = asyncio.Event()
     wanting = 0

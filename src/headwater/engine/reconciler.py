@@ -178,10 +178,17 @@ class Reconciler:
     # --- entry point --------------------------------------------------------------------------
 
     async def reconcile_app(
-        self, reconcile_id: str, app_id: str, keys: list[leases.ClaimedKey]
+        self,
+        reconcile_id: str,
+        app_id: str,
+        keys: list[leases.ClaimedKey],
+        *,
+        tail: Callable[[], None] | None = None,
     ) -> None:
-        """Reconcile one app's claimed keys (the worker runs one app per lane); imports and
-        unmanaged accounts have keys of their own kinds, run beside the accounts'."""
+        """Reconcile one app's claimed keys (the worker runs each batch in a lane); imports and
+        unmanaged accounts have keys of their own kinds, run beside the accounts'. ``tail`` is
+        called once every key of the batch has started sending: from then on the batch no
+        longer fills the app's slots, and the worker may start the app's next batch."""
         database = self.database
         claimed = keys
         app = await self._db(_read_app, database, app_id)
@@ -199,7 +206,7 @@ class Reconciler:
                 await unmanaged.run_stray_keys(database, app, connector, strays)
             keys = [k for k in keys if k.kind in (KeyKind.USER, KeyKind.PUSH)]
             if keys:
-                await self._reconcile_keys(reconcile_id, app, connector, keys)
+                await self._reconcile_keys(reconcile_id, app, connector, keys, tail)
             # Imports last: they read the whole app, and the other keys need not wait for it.
             import_keys = [k for k in claimed if k.kind is KeyKind.IMPORT]
             if import_keys:
@@ -211,6 +218,7 @@ class Reconciler:
         app: AppSnapshot,
         connector: Connector,
         keys: list[leases.ClaimedKey],
+        tail: Callable[[], None] | None = None,
     ) -> None:
         """The six steps for the account and push keys of one app."""
         database = self.database
@@ -228,7 +236,7 @@ class Reconciler:
         await self._db(self._guard_and_mark, app, batch)
         batch.plan_pushes(app.settings)
         await self._db(self._admit_and_record_pending, app, batch)
-        outcomes = await self._send(app, connector, batch)
+        outcomes = await self._send(app, connector, batch, tail)
         learned = _learned(app, connector)
         if learned:
             await self._db(_learn, database, app, learned)
@@ -336,9 +344,16 @@ class Reconciler:
                 if work.plan is not None:
                     intents.record_pending(session, work.plan)
 
-    async def _send(self, app: AppSnapshot, connector: Connector, batch: Batch) -> list[Outcome]:
+    async def _send(
+        self,
+        app: AppSnapshot,
+        connector: Connector,
+        batch: Batch,
+        tail: Callable[[], None] | None = None,
+    ) -> list[Outcome]:
         """Send each key's operations in order; keys run in parallel within the app's limit.
-        Once the app is found unavailable, nothing more is sent to it."""
+        Once the app is found unavailable, nothing more is sent to it. ``tail`` is called
+        when the last key has started (or at the end, when there was nothing to send)."""
         unavailable = asyncio.Event()
         outcomes = [_outcome_before_sending(work) for work in batch.items]
         creating = [
@@ -358,10 +373,21 @@ class Reconciler:
             plan = outcome.work.plan
             return outcome.error is None and plan is not None and bool(plan.operations)
 
+        # A task only for a key with something to send.
+        sending = [o for o in outcomes if sends(o)]
+        waiting = len(sending)
+
+        def started() -> None:
+            nonlocal waiting
+            waiting -= 1
+            if waiting == 0 and tail is not None:
+                tail()
+
         async def run(outcome: Outcome) -> None:
             plan = outcome.work.plan
             assert plan is not None
             async with limit:
+                started()
                 for operation in plan.operations:
                     if unavailable.is_set():
                         outcome.error = AppUnavailableError("the app stopped answering")
@@ -383,10 +409,10 @@ class Reconciler:
                         return
                     outcome.done.append((operation, result))
 
-        # A task only for a key with something to send.
-        sending = [run(o) for o in outcomes if sends(o)]
         if sending:
-            await asyncio.gather(*sending)
+            await asyncio.gather(*(run(o) for o in sending))
+        elif tail is not None:
+            tail()
         return outcomes
 
     def _fate(self, outcome: Outcome) -> Fate:

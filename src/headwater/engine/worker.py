@@ -99,6 +99,8 @@ class Worker:
         self._in_flight: dict[int, tuple[str, list[ClaimedKey]]] = {}
         self._lanes: dict[int, asyncio.Task[None]] = {}
         self._lane_numbers = itertools.count(1)
+        #: Lanes whose every key has started sending: their app may take its next batch.
+        self._tailing: set[int] = set()
         #: Failed reconciles of an app in a row, whichever lane ran them (their keys back off
         #: further each time: the app, not one batch, is what keeps failing).
         self._crashes: dict[str, int] = {}
@@ -122,10 +124,13 @@ class Worker:
             )
 
     def _full_apps(self) -> list[str]:
-        """Apps with as many lanes as they may have: the next claim leaves their keys."""
+        """Apps the next claim leaves out: those with as many lanes as they may have, and
+        those with a lane still starting its keys (its next batch is claimed once that lane
+        is in its tail, so the app's batches take turns rather than run in step)."""
         lanes = Counter(app_id for app_id, _ in self._in_flight.values())
+        starting = {app_id for n, (app_id, _) in self._in_flight.items() if n not in self._tailing}
         most = self.settings.worker_batches_per_app
-        return [app_id for app_id, count in lanes.items() if count >= most]
+        return [app_id for app_id, count in lanes.items() if count >= most or app_id in starting]
 
     def _room(self) -> bool:
         """Whether another lane may start (``worker_lanes`` apps, each with its batches)."""
@@ -202,7 +207,9 @@ class Worker:
         batch's keys."""
         started = time.monotonic()
         try:
-            await self.reconciler.reconcile_app(ids.new_id("rcn"), app_id, keys)
+            await self.reconciler.reconcile_app(
+                ids.new_id("rcn"), app_id, keys, tail=functools.partial(self._tail, number)
+            )
             self.metrics.reconcile_seconds.observe(time.monotonic() - started)
             self.metrics.keys_reconciled.inc(len(keys))
             self._crashes.pop(app_id, None)
@@ -212,6 +219,7 @@ class Worker:
             await self._app_failed(app_id, keys, exc)
         finally:
             self._in_flight.pop(number, None)
+            self._tailing.discard(number)
 
     async def _app_failed(self, app_id: str, keys: list[ClaimedKey], exc: Exception) -> None:
         crashes = self._crashes[app_id] = self._crashes.get(app_id, 0) + 1
@@ -270,14 +278,20 @@ class Worker:
         keeper = asyncio.create_task(self._keeper())
         try:
             while True:
+                self._wake.clear()
                 await self._beat_if_due()
                 if self._room() and self._start_lanes(await asyncio.to_thread(self._claim)):
                     continue
                 if self._lanes:
-                    # Claim again once a lane ends: its app may take another batch.
-                    await asyncio.wait(
-                        set(self._lanes.values()), return_when=asyncio.FIRST_COMPLETED
-                    )
+                    # Claim again once a lane ends or reaches its tail: its app may take
+                    # another batch.
+                    woken = asyncio.create_task(self._wake.wait())
+                    try:
+                        await asyncio.wait(
+                            {woken, *self._lanes.values()}, return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        woken.cancel()
                     continue
                 next_due = await asyncio.to_thread(self._next_due)
                 if next_due is None:
@@ -345,6 +359,12 @@ class Worker:
         if keys:
             self.batches += 1
         return bool(keys)
+
+    def _tail(self, number: int) -> None:
+        """A lane's keys have all started: claim the app's next batch (see ``_full_apps``)."""
+        if number in self._in_flight:
+            self._tailing.add(number)
+            self._wake.set()
 
     def _lane_done(self, number: int, _: asyncio.Task[None]) -> None:
         self._lanes.pop(number, None)
