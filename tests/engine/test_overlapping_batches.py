@@ -194,7 +194,10 @@ def test_the_next_batch_sends_before_the_last_one_is_recorded(
 
     serve(runtime, server, hold)
     batches = Batches(monkeypatch)
-    app_id = app_with_users(runtime, server, 20)
+    # Room for all of a batch's keys at once and then some: the first batch's keys all start
+    # (its tail) while its requests are held, so the second batch is claimed then and has
+    # slots of the app's left to send through.
+    app_id = app_with_users(runtime, server, 20, max_concurrency=12)
 
     converge(runtime)
 
@@ -358,7 +361,7 @@ def test_a_connector_replaced_under_a_running_batch_is_closed_only_after_it(
 
     serve(runtime, server, hold)
     batches = Batches(monkeypatch, before)
-    app_id = app_with_users(runtime, server, 20, max_concurrency=4)
+    app_id = app_with_users(runtime, server, 20, max_concurrency=10)
 
     converge(runtime)
 
