@@ -232,6 +232,14 @@ def runtime(any_db_url: str, tmp_path: Path) -> Iterator[Runtime]:
 
 
 @pytest.fixture
+def fast_runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """SQLite, with retries measured in tens of milliseconds (the fault tests)."""
+    rt = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path, retry_base_seconds=0.02)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
 def sqlite_runtime(sqlite_url: str, tmp_path: Path) -> Iterator[Runtime]:
     rt = make_runtime(sqlite_url, tmp_path)
     yield rt

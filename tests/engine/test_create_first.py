@@ -6,14 +6,11 @@ account each."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
 
-from headwater import clock
 from headwater.db import tables as t
 from headwater.domain.ldap import LDAP_APP_NAME
 from headwater.runtime import Runtime
@@ -28,8 +25,8 @@ from headwater.testing.toolkit import (
     create_scim_app,
     create_users,
     creates_per_user_name,
+    due_now,
     events,
-    make_runtime,
     ok,
     proxied_scim_server,
 )
@@ -194,20 +191,6 @@ def test_the_plan_says_how_creates_are_sent(client: TestClient, runtime: Runtime
 HORIZON = 30.0
 
 
-@pytest.fixture
-def fast_runtime(tmp_path: Path) -> Iterator[Runtime]:
-    """SQLite, with retries measured in tens of milliseconds."""
-    runtime = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path, retry_base_seconds=0.02)
-    yield runtime
-    runtime.close()
-
-
-def _retry_now(runtime: Runtime) -> None:
-    """The faults are gone: every key waiting out a backoff is due now."""
-    with runtime.database.transaction() as session:
-        session.execute(update(t.ReconcileKey).values(not_before=clock.utcnow()))
-
-
 @pytest.mark.parametrize("bulk", [False, True], ids=["single requests", "bulk"])
 def test_lost_answers_and_server_errors_converge_without_duplicates(
     fast_runtime: Runtime, bulk: bool
@@ -235,7 +218,7 @@ def test_lost_answers_and_server_errors_converge_without_duplicates(
         converge(runtime, timeout=120, horizon=HORIZON, settled=False)
         for rule in rules:
             proxy.remove(rule)
-        _retry_now(runtime)
+        due_now(runtime)
         converge(runtime, timeout=60, horizon=HORIZON)
 
         by_name = scim.by_user_name()

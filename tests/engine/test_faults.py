@@ -11,14 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
-from headwater import clock
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM
@@ -34,6 +32,7 @@ from headwater.testing.toolkit import (
     create_scim_app,
     create_users,
     creates_per_user_name,
+    due_now,
     make_runtime,
     proxied_scim_server,
     push_group,
@@ -43,22 +42,6 @@ from headwater.testing.toolkit import (
 
 #: Long enough for the backoffs of these tests (their retries start at 20 ms).
 HORIZON = 30.0
-
-
-@pytest.fixture
-def fast_runtime(tmp_path: Path) -> Iterator[Runtime]:
-    """SQLite, with retries measured in tens of milliseconds."""
-    runtime = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path, retry_base_seconds=0.02)
-    yield runtime
-    runtime.close()
-
-
-def _retry_now(runtime: Runtime) -> None:
-    """The faults are gone: every key waiting out a backoff is due now. A key that failed a
-    dozen times in a row (a few requests each, a fifth of them failing) would otherwise wait
-    longer than the test's horizon; its backoff is not what these tests check."""
-    with runtime.database.transaction() as session:
-        session.execute(update(t.ReconcileKey).values(not_before=clock.utcnow()))
 
 
 def _failure_events(runtime: Runtime) -> int:
@@ -92,7 +75,7 @@ def test_mixed_faults_converge_exactly(fast_runtime: Runtime) -> None:
         rule = proxy.mixed(0.2, seed=3, max_delay=0.05)
         converge(runtime, timeout=300, horizon=HORIZON, settled=False)
         proxy.remove(rule)
-        _retry_now(runtime)
+        due_now(runtime)
         converge(runtime, timeout=60, horizon=HORIZON)
 
         scim = ScimReader(server.base_url)
@@ -139,7 +122,7 @@ def test_mixed_faults_converge_exactly_with_bulk_and_batched_lookups(
         rule = proxy.mixed(0.2, seed=5, max_delay=0.05)
         converge(runtime, timeout=300, horizon=HORIZON, settled=False)
         proxy.remove(rule)
-        _retry_now(runtime)
+        due_now(runtime)
         converge(runtime, timeout=60, horizon=HORIZON)
 
         scim = ScimReader(server.base_url)

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import ldap3
-import pytest
 from sqlalchemy import select
 
 from headwater.db import outbox
@@ -24,20 +21,12 @@ from headwater.testing.toolkit import (
     create_group,
     create_ldap_app,
     create_users,
-    make_runtime,
     push_group,
     wait_for,
 )
 
 #: Long enough for the backoffs (from 20 ms) and a first quarantine probe (5 s).
 HORIZON = 30.0
-
-
-@pytest.fixture
-def fast_runtime(tmp_path: Path) -> Iterator[Runtime]:
-    runtime = make_runtime(f"sqlite:///{tmp_path / 'hw.db'}", tmp_path, retry_base_seconds=0.02)
-    yield runtime
-    runtime.close()
 
 
 def _quarantined(runtime: Runtime, app_id: str) -> bool:

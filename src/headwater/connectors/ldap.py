@@ -60,7 +60,7 @@ from headwater.domain.downstream import AccountAttributes, GroupState, RemoteAcc
 from headwater.domain.ldap import Deactivation, Directory, LdapProfile, OnMissingEntry
 from headwater.domain.settings import ProvisioningSettings
 
-__all__ = ["LOCKED", "LdapConnector", "ldap_error"]
+__all__ = ["LOCKED", "LdapConnector", "close_quietly", "ldap_error"]
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +283,17 @@ def _entry(found: Mapping[str, Any]) -> tuple[str, dict[str, list[str]]]:
     if guids:
         entry["objectguid"] = [ad.guid_text(bytes(g)) for g in guids if len(g) == 16]
     return str(found["dn"]), entry
+
+
+def close_quietly(conn: ldap3.Connection) -> None:
+    """Unbind and close, whatever state the connection is in: ldap3 leaves the socket of a
+    connection that failed to open (or bind) open."""
+    with contextlib.suppress(Exception):
+        conn.unbind()
+    sock = getattr(conn, "socket", None)
+    if sock is not None:
+        with contextlib.suppress(Exception):
+            sock.close()
 
 
 class _Pool:
@@ -541,13 +552,7 @@ class LdapConnector:
 
     @staticmethod
     def _discard(conn: ldap3.Connection) -> None:
-        with contextlib.suppress(Exception):
-            conn.unbind()
-        # ldap3 leaves a socket that failed to connect open.
-        sock = getattr(conn, "socket", None)
-        if sock is not None:
-            with contextlib.suppress(Exception):
-                sock.close()
+        close_quietly(conn)
 
     async def aclose(self) -> None:
         self._closed = True

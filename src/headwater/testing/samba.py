@@ -29,6 +29,7 @@ from typing import IO, Self
 import ldap3
 from ldap3.core import exceptions as lx
 
+from headwater.connectors.ldap import close_quietly
 from headwater.testing.slapd import make_ca
 
 __all__ = ["SAMBA", "SAMBA_TOOL", "SambaDC", "address_for_worker", "samba_missing"]
@@ -240,13 +241,7 @@ class SambaDC:
             conn.open()
             conn.bind()
         except BaseException:
-            # ldap3 leaves the socket of a connection that failed to open.
-            with contextlib.suppress(Exception):
-                conn.unbind()
-            sock = getattr(conn, "socket", None)
-            if sock is not None:
-                with contextlib.suppress(Exception):
-                    sock.close()
+            close_quietly(conn)
             raise
         try:
             yield conn
