@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
@@ -136,6 +136,7 @@ class TokenRow(NamedTuple):
     last_used: datetime | None
 
 
+#: Built once (every API request runs it); the digest is its one parameter.
 _TOKEN_ROW = select(
     t.ApiToken.id,
     t.ApiToken.name,
@@ -144,15 +145,13 @@ _TOKEN_ROW = select(
     t.ApiToken.group_ids,
     t.ApiToken.expires_at,
     t.ApiToken.last_used,
-)
+).where(t.ApiToken.token_hash == bindparam("token_hash"))
 
 
 def authenticate_row(connection: Connection, plaintext: str) -> TokenRow:
     """``authenticate`` as one Core ``SELECT`` (every API request runs it): the token's row, or
     Unauthenticated for an unknown or expired token. ``last_used`` is left to the caller."""
-    found = connection.execute(
-        _TOKEN_ROW.where(t.ApiToken.token_hash == hash_token(plaintext))
-    ).one_or_none()
+    found = connection.execute(_TOKEN_ROW, {"token_hash": hash_token(plaintext)}).one_or_none()
     row = TokenRow(*found) if found is not None else None
     if row is None or (
         row.expires_at is not None and clock.as_utc(row.expires_at) <= clock.utcnow()
