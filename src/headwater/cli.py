@@ -80,10 +80,11 @@ def serve(
     runtime = _runtime()
     _logging(runtime.settings)
     api = create_app(runtime, start_worker=worker)
-    # uvicorn's own loggers propagate to the handler configured above.
-    config = uvicorn_config(
-        api, runtime.settings, host=host, port=port, log_config=None, log_level="info"
-    )
+    # uvicorn's own loggers propagate to the handler configured above, at the same level: an
+    # access line per request only where HEADWATER_LOG_LEVEL lets INFO through.
+    settings = runtime.settings
+    level = settings.log_level.lower()
+    config = uvicorn_config(api, settings, host=host, port=port, log_config=None, log_level=level)
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -140,3 +142,56 @@ def test_expired_token_is_401(client: TestClient, runtime: Runtime, api_token: s
 def test_health_needs_no_token(client: TestClient) -> None:
     client.headers.pop("Authorization")
     assert client.get("/health").status_code == 200
+
+
+def test_token_and_permission_are_answered_before_the_url_and_the_body(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """The token and the route's permission are checked in the handler's thread, yet a request
+    that fails earlier hears about them first, as when each was checked at once: an unknown
+    token is 401 and a refused permission 403 (and logged), whatever else is wrong with the
+    request; a URL no database stores is refused before the permission is looked at."""
+    with runtime.database.transaction() as session:
+        _, reader = tokens.create(session, "reader", SYSTEM, role="READ_ONLY_ADMIN")
+    unknown = {"Authorization": "SSWS nope"}
+    readonly = {"Authorization": f"SSWS {reader}"}
+    malformed = b'{"profile": '
+    user = json.dumps({"profile": {"login": "o@example.com", "email": "o@example.com"}}).encode()
+
+    def post(path: str, headers: dict[str, str], content: bytes) -> httpx.Response:
+        sent = {"Content-Type": "application/json", **headers}
+        response: httpx.Response = client.post(path, headers=sent, content=content)
+        return response
+
+    assert_okta_error(post("/api/v1/users", unknown, malformed), 401, "E0000011")
+    assert_okta_error(post("/api/v1/users?activate=maybe", unknown, user), 401, "E0000011")
+    assert_okta_error(post("/api/v1/users/00u%00", unknown, user), 401, "E0000011")
+    assert event_types(runtime, "app.headwater.access") == []
+
+    assert_okta_error(post("/api/v1/users/00u%00", readonly, user), 400, "E0000001")
+    assert event_types(runtime, "app.headwater.access") == []
+    assert_okta_error(post("/api/v1/users", readonly, malformed), 403, "E0000006")
+    assert_okta_error(post("/api/v1/users?activate=maybe", readonly, user), 403, "E0000006")
+    assert event_types(runtime, "app.headwater.access") == ["app.headwater.access.denied"] * 2
+
+    assert_okta_error(post("/api/v1/users", {}, malformed), 400, "E0000003")
+    assert_okta_error(post("/api/v1/users?activate=maybe", {}, user), 400, "E0000001")
+    assert event_types(runtime, "user.") == []
+
+
+def test_a_token_revoked_elsewhere_fails_at_its_next_request(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """Tokens are not cached: one revoked by another process (here: straight in the database)
+    is refused at once, on reads and writes alike."""
+    with runtime.database.transaction() as session:
+        row, other = tokens.create(session, "other", SYSTEM)
+        other_id = row.id
+    headers = {"Authorization": f"SSWS {other}"}
+    assert client.get("/api/v1/users", headers=headers).status_code == 200
+    with runtime.database.transaction() as session:
+        tokens.revoke(session, other_id, SYSTEM)
+    assert_okta_error(client.get("/api/v1/users", headers=headers), 401, "E0000011")
+    user = {"profile": {"login": "r@example.com", "email": "r@example.com"}}
+    response = client.post("/api/v1/users", headers=headers, json=user)
+    assert_okta_error(response, 401, "E0000011")

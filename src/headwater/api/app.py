@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import iter_route_contexts
 
 from headwater import __version__
 from headwater.api import scim
@@ -40,6 +41,17 @@ DESCRIPTION = """Okta's management API shapes for users, groups, group rules, ap
 app users, Group Push mappings and the system log. Routes tagged *Headwater extension* do not
 exist in Okta.
 Authenticate with `Authorization: SSWS <token>`."""
+
+
+def _check_settled(app: FastAPI) -> None:
+    """Every /api/v1 handler must settle its request's token and permissions before it runs
+    (``AuthenticatedRoute``): a route without it would run unauthenticated, so the app is
+    refused instead."""
+    for route in iter_route_contexts(app.routes):
+        if not (route.path or "").startswith("/api/v1/"):
+            continue
+        if not getattr(route.endpoint, "settles_first", False):
+            raise RuntimeError(f"{route.path}: its router needs route_class=AuthenticatedRoute")
 
 
 def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
@@ -79,6 +91,7 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
     ):
         api.include_router(module.router)
     app.include_router(api)
+    _check_settled(app)
     app.include_router(scim.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

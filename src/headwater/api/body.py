@@ -17,14 +17,9 @@ from pydantic import BaseModel, ValidationError
 from headwater.domain.storable import REQUEST, check_document
 from headwater.errors import InvalidRequest, MalformedRequest
 
-__all__ = ["decode", "json_body", "openapi_body", "parse", "raw_body"]
+__all__ = ["decode", "openapi_body", "parse", "raw_body"]
 
 M = TypeVar("M", bound=BaseModel)
-
-
-async def json_body(request: Request) -> Any:
-    """The decoded JSON body, or ``None`` when the body is empty."""
-    return decode(await request.body())
 
 
 async def raw_body(request: Request) -> bytes:
@@ -34,7 +29,8 @@ async def raw_body(request: Request) -> bytes:
 
 
 def decode(raw: bytes) -> Any:
-    """A body's JSON, checked like :func:`json_body` does, or ``None`` when it is empty."""
+    """A body's JSON, checked (no ``NaN``, nothing a database cannot store, no deeper than any
+    Okta object), or ``None`` when it is empty."""
     if not raw.strip():
         return None
     try:

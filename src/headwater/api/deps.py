@@ -10,19 +10,22 @@ recorded in the system log. ``tests/api/test_permissions.py`` fails for a route 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from headwater.api.body import json_body
+from headwater.api.body import decode
 from headwater.db.engine import Database
 from headwater.db.events import Actor
 from headwater.domain.access import Grant, Kind, Permission, allows, visible
 from headwater.domain.storable import check_text, refuse
-from headwater.errors import Forbidden, Unauthenticated
+from headwater.errors import Forbidden, HeadwaterError, Unauthenticated
 from headwater.services import access, tokens
 
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ActorDep",
+    "AuthenticatedRoute",
     "BodyDep",
     "Caller",
     "DbDep",
@@ -37,6 +41,8 @@ __all__ = [
     "allow",
     "base_url",
     "requires",
+    "settle_first",
+    "settles_first",
     "storable_url",
     "storable_url_dep",
 ]
@@ -87,23 +93,94 @@ class Caller:
         return visible(self.grant, kind)
 
 
-def get_caller(request: Request) -> Caller:
-    """Authenticate the request's API token (once per request)."""
-    current = getattr(request.state, "caller", None)
-    if isinstance(current, Caller):
-        return current
-    token = _token_from_header(request.headers.get("authorization"))
-    if token is None:
-        raise Unauthenticated()
-    database = get_db(request)
+# Authentication is owed, not done, while a request's dependencies run on the event loop: the
+# token and the route's permissions are checked in the thread that then runs the handler, so
+# a request hops to the thread pool once instead of twice. Every error raised before the
+# handler settles what is owed first (``settle_first``), so a bad token still answers 401,
+# and a refused permission 403 (logged), before any complaint about the URL or the body, in
+# the same order as when each dependency checked at once.
+
+
+class _Owed:
+    """What a request owes before its handler runs: its token, then each permission in the
+    order its dependencies asked for them, then its JSON body's decoding. Settled at most
+    once, in a worker thread."""
+
+    __slots__ = (
+        "body",
+        "checked",
+        "checks",
+        "database",
+        "decoded",
+        "error",
+        "raw",
+        "request",
+        "settled",
+        "token",
+    )
+
+    def __init__(self, request: Request, token: str) -> None:
+        self.request = request
+        self.database = get_db(request)
+        self.token = token
+        self.checks: list[tuple[Permission, str | None]] = []
+        self.checked = 0
+        self.settled: Caller | None = None
+        self.raw: bytes | None = None
+        self.decoded = False
+        self.body: Any = None
+        self.error: HeadwaterError | None = None
+
+    def settle(self) -> Caller:
+        """Check the token, every permission asked for so far, then decode the body, if one
+        was read (blocking: a worker thread's job)."""
+        if self.error is not None:
+            raise self.error
+        try:
+            caller = self.settled or _authenticate(self.request, self.database, self.token)
+            self.settled = caller
+            while self.checked < len(self.checks):
+                permission, resource = self.checks[self.checked]
+                self.checked += 1
+                if not allows(caller.grant, permission, resource):
+                    where = f"{self.request.method} {self.request.url.path}"
+                    raise _deny(self.database, caller, permission, resource, where)
+            if self.raw is not None and not self.decoded:
+                self.body = decode(self.raw)
+                self.decoded = True
+        except HeadwaterError as exc:
+            self.error = exc
+            raise
+        return caller
+
+    @property
+    def done(self) -> bool:
+        return (
+            self.settled is not None
+            and self.checked == len(self.checks)
+            and (self.raw is None or self.decoded)
+        )
+
+
+#: The request's owed authentication, for its handler's thread (contexts are copied there).
+_OWED: ContextVar[_Owed | None] = ContextVar("headwater_owed_authentication", default=None)
+
+# What an owed ``Actor``, ``Caller`` or body parameter holds until the handler's thread
+# settles it.
+_OWED_ACTOR: Any = object()
+_OWED_CALLER: Any = object()
+_OWED_BODY: Any = object()
+
+
+def _authenticate(request: Request, database: Database, token: str) -> Caller:
+    """The token's caller (blocking). Not cached: a revoked token fails at its next request."""
     # A read: on SQLite a write transaction here would queue every GET behind the worker's
     # writes. ``last_used`` is written at most once a minute, in its own short transaction.
-    with database.read() as session:
-        row = tokens.authenticate(session, token, refresh=False)
-        actor = Actor(id=row.id, type="Token", alternate_id=row.name, display_name=row.name)
-        caller = Caller(actor, access.grant_of(row))
-        stale = tokens.needs_touch(row)
-    if stale:
+    with database.read_connection() as connection:
+        row = tokens.authenticate_row(connection, token)
+    actor = Actor(id=row.id, type="Token", alternate_id=row.name, display_name=row.name)
+    caller = Caller(actor, access.grant_of(row))
+    if tokens.needs_touch(row):
         with database.transaction() as session:
             tokens.touch(session, actor.id)
     request.state.actor = actor
@@ -111,18 +188,38 @@ def get_caller(request: Request) -> Caller:
     return caller
 
 
-async def _caller(request: Request) -> Caller:
-    """``get_caller`` with its database read in the thread pool (none once the request's
-    caller is known)."""
-    current = getattr(request.state, "caller", None)
-    if isinstance(current, Caller):
-        return current
-    return await run_in_threadpool(get_caller, request)
+def _owed(request: Request) -> _Owed:
+    """The request's owed authentication (made by its first dependency that needs it)."""
+    owed = getattr(request.state, "owed", None)
+    if isinstance(owed, _Owed):
+        return owed
+    token = _token_from_header(request.headers.get("authorization"))
+    if token is None:
+        raise Unauthenticated()
+    owed = _Owed(request, token)
+    request.state.owed = owed
+    _OWED.set(owed)
+    return owed
+
+
+async def settle_first(request: Request) -> None:
+    """Before an error raised ahead of the handler is answered: what the request owes, so that
+    an unknown token or a refused permission is what the caller hears (one thread hop, and
+    only for a request that fails before its handler)."""
+    owed = getattr(request.state, "owed", None)
+    if not isinstance(owed, _Owed):
+        return
+    if owed.error is not None:
+        raise owed.error
+    if not owed.done:
+        await run_in_threadpool(owed.settle)
 
 
 async def get_actor(request: Request) -> Actor:
-    """The authenticated token as the system log's actor; every /api/v1 route depends on this."""
-    return (await _caller(request)).actor
+    """The authenticated token as the system log's actor; every /api/v1 route depends on this
+    (settled in the handler's thread: see ``settles_first``)."""
+    _owed(request)
+    return cast(Actor, _OWED_ACTOR)
 
 
 @functools.cache
@@ -133,12 +230,9 @@ def requires(
     resource named by the path parameter ``param`` (none: the collection or the org)."""
 
     async def check(request: Request) -> Caller:
-        caller = await _caller(request)
         resource = request.path_params.get(param) if param else None
-        if allows(caller.grant, permission, resource):
-            return caller
-        where = f"{request.method} {request.url.path}"
-        raise await run_in_threadpool(_deny, get_db(request), caller, permission, resource, where)
+        _owed(request).checks.append((permission, resource))
+        return cast(Caller, _OWED_CALLER)
 
     check.permission = permission  # type: ignore[attr-defined]
     check.param = param  # type: ignore[attr-defined]
@@ -156,6 +250,70 @@ def _deny(
     """Record the refusal in the system log (its own transaction); the error to raise."""
     with database.transaction() as session:
         return access.deny(session, caller.actor, permission, resource, where)
+
+
+def _paid(arguments: dict[str, Any], owed: _Owed, caller: Caller) -> dict[str, Any]:
+    """The handler's arguments with the owed actor, caller and body filled in."""
+    for name, value in arguments.items():
+        if value is _OWED_ACTOR:
+            arguments[name] = caller.actor
+        elif value is _OWED_CALLER:
+            arguments[name] = caller
+        elif value is _OWED_BODY:
+            arguments[name] = owed.body
+    return arguments
+
+
+async def _json_body(request: Request) -> Any:
+    """The JSON body, read here and decoded once the request's authentication is settled
+    (so an unauthenticated caller's body is never parsed)."""
+    try:
+        raw = await request.body()
+    except Exception:
+        await settle_first(request)  # a bad token is answered before a body that is too large
+        raise
+    owed = getattr(request.state, "owed", None)
+    if not isinstance(owed, _Owed):
+        return decode(raw)
+    owed.raw = raw
+    return _OWED_BODY
+
+
+def settles_first(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """``endpoint`` preceded by the settling of what its request owes: in the same worker
+    thread for a plain ``def`` handler, one hop before it for an ``async`` one."""
+    if getattr(endpoint, "settles_first", False):
+        return endpoint
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            owed = _OWED.get()
+            if owed is None:
+                raise Unauthenticated()
+            caller = await run_in_threadpool(owed.settle)
+            return await endpoint(*args, **_paid(kwargs, owed, caller))
+
+        run_async.settles_first = True  # type: ignore[attr-defined]
+        return run_async
+
+    @functools.wraps(endpoint)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        owed = _OWED.get()
+        if owed is None:
+            raise Unauthenticated()
+        return endpoint(*args, **_paid(kwargs, owed, owed.settle()))
+
+    run.settles_first = True  # type: ignore[attr-defined]
+    return run
+
+
+class AuthenticatedRoute(APIRoute):
+    """The route class of every /api/v1 router: its handler runs once the request's token
+    and permissions are settled (``create_api`` refuses a route without it)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, settles_first(endpoint), **kwargs)
 
 
 def allow(permission: Permission, param: str | None = None) -> Any:
@@ -193,4 +351,4 @@ def base_url(request: Request) -> str:
 RuntimeDep = Annotated["Runtime", Depends(_runtime_dep)]
 DbDep = Annotated[Database, Depends(_db_dep)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
-BodyDep = Annotated[Any, Depends(json_body)]
+BodyDep = Annotated[Any, Depends(_json_body)]

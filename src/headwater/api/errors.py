@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from headwater.api.deps import settle_first
 from headwater.errors import HeadwaterError
 
 __all__ = ["error_response", "install_error_handlers"]
@@ -67,18 +68,37 @@ def _validation_causes(exc: RequestValidationError) -> tuple[str, str, list[str]
     return "E0000001", "Api validation failed: " + (causes[0] if causes else "request"), causes
 
 
+def _domain_response(exc: HeadwaterError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.summary, exc.causes)
+
+
+async def _owed_error(request: Request) -> HeadwaterError | None:
+    """The error the request's owed authentication (or body) answers with, if any: an error
+    raised before the handler is answered only once the token and permissions are checked,
+    as if each dependency had checked at once."""
+    try:
+        await settle_first(request)
+    except HeadwaterError as exc:
+        return exc
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HeadwaterError)
-    async def _domain(_: Request, exc: HeadwaterError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.summary, exc.causes)
+    async def _domain(request: Request, exc: HeadwaterError) -> JSONResponse:
+        return _domain_response(await _owed_error(request) or exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if owed := await _owed_error(request):
+            return _domain_response(owed)
         code, summary, causes = _validation_causes(exc)
         return error_response(400, code, summary, causes)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if owed := await _owed_error(request):
+            return _domain_response(owed)
         code, summary = _HTTP_CODES.get(exc.status_code, ("E0000009", "Internal Server Error"))
         if isinstance(exc.detail, str) and exc.status_code not in (404, 405):
             summary = exc.detail
@@ -86,6 +106,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+        if owed := await _owed_error(request):
+            return _domain_response(owed)
         # The client left (or was cut off for sending too slowly) before its body was read:
         # nothing was done, and the answer below reaches no one.
         log.info(
@@ -96,6 +118,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, "E0000003", "The request body was not well-formed.")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        try:
+            owed = await _owed_error(request)
+        except Exception:  # the token check failing too: the first error is the one to log
+            owed = None
+        if owed is not None:
+            return _domain_response(owed)
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "E0000009", "Internal Server Error")

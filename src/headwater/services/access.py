@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,7 +42,18 @@ def validated_grant(
     return Grant.of(role.strip().upper(), apps, groups)
 
 
-def grant_of(row: t.ApiToken | t.Admin) -> Grant:
+class Granted(Protocol):
+    """A row that carries a role: a token (as an object or a plain row) or an admin."""
+
+    @property
+    def role(self) -> str: ...
+    @property
+    def app_ids(self) -> Sequence[Any] | None: ...
+    @property
+    def group_ids(self) -> Sequence[Any] | None: ...
+
+
+def grant_of(row: Granted) -> Grant:
     return Grant.of(row.role, row.app_ids or (), row.group_ids or ())
 
 

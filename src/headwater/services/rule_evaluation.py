@@ -112,16 +112,17 @@ def compile_row(row: t.GroupRule) -> CompiledRule:
     return found
 
 
+#: Built once: every create and profile change reads it.
+_ACTIVE_STAMPS = select(t.GroupRule.id, t.GroupRule.revision).where(
+    t.GroupRule.status == RuleStatus.ACTIVE
+)
+
+
 def active_rules(session: Session) -> _Active:
     """The active rules, compiled and in dependency order: one small query when unchanged."""
     bind = str(session.get_bind().engine.url)
     stamps = frozenset(
-        (rule_id, revision)
-        for rule_id, revision in session.execute(
-            select(t.GroupRule.id, t.GroupRule.revision).where(
-                t.GroupRule.status == RuleStatus.ACTIVE
-            )
-        ).all()
+        (rule_id, revision) for rule_id, revision in session.execute(_ACTIVE_STAMPS).all()
     )
     cached = _active.get(bind)
     if cached is not None and cached.key == stamps:

@@ -34,14 +34,16 @@ __all__ = ["check_profile", "check_template", "expression_types", "load", "updat
 SCHEMA_ID = "default"
 
 
+#: Built once: every create and profile change reads it.
+_DEFINITION = select(t.UserSchema.definition).where(t.UserSchema.id == SCHEMA_ID)
+
+
 def load(session: Session, *, lock: bool = False) -> UserSchema:
     if lock:  # the row stays in the session for ``update`` to change
         row = session.get(t.UserSchema, SCHEMA_ID, with_for_update=True)
         return UserSchema.from_json(row.definition if row else None)
     # Every create and profile change reads it: the column alone, without an ORM object.
-    definition = session.execute(
-        select(t.UserSchema.definition).where(t.UserSchema.id == SCHEMA_ID)
-    ).scalar()
+    definition = session.execute(_DEFINITION).scalar()
     return UserSchema.from_json(definition)
 
 

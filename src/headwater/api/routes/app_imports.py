@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, allow, base_url
+from headwater.api.deps import ActorDep, AuthenticatedRoute, BodyDep, DbDep, allow, base_url
 from headwater.api.listing import After, page_response
 from headwater.db import tables as t
 from headwater.domain.access import Permission as P
@@ -24,7 +24,7 @@ from headwater.services.app_imports import GroupLink
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Headwater extension"])
+router = APIRouter(tags=["Headwater extension"], route_class=AuthenticatedRoute)
 IMPORTS = "/apps/{app_id}/imports"
 UNMANAGED = "/apps/{app_id}/unmanagedAccounts"
 #: (default, maximum) page sizes.

@@ -13,14 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, allow, base_url
+from headwater.api.deps import ActorDep, AuthenticatedRoute, BodyDep, DbDep, allow, base_url
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.domain.access import Permission as P
 from headwater.services import app_users, assignments
 
 __all__ = ["app_user_json", "router"]
 
-router = APIRouter(tags=["ApplicationUsers"])
+router = APIRouter(tags=["ApplicationUsers"], route_class=AuthenticatedRoute)
 
 
 class CredentialsBody(BaseModel):

@@ -21,6 +21,7 @@ from headwater.api import wire
 from headwater.api.body import openapi_body, parse
 from headwater.api.deps import (
     ActorDep,
+    AuthenticatedRoute,
     BodyDep,
     Caller,
     DbDep,
@@ -47,7 +48,7 @@ from headwater.services import app_users, apps, assignments, connections
 __all__ = ["app_json", "router"]
 
 
-router = APIRouter(tags=["Application"])
+router = APIRouter(tags=["Application"], route_class=AuthenticatedRoute)
 
 USER_PROVISIONING = "USER_PROVISIONING"
 

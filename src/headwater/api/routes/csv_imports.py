@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, allow, base_url
+from headwater.api.deps import ActorDep, AuthenticatedRoute, BodyDep, DbDep, allow, base_url
 from headwater.api.listing import After, page_response
 from headwater.db import tables as t
 from headwater.domain.access import Permission as P
@@ -37,7 +37,7 @@ from headwater.services import csv_import
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Headwater extension"])
+router = APIRouter(tags=["Headwater extension"], route_class=AuthenticatedRoute)
 
 MEDIA_TYPES = ("text/csv", "application/csv")
 HOLDS = "/imports/holds"

@@ -13,7 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, RuntimeDep, allow, base_url
+from headwater.api.deps import (
+    ActorDep,
+    AuthenticatedRoute,
+    BodyDep,
+    DbDep,
+    RuntimeDep,
+    allow,
+    base_url,
+)
 from headwater.api.listing import page_response
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
@@ -24,7 +32,7 @@ from headwater.services import tasks
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Headwater extension"])
+router = APIRouter(tags=["Headwater extension"], route_class=AuthenticatedRoute)
 APP = "/apps/{app_id}"
 #: (default, maximum) page sizes for tasks and orphans.
 PAGE_SIZES = (100, 1000)

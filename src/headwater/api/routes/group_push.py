@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, allow, base_url
+from headwater.api.deps import ActorDep, AuthenticatedRoute, BodyDep, DbDep, allow, base_url
 from headwater.api.listing import page_response
 from headwater.db import tables as t
 from headwater.domain.access import Permission as P
@@ -27,7 +27,7 @@ from headwater.services.push_rules import RuleSpec
 
 __all__ = ["mapping_json", "router"]
 
-router = APIRouter(tags=["GroupPushMapping"])
+router = APIRouter(tags=["GroupPushMapping"], route_class=AuthenticatedRoute)
 EXTENSION = "Headwater extension"
 MAPPINGS = "/apps/{app_id}/group-push/mappings"
 RULES = "/apps/{app_id}/group-push/rules"

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, allow, base_url
+from headwater.api.deps import ActorDep, AuthenticatedRoute, BodyDep, DbDep, allow, base_url
 from headwater.api.listing import After, page_response
 from headwater.db import tables as t
 from headwater.domain.access import Permission as P
@@ -25,7 +25,7 @@ from headwater.services.group_rules import RuleSpec
 
 __all__ = ["router", "rule_json"]
 
-router = APIRouter(tags=["GroupRule"])
+router = APIRouter(tags=["GroupRule"], route_class=AuthenticatedRoute)
 
 RULES_LIMIT = (50, 200)
 

@@ -9,13 +9,13 @@ from pydantic import BaseModel, Field
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, allow
+from headwater.api.deps import ActorDep, AuthenticatedRoute, BodyDep, DbDep, allow
 from headwater.db import tables as t
 from headwater.domain.access import Permission as P
 from headwater.errors import NotFound
 from headwater.services import held_operations
 
-router = APIRouter(tags=["Headwater extension"])
+router = APIRouter(tags=["Headwater extension"], route_class=AuthenticatedRoute)
 
 
 class Decision(BaseModel):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from headwater import clock
-from headwater.api.deps import DbDep, allow
+from headwater.api.deps import AuthenticatedRoute, DbDep, allow
 from headwater.api.listing import After
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.db import tables as t
@@ -21,7 +21,7 @@ from headwater.services import system_log
 
 __all__ = ["event_json", "router"]
 
-router = APIRouter(tags=["SystemLog"])
+router = APIRouter(tags=["SystemLog"], route_class=AuthenticatedRoute)
 
 LOGS_LIMIT = (100, 1000)
 DEFAULT_WINDOW = timedelta(days=7)

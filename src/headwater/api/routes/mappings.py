@@ -13,7 +13,16 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from headwater.api.deps import ActorDep, BodyDep, Caller, DbDep, allow, base_url, requires
+from headwater.api.deps import (
+    ActorDep,
+    AuthenticatedRoute,
+    BodyDep,
+    Caller,
+    DbDep,
+    allow,
+    base_url,
+    requires,
+)
 from headwater.api.pagination import clamp_limit, set_link_headers
 from headwater.api.representations import DEFAULT_USER_TYPE_ID
 from headwater.db import tables as t
@@ -26,7 +35,7 @@ from headwater.services import mappings
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Profile Mappings"])
+router = APIRouter(tags=["Profile Mappings"], route_class=AuthenticatedRoute)
 ONE = "/mappings/{app_id}"
 SCHEMA = "/meta/schemas/apps/{app_id}/default"
 #: (default, maximum) page size of the mapping list, as Okta's.

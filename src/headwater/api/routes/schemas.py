@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from headwater import clock
 from headwater.api.body import openapi_body
-from headwater.api.deps import ActorDep, BodyDep, DbDep, allow, base_url
+from headwater.api.deps import ActorDep, AuthenticatedRoute, BodyDep, DbDep, allow, base_url
 from headwater.api.representations import DEFAULT_USER_TYPE_ID
 from headwater.domain.access import Permission as P
 from headwater.domain.user_schema import UserSchema, base_json
@@ -22,7 +22,7 @@ from headwater.services import user_schema
 
 __all__ = ["router", "schema_json"]
 
-router = APIRouter(tags=["Schema"])
+router = APIRouter(tags=["Schema"], route_class=AuthenticatedRoute)
 ONE = "/meta/schemas/user/{schema_id}"
 
 

@@ -15,14 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from headwater import clock
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, DbDep, allow, base_url
+from headwater.api.deps import ActorDep, AuthenticatedRoute, BodyDep, DbDep, allow, base_url
 from headwater.db import tables as t
 from headwater.domain.access import Permission as P
 from headwater.services import sources, tokens
 
 __all__ = ["router", "source_json"]
 
-router = APIRouter(tags=["Headwater extension"])
+router = APIRouter(tags=["Headwater extension"], route_class=AuthenticatedRoute)
 
 
 class SourceBody(BaseModel):

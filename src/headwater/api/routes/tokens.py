@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from headwater import clock
-from headwater.api.deps import ActorDep, DbDep, allow, base_url
+from headwater.api.deps import ActorDep, AuthenticatedRoute, DbDep, allow, base_url
 from headwater.db import tables as t
 from headwater.domain.access import Permission as P
 from headwater.errors import NotFound
@@ -17,7 +17,7 @@ from headwater.services import tokens
 
 __all__ = ["router", "token_json"]
 
-router = APIRouter(tags=["ApiToken"])
+router = APIRouter(tags=["ApiToken"], route_class=AuthenticatedRoute)
 
 
 def _token_window(row: t.ApiToken) -> str | None:

@@ -9,7 +9,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from headwater.api.body import openapi_body, parse
-from headwater.api.deps import ActorDep, BodyDep, Caller, DbDep, allow, base_url, requires
+from headwater.api.deps import (
+    ActorDep,
+    AuthenticatedRoute,
+    BodyDep,
+    Caller,
+    DbDep,
+    allow,
+    base_url,
+    requires,
+)
 from headwater.api.listing import After, page_response
 from headwater.api.representations import group_json, user_json
 from headwater.db import tables as t
@@ -22,7 +31,7 @@ from headwater.services import directory
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["User"])
+router = APIRouter(tags=["User"], route_class=AuthenticatedRoute)
 
 USERS_LIMIT = (200, 200)
 USER_GROUPS_LIMIT = (200, 10000)
