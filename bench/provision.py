@@ -58,7 +58,7 @@ from headwater.testing.toolkit import (
     converge,
     create_group,
     create_scim_app,
-    create_users,
+    import_users,
     make_runtime,
     ok,
 )
@@ -142,7 +142,7 @@ def run_headwater(ctx: Context, url: str, count: int) -> tuple[Result, float]:
     runtime = make_runtime(url, data_dir, secret_key=SECRET_KEY)
     try:
         group_id = create_group(runtime, "Everyone")
-        create_users(runtime, count, digits=DIGITS, group_ids=[group_id])
+        import_users(runtime, count, digits=DIGITS, group_ids=[group_id])
         analyze(runtime)
         counter = RequestCounter()
         runtime.connectors.hooks.append(counter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.config import SettingsError, mask_database_url
 
-__all__ = ["Database"]
+__all__ = ["ANALYZE_AFTER_ROWS", "GROWN_ROWS", "Database"]
+
+log = logging.getLogger(__name__)
+
+#: ``session.info`` key: rows a transaction added to the reconcile queue (PostgreSQL only).
+GROWN_ROWS = "headwater_grown_rows"
+#: Queue rows added (by this process, since its last refresh) after which PostgreSQL's planner
+#: statistics of the queue are refreshed (decision 49).
+ANALYZE_AFTER_ROWS = 1000
+#: The queue table (a constant: never built from input).
+_QUEUE = "reconcile_keys"
 
 
 class Database:
@@ -39,6 +50,8 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_engine = self.engine.execution_options(headwater_readonly=True)
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        #: Queue rows this process added since the queue's statistics were last refreshed.
+        self._queue_grown = 0
 
     @property
     def dialect(self) -> str:
@@ -47,8 +60,32 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commits on success, rolls back on any error."""
-        with self._sessions() as session, session.begin():
-            yield session
+        with self._sessions() as session:
+            with session.begin():
+                yield session
+            grown = int(session.info.pop(GROWN_ROWS, 0))
+        if grown:
+            self._queue_grown += grown
+            if self._queue_grown >= ANALYZE_AFTER_ROWS:
+                self._queue_grown = 0
+                self.refresh_queue_statistics()
+
+    def refresh_queue_statistics(self) -> None:
+        """``ANALYZE`` the reconcile queue on PostgreSQL, after the commit that grew it.
+
+        Planner statistics taken while the queue was nearly empty make PostgreSQL read every
+        queued key of an app to find a batch's 200 (the key list becomes a filter instead of
+        an index condition), so a drain costs the square of its size; autovacuum may be off,
+        or a minute away. Best effort: a failure is logged, never raised (the commit stands).
+        """
+        if self.is_sqlite:
+            return
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(text("SET LOCAL lock_timeout = '2s'"))
+                connection.execute(text(f"ANALYZE {_QUEUE}"))
+        except SQLAlchemyError as exc:
+            log.warning("queue statistics not refreshed: %s", type(exc).__name__)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

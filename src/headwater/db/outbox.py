@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.db.engine import GROWN_ROWS
 from headwater.domain.expressions import GroupReference
 from headwater.domain.states import KeyKind
 
@@ -108,7 +109,12 @@ def _upsert(
             "observe": or_(t.ReconcileKey.observe, excluded.observe),
         },
     )
-    session.execute(stmt)
+    # SQLAlchemy reads an INSERT's row count only when asked to.
+    result = session.execute(stmt.execution_options(preserve_rowcount=True))
+    written = len(rows) if isinstance(rows, list) else getattr(result, "rowcount", 0)
+    if dialect == "postgresql":
+        # Counted towards refreshing the queue's planner statistics after commit.
+        session.info[GROWN_ROWS] = session.info.get(GROWN_ROWS, 0) + max(0, written)
     notify(session)
 
 
