@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
-from headwater.db.rowsets import rows_in
+from headwater.db.rowsets import any_of, rows_in
 from headwater.domain.states import KeyKind
 
 __all__ = [
@@ -117,9 +117,9 @@ def claim(
         .limit(limit)
     )
     if app_ids is not None:
-        query = query.where(t.ReconcileKey.app_id.in_(app_ids))
+        query = query.where(any_of(t.ReconcileKey.app_id, app_ids))
     if exclude_app_ids:
-        query = query.where(t.ReconcileKey.app_id.not_in(exclude_app_ids))
+        query = query.where(~any_of(t.ReconcileKey.app_id, exclude_app_ids))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     rows = session.execute(query).all()
@@ -242,7 +242,7 @@ def next_due(
     key = t.ReconcileKey
     query = select(func.min(key.not_before))
     if exclude_app_ids:
-        query = query.where(key.app_id.not_in(list(exclude_app_ids)))
+        query = query.where(~any_of(key.app_id, exclude_app_ids))
     if worker_id is not None:
         now = clock.utcnow()
         query = query.where(
@@ -313,4 +313,4 @@ def workers(session: Session) -> list[tuple[str, datetime]]:
 def forget_workers(session: Session, worker_ids: Sequence[str]) -> None:
     """Workers known to be dead: their rows go, so their leases end at once (see ``_due``)."""
     if worker_ids:
-        session.execute(delete(t.WorkerHeartbeat).where(t.WorkerHeartbeat.id.in_(list(worker_ids))))
+        session.execute(delete(t.WorkerHeartbeat).where(any_of(t.WorkerHeartbeat.id, worker_ids)))

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from headwater import clock
 from headwater.db import tables as t
 from headwater.db.engine import GROWN_ROWS
+from headwater.db.rowsets import any_of
 from headwater.domain.expressions import GroupReference
 from headwater.domain.states import KeyKind
 
@@ -160,15 +161,15 @@ def enqueue_users(session: Session, user_ids: list[str]) -> None:
         part = user_ids[start : start + 5000]
         direct = select(
             t.AppUserAssignment.app_id.label("app_id"), t.AppUserAssignment.user_id.label("uid")
-        ).where(t.AppUserAssignment.user_id.in_(part))
+        ).where(any_of(t.AppUserAssignment.user_id, part))
         via_group = (
             select(t.AppGroupAssignment.app_id.label("app_id"), t.Membership.user_id.label("uid"))
             .join(t.Membership, t.Membership.group_id == t.AppGroupAssignment.group_id)
-            .where(t.Membership.user_id.in_(part))
+            .where(any_of(t.Membership.user_id, part))
         )
         linked = select(
             t.AppUserLink.app_id.label("app_id"), t.AppUserLink.user_id.label("uid")
-        ).where(t.AppUserLink.user_id.in_(part))
+        ).where(any_of(t.AppUserLink.user_id, part))
         pairs = direct.union(via_group, linked).subquery()
         _upsert(session, _keys(pairs.c.app_id, KeyKind.USER, pairs.c.uid), observe=False)
         enqueue_push_for_users(session, part)
@@ -184,7 +185,7 @@ def enqueue_many_users(session: Session, app_id: str, user_ids: list[str]) -> No
     the users table, thousands of ids per statement (no multi-row VALUES to compile)."""
     for start in range(0, len(user_ids), 5000):
         part = user_ids[start : start + 5000]
-        users = _keys(literal(app_id), KeyKind.USER, t.User.id).where(t.User.id.in_(part))
+        users = _keys(literal(app_id), KeyKind.USER, t.User.id).where(any_of(t.User.id, part))
         _upsert(session, users, observe=False)
 
 
@@ -237,7 +238,7 @@ def enqueue_push_for_users(session: Session, user_ids: list[str]) -> None:
             t.PushMapping.id.label("subject_id"),
         )
         .join(t.Membership, t.Membership.group_id == t.PushMapping.source_group_id)
-        .where(t.Membership.user_id.in_(user_ids))
+        .where(any_of(t.Membership.user_id, user_ids))
     )
     pushed = (
         select(
@@ -246,7 +247,7 @@ def enqueue_push_for_users(session: Session, user_ids: list[str]) -> None:
             t.PushMapping.id.label("subject_id"),
         )
         .join(t.PushMember, t.PushMember.mapping_id == t.PushMapping.id)
-        .where(t.PushMember.user_id.in_(user_ids))
+        .where(any_of(t.PushMember.user_id, user_ids))
     )
     both = in_source.union(pushed).subquery()
     _upsert(session, select(both.c.app_id, both.c.kind, both.c.subject_id), observe=False)
@@ -264,10 +265,11 @@ def enqueue_push_for_app_users(session: Session, app_id: str, user_ids: list[str
             or_(
                 exists().where(
                     t.Membership.group_id == t.PushMapping.source_group_id,
-                    t.Membership.user_id.in_(user_ids),
+                    any_of(t.Membership.user_id, user_ids),
                 ),
                 exists().where(
-                    t.PushMember.mapping_id == t.PushMapping.id, t.PushMember.user_id.in_(user_ids)
+                    t.PushMember.mapping_id == t.PushMapping.id,
+                    any_of(t.PushMember.user_id, user_ids),
                 ),
             )
         )
@@ -330,7 +332,7 @@ def enqueue_membership_change(session: Session, group_id: str, user_ids: list[st
             _kind(KeyKind.USER).label("kind"),
             t.User.id.label("subject_id"),
         )
-        .join(t.User, t.User.id.in_(user_ids))
+        .join(t.User, any_of(t.User.id, user_ids))
         .where(t.AppGroupAssignment.group_id == group_id)
     )
     _upsert(session, apps, observe=False)
@@ -384,5 +386,5 @@ def enqueue_membership_readers(
             members = select(t.Membership.user_id).where(t.Membership.group_id == group_id)
             query = query.where(users.c.subject_id.in_(members))
         else:
-            query = query.where(users.c.subject_id.in_(user_ids))
+            query = query.where(any_of(users.c.subject_id, user_ids))
         _upsert(session, query, observe=False)

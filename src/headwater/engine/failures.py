@@ -25,7 +25,7 @@ from headwater.connectors.scrub import scrub_text
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.leases import ClaimedKey
-from headwater.db.rowsets import rows_in
+from headwater.db.rowsets import any_of, rows_in
 from headwater.domain import operations as ops
 from headwater.domain.fate import ErrorClass
 from headwater.domain.mapping import MappingError
@@ -216,7 +216,7 @@ def record_refused_members(
     session.execute(
         delete(t.PushMember).where(
             t.PushMember.mapping_id == mapping_id,
-            t.PushMember.user_id.in_([user_id for user_id, _, _ in refused]),
+            any_of(t.PushMember.user_id, [user_id for user_id, _, _ in refused]),
         )
     )
     summary = "; ".join(f"{external_id}: {message}" for _, external_id, message in refused)

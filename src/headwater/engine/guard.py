@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.db.rowsets import any_of
 from headwater.domain.desired import ACCOUNT_STATUSES
 from headwater.domain.lifecycle import Status
 from headwater.domain.mass_change import GuardVerdict, judge
@@ -72,7 +73,7 @@ def assess(session: Session, app: AppSnapshot, leaving: Collection[str]) -> Asse
         return Assessment(GuardVerdict(frozenset(), frozenset()))
     rows = session.execute(
         select(t.HeldOperation.user_id, t.HeldOperation.decision).where(
-            t.HeldOperation.app_id == app.id, t.HeldOperation.user_id.in_(list(leaving))
+            t.HeldOperation.app_id == app.id, any_of(t.HeldOperation.user_id, leaving)
         )
     )
     decisions = {row.user_id: HoldDecision(row.decision) for row in rows}
@@ -136,6 +137,6 @@ def settle(session: Session, app_id: str, user_ids: list[str]) -> None:
     if user_ids:
         session.execute(
             delete(t.HeldOperation).where(
-                t.HeldOperation.app_id == app_id, t.HeldOperation.user_id.in_(user_ids)
+                t.HeldOperation.app_id == app_id, any_of(t.HeldOperation.user_id, user_ids)
             )
         )

@@ -29,6 +29,7 @@ from headwater.db import events, leases, outbox
 from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import SYSTEM, Target
+from headwater.db.rowsets import any_of
 from headwater.domain.downstream import ListedAccount, ListedGroup
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.matching import (
@@ -168,7 +169,7 @@ def _store_accounts(
                 session.execute(
                     select(t.AppImportAccount.external_id).where(
                         t.AppImportAccount.import_id == import_id,
-                        t.AppImportAccount.external_id.in_(chunk),
+                        any_of(t.AppImportAccount.external_id, chunk),
                     )
                 ).scalars()
             )
@@ -254,7 +255,7 @@ def _people(
             values = {r.employee_number for r in rows if r.employee_number}
             column = user.profile["employeeNumber"].as_string()
         for chunk in _chunks(sorted(values)):
-            query = select(*columns).where(column.in_(chunk), user.status != DELETED)
+            query = select(*columns).where(any_of(column, chunk), user.status != DELETED)
             for row in session.execute(query):
                 profile = row.profile or {}
                 number = profile.get("employeeNumber")
@@ -371,7 +372,7 @@ def upsert_unmanaged(session: Session, app_id: str, accounts: Sequence[ListedAcc
             for row in session.execute(
                 select(t.UnmanagedAccount).where(
                     t.UnmanagedAccount.app_id == app_id,
-                    t.UnmanagedAccount.external_id.in_(chunk),
+                    any_of(t.UnmanagedAccount.external_id, chunk),
                 )
             ).scalars()
         )
@@ -515,7 +516,7 @@ def _confirm(database: Database, app: AppSnapshot, import_id: str) -> None:
             session.execute(
                 delete(t.UnmanagedAccount).where(
                     t.UnmanagedAccount.app_id == app.id,
-                    t.UnmanagedAccount.external_id.in_(chunk),
+                    any_of(t.UnmanagedAccount.external_id, chunk),
                 )
             )
         if done:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.db.rowsets import any_of
 from headwater.domain import operations as ops
 from headwater.domain.plan import PushedMembership, PushPlan
 from headwater.domain.states import LinkState
@@ -38,7 +39,7 @@ def mark_deprovisioning(
         update(t.AppUserLink)
         .where(
             t.AppUserLink.app_id == app_id,
-            t.AppUserLink.user_id.in_(user_ids),
+            any_of(t.AppUserLink.user_id, user_ids),
             t.AppUserLink.state.in_([LinkState.ACTIVE, LinkState.INACTIVE]),
         )
         .values(
@@ -58,7 +59,7 @@ def admitted_members(session: Session, app_id: str, user_ids: Iterable[str]) -> 
         return frozenset()
     query = select(t.AppUserLink.user_id).where(
         t.AppUserLink.app_id == app_id,
-        t.AppUserLink.user_id.in_(wanted),
+        any_of(t.AppUserLink.user_id, wanted),
         t.AppUserLink.state == LinkState.ACTIVE,
     )
     if session.get_bind().dialect.name == "postgresql":

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.db.rowsets import any_of
 from headwater.domain.states import LinkState, SyncState
 
 __all__ = ["Link", "Links", "NewLink"]
@@ -75,7 +76,7 @@ class Links:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             query = select(t.AppUserLink).where(
-                t.AppUserLink.app_id == app_id, t.AppUserLink.user_id.in_(chunk)
+                t.AppUserLink.app_id == app_id, any_of(t.AppUserLink.user_id, chunk)
             )
             rows.update((row.user_id, row) for row in session.execute(query).scalars())
         return cls(session, app_id, rows)

@@ -21,7 +21,7 @@ from headwater.db import events
 from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import Actor, Target
-from headwater.db.rowsets import rows_in
+from headwater.db.rowsets import any_of, rows_in
 from headwater.domain.connection import ConnectionInfo
 from headwater.domain.operations import RemoveMembers
 from headwater.engine import snapshot
@@ -80,7 +80,7 @@ def _orphan_batches(
     if mapping_id is not None:
         query = query.where(t.Orphan.mapping_id == mapping_id)
     if external_ids is not None:
-        query = query.where(t.Orphan.external_id.in_(external_ids))
+        query = query.where(any_of(t.Orphan.external_id, external_ids))
     grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
     for row in session.execute(query):
         grouped[(row.mapping_id, row.external_id)].append(row.member)

@@ -17,6 +17,7 @@ from headwater.db import leases, outbox
 from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import Buffer
+from headwater.db.rowsets import any_of
 from headwater.domain import operations as ops
 from headwater.domain.fate import ErrorClass, Fate, Finish, Quarantine, RequeueAfter, Retry, Task
 from headwater.domain.states import GroupType, KeyKind, LinkState, MappingStatus, SyncState
@@ -253,7 +254,9 @@ def _record_operation(
             accepted = [m[0] for m in members if m[0] not in refused_ids]
             session.execute(
                 update(t.PushMember)
-                .where(t.PushMember.mapping_id == mapping_id, t.PushMember.user_id.in_(accepted))
+                .where(
+                    t.PushMember.mapping_id == mapping_id, any_of(t.PushMember.user_id, accepted)
+                )
                 .values(pending=False)
             )
             if refused:
@@ -266,7 +269,7 @@ def _record_operation(
                     delete(t.PushMember).where(
                         t.PushMember.mapping_id == mapping_id,
                         # The plain IN lets SQLite use the key; the pairs then pick the rows.
-                        t.PushMember.user_id.in_([u for u, _ in known]),
+                        any_of(t.PushMember.user_id, [u for u, _ in known]),
                         tuple_(t.PushMember.user_id, t.PushMember.external_id).in_(known),
                     )
                 )
@@ -274,7 +277,7 @@ def _record_operation(
             keep = [m[0] for m in members]
             session.execute(
                 delete(t.PushMember).where(
-                    t.PushMember.mapping_id == mapping_id, t.PushMember.user_id.not_in(keep)
+                    t.PushMember.mapping_id == mapping_id, ~any_of(t.PushMember.user_id, keep)
                 )
             )
             session.execute(
@@ -401,7 +404,7 @@ def _unstale(session: Session, app_id: str, mapping_ids: list[str]) -> None:
     session.execute(
         update(t.PushMember)
         .where(
-            t.PushMember.mapping_id.in_(mapping_ids),
+            any_of(t.PushMember.mapping_id, mapping_ids),
             t.PushMember.stale_since.is_not(None),
             active,
         )

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.db.rowsets import any_of
 from headwater.domain.capabilities import Capabilities
 from headwater.domain.desired import DirectGrant, GroupGrant, UserFacts
 from headwater.domain.plan import AccountRecord, PushedMembership
@@ -155,7 +156,7 @@ def load_accounts(
     users = {
         row.id: UserFacts(row.id, row.status, dict(row.profile or {}))
         for row in session.execute(
-            select(t.User.id, t.User.status, t.User.profile).where(t.User.id.in_(_IDS)),
+            select(t.User.id, t.User.status, t.User.profile).where(any_of(t.User.id, _IDS)),
             ids,
         )
     }
@@ -170,7 +171,7 @@ def load_accounts(
                     t.AppUserAssignment.user_name,
                 ).where(
                     t.AppUserAssignment.app_id == app_id,
-                    t.AppUserAssignment.user_id.in_(_IDS),
+                    any_of(t.AppUserAssignment.user_id, _IDS),
                 ),
                 ids,
             )
@@ -195,7 +196,7 @@ def load_accounts(
         members = (
             select(t.Membership.user_id, t.Membership.group_id)
             .join(t.AppGroupAssignment, t.AppGroupAssignment.group_id == t.Membership.group_id)
-            .where(t.AppGroupAssignment.app_id == app_id, t.Membership.user_id.in_(_IDS))
+            .where(t.AppGroupAssignment.app_id == app_id, any_of(t.Membership.user_id, _IDS))
         )
         for user_id, group_id in session.execute(members, ids):
             grant = assigned.get(group_id)  # None: assigned after the read above, or left out
@@ -213,7 +214,7 @@ def load_accounts(
                 t.AppUserLink.user_name,
                 t.AppUserLink.deprovision_started,
                 t.AppUserLink.last_updated,
-            ).where(t.AppUserLink.app_id == app_id, t.AppUserLink.user_id.in_(_IDS)),
+            ).where(t.AppUserLink.app_id == app_id, any_of(t.AppUserLink.user_id, _IDS)),
             ids,
         )
     }
@@ -224,7 +225,7 @@ def load_accounts(
         for user_id, group_id, name in session.execute(
             select(t.Membership.user_id, t.Group.id, t.Group.name)
             .join(t.Group, t.Group.id == t.Membership.group_id)
-            .where(t.Membership.user_id.in_(_IDS)),
+            .where(any_of(t.Membership.user_id, _IDS)),
             ids,
         ):
             member_of[user_id][0].add(group_id)
@@ -275,7 +276,7 @@ def load_memberships(
         )
         .join(t.PushMapping, t.PushMapping.id == t.PushMember.mapping_id)
         .join(t.Group, t.Group.id == t.PushMapping.target_group_id)
-        .where(t.PushMapping.app_id == app_id, t.PushMember.user_id.in_(user_ids))
+        .where(t.PushMapping.app_id == app_id, any_of(t.PushMember.user_id, user_ids))
     ):
         if row.external_id:
             result[row.user_id].append(
@@ -300,7 +301,7 @@ def _manager_accounts(session: Session, app_id: str, users: dict[str, UserFacts]
     rows = session.execute(
         select(t.AppUserLink.user_id, t.AppUserLink.external_id).where(
             t.AppUserLink.app_id == app_id,
-            t.AppUserLink.user_id.in_(manager_ids),
+            any_of(t.AppUserLink.user_id, manager_ids),
             t.AppUserLink.state == LinkState.ACTIVE,
         )
     )
@@ -320,7 +321,7 @@ def load_push(session: Session, app_id: str, mapping_ids: list[str]) -> dict[str
         )
         .outerjoin(source, source.c.id == t.PushMapping.source_group_id)
         .outerjoin(target, target.c.id == t.PushMapping.target_group_id)
-        .where(t.PushMapping.app_id == app_id, t.PushMapping.id.in_(mapping_ids))
+        .where(t.PushMapping.app_id == app_id, any_of(t.PushMapping.id, mapping_ids))
     ).all()
     result = {}
     for mapping, source_name, target_external_id, target_name in rows:

@@ -18,6 +18,7 @@ from headwater.connectors.scrub import scrub_text
 from headwater.db import events
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Target
+from headwater.db.rowsets import any_of
 from headwater.domain.fate import ErrorClass, Fate, Finish, Quarantine, RequeueAfter, Retry, Task
 from headwater.domain.states import KeyKind
 from headwater.engine.snapshot import AppSnapshot
@@ -53,7 +54,7 @@ def load_labels(session: Session, user_ids: list[str]) -> UserLabels:
     if not user_ids:
         return {}
     rows = session.execute(
-        select(t.User.id, t.User.login, t.User.profile).where(t.User.id.in_(user_ids))
+        select(t.User.id, t.User.login, t.User.profile).where(any_of(t.User.id, user_ids))
     )
     labels = {}
     for row in rows:

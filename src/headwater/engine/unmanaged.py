@@ -17,6 +17,7 @@ from headwater.connectors.errors import DownstreamError, TransientError
 from headwater.db import leases, outbox
 from headwater.db import tables as t
 from headwater.db.engine import Database
+from headwater.db.rowsets import any_of
 from headwater.domain.mass_change import tripped
 from headwater.domain.states import HoldDecision, UnmanagedState
 from headwater.domain.unmanaged import StrayPlan, plan_stray
@@ -76,7 +77,7 @@ def _screen(
             for row in session.execute(
                 select(t.UnmanagedAccount).where(
                     t.UnmanagedAccount.app_id == app.id,
-                    t.UnmanagedAccount.id.in_([k.subject_id for k in keys]),
+                    any_of(t.UnmanagedAccount.id, [k.subject_id for k in keys]),
                 )
             ).scalars()
         }

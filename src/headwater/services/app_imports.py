@@ -18,6 +18,7 @@ from headwater import clock, ids
 from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
+from headwater.db.rowsets import any_of
 from headwater.domain.lifecycle import DELETED
 from headwater.domain.matching import MatchKind
 from headwater.domain.states import (
@@ -178,7 +179,7 @@ def confirm(
     for start in range(0, len(wanted), 500):
         session.execute(
             update(t.AppImportAccount)
-            .where(t.AppImportAccount.id.in_(wanted[start : start + 500]))
+            .where(any_of(t.AppImportAccount.id, wanted[start : start + 500]))
             .values(link_requested=True)
         )
     run.status = ImportStatus.CONFIRMING
@@ -220,7 +221,7 @@ def link_groups(
         for row in session.execute(
             select(t.AppImportGroup).where(
                 t.AppImportGroup.import_id == import_id,
-                t.AppImportGroup.external_id.in_([link.external_id for link in links]),
+                any_of(t.AppImportGroup.external_id, [link.external_id for link in links]),
             )
         ).scalars()
     }

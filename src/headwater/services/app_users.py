@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from headwater import clock
 from headwater.db import tables as t
 from headwater.db.paging import Page
+from headwater.db.rowsets import any_of
 from headwater.domain.desired import DirectGrant, GroupGrant, resolve_profile
 from headwater.domain.mapping import MappingError, render_user_name
 from headwater.domain.settings import ProvisioningSettings
@@ -138,7 +139,7 @@ def _group_grants(
         )
         .join(aga, aga.group_id == m.group_id)
         .join(t.Group, t.Group.id == aga.group_id)
-        .where(aga.app_id == app_id, m.user_id.in_(user_ids))
+        .where(aga.app_id == app_id, any_of(m.user_id, user_ids))
     ).all()
     grants: dict[str, list[tuple[GroupGrant, tuple[datetime, datetime]]]] = {}
     for row in rows:
@@ -151,7 +152,7 @@ def _group_grants(
 
 def _by_user(session: Session, model: Any, app_id: str, user_ids: list[str]) -> dict[str, Any]:
     rows = session.execute(
-        select(model).where(model.app_id == app_id, model.user_id.in_(user_ids))
+        select(model).where(model.app_id == app_id, any_of(model.user_id, user_ids))
     ).scalars()
     return {row.user_id: row for row in rows}
 
@@ -161,7 +162,8 @@ def _views(session: Session, app: t.App, user_ids: list[str]) -> list[AppUserVie
     if not user_ids:
         return []
     users = {
-        u.id: u for u in session.execute(select(t.User).where(t.User.id.in_(user_ids))).scalars()
+        u.id: u
+        for u in session.execute(select(t.User).where(any_of(t.User.id, user_ids))).scalars()
     }
     links = _by_user(session, t.AppUserLink, app.id, user_ids)
     directs = _by_user(session, t.AppUserAssignment, app.id, user_ids)

@@ -42,6 +42,7 @@ from headwater import clock, ids
 from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import Actor, Pending, Target, record, record_many
+from headwater.db.rowsets import any_of
 from headwater.domain import csv_import as rows_
 from headwater.domain import mass_change, profiles
 from headwater.domain.csv_import import CsvRow, MatchKey, RowError, UserRow
@@ -401,7 +402,7 @@ class _GroupNames:
             found = dict(
                 session.execute(
                     select(t.Group.name_lower, t.Group.id).where(
-                        t.Group.name_scope == directory.OKTA_SCOPE, t.Group.name_lower.in_(part)
+                        t.Group.name_scope == directory.OKTA_SCOPE, any_of(t.Group.name_lower, part)
                     )
                 ).all()
             )
@@ -410,7 +411,9 @@ class _GroupNames:
         wanted = [self.ids[name] for name in names if self.ids.get(name)]
         by_id = {
             group.id: group
-            for group in session.execute(select(t.Group).where(t.Group.id.in_(wanted))).scalars()
+            for group in session.execute(
+                select(t.Group).where(any_of(t.Group.id, wanted))
+            ).scalars()
         }
         return {name: by_id[gid] for name in names if (gid := self.ids.get(name)) in by_id}
 
@@ -729,7 +732,7 @@ def _matching_users(session: Session, match: MatchKey, keys: list[str]) -> dict[
     found: dict[str, list[t.User]] = {}
     for start in range(0, len(wanted), 500):
         query = select(t.User).where(
-            column.in_(wanted[start : start + 500]), t.User.status != DELETED
+            any_of(column, wanted[start : start + 500]), t.User.status != DELETED
         )
         for user in session.execute(query).scalars():
             value = user.profile.get(match.value) if match is MatchKey.EMPLOYEE_NUMBER else None
@@ -749,7 +752,7 @@ def _login_owners(session: Session, logins: list[Any]) -> dict[str, str]:
         owners.update(
             session.execute(
                 select(t.User.login_lower, t.User.id).where(
-                    t.User.login_lower.in_(lowered[start : start + 500])
+                    any_of(t.User.login_lower, lowered[start : start + 500])
                 )
             ).all()
         )
@@ -761,7 +764,7 @@ def _manual_memberships(session: Session, user_ids: list[str]) -> dict[str, set[
     for start in range(0, len(user_ids), 500):
         rows = session.execute(
             select(t.Membership.user_id, t.Membership.group_id).where(
-                t.Membership.user_id.in_(user_ids[start : start + 500]),
+                any_of(t.Membership.user_id, user_ids[start : start + 500]),
                 t.Membership.manual.is_(True),
             )
         ).all()

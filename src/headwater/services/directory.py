@@ -23,6 +23,7 @@ from headwater import clock, ids
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Pending, Target, record, record_many
+from headwater.db.rowsets import any_of
 from headwater.domain import lifecycle, profiles
 from headwater.domain.lifecycle import DELETED, Action, Status
 from headwater.domain.states import GroupType, MappingStatus
@@ -750,7 +751,7 @@ def _users_of(
     created = [w.id for person, w in zip(people, written, strict=True) if person.user is None]
     loaded: dict[str, t.User] = {}
     for start in range(0, len(created), 500):
-        query = select(t.User).where(t.User.id.in_(created[start : start + 500]))
+        query = select(t.User).where(any_of(t.User.id, created[start : start + 500]))
         loaded.update((user.id, user) for user in session.execute(query).scalars())
     return [
         person.user if person.user is not None else loaded[w.id]
@@ -830,7 +831,7 @@ def _import_memberships(
     for start in range(0, len(user_ids), 500):
         rows = session.execute(
             select(t.Membership.group_id, t.Membership.user_id, t.Membership.manual).where(
-                t.Membership.user_id.in_(user_ids[start : start + 500])
+                any_of(t.Membership.user_id, user_ids[start : start + 500])
             )
         ).all()
         held.update({(g, u): bool(manual) for g, u, manual in rows})

@@ -20,6 +20,7 @@ from headwater import clock, ids
 from headwater.db import tables as t
 from headwater.db.engine import Database
 from headwater.db.events import Actor, Target, record
+from headwater.db.rowsets import any_of
 from headwater.domain import profiles
 from headwater.domain.expressions import Context, Type, compile_expression
 from headwater.domain.group_rules import (
@@ -113,12 +114,12 @@ def list_rules(session: Session, search: str | None = None, *, limit: int) -> Ru
     )
     held = session.execute(
         select(t.GroupRuleMember.rule_id, func.count())
-        .where(t.GroupRuleMember.rule_id.in_([rule.id for rule in rules]))
+        .where(any_of(t.GroupRuleMember.rule_id, [rule.id for rule in rules]))
         .group_by(t.GroupRuleMember.rule_id)
     ).all()
     names = session.execute(
         select(t.Group.id, t.Group.name).where(
-            t.Group.id.in_({g for rule in rules for g in rule.group_ids})
+            any_of(t.Group.id, {g for rule in rules for g in rule.group_ids})
         )
     ).all()
     return RuleListing(rules, {r: int(n) for r, n in held}, {g: str(n) for g, n in names})
@@ -212,7 +213,7 @@ def _check_cycles(session: Session, definition: RuleDefinition) -> None:
     rules.append(compile_rule(definition))
     targets = sorted({g for rule in rules for g in rule.definition.group_ids})
     names = dict(
-        session.execute(select(t.Group.id, t.Group.name).where(t.Group.id.in_(targets))).all()
+        session.execute(select(t.Group.id, t.Group.name).where(any_of(t.Group.id, targets))).all()
     )
     cycle = find_cycle(rules, names)
     if cycle is None:
@@ -425,7 +426,7 @@ def preview(
             for user_id, group_id, name in session.execute(
                 select(t.Membership.user_id, t.Group.id, t.Group.name)
                 .join(t.Group, t.Group.id == t.Membership.group_id)
-                .where(t.Membership.user_id.in_([row.id for row in rows]))
+                .where(any_of(t.Membership.user_id, [row.id for row in rows]))
             ):
                 groups.setdefault(user_id, set()).add(group_id)
                 names.setdefault(user_id, set()).add(name)

@@ -18,6 +18,7 @@ from headwater import clock, ids
 from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Actor, Target
+from headwater.db.rowsets import any_of
 from headwater.domain.states import KeyKind
 from headwater.domain.storable import check_text
 from headwater.errors import InvalidRequest, NotFound
@@ -198,7 +199,7 @@ def _retire_mappings(session: Session, rule: t.PushRule) -> None:
         return
     session.execute(
         update(t.PushMapping)
-        .where(t.PushMapping.id.in_(mapping_ids))
+        .where(any_of(t.PushMapping.id, mapping_ids))
         .values(**grouppush.request_deletion_values())
         .execution_options(synchronize_session=False)
     )

@@ -31,7 +31,7 @@ from headwater import clock
 from headwater.db import outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Actor, Target, record
-from headwater.db.rowsets import rows_in
+from headwater.db.rowsets import any_of, rows_in
 from headwater.domain.expressions import Facts
 from headwater.domain.group_rules import (
     CompiledRule,
@@ -131,7 +131,9 @@ def active_rules(session: Session) -> _Active:
         rule_id for rule_id, revision in stamps if (rule_id, revision) not in _compiled
     )
     for chunk in _chunks(missing):
-        for row in session.execute(select(t.GroupRule).where(t.GroupRule.id.in_(chunk))).scalars():
+        for row in session.execute(
+            select(t.GroupRule).where(any_of(t.GroupRule.id, chunk))
+        ).scalars():
             compile_row(row)
     found = [_compiled.get(stamp) for stamp in sorted(stamps)]
     compiled = [rule for rule in found if rule is not None]
@@ -140,7 +142,7 @@ def active_rules(session: Session) -> _Active:
         return _active_uncached(session)
     targets = {group_id for rule in compiled for group_id in rule.definition.group_ids}
     names = dict(
-        session.execute(select(t.Group.id, t.Group.name).where(t.Group.id.in_(targets))).all()
+        session.execute(select(t.Group.id, t.Group.name).where(any_of(t.Group.id, targets))).all()
     )
     fresh = _Active(
         stamps,
@@ -163,7 +165,7 @@ def _active_uncached(session: Session) -> _Active:
     rules = [compile_row(row) for row in sorted(rows, key=lambda row: row.id)]
     targets = {group_id for rule in rules for group_id in rule.definition.group_ids}
     names = dict(
-        session.execute(select(t.Group.id, t.Group.name).where(t.Group.id.in_(targets))).all()
+        session.execute(select(t.Group.id, t.Group.name).where(any_of(t.Group.id, targets))).all()
     )
     return _Active(
         frozenset((row.id, row.revision) for row in rows),
@@ -275,13 +277,13 @@ def _announce(
         return
     session.execute(
         update(t.Group)
-        .where(t.Group.id.in_(sorted(changed)))
+        .where(any_of(t.Group.id, sorted(changed)))
         .values(last_membership_updated=now)
         .execution_options(synchronize_session=False)
     )
     groups = dict(
         session.execute(
-            select(t.Group.id, t.Group.name).where(t.Group.id.in_(sorted(changed)))
+            select(t.Group.id, t.Group.name).where(any_of(t.Group.id, sorted(changed)))
         ).all()
     )
     debug = {"reason": because} if because else None
@@ -297,7 +299,7 @@ def _announce(
             if len(users) <= _EVENTS_EACH:
                 logins = dict(
                     session.execute(
-                        select(t.User.id, t.User.login).where(t.User.id.in_(users))
+                        select(t.User.id, t.User.login).where(any_of(t.User.id, users))
                     ).all()
                 )
                 for user_id in users:
@@ -382,7 +384,7 @@ def evaluate_user(session: Session, user: t.User, actor: Actor = SYSTEM) -> tupl
     kept |= {group_id for rule_id, group_id in holdings if rule_id not in active_ids}
     names: set[str] = set()
     if active.by_name and kept:
-        names = set(session.execute(select(t.Group.name).where(t.Group.id.in_(kept))).scalars())
+        names = set(session.execute(select(t.Group.name).where(any_of(t.Group.id, kept))).scalars())
     wanted = matching_groups(
         active.ordered,
         user.id,
@@ -461,7 +463,7 @@ def sweep_batch(
         held = set(
             session.execute(
                 select(t.GroupRuleMember.user_id).where(
-                    t.GroupRuleMember.rule_id == rule_id, t.GroupRuleMember.user_id.in_(ids)
+                    t.GroupRuleMember.rule_id == rule_id, any_of(t.GroupRuleMember.user_id, ids)
                 )
             ).scalars()
         )
@@ -469,7 +471,7 @@ def sweep_batch(
         existing = set(
             session.execute(
                 select(t.GroupRuleMember.group_id, t.GroupRuleMember.user_id).where(
-                    t.GroupRuleMember.rule_id == rule_id, t.GroupRuleMember.user_id.in_(ids)
+                    t.GroupRuleMember.rule_id == rule_id, any_of(t.GroupRuleMember.user_id, ids)
                 )
             ).all()
         )
@@ -576,7 +578,7 @@ def group_renamed(session: Session, group_id: str) -> None:
     if filling:
         session.execute(
             update(t.GroupRule)
-            .where(t.GroupRule.id.in_(filling))
+            .where(any_of(t.GroupRule.id, filling))
             .values(revision=t.GroupRule.revision + 1)
             .execution_options(synchronize_session=False)
         )

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from headwater.db import events, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
+from headwater.db.rowsets import any_of
 from headwater.domain.states import KeyKind
 from headwater.errors import InvalidRequest, NotFound
 from headwater.services.apps import get_app
@@ -82,12 +83,12 @@ def _retry(session: Session, tasks: list[t.Task]) -> int:
     if pushes:
         session.execute(
             update(t.PushMapping)
-            .where(t.PushMapping.id.in_(pushes))
+            .where(any_of(t.PushMapping.id, pushes))
             .values(full_push=True)
             .execution_options(synchronize_session=False)
         )
     outbox.enqueue_keys(session, [(task.app_id, task.kind, task.subject_id) for task in tasks])
-    session.execute(delete(t.Task).where(t.Task.id.in_([task.id for task in tasks])))
+    session.execute(delete(t.Task).where(any_of(t.Task.id, [task.id for task in tasks])))
     return len(tasks)
 
 
