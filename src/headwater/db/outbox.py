@@ -110,11 +110,13 @@ def _upsert(
             "observe": or_(t.ReconcileKey.observe, excluded.observe),
         },
     )
-    # SQLAlchemy reads an INSERT's row count only when asked to.
-    result = session.execute(stmt.execution_options(preserve_rowcount=True))
-    written = len(rows) if isinstance(rows, list) else getattr(result, "rowcount", 0)
-    if dialect == "postgresql":
-        # Counted towards refreshing the queue's planner statistics after commit.
+    if dialect != "postgresql":
+        session.execute(stmt)
+    else:
+        # Counted towards refreshing the queue's planner statistics after commit (SQLAlchemy
+        # reads an INSERT's row count only when asked to; a VALUES list's rows are the list's).
+        result = session.execute(stmt.execution_options(preserve_rowcount=True))
+        written = len(rows) if isinstance(rows, list) else getattr(result, "rowcount", 0)
         session.info[GROWN_ROWS] = session.info.get(GROWN_ROWS, 0) + max(0, written)
     notify(session)
 
