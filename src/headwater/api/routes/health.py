@@ -21,6 +21,10 @@ def health(request: Request) -> JSONResponse:
     """``status`` ok (200) when the database answers and the embedded worker, if this process
     runs one, goes round; ``unavailable`` (503) when either does not."""
     body: dict[str, Any] = {"status": "ok", "database": "ok"}
+    worker = getattr(request.app.state, "worker", None)
+    # Read before the database: the worker records a heartbeat only once it is committed, so
+    # an embedded worker that says it has beaten is then counted among the live ones.
+    liveness = worker.liveness() if worker is not None else None
     try:
         with get_db(request).read() as session:
             session.execute(text("SELECT 1"))
@@ -30,9 +34,7 @@ def health(request: Request) -> JSONResponse:
         body.update(status="unavailable", database="unreachable")
         return JSONResponse(body, status_code=503)
     body["workers"] = {"live": live}
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None:
-        liveness = worker.liveness()
+    if liveness is not None:
         body["worker"] = {
             "embedded": True,
             "alive": liveness.alive,
