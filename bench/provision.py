@@ -4,7 +4,9 @@ Headwater: the ``PUT /api/v1/apps/{app}/groups/{group}`` (one set-based enqueue 
 an in-process worker draining the keys until none is pending. Floor: a bare
 ``httpx.AsyncClient`` with the same concurrency sending the same requests (``GET /Users?filter=
 userName eq "..."`` then ``POST /Users`` per user) to a fresh scim2-server. Both downstreams are
-real subprocesses on loopback; the ratio is Headwater's wall time over the floor's.
+real subprocesses on loopback; the ratio is Headwater's wall time over the floor's. A second,
+stricter floor sends the same requests with a bare ``aiohttp`` client, the pool Headwater's
+outbound transport sends through (decision 50), at a sixth of httpx's CPU per request.
 
 Every run must leave exactly N accounts downstream (and, for Headwater, no key pending and no
 failed request); otherwise the benchmark fails with ``IncompleteRun`` rather than report a
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import aiohttp
 import httpx
 
 from bench.common import (
@@ -117,12 +120,43 @@ async def floor_provision(
     return counts
 
 
+async def floor_provision_aiohttp(
+    base_url: str, bodies: list[dict[str, Any]], concurrency: int
+) -> Counter[str]:
+    """:func:`floor_provision` with a bare aiohttp client."""
+    counts: Counter[str] = Counter()
+    pending = iter(bodies)
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with aiohttp.ClientSession(
+        base_url + "/", connector=connector, headers=SCIM_HEADERS
+    ) as client:
+
+        async def lane() -> None:
+            for body in pending:
+                async with client.get(_filter_path(body["userName"])) as found:
+                    counts["GET /Users"] += 1
+                    if found.status != 200:
+                        raise RuntimeError(f"lookup failed: {found.status} {await found.text()}")
+                    if json.loads(await found.read()).get("totalResults"):
+                        continue
+                async with client.post("Users", data=json.dumps(body).encode()) as created:
+                    counts["POST /Users"] += 1
+                    if created.status != 201:
+                        raise RuntimeError(
+                            f"create failed: {created.status} {await created.text()}"
+                        )
+                    await created.read()
+
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return counts
+
+
 def pending(runtime: Runtime) -> int:
     with runtime.database.read() as session:
         return outbox.pending_count(session)
 
 
-def run_floor(count: int, concurrency: int) -> Result:
+def run_floor(count: int, concurrency: int, client: str = "httpx") -> Result:
     bodies = [
         scim_user_body(login_of("user", i), f"00ufloor{i:011d}", f"User {i:06d}")
         for i in range(count)
@@ -130,9 +164,11 @@ def run_floor(count: int, concurrency: int) -> Result:
     with ScimServerProcess() as server:
         assert server.pid is not None
         with Meter({"scim": server.pid}) as meter:
-            counts = asyncio.run(floor_provision(server.base_url, bodies, concurrency))
+            send = floor_provision if client == "httpx" else floor_provision_aiohttp
+            counts = asyncio.run(send(server.base_url, bodies, concurrency))
         converged = scim_total(server.base_url)
-    require_complete(f"{NAME}: floor", converged, count, "accounts")
+    label = "floor" if client == "httpx" else f"{client} floor"
+    require_complete(f"{NAME}: {label}", converged, count, "accounts")
     return Result(meter.usage, counts, converged)
 
 
@@ -184,11 +220,16 @@ def _describe(counts: Counter[str]) -> str:
 
 
 def _floor_row(
-    report: Report, floor: Result, concurrency: int, count: int, floors: list[Result]
+    report: Report,
+    floor: Result,
+    concurrency: int,
+    count: int,
+    floors: list[Result],
+    client: str = "httpx",
 ) -> None:
     report.row(
         NAME,
-        f"floor (bare httpx, {concurrency} lanes)",
+        f"floor (bare {client}, {concurrency} lanes)",
         f"{floor.usage.describe()}, {count / floor.usage.wall:7.1f} accounts/s",
         usage=floor.usage.as_dict(),
         requests=dict(floor.requests),
@@ -197,7 +238,7 @@ def _floor_row(
         walls=[r.usage.wall for r in floors],
         cpu_ms_per_account=floor.usage.cpu_self * 1000 / count,
     )
-    report.line(f"floor requests: {_describe(floor.requests)}")
+    report.line(f"floor ({client}) requests: {_describe(floor.requests)}")
 
 
 def run(ctx: Context, *, with_floor: bool = True) -> None:
@@ -211,12 +252,15 @@ def run(ctx: Context, *, with_floor: bool = True) -> None:
     )
     databases = list(ctx.mode.provision_databases)
     floors: list[Result] = []
+    lean_floors: list[Result] = []
     results: dict[str, list[Result]] = {db: [] for db in databases}
     puts: dict[str, list[float]] = {db: [] for db in databases}
     for index in range(runs):
         if with_floor:
             floors.append(run_floor(count, concurrency))
             report.line(f"run {index + 1}: floor {floors[-1].usage.wall:.1f} s")
+            lean_floors.append(run_floor(count, concurrency, "aiohttp"))
+            report.line(f"run {index + 1}: aiohttp floor {lean_floors[-1].usage.wall:.1f} s")
         for db in list(databases):
             try:
                 url = ctx.databases.sqlite() if db == "sqlite" else ctx.databases.postgres()
@@ -229,10 +273,12 @@ def run(ctx: Context, *, with_floor: bool = True) -> None:
             puts[db].append(put_seconds)
             report.line(f"run {index + 1}: headwater[{db}] {result.usage.wall:.1f} s")
     floor = median_run(floors) if floors else None
-    if floor is None:
+    lean_floor = median_run(lean_floors) if lean_floors else None
+    if floor is None or lean_floor is None:
         report.note("no floor: Headwater alone, no ratio to the floor")
     else:
         _floor_row(report, floor, concurrency, count, floors)
+        _floor_row(report, lean_floor, concurrency, count, lean_floors, "aiohttp")
     for db in databases:
         result = median_run(results[db])
         wall = result.usage.wall
@@ -262,7 +308,7 @@ def run(ctx: Context, *, with_floor: bool = True) -> None:
                 f"headwater[{db}] CPU here {result.usage.cpu_self * 1000 / count:.2f} ms/account, "
                 f"RSS growth {result.rss.growth / count:.0f} bytes/account"
             )
-        if floor is None:
+        if floor is None or lean_floor is None:
             continue
         report.ratio(
             NAME,
@@ -275,6 +321,12 @@ def run(ctx: Context, *, with_floor: bool = True) -> None:
             f"headwater[{db}] / floor client CPU",
             result.usage.cpu_self / max(floor.usage.cpu_self, 1e-9),
             f"{result.usage.cpu_self:.1f} s vs {floor.usage.cpu_self:.1f} s in the sending process",
+        )
+        report.ratio(
+            NAME,
+            f"headwater[{db}] / aiohttp floor wall time",
+            wall / lean_floor.usage.wall,
+            f"{wall:.1f} s vs {lean_floor.usage.wall:.1f} s with a bare aiohttp client",
         )
 
 

@@ -87,7 +87,9 @@ def one_short(real: Callable[..., int], *, skip: int = 0) -> Callable[..., int]:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("skip", "who"), [(0, "floor"), (1, "headwater[sqlite]")])
+@pytest.mark.parametrize(
+    ("skip", "who"), [(0, "floor"), (1, "aiohttp floor"), (2, "headwater[sqlite]")]
+)
 def test_a_provision_run_short_of_accounts_fails_without_a_ratio(
     tiny: Context, monkeypatch: pytest.MonkeyPatch, skip: int, who: str
 ) -> None:
