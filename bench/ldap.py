@@ -5,7 +5,7 @@ needs (a look-up search per 100 names before their adds, the new entry's id from
 Post-Read control), which are the operations Headwater sends but for resolving member DNs.
 Prints each, the ratios, and the LDAP requests each sent.
 
-    python -m bench.ldap [--users 10000] [--batch 100] [--concurrency 2] [--repeat 1]
+    python -m bench.ldap [--users 10000] [--batch 100] [--concurrency 8] [--repeat 1]
 
 Each round measures both floors and then Headwater, each against a fresh slapd; with
 ``--repeat`` the rounds alternate and the best of each is kept (the machine's load drifts).
@@ -27,6 +27,7 @@ import ldap3
 from ldap3.protocol.rfc4527 import post_read_control
 from ldap3.utils.conv import escape_filter_chars
 
+from headwater.domain.settings import ProvisioningSettings
 from headwater.testing.slapd import Slapd
 from headwater.testing.toolkit import (
     assign_group,
@@ -158,7 +159,10 @@ def main() -> None:
     parser.add_argument("--users", "--accounts", dest="users", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=100, help="members per modify")
     parser.add_argument(
-        "--concurrency", type=int, default=2, help="the app's maxConcurrency (LDAP operations)"
+        "--concurrency",
+        type=int,
+        default=ProvisioningSettings().max_concurrency,
+        help="the app's maxConcurrency (LDAP operations); default: an app's own default",
     )
     parser.add_argument("--repeat", type=int, default=1, help="rounds; the best of each is kept")
     args = parser.parse_args()
