@@ -1,9 +1,9 @@
 """The outbound policy: which addresses a request to a downstream app may reach.
 
 Every connection Headwater opens to a downstream (SCIM calls and OAuth token requests alike)
-goes through :class:`OutboundTransport`. Its network backend resolves the host name itself,
-checks **every** address the name resolves to against the policy, and connects to a checked
-address; TLS still verifies the certificate of the original host name, and the ``Host``
+goes through :class:`OutboundTransport`. Its resolver looks the host name up itself, checks
+**every** address the name resolves to against the policy, and lets the pool connect only to a
+checked address; TLS still verifies the certificate of the original host name, and the ``Host``
 header is the URL's. Because the check is made when a connection is opened, a name that
 resolved to a public address when the connection was saved and to an internal one later (DNS
 rebinding) is refused all the same.
