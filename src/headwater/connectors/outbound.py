@@ -42,6 +42,7 @@ from typing import NoReturn
 import aiohttp
 import aiohttp.abc
 import httpx
+from yarl import URL
 
 from headwater.config import OutboundRule, ends_in_number, outbound_rules
 
@@ -93,7 +94,6 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 #: The longest status line or header field a downstream may send.
 MAX_HEADER_BYTES = 16 * 1024
-_TOO_LARGE = f"response body over {MAX_RESPONSE_BYTES} bytes"
 #: httpx sets these itself; aiohttp must not add its own.
 _AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type", "Host")
 
@@ -297,6 +297,22 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
         raise
 
 
+async def _read_capped(answer: aiohttp.ClientResponse, request: httpx.Request) -> bytes:
+    """The whole body, or a protocol error once it passes :data:`MAX_RESPONSE_BYTES`."""
+    limit = MAX_RESPONSE_BYTES
+    too_large = httpx.RemoteProtocolError(f"response body over {limit} bytes", request=request)
+    if (answer.content_length or 0) > limit:
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    while part := await answer.content.read(limit + 1 - size):
+        parts.append(part)
+        size += len(part)
+        if size > limit:
+            raise too_large
+    return b"".join(parts)
+
+
 class OutboundTransport(httpx.AsyncBaseTransport):
     """An httpx transport whose every connection obeys an :class:`OutboundPolicy`.
 
@@ -382,22 +398,13 @@ class OutboundTransport(httpx.AsyncBaseTransport):
         with _httpx_errors(request):
             async with self._session_here().request(
                 request.method,
-                str(request.url),
+                URL(str(request.url), encoded=True),  # as httpx built it, not requoted
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,
                 timeout=timeout,
             ) as answer:
-                if (answer.content_length or 0) > MAX_RESPONSE_BYTES:
-                    raise httpx.RemoteProtocolError(_TOO_LARGE, request=request)
-                content = await answer.content.read(MAX_RESPONSE_BYTES + 1)
-                if len(content) > MAX_RESPONSE_BYTES:
-                    raise httpx.RemoteProtocolError(_TOO_LARGE, request=request)
-                while not answer.content.at_eof():
-                    more = await answer.content.read(MAX_RESPONSE_BYTES + 1 - len(content))
-                    content += more
-                    if len(content) > MAX_RESPONSE_BYTES:
-                        raise httpx.RemoteProtocolError(_TOO_LARGE, request=request)
+                content = await _read_capped(answer, request)
                 return httpx.Response(
                     status_code=answer.status,
                     headers=list(answer.raw_headers),
