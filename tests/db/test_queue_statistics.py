@@ -1,6 +1,7 @@
 """PostgreSQL plans a batch's statements from the queue's statistics: taken while the queue was
 empty, they make every claim and finish read all of an app's queued keys (the key list becomes
-a filter, not an index condition), so a large enqueue refreshes them after its commit."""
+a filter, not an index condition), so a large enqueue refreshes them after its commit; and a
+drain's finished keys are vacuumed away as it goes."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import pytest
 from sqlalchemy import insert, text
 
 from headwater import clock
-from headwater.db import outbox
+from headwater.db import engine, leases, outbox
 from headwater.db import tables as t
 from headwater.db.engine import ANALYZE_AFTER_ROWS
+from headwater.domain.states import KeyKind
 from headwater.runtime import Runtime
 from headwater.testing.toolkit import (
     assign_group,
@@ -104,3 +106,36 @@ def test_small_enqueues_add_up_to_a_refresh(pg_runtime: Runtime) -> None:
                 session, [(app_id, "user", subject) for subject in subjects[start : start + 100]]
             )
     assert _estimated_keys(pg_runtime, app_id) >= ANALYZE_AFTER_ROWS * 0.9
+
+
+def _vacuums(runtime: Runtime) -> int:
+    with runtime.database.engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'reconcile_keys'"
+                )
+            ).scalar_one()
+        )
+
+
+def test_finished_keys_add_up_to_a_vacuum_of_the_queue(
+    pg_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drain's deleted keys are vacuumed away once enough of them are finished, so later
+    claims do not step over their dead index entries."""
+    monkeypatch.setattr(engine, "VACUUM_AFTER_ROWS", 300)
+    app_id = create_app(pg_runtime, "Drained")
+    subjects = _subjects()[:500]
+    with pg_runtime.database.transaction() as session:
+        outbox.enqueue_keys(session, [(app_id, "user", subject) for subject in subjects])
+    before = _vacuums(pg_runtime)
+    keys = [leases.ClaimedKey(app_id, KeyKind.USER, s, 1, 0, False) for s in subjects]
+    with pg_runtime.database.transaction() as session:
+        leases.finish_many(session, keys[:200])
+    assert _vacuums(pg_runtime) == before  # 200 finished: not yet
+    with pg_runtime.database.transaction() as session:
+        leases.finish_many(session, keys[200:])
+    assert _vacuums(pg_runtime) == before + 1
+    with pg_runtime.database.read() as session:
+        assert outbox.pending_count(session) == 0

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from headwater.config import SettingsError, mask_database_url
 
-__all__ = ["ANALYZE_AFTER_ROWS", "GROWN_ROWS", "Database"]
+__all__ = ["ANALYZE_AFTER_ROWS", "GROWN_ROWS", "SHRUNK_ROWS", "VACUUM_AFTER_ROWS", "Database"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,11 @@ GROWN_ROWS = "headwater_grown_rows"
 #: Queue rows added (by this process, since its last refresh) after which PostgreSQL's planner
 #: statistics of the queue are refreshed (decision 49).
 ANALYZE_AFTER_ROWS = 1000
+#: Where a transaction's session notes how many queue rows it deleted.
+SHRUNK_ROWS = "headwater_shrunk_rows"
+#: Queue rows deleted (by this process, since the last vacuum) after which PostgreSQL's queue
+#: is vacuumed (decision 51).
+VACUUM_AFTER_ROWS = 10000
 #: The queue table (a constant: never built from input).
 _QUEUE = "reconcile_keys"
 
@@ -52,6 +57,8 @@ class Database:
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         #: Queue rows this process added since the queue's statistics were last refreshed.
         self._queue_grown = 0
+        #: Queue rows this process deleted since the queue was last vacuumed.
+        self._queue_shrunk = 0
 
     @property
     def dialect(self) -> str:
@@ -64,11 +71,17 @@ class Database:
             with session.begin():
                 yield session
             grown = int(session.info.pop(GROWN_ROWS, 0))
+            shrunk = int(session.info.pop(SHRUNK_ROWS, 0))
         if grown:
             self._queue_grown += grown
             if self._queue_grown >= ANALYZE_AFTER_ROWS:
                 self._queue_grown = 0
                 self.refresh_queue_statistics()
+        if shrunk:
+            self._queue_shrunk += shrunk
+            if self._queue_shrunk >= VACUUM_AFTER_ROWS:
+                self._queue_shrunk = 0
+                self.vacuum_queue()
 
     def refresh_queue_statistics(self) -> None:
         """``ANALYZE`` the reconcile queue on PostgreSQL, after the commit that grew it.
@@ -86,6 +99,25 @@ class Database:
                 connection.execute(text(f"ANALYZE {_QUEUE}"))
         except SQLAlchemyError as exc:
             log.warning("queue statistics not refreshed: %s", type(exc).__name__)
+
+    def vacuum_queue(self) -> None:
+        """``VACUUM`` the reconcile queue on PostgreSQL, after the commit that brought this
+        process's finished keys to :data:`VACUUM_AFTER_ROWS`.
+
+        A drain deletes keys in the order it claims them, so every claim's index walk starts
+        at the finished keys' dead entries; without vacuuming (autovacuum may be off, or
+        behind) each claim steps over all of them, and a drain costs more per key the larger
+        it is. ``SKIP_LOCKED``: a vacuum already running elsewhere is not waited for. Best
+        effort: a failure is logged, never raised (the commit stands).
+        """
+        if self.is_sqlite:
+            return
+        try:
+            with self.engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+                connection.execute(text(f"VACUUM (ANALYZE, SKIP_LOCKED) {_QUEUE}"))
+        except SQLAlchemyError as exc:
+            log.warning("queue not vacuumed: %s", type(exc).__name__)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

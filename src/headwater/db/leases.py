@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from headwater import clock
 from headwater.db import tables as t
+from headwater.db.engine import SHRUNK_ROWS
 from headwater.db.rowsets import any_of, rows_in
 from headwater.domain.states import KeyKind
 
@@ -184,7 +185,7 @@ def finish_many(session: Session, keys: Sequence[ClaimedKey]) -> None:
     key = t.ReconcileKey
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        session.execute(
+        deleted = session.execute(
             delete(key)
             .where(
                 rows_in(
@@ -194,6 +195,9 @@ def finish_many(session: Session, keys: Sequence[ClaimedKey]) -> None:
             )
             .execution_options(synchronize_session=False)
         )
+        # Counted towards vacuuming the queue after commit (PostgreSQL; decision 51).
+        gone = max(0, getattr(deleted, "rowcount", 0) or 0)
+        session.info[SHRUNK_ROWS] = session.info.get(SHRUNK_ROWS, 0) + gone
         # Keys enqueued again while we worked stay, unleased, for the next claim.
         session.execute(
             update(key)
