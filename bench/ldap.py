@@ -3,11 +3,13 @@ against two floors sent by a bare ldap3 client on one connection: the writes alo
 entry, the group's members in modify batches of the same size), and the same plus what linking
 needs (a look-up search per 100 names before their adds, the new entry's id from each add's
 Post-Read control), which are the operations Headwater sends but for resolving member DNs.
-Prints each, the ratios, and the LDAP requests each sent.
+A third floor sends the linking floor's look-ups and adds on as many connections as the app's
+``maxConcurrency`` gives Headwater (the stricter comparison). Prints each, the ratios, and the
+LDAP requests each sent.
 
     python -m bench.ldap [--users 10000] [--batch 100] [--concurrency 8] [--repeat 1]
 
-Each round measures both floors and then Headwater, each against a fresh slapd; with
+Each round measures the floors and then Headwater, each against a fresh slapd; with
 ``--repeat`` the rounds alternate and the best of each is kept (the machine's load drifts).
 Not part of ``bench.run``: it needs slapd (``apt-get install slapd``)."""
 
@@ -19,7 +21,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,40 +109,56 @@ def engine_seconds(
 
 
 def floor_seconds(
-    accounts: int, batch: int, *, linking: bool = False
+    accounts: int, batch: int, *, linking: bool = False, connections: int = 1
 ) -> tuple[float, collections.Counter[str]]:
-    """The same entries and memberships written by one bare, bound ldap3 connection.
+    """The same entries and memberships written by a bare, bound ldap3 client.
 
     ``linking``: also what any provisioner that links rather than duplicates must send, as
     Headwater does: before each ``LOOKUP_BATCH`` adds, one search for those names (the filter
     Headwater's batched look-up sends), and each add asks for the new entry's ``entryUUID``
-    with the Post-Read control (the id a link keys on). Without it: the writes alone."""
+    with the Post-Read control (the id a link keys on). Without it: the writes alone.
+    ``connections``: the look-ups and adds spread over that many connections, each in a thread
+    of its own taking the next hundred names (as Headwater's ``maxConcurrency`` does); the
+    group's modifies go one after another on one connection in every case."""
     attributes = ["entryUUID", "uid", "uid", "pwdAccountLockedTime"]
-    with Slapd() as server, server.connect() as conn, counted() as counts:
-        started = time.perf_counter()
-        dns = []
-        uids = [f"user{i:06d}@example.com" for i in range(accounts)]
-        for start in range(0, accounts, LOOKUP_BATCH):
+    uids = [f"user{i:06d}@example.com" for i in range(accounts)]
+    starts = iter(range(0, accounts, LOOKUP_BATCH))
+    taking = threading.Lock()
+
+    def lane(conn: ldap3.Connection, people: str) -> None:
+        while True:
+            with taking:
+                start = next(starts, None)
+            if start is None:
+                return
             chunk = uids[start : start + LOOKUP_BATCH]
             if linking:
                 terms = "".join(f"(uid={escape_filter_chars(u)})" for u in chunk)
-                conn.search(
-                    server.people_base, f"(&(objectClass=*)(|{terms}))", attributes=attributes
-                )
+                conn.search(people, f"(&(objectClass=*)(|{terms}))", attributes=attributes)
                 if conn.entries:
                     raise SystemExit("the floor's directory is not empty")
             for offset, uid in enumerate(chunk):
                 i = start + offset
-                dn = f"uid={uid},{server.people_base}"
                 conn.add(
-                    dn,
+                    f"uid={uid},{people}",
                     ["top", "person", "organizationalPerson", "inetOrgPerson"],
                     {"uid": uid, "cn": f"User {i}", "sn": f"{i}", "givenName": "User", "mail": uid},
                     controls=[post_read_control(attributes)] if linking else None,
                 )
                 if linking and not conn.result.get("controls", {}).get(_POST_READ):
                     raise SystemExit("slapd sent no Post-Read answer")
-                dns.append(dn)
+
+    with Slapd() as server, ExitStack() as stack, counted() as counts:
+        conns = [stack.enter_context(server.connect()) for _ in range(max(1, connections))]
+        started = time.perf_counter()
+        if len(conns) == 1:
+            lane(conns[0], server.people_base)
+        else:
+            with ThreadPoolExecutor(max_workers=len(conns)) as pool:
+                for done in [pool.submit(lane, conn, server.people_base) for conn in conns]:
+                    done.result()
+        dns = [f"uid={uid},{server.people_base}" for uid in uids]
+        conn = conns[0]
         group = f"cn=Everyone,{server.groups_base}"
         conn.add(group, ["top", "groupOfNames"], {"cn": "Everyone", "member": [""]})
         for start in range(0, len(dns), batch):
@@ -166,27 +185,35 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="rounds; the best of each is kept")
     args = parser.parse_args()
-    floors, linked, engines = [], [], []
+    floors, linked, wide, engines = [], [], [], []
+    lanes = max(1, args.concurrency)
     for round_ in range(1, max(1, args.repeat) + 1):
         floor, floor_counts = floor_seconds(args.users, args.batch)
         link, link_counts = floor_seconds(args.users, args.batch, linking=True)
+        spread, _ = floor_seconds(args.users, args.batch, linking=True, connections=lanes)
         engine, engine_counts = engine_seconds(args.users, args.batch, args.concurrency)
         floors.append(floor)
         linked.append(link)
+        wide.append(spread)
         engines.append(engine)
         print(
             f"round {round_}: bare writes {floor:.2f} s, bare linking {link:.2f} s, "
-            f"headwater {engine:.2f} s"
+            f"bare linking on {lanes} connections {spread:.2f} s, headwater {engine:.2f} s"
         )
-    floor, link, engine = min(floors), min(linked), min(engines)
+    floor, link, spread, engine = min(floors), min(linked), min(wide), min(engines)
     print(f"bare ldap3, writes only: {floor:.2f} s ({_requests(floor_counts)})")
     print(f"bare ldap3, linking:     {link:.2f} s ({_requests(link_counts)}, Post-Read on adds)")
+    print(f"bare ldap3, linking on {lanes} connections: {spread:.2f} s")
     print(
         f"headwater:               {engine:.2f} s "
         f"({_requests(engine_counts)}; maxConcurrency {args.concurrency})"
     )
     print(f"ratio ldap: {engine:.2f} / {link:.2f} = {engine / link:.2f}x (the linking floor)")
     print(f"ratio ldap-writes: {engine:.2f} / {floor:.2f} = {engine / floor:.2f}x (writes only)")
+    print(
+        f"ratio ldap-same-concurrency: {engine:.2f} / {spread:.2f} = {engine / spread:.2f}x "
+        f"(the linking floor on {lanes} connections, as many as Headwater's)"
+    )
 
 
 if __name__ == "__main__":

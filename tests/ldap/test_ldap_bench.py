@@ -31,6 +31,12 @@ def test_the_linking_floor_looks_up_each_hundred_names_and_reads_ids_back() -> N
     assert counts == {"search": 2, "add": 151, "modify": 2}
 
 
+def test_the_linking_floor_on_several_connections_sends_the_same_requests() -> None:
+    took, counts = bench_ldap.floor_seconds(350, 100, linking=True, connections=3)
+    assert took > 0
+    assert counts == {"search": 4, "add": 351, "modify": 4}
+
+
 def test_headwater_converges_the_same_directory() -> None:
     took, counts = bench_ldap.engine_seconds(25, 10, 2)
     assert took > 0
