@@ -300,16 +300,17 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
 async def _read_capped(answer: aiohttp.ClientResponse, request: httpx.Request) -> bytes:
     """The whole body, or a protocol error once it passes :data:`MAX_RESPONSE_BYTES`."""
     limit = MAX_RESPONSE_BYTES
-    too_large = httpx.RemoteProtocolError(f"response body over {limit} bytes", request=request)
-    if (answer.content_length or 0) > limit:
-        raise too_large
     parts: list[bytes] = []
-    size = 0
-    while part := await answer.content.read(limit + 1 - size):
-        parts.append(part)
-        size += len(part)
-        if size > limit:
-            raise too_large
+    size = answer.content_length or 0
+    if size <= limit:
+        size = 0
+        while part := await answer.content.read(limit + 1 - size):
+            parts.append(part)
+            size += len(part)
+            if size > limit:
+                break
+    if size > limit:
+        raise httpx.RemoteProtocolError(f"response body over {limit} bytes", request=request)
     return b"".join(parts)
 
 
@@ -372,11 +373,8 @@ class OutboundTransport(httpx.AsyncBaseTransport):
 
     def _judge(self, host: str) -> None:
         """Refuse a host spelled oddly, or an address outside the policy (names are judged by
-        the resolver, address by address)."""
-        problem = host_spelling_problem(host)
-        if problem is not None:
-            _refuse(host, f"host {problem}")
-        if _is_address(host):
+        the resolver, address by address; ``refusal`` judges the spelling first)."""
+        if _is_address(host) or host_spelling_problem(host) is not None:
             reason = self.policy.refusal(host, [host])
             if reason is not None:
                 _refuse(host, reason)
