@@ -120,7 +120,8 @@ def floor_seconds(
     ``connections``: the look-ups and adds spread over that many connections, each in a thread
     of its own taking the next hundred names (as Headwater's ``maxConcurrency`` does); the
     group's modifies go one after another on one connection in every case."""
-    attributes = ["entryUUID", "uid", "uid", "pwdAccountLockedTime"]
+    attributes = ["entryUUID", "uid", "pwdAccountLockedTime"]
+    read = [post_read_control(attributes)] if linking else None  # built once, as Headwater does
     uids = [f"user{i:06d}@example.com" for i in range(accounts)]
     starts = iter(range(0, accounts, LOOKUP_BATCH))
     taking = threading.Lock()
@@ -143,7 +144,7 @@ def floor_seconds(
                     f"uid={uid},{people}",
                     ["top", "person", "organizationalPerson", "inetOrgPerson"],
                     {"uid": uid, "cn": f"User {i}", "sn": f"{i}", "givenName": "User", "mail": uid},
-                    controls=[post_read_control(attributes)] if linking else None,
+                    controls=read,
                 )
                 if linking and not conn.result.get("controls", {}).get(_POST_READ):
                     raise SystemExit("slapd sent no Post-Read answer")
