@@ -8,14 +8,18 @@ wakes idle workers when it commits. Claiming and finishing keys is ``leases``' j
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CompoundSelect,
+    Insert,
     Select,
     String,
+    bindparam,
     exists,
     func,
     literal,
@@ -65,58 +69,117 @@ def _upsert(
 ) -> None:
     """Insert keys (a SELECT of app_id, kind, subject_id, or explicit tuples); keys already
     queued get a new generation, become due now (unless ``delay``) and keep ``observe``."""
-    now = clock.utcnow()
-    due = now + timedelta(seconds=delay)
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    columns = [
-        "app_id",
-        "kind",
-        "subject_id",
-        "generation",
-        "enqueued_at",
-        "not_before",
-        "attempts",
-        "observe",
-    ]
     if isinstance(rows, list):
-        stmt = insert(t.ReconcileKey).values(
-            [dict(zip(columns, (*key, 1, now, due, 0, observe), strict=True)) for key in rows]
-        )
+        now = clock.utcnow()
+        due = now + timedelta(seconds=delay)
+        values = [dict(zip(_COLUMNS, (*key, 1, now, due, 0, observe), strict=True)) for key in rows]
+        statement = _on_conflict(_insert_for(dialect)(_QUEUE).values(values), dialect)
+        _execute(session, statement, {}, listed=len(rows))
     else:
-        sub = rows.subquery()
-        source = select(
-            sub.c.app_id,
-            sub.c.kind,
-            sub.c.subject_id,
-            literal(1).label("generation"),
-            literal(now, t.Timestamp).label("enqueued_at"),
-            literal(due, t.Timestamp).label("not_before"),
-            literal(0).label("attempts"),
-            literal(observe).label("observe"),
-        )
-        # SQLite needs a WHERE clause to parse INSERT ... SELECT ... ON CONFLICT unambiguously.
-        source = source.where(true()).distinct()
-        stmt = insert(t.ReconcileKey).from_select(columns, source)
-    excluded = stmt.excluded
+        _execute_select(session, _upsert_select(dialect, rows), {}, observe=observe, delay=delay)
+
+
+#: The reconcile key's columns, in the order an upsert writes them.
+_COLUMNS = [
+    "app_id",
+    "kind",
+    "subject_id",
+    "generation",
+    "enqueued_at",
+    "not_before",
+    "attempts",
+    "observe",
+]
+#: Parameters bound at execution by every ``INSERT ... SELECT`` upsert (beside the source
+#: query's own), so one built statement serves every call.
+_ENQUEUED_AT, _NOT_BEFORE, _OBSERVE = "hw_enqueued_at", "hw_not_before", "hw_observe"
+
+
+#: The queue as a table: its upserts run as Core statements (an ORM-enabled INSERT given
+#: parameters would be taken for a bulk insert of rows).
+_QUEUE = t.ReconcileKey.__table__
+
+
+def _insert_for(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _on_conflict(statement: Any, dialect: str) -> Insert:
+    """A key already queued: a new generation, due at the earlier time, ``observe`` kept."""
+    excluded = statement.excluded
     earliest = func.min if dialect == "sqlite" else func.least
-    stmt = stmt.on_conflict_do_update(
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=["app_id", "kind", "subject_id"],
         set_={
-            "generation": t.ReconcileKey.generation + 1,
+            "generation": _QUEUE.c.generation + 1,
             "enqueued_at": excluded.enqueued_at,
-            "not_before": earliest(t.ReconcileKey.not_before, excluded.not_before),
+            "not_before": earliest(_QUEUE.c.not_before, excluded.not_before),
             "attempts": 0,
-            "observe": or_(t.ReconcileKey.observe, excluded.observe),
+            "observe": or_(_QUEUE.c.observe, excluded.observe),
         },
     )
-    if dialect != "postgresql":
-        session.execute(stmt)
+
+
+def _upsert_select(dialect: str, rows: Select[Any, Any, Any]) -> Insert:
+    """``INSERT ... SELECT ... ON CONFLICT`` of the keys ``rows`` selects."""
+    sub = rows.subquery()
+    source = select(
+        sub.c.app_id,
+        sub.c.kind,
+        sub.c.subject_id,
+        literal(1).label("generation"),
+        bindparam(_ENQUEUED_AT, type_=t.Timestamp).label("enqueued_at"),
+        bindparam(_NOT_BEFORE, type_=t.Timestamp).label("not_before"),
+        literal(0).label("attempts"),
+        bindparam(_OBSERVE, type_=Boolean).label("observe"),
+    )
+    # SQLite needs a WHERE clause to parse INSERT ... SELECT ... ON CONFLICT unambiguously.
+    source = source.where(true()).distinct()
+    return _on_conflict(_insert_for(dialect)(_QUEUE).from_select(_COLUMNS, source), dialect)
+
+
+def _prepared(build: Callable[[], Select[Any, Any, Any]]) -> Callable[[str], Insert]:
+    """The upsert of the keys ``build()`` selects, built once per dialect. For the enqueues
+    of everyday changes (a user's, a membership's): building and walking the statement cost
+    more than running it, so their values are bound parameters given at execution."""
+
+    @functools.cache
+    def statement(dialect: str) -> Insert:
+        return _upsert_select(dialect, build())
+
+    return statement
+
+
+def _execute_prepared(
+    session: Session, prepared: Callable[[str], Insert], params: dict[str, Any]
+) -> None:
+    statement = prepared(session.get_bind().dialect.name)
+    _execute_select(session, statement, params, observe=False, delay=0.0)
+
+
+def _execute_select(
+    session: Session, statement: Insert, params: dict[str, Any], *, observe: bool, delay: float
+) -> None:
+    now = clock.utcnow()
+    due = now + timedelta(seconds=delay)
+    bound = {**params, _ENQUEUED_AT: now, _NOT_BEFORE: due, _OBSERVE: observe}
+    _execute(session, statement, bound, listed=None)
+
+
+def _execute(
+    session: Session, statement: Insert, params: dict[str, Any], *, listed: int | None
+) -> None:
+    # What the session holds unwritten first, as an ORM statement's autoflush would: the keys
+    # are selected from rows this transaction may have just changed.
+    session.flush()
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(statement, params)
     else:
         # Counted towards refreshing the queue's planner statistics after commit (SQLAlchemy
         # reads an INSERT's row count only when asked to; a VALUES list's rows are the list's).
-        result = session.execute(stmt.execution_options(preserve_rowcount=True))
-        written = len(rows) if isinstance(rows, list) else getattr(result, "rowcount", 0)
+        result = session.execute(statement, params, execution_options={"preserve_rowcount": True})
+        written = listed if listed is not None else getattr(result, "rowcount", 0)
         session.info[GROWN_ROWS] = session.info.get(GROWN_ROWS, 0) + max(0, written)
     notify(session)
 
@@ -139,9 +202,8 @@ def enqueue_keys(
     _upsert(session, sorted(set(keys)), observe=observe, delay=delay)
 
 
-def enqueue_user(session: Session, user_id: str) -> None:
-    """Every app where the user is assigned or has a recorded account, and every push mapping
-    whose source group holds the user: all that a change to this user can affect."""
+def _user_apps() -> Select[Any, Any, Any]:
+    user_id = bindparam("user_id", type_=String)
     direct = select(t.AppUserAssignment.app_id.label("app_id")).where(
         t.AppUserAssignment.user_id == user_id
     )
@@ -152,7 +214,16 @@ def enqueue_user(session: Session, user_id: str) -> None:
     )
     linked = select(t.AppUserLink.app_id.label("app_id")).where(t.AppUserLink.user_id == user_id)
     apps = direct.union(via_group, linked).subquery()
-    _upsert(session, _keys(apps.c.app_id, KeyKind.USER, literal(user_id)), observe=False)
+    return _keys(apps.c.app_id, KeyKind.USER, user_id)
+
+
+_USER_APPS = _prepared(_user_apps)
+
+
+def enqueue_user(session: Session, user_id: str) -> None:
+    """Every app where the user is assigned or has a recorded account, and every push mapping
+    whose source group holds the user: all that a change to this user can affect."""
+    _execute_prepared(session, _USER_APPS, {"user_id": user_id})
     enqueue_push_for_users(session, [user_id])
 
 
@@ -221,18 +292,22 @@ def enqueue_group_members_for_app(session: Session, group_id: str, app_id: str) 
     _upsert(session, query, observe=False)
 
 
-def enqueue_push_for_group(session: Session, group_id: str) -> None:
-    """Every push mapping whose source group is ``group_id``."""
-    query = select(
+_PUSH_FOR_GROUP = _prepared(
+    lambda: select(
         t.PushMapping.app_id.label("app_id"),
         _kind(KeyKind.PUSH).label("kind"),
         t.PushMapping.id.label("subject_id"),
-    ).where(t.PushMapping.source_group_id == group_id)
-    _upsert(session, query, observe=False)
+    ).where(t.PushMapping.source_group_id == bindparam("group_id", type_=String))
+)
 
 
-def enqueue_push_for_users(session: Session, user_ids: list[str]) -> None:
-    """Every push mapping that holds (or should hold) one of these users."""
+def enqueue_push_for_group(session: Session, group_id: str) -> None:
+    """Every push mapping whose source group is ``group_id``."""
+    _execute_prepared(session, _PUSH_FOR_GROUP, {"group_id": group_id})
+
+
+def _push_for_users() -> Select[Any, Any, Any]:
+    user_ids = bindparam("user_ids", type_=String, expanding=True)
     in_source = (
         select(
             t.PushMapping.app_id.label("app_id"),
@@ -252,7 +327,15 @@ def enqueue_push_for_users(session: Session, user_ids: list[str]) -> None:
         .where(any_of(t.PushMember.user_id, user_ids))
     )
     both = in_source.union(pushed).subquery()
-    _upsert(session, select(both.c.app_id, both.c.kind, both.c.subject_id), observe=False)
+    return select(both.c.app_id, both.c.kind, both.c.subject_id)
+
+
+_PUSH_FOR_USERS = _prepared(_push_for_users)
+
+
+def enqueue_push_for_users(session: Session, user_ids: list[str]) -> None:
+    """Every push mapping that holds (or should hold) one of these users."""
+    _execute_prepared(session, _PUSH_FOR_USERS, {"user_ids": list(user_ids)})
 
 
 def enqueue_push_for_app_users(session: Session, app_id: str, user_ids: list[str] | None) -> None:
@@ -323,21 +406,25 @@ def notify(session: Session) -> None:
         session.execute(select(func.pg_notify(CHANNEL, "")))
 
 
-def enqueue_membership_change(session: Session, group_id: str, user_ids: list[str]) -> None:
-    """A membership of ``group_id`` changed for ``user_ids``: their account in every app the group
-    assigns, and every push mapping sourced by the group, may be out of date."""
-    if not user_ids:
-        return
-    apps = (
+_MEMBERS_APPS = _prepared(
+    lambda: (
         select(
             t.AppGroupAssignment.app_id.label("app_id"),
             _kind(KeyKind.USER).label("kind"),
             t.User.id.label("subject_id"),
         )
-        .join(t.User, any_of(t.User.id, user_ids))
-        .where(t.AppGroupAssignment.group_id == group_id)
+        .join(t.User, any_of(t.User.id, bindparam("user_ids", type_=String, expanding=True)))
+        .where(t.AppGroupAssignment.group_id == bindparam("group_id", type_=String))
     )
-    _upsert(session, apps, observe=False)
+)
+
+
+def enqueue_membership_change(session: Session, group_id: str, user_ids: list[str]) -> None:
+    """A membership of ``group_id`` changed for ``user_ids``: their account in every app the group
+    assigns, and every push mapping sourced by the group, may be out of date."""
+    if not user_ids:
+        return
+    _execute_prepared(session, _MEMBERS_APPS, {"group_id": group_id, "user_ids": list(user_ids)})
     enqueue_push_for_group(session, group_id)
     enqueue_membership_readers(session, group_id, user_ids)
 
