@@ -606,7 +606,9 @@ def _insert_membership(
         return False
     group.last_membership_updated = now
     targets = (_user_target(user), _group_target(group))
-    _log(session, actor, "group.user_membership.add", "Add user to group membership", *targets)
+    # As rows, not ORM objects: the event would cost the membership a unit of work of its own.
+    added = Pending("group.user_membership.add", "Add user to group membership", targets)
+    record_many(session, actor, [added])
     return True
 
 
