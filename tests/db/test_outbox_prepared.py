@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from headwater import clock
 from headwater.db import outbox
@@ -16,30 +16,14 @@ from headwater.domain.states import KeyKind
 from headwater.runtime import Runtime
 from headwater.testing.toolkit import (
     assign_group,
+    clear_keys,
     create_app,
     create_group,
     create_users,
     push_group,
+    queued,
+    queued_keys,
 )
-
-
-def _queued(runtime: Runtime) -> dict[tuple[str, str, str], tuple[int, bool]]:
-    with runtime.database.read() as session:
-        rows = session.execute(
-            select(
-                t.ReconcileKey.app_id,
-                t.ReconcileKey.kind,
-                t.ReconcileKey.subject_id,
-                t.ReconcileKey.generation,
-                t.ReconcileKey.observe,
-            )
-        ).all()
-    return {(r.app_id, r.kind, r.subject_id): (r.generation, r.observe) for r in rows}
-
-
-def _clear(runtime: Runtime) -> None:
-    with runtime.database.transaction() as session:
-        session.execute(delete(t.ReconcileKey))
 
 
 def test_each_call_enqueues_its_own_keys(runtime: Runtime) -> None:
@@ -49,27 +33,27 @@ def test_each_call_enqueues_its_own_keys(runtime: Runtime) -> None:
     assign_group(runtime, app, group)
     mapping = push_group(runtime, app, group)
     user, push = KeyKind.USER.value, KeyKind.PUSH.value
-    _clear(runtime)
+    clear_keys(runtime)
 
     with runtime.database.transaction() as session:
         outbox.enqueue_user(session, first)
-    assert set(_queued(runtime)) == {(app, user, first), (app, push, mapping)}
+    assert queued_keys(runtime) == {(app, user, first), (app, push, mapping)}
 
-    _clear(runtime)
+    clear_keys(runtime)
     with runtime.database.transaction() as session:
         outbox.enqueue_user(session, outsider)  # in no group, assigned nowhere
-    assert _queued(runtime) == {}
+    assert queued_keys(runtime) == set()
 
     with runtime.database.transaction() as session:
         outbox.enqueue_membership_change(session, group, [second])
-    assert set(_queued(runtime)) == {(app, user, second), (app, push, mapping)}
+    assert queued_keys(runtime) == {(app, user, second), (app, push, mapping)}
 
-    _clear(runtime)
+    clear_keys(runtime)
     other = create_group(runtime, "Sales")
     with runtime.database.transaction() as session:
         outbox.enqueue_membership_change(session, other, [first, second])
         outbox.enqueue_push_for_group(session, other)
-    assert _queued(runtime) == {}, "a group that assigns and pushes nothing enqueues nothing"
+    assert queued_keys(runtime) == set(), "a group that assigns and pushes nothing enqueues nothing"
 
 
 def test_a_queued_key_gets_a_new_generation_and_keeps_its_earlier_due_time(
@@ -80,12 +64,17 @@ def test_a_queued_key_gets_a_new_generation_and_keeps_its_earlier_due_time(
     app = create_app(runtime)
     assign_group(runtime, app, group)
     key = (app, KeyKind.USER.value, member)
-    _clear(runtime)
+    clear_keys(runtime)
     with runtime.database.transaction() as session:
         outbox.enqueue_keys(session, [key], observe=True, delay=3600)
     with runtime.database.transaction() as session:
         outbox.enqueue_user(session, member)
-    assert _queued(runtime)[key] == (2, True)  # observe is kept, not reset
+    (waiting,) = queued(runtime)
+    assert (waiting.app_id, waiting.kind, waiting.subject_id) == key
+    assert waiting.observe, "observe is kept, not reset"
     with runtime.database.read() as session:
-        due = session.execute(select(t.ReconcileKey.not_before)).scalar_one()
+        generation, due = session.execute(
+            select(t.ReconcileKey.generation, t.ReconcileKey.not_before)
+        ).one()
+    assert generation == 2
     assert clock.as_utc(due) <= clock.utcnow() + timedelta(seconds=1), "due now, not in an hour"
