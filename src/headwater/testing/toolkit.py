@@ -1693,6 +1693,8 @@ class Demo:
 
     def __init__(self, cwd: Path, port: int | None = None) -> None:
         self.cwd = cwd
+        #: Picked here, so another may be picked when a parallel test took it first.
+        self.port_picked = port is None
         self.port = port or free_port()
         self.log = cwd / "demo-output.txt"
         self.process: subprocess.Popen[bytes] | None = None
@@ -1707,7 +1709,23 @@ class Demo:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def start(self) -> Demo:
-        """Start the demo and wait until it has printed its API token (the example is loaded)."""
+        """Start the demo and wait until it has printed its API token (the example is loaded).
+
+        A port this helper picked can be taken by a parallel test's process in the seconds
+        before the demo binds it: the demo is then started again on another (twice at most).
+        """
+        for attempt in range(3):
+            try:
+                return self._start()
+            except AssertionError:
+                if not (
+                    self.port_picked and attempt < 2 and "address already in use" in self.output
+                ):
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start(self) -> Demo:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "headwater", "demo", "--port", str(self.port)],
