@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from headwater import clock, ids
 from headwater.db import outbox
 from headwater.db import tables as t
-from headwater.db.events import Actor, Pending, Target, record, record_many
+from headwater.db.events import Actor, Pending, Target, record_many
 from headwater.db.rowsets import any_of
 from headwater.domain import lifecycle, profiles
 from headwater.domain.lifecycle import DELETED, Action, Status
@@ -111,7 +111,9 @@ def _log(
     *targets: Target,
     debug: dict[str, Any] | None = None,
 ) -> None:
-    record(session, event_type, message, actor=actor, targets=targets, debug=debug)
+    """A successful change's system log event, written as rows (``record_many``): as ORM
+    objects it would cost the change a unit of work of its own at the next flush."""
+    record_many(session, actor, [Pending(event_type, message, targets, debug)])
 
 
 def _flush_unique(session: Session, cause: str) -> None:
@@ -606,9 +608,7 @@ def _insert_membership(
         return False
     group.last_membership_updated = now
     targets = (_user_target(user), _group_target(group))
-    # As rows, not ORM objects: the event would cost the membership a unit of work of its own.
-    added = Pending("group.user_membership.add", "Add user to group membership", targets)
-    record_many(session, actor, [added])
+    _log(session, actor, "group.user_membership.add", "Add user to group membership", *targets)
     return True
 
 
