@@ -618,8 +618,7 @@ def add_member(session: Session, actor: Actor, group_id: str, user_key: str) -> 
     sources.check_group_change(session, actor, group, "members")
     user = find_user(session, user_key)
     if _insert_membership(session, actor, group, user, clock.utcnow()):
-        session.flush()
-        outbox.enqueue_membership_change(session, group.id, [user.id])
+        outbox.enqueue_membership_change(session, group.id, [user.id])  # flushes the group first
         rule_evaluation.evaluate_user(session, user, actor)
 
 
@@ -645,8 +644,7 @@ def remove_member(session: Session, actor: Actor, group_id: str, user_key: str) 
     ).first()
     if removed is None:
         return
-    group.last_membership_updated = clock.utcnow()
-    session.flush()
+    group.last_membership_updated = clock.utcnow()  # flushed by the enqueue below
     targets = (_user_target(user), _group_target(group))
     message = "Remove user from group membership"
     _log(session, actor, "group.user_membership.remove", message, *targets)
