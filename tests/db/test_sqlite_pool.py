@@ -17,8 +17,8 @@ def _concurrent_reads(database: Database, count: int) -> None:
     barrier = threading.Barrier(count)
 
     def read() -> None:
-        with database.read_connection() as connection:
-            connection.execute(text("SELECT 1"))
+        with database.read() as session:
+            session.execute(text("SELECT 1"))
             barrier.wait(timeout=10)
 
     threads = [threading.Thread(target=read) for _ in range(count)]
@@ -47,7 +47,7 @@ def test_concurrent_requests_reuse_pooled_connections(tmp_path: Path) -> None:
 def test_an_in_memory_database_still_opens(tmp_path: Path) -> None:
     database = Database("sqlite://")
     try:
-        with database.read_connection() as connection:
-            assert connection.execute(text("SELECT 41 + 1")).scalar() == 42
+        with database.read() as session:
+            assert session.execute(text("SELECT 41 + 1")).scalar() == 42
     finally:
         database.dispose()

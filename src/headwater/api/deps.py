@@ -174,10 +174,10 @@ _OWED_BODY: Any = object()
 
 def _authenticate(request: Request, database: Database, token: str) -> Caller:
     """The token's caller (blocking). Not cached: a revoked token fails at its next request."""
-    # A read: on SQLite a write transaction here would queue every GET behind the worker's
-    # writes. ``last_used`` is written at most once a minute, in its own short transaction.
-    with database.read_connection() as connection:
-        row = tokens.authenticate_row(connection, token)
+    # A read outside any transaction (decision 54): on SQLite a write transaction here would
+    # queue every GET behind the worker's writes. ``last_used`` is written at most once a
+    # minute, in its own short transaction.
+    row = tokens.authenticate_row(database.engine, token)
     actor = Actor(id=row.id, type="Token", alternate_id=row.name, display_name=row.name)
     caller = Caller(actor, access.grant_of(row))
     if tokens.needs_touch(row):

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -132,16 +132,6 @@ class Database:
                 yield session
             finally:
                 session.rollback()
-
-    @contextmanager
-    def read_connection(self) -> Iterator[Connection]:
-        """A Core connection for reads only (no ORM session around a statement or two);
-        nothing is committed."""
-        with self._read_engine.connect() as connection:
-            try:
-                yield connection
-            finally:
-                connection.rollback()
 
     def check(self) -> None:
         """Connect once, so a database that cannot be reached is one clear SettingsError at

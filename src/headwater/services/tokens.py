@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from headwater import clock, ids
 from headwater.db import events
 from headwater.db import tables as t
 from headwater.db.events import Actor, Target
+from headwater.db.lookup import Lookup
 from headwater.domain.access import Role
 from headwater.domain.storable import check_text
 from headwater.errors import InvalidRequest, NotFound, Unauthenticated
@@ -136,22 +137,26 @@ class TokenRow(NamedTuple):
     last_used: datetime | None
 
 
-#: Built once (every API request runs it); the digest is its one parameter.
-_TOKEN_ROW = select(
-    t.ApiToken.id,
-    t.ApiToken.name,
-    t.ApiToken.role,
-    t.ApiToken.app_ids,
-    t.ApiToken.group_ids,
-    t.ApiToken.expires_at,
-    t.ApiToken.last_used,
-).where(t.ApiToken.token_hash == bindparam("token_hash"))
+#: Every API request runs it: built once, run on a pooled DB-API connection (decision 54); the
+#: digest is its one parameter.
+_TOKEN_ROW = Lookup(
+    select(
+        t.ApiToken.id,
+        t.ApiToken.name,
+        t.ApiToken.role,
+        t.ApiToken.app_ids,
+        t.ApiToken.group_ids,
+        t.ApiToken.expires_at,
+        t.ApiToken.last_used,
+    ).where(t.ApiToken.token_hash == bindparam("token_hash"))
+)
 
 
-def authenticate_row(connection: Connection, plaintext: str) -> TokenRow:
-    """``authenticate`` as one Core ``SELECT`` (every API request runs it): the token's row, or
-    Unauthenticated for an unknown or expired token. ``last_used`` is left to the caller."""
-    found = connection.execute(_TOKEN_ROW, {"token_hash": hash_token(plaintext)}).one_or_none()
+def authenticate_row(engine: Engine, plaintext: str) -> TokenRow:
+    """``authenticate`` as one ``SELECT`` outside any transaction (every API request runs it):
+    the token's row, or Unauthenticated for an unknown or expired token. ``last_used`` is left
+    to the caller."""
+    found = _TOKEN_ROW.one_or_none(engine, {"token_hash": hash_token(plaintext)})
     row = TokenRow(*found) if found is not None else None
     if row is None or (
         row.expires_at is not None and clock.as_utc(row.expires_at) <= clock.utcnow()
