@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from headwater import clock
+from headwater.db import core
 from headwater.db import tables as t
 from headwater.db.engine import GROWN_ROWS
 from headwater.db.rowsets import any_of
@@ -170,15 +171,14 @@ def _execute_select(
 def _execute(
     session: Session, statement: Insert, params: dict[str, Any], *, listed: int | None
 ) -> None:
-    # What the session holds unwritten first, as an ORM statement's autoflush would: the keys
-    # are selected from rows this transaction may have just changed.
-    session.flush()
+    # ``core.execute`` flushes what the session holds unwritten first, as an ORM statement's
+    # autoflush would: the keys are selected from rows this transaction may have just changed.
     if session.get_bind().dialect.name != "postgresql":
-        session.execute(statement, params)
+        core.execute(session, statement, params)
     else:
         # Counted towards refreshing the queue's planner statistics after commit (SQLAlchemy
         # reads an INSERT's row count only when asked to; a VALUES list's rows are the list's).
-        result = session.execute(statement, params, execution_options={"preserve_rowcount": True})
+        result = core.execute(session, statement, params, preserve_rowcount=True)
         written = listed if listed is not None else getattr(result, "rowcount", 0)
         session.info[GROWN_ROWS] = session.info.get(GROWN_ROWS, 0) + max(0, written)
     notify(session)
@@ -403,7 +403,7 @@ def pending_count(session: Session, app_id: str | None = None) -> int:
 def notify(session: Session) -> None:
     """Wake idle workers when this transaction commits (PostgreSQL LISTEN/NOTIFY)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_notify(CHANNEL, "")))
+        core.execute(session, select(func.pg_notify(CHANNEL, "")))
 
 
 _MEMBERS_APPS = _prepared(

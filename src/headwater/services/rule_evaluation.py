@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from headwater import clock
-from headwater.db import outbox
+from headwater.db import core, outbox
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Actor, Target, record
 from headwater.db.rowsets import any_of, rows_in
@@ -122,7 +122,7 @@ def active_rules(session: Session) -> _Active:
     """The active rules, compiled and in dependency order: one small query when unchanged."""
     bind = str(session.get_bind().engine.url)
     stamps = frozenset(
-        (rule_id, revision) for rule_id, revision in session.execute(_ACTIVE_STAMPS).all()
+        (rule_id, revision) for rule_id, revision in core.execute(session, _ACTIVE_STAMPS).all()
     )
     cached = _active.get(bind)
     if cached is not None and cached.key == stamps:

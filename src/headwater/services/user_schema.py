@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headwater import clock
-from headwater.db import events
+from headwater.db import core, events
 from headwater.db import tables as t
 from headwater.db.events import SYSTEM, Actor, Target
 from headwater.domain.expressions import Type
@@ -43,7 +43,7 @@ def load(session: Session, *, lock: bool = False) -> UserSchema:
         row = session.get(t.UserSchema, SCHEMA_ID, with_for_update=True)
         return UserSchema.from_json(row.definition if row else None)
     # Every create and profile change reads it: the column alone, without an ORM object.
-    definition = session.execute(_DEFINITION).scalar()
+    definition = core.execute(session, _DEFINITION).scalar()
     return UserSchema.from_json(definition)
 
 
