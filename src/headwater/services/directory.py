@@ -17,10 +17,10 @@ from argon2 import PasswordHasher
 from sqlalchemy import Select, Table, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from headwater import clock, ids
-from headwater.db import outbox
+from headwater.db import core, outbox
 from headwater.db import tables as t
 from headwater.db.events import Actor, Pending, Target, record_many
 from headwater.db.rowsets import any_of
@@ -204,10 +204,11 @@ def create_user(
         last_login=None,
         last_updated=now,
         password_changed=now if password is not None else None,
+        source_id=None,
+        source_document=None,
     )
     _set_identity(user, clean)
-    session.add(user)
-    _flush_unique(session, LOGIN_TAKEN)
+    _insert_new_user(session, user)
     # The events as rows, not ORM objects: the same rows as ``record`` without a unit of work
     # (and a second flush) for what is a create's most frequent write besides the user.
     target = (_user_target(user),)
@@ -223,6 +224,26 @@ def create_user(
         outbox.enqueue_user(session, user.id)
     rule_evaluation.evaluate_user(session, user, actor)
     return user
+
+
+_USERS = Table("users", t.Base.metadata)
+_MEMBERSHIPS = Table("memberships", t.Base.metadata)
+#: A new user's row, every column given (see ``_insert_new_user``).
+_INSERT_USER = insert(_USERS)
+_USER_COLUMNS = tuple(column.key for column in _USERS.columns)
+
+
+def _insert_new_user(session: Session, user: t.User) -> None:
+    """``user`` (every column set) as one Core ``INSERT``, then in the session as if it had
+    been read back: the ORM's flush of one new object cost twice the insert. A login already
+    taken is Okta's 400, like ``_flush_unique``'s."""
+    values = {name: getattr(user, name) for name in _USER_COLUMNS}
+    try:
+        core.execute(session, _INSERT_USER, values)
+    except IntegrityError as exc:
+        raise InvalidRequest("Api validation failed: " + LOGIN_TAKEN, [LOGIN_TAKEN]) from exc
+    make_transient_to_detached(user)
+    session.add(user)
 
 
 def _groups_for_new_user(session: Session, group_ids: Sequence[str]) -> list[t.Group]:
@@ -688,10 +709,6 @@ class _Written:
     id: str
     login: str
     profile: Mapping[str, Any]
-
-
-_USERS = Table("users", t.Base.metadata)
-_MEMBERSHIPS = Table("memberships", t.Base.metadata)
 
 
 def import_users(session: Session, actor: Actor, people: Sequence[ImportedUser]) -> list[str]:
