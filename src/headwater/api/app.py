@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import iter_route_contexts
 
 from headwater import __version__
@@ -71,7 +71,7 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
     install_error_handlers(app)
 
     # The URL is checked before any route's permission check, which logs refusals with the path.
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(get_actor), Depends(storable_url_dep)])
+    api_dependencies = [Depends(get_actor), Depends(storable_url_dep)]
     for module in (
         users,
         group_rules,
@@ -89,8 +89,7 @@ def create_api(runtime: Runtime, *, lifespan: Any = None) -> FastAPI:
         extensions,
         guard,
     ):
-        api.include_router(module.router)
-    app.include_router(api)
+        app.include_router(module.router, prefix="/api/v1", dependencies=api_dependencies)
     _check_settled(app)
     app.include_router(scim.router)
     app.include_router(health.router)
