@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(default=30.0, ge=1, le=3600)
     #: An idle keep-alive connection is closed after this many seconds.
     keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    #: Threads that run the API's and the console's handlers at once. Unset: 4 on SQLite,
+    #: 40 on PostgreSQL (decision 55).
+    api_threads: int | None = Field(default=None, ge=1, le=256)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:

@@ -67,6 +67,8 @@ def _cases(tmp: Path) -> list[tuple[dict[str, str | None], str]]:
             "HEADWATER_WORKER_BATCHES_PER_APP: Input should be greater than or equal to 1",
         ),
         ({"HEADWATER_LEASE_SECONDS": "1e999"}, "HEADWATER_LEASE_SECONDS: "),
+        ({"HEADWATER_API_THREADS": "0"}, "HEADWATER_API_THREADS: Input should be greater"),
+        ({"HEADWATER_API_THREADS": "257"}, "HEADWATER_API_THREADS: Input should be less"),
         ({"HEADWATER_EMBEDDED_WORKER": "maybe"}, "HEADWATER_EMBEDDED_WORKER: Input should be"),
         ({"HEADWATER_LOG_LEVEL": "LOUD"}, "HEADWATER_LOG_LEVEL: Input should be"),
         ({"HEADWATER_HEADER_TIMEOUT_SECONDS": "0"}, "HEADWATER_HEADER_TIMEOUT_SECONDS: "),
