@@ -17,7 +17,7 @@ from headwater import web
 from headwater.api.app import create_api
 from headwater.runtime import Runtime
 
-__all__ = ["SQLITE_API_THREADS", "api_threads", "create_app"]
+__all__ = ["POSTGRESQL_API_THREADS", "SQLITE_API_THREADS", "api_threads", "create_app"]
 
 #: Handler threads on SQLite unless ``HEADWATER_API_THREADS`` says otherwise (decision 55).
 SQLITE_API_THREADS = 4
