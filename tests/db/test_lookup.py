@@ -9,7 +9,7 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
 from headwater.db import tables as t
@@ -81,3 +81,23 @@ def test_a_revoked_token_fails_at_its_next_check(runtime: Runtime) -> None:
         tokens.revoke(session, "short-lived", SYSTEM)
     with pytest.raises(Unauthenticated):
         tokens.authenticate_row(engine, token)
+
+
+def test_the_next_transaction_on_the_same_connection_still_rolls_back(runtime: Runtime) -> None:
+    """On PostgreSQL the lookup reads in autocommit; the connection must leave it again, or the
+    next unit of work on it would commit statement by statement."""
+    token = api_token(runtime, "one-connection")
+    engine = create_engine(runtime.database.url, pool_size=1, max_overflow=0)
+    try:
+        assert tokens.authenticate_row(engine, token).name == "one-connection"
+        with engine.connect() as connection:
+            transaction = connection.begin()
+            connection.execute(
+                update(t.ApiToken)
+                .where(t.ApiToken.name == "one-connection")
+                .values(name="renamed, then rolled back")
+            )
+            transaction.rollback()
+        assert tokens.authenticate_row(engine, token).name == "one-connection"
+    finally:
+        engine.dispose()

@@ -5,9 +5,9 @@ Every API request checks its token with one indexed ``SELECT``. Through a SQLAlc
 ``begin`` event (SQLite's explicit ``BEGIN``), the execution context, the result object and
 the rollback at the end, each dispatching events. A :class:`Lookup` compiles its query once
 per dialect and runs it on the pool's DB-API connection: the pool still checks a PostgreSQL
-connection before handing it out (pre-ping) and rolls it back when it is returned, and each
-column's value goes through its type's own result processing, as a ``Connection`` would do
-(decision 54).
+connection before handing it out (pre-ping); on PostgreSQL the read runs in autocommit (one
+round trip, not ``BEGIN``, the read and ``ROLLBACK``); and each column's value goes through its
+type's own result processing, as a ``Connection`` would do (decision 54).
 
 Only for reads of one row by a key, where no transaction is wanted around a single statement.
 """
@@ -29,10 +29,11 @@ class _Compiled:
     """A query's SQL for one dialect, the order of its parameters and its columns' result
     processors."""
 
-    __slots__ = ("names", "positional", "processors", "sql")
+    __slots__ = ("names", "positional", "postgresql", "processors", "sql")
 
     def __init__(self, query: Select[Any], dialect: Dialect) -> None:
         compiled = query.compile(dialect=dialect)
+        self.postgresql = dialect.name == "postgresql"
         self.sql = compiled.string
         self.positional = bool(compiled.positional)
         self.names = tuple(compiled.positiontup or ()) if self.positional else ()
@@ -64,7 +65,13 @@ class Lookup:
             tuple(params[name] for name in compiled.names) if compiled.positional else params
         )
         connection = engine.raw_connection()
+        # psycopg opens a transaction before a statement unless in autocommit: BEGIN, the
+        # statement and ROLLBACK would be three round trips for one read. (SQLite's connections
+        # are always in autocommit here: the engine turns pysqlite's own BEGIN off.)
+        autocommit = compiled.postgresql
         try:
+            if autocommit:
+                connection.driver_connection.autocommit = True  # type: ignore[union-attr]
             cursor = connection.cursor()
             try:
                 cursor.execute(compiled.sql, arguments)
@@ -72,7 +79,12 @@ class Lookup:
             finally:
                 cursor.close()
         finally:
-            connection.close()  # back to the pool, which rolls it back
+            try:
+                if autocommit:
+                    connection.driver_connection.autocommit = False  # type: ignore[union-attr]
+            except Exception:
+                connection.invalidate()  # a connection in an unknown state is not pooled again
+            connection.close()  # back to the pool
         if row is None:
             return None
         return tuple(
