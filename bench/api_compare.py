@@ -21,57 +21,19 @@ import asyncio
 import itertools
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
 from bench.api_writes import Call, _rate, _seed
-from bench.common import Databases, headwater_env
-from headwater.testing.scimserver import free_port
-from headwater.testing.toolkit import wait_for
+from bench.common import Databases, served_api
 
 __all__ = ["main"]
 
 HERE = Path(__file__).resolve().parents[1]
-
-
-@contextmanager
-def _served(checkout: Path, url: str, data_dir: Path) -> Iterator[tuple[str, int]]:
-    """``headwater serve --no-worker`` from ``checkout``'s sources; its base URL and pid."""
-    port = free_port()
-    env = headwater_env(url, data_dir, HEADWATER_LOG_LEVEL="ERROR")
-    env["PYTHONPATH"] = str(checkout / "src")
-    command = [sys.executable, "-m", "headwater", "serve", "--no-worker", "--port", str(port)]
-    log_path = data_dir / f"serve-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, env=env, cwd=checkout, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"headwater serve from {checkout} exited; see {log_path}")
-        try:
-            return httpx.get(base + "/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(healthy, "headwater serve to answer", timeout=60, interval=0.1)
-        yield base, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _compare(args: argparse.Namespace, scratch: Path, databases: Databases) -> None:
@@ -85,7 +47,7 @@ def _compare(args: argparse.Namespace, scratch: Path, databases: Databases) -> N
             data_dir = scratch / name
             data_dir.mkdir()
             token, user_ids = _seed(url, data_dir)
-            base, pid = stack.enter_context(_served(checkout, url, data_dir))
+            base, pid = stack.enter_context(served_api(url, data_dir, checkout=checkout))
             served[name] = (base, pid, token, user_ids)
 
         def call(user_ids: list[str]) -> Call:

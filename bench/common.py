@@ -567,18 +567,28 @@ def headwater_env(url: str, data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def served_api(url: str, data_dir: Path, profile: Path | None = None) -> Iterator[tuple[str, int]]:
+def served_api(
+    url: str, data_dir: Path, profile: Path | None = None, *, checkout: Path | None = None
+) -> Iterator[tuple[str, int]]:
     """``headwater serve --no-worker`` on a free loopback port (under cProfile when ``profile``
-    names the output file); yields its base URL and process id."""
+    names the output file; from another checkout's sources when ``checkout`` names one);
+    yields its base URL and process id."""
     port = free_port()
     env = headwater_env(url, data_dir, HEADWATER_LOG_LEVEL="ERROR")
+    if checkout is not None:
+        env["PYTHONPATH"] = str(checkout / "src")
     profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
     command = [sys.executable, *profiler, "-m", "headwater", "serve", "--no-worker"]
     command += ["--port", str(port)]
     log_path = data_dir / f"serve-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            command,
+            env=env,
+            cwd=checkout,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
 
