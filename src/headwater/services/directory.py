@@ -8,7 +8,8 @@ Fan-out is set-based SQL; nothing here loops over a group's members.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -116,13 +117,20 @@ def _log(
     record_many(session, actor, [Pending(event_type, message, targets, debug)])
 
 
-def _flush_unique(session: Session, cause: str) -> None:
-    """Flush; a unique-index violation becomes Okta's 400 naming the field (the caller's
+@contextmanager
+def _unique(cause: str) -> Iterator[None]:
+    """A unique-index violation inside becomes Okta's 400 naming the field (the caller's
     transaction is rolled back by the raise, so nothing half-done is kept)."""
     try:
-        session.flush()
+        yield
     except IntegrityError as exc:
         raise InvalidRequest("Api validation failed: " + cause, [cause]) from exc
+
+
+def _flush_unique(session: Session, cause: str) -> None:
+    """Flush, under :func:`_unique`."""
+    with _unique(cause):
+        session.flush()
 
 
 def _lookup_key(value: str) -> str | None:
@@ -236,12 +244,10 @@ _USER_COLUMNS = tuple(column.key for column in _USERS.columns)
 def _insert_new_user(session: Session, user: t.User) -> None:
     """``user`` (every column set) as one Core ``INSERT``, then in the session as if it had
     been read back: the ORM's flush of one new object cost twice the insert. A login already
-    taken is Okta's 400, like ``_flush_unique``'s."""
+    taken is Okta's 400."""
     values = {name: getattr(user, name) for name in _USER_COLUMNS}
-    try:
+    with _unique(LOGIN_TAKEN):
         core.execute(session, _INSERT_USER, values)
-    except IntegrityError as exc:
-        raise InvalidRequest("Api validation failed: " + LOGIN_TAKEN, [LOGIN_TAKEN]) from exc
     make_transient_to_detached(user)
     session.add(user)
 
