@@ -30,6 +30,7 @@ import ldap3
 from ldap3.protocol.rfc4527 import post_read_control
 from ldap3.utils.conv import escape_filter_chars
 
+from headwater.connectors import ldap_wire
 from headwater.domain.settings import ProvisioningSettings
 from headwater.testing.slapd import Slapd
 from headwater.testing.toolkit import (
@@ -50,7 +51,7 @@ LOOKUP_BATCH = 100
 
 @contextmanager
 def counted() -> Iterator[collections.Counter[str]]:
-    """Count the LDAP requests ldap3 sends while inside (any connection, any thread)."""
+    """Count the LDAP requests sent while inside (any connection, any thread)."""
     counts: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
     originals = {name: getattr(ldap3.Connection, name) for name in _COUNTED}
@@ -65,11 +66,17 @@ def counted() -> Iterator[collections.Counter[str]]:
 
     for name, original in originals.items():
         setattr(ldap3.Connection, name, wrapper(name, original))
+    # The connector's adds and many-valued searches bypass ldap3's (they are encoded by hand).
+    by_hand = {name: getattr(ldap_wire, name) for name in ("add", "search")}
+    for name, original in by_hand.items():
+        setattr(ldap_wire, name, wrapper(name, original))
     try:
         yield counts
     finally:
         for name, original in originals.items():
             setattr(ldap3.Connection, name, original)
+        for name, original in by_hand.items():
+            setattr(ldap_wire, name, original)
 
 
 def engine_seconds(

@@ -44,7 +44,7 @@ from ldap3.protocol.rfc4527 import post_read_control
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
-from headwater.connectors import ad
+from headwater.connectors import ad, ldap_wire
 from headwater.connectors.errors import (
     AppUnavailableError,
     ConflictError,
@@ -588,15 +588,21 @@ class LdapConnector:
     def _search(
         conn: ldap3.Connection,
         base: str,
-        query: str,
+        query: str | ldap_wire.Filter,
         attributes: Sequence[str],
         scope: Literal["BASE", "LEVEL", "SUBTREE"] = "SUBTREE",
     ) -> list[tuple[str, dict[str, list[str]]]]:
+        """Entries under ``base``; a filter is text, or built with ``ldap_wire`` (the
+        searches for many values at once, which ldap3 would spend milliseconds parsing)."""
         try:
-            conn.search(base, query, search_scope=scope, attributes=list(attributes))
+            if isinstance(query, bytes):
+                answers = ldap_wire.search(conn, base, scope, query, attributes)
+            else:
+                conn.search(base, query, search_scope=scope, attributes=list(attributes))
+                answers = conn.response or []
         except lx.LDAPNoSuchObjectResult:
             return []
-        return [_entry(e) for e in conn.response or [] if e.get("type") == "searchResEntry"]
+        return [_entry(e) for e in answers if e.get("type") == "searchResEntry"]
 
     def _paged(
         self, conn: ldap3.Connection, base: str, query: str, attributes: Sequence[str]
@@ -655,7 +661,11 @@ class LdapConnector:
             if not _is_uuid(value) and "=" in value:
                 found[value] = value
         for chunk in _chunks(uuids, _FILTER_CHUNK):
-            query = "(|" + "".join(self._id_filter(u) for u in chunk) + ")"
+            query: str | ldap_wire.Filter
+            if self._ad:
+                query = "(|" + "".join(self._id_filter(u) for u in chunk) + ")"
+            else:
+                query = ldap_wire.any_of(ldap_wire.equals("entryUUID", u) for u in chunk)
             for base in self._bases:
                 for dn, entry in self._search(conn, base, query, [self._ida]):
                     found[entry[self._idk][0].lower()] = dn
@@ -781,8 +791,12 @@ class LdapConnector:
             return {}
         if self._ad:
             return await self._find_ad_users(names)
-        terms = "".join(f"({attribute}={escape_filter_chars(n)})" for n in names)
-        query = f"(&(objectClass=*)(|{terms}))"
+        query = ldap_wire.all_of(
+            [
+                ldap_wire.present("objectClass"),
+                ldap_wire.any_of(ldap_wire.equals(attribute, n) for n in names),
+            ]
+        )
 
         def work(conn: ldap3.Connection) -> dict[str, RemoteAccount | None]:
             entries = [
@@ -872,7 +886,7 @@ class LdapConnector:
 
         def work(conn: ldap3.Connection) -> RemoteAccount:
             read = None if locking else [self._post_read_request]
-            conn.add(dn, list(PERSON_CLASSES), values, controls=read)
+            ldap_wire.add(conn, dn, PERSON_CLASSES, values, read)
             if read is not None:
                 # The directory answered with the new entry (RFC 4527): no read-back needed.
                 answered = self._post_read(conn)
