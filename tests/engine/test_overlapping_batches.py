@@ -208,11 +208,12 @@ def test_the_next_batch_sends_before_the_last_one_is_recorded(
     assert len(server.scim.by_user_name()) == 20, "no account twice"
 
 
-def test_the_next_batch_starts_once_the_last_ones_keys_have_all_started(
+def test_the_next_batch_starts_once_half_of_the_last_ones_keys_have_started(
     small_batches: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batches of an app take turns: the next one is claimed in the last one's tail, not
-    beside it from the start (two batches in step would tail and record together)."""
+    """Batches of an app take turns: the next one is claimed once half of the last one's keys
+    have started (it is read and planned while the second half sends), not beside it from the
+    start (two batches in step would tail and record together)."""
     runtime = small_batches
     server = InProcessScim()
 
@@ -228,8 +229,9 @@ def test_the_next_batch_starts_once_the_last_ones_keys_have_all_started(
     assert batches.most_running == 2
     first_of_second = events.index(("request", 2))
     before = events[:first_of_second].count(("request", 1))
-    # Each of the first batch's 10 keys had sent its look-up before the second batch sent.
-    assert before >= 10, before
+    # The first half of the first batch's 10 keys had each sent its look-up before the second
+    # batch sent anything.
+    assert before >= 5, before
     assert len(active_links(runtime, app_id)) == 20
 
 

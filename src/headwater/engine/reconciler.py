@@ -187,8 +187,8 @@ class Reconciler:
     ) -> None:
         """Reconcile one app's claimed keys (the worker runs each batch in a lane); imports and
         unmanaged accounts have keys of their own kinds, run beside the accounts'. ``tail`` is
-        called once every key of the batch has started sending: from then on the batch no
-        longer fills the app's slots, and the worker may start the app's next batch."""
+        called once half of the batch's keys have started sending: the worker may then claim
+        the app's next batch, which is read and planned while the second half sends."""
         database = self.database
         claimed = keys
         app = await self._db(_read_app, database, app_id)
@@ -353,7 +353,7 @@ class Reconciler:
     ) -> list[Outcome]:
         """Send each key's operations in order; keys run in parallel within the app's limit.
         Once the app is found unavailable, nothing more is sent to it. ``tail`` is called
-        when the last key has started (or at the end, when there was nothing to send)."""
+        when half of the keys have started (or at once, when there is nothing to send)."""
         unavailable = asyncio.Event()
         outcomes = [_outcome_before_sending(work) for work in batch.items]
         creating = [
@@ -376,11 +376,14 @@ class Reconciler:
         # A task only for a key with something to send.
         sending = [o for o in outcomes if sends(o)]
         waiting = len(sending)
+        # The next batch is claimed, read and planned while this one's second half sends, so
+        # the app's slots do not empty between batches.
+        lead = waiting // 2
 
         def started() -> None:
             nonlocal waiting
             waiting -= 1
-            if waiting == 0 and tail is not None:
+            if waiting == lead and tail is not None:
                 tail()
 
         async def run(outcome: Outcome) -> None:

@@ -1,8 +1,9 @@
 """The worker loop: claim due keys, reconcile them, repeat; sleep until woken or due.
 
 Each claimed batch of an app runs in a lane of its own, and an app may have up to
-``worker_batches_per_app`` lanes at once: its next batch is claimed, planned and sending while
-the last one's slowest requests finish and it is recorded. The app's lanes share its connector
+``worker_batches_per_app`` lanes at once: its next batch is claimed and planned while the last
+one's second half sends, and sends while the last one's slowest requests finish and it is
+recorded. The app's lanes share its connector
 and its limits, so the requests in flight to the app stay within its concurrency.
 
 On PostgreSQL workers wake on ``LISTEN/NOTIFY`` (every enqueue notifies on commit), so an idle
@@ -125,8 +126,9 @@ class Worker:
 
     def _full_apps(self) -> list[str]:
         """Apps the next claim leaves out: those with as many lanes as they may have, and
-        those with a lane still starting its keys (its next batch is claimed once that lane
-        is in its tail, so the app's batches take turns rather than run in step)."""
+        those with a lane still starting the first half of its keys (its next batch is claimed
+        once that lane is in its tail, so the app's batches take turns rather than run in
+        step)."""
         lanes = Counter(app_id for app_id, _ in self._in_flight.values())
         starting = {app_id for n, (app_id, _) in self._in_flight.items() if n not in self._tailing}
         most = self.settings.worker_batches_per_app
@@ -361,7 +363,7 @@ class Worker:
         return bool(keys)
 
     def _tail(self, number: int) -> None:
-        """A lane's keys have all started: claim the app's next batch (see ``_full_apps``)."""
+        """Half of a lane's keys have started: claim the app's next batch (see ``_full_apps``)."""
         if number in self._in_flight:
             self._tailing.add(number)
             self._wake.set()
