@@ -16,7 +16,7 @@ from ldap3.operation.search import search_operation
 from ldap3.protocol.convert import build_controls_list
 from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
 from ldap3.protocol.rfc4527 import post_read_control
-from ldap3.utils.asn1 import encode
+from ldap3.utils.asn1 import encode  # type: ignore[attr-defined]
 from ldap3.utils.conv import escape_filter_chars
 
 from headwater.connectors import ldap_wire
@@ -32,7 +32,7 @@ def _ldap3_message(
     message = LDAPMessage()
     message["messageID"] = MessageID(message_id)
     message["protocolOp"] = ProtocolOp().setComponentByName(kind, request)
-    built = build_controls_list(controls)
+    built = build_controls_list(list(controls) if controls else None)
     if built is not None:
         message["controls"] = built
     return bytes(encode(message))
@@ -201,7 +201,7 @@ def test_a_search_finds_what_ldap3_finds(slapd: Slapd) -> None:
         assert all(e["attributes"]["title"] == [] for e in entries)
 
         conn.search(slapd.people_base, f"(sn={escape_filter_chars(odd)})", attributes=["sn"])
-        by_ldap3 = [e["dn"] for e in conn.response if e["type"] == "searchResEntry"]
+        by_ldap3 = [e["dn"] for e in conn.response or [] if e["type"] == "searchResEntry"]
         by_wire = ldap_wire.search(
             conn, slapd.people_base, "SUBTREE", ldap_wire.equals("sn", odd), ["sn"]
         )

@@ -152,7 +152,7 @@ def add(
 ) -> None:
     """``conn.add(dn, object_classes, attributes, controls=controls)``: the answer lands in
     ``conn.result``."""
-    request: dict[str, Any] = {"type": "addRequest", "entry": dn, "attributes": {}, "controls": controls}
+    request: dict[str, Any] = {"type": "addRequest", "entry": dn, "controls": controls}
     operation = add_request(dn, object_classes, attributes)
     _exchange(conn, request, operation, controls, search=False)
 
