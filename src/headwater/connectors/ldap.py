@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 import re
@@ -1160,11 +1159,9 @@ class LdapConnector:
         add: Sequence[str],
         remove: Sequence[str],
         only: bool = False,
-        dns: Mapping[str, str] | None = None,
     ) -> int:
         """Add and remove members (by account id) against what the group holds now; with
-        ``only`` every member not in ``add`` goes. Returns the modify requests sent. ``dns``
-        are the members' DNs when they were resolved already (see ``_resolve``).
+        ``only`` every member not in ``add`` goes. Returns the modify requests sent.
 
         Adds go first and the placeholder last, so the group is never left without a member
         (which ``groupOfNames`` and ``groupOfUniqueNames`` forbid).
@@ -1174,8 +1171,7 @@ class LdapConnector:
             raise NotFoundError("LDAP: the group no longer exists", status=404)
         dn, current, placeholder_held = read
         held = {_norm(m): m for m in current}
-        if dns is None:
-            dns = self._dns_of(conn, [*add, *remove])
+        dns = self._dns_of(conn, [*add, *remove])
         missing = [m for m in add if m not in dns]
         if missing:
             raise PermanentError(
@@ -1237,22 +1233,9 @@ class LdapConnector:
         """Add and remove in modify batches of ``membership_batch_size`` values."""
         if not add and not remove:
             return 0
-        dns = await self._resolve([*add, *remove])
         return await self._addressed(
-            "modify", lambda c: self._change_members(c, id, add=add, remove=remove, dns=dns)
+            "modify", lambda c: self._change_members(c, id, add=add, remove=remove)
         )
-
-    async def _resolve(self, ids: Sequence[str]) -> dict[str, str] | None:
-        """The members' DNs, a search per hundred ids on as many of the app's connections as
-        it allows at once (one connection would spend a round trip per hundred in turn,
-        before the first modify). None for a few ids: the modify's own connection reads them."""
-        chunks = _chunks(_unique(ids), _FILTER_CHUNK)
-        if len(chunks) < 2:
-            return None
-        found = await asyncio.gather(
-            *(self._run("search", functools.partial(self._dns_of, ids=chunk)) for chunk in chunks)
-        )
-        return {k: v for part in found for k, v in part.items()}
 
     async def remove_members(
         self, id: str, member_ids: Sequence[str], *, whole: GroupState | None = None
