@@ -381,6 +381,8 @@ async def test_tls_with_a_ca_made_at_test_time(tls_slapd: Slapd, kind: str, tmp_
     await good.test_connection()
     created = await good.create_user(person(unique("tls")))
     assert await good.get_user(created.id) is not None
+    # The hand-encoded add above and search here go through the TLS socket as ldap3's do.
+    assert await good.find_users([created.user_name]) == {created.user_name: created}
     await good.aclose()
     other_ca, _, _ = make_ca(tmp_path, "Some other CA")
     wrong = tls_connector(other_ca)
