@@ -98,6 +98,11 @@ def test_object_classes_are_not_passed_as_an_attribute() -> None:
         ldap_wire.add_request("cn=x", ["top"], {"objectClass": ["person"]})
 
 
+def test_a_value_that_is_neither_text_nor_bytes_is_refused() -> None:
+    with pytest.raises(TypeError, match="text or bytes"):
+        ldap_wire.add_request("cn=x", ["top"], {"employeeNumber": [5]})  # type: ignore[list-item]
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     message_id=_message_ids,

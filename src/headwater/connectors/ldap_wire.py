@@ -56,7 +56,12 @@ def _tlv(tag: int, content: bytes) -> bytes:
 
 
 def _octets(value: str | bytes) -> bytes:
-    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+    elif isinstance(value, bytes | bytearray):
+        raw = bytes(value)
+    else:  # bytes(5) would be five zero bytes, not "5"
+        raise TypeError(f"an LDAP value is text or bytes, not {type(value).__name__}")
     return _tlv(_OCTET_STRING, raw)
 
 
