@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -347,6 +348,64 @@ async def test_a_stopped_directory_is_transient_and_a_restart_recovers(
         await ldap.test_connection()
     fresh_slapd.start()
     assert await ldap.get_user(created.id) is not None
+    await ldap.aclose()
+
+
+async def test_adds_made_at_once_share_trips_and_each_gets_its_own_answer(slapd: Slapd) -> None:
+    """Forty creates at once go out in one trip per connection, one after another on it; a
+    name already taken is that one create's conflict, and every add is counted as a request."""
+    requests: list[tuple[str, int | None]] = []
+    ldap = LdapConnector(
+        slapd.url,
+        password=slapd.root_password,
+        profile=connector(slapd).profile,
+        settings=ProvisioningSettings(request_timeout=5),
+        policy=LOOPBACK,
+        on_request=lambda kind, operation, status, seconds: requests.append((operation, status)),
+    )
+    assert ldap.bulk_operations > 1 and not ldap.bulk_refused
+    taken = unique("taken")
+    await ldap.create_user(person(taken))
+    trips: list[str] = []
+    run = ldap._run
+
+    async def counted(operation: str, work: Any, **options: Any) -> Any:
+        trips.append(operation)
+        return await run(operation, work, **options)
+
+    ldap._run = counted  # type: ignore[method-assign]
+    names = [unique("shared") for _ in range(39)]
+    answers = await asyncio.gather(
+        *(ldap.create_user(person(n)) for n in [*names[:20], taken, *names[20:]]),
+        return_exceptions=True,
+    )
+    assert isinstance(answers[20], ConflictError)
+    created = [a for a in answers if not isinstance(a, BaseException)]
+    assert sorted(a.user_name for a in created) == sorted(names)
+    assert len({a.id for a in created}) == 39
+    connections = ldap.settings.max_concurrency
+    assert trips == ["add"] * connections, "one trip per connection"
+    adds = [r for r in requests if r[0] == "add"]
+    assert len(adds) == 41 and adds.count(("add", 68)) == 1  # entryAlreadyExists
+    for name in names[:3]:
+        assert entry(slapd, f"(uid={name})")["uid"] == [name]
+    await ldap.aclose()
+
+
+async def test_adds_made_at_once_against_a_stopped_directory_fail_each_then_recover(
+    fresh_slapd: Slapd,
+) -> None:
+    ldap = connector(fresh_slapd)
+    await ldap.create_user(person(unique("warm")))  # a pooled connection, dropped below
+    fresh_slapd.stop()
+    names = [unique("down") for _ in range(12)]
+    answers = await asyncio.gather(
+        *(ldap.create_user(person(n)) for n in names), return_exceptions=True
+    )
+    assert all(isinstance(a, TransientError) for a in answers), answers
+    fresh_slapd.start()
+    again = await asyncio.gather(*(ldap.create_user(person(n)) for n in names))
+    assert sorted(a.user_name for a in again) == sorted(names)
     await ldap.aclose()
 
 

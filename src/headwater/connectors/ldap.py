@@ -35,6 +35,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -76,6 +77,8 @@ PERSON_CLASSES = ("top", "person", "organizationalPerson", "inetOrgPerson")
 PLACEHOLDER = ""
 #: Attribute values a single OR filter resolves at once.
 _FILTER_CHUNK = 100
+#: The most accounts' adds one connection sends in one trip to its thread.
+ADDS_PER_TRIP = 8
 #: RFC 4527's Post-Read control: an add answers with the new entry's attributes.
 _POST_READ = "1.3.6.1.1.13.2"
 #: Up to this many member DNs are read one by one; more, and the bases are scanned once.
@@ -320,6 +323,21 @@ class _Pool:
             return conns
 
 
+@dataclass(eq=False)
+class _Shared:
+    """One work waiting to run beside others on one connection (see ``_run_shared``)."""
+
+    work: Callable[[ldap3.Connection], Any]
+    answer: asyncio.Future[Any]
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+    status: int | None = None
+    seconds: float = 0.0
+    #: The error is ``_run``'s own (the connection's), already a connector error.
+    translated: bool = False
+
+
 class LdapConnector:
     """One LDAP directory (see the module docstring)."""
 
@@ -359,6 +377,10 @@ class LdapConnector:
         )
         self._pool = _Pool(settings.max_concurrency)
         self._closed = False
+        #: Works for ``_run_shared`` that came in during this turn of the event loop, and the
+        #: tasks sending the earlier ones.
+        self._waiting: list[_Shared] = []
+        self._sending: set[asyncio.Task[None]] = set()
         #: The pushed groups' object class and the attribute that holds their members.
         self._group_class = str(profile.group_class)
         self._member = profile.group_class.member_attribute
@@ -375,6 +397,14 @@ class LdapConnector:
 
     #: LDAP has no PATCH to refuse: every change is a modify.
     patch_refused = False
+    #: The adds of many keys share trips to the connections' threads (``_run_shared``), like
+    #: the operations of a SCIM Bulk request: the engine lets this many keys per connection
+    #: run at once to fill them. The directory itself never refuses that.
+    bulk_refused = False
+
+    @property
+    def bulk_operations(self) -> int:
+        return ADDS_PER_TRIP
 
     def __repr__(self) -> str:
         return f"LdapConnector({self.url!r})"
@@ -467,7 +497,12 @@ class LdapConnector:
         return conn
 
     async def _run(
-        self, operation: str, work: Callable[[ldap3.Connection], _T], *, probing: bool = False
+        self,
+        operation: str,
+        work: Callable[[ldap3.Connection], _T],
+        *,
+        probing: bool = False,
+        report: bool = True,
     ) -> _T:
         """Run ``work`` on a pooled connection in a worker thread; errors as connector errors.
 
@@ -515,24 +550,94 @@ class LdapConnector:
                     self._seen(False)
                     return result
                 raise AssertionError("unreachable")  # pragma: no cover
-            except DownstreamError as exc:
-                self._seen(True)
-                exc.message = self.scrubber(exc.message, limit=_MAX_MESSAGE)
-                exc.detail = self.scrubber(exc.detail, limit=MAX_DETAIL)
-                exc.args = (exc.message,)
-                raise exc from None
             except Exception as exc:
-                error = ldap_error(
-                    exc,
-                    operation,
-                    probing=probing,
-                    scrub=self.scrubber,
-                    directory=self.profile.directory,
-                )
-                self._seen(isinstance(error, TransientError | AppUnavailableError))
-                raise error from None
+                raise self._connector_error(exc, operation, probing=probing) from None
             finally:
-                self._report(operation, status, time.perf_counter() - started)
+                if report:
+                    self._report(operation, status, time.perf_counter() - started)
+
+    def _connector_error(
+        self, exc: Exception, operation: str, *, probing: bool = False
+    ) -> DownstreamError:
+        """``exc`` as the connector error the engine acts on, its texts scrubbed, and counted
+        in the app's window of recent outcomes."""
+        if isinstance(exc, DownstreamError):
+            self._seen(True)
+            exc.message = self.scrubber(exc.message, limit=_MAX_MESSAGE)
+            exc.detail = self.scrubber(exc.detail, limit=MAX_DETAIL)
+            exc.args = (exc.message,)
+            return exc
+        error = ldap_error(
+            exc, operation, probing=probing, scrub=self.scrubber, directory=self.profile.directory
+        )
+        self._seen(isinstance(error, TransientError | AppUnavailableError))
+        return error
+
+    async def _run_shared(self, operation: str, work: Callable[[ldap3.Connection], _T]) -> _T:
+        """``_run`` for an operation sent by many keys at once (the accounts' adds): the works
+        waiting together are spread over the app's connections, each connection's share run
+        one after another in one trip to a worker thread. A connection then goes from one add
+        straight to the next instead of waiting for the event loop (and the GIL) between them;
+        each work still gets its own result or error, as from ``_run``."""
+        waiting = _Shared(work, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        if len(self._waiting) == 1:
+            asyncio.get_running_loop().call_soon(self._share_out, operation)
+        return await waiting.answer  # type: ignore[no-any-return]
+
+    def _share_out(self, operation: str) -> None:
+        """Split the works that came in during one turn of the loop over the connections."""
+        waiting, self._waiting = self._waiting, []
+        each = math.ceil(len(waiting) / self._pool.size)
+        for start in range(0, len(waiting), each):
+            sending = asyncio.create_task(
+                self._send_shared(operation, waiting[start : start + each])
+            )
+            self._sending.add(sending)
+            sending.add_done_callback(self._sending.discard)
+
+    async def _send_shared(self, operation: str, shared: list[_Shared]) -> None:
+        def work(conn: ldap3.Connection) -> None:
+            for one in shared:
+                if one.done:  # sent before a dropped connection was replaced
+                    continue
+                started = time.perf_counter()
+                try:
+                    one.result = one.work(conn)
+                    one.status = 0
+                except lx.LDAPCommunicationError:
+                    raise  # ``_run`` replaces the connection and runs the rest again
+                except lx.LDAPOperationResult as exc:
+                    one.error, one.status = exc, int(exc.result or 0)
+                except Exception as exc:
+                    one.error = exc
+                one.done = True
+                one.seconds = time.perf_counter() - started
+
+        try:
+            await self._run(operation, work, report=False)
+        except Exception as exc:  # the connection failed: what was not sent fails with it
+            for one in shared:
+                if not one.done:
+                    one.error, one.done, one.translated = exc, True, True
+        finally:
+            for one in shared:
+                self._settle(operation, one)
+
+    def _settle(self, operation: str, one: _Shared) -> None:
+        if one.answer.done():
+            return
+        if not one.done:  # cancelled (the connector closed)
+            one.answer.set_exception(TransientError("LDAP connector closed"))
+            return
+        self._report(operation, one.status, one.seconds)
+        if one.error is None:
+            self._seen(False)
+            one.answer.set_result(one.result)
+        elif one.translated or not isinstance(one.error, Exception):
+            one.answer.set_exception(one.error)  # ``_run``'s own error, translated already
+        else:
+            one.answer.set_exception(self._connector_error(one.error, operation))
 
     @contextlib.asynccontextmanager
     async def _gated(self) -> AsyncIterator[None]:
@@ -899,7 +1004,7 @@ class LdapConnector:
                 raise TransientError("LDAP add: the new entry cannot be read back")
             return self._remote_account(*found[0])
 
-        return await self._run("add", work)
+        return await self._run_shared("add", work)
 
     async def _create_ad_user(self, dn: str, attrs: AccountAttributes) -> RemoteAccount:
         """Add a ``user`` without a password: AD creates it disabled and PASSWD_NOTREQD
