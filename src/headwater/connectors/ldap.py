@@ -15,10 +15,13 @@ With the profile's ``directory: activeDirectory`` the entries speak Active Direc
 
 ldap3 is synchronous: each operation (one or a few LDAP requests) runs on a small thread pool,
 one bound connection per thread, at most ``max_concurrency`` at once per app, so the event loop
-never waits on the directory. A connection is opened to an address the outbound policy allows
-(the host is resolved and checked here, and TLS still verifies the certificate against the
-host name). Failures become the ``connectors.errors`` types the engine decides on, with the
-directory's words scrubbed of the bind password.
+never waits on the directory. The accounts' adds that come in together share trips to those
+threads (``_run_shared``), and the add and the many-valued searches are encoded by hand
+(``connectors.ldap_wire``): what a large assignment costs the client per account. A connection
+is opened to an address the outbound policy allows (the host is resolved and checked here, and
+TLS still verifies the certificate against the host name). Failures become the
+``connectors.errors`` types the engine decides on, with the directory's words scrubbed of the
+bind password.
 """
 
 from __future__ import annotations
