@@ -389,6 +389,11 @@ async def test_adds_made_at_once_share_trips_and_each_gets_its_own_answer(slapd:
     assert len(adds) == 41 and adds.count(("add", 68)) == 1  # entryAlreadyExists
     for name in names[:3]:
         assert entry(slapd, f"(uid={name})")["uid"] == [name]
+    # More at once than the connections' trips hold: no trip carries more than its share.
+    trips.clear()
+    more = await asyncio.gather(*(ldap.create_user(person(unique("more"))) for _ in range(100)))
+    assert len({a.id for a in more}) == 100
+    assert len(trips) == -(-100 // ldap.bulk_operations)
     await ldap.aclose()
 
 

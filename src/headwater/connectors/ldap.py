@@ -505,12 +505,14 @@ class LdapConnector:
         work: Callable[[ldap3.Connection], _T],
         *,
         probing: bool = False,
-        report: bool = True,
+        counted: bool = True,
     ) -> _T:
         """Run ``work`` on a pooled connection in a worker thread; errors as connector errors.
 
         A pooled connection the directory dropped (a restart) is replaced and ``work`` run
         once more: every operation here reads before it writes, so a repeat is harmless.
+        ``counted``: the request goes to the metrics and the app's window of outcomes (off
+        when the works inside are counted one by one, see ``_run_shared``).
         """
         if self._closed:
             raise TransientError("LDAP connector closed")
@@ -550,13 +552,14 @@ class LdapConnector:
                         raise
                     self._pool.give(conn)
                     status = 0
-                    self._seen(False)
+                    if counted:
+                        self._seen(False)
                     return result
                 raise AssertionError("unreachable")  # pragma: no cover
             except Exception as exc:
                 raise self._connector_error(exc, operation, probing=probing) from None
             finally:
-                if report:
+                if counted:
                     self._report(operation, status, time.perf_counter() - started)
 
     def _connector_error(
@@ -591,7 +594,7 @@ class LdapConnector:
     def _share_out(self, operation: str) -> None:
         """Split the works that came in during one turn of the loop over the connections."""
         waiting, self._waiting = self._waiting, []
-        each = math.ceil(len(waiting) / self._pool.size)
+        each = min(ADDS_PER_TRIP, math.ceil(len(waiting) / self._pool.size))
         for start in range(0, len(waiting), each):
             sending = asyncio.create_task(
                 self._send_shared(operation, waiting[start : start + each])
@@ -618,7 +621,7 @@ class LdapConnector:
                 one.seconds = time.perf_counter() - started
 
         try:
-            await self._run(operation, work, report=False)
+            await self._run(operation, work, counted=False)  # each work is counted alone
         except Exception as exc:  # the connection failed: what was not sent fails with it
             for one in shared:
                 if not one.done:
