@@ -334,7 +334,7 @@ class _Shared:
     answer: asyncio.Future[Any]
     done: bool = False
     result: Any = None
-    error: BaseException | None = None
+    error: Exception | None = None
     status: int | None = None
     seconds: float = 0.0
     #: The error is ``_run``'s own (the connection's), already a connector error.
@@ -640,7 +640,7 @@ class LdapConnector:
         if one.error is None:
             self._seen(False)
             one.answer.set_result(one.result)
-        elif one.translated or not isinstance(one.error, Exception):
+        elif one.translated:
             one.answer.set_exception(one.error)  # ``_run``'s own error, translated already
         else:
             one.answer.set_exception(self._connector_error(one.error, operation))

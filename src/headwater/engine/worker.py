@@ -3,8 +3,8 @@
 Each claimed batch of an app runs in a lane of its own, and an app may have up to
 ``worker_batches_per_app`` lanes at once: its next batch is claimed and planned while the last
 one's second half sends, and sends while the last one's slowest requests finish and it is
-recorded. The app's lanes share its connector
-and its limits, so the requests in flight to the app stay within its concurrency.
+recorded. The app's lanes share its connector and its limits, so the requests in flight to the
+app stay within its concurrency.
 
 On PostgreSQL workers wake on ``LISTEN/NOTIFY`` (every enqueue notifies on commit), so an idle
 cluster reacts in milliseconds; SQLite polls. Leases are extended while a batch runs, and a
